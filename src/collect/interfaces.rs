@@ -1,0 +1,2 @@
+//! TODO(collect): interfaces source.
+//! Owned by the collect work in progress.

@@ -1,0 +1,99 @@
+//! Reads what the host does on the network: sockets, interface addresses, byte counters and
+//! owning processes, from a root path (live `/` or a fixture tree). Plain data only: nothing
+//! here knows about reports or the wire.
+
+pub mod interfaces;
+pub mod netdev;
+pub mod processes;
+pub mod procnet;
+pub mod sockdiag;
+pub mod sockets;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Transport protocol of a socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Proto {
+    Tcp,
+    Udp,
+}
+
+/// One socket as the kernel reports it, with the interface its local address belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Socket {
+    pub proto: Proto,
+    /// Local address; IPv4-mapped IPv6 addresses are already unwrapped to IPv4.
+    pub local: SocketAddr,
+    /// Remote address; unspecified (`0.0.0.0:0` / `[::]:0`) for listeners.
+    pub remote: SocketAddr,
+    /// Socket inode, the key for process attribution (0 when unknown).
+    pub inode: u64,
+    /// Interface owning `local.ip()` when exactly one does; `None` for wildcard binds.
+    pub interface: Option<String>,
+}
+
+/// Which kernel interface the socket table came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SocketSource {
+    /// netlink sock_diag (NETLINK_INET_DIAG).
+    SockDiag,
+    /// /proc/net/{tcp,tcp6,udp,udp6}, used when sock_diag is unavailable.
+    ProcNet,
+}
+
+/// The sockets the report cares about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SocketTable {
+    /// TCP sockets in state LISTEN.
+    pub tcp_listen: Vec<Socket>,
+    /// UDP sockets that are bound and unconnected (state 07, remote unspecified).
+    pub udp_listen: Vec<Socket>,
+    /// TCP sockets in state ESTABLISHED.
+    pub tcp_established: Vec<Socket>,
+    pub source: SocketSource,
+}
+
+/// 64-bit interface counters as read from /proc/net/dev (since boot, not deltas).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Counters {
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub packets_in: u64,
+    pub packets_out: u64,
+}
+
+/// One full sample of the host.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    pub sockets: SocketTable,
+    /// Counters per interface, after the include/exclude filter.
+    pub counters: BTreeMap<String, Counters>,
+    /// /proc/sys/kernel/random/boot_id, to tell a reboot from a counter wrap.
+    pub boot_id: Option<String>,
+}
+
+/// What to sample and where from.
+#[derive(Debug, Clone)]
+pub struct CollectOptions {
+    /// Root of the file system to read (`/` live, a fixture tree in tests).
+    pub root: PathBuf,
+    /// Read sockets from /proc/net even when sock_diag works.
+    pub force_procnet: bool,
+    /// Interfaces whose counters are summed; empty means all but `exclude`.
+    pub include: Vec<String>,
+    /// Interfaces left out of the counters (default: `lo`).
+    pub exclude: Vec<String>,
+}
+
+impl Default for CollectOptions {
+    fn default() -> Self {
+        Self {
+            root: PathBuf::from("/"),
+            force_procnet: false,
+            include: Vec::new(),
+            exclude: vec!["lo".to_string()],
+        }
+    }
+}

@@ -1,0 +1,2 @@
+//! TODO(collect): netdev source.
+//! Owned by the collect work in progress.

@@ -1,0 +1,2 @@
+//! TODO(collect): processes source.
+//! Owned by the collect work in progress.

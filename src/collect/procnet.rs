@@ -1,0 +1,2 @@
+//! TODO(collect): procnet source.
+//! Owned by the collect work in progress.

@@ -1,0 +1,2 @@
+//! TODO(collect): sockdiag source.
+//! Owned by the collect work in progress.

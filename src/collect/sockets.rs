@@ -1,0 +1,2 @@
+//! TODO(collect): sockets source.
+//! Owned by the collect work in progress.

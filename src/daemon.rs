@@ -1,0 +1,2 @@
+//! The run loop: schedule, signals, reload, systemd notify and watchdog.
+//! Never parses /proc itself.

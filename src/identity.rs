@@ -1,0 +1,2 @@
+//! Thing name / MQTT client ID rules (protocol doc §4).
+//! Knows nothing about MQTT.
