@@ -97,3 +97,81 @@ impl Default for CollectOptions {
         }
     }
 }
+
+/// Why a sample (or one of its sources) could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum CollectError {
+    /// A file under the root could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The kernel has no sock_diag for this socket family (no CONFIG_INET_DIAG, qemu-user).
+    #[error("sock_diag unavailable: {0}")]
+    SockDiagUnavailable(String),
+    /// A netlink system call failed.
+    #[error("sock_diag {op} failed: {source}")]
+    SockDiag {
+        op: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The kernel's netlink answer did not have the expected shape.
+    #[error("sock_diag answer malformed: {0}")]
+    SockDiagMalformed(String),
+    /// getifaddrs(3) failed.
+    #[error("getifaddrs failed: {0}")]
+    Getifaddrs(#[source] std::io::Error),
+}
+
+impl CollectError {
+    pub(crate) fn read(path: &std::path::Path, source: std::io::Error) -> Self {
+        Self::Read {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// Takes one sample of the host: socket table, interface counters and boot id.
+pub fn sample(opts: &CollectOptions) -> Result<Sample, CollectError> {
+    let sockets = sockets::read(opts)?;
+    let counters = netdev::read(&opts.root, &opts.include, &opts.exclude)?;
+    Ok(Sample {
+        sockets,
+        counters,
+        boot_id: boot_id(&opts.root),
+    })
+}
+
+/// root/proc/sys/kernel/random/boot_id, trimmed; `None` when unreadable or empty.
+pub fn boot_id(root: &std::path::Path) -> Option<String> {
+    let path = root.join("proc/sys/kernel/random/boot_id");
+    let id = std::fs::read_to_string(path).ok()?;
+    let id = id.trim();
+    (!id.is_empty()).then(|| id.to_string())
+}
+
+/// Unwraps an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) to plain IPv4.
+pub(crate) fn unmap(addr: std::net::SocketAddr) -> std::net::SocketAddr {
+    match addr {
+        std::net::SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => std::net::SocketAddr::new(v4.into(), v6.port()),
+            None => addr,
+        },
+        v4 => v4,
+    }
+}
+
+/// Sorts each list of a table by (local, remote) so the output is stable between samples.
+pub(crate) fn sort_table(table: &mut SocketTable) {
+    for list in [
+        &mut table.tcp_listen,
+        &mut table.udp_listen,
+        &mut table.tcp_established,
+    ] {
+        list.sort_by_key(|a| (a.local, a.remote, a.inode));
+    }
+}
