@@ -1,2 +1,17 @@
 //! Turns a Sample into an AWS IoT Device Defender metrics report (protocol doc §1–§4):
 //! model, key names, limits, deltas and the JSON/CBOR encoders. No I/O here.
+
+pub mod build;
+pub mod delta;
+pub mod encode;
+pub mod format;
+pub mod keys;
+pub mod limits;
+pub mod model;
+
+pub use build::build;
+pub use delta::{Baseline, NetworkStats, Rebase};
+pub use encode::{Encoded, ReportError, encode};
+pub use format::{Format, UnknownFormat};
+pub use limits::{Cut, ListCut, MAX_PAYLOAD_BYTES};
+pub use model::{Connection, ConnectionList, CustomValue, Header, Metrics, Port, PortList, Report};

@@ -1,0 +1,262 @@
+//! Network-stats deltas (protocol doc §1.4 "delta metric", §7.1 items 3–4): the counter
+//! baseline, how it follows reboots, resets and interface changes, and the saturating sum.
+//! Does not read /proc or persist anything (the state module stores `Baseline` as JSON).
+
+use std::collections::BTreeMap;
+
+use crate::collect::Counters;
+
+/// Bytes and packets since the previous report, summed over interfaces; never negative.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NetworkStats {
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub packets_in: u64,
+    pub packets_out: u64,
+}
+
+/// Counters at the previous report, per interface, with the boot they belong to.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Baseline {
+    pub boot_id: Option<String>,
+    pub counters: BTreeMap<String, Counters>,
+}
+
+/// What `Baseline::rebase` changed, for logs and for deciding whether a delta is honest.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Rebase {
+    /// The whole baseline restarted at the current counters (it was fresh, or the boot id
+    /// changed): no delta exists for this sample.
+    pub restarted: bool,
+    /// Interfaces with a counter below its baseline (reset, wrap, re-created).
+    pub reset: Vec<String>,
+    /// Interfaces seen for the first time.
+    pub added: Vec<String>,
+    /// Interfaces gone from the current sample.
+    pub removed: Vec<String>,
+}
+
+impl Baseline {
+    /// A baseline taken from one sample.
+    pub fn new(boot_id: Option<&str>, counters: &BTreeMap<String, Counters>) -> Self {
+        Self {
+            boot_id: boot_id.map(str::to_string),
+            counters: counters.clone(),
+        }
+    }
+
+    /// True when no counters are known yet: the next sample cannot yield a delta
+    /// (sending since-boot totals causes false spikes, protocol doc §1.4, §7.1 item 3).
+    pub fn is_fresh(&self) -> bool {
+        self.counters.is_empty()
+    }
+
+    /// Makes the baseline comparable with `current`: a new boot id (or a fresh baseline)
+    /// restarts everything; an interface whose counter went down restarts at its current value
+    /// (§7.1 item 4: never a negative or ~2^64 delta); new interfaces start at their current
+    /// value; interfaces gone from `current` are dropped.
+    pub fn rebase(
+        &mut self,
+        boot_id: Option<&str>,
+        current: &BTreeMap<String, Counters>,
+    ) -> Rebase {
+        let mut out = Rebase::default();
+        if self.is_fresh() || self.boot_id.as_deref() != boot_id {
+            *self = Baseline::new(boot_id, current);
+            out.restarted = true;
+            return out;
+        }
+        out.removed = self
+            .counters
+            .keys()
+            .filter(|name| !current.contains_key(*name))
+            .cloned()
+            .collect();
+        self.counters.retain(|name, _| current.contains_key(name));
+        for (name, now) in current {
+            match self.counters.get_mut(name) {
+                None => {
+                    self.counters.insert(name.clone(), *now);
+                    out.added.push(name.clone());
+                }
+                Some(base) if went_down(base, now) => {
+                    *base = *now;
+                    out.reset.push(name.clone());
+                }
+                Some(_) => {}
+            }
+        }
+        out
+    }
+
+    /// Sum over interfaces of `current − baseline`, saturating at 0 per counter; interfaces
+    /// missing from the baseline count 0. `None` when the baseline is fresh.
+    pub fn delta(&self, current: &BTreeMap<String, Counters>) -> Option<NetworkStats> {
+        if self.is_fresh() {
+            return None;
+        }
+        let mut sum = NetworkStats::default();
+        for (name, now) in current {
+            let base = self.counters.get(name).copied().unwrap_or(*now);
+            sum.bytes_in = sum
+                .bytes_in
+                .saturating_add(now.bytes_in.saturating_sub(base.bytes_in));
+            sum.bytes_out = sum
+                .bytes_out
+                .saturating_add(now.bytes_out.saturating_sub(base.bytes_out));
+            sum.packets_in = sum
+                .packets_in
+                .saturating_add(now.packets_in.saturating_sub(base.packets_in));
+            sum.packets_out = sum
+                .packets_out
+                .saturating_add(now.packets_out.saturating_sub(base.packets_out));
+        }
+        Some(sum)
+    }
+
+    /// `rebase` then `delta`, with `None` whenever the baseline restarted on this sample:
+    /// the value to put in `network_stats` (protocol doc §1.4, §10).
+    pub fn step(
+        &mut self,
+        boot_id: Option<&str>,
+        current: &BTreeMap<String, Counters>,
+    ) -> (Option<NetworkStats>, Rebase) {
+        let rebase = self.rebase(boot_id, current);
+        let stats = if rebase.restarted {
+            None
+        } else {
+            self.delta(current)
+        };
+        (stats, rebase)
+    }
+}
+
+fn went_down(base: &Counters, now: &Counters) -> bool {
+    now.bytes_in < base.bytes_in
+        || now.bytes_out < base.bytes_out
+        || now.packets_in < base.packets_in
+        || now.packets_out < base.packets_out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(bi: u64, bo: u64, pi: u64, po: u64) -> Counters {
+        Counters {
+            bytes_in: bi,
+            bytes_out: bo,
+            packets_in: pi,
+            packets_out: po,
+        }
+    }
+
+    fn map(items: &[(&str, Counters)]) -> BTreeMap<String, Counters> {
+        items.iter().map(|(n, c)| (n.to_string(), *c)).collect()
+    }
+
+    fn ns(bi: u64, bo: u64, pi: u64, po: u64) -> NetworkStats {
+        NetworkStats {
+            bytes_in: bi,
+            bytes_out: bo,
+            packets_in: pi,
+            packets_out: po,
+        }
+    }
+
+    #[test]
+    fn fresh_baseline_gives_no_delta_then_real_deltas() {
+        let mut b = Baseline::default();
+        assert!(b.is_fresh());
+        assert_eq!(b.delta(&map(&[("eth0", c(1, 1, 1, 1))])), None);
+        let s1 = map(&[("eth0", c(100, 50, 10, 5))]);
+        let (stats, r) = b.step(Some("boot-a"), &s1);
+        assert_eq!(stats, None);
+        assert!(r.restarted);
+        assert!(!b.is_fresh());
+        let s2 = map(&[("eth0", c(150, 70, 13, 9))]);
+        let (stats, r) = b.step(Some("boot-a"), &s2);
+        assert_eq!(stats, Some(ns(50, 20, 3, 4)));
+        assert_eq!(r, Rebase::default());
+    }
+
+    #[test]
+    fn values_above_2_pow_32_are_kept() {
+        let base = 29_358_693_495u64; // value from the doc example, > 2^32
+        let mut b = Baseline::new(None, &map(&[("eth0", c(base, base, base, base))]));
+        let now = map(&[("eth0", c(base + (1 << 33), base + 1, base, base + 7))]);
+        let (stats, _) = b.step(None, &now);
+        assert_eq!(stats, Some(ns(1 << 33, 1, 0, 7)));
+    }
+
+    #[test]
+    fn reboot_restarts_everything_and_sends_nothing() {
+        let mut b = Baseline::new(Some("boot-a"), &map(&[("eth0", c(1000, 1000, 10, 10))]));
+        let now = map(&[("eth0", c(5, 5000, 1, 20))]);
+        let (stats, r) = b.step(Some("boot-b"), &now);
+        assert_eq!(stats, None);
+        assert!(r.restarted);
+        assert_eq!(b, Baseline::new(Some("boot-b"), &now));
+    }
+
+    #[test]
+    fn reset_or_wrap_restarts_only_that_interface() {
+        let mut b = Baseline::new(
+            Some("x"),
+            &map(&[
+                ("eth0", c(u64::MAX - 10, 100, 10, 10)),
+                ("wlan0", c(100, 100, 10, 10)),
+            ]),
+        );
+        // eth0 wrapped (bytes_in went down), wlan0 moved on normally.
+        let now = map(&[("eth0", c(5, 200, 20, 20)), ("wlan0", c(130, 110, 12, 11))]);
+        let (stats, r) = b.step(Some("x"), &now);
+        assert_eq!(r.reset, ["eth0"]);
+        assert!(!r.restarted);
+        assert_eq!(stats, Some(ns(30, 10, 2, 1)));
+        assert_eq!(b.counters["eth0"], now["eth0"]);
+        assert_eq!(b.counters["wlan0"], c(100, 100, 10, 10));
+        // Without a new baseline (no accepted report), the next sample counts eth0 from its
+        // restarted value and wlan0 still from its old one.
+        let later = map(&[("eth0", c(10, 210, 21, 22)), ("wlan0", c(130, 110, 12, 11))]);
+        let (stats, r) = b.step(Some("x"), &later);
+        assert!(r.reset.is_empty());
+        assert_eq!(stats, Some(ns(5 + 30, 10 + 10, 1 + 2, 2 + 1)));
+    }
+
+    #[test]
+    fn new_and_removed_interfaces() {
+        let mut b = Baseline::new(
+            None,
+            &map(&[("eth0", c(10, 10, 1, 1)), ("ppp0", c(10, 10, 1, 1))]),
+        );
+        let now = map(&[("eth0", c(20, 15, 2, 3)), ("wg0", c(9999, 9999, 99, 99))]);
+        let (stats, r) = b.step(None, &now);
+        assert_eq!(r.added, ["wg0"]);
+        assert_eq!(r.removed, ["ppp0"]);
+        // wg0 starts at its current value: its since-boot totals are not a delta.
+        assert_eq!(stats, Some(ns(10, 5, 1, 2)));
+        assert_eq!(b.counters.keys().collect::<Vec<_>>(), ["eth0", "wg0"]);
+    }
+
+    #[test]
+    fn delta_never_underflows_without_rebase() {
+        let b = Baseline::new(None, &map(&[("eth0", c(100, 100, 100, 100))]));
+        let now = map(&[("eth0", c(0, 200, 0, 0)), ("new0", c(7, 7, 7, 7))]);
+        assert_eq!(b.delta(&now), Some(ns(0, 100, 0, 0)));
+    }
+
+    #[test]
+    fn sum_saturates() {
+        let b = Baseline::new(None, &map(&[("a", c(0, 0, 0, 0)), ("b", c(0, 0, 0, 0))]));
+        let now = map(&[("a", c(u64::MAX, 0, 0, 0)), ("b", c(u64::MAX, 0, 0, 0))]);
+        assert_eq!(b.delta(&now).unwrap().bytes_in, u64::MAX);
+    }
+
+    #[test]
+    fn serde_round_trip() {
+        let b = Baseline::new(Some("id"), &map(&[("eth0", c(1 << 40, 2, 3, 4))]));
+        let text = serde_json::to_string(&b).unwrap();
+        assert_eq!(serde_json::from_str::<Baseline>(&text).unwrap(), b);
+    }
+}

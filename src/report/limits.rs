@@ -1,0 +1,216 @@
+//! The payload size limit (protocol doc §4, §7.1 item 16) and the deterministic policy that
+//! chooses which list entries to keep when a report would exceed it. Pure arithmetic on entry
+//! sizes measured by `encode.rs`; does not encode or log.
+//!
+//! Cut policy (security-relevant): entries are taken in one priority order and the longest
+//! prefix of that order that fits is kept. The order is: all listening TCP ports (sorted),
+//! then all listening UDP ports (sorted), then one established connection per distinct remote
+//! IP (the first of each IP in sorted order), then the remaining connections in sorted order.
+//! So an unexpected listener is never hidden by connections, and a connection to an unknown
+//! IP is never hidden behind thousands of connections to a known one. `total` keeps the true
+//! count (protocol doc §7.1 item 12) so the backend still sees how many entries exist.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+/// AWS IoT Core rejects PUBLISH payloads over 128 KB (protocol doc §4); encoded reports are
+/// always strictly smaller than this many bytes (the legacy AWS C agent's MAX_REPORT_SIZE).
+pub const MAX_PAYLOAD_BYTES: usize = 128_000;
+
+/// How many entries of one list went out, of how many the model held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListCut {
+    pub kept: usize,
+    pub total: usize,
+}
+
+/// What a size cut dropped, per list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cut {
+    pub tcp_ports: ListCut,
+    pub udp_ports: ListCut,
+    pub connections: ListCut,
+}
+
+/// Entries chosen to go out: port lists keep a prefix, connections a sorted index set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Selection {
+    pub tcp: usize,
+    pub udp: usize,
+    pub connections: Vec<usize>,
+}
+
+impl Selection {
+    pub fn all(tcp: usize, udp: usize, connections: usize) -> Self {
+        Self {
+            tcp,
+            udp,
+            connections: (0..connections).collect(),
+        }
+    }
+
+    pub fn none() -> Self {
+        Self::all(0, 0, 0)
+    }
+
+    /// `None` when everything is kept.
+    pub fn cut(&self, tcp_total: usize, udp_total: usize, conn_total: usize) -> Option<Cut> {
+        let cut = Cut {
+            tcp_ports: ListCut {
+                kept: self.tcp,
+                total: tcp_total,
+            },
+            udp_ports: ListCut {
+                kept: self.udp,
+                total: udp_total,
+            },
+            connections: ListCut {
+                kept: self.connections.len(),
+                total: conn_total,
+            },
+        };
+        let whole = |l: ListCut| l.kept == l.total;
+        if whole(cut.tcp_ports) && whole(cut.udp_ports) && whole(cut.connections) {
+            None
+        } else {
+            Some(cut)
+        }
+    }
+}
+
+/// Measured sizes: `base` is the report with all three lists empty; each entry size includes
+/// its separator; `slack` covers growth of one list's length header (CBOR: at most 4 bytes).
+pub(crate) struct Sizes<'a> {
+    pub base: usize,
+    pub slack_per_list: usize,
+    pub tcp: &'a [usize],
+    pub udp: &'a [usize],
+    pub connections: &'a [usize],
+}
+
+/// The longest prefix of the priority order (module doc) whose size stays under the limit.
+/// One pass over the entries: bounded by their number, no re-encoding.
+pub(crate) fn plan(sizes: &Sizes<'_>, remote_ips: &[IpAddr]) -> Selection {
+    let fixed = sizes.base + 3 * sizes.slack_per_list;
+    let mut budget = (MAX_PAYLOAD_BYTES - 1).saturating_sub(fixed);
+    let mut take = |size: usize| -> bool {
+        if size <= budget {
+            budget -= size;
+            true
+        } else {
+            false
+        }
+    };
+    let mut sel = Selection::none();
+    sel.tcp = sizes.tcp.iter().take_while(|s| take(**s)).count();
+    if sel.tcp < sizes.tcp.len() {
+        return sel;
+    }
+    sel.udp = sizes.udp.iter().take_while(|s| take(**s)).count();
+    if sel.udp < sizes.udp.len() {
+        return sel;
+    }
+    for i in connection_priority(remote_ips) {
+        match sizes.connections.get(i) {
+            Some(size) if take(*size) => sel.connections.push(i),
+            _ => break,
+        }
+    }
+    sel.connections.sort_unstable();
+    sel
+}
+
+/// Indices of the connections in keep order: the first connection of each distinct remote IP
+/// (in list order, which is sorted), then the others in list order.
+pub(crate) fn connection_priority(remote_ips: &[IpAddr]) -> Vec<usize> {
+    let mut seen = BTreeSet::new();
+    let (mut first, mut rest) = (Vec::new(), Vec::new());
+    for (i, ip) in remote_ips.iter().enumerate() {
+        if seen.insert(*ip) {
+            first.push(i);
+        } else {
+            rest.push(i);
+        }
+    }
+    first.extend(rest);
+    first
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn everything_kept_when_it_fits() {
+        let ips = [ip("10.0.0.1"), ip("10.0.0.2")];
+        let sizes = Sizes {
+            base: 100,
+            slack_per_list: 4,
+            tcp: &[10, 10],
+            udp: &[10],
+            connections: &[50, 50],
+        };
+        let sel = plan(&sizes, &ips);
+        assert_eq!(sel, Selection::all(2, 1, 2));
+        assert_eq!(sel.cut(2, 1, 2), None);
+    }
+
+    #[test]
+    fn one_connection_per_ip_before_more() {
+        // 1000 connections to 10.0.0.1 then one to 10.0.0.9: the last one must survive.
+        let mut ips = vec![ip("10.0.0.1"); 1000];
+        ips.push(ip("10.0.0.9"));
+        let conn = vec![1000; ips.len()];
+        let sizes = Sizes {
+            base: 500,
+            slack_per_list: 4,
+            tcp: &[20; 3],
+            udp: &[20; 2],
+            connections: &conn,
+        };
+        let sel = plan(&sizes, &ips);
+        assert_eq!((sel.tcp, sel.udp), (3, 2));
+        assert!(sel.connections.contains(&0) && sel.connections.contains(&1000));
+        let kept = sel.connections.len();
+        assert!(kept > 2 && kept < 128, "{kept}");
+        // Ascending order, the prefix of the remaining ones.
+        assert_eq!(
+            &sel.connections[..kept - 1],
+            (0..kept - 1).collect::<Vec<_>>()
+        );
+        let cut = sel.cut(3, 2, 1001).unwrap();
+        assert_eq!(cut.connections, ListCut { kept, total: 1001 });
+        assert_eq!(cut.tcp_ports, ListCut { kept: 3, total: 3 });
+    }
+
+    #[test]
+    fn ports_come_before_connections() {
+        let tcp = vec![10_000; 20];
+        let sizes = Sizes {
+            base: 100,
+            slack_per_list: 4,
+            tcp: &tcp,
+            udp: &[10],
+            connections: &[10],
+        };
+        let sel = plan(&sizes, &[ip("::1")]);
+        assert_eq!(sel.tcp, 12);
+        assert_eq!((sel.udp, sel.connections.len()), (0, 0));
+    }
+
+    #[test]
+    fn priority_order() {
+        let ips = [
+            ip("1.1.1.1"),
+            ip("1.1.1.1"),
+            ip("2.2.2.2"),
+            ip("::1"),
+            ip("::1"),
+        ];
+        assert_eq!(connection_priority(&ips), [0, 2, 3, 1, 4]);
+    }
+}

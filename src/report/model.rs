@@ -1,0 +1,105 @@
+//! The report as plain data (protocol doc §1): header, the three socket lists, network stats
+//! and custom metrics. Does not know key spellings, encodings or size limits.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+
+pub use super::delta::NetworkStats;
+
+/// Report format version; every reference agent sends "1.0" (protocol doc §1.3).
+pub const VERSION: &str = "1.0";
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Report {
+    pub header: Header,
+    pub metrics: Metrics,
+    /// Custom metrics by registered name (protocol doc §1.5); the section is omitted when empty.
+    pub custom_metrics: BTreeMap<String, CustomValue>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    /// Positive, increasing; chosen by the caller (protocol doc §1.3, §10).
+    pub report_id: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Metrics {
+    pub listening_tcp_ports: PortList,
+    pub listening_udp_ports: PortList,
+    pub established: ConnectionList,
+    /// Deltas since the previous report; `None` when no honest delta exists (protocol doc §1.4).
+    pub network_stats: Option<NetworkStats>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PortList {
+    /// Sorted by (port, interface), no duplicate pairs.
+    pub ports: Vec<Port>,
+    /// True number of entries before any size cut.
+    pub total: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Port {
+    /// 1–65535 (protocol doc §4).
+    pub port: u16,
+    /// Interface owning the bind address; `None` for wildcard binds (protocol doc §10).
+    pub interface: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConnectionList {
+    /// Sorted by (remote address, local port, local interface).
+    pub connections: Vec<Connection>,
+    /// True number of established connections before any size cut.
+    pub total: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Connection {
+    /// Remote endpoint; IPv4-mapped IPv6 already unwrapped to IPv4, scope id dropped.
+    pub remote: SocketAddr,
+    pub local_port: u16,
+    pub local_interface: Option<String>,
+}
+
+impl Connection {
+    /// `a.b.c.d:port` or `[v6]:port` (protocol doc §1.4, §7.1 item 8).
+    pub fn remote_addr(&self) -> String {
+        match self.remote.ip() {
+            IpAddr::V4(ip) => format!("{ip}:{}", self.remote.port()),
+            IpAddr::V6(ip) => match ip.to_ipv4_mapped() {
+                Some(v4) => format!("{v4}:{}", self.remote.port()),
+                None => format!("[{ip}]:{}", self.remote.port()),
+            },
+        }
+    }
+}
+
+/// One custom metric value (protocol doc §1.5); encoded as a one-element array of one object.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CustomValue {
+    Number(f64),
+    NumberList(Vec<f64>),
+    StringList(Vec<String>),
+    IpList(Vec<IpAddr>),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remote_addr_brackets_v6_and_unwraps_mapped() {
+        let c = |s: &str| Connection {
+            remote: s.parse().unwrap(),
+            local_port: 1,
+            local_interface: None,
+        };
+        assert_eq!(c("203.0.113.7:443").remote_addr(), "203.0.113.7:443");
+        assert_eq!(c("[2001:db8::5]:8883").remote_addr(), "[2001:db8::5]:8883");
+        assert_eq!(c("[::ffff:10.0.0.1]:80").remote_addr(), "10.0.0.1:80");
+        assert_eq!(c("[fe80::1%3]:22").remote_addr(), "[fe80::1]:22");
+    }
+}
