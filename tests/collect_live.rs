@@ -1,0 +1,309 @@
+//! Live sockets opened by the test itself, read back through sock_diag and through the
+//! /proc/net fallback, and cross-checked with `ss` when it is installed. Loopback only.
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::unix::fs::MetadataExt;
+use std::process::Command;
+use std::time::Duration;
+
+use detect_agent::collect::{self, CollectOptions, Socket, SocketSource, SocketTable};
+
+/// The sockets one test run owns.
+struct Fixture {
+    lo4: TcpListener,
+    lo6: TcpListener,
+    any4: TcpListener,
+    dual: TcpListener,
+    udp_open: UdpSocket,
+    udp6_open: UdpSocket,
+    udp_connected: UdpSocket,
+    /// (client, accepted server side)
+    conns: Vec<(TcpStream, TcpStream)>,
+}
+
+/// A `[::]:0` listener with IPV6_V6ONLY off, so it also accepts IPv4 (dual stack).
+fn dual_stack_listener() -> TcpListener {
+    // SAFETY: plain socket calls on a descriptor this function owns; results checked.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET6, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0);
+        let off: libc::c_int = 0;
+        let rc = libc::setsockopt(
+            fd,
+            libc::IPPROTO_IPV6,
+            libc::IPV6_V6ONLY,
+            (&off as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+        assert_eq!(rc, 0);
+        let mut addr: libc::sockaddr_in6 = std::mem::zeroed();
+        addr.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+        let rc = libc::bind(
+            fd,
+            (&addr as *const libc::sockaddr_in6).cast(),
+            std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
+        );
+        assert_eq!(rc, 0);
+        assert_eq!(libc::listen(fd, 16), 0);
+        TcpListener::from_raw_fd(fd)
+    }
+}
+
+fn connect(to: SocketAddr, listener: &TcpListener) -> (TcpStream, TcpStream) {
+    let client = TcpStream::connect_timeout(&to, Duration::from_secs(5)).unwrap();
+    let (server, _) = listener.accept().unwrap();
+    (client, server)
+}
+
+fn port(l: &TcpListener) -> u16 {
+    l.local_addr().unwrap().port()
+}
+
+impl Fixture {
+    fn open() -> Fixture {
+        let lo4 = TcpListener::bind("127.0.0.1:0").unwrap();
+        let lo6 = TcpListener::bind("[::1]:0").unwrap();
+        let any4 = TcpListener::bind("0.0.0.0:0").unwrap();
+        let dual = dual_stack_listener();
+        let udp_open = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let udp6_open = UdpSocket::bind("[::1]:0").unwrap();
+        let udp_connected = UdpSocket::bind("127.0.0.1:0").unwrap();
+        udp_connected
+            .connect(udp_open.local_addr().unwrap())
+            .unwrap();
+        let v4 = |p| SocketAddr::new("127.0.0.1".parse().unwrap(), p);
+        let v6 = |p| SocketAddr::new("::1".parse().unwrap(), p);
+        let conns = vec![
+            connect(v4(port(&lo4)), &lo4),
+            connect(v4(port(&lo4)), &lo4),
+            connect(v6(port(&lo6)), &lo6),
+            connect(v4(port(&any4)), &any4),
+            // IPv4 into the dual-stack listener: the server side is ::ffff:127.0.0.1.
+            connect(v4(port(&dual)), &dual),
+            connect(v6(port(&dual)), &dual),
+        ];
+        Fixture {
+            lo4,
+            lo6,
+            any4,
+            dual,
+            udp_open,
+            udp6_open,
+            udp_connected,
+            conns,
+        }
+    }
+
+    /// Every local port this fixture owns.
+    fn ports(&self) -> BTreeSet<u16> {
+        let mut p: BTreeSet<u16> = [&self.lo4, &self.lo6, &self.any4, &self.dual]
+            .iter()
+            .map(|l| port(l))
+            .collect();
+        for u in [&self.udp_open, &self.udp6_open, &self.udp_connected] {
+            p.insert(u.local_addr().unwrap().port());
+        }
+        for (c, _) in &self.conns {
+            p.insert(c.local_addr().unwrap().port());
+        }
+        p
+    }
+}
+
+fn inode(fd: &impl AsRawFd) -> u64 {
+    std::fs::metadata(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+        .unwrap()
+        .ino()
+}
+
+/// The part of a table that touches the fixture's ports (other tests run in parallel).
+fn mine(t: &SocketTable, ports: &BTreeSet<u16>) -> [Vec<Socket>; 3] {
+    let keep = |l: &Vec<Socket>| {
+        l.iter()
+            .filter(|s| ports.contains(&s.local.port()) || ports.contains(&s.remote.port()))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    [
+        keep(&t.tcp_listen),
+        keep(&t.udp_listen),
+        keep(&t.tcp_established),
+    ]
+}
+
+fn sample(force_procnet: bool) -> SocketTable {
+    let opts = CollectOptions {
+        force_procnet,
+        ..CollectOptions::default()
+    };
+    collect::sample(&opts).unwrap().sockets
+}
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+fn check(f: &Fixture, t: &SocketTable) {
+    let ports = f.ports();
+    let [listen, udp, est] = mine(t, &ports);
+    let find = |l: &TcpListener| {
+        let local = l.local_addr().unwrap();
+        let local = if local.ip().is_unspecified() && local.is_ipv6() {
+            SocketAddr::new(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED), local.port())
+        } else {
+            local
+        };
+        let hits: Vec<&Socket> = listen.iter().filter(|s| s.local == local).collect();
+        assert_eq!(hits.len(), 1, "listener {local} in {listen:#?}");
+        assert_eq!(hits[0].inode, inode(l), "inode of {local}");
+        assert_eq!(hits[0].remote.port(), 0);
+        hits[0].interface.clone()
+    };
+    assert_eq!(find(&f.lo4).as_deref(), Some("lo"));
+    assert_eq!(find(&f.lo6).as_deref(), Some("lo"));
+    assert_eq!(find(&f.any4), None);
+    assert_eq!(find(&f.dual), None);
+    assert_eq!(listen.len(), 4, "{listen:#?}");
+
+    let udp_locals: Vec<SocketAddr> = udp.iter().map(|s| s.local).collect();
+    assert!(
+        udp_locals.contains(&f.udp_open.local_addr().unwrap()),
+        "{udp:#?}"
+    );
+    assert!(
+        udp_locals.contains(&f.udp6_open.local_addr().unwrap()),
+        "{udp:#?}"
+    );
+    assert!(
+        !udp_locals.contains(&f.udp_connected.local_addr().unwrap()),
+        "connected UDP socket listed as a listener: {udp:#?}"
+    );
+    assert_eq!(udp.len(), 2);
+    assert!(udp.iter().all(|s| s.interface.as_deref() == Some("lo")));
+
+    // Both ends of each connection, with ::ffff: unwrapped on the dual-stack server side.
+    let mut want = BTreeSet::new();
+    for (c, s) in &f.conns {
+        want.insert((c.local_addr().unwrap(), c.peer_addr().unwrap(), inode(c)));
+        let local = collect_unmap(s.local_addr().unwrap());
+        let peer = collect_unmap(s.peer_addr().unwrap());
+        want.insert((local, peer, inode(s)));
+    }
+    assert!(
+        want.iter()
+            .any(|(l, _, _)| *l == addr(&format!("127.0.0.1:{}", port(&f.dual))))
+    );
+    let got: BTreeSet<_> = est.iter().map(|s| (s.local, s.remote, s.inode)).collect();
+    assert_eq!(got, want);
+    assert!(est.iter().all(|s| s.interface.as_deref() == Some("lo")));
+}
+
+fn collect_unmap(a: SocketAddr) -> SocketAddr {
+    match a {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(v4.into(), v6.port()),
+            None => a,
+        },
+        v4 => v4,
+    }
+}
+
+#[test]
+fn sock_diag_sees_the_test_sockets() {
+    let f = Fixture::open();
+    let t = sample(false);
+    assert_eq!(t.source, SocketSource::SockDiag);
+    check(&f, &t);
+}
+
+#[test]
+fn procnet_fallback_sees_the_test_sockets() {
+    let f = Fixture::open();
+    let t = sample(true);
+    assert_eq!(t.source, SocketSource::ProcNet);
+    check(&f, &t);
+}
+
+#[test]
+fn both_sources_agree_on_the_test_ports() {
+    let f = Fixture::open();
+    let ports = f.ports();
+    let a = mine(&sample(false), &ports);
+    let b = mine(&sample(true), &ports);
+    assert_eq!(a, b);
+}
+
+/// Parses `ss -H` output: (local, peer) from the given column indexes.
+fn ss(args: &[&str], local_col: usize) -> Option<BTreeSet<(String, String)>> {
+    let out = Command::new("ss").arg("-H").args(args).output().ok()?;
+    assert!(out.status.success(), "ss {args:?} failed");
+    let text = String::from_utf8(out.stdout).unwrap();
+    Some(
+        text.lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                Some((norm(f.get(local_col)?), norm(f.get(local_col + 1)?)))
+            })
+            .collect(),
+    )
+}
+
+/// `[::ffff:127.0.0.1]:80` → `127.0.0.1:80`, `*:80` → `[::]:80`, drops `%dev` scopes.
+fn norm(s: &str) -> String {
+    let Some((host, port)) = s.rsplit_once(':') else {
+        return s.to_string();
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let host = host.split('%').next().unwrap_or(host);
+    let host = if host == "*" { "::" } else { host };
+    match host.parse::<IpAddr>() {
+        Ok(ip) => match port.parse::<u16>() {
+            Ok(p) => collect_unmap(SocketAddr::new(ip, p)).to_string(),
+            Err(_) => format!("{ip}:{port}"),
+        },
+        Err(_) => s.to_string(),
+    }
+}
+
+#[test]
+fn matches_ss_when_installed() {
+    let f = Fixture::open();
+    let ports = f.ports();
+    let t = sample(false);
+    let [listen, udp, est] = mine(&t, &ports);
+    let Some(ss_tcp) = ss(&["-tln"], 3) else {
+        eprintln!("ss not on PATH; skipping the ss comparison");
+        return;
+    };
+    let ours =
+        |l: &[Socket]| -> BTreeSet<String> { l.iter().map(|s| s.local.to_string()).collect() };
+    let theirs = |set: BTreeSet<(String, String)>| -> BTreeSet<String> {
+        set.into_iter()
+            .map(|(l, _)| l)
+            .filter(|l| {
+                l.rsplit_once(':')
+                    .and_then(|(_, p)| p.parse().ok())
+                    .is_some_and(|p| ports.contains(&p))
+            })
+            .collect()
+    };
+    assert_eq!(ours(&listen), theirs(ss_tcp));
+    // `ss -uln` lists UNCONN rows only: bound, unconnected UDP sockets.
+    assert_eq!(ours(&udp), theirs(ss(&["-uln"], 3).unwrap()));
+    let ss_est = ss(&["-tn", "state", "established"], 2).unwrap();
+    let ours_est: BTreeSet<(String, String)> = est
+        .iter()
+        .map(|s| (s.local.to_string(), s.remote.to_string()))
+        .collect();
+    let theirs_est: BTreeSet<(String, String)> = ss_est
+        .into_iter()
+        .filter(|(l, _)| {
+            l.rsplit_once(':')
+                .and_then(|(_, p)| p.parse().ok())
+                .is_some_and(|p| ports.contains(&p))
+        })
+        .collect();
+    assert_eq!(ours_est, theirs_est);
+}
