@@ -157,6 +157,9 @@ mod tests {
         let w = check("gw.01 east.x").unwrap().unwrap();
         assert_eq!(w.chars, ['.', ' ']);
         let msg = w.to_string();
-        assert!(msg.contains("\"gw.01 east.x\"") && msg.contains("[a-zA-Z0-9:_-]"), "{msg}");
+        assert!(
+            msg.contains("\"gw.01 east.x\"") && msg.contains("[a-zA-Z0-9:_-]"),
+            "{msg}"
+        );
     }
 }
