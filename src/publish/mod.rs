@@ -1,2 +1,17 @@
 //! Delivers encoded reports over MQTT with mutual TLS and reads the backend's verdicts
 //! (protocol doc §2–§3). Knows nothing of /proc or of how a report is built.
+
+pub mod backoff;
+pub mod check;
+pub mod client;
+pub mod tls;
+pub mod topics;
+pub mod validity;
+pub mod verdict;
+
+pub use backoff::Backoff;
+pub use check::{Problem, Severity, check_identity};
+pub use client::{ConnState, Outcome, PublishError, Publisher};
+pub use tls::{MqttSettings, TlsError, client_config};
+pub use topics::Topics;
+pub use verdict::{Encoding, Status, Verdict, VerdictError};

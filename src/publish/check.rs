@@ -1,0 +1,117 @@
+//! Owns the offline identity check behind `check-config`: files readable and parseable,
+//! key matches certificate, certificate within its validity window. Does not connect.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use super::tls::{self, TlsError};
+use super::validity::{format_utc, validity};
+
+/// Warn when the client certificate expires within this many seconds (30 days).
+pub const EXPIRY_WARNING_SECS: i64 = 30 * 86_400;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+/// One finding about one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub severity: Severity,
+    pub file: PathBuf,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let level = match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        write!(f, "{level}: {}: {}", self.file.display(), self.message)
+    }
+}
+
+fn error(file: &Path, message: impl Into<String>) -> Problem {
+    Problem {
+        severity: Severity::Error,
+        file: file.to_path_buf(),
+        message: message.into(),
+    }
+}
+
+fn from_tls(file: &Path, e: &TlsError) -> Problem {
+    // TlsError already names the file; keep the message whole.
+    error(file, e.to_string())
+}
+
+/// Checks the client identity and CA files as they are now; empty means all good.
+pub fn check_identity(
+    cert_file: &Path,
+    key_file: &Path,
+    ca_file: &Path,
+    now: SystemTime,
+) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    if let Err(e) = tls::load_roots(ca_file) {
+        problems.push(from_tls(ca_file, &e));
+    }
+    let certs = tls::load_certs("certificate file", cert_file)
+        .map_err(|e| problems.push(from_tls(cert_file, &e)))
+        .ok();
+    let key = tls::load_key(key_file)
+        .map_err(|e| problems.push(from_tls(key_file, &e)))
+        .ok();
+    let Some(certs) = certs else {
+        return problems;
+    };
+    if let Some(leaf) = certs.first() {
+        problems.extend(check_validity(cert_file, leaf, now));
+    }
+    if key.is_some() {
+        // Loads both again: simpler than threading the parsed values, and files are tiny.
+        if let Err(e) = tls::load_identity(cert_file, key_file, &tls::provider()) {
+            problems.push(from_tls(key_file, &e));
+        }
+    }
+    problems
+}
+
+fn check_validity(file: &Path, der: &[u8], now: SystemTime) -> Option<Problem> {
+    let window = match validity(der) {
+        Ok(w) => w,
+        Err(e) => return Some(error(file, e.to_string())),
+    };
+    let now = match now.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),
+    };
+    if now < window.not_before {
+        return Some(error(
+            file,
+            format!(
+                "certificate is not valid before {}",
+                format_utc(window.not_before)
+            ),
+        ));
+    }
+    if now > window.not_after {
+        return Some(error(
+            file,
+            format!("certificate expired on {}", format_utc(window.not_after)),
+        ));
+    }
+    let left = window.not_after - now;
+    (left <= EXPIRY_WARNING_SECS).then(|| Problem {
+        severity: Severity::Warning,
+        file: file.to_path_buf(),
+        message: format!(
+            "certificate expires on {} (in {} days)",
+            format_utc(window.not_after),
+            left / 86_400
+        ),
+    })
+}
