@@ -333,3 +333,72 @@ fn check_custom(report: &Report) -> Result<(), ReportError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::model::{ConnectionList, Header, Metrics};
+
+    fn report(custom: &[(&str, CustomValue)]) -> Report {
+        Report {
+            header: Header { report_id: 3 },
+            metrics: Metrics {
+                listening_tcp_ports: PortList::default(),
+                listening_udp_ports: PortList::default(),
+                established: ConnectionList::default(),
+                network_stats: None,
+            },
+            custom_metrics: custom
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.clone()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn custom_metrics_are_wrapped_and_never_abbreviated() {
+        let r = report(&[
+            ("battery_pct", CustomValue::Number(87.5)),
+            ("cpu", CustomValue::NumberList(vec![12.0, -3.25])),
+            ("fw", CustomValue::StringList(vec!["net".into()])),
+            (
+                "peers",
+                CustomValue::IpList(vec![
+                    "198.51.100.2".parse().unwrap(),
+                    "::1".parse().unwrap(),
+                ]),
+            ),
+        ]);
+        let json = String::from_utf8(encode(&r, Format::JsonShort).unwrap().bytes).unwrap();
+        assert!(
+            json.ends_with(
+                r#""cmet":{"battery_pct":[{"number":87.5}],"cpu":[{"number_list":[12.0,-3.25]}],"fw":[{"string_list":["net"]}],"peers":[{"ip_list":["198.51.100.2","::1"]}]}}"#
+            ),
+            "{json}"
+        );
+        let cbor = encode(&r, Format::CborShort).unwrap().bytes;
+        let v: ciborium::Value = ciborium::from_reader(cbor.as_slice()).unwrap();
+        let text = serde_json::to_string(&v).unwrap();
+        assert!(
+            text.contains(r#""cmet":{"battery_pct":[{"number":87.5}]"#),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn bad_custom_metrics_are_errors_naming_the_metric() {
+        let err = encode(
+            &report(&[("x", CustomValue::Number(f64::NAN))]),
+            Format::Json,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("\"x\"") && err.contains("NaN"), "{err}");
+        for name in ["aws:cpu", "", "cpu usage", &"m".repeat(129)] {
+            let err = encode(&report(&[(name, CustomValue::Number(1.0))]), Format::Json)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(&format!("{name:?}")), "{err}");
+        }
+    }
+}
