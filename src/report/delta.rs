@@ -20,6 +20,10 @@ pub struct NetworkStats {
 pub struct Baseline {
     pub boot_id: Option<String>,
     pub counters: BTreeMap<String, Counters>,
+    /// Set when the last `rebase` restarted the whole baseline: `delta` then has nothing
+    /// honest to report for that sample. Not persisted.
+    #[serde(skip)]
+    restarted: bool,
 }
 
 /// What `Baseline::rebase` changed, for logs and for deciding whether a delta is honest.
@@ -42,6 +46,7 @@ impl Baseline {
         Self {
             boot_id: boot_id.map(str::to_string),
             counters: counters.clone(),
+            restarted: false,
         }
     }
 
@@ -63,9 +68,11 @@ impl Baseline {
         let mut out = Rebase::default();
         if self.is_fresh() || self.boot_id.as_deref() != boot_id {
             *self = Baseline::new(boot_id, current);
+            self.restarted = true;
             out.restarted = true;
             return out;
         }
+        self.restarted = false;
         out.removed = self
             .counters
             .keys()
@@ -90,9 +97,10 @@ impl Baseline {
     }
 
     /// Sum over interfaces of `current − baseline`, saturating at 0 per counter; interfaces
-    /// missing from the baseline count 0. `None` when the baseline is fresh.
+    /// missing from the baseline count 0. `None` when the baseline is fresh or the last
+    /// `rebase` restarted it (first sample, reboot): protocol doc §1.4, §10.
     pub fn delta(&self, current: &BTreeMap<String, Counters>) -> Option<NetworkStats> {
-        if self.is_fresh() {
+        if self.is_fresh() || self.restarted {
             return None;
         }
         let mut sum = NetworkStats::default();
@@ -114,20 +122,14 @@ impl Baseline {
         Some(sum)
     }
 
-    /// `rebase` then `delta`, with `None` whenever the baseline restarted on this sample:
-    /// the value to put in `network_stats` (protocol doc §1.4, §10).
+    /// `rebase` then `delta`: the value to put in `network_stats` (protocol doc §1.4, §10).
     pub fn step(
         &mut self,
         boot_id: Option<&str>,
         current: &BTreeMap<String, Counters>,
     ) -> (Option<NetworkStats>, Rebase) {
         let rebase = self.rebase(boot_id, current);
-        let stats = if rebase.restarted {
-            None
-        } else {
-            self.delta(current)
-        };
-        (stats, rebase)
+        (self.delta(current), rebase)
     }
 }
 
@@ -196,7 +198,15 @@ mod tests {
         let (stats, r) = b.step(Some("boot-b"), &now);
         assert_eq!(stats, None);
         assert!(r.restarted);
-        assert_eq!(b, Baseline::new(Some("boot-b"), &now));
+        assert_eq!(b.boot_id.as_deref(), Some("boot-b"));
+        assert_eq!(b.counters, now);
+        // rebase + delta used separately give the same answer as step.
+        let mut b2 = Baseline::new(Some("boot-a"), &map(&[("eth0", c(1000, 1000, 10, 10))]));
+        b2.rebase(Some("boot-b"), &now);
+        assert_eq!(b2.delta(&now), None);
+        // The next sample of the new boot has a delta again.
+        let later = map(&[("eth0", c(15, 5001, 2, 21))]);
+        assert_eq!(b.step(Some("boot-b"), &later).0, Some(ns(10, 1, 1, 1)));
     }
 
     #[test]
