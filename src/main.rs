@@ -1,4 +1,8 @@
-//! The `detect-agent` binary: a thin layer over the library (see src/cli/).
-fn main() {
-    std::process::exit(0);
+//! The `detect-agent` binary: flags, config loading and wiring (src/cli/); all logic worth
+//! testing lives in the library (src/lib.rs).
+
+mod cli;
+
+fn main() -> std::process::ExitCode {
+    cli::main()
 }

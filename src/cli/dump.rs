@@ -1,0 +1,143 @@
+//! `detect-agent dump`: one sample, as a table for people or as the exact payload bytes the
+//! daemon would publish. Needs no config file; `--config` reads the same file as `run`.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use detect_agent::collect::{self, Sample};
+use detect_agent::config::{self, Config};
+use detect_agent::report::{self, Baseline, Format, NetworkStats};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Config file (TOML); without it, /etc/detect-agent/config.toml is read when it exists,
+    /// else built-in defaults are used.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// table, json, json-short, cbor or cbor-short [default: table on a terminal, else json]
+    #[arg(long, value_name = "FORMAT")]
+    format: Option<String>,
+    /// Write the output to FILE instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Take two samples SECONDS apart so that network_stats deltas are shown.
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    delta: Option<u64>,
+    /// Read sockets from /proc/net even when netlink sock_diag works.
+    #[arg(long)]
+    procnet: bool,
+}
+
+enum Output {
+    Table,
+    Payload(Format),
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let output = match args.format.as_deref() {
+        Some("table") => Output::Table,
+        Some(f) => Output::Payload(
+            f.parse::<Format>()
+                .map_err(|e| anyhow::anyhow!("--format: {e} (or \"table\")"))?,
+        ),
+        None if args.output.is_none() && std::io::stdout().is_terminal() => Output::Table,
+        None => Output::Payload(Format::Json),
+    };
+    let config = load_config(args.config.as_deref())?;
+    super::logging::init(&config.log, true)?;
+    let thing = match &config.thing_name {
+        Some(t) => t.clone(),
+        None => hostname(),
+    };
+    if let Err(e) = detect_agent::identity::check(&thing) {
+        anyhow::bail!("thing name {thing:?}: {e}");
+    }
+    let mut opts = config.collect_options();
+    opts.force_procnet |= args.procnet;
+
+    let (sample, stats) = take_sample(&opts, args.delta)?;
+    let report_id = now_ms();
+    let bytes = match output {
+        Output::Table => {
+            let owners = collect::processes::owners(&opts.root);
+            super::table::render(&super::table::View {
+                thing: &thing,
+                report_id,
+                sample: &sample,
+                owners: &owners,
+                stats: stats.as_ref(),
+                delta_secs: args.delta,
+            })
+            .into_bytes()
+        }
+        Output::Payload(format) => {
+            let report = report::build(&sample.sockets, stats, report_id);
+            report::encode(&report, format)
+                .with_context(|| format!("encoding the report as {format}"))?
+                .bytes
+        }
+    };
+    write_out(args.output.as_deref(), &bytes)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
+    match path {
+        Some(p) => Ok(Config::load(p)?),
+        None => {
+            let default = Path::new(config::DEFAULT_PATH);
+            if default.exists() {
+                Ok(Config::load(default)?)
+            } else {
+                Ok(Config::default())
+            }
+        }
+    }
+}
+
+/// One sample, or two `delta` seconds apart with the network_stats delta between them.
+fn take_sample(
+    opts: &collect::CollectOptions,
+    delta: Option<u64>,
+) -> anyhow::Result<(Sample, Option<NetworkStats>)> {
+    let first = collect::sample(opts).context("sampling the host")?;
+    let Some(secs) = delta else {
+        return Ok((first, None));
+    };
+    let mut baseline = Baseline::new(first.boot_id.as_deref(), &first.counters);
+    std::thread::sleep(Duration::from_secs(secs));
+    let second = collect::sample(opts).context("sampling the host (second sample)")?;
+    let (stats, _) = baseline.step(second.boot_id.as_deref(), &second.counters);
+    Ok((second, stats))
+}
+
+fn write_out(path: Option<&Path>, bytes: &[u8]) -> anyhow::Result<()> {
+    match path {
+        Some(p) => std::fs::write(p, bytes).with_context(|| format!("writing {}", p.display())),
+        None => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(bytes)
+                .and_then(|_| out.flush())
+                .context("writing to stdout")
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(1)
+}
+
+/// The kernel's hostname; "localhost" if it cannot be read.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}

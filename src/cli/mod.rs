@@ -1,0 +1,74 @@
+//! Command-line surface: `dump`, `run`, `check-config`, and logging setup.
+//! Thin wiring over the library; errors become one line on stderr and a non-zero exit.
+
+mod check;
+mod dump;
+mod logging;
+mod table;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use detect_agent::config::{self, Config};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "detect-agent",
+    version,
+    about = "Watches this device's network behaviour and reports it as AWS IoT Device Defender metrics"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print one sample: a table for people, or the exact report payload the daemon would publish.
+    Dump(dump::Args),
+    /// Run the agent: sample, report over MQTT/TLS, read verdicts, forever.
+    Run {
+        /// Config file (TOML).
+        #[arg(long, value_name = "FILE", default_value = config::DEFAULT_PATH)]
+        config: PathBuf,
+    },
+    /// Check a config file: keys, files, key/certificate match, certificate dates, thing name, interval.
+    CheckConfig {
+        /// Config file (TOML).
+        #[arg(long, value_name = "FILE", default_value = config::DEFAULT_PATH)]
+        config: PathBuf,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            // clap prints help/version to stdout and errors to stderr itself.
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let result = match cli.command {
+        Command::Dump(args) => dump::run(args),
+        Command::Run { config } => run_daemon(&config),
+        Command::CheckConfig { config } => check::run(&config),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("detect-agent: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_daemon(path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let config = Config::load(path)?;
+    logging::init(&config.log, false)?;
+    detect_agent::daemon::run(path.to_path_buf(), config)?;
+    Ok(ExitCode::SUCCESS)
+}
