@@ -138,7 +138,9 @@ fn sample(force_procnet: bool) -> SocketTable {
         force_procnet,
         ..CollectOptions::default()
     };
-    collect::sample(&opts).unwrap().sockets
+    let mut t = collect::sample(&opts).unwrap().sockets;
+    t.sort();
+    t
 }
 
 fn addr(s: &str) -> SocketAddr {

@@ -165,13 +165,16 @@ pub(crate) fn unmap(addr: std::net::SocketAddr) -> std::net::SocketAddr {
     }
 }
 
-/// Sorts each list of a table by (local, remote) so the output is stable between samples.
-pub(crate) fn sort_table(table: &mut SocketTable) {
-    for list in [
-        &mut table.tcp_listen,
-        &mut table.udp_listen,
-        &mut table.tcp_established,
-    ] {
-        list.sort_by_key(|a| (a.local, a.remote, a.inode));
+impl SocketTable {
+    /// Sorts each list by (local, remote, inode). Sources return kernel order (unspecified);
+    /// the report sorts what it needs, so this is for stable dumps and tests.
+    pub fn sort(&mut self) {
+        for list in [
+            &mut self.tcp_listen,
+            &mut self.udp_listen,
+            &mut self.tcp_established,
+        ] {
+            list.sort_by_key(|a| (a.local, a.remote, a.inode));
+        }
     }
 }

@@ -11,7 +11,7 @@ use std::io::ErrorKind;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 
-use super::{CollectError, Proto, Socket, SocketSource, SocketTable, sort_table, unmap};
+use super::{CollectError, Proto, Socket, SocketSource, SocketTable, unmap};
 
 /// Kernel socket states as printed in the `st` column (include/net/tcp_states.h).
 const TCP_ESTABLISHED: u8 = 0x01;
@@ -40,7 +40,6 @@ pub fn read(root: &Path) -> Result<SocketTable, CollectError> {
         };
         parse_into(&text, proto, &path, &mut table);
     }
-    sort_table(&mut table);
     Ok(table)
 }
 

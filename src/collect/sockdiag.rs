@@ -8,7 +8,7 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-use super::{CollectError, Proto, Socket, SocketSource, SocketTable, sort_table, unmap};
+use super::{CollectError, Proto, Socket, SocketSource, SocketTable, unmap};
 
 const NETLINK_SOCK_DIAG: libc::c_int = 4;
 const SOCK_DIAG_BY_FAMILY: u16 = 20;
@@ -52,7 +52,6 @@ pub fn read() -> Result<SocketTable, CollectError> {
             dump(&fd, family, proto, states, seq, &mut buf, &mut table)?;
         }
     }
-    sort_table(&mut table);
     Ok(table)
 }
 

@@ -1,0 +1,193 @@
+//! Collector speed: one full sample + report encode with N established loopback connections,
+//! next to `ss -tan` in the same run; also sock_diag vs /proc/net. Prints a table.
+//! Run with scripts/bench-collect (no assertions: numbers only).
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use detect_agent::collect::{self, CollectOptions, sockets};
+use detect_agent::report::{self, Format};
+
+/// Raises RLIMIT_NOFILE to `want` (hard limit too when permitted, else soft up to hard).
+fn raise_nofile(want: u64) {
+    // SAFETY: getrlimit/setrlimit with structs we own; failure only means a lower limit.
+    unsafe {
+        let mut lim: libc::rlimit = std::mem::zeroed();
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        let up = libc::rlimit {
+            rlim_cur: want as libc::rlim_t,
+            rlim_max: (want as libc::rlim_t).max(lim.rlim_max),
+        };
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &up) != 0 {
+            lim.rlim_cur = lim.rlim_max.min(want as libc::rlim_t);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+/// VmHWM of /proc/self/status: this program's own peak RSS. getrusage's ru_maxrss survives
+/// execve, so under `cargo bench` it reports cargo's peak when that is higher.
+fn hwm_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn peak_rss_kib() -> i64 {
+    // SAFETY: getrusage fills a zeroed struct we own.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    ru.ru_maxrss
+}
+
+/// Child mode: accept N connections on 127.0.0.1, hold them until stdin closes. The server
+/// ends live in this child so each process needs only ~N descriptors (2N total).
+fn serve(n: usize) {
+    raise_nofile(n as u64 + 64);
+    let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind listener");
+    println!("{}", l.local_addr().expect("listener address").port());
+    let mut held = Vec::with_capacity(n);
+    for _ in 0..n {
+        held.push(l.accept().expect("accept").0);
+    }
+    println!("ready");
+    let _ = std::io::stdin().read_to_end(&mut Vec::new());
+}
+
+/// N established loopback connections (2N established sockets: clients here, servers in a
+/// child process).
+fn open(n: usize) -> (Child, Vec<TcpStream>) {
+    let exe = std::env::current_exe().expect("own path");
+    let mut child = Command::new(exe)
+        .env("BENCH_COLLECT_SERVER", n.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn server child");
+    let mut out = BufReader::new(child.stdout.take().expect("child stdout"));
+    let mut line = String::new();
+    out.read_line(&mut line).expect("child port");
+    let port: u16 = line.trim().parse().expect("child port number");
+    let to = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let clients = (0..n)
+        .map(|_| TcpStream::connect_timeout(&to, Duration::from_secs(5)).expect("connect"))
+        .collect();
+    line.clear();
+    out.read_line(&mut line).expect("child ready");
+    (child, clients)
+}
+
+fn median(mut xs: Vec<Duration>) -> Duration {
+    xs.sort();
+    xs[xs.len() / 2]
+}
+
+fn time(runs: usize, mut f: impl FnMut()) -> Duration {
+    f(); // warm-up
+    median(
+        (0..runs)
+            .map(|_| {
+                let t = Instant::now();
+                f();
+                t.elapsed()
+            })
+            .collect(),
+    )
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn main() {
+    if let Some(n) = std::env::var("BENCH_COLLECT_SERVER")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        return serve(n);
+    }
+    let sizes: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let sizes = if sizes.is_empty() {
+        vec![1000, 10000]
+    } else {
+        sizes
+    };
+    let max = sizes.iter().copied().max().unwrap_or(0) as u64;
+    raise_nofile(max + 1024);
+    let have_ss = Command::new("ss").arg("-V").output().is_ok();
+    let opts = CollectOptions::default();
+    let procnet = CollectOptions {
+        force_procnet: true,
+        ..CollectOptions::default()
+    };
+
+    println!(
+        "{:>6} {:>8} {:>14} {:>10} {:>7} {:>10} {:>10} {:>10} {:>11} {:>10}",
+        "N",
+        "sockets",
+        "sample+enc ms",
+        "ss -tan ms",
+        "ratio",
+        "diag ms",
+        "procnet ms",
+        "json B",
+        "maxrss KiB",
+        "VmHWM KiB"
+    );
+    for n in sizes {
+        let (mut child, clients) = open(n);
+        let runs = if n >= 5000 { 15 } else { 31 };
+        let mut bytes = 0;
+        let mut established = 0;
+        let full = time(runs, || {
+            let sample = collect::sample(&opts).expect("sample");
+            established = sample.sockets.tcp_established.len();
+            let r = report::build(&sample.sockets, None, 1);
+            bytes = report::encode(&r, Format::Json).map_or(0, |e| e.bytes.len());
+        });
+        let ss = if have_ss {
+            Some(time(runs, || {
+                let _ = Command::new("ss")
+                    .arg("-tan")
+                    .stdout(Stdio::null())
+                    .status();
+            }))
+        } else {
+            None
+        };
+        let diag = time(runs, || {
+            sockets::raw(&opts).expect("sock_diag");
+        });
+        let pn = time(runs, || {
+            sockets::raw(&procnet).expect("procnet");
+        });
+        let (ss_ms, ratio) = match ss {
+            Some(d) => (format!("{:.2}", ms(d)), format!("{:.2}", ms(full) / ms(d))),
+            None => ("-".into(), "-".into()),
+        };
+        println!(
+            "{:>6} {:>8} {:>14.2} {:>10} {:>7} {:>10.2} {:>10.2} {:>10} {:>11} {:>10}",
+            n,
+            established,
+            ms(full),
+            ss_ms,
+            ratio,
+            ms(diag),
+            ms(pn),
+            bytes,
+            peak_rss_kib(),
+            hwm_kib().map_or("-".to_string(), |k| k.to_string())
+        );
+        drop(child.stdin.take());
+        drop(clients);
+        let _ = child.wait();
+    }
+    println!(
+        "(medians; ratio = sample+encode / ss -tan; maxrss = getrusage ru_maxrss, which includes\n the parent (cargo) peak inherited across exec; VmHWM = this process only)"
+    );
+}
