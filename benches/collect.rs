@@ -127,13 +127,15 @@ fn main() {
     };
 
     println!(
-        "{:>6} {:>8} {:>14} {:>10} {:>7} {:>10} {:>10} {:>10} {:>11} {:>10}",
+        "{:>6} {:>8} {:>14} {:>10} {:>7} {:>10} {:>10} {:>13} {:>10} {:>10} {:>11} {:>10}",
         "N",
         "sockets",
         "sample+enc ms",
         "ss -tan ms",
         "ratio",
         "diag ms",
+        "+label ms",
+        "build+enc ms",
         "procnet ms",
         "json B",
         "maxrss KiB",
@@ -163,6 +165,14 @@ fn main() {
         let diag = time(runs, || {
             sockets::raw(&opts).expect("sock_diag");
         });
+        let labelled = time(runs, || {
+            sockets::read(&opts).expect("sockets");
+        });
+        let table = sockets::read(&opts).expect("sockets");
+        let enc = time(runs, || {
+            let r = report::build(&table, None, 1);
+            let _ = report::encode(&r, Format::Json);
+        });
         let pn = time(runs, || {
             sockets::raw(&procnet).expect("procnet");
         });
@@ -171,13 +181,15 @@ fn main() {
             None => ("-".into(), "-".into()),
         };
         println!(
-            "{:>6} {:>8} {:>14.2} {:>10} {:>7} {:>10.2} {:>10.2} {:>10} {:>11} {:>10}",
+            "{:>6} {:>8} {:>14.2} {:>10} {:>7} {:>10.2} {:>10.2} {:>13.2} {:>10.2} {:>10} {:>11} {:>10}",
             n,
             established,
             ms(full),
             ss_ms,
             ratio,
             ms(diag),
+            ms(labelled),
+            ms(enc),
             ms(pn),
             bytes,
             peak_rss_kib(),
