@@ -46,6 +46,10 @@ pub enum ReportError {
 
 /// Encodes `report` in `format`, cutting lists by the policy in `limits.rs` when the whole
 /// report would not stay under `MAX_PAYLOAD_BYTES` (logged once, with kept/total per list).
+///
+/// Every list entry is measured once by running the same serializer into a byte counter, so a
+/// huge table is never serialized whole: the full report is encoded only when the sum of its
+/// parts says it may fit (separators and CBOR length headers only add bytes).
 pub fn encode(report: &Report, format: Format) -> Result<Encoded, ReportError> {
     check_custom(report)?;
     let m = &report.metrics;
@@ -54,18 +58,21 @@ pub fn encode(report: &Report, format: Format) -> Result<Encoded, ReportError> {
         m.listening_udp_ports.ports.len(),
         m.established.connections.len(),
     );
-    let whole = to_bytes(
-        report,
-        format,
-        &tree(report, format, &Selection::all(tcp, udp, conns)),
-    )?;
-    if whole.len() < MAX_PAYLOAD_BYTES {
-        return Ok(Encoded {
-            bytes: whole,
-            cut: None,
-        });
+    let measured = measure(report, format)?;
+    if measured.lower_bound() < MAX_PAYLOAD_BYTES {
+        let whole = to_bytes(
+            report,
+            format,
+            &tree(report, format, &Selection::all(tcp, udp, conns)),
+        )?;
+        if whole.len() < MAX_PAYLOAD_BYTES {
+            return Ok(Encoded {
+                bytes: whole,
+                cut: None,
+            });
+        }
     }
-    let sel = select(report, format)?;
+    let sel = measured.plan(report);
     let bytes = to_bytes(report, format, &tree(report, format, &sel))?;
     if bytes.len() >= MAX_PAYLOAD_BYTES {
         return Err(ReportError::TooLarge {
@@ -93,64 +100,103 @@ pub fn encode(report: &Report, format: Format) -> Result<Encoded, ReportError> {
     Ok(Encoded { bytes, cut })
 }
 
-/// Measures every entry once and lets `limits::plan` choose (bounded, no re-encode loop).
-fn select(report: &Report, format: Format) -> Result<Selection, ReportError> {
+/// Encoded sizes of the report with empty lists and of every list entry on its own.
+struct Measured {
+    base: usize,
+    /// Per entry, plus one byte in JSON for its comma (so each list is over by one).
+    sep: usize,
+    tcp: Vec<usize>,
+    udp: Vec<usize>,
+    connections: Vec<usize>,
+}
+
+impl Measured {
+    /// Never more than the whole report's size: entries without separators or list headers.
+    fn lower_bound(&self) -> usize {
+        let entries = self.tcp.len() + self.udp.len() + self.connections.len();
+        let sum: usize = [&self.tcp, &self.udp, &self.connections]
+            .iter()
+            .flat_map(|l| l.iter())
+            .sum();
+        self.base + sum - entries * self.sep
+    }
+
+    /// Lets `limits::plan` choose (bounded, no re-encode loop).
+    fn plan(&self, report: &Report) -> Selection {
+        let ips: Vec<IpAddr> = report
+            .metrics
+            .established
+            .connections
+            .iter()
+            .map(|c| c.remote.ip())
+            .collect();
+        let sizes = Sizes {
+            base: self.base,
+            slack_per_list: 4,
+            tcp: &self.tcp,
+            udp: &self.udp,
+            connections: &self.connections,
+        };
+        limits::plan(&sizes, &ips)
+    }
+}
+
+/// Measures every entry once with the serializer that writes it, into a byte counter.
+fn measure(report: &Report, format: Format) -> Result<Measured, ReportError> {
     let short = format.short_keys();
-    let sep = usize::from(!format.is_cbor()); // JSON: one comma per entry (over by one)
-    let measure = |node: Node| to_bytes(report, format, &node).map(|b| b.len() + sep);
+    let sep = usize::from(!format.is_cbor());
     let m = &report.metrics;
     let ports = |list: &PortList| -> Result<Vec<usize>, ReportError> {
         list.ports
             .iter()
-            .map(|p| measure(port_node(p, short)))
+            .map(|p| size_of(report, format, &PortEntry(p, short)).map(|n| n + sep))
             .collect()
     };
     let tcp = ports(&m.listening_tcp_ports)?;
     let udp = ports(&m.listening_udp_ports)?;
-    let conns = m
+    let connections = m
         .established
         .connections
         .iter()
-        .map(|c| measure(connection_node(c, short)))
+        .map(|c| size_of(report, format, &ConnectionEntry(c, short)).map(|n| n + sep))
         .collect::<Result<Vec<usize>, _>>()?;
     let base = to_bytes(report, format, &tree(report, format, &Selection::none()))?.len();
-    let ips: Vec<IpAddr> = m
-        .established
-        .connections
-        .iter()
-        .map(|c| c.remote.ip())
-        .collect();
-    let sizes = Sizes {
+    Ok(Measured {
         base,
-        slack_per_list: 4,
-        tcp: &tcp,
-        udp: &udp,
-        connections: &conns,
-    };
-    Ok(limits::plan(&sizes, &ips))
+        sep,
+        tcp,
+        udp,
+        connections,
+    })
 }
 
-/// A key-value tree: maps keep insertion order and definite lengths in both encodings.
-enum Node {
-    Map(Vec<(Cow<'static, str>, Node)>),
-    Array(Vec<Node>),
+/// A key-value tree: maps keep insertion order and definite lengths in both encodings. List
+/// entries borrow the model and serialize directly (`PortEntry`, `ConnectionEntry`).
+enum Node<'a> {
+    Map(Vec<(Cow<'static, str>, Node<'a>)>),
+    Array(Vec<Node<'a>>),
     UInt(u64),
     Float(f64),
     Text(String),
+    Ports(&'a [Port], bool),
+    Connections(&'a [Connection], &'a [usize], bool),
 }
 
-impl serde::Serialize for Node {
+impl serde::Serialize for Node<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
             Node::UInt(v) => s.serialize_u64(*v),
             Node::Float(v) => s.serialize_f64(*v),
             Node::Text(t) => s.serialize_str(t),
-            Node::Array(items) => {
-                let mut seq = s.serialize_seq(Some(items.len()))?;
-                for item in items {
-                    seq.serialize_element(item)?;
-                }
-                seq.end()
+            Node::Array(items) => seq(s, items.len(), items.iter()),
+            Node::Ports(ports, short) => {
+                seq(s, ports.len(), ports.iter().map(|p| PortEntry(p, *short)))
+            }
+            Node::Connections(all, kept, short) => {
+                // Indices come from `Selection` and are always in range; checked anyway.
+                let kept = || kept.iter().filter_map(|i| all.get(*i));
+                let entries = kept().map(|c| ConnectionEntry(c, *short));
+                seq(s, kept().count(), entries)
             }
             Node::Map(entries) => {
                 let mut map = s.serialize_map(Some(entries.len()))?;
@@ -163,46 +209,122 @@ impl serde::Serialize for Node {
     }
 }
 
-fn to_bytes(report: &Report, format: Format, node: &Node) -> Result<Vec<u8>, ReportError> {
-    let err = |detail: String| ReportError::Encode {
-        report_id: report.header.report_id,
-        format,
-        detail,
-    };
-    if format.is_cbor() {
-        let mut out = Vec::new();
-        ciborium::into_writer(node, &mut out).map_err(|e| err(e.to_string()))?;
-        Ok(out)
-    } else {
-        serde_json::to_vec(node).map_err(|e| err(e.to_string()))
+/// A definite-length array (CBOR: never the indefinite form that `collect_seq` may choose).
+fn seq<S: serde::Serializer, T: serde::Serialize>(
+    s: S,
+    len: usize,
+    items: impl Iterator<Item = T>,
+) -> Result<S::Ok, S::Error> {
+    let mut out = s.serialize_seq(Some(len))?;
+    for item in items {
+        out.serialize_element(&item)?;
+    }
+    out.end()
+}
+
+/// One listening port: `{port, interface?}`.
+struct PortEntry<'a>(&'a Port, bool);
+
+impl serde::Serialize for PortEntry<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let (p, short) = (self.0, self.1);
+        let mut map = s.serialize_map(Some(1 + usize::from(p.interface.is_some())))?;
+        map.serialize_entry(Key::Port.name(short), &u64::from(p.port))?;
+        if let Some(name) = &p.interface {
+            map.serialize_entry(Key::Interface.name(short), name.as_str())?;
+        }
+        map.end()
     }
 }
 
-fn entry(key: Key, short: bool, value: Node) -> (Cow<'static, str>, Node) {
+/// One established connection: `{remote_addr, local_port, local_interface?}`.
+struct ConnectionEntry<'a>(&'a Connection, bool);
+
+impl serde::Serialize for ConnectionEntry<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let (c, short) = (self.0, self.1);
+        let mut map = s.serialize_map(Some(2 + usize::from(c.local_interface.is_some())))?;
+        map.serialize_entry(Key::RemoteAddr.name(short), c.remote_addr().as_str())?;
+        map.serialize_entry(Key::LocalPort.name(short), &u64::from(c.local_port))?;
+        if let Some(name) = &c.local_interface {
+            map.serialize_entry(Key::LocalInterface.name(short), name.as_str())?;
+        }
+        map.end()
+    }
+}
+
+/// An `io::Write` that only counts bytes: sizes without buffers.
+#[derive(Default)]
+struct Counter(usize);
+
+impl std::io::Write for Counter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn encode_err(report: &Report, format: Format) -> impl Fn(String) -> ReportError {
+    move |detail| ReportError::Encode {
+        report_id: report.header.report_id,
+        format,
+        detail,
+    }
+}
+
+fn size_of<T: serde::Serialize>(
+    report: &Report,
+    format: Format,
+    value: &T,
+) -> Result<usize, ReportError> {
+    let err = encode_err(report, format);
+    let mut counter = Counter::default();
+    if format.is_cbor() {
+        ciborium::into_writer(value, &mut counter).map_err(|e| err(e.to_string()))?;
+    } else {
+        serde_json::to_writer(&mut counter, value).map_err(|e| err(e.to_string()))?;
+    }
+    Ok(counter.0)
+}
+
+fn to_bytes<T: serde::Serialize>(
+    report: &Report,
+    format: Format,
+    value: &T,
+) -> Result<Vec<u8>, ReportError> {
+    let err = encode_err(report, format);
+    if format.is_cbor() {
+        let mut out = Vec::new();
+        ciborium::into_writer(value, &mut out).map_err(|e| err(e.to_string()))?;
+        Ok(out)
+    } else {
+        serde_json::to_vec(value).map_err(|e| err(e.to_string()))
+    }
+}
+
+fn entry(key: Key, short: bool, value: Node<'_>) -> (Cow<'static, str>, Node<'_>) {
     (Cow::Borrowed(key.name(short)), value)
 }
 
 /// The whole report with the selected list entries. Optional keys are left out, never null
 /// (protocol doc §7.1 item 7); header and the three lists are always present.
-fn tree(report: &Report, format: Format, sel: &Selection) -> Node {
+fn tree<'a>(report: &'a Report, format: Format, sel: &'a Selection) -> Node<'a> {
     let short = format.short_keys();
     let m = &report.metrics;
     let header = Node::Map(vec![
         entry(Key::ReportId, short, Node::UInt(report.header.report_id)),
         entry(Key::Version, short, Node::Text(VERSION.to_string())),
     ]);
-    let ports = |list: &PortList, kept: usize| {
+    let ports = |list: &'a PortList, kept: usize| {
         Node::Map(vec![
             entry(
                 Key::Ports,
                 short,
-                Node::Array(
-                    list.ports
-                        .iter()
-                        .take(kept)
-                        .map(|p| port_node(p, short))
-                        .collect(),
-                ),
+                Node::Ports(&list.ports[..kept.min(list.ports.len())], short),
             ),
             entry(Key::Total, short, Node::UInt(list.total)),
         ])
@@ -231,12 +353,7 @@ fn tree(report: &Report, format: Format, sel: &Selection) -> Node {
             ]),
         ));
     }
-    let conns = sel
-        .connections
-        .iter()
-        .filter_map(|i| m.established.connections.get(*i))
-        .map(|c| connection_node(c, short))
-        .collect();
+    let conns = Node::Connections(&m.established.connections, &sel.connections, short);
     metrics.push(entry(
         Key::TcpConnections,
         short,
@@ -244,7 +361,7 @@ fn tree(report: &Report, format: Format, sel: &Selection) -> Node {
             Key::EstablishedConnections,
             short,
             Node::Map(vec![
-                entry(Key::Connections, short, Node::Array(conns)),
+                entry(Key::Connections, short, conns),
                 entry(Key::Total, short, Node::UInt(m.established.total)),
             ]),
         )]),
@@ -259,28 +376,9 @@ fn tree(report: &Report, format: Format, sel: &Selection) -> Node {
     Node::Map(root)
 }
 
-fn port_node(p: &Port, short: bool) -> Node {
-    let mut fields = vec![entry(Key::Port, short, Node::UInt(u64::from(p.port)))];
-    if let Some(name) = &p.interface {
-        fields.push(entry(Key::Interface, short, Node::Text(name.clone())));
-    }
-    Node::Map(fields)
-}
-
-fn connection_node(c: &Connection, short: bool) -> Node {
-    let mut fields = vec![
-        entry(Key::RemoteAddr, short, Node::Text(c.remote_addr())),
-        entry(Key::LocalPort, short, Node::UInt(u64::from(c.local_port))),
-    ];
-    if let Some(name) = &c.local_interface {
-        fields.push(entry(Key::LocalInterface, short, Node::Text(name.clone())));
-    }
-    Node::Map(fields)
-}
-
 /// `{name: [ {value_key: value} ]}`: always a one-element array (protocol doc §1.5,
 /// §7.1 item 1); names and value keys are never abbreviated (§1.1).
-fn custom_node(report: &Report) -> Node {
+fn custom_node(report: &Report) -> Node<'static> {
     let metrics = report
         .custom_metrics
         .iter()
@@ -337,7 +435,7 @@ fn check_custom(report: &Report) -> Result<(), ReportError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::model::{ConnectionList, Header, Metrics};
+    use crate::report::model::{ConnectionList, Header, Metrics, NetworkStats};
 
     fn report(custom: &[(&str, CustomValue)]) -> Report {
         Report {
@@ -352,6 +450,357 @@ mod tests {
                 .iter()
                 .map(|(n, v)| (n.to_string(), v.clone()))
                 .collect(),
+        }
+    }
+
+    /// The straightforward encoder this module replaced, built on an independent value tree:
+    /// encode everything; when too big, measure each entry alone and take the longest prefix
+    /// of the priority order (limits.rs module doc) that fits.
+    mod reference {
+        use super::*;
+        use ciborium::Value;
+        use std::collections::BTreeSet;
+
+        fn bytes(v: &Value, format: Format) -> Vec<u8> {
+            let mut out = Vec::new();
+            if format.is_cbor() {
+                ciborium::into_writer(v, &mut out).unwrap();
+            } else {
+                serde_json::to_writer(&mut out, v).unwrap();
+            }
+            out
+        }
+
+        fn map(short: bool, fields: Vec<(Key, Value)>) -> Value {
+            Value::Map(
+                fields
+                    .into_iter()
+                    .map(|(k, v)| (Value::Text(k.name(short).into()), v))
+                    .collect(),
+            )
+        }
+
+        fn port(p: &Port, short: bool) -> Value {
+            let mut f = vec![(Key::Port, Value::from(u64::from(p.port)))];
+            if let Some(i) = &p.interface {
+                f.push((Key::Interface, Value::Text(i.clone())));
+            }
+            map(short, f)
+        }
+
+        fn conn(c: &Connection, short: bool) -> Value {
+            let mut f = vec![
+                (Key::RemoteAddr, Value::Text(c.remote_addr())),
+                (Key::LocalPort, Value::from(u64::from(c.local_port))),
+            ];
+            if let Some(i) = &c.local_interface {
+                f.push((Key::LocalInterface, Value::Text(i.clone())));
+            }
+            map(short, f)
+        }
+
+        fn whole(r: &Report, short: bool, tcp: usize, udp: usize, conns: &[usize]) -> Value {
+            let m = &r.metrics;
+            let ports = |l: &PortList, n: usize| {
+                map(
+                    short,
+                    vec![
+                        (
+                            Key::Ports,
+                            Value::Array(l.ports[..n].iter().map(|p| port(p, short)).collect()),
+                        ),
+                        (Key::Total, Value::from(l.total)),
+                    ],
+                )
+            };
+            let mut metrics = vec![
+                (Key::ListeningTcpPorts, ports(&m.listening_tcp_ports, tcp)),
+                (Key::ListeningUdpPorts, ports(&m.listening_udp_ports, udp)),
+            ];
+            if let Some(ns) = &m.network_stats {
+                let f = [ns.bytes_in, ns.bytes_out, ns.packets_in, ns.packets_out].map(Value::from);
+                let [bi, bo, pi, po] = f;
+                metrics.push((
+                    Key::NetworkStats,
+                    map(
+                        short,
+                        vec![
+                            (Key::BytesIn, bi),
+                            (Key::BytesOut, bo),
+                            (Key::PacketsIn, pi),
+                            (Key::PacketsOut, po),
+                        ],
+                    ),
+                ));
+            }
+            let cs = conns
+                .iter()
+                .map(|i| conn(&m.established.connections[*i], short))
+                .collect();
+            let ec = map(
+                short,
+                vec![
+                    (Key::Connections, Value::Array(cs)),
+                    (Key::Total, Value::from(m.established.total)),
+                ],
+            );
+            metrics.push((
+                Key::TcpConnections,
+                map(short, vec![(Key::EstablishedConnections, ec)]),
+            ));
+            let header = map(
+                short,
+                vec![
+                    (Key::ReportId, Value::from(r.header.report_id)),
+                    (Key::Version, Value::Text(VERSION.into())),
+                ],
+            );
+            let mut v = map(
+                short,
+                vec![(Key::Header, header), (Key::Metrics, map(short, metrics))],
+            );
+            if !r.custom_metrics.is_empty() {
+                let cm = r
+                    .custom_metrics
+                    .iter()
+                    .map(|(name, value)| {
+                        let CustomValue::Number(x) = value else {
+                            panic!("reference handles numbers only")
+                        };
+                        let obj = Value::Map(vec![(Value::Text(NUMBER.into()), Value::Float(*x))]);
+                        (Value::Text(name.clone()), Value::Array(vec![obj]))
+                    })
+                    .collect();
+                if let Value::Map(entries) = &mut v {
+                    entries.push((
+                        Value::Text(Key::CustomMetrics.name(short).into()),
+                        Value::Map(cm),
+                    ));
+                }
+            }
+            v
+        }
+
+        /// Tcp ports kept, udp ports kept, connection indices kept.
+        pub type Kept = (usize, usize, Vec<usize>);
+
+        /// The bytes, and what was kept when the report had to be cut.
+        pub fn encode(r: &Report, f: Format) -> (Vec<u8>, Option<Kept>) {
+            let short = f.short_keys();
+            let m = &r.metrics;
+            let (nt, nu, nc) = (
+                m.listening_tcp_ports.ports.len(),
+                m.listening_udp_ports.ports.len(),
+                m.established.connections.len(),
+            );
+            let all: Vec<usize> = (0..nc).collect();
+            let out = bytes(&whole(r, short, nt, nu, &all), f);
+            if out.len() < MAX_PAYLOAD_BYTES {
+                return (out, None);
+            }
+            let sep = usize::from(!f.is_cbor());
+            let base = bytes(&whole(r, short, 0, 0, &[]), f).len();
+            let mut budget = (MAX_PAYLOAD_BYTES - 1).saturating_sub(base + 12);
+            let mut fits = |v: Value| {
+                let n = bytes(&v, f).len() + sep;
+                let ok = n <= budget;
+                if ok {
+                    budget -= n;
+                }
+                ok
+            };
+            let mut kept = (0, 0, Vec::new());
+            kept.0 = m
+                .listening_tcp_ports
+                .ports
+                .iter()
+                .take_while(|p| fits(port(p, short)))
+                .count();
+            if kept.0 == nt {
+                kept.1 = m
+                    .listening_udp_ports
+                    .ports
+                    .iter()
+                    .take_while(|p| fits(port(p, short)))
+                    .count();
+            }
+            if kept.1 == nu && kept.0 == nt {
+                let mut seen = BTreeSet::new();
+                let (mut order, mut rest) = (Vec::new(), Vec::new());
+                for (i, c) in m.established.connections.iter().enumerate() {
+                    if seen.insert(c.remote.ip()) {
+                        order.push(i)
+                    } else {
+                        rest.push(i)
+                    }
+                }
+                order.extend(rest);
+                for i in order {
+                    if !fits(conn(&m.established.connections[i], short)) {
+                        break;
+                    }
+                    kept.2.push(i);
+                }
+                kept.2.sort_unstable();
+            }
+            (
+                bytes(&whole(r, short, kept.0, kept.1, &kept.2), f),
+                Some(kept),
+            )
+        }
+    }
+
+    /// Deterministic pseudo-random numbers (no extra crate).
+    struct Lcg(u64);
+
+    impl Lcg {
+        fn next(&mut self, below: u64) -> u64 {
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (self.0 >> 33) % below
+        }
+    }
+
+    /// Varied entries: IPv4 and IPv6 remotes (few distinct IPs, so duplicates), ports of every
+    /// CBOR width, interface names that JSON escapes or that cross CBOR length headers.
+    fn varied(seed: u64, tcp: usize, udp: usize, conns: usize) -> Report {
+        let mut rng = Lcg(seed);
+        let ifaces = [
+            None,
+            Some("eth0".to_string()),
+            Some("we\"ird\\na\u{1}me\u{7f}".to_string()),
+            Some("wlan-é-ü".to_string()),
+            Some("x".repeat(30)),
+            Some("y".repeat(300)),
+        ];
+        let port_no = |rng: &mut Lcg| [1, 23, 24, 255, 256, 65535][rng.next(6) as usize] as u16;
+        let ports = |n: usize, rng: &mut Lcg| {
+            let mut ports: Vec<Port> = (0..n)
+                .map(|_| Port {
+                    port: port_no(rng).wrapping_add(rng.next(3) as u16).max(1),
+                    interface: ifaces[rng.next(6) as usize].clone(),
+                })
+                .collect();
+            ports.sort();
+            ports.dedup();
+            PortList {
+                total: ports.len() as u64 + rng.next(3),
+                ports,
+            }
+        };
+        let listening_tcp_ports = ports(tcp, &mut rng);
+        let listening_udp_ports = ports(udp, &mut rng);
+        let connections: Vec<Connection> = (0..conns)
+            .map(|_| {
+                let ip: IpAddr = match rng.next(4) {
+                    0 => IpAddr::from([10, 0, 0, rng.next(4) as u8]),
+                    1 => IpAddr::from([203, 0, 113, rng.next(256) as u8]),
+                    2 => "2001:db8::1".parse().unwrap(),
+                    _ => IpAddr::from([0x2001, 0xdb8, 0, 0, 0, 0, rng.next(9) as u16, 1]),
+                };
+                Connection {
+                    remote: std::net::SocketAddr::new(ip, port_no(&mut rng)),
+                    local_port: port_no(&mut rng),
+                    local_interface: ifaces[rng.next(6) as usize].clone(),
+                }
+            })
+            .collect();
+        Report {
+            header: Header {
+                report_id: seed + 1,
+            },
+            metrics: Metrics {
+                listening_tcp_ports,
+                listening_udp_ports,
+                established: ConnectionList {
+                    total: conns as u64,
+                    connections,
+                },
+                network_stats: seed.is_multiple_of(2).then_some(NetworkStats {
+                    bytes_in: u64::MAX,
+                    bytes_out: 0,
+                    packets_in: 24,
+                    packets_out: 70_000,
+                }),
+            },
+            custom_metrics: [("m1".to_string(), CustomValue::Number(0.5))]
+                .into_iter()
+                .take((seed % 3) as usize)
+                .collect(),
+        }
+    }
+
+    fn same_as_reference(r: &Report) -> usize {
+        let mut cuts = 0;
+        for f in Format::ALL {
+            let got = encode(r, f).unwrap();
+            let (bytes, kept) = reference::encode(r, f);
+            assert!(got.bytes == bytes, "{f}: bytes differ from the reference");
+            let m = &r.metrics;
+            let want = kept.and_then(|(t, u, c)| {
+                Selection {
+                    tcp: t,
+                    udp: u,
+                    connections: c,
+                }
+                .cut(
+                    m.listening_tcp_ports.ports.len(),
+                    m.listening_udp_ports.ports.len(),
+                    m.established.connections.len(),
+                )
+            });
+            assert_eq!(got.cut, want, "{f}");
+            cuts += usize::from(got.cut.is_some());
+        }
+        cuts
+    }
+
+    #[test]
+    fn big_and_odd_tables_match_the_straightforward_encoder() {
+        let mut cuts = 0;
+        // Sorted as build() makes them, and unsorted (a Report can be built by hand).
+        for (seed, tcp, udp, conns) in [
+            (0, 3, 2, 5),
+            (1, 40, 30, 0),
+            (2, 5, 5, 20_000),
+            (3, 3000, 0, 10),
+            (4, 200, 2000, 100),
+        ] {
+            let mut r = varied(seed, tcp, udp, conns);
+            cuts += same_as_reference(&r);
+            r.metrics.established.connections.sort();
+            cuts += same_as_reference(&r);
+        }
+        assert!(cuts >= 8, "{cuts}");
+    }
+
+    #[test]
+    fn reports_just_under_and_over_the_limit_match_the_straightforward_encoder() {
+        let full = varied(5, 4, 4, 4000);
+        for f in Format::ALL {
+            // The first connection count whose whole report no longer fits, by bisection.
+            let with = |n: usize| {
+                let mut r = full.clone();
+                r.metrics.established.connections.truncate(n);
+                r
+            };
+            let (mut lo, mut hi) = (0, 4000);
+            while hi - lo > 1 {
+                let mid = (lo + hi) / 2;
+                if reference::encode(&with(mid), f).1.is_some() {
+                    hi = mid;
+                } else {
+                    lo = mid;
+                }
+            }
+            for n in [lo - 1, lo, hi, hi + 1] {
+                let r = with(n);
+                let got = encode(&r, f).unwrap();
+                assert!(got.bytes == reference::encode(&r, f).0, "{f} at {n}");
+                assert_eq!(got.cut.is_some(), n >= hi, "{f} at {n}");
+            }
         }
     }
 
