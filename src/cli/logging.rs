@@ -1,6 +1,8 @@
 //! Logging setup: tracing to stderr (journald adds the time), text or JSON, level from the
 //! config or RUST_LOG (RUST_LOG wins). No regex-based filter: Targets keeps the binary small.
 
+use std::io::IsTerminal;
+
 use detect_agent::config::{LogFormat, parse_log_level};
 
 pub fn init(log: &detect_agent::config::Log, quiet: bool) -> anyhow::Result<()> {
@@ -17,6 +19,7 @@ pub fn init(log: &detect_agent::config::Log, quiet: bool) -> anyhow::Result<()> 
             .with(
                 tracing_subscriber::fmt::layer()
                     .with_writer(std::io::stderr)
+                    .with_ansi(std::io::stderr().is_terminal())
                     .without_time()
                     .with_target(false),
             )

@@ -238,6 +238,7 @@ impl Agent {
 
     /// One report: sample, rebase the baseline, take an id, encode, publish, settle.
     async fn cycle(&mut self) {
+        tracing::debug!("cycle: sampling");
         let sample = match self.sample().await {
             Ok(s) => s,
             Err(e) => {
@@ -274,6 +275,7 @@ impl Agent {
         };
         self.failures = 0;
         let bytes = encoded.bytes.len();
+        tracing::debug!(report_id, bytes, "cycle: publishing");
         let outcome = self
             .publisher
             .publish(report_id, encoded.bytes, self.verdict_wait)

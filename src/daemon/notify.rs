@@ -17,6 +17,8 @@ impl Notifier {
         let socket = std::env::var_os("NOTIFY_SOCKET").and_then(|path| {
             let addr = socket_addr(path.as_encoded_bytes()).ok()?;
             let sock = UnixDatagram::unbound().ok()?;
+            // Never block the loop on a slow or stuck listener: a full queue drops the message.
+            sock.set_nonblocking(true).ok()?;
             Some((sock, addr))
         });
         let pid_ok = match std::env::var("WATCHDOG_PID") {

@@ -1,0 +1,531 @@
+//! `detect-agent run` end to end: the real binary against a real mosquitto with mutual TLS
+//! and the strict test backend — all four formats accepted, ids rising across restarts,
+//! outage recovery with no byte lost, verdict handling, TLS failures, signals, systemd notify.
+
+mod common;
+
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Backend, Broker, Identity, Mode, Pki, Received, eventually};
+
+const BIN: &str = env!("CARGO_BIN_EXE_detect-agent");
+
+struct Agent {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Agent {
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        assert_eq!(unsafe { libc::kill(self.child.id() as i32, sig) }, 0);
+    }
+
+    /// SIGTERM, then the exit status, which must come within 5 s.
+    async fn stop(mut self) -> (ExitStatus, Duration) {
+        let t0 = Instant::now();
+        self.signal(libc::SIGTERM);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (status, t0.elapsed());
+            }
+            if t0.elapsed() > Duration::from_secs(10) {
+                let _ = self.child.kill();
+                panic!("agent ignored SIGTERM for 10 s; log:\n{}", self.log());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+struct Setup<'a> {
+    dir: &'a Path,
+    port: u16,
+    ca: &'a Path,
+    id: &'a Identity,
+    format: &'a str,
+    interval: u64,
+    extra: &'a str,
+}
+
+fn config(s: &Setup) -> PathBuf {
+    let path = s.dir.join(format!("config-{}.toml", s.format));
+    let text = format!(
+        r#"thing_name = "{thing}"
+[mqtt]
+endpoint = "127.0.0.1"
+port = {port}
+ca_file = "{ca}"
+cert_file = "{cert}"
+key_file = "{key}"
+tls_server_name = "localhost"
+[report]
+interval_secs = {interval}
+format = "{format}"
+verdict_timeout_secs = 3
+[state]
+dir = "{state}"
+{extra}
+"#,
+        thing = s.id.name,
+        port = s.port,
+        ca = s.ca.display(),
+        cert = s.id.cert.display(),
+        key = s.id.key.display(),
+        interval = s.interval,
+        format = s.format,
+        state = s.dir.join("state").display(),
+        extra = s.extra,
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn spawn(config: &Path, env: &[(&str, &str)]) -> Agent {
+    let log = config.with_extension(format!("log-{}", rand_suffix()));
+    let file = std::fs::File::create(&log).unwrap();
+    let mut cmd = Command::new(BIN);
+    cmd.arg("run")
+        .arg("--config")
+        .arg(config)
+        .env("RUST_LOG", "info")
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("WATCHDOG_USEC")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(file);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    Agent {
+        child: cmd.spawn().unwrap(),
+        log,
+    }
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
+fn accepted_for<'a>(got: &'a [Received], thing: &str) -> Vec<&'a Received> {
+    got.iter()
+        .filter(|r| r.thing == thing && r.rejected.is_none())
+        .collect()
+}
+
+#[tokio::test]
+async fn every_format_is_accepted_and_ids_rise_across_restarts() {
+    let pki = Pki::generate();
+    let broker = Broker::start(&pki);
+    let backend = Backend::start(&pki, broker.port).await;
+    let work = tempfile::tempdir().unwrap();
+    let mut last_id = 0u64;
+    for (round, format) in ["json", "json-short", "cbor", "cbor-short", "json"]
+        .into_iter()
+        .enumerate()
+    {
+        let cfg = config(&Setup {
+            dir: work.path(),
+            port: broker.port,
+            ca: &pki.ca,
+            id: &pki.client_ec,
+            format,
+            interval: 1,
+            extra: "",
+        });
+        let agent = spawn(&cfg, &[]);
+        let before = accepted_for(&backend.received(), &pki.client_ec.name).len();
+        let ok = eventually(Duration::from_secs(30), || {
+            accepted_for(&backend.received(), &pki.client_ec.name).len() >= before + 2
+        })
+        .await;
+        let (status, took) = agent.stop().await;
+        let log = std::fs::read_to_string(cfg.with_extension("")).unwrap_or_default();
+        assert!(
+            ok,
+            "round {round} ({format}): no two accepted reports; {log}"
+        );
+        assert!(status.success(), "round {round}: exit {status:?}");
+        assert!(took < Duration::from_secs(5), "SIGTERM took {took:?}");
+
+        let got = backend.received();
+        let mine: Vec<&Received> = got
+            .iter()
+            .filter(|r| r.thing == pki.client_ec.name)
+            .skip(before)
+            .collect();
+        let segment = if format.starts_with("cbor") {
+            "cbor"
+        } else {
+            "json"
+        };
+        for r in &mine {
+            assert_eq!(r.rejected, None, "round {round}: rejected {r:?}");
+            assert_eq!(r.format, segment);
+            let id = r.report_id.expect("report id");
+            assert!(
+                id > last_id,
+                "report id {id} not above {last_id} (round {round})"
+            );
+            last_id = id;
+            let v = r.value.as_ref().expect("decoded report");
+            let (hed, met) = if format.ends_with("short") {
+                ("hed", "met")
+            } else {
+                ("header", "metrics")
+            };
+            assert!(v.get(hed).is_some() && v.get(met).is_some(), "{v}");
+        }
+    }
+    // A clock far behind the last id cannot lower it: the id file is the floor.
+    let stored: u64 = std::fs::read_to_string(work.path().join("state/report_id"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(stored, last_id);
+}
+
+/// Sends `bytes` through a loopback TCP connection (counted on `lo`).
+async fn loopback_traffic(bytes: usize) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let reader = tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut n = 0;
+        while n < bytes {
+            let r = s.read(&mut buf).await.unwrap();
+            if r == 0 {
+                break;
+            }
+            n += r;
+        }
+        n
+    });
+    let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let chunk = vec![7u8; 64 * 1024];
+    let mut sent = 0;
+    while sent < bytes {
+        c.write_all(&chunk).await.unwrap();
+        sent += chunk.len();
+    }
+    drop(c);
+    assert!(reader.await.unwrap() >= bytes);
+}
+
+#[tokio::test]
+async fn outage_and_rejections_roll_traffic_into_the_next_accepted_report() {
+    const OUTAGE_BYTES: usize = 8 * 1024 * 1024;
+    const REJECTED_BYTES: usize = 4 * 1024 * 1024;
+    let pki = Pki::generate();
+    let mut broker = Broker::start(&pki);
+    let backend = Backend::start(&pki, broker.port).await;
+    let work = tempfile::tempdir().unwrap();
+    let cfg = config(&Setup {
+        dir: work.path(),
+        port: broker.port,
+        ca: &pki.ca,
+        id: &pki.client_rsa,
+        format: "json",
+        interval: 1,
+        // Loopback counts here: the test's traffic runs over lo.
+        extra: "[collect]\ninclude_interfaces = [\"lo\"]\nexclude_interfaces = []\n",
+    });
+    let mut agent = spawn(&cfg, &[]);
+    let thing = pki.client_rsa.name.clone();
+    let with_stats = |got: &[Received]| -> Vec<(u64, u64)> {
+        accepted_for(got, &thing)
+            .iter()
+            .filter_map(|r| {
+                let ns = r.value.as_ref()?.pointer("/metrics/network_stats")?;
+                Some((r.report_id?, ns.get("bytes_in")?.as_u64()?))
+            })
+            .collect()
+    };
+    assert!(
+        eventually(Duration::from_secs(30), || !with_stats(&backend.received())
+            .is_empty())
+        .await,
+        "no accepted report with network_stats; log:\n{}",
+        agent.log()
+    );
+
+    // Outage: the broker is down while traffic flows; reports are not delivered.
+    broker.stop();
+    let subs = backend.subscriptions();
+    loopback_traffic(OUTAGE_BYTES).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        agent.alive(),
+        "agent died during the outage; log:\n{}",
+        agent.log()
+    );
+    let last_before = backend
+        .received()
+        .iter()
+        .filter_map(|r| r.report_id)
+        .max()
+        .unwrap();
+    broker.start_again();
+    backend.wait_subscribed(subs).await;
+    assert!(
+        eventually(Duration::from_secs(60), || {
+            with_stats(&backend.received())
+                .iter()
+                .any(|(id, _)| *id > last_before)
+        })
+        .await,
+        "no accepted report after the broker came back; log:\n{}",
+        agent.log()
+    );
+    let after: Vec<(u64, u64)> = with_stats(&backend.received())
+        .into_iter()
+        .filter(|(id, _)| *id > last_before)
+        .collect();
+    assert!(
+        after[0].1 >= OUTAGE_BYTES as u64,
+        "first accepted report after the outage has bytes_in {} < {OUTAGE_BYTES}",
+        after[0].1
+    );
+
+    // Rejections (Throttled): the agent carries on; the traffic shows up once accepted.
+    backend.set_mode(Mode::Reject {
+        code: "Throttled".into(),
+        message: "too fast".into(),
+        with_report_id: false,
+    });
+    let n = backend.received().len();
+    assert!(
+        eventually(Duration::from_secs(20), || backend.received().len()
+            >= n + 1)
+        .await
+    );
+    loopback_traffic(REJECTED_BYTES).await;
+    let n = backend.received().len();
+    assert!(
+        eventually(Duration::from_secs(20), || backend.received().len()
+            >= n + 2)
+        .await
+    );
+    let last_rejected = backend
+        .received()
+        .iter()
+        .filter_map(|r| r.report_id)
+        .max()
+        .unwrap();
+    backend.set_mode(Mode::Validate);
+    assert!(
+        eventually(Duration::from_secs(20), || {
+            with_stats(&backend.received())
+                .iter()
+                .any(|(id, _)| *id > last_rejected)
+        })
+        .await
+    );
+    let first_ok = with_stats(&backend.received())
+        .into_iter()
+        .find(|(id, _)| *id > last_rejected)
+        .unwrap();
+    assert!(
+        first_ok.1 >= REJECTED_BYTES as u64,
+        "accepted report after rejections has bytes_in {} < {REJECTED_BYTES}",
+        first_ok.1
+    );
+    let log = agent.log();
+    assert!(log.contains("Throttled"), "rejection not logged:\n{log}");
+    let (status, _) = agent.stop().await;
+    assert!(status.success());
+}
+
+#[tokio::test]
+async fn tls_failures_back_off_without_crashing() {
+    let pki = Pki::generate();
+    let broker = Broker::start(&pki);
+    let work = tempfile::tempdir().unwrap();
+    let cases: [(&str, PathBuf, Identity, &str); 3] = [
+        (
+            "wrong-ca",
+            pki.other_ca.clone(),
+            pki.client_ec.clone(),
+            "certificate",
+        ),
+        (
+            "missing-cert",
+            pki.ca.clone(),
+            Identity {
+                name: "thing-missing".into(),
+                cert: pki.missing("client.pem"),
+                key: pki.client_ec.key.clone(),
+            },
+            "client.pem",
+        ),
+        (
+            "expired",
+            pki.ca.clone(),
+            pki.client_expired.clone(),
+            "MQTT connection failed",
+        ),
+    ];
+    for (name, ca, id, needle) in cases {
+        let dir = work.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let cfg = config(&Setup {
+            dir: &dir,
+            port: broker.port,
+            ca: &ca,
+            id: &id,
+            format: "cbor",
+            interval: 1,
+            extra: "",
+        });
+        let mut agent = spawn(&cfg, &[]);
+        let seen = eventually(Duration::from_secs(15), || {
+            let log = agent.log();
+            log.matches("MQTT connection failed").count() >= 2 && log.contains(needle)
+        })
+        .await;
+        assert!(agent.alive(), "{name}: agent died; log:\n{}", agent.log());
+        assert!(
+            seen,
+            "{name}: no clear, repeated error; log:\n{}",
+            agent.log()
+        );
+        let log = agent.log();
+        assert!(!log.contains("panicked"), "{name}: {log}");
+        let (status, took) = agent.stop().await;
+        assert!(status.success(), "{name}: exit {status:?}");
+        assert!(
+            took < Duration::from_secs(5),
+            "{name}: SIGTERM took {took:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn systemd_notify_reload_and_stop() {
+    let pki = Pki::generate();
+    let broker = Broker::start(&pki);
+    let backend = Backend::start(&pki, broker.port).await;
+    let work = tempfile::tempdir().unwrap();
+    let sock_path = work.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    // Drain the socket all the time, as systemd does.
+    let inbox = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (inbox, done) = (inbox.clone(), done.clone());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(n) = sock.recv(&mut buf) {
+                    let m = String::from_utf8_lossy(&buf[..n]).into_owned();
+                    inbox.lock().unwrap().push(m);
+                }
+            }
+        })
+    };
+    let cfg = config(&Setup {
+        dir: work.path(),
+        port: broker.port,
+        ca: &pki.ca,
+        id: &pki.client_sec1,
+        format: "json",
+        interval: 1,
+        extra: "",
+    });
+    let mut agent = spawn(
+        &cfg,
+        &[
+            ("NOTIFY_SOCKET", sock_path.to_str().unwrap()),
+            ("WATCHDOG_USEC", "1000000"),
+        ],
+    );
+    let mut messages: Vec<String> = Vec::new();
+    let drain = |messages: &mut Vec<String>| {
+        *messages = inbox.lock().unwrap().clone();
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        drain(&mut messages);
+        let ready = messages.iter().any(|m| m == "READY=1");
+        let watchdog = messages.iter().filter(|m| *m == "WATCHDOG=1").count();
+        let accepted_status = messages
+            .iter()
+            .any(|m| m.starts_with("STATUS=connected") && m.contains("accepted"));
+        if ready && watchdog >= 2 && accepted_status {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(messages.iter().any(|m| m == "READY=1"), "{messages:?}");
+    assert!(
+        messages.iter().filter(|m| *m == "WATCHDOG=1").count() >= 2,
+        "{messages:?}"
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.starts_with("STATUS=connected") && m.contains("accepted")),
+        "{messages:?}"
+    );
+
+    // An invalid config on SIGHUP is refused; the agent keeps reporting with the old one.
+    let good = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, format!("{good}\nbogus_key = 1\n")).unwrap();
+    agent.signal(libc::SIGHUP);
+    assert!(
+        eventually(Duration::from_secs(10), || agent
+            .log()
+            .contains("old one stays"))
+        .await,
+        "{}",
+        agent.log()
+    );
+    let n = backend.received().len();
+    assert!(
+        eventually(Duration::from_secs(15), || backend.received().len()
+            >= n + 2)
+        .await
+    );
+    assert!(agent.alive());
+
+    // A valid new config is taken: cbor from now on.
+    std::fs::write(&cfg, good.replace("format = \"json\"", "format = \"cbor\"")).unwrap();
+    agent.signal(libc::SIGHUP);
+    assert!(
+        eventually(Duration::from_secs(20), || {
+            backend.received().iter().any(|r| {
+                r.thing == pki.client_sec1.name && r.format == "cbor" && r.rejected.is_none()
+            })
+        })
+        .await,
+        "reload to cbor not taken; log:\n{}",
+        agent.log()
+    );
+    let (status, took) = agent.stop().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    reader.join().unwrap();
+    drain(&mut messages);
+    assert!(status.success(), "exit {status:?}");
+    assert!(took < Duration::from_secs(5));
+    assert!(messages.iter().any(|m| m == "STOPPING=1"), "{messages:?}");
+}
