@@ -291,7 +291,18 @@ impl Config {
 }
 
 /// Parses a level or a `target=level` list without pulling in a regex engine.
+/// Each comma-separated part is a level (`info`) or `target=level`; a bare word that is not a
+/// level (a typo such as `loud`) is refused rather than read as a target name.
 pub fn parse_log_level(s: &str) -> Result<tracing_subscriber::filter::Targets, String> {
+    const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let level = part.rsplit_once('=').map_or(part, |(_, l)| l);
+        if !LEVELS.contains(&level.to_ascii_lowercase().as_str()) {
+            return Err(format!(
+                "{s:?}: {part:?} is not a level (off, error, warn, info, debug, trace) or target=level"
+            ));
+        }
+    }
     s.parse::<tracing_subscriber::filter::Targets>()
         .map_err(|e| format!("{s:?} is not a log level or target list: {e}"))
 }
@@ -363,5 +374,17 @@ dir = "/var/lib/detect-agent"
     fn bad_thing_name_is_an_error() {
         let c = parse("thing_name = \"a\\u0007b\"\n").unwrap();
         assert!(matches!(&c.problems()[..], [Problem::Error(e)] if e.starts_with("thing_name")));
+    }
+}
+
+#[cfg(test)]
+mod shipped_example {
+    /// The documented example in config/ must stay a valid config.
+    #[test]
+    fn config_example_parses() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config/config.toml");
+        let c = super::Config::load(std::path::Path::new(path)).unwrap();
+        assert_eq!(c.thing_name.as_deref(), Some("gateway-01"));
+        assert!(c.problems().is_empty(), "{:?}", c.problems());
     }
 }
