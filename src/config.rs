@@ -13,7 +13,7 @@ pub const DEFAULT_PATH: &str = "/etc/detect-agent/config.toml";
 /// AWS throttles reports sent more often than this (protocol doc §4, §7.1 item 2).
 pub const AWS_MIN_INTERVAL_SECS: u64 = 300;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Thing name; also the MQTT client id unless `client_id` is set. Defaults to the
@@ -152,20 +152,6 @@ impl Default for Log {
         Self {
             level: default_level(),
             format: LogFormat::Text,
-        }
-    }
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            thing_name: None,
-            client_id: None,
-            mqtt: None,
-            report: Report::default(),
-            state: State::default(),
-            collect: Collect::default(),
-            log: Log::default(),
         }
     }
 }

@@ -5,7 +5,7 @@
 pub mod notify;
 pub mod schedule;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::signal::unix::{Signal, SignalKind, signal};
@@ -177,7 +177,7 @@ impl Agent {
     }
 
     /// Waits for slots and signals until asked to stop or to switch to a new config.
-    async fn serve(&mut self, path: &PathBuf, sig: &mut Signals, notifier: &Notifier) -> Exit {
+    async fn serve(&mut self, path: &Path, sig: &mut Signals, notifier: &Notifier) -> Exit {
         let offset = schedule::offset_ms(&self.thing, self.interval);
         let mut conn = self.publisher.state();
         let watchdog = notifier.watchdog_interval();
@@ -334,7 +334,7 @@ impl Agent {
 }
 
 /// Loads and checks the config again; an invalid one is refused and the old one stays.
-fn reload(path: &PathBuf) -> Option<Box<Config>> {
+fn reload(path: &Path) -> Option<Box<Config>> {
     tracing::info!(path = %path.display(), "SIGHUP: reloading the configuration");
     match Config::load(path).map_err(|e| e.to_string()).and_then(|c| {
         validate(&c).map_err(|e| e.to_string())?;

@@ -64,10 +64,10 @@ impl Notifier {
     }
 
     fn send(&self, msg: &str) {
-        if let Some((sock, addr)) = &self.socket {
-            if let Err(e) = sock.send_to_addr(msg.as_bytes(), addr) {
-                tracing::debug!(error = %e, "systemd notify failed");
-            }
+        if let Some((sock, addr)) = &self.socket
+            && let Err(e) = sock.send_to_addr(msg.as_bytes(), addr)
+        {
+            tracing::debug!(error = %e, "systemd notify failed");
         }
     }
 }
