@@ -1,0 +1,429 @@
+//! End-to-end tests of `detect-agent check-config`: real config files and rcgen certificates,
+//! one finding per line naming its key or file, exit status from errors only (not warnings).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose,
+};
+
+const BIN: &str = env!("CARGO_BIN_EXE_detect-agent");
+const RUN_LIMIT: Duration = Duration::from_secs(60);
+
+/// A throwaway PKI: a CA and client identities written as PEM files into one directory.
+struct Pki {
+    dir: tempfile::TempDir,
+    ca: PathBuf,
+    /// EC P-256 client certificate and its key.
+    cert: PathBuf,
+    key: PathBuf,
+    /// Another EC P-256 key and an Ed25519 key: neither matches `cert`.
+    other_ec_key: PathBuf,
+    ed25519_key: PathBuf,
+    /// Valid 2020-01-01 .. 2021-01-01.
+    expired_cert: PathBuf,
+    expired_key: PathBuf,
+    /// Expires in about ten days (inside the 30-day warning window).
+    expiring_cert: PathBuf,
+    expiring_key: PathBuf,
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn client_params(cn: &str) -> CertificateParams {
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.distinguished_name.push(DnType::CommonName, cn);
+    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    p
+}
+
+/// (year, month, day) of a day count since 1970-01-01 (H. Hinnant's civil_from_days).
+fn civil(days: i64) -> (i32, u8, u8) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y as i32, m as u8, d as u8)
+}
+
+impl Pki {
+    fn generate() -> Pki {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "check-config test CA");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+
+        let key = KeyPair::generate().unwrap();
+        let cert = client_params("thing-ok").signed_by(&key, &ca).unwrap();
+
+        let expired_key = KeyPair::generate().unwrap();
+        let mut p = client_params("thing-expired");
+        p.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        p.not_after = rcgen::date_time_ymd(2021, 1, 1);
+        let expired = p.signed_by(&expired_key, &ca).unwrap();
+
+        let today = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            / 86_400;
+        let (y0, m0, d0) = civil(today as i64 - 1);
+        let (y1, m1, d1) = civil(today as i64 + 10);
+        let expiring_key = KeyPair::generate().unwrap();
+        let mut p = client_params("thing-expiring");
+        p.not_before = rcgen::date_time_ymd(y0, m0, d0);
+        p.not_after = rcgen::date_time_ymd(y1, m1, d1);
+        let expiring = p.signed_by(&expiring_key, &ca).unwrap();
+
+        let ed = KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+        Pki {
+            ca: write(d, "ca.crt", &ca.pem()),
+            cert: write(d, "thing.crt", &cert.pem()),
+            key: write(d, "thing.key", &key.serialize_pem()),
+            other_ec_key: write(
+                d,
+                "other-ec.key",
+                &KeyPair::generate().unwrap().serialize_pem(),
+            ),
+            ed25519_key: write(d, "ed25519.key", &ed.serialize_pem()),
+            expired_cert: write(d, "expired.crt", &expired.pem()),
+            expired_key: write(d, "expired.key", &expired_key.serialize_pem()),
+            expiring_cert: write(d, "expiring.crt", &expiring.pem()),
+            expiring_key: write(d, "expiring.key", &expiring_key.serialize_pem()),
+            dir,
+        }
+    }
+}
+
+/// The parts of a config file that tests vary.
+struct Cfg<'a> {
+    thing: &'a str,
+    ca: &'a Path,
+    cert: &'a Path,
+    key: &'a Path,
+    /// Extra lines appended to the `[report]` table.
+    report: &'a str,
+}
+
+impl<'a> Cfg<'a> {
+    fn good(pki: &'a Pki) -> Cfg<'a> {
+        Cfg {
+            thing: "thing-ok",
+            ca: &pki.ca,
+            cert: &pki.cert,
+            key: &pki.key,
+            report: "interval_secs = 300\n",
+        }
+    }
+
+    fn toml(&self, state_dir: &Path) -> String {
+        // TOML basic strings: escape the thing name so control characters survive as \uXXXX.
+        let thing: String = self
+            .thing
+            .chars()
+            .map(|c| match c {
+                '"' | '\\' => format!("\\{c}"),
+                c if c.is_control() => format!("\\u{:04X}", c as u32),
+                c => c.to_string(),
+            })
+            .collect();
+        format!(
+            "thing_name = \"{thing}\"\n\n[mqtt]\nendpoint = \"127.0.0.1\"\nport = 8883\n\
+             ca_file = {:?}\ncert_file = {:?}\nkey_file = {:?}\n\n[report]\n{}\n[state]\ndir = {:?}\n",
+            self.ca, self.cert, self.key, self.report, state_dir
+        )
+    }
+}
+
+/// What one `check-config` run printed.
+struct Checked {
+    out: Output,
+    config: PathBuf,
+    lines: Vec<String>,
+}
+
+impl Checked {
+    fn ok(&self) -> bool {
+        self.out.status.success()
+    }
+
+    fn dump(&self) -> String {
+        format!(
+            "{:?}\nstdout:\n{}\nstderr:\n{}",
+            self.out.status,
+            self.lines.join("\n"),
+            String::from_utf8_lossy(&self.out.stderr)
+        )
+    }
+
+    fn with_prefix(&self, prefix: &str) -> Vec<&String> {
+        self.lines
+            .iter()
+            .filter(|l| l.starts_with(prefix))
+            .collect()
+    }
+
+    /// The one line starting with `prefix` that contains every needle.
+    fn line(&self, prefix: &str, needles: &[&str]) -> &str {
+        let hits: Vec<&String> = self
+            .with_prefix(prefix)
+            .into_iter()
+            .filter(|l| needles.iter().all(|n| l.contains(n)))
+            .collect();
+        assert_eq!(
+            hits.len(),
+            1,
+            "one {prefix} line with {needles:?}\n{}",
+            self.dump()
+        );
+        hits[0]
+    }
+
+    fn summary(&self) -> &str {
+        self.lines.last().map(String::as_str).unwrap_or("")
+    }
+}
+
+/// Runs `check-config --config FILE` (killed after `RUN_LIMIT`).
+fn check_file(config: &Path) -> Checked {
+    let mut child = Command::new(BIN)
+        .args(["check-config", "--config"])
+        .arg(config)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + RUN_LIMIT;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            panic!("check-config {} did not finish", config.display());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The output is a few lines: it fits in the pipe buffers, so reading after exit is safe.
+    let out = child.wait_with_output().unwrap();
+    let lines = String::from_utf8(out.stdout.clone())
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    Checked {
+        out,
+        config: config.to_path_buf(),
+        lines,
+    }
+}
+
+/// Writes `text` as a config file in `dir` and checks it.
+fn check_text(dir: &Path, text: &str) -> Checked {
+    let path = dir.join("config.toml");
+    std::fs::write(&path, text).unwrap();
+    check_file(&path)
+}
+
+fn check(pki: &Pki, cfg: &Cfg) -> Checked {
+    let state = pki.dir.path().join("state");
+    check_text(pki.dir.path(), &cfg.toml(&state))
+}
+
+fn assert_failed(c: &Checked, errors: usize) {
+    assert!(!c.ok(), "exit status should be non-zero\n{}", c.dump());
+    assert_eq!(c.with_prefix("error:").len(), errors, "{}", c.dump());
+    assert_eq!(
+        c.summary(),
+        format!("{}: {errors} error(s)", c.config.display()),
+        "{}",
+        c.dump()
+    );
+}
+
+fn assert_passed(c: &Checked) {
+    assert!(c.ok(), "exit status should be zero\n{}", c.dump());
+    assert!(c.with_prefix("error:").is_empty(), "{}", c.dump());
+    assert_eq!(
+        c.summary(),
+        format!("{}: ok", c.config.display()),
+        "{}",
+        c.dump()
+    );
+}
+
+#[test]
+fn good_config_is_ok() {
+    let pki = Pki::generate();
+    let c = check(&pki, &Cfg::good(&pki));
+    assert_passed(&c);
+    assert_eq!(c.lines.len(), 1, "{}", c.dump());
+    assert!(c.out.stderr.is_empty(), "{}", c.dump());
+}
+
+#[test]
+fn unknown_key_is_named() {
+    let pki = Pki::generate();
+    let cfg = Cfg {
+        report: "interval_sec = 300\n",
+        ..Cfg::good(&pki)
+    };
+    let c = check(&pki, &cfg);
+    assert!(!c.ok(), "{}", c.dump());
+    let path = c.config.display().to_string();
+    c.line("error:", &["interval_sec", &path]);
+    // The config never loaded: one error line, nothing else checked.
+    assert_eq!(c.lines.len(), 1, "{}", c.dump());
+}
+
+#[test]
+fn missing_config_file_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = check_file(&dir.path().join("absent.toml"));
+    assert!(!c.ok(), "{}", c.dump());
+    c.line("error:", &["absent.toml"]);
+}
+
+#[test]
+fn missing_certificate_file_is_named() {
+    let pki = Pki::generate();
+    let missing = pki.dir.path().join("no-such-cert.pem");
+    let cfg = Cfg {
+        cert: &missing,
+        ..Cfg::good(&pki)
+    };
+    let c = check(&pki, &cfg);
+    assert_failed(&c, 1);
+    c.line("error:", &[&missing.display().to_string()]);
+}
+
+#[test]
+fn key_not_matching_certificate_is_an_error() {
+    let pki = Pki::generate();
+    for key in [&pki.other_ec_key, &pki.ed25519_key] {
+        let cfg = Cfg {
+            key,
+            ..Cfg::good(&pki)
+        };
+        let c = check(&pki, &cfg);
+        assert_failed(&c, 1);
+        c.line(
+            "error:",
+            &[
+                &key.display().to_string(),
+                "does not match",
+                &pki.cert.display().to_string(),
+            ],
+        );
+    }
+}
+
+#[test]
+fn expired_certificate_is_an_error() {
+    let pki = Pki::generate();
+    let cfg = Cfg {
+        cert: &pki.expired_cert,
+        key: &pki.expired_key,
+        ..Cfg::good(&pki)
+    };
+    let c = check(&pki, &cfg);
+    assert_failed(&c, 1);
+    c.line(
+        "error:",
+        &[
+            &pki.expired_cert.display().to_string(),
+            "expired",
+            "2021-01-01",
+        ],
+    );
+}
+
+#[test]
+fn certificate_expiring_soon_is_a_warning() {
+    let pki = Pki::generate();
+    let cfg = Cfg {
+        cert: &pki.expiring_cert,
+        key: &pki.expiring_key,
+        ..Cfg::good(&pki)
+    };
+    let c = check(&pki, &cfg);
+    assert_passed(&c);
+    c.line(
+        "warning:",
+        &[&pki.expiring_cert.display().to_string(), "expires"],
+    );
+}
+
+#[test]
+fn short_interval_is_a_warning_only() {
+    let pki = Pki::generate();
+    let cfg = Cfg {
+        report: "interval_secs = 2\n",
+        ..Cfg::good(&pki)
+    };
+    let c = check(&pki, &cfg);
+    assert_passed(&c);
+    c.line("warning:", &["report.interval_secs", "2", "300"]);
+    assert_eq!(c.lines.len(), 2, "{}", c.dump());
+}
+
+#[test]
+fn control_character_in_thing_name_is_an_error() {
+    let pki = Pki::generate();
+    let cfg = Cfg {
+        thing: "thing\u{7}one",
+        ..Cfg::good(&pki)
+    };
+    let c = check(&pki, &cfg);
+    assert_failed(&c, 1);
+    c.line("error:", &["thing_name", "control character"]);
+}
+
+#[test]
+fn several_problems_give_one_line_each() {
+    let pki = Pki::generate();
+    let missing_ca = pki.dir.path().join("no-such-ca.pem");
+    let missing_cert = pki.dir.path().join("no-such-cert.pem");
+    let cfg = Cfg {
+        thing: "bad\u{1b}name",
+        ca: &missing_ca,
+        cert: &missing_cert,
+        key: &pki.key,
+        report: "interval_secs = 10\n",
+    };
+    let c = check(&pki, &cfg);
+    assert_failed(&c, 3);
+    c.line("error:", &["thing_name", "control character"]);
+    c.line("error:", &[&missing_ca.display().to_string()]);
+    c.line("error:", &[&missing_cert.display().to_string()]);
+    c.line("warning:", &["report.interval_secs"]);
+    // Three errors, one warning, the summary: nothing else, nothing split over lines.
+    assert_eq!(c.lines.len(), 5, "{}", c.dump());
+}
+
+#[test]
+fn missing_mqtt_and_thing_name_are_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let c = check_text(dir.path(), &format!("[state]\ndir = {state:?}\n"));
+    assert_failed(&c, 2);
+    c.line("error:", &["thing_name", "missing"]);
+    c.line("error:", &["[mqtt]", "missing"]);
+}
