@@ -180,7 +180,8 @@ impl Publisher {
         })
     }
 
-    /// Watch the connection state (for systemd `STATUS=`).
+    /// Watch the connection state (for systemd `STATUS=`). Do not hold a `borrow()` across
+    /// an await: it blocks the connection task's updates.
     pub fn state(&self) -> watch::Receiver<ConnState> {
         self.state.clone()
     }

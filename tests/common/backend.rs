@@ -1,0 +1,344 @@
+//! A strict stand-in for the Device Defender service: subscribes to every thing's metrics
+//! topic, validates each report and answers on `/accepted` or `/rejected` in the request's
+//! encoding (protocol doc §3). Records what it saw so tests can assert.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS, TlsConfiguration, Transport};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use super::certs::{Identity, Pki};
+
+/// `#` does not match `$` topics, so the filter names `$aws` explicitly.
+pub const FILTER: &str = "$aws/things/+/defender/metrics/+";
+
+/// How the backend answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// Validate strictly; accept valid reports.
+    Validate,
+    /// Reject everything with this code; `with_report_id: false` mimics the doc example.
+    Reject {
+        code: String,
+        message: String,
+        with_report_id: bool,
+    },
+    /// Record, but never answer.
+    Silent,
+}
+
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub thing: String,
+    pub format: String,
+    pub report_id: Option<u64>,
+    pub value: Option<Value>,
+    /// `None` when accepted, else the error code sent (or that would have been sent).
+    pub rejected: Option<String>,
+}
+
+struct State {
+    mode: Mode,
+    received: Vec<Received>,
+    last_ids: HashMap<String, u64>,
+}
+
+pub struct Backend {
+    state: Arc<Mutex<State>>,
+    subscribed: watch::Receiver<u64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+fn tls(pki: &Pki, id: &Identity) -> TlsConfiguration {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(&pki.ca).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let chain = CertificateDer::pem_file_iter(&id.cert)
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(&id.key).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .unwrap();
+    TlsConfiguration::Rustls(Arc::new(config))
+}
+
+impl Backend {
+    /// Connects to the broker and waits (bounded) until the subscription is acknowledged.
+    pub async fn start(pki: &Pki, port: u16) -> Backend {
+        let mut options = MqttOptions::new(pki.backend.name.clone(), "127.0.0.1", port);
+        options
+            .set_transport(Transport::tls_with_config(tls(pki, &pki.backend)))
+            .set_keep_alive(Duration::from_secs(5))
+            .set_max_packet_size(256 * 1024, 64 * 1024);
+        let (client, mut eventloop) = AsyncClient::new(options, 16);
+        let state = Arc::new(Mutex::new(State {
+            mode: Mode::Validate,
+            received: Vec::new(),
+            last_ids: HashMap::new(),
+        }));
+        let (sub_tx, subscribed) = watch::channel(0u64);
+        let shared = state.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Incoming::ConnAck(_))) => {
+                        client.try_subscribe(FILTER, QoS::AtLeastOnce).unwrap();
+                    }
+                    Ok(Event::Incoming(Incoming::SubAck(_))) => {
+                        sub_tx.send_modify(|n| *n += 1);
+                    }
+                    Ok(Event::Incoming(Incoming::Publish(p))) => {
+                        if let Some((topic, body)) = answer(&shared, &p.topic, &p.payload) {
+                            client
+                                .try_publish(topic, QoS::AtLeastOnce, false, body)
+                                .unwrap();
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        });
+        let backend = Backend {
+            state,
+            subscribed,
+            task,
+        };
+        backend.wait_subscribed(0).await;
+        backend
+    }
+
+    /// How many SUBACKs so far (one per (re)connection).
+    pub fn subscriptions(&self) -> u64 {
+        *self.subscribed.borrow()
+    }
+
+    /// Waits (at most 20 s) until more than `seen` subscriptions were acknowledged.
+    pub async fn wait_subscribed(&self, seen: u64) {
+        let mut rx = self.subscribed.clone();
+        let waited =
+            tokio::time::timeout(Duration::from_secs(20), rx.wait_for(|n| *n > seen)).await;
+        assert!(matches!(waited, Ok(Ok(_))), "backend did not (re)subscribe");
+    }
+
+    pub fn set_mode(&self, mode: Mode) {
+        self.state.lock().unwrap().mode = mode;
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.state.lock().unwrap().received.clone()
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Validates one report and builds the reply (topic, payload), or None in Silent mode.
+fn answer(state: &Mutex<State>, topic: &str, payload: &[u8]) -> Option<(String, Vec<u8>)> {
+    // $aws/things/{thing}/defender/metrics/{format}
+    let parts: Vec<&str> = topic.split('/').collect();
+    let (thing, format) = match parts.as_slice() {
+        ["$aws", "things", thing, "defender", "metrics", format] => (*thing, *format),
+        _ => return None,
+    };
+    let decoded: Result<Value, String> = match format {
+        "json" => serde_json::from_slice(payload).map_err(|e| e.to_string()),
+        "cbor" => ciborium::from_reader(payload).map_err(|e| e.to_string()),
+        other => Err(format!("unknown format segment {other:?}")),
+    };
+    let mut state = state.lock().unwrap();
+    let last = state.last_ids.get(thing).copied();
+    let checked = decoded
+        .clone()
+        .and_then(|v| validate(&v).map(|id| (v, id)))
+        .and_then(|(v, id)| match last {
+            Some(prev) if id <= prev => Err(format!("report_id {id} not greater than {prev}")),
+            _ => Ok((v, id)),
+        });
+    let report_id = decoded.as_ref().ok().and_then(report_id_of);
+    let mode = state.mode.clone();
+    let (rejected, body) = match (&mode, &checked) {
+        (
+            Mode::Reject {
+                code,
+                message,
+                with_report_id,
+            },
+            _,
+        ) => {
+            let id = report_id.filter(|_| *with_report_id);
+            (Some(code.clone()), rejection(thing, id, code, message))
+        }
+        (_, Err(why)) => (
+            Some("InvalidPayload".to_string()),
+            rejection(thing, report_id, "InvalidPayload", why),
+        ),
+        (_, Ok((_, id))) => {
+            state.last_ids.insert(thing.to_string(), *id);
+            (
+                None,
+                json!({"thingName": thing, "reportId": id, "status": "ACCEPTED", "timestamp": now_ms()}),
+            )
+        }
+    };
+    state.received.push(Received {
+        thing: thing.to_string(),
+        format: format.to_string(),
+        report_id,
+        value: decoded.ok(),
+        rejected: rejected.clone(),
+    });
+    if mode == Mode::Silent {
+        return None;
+    }
+    let suffix = if rejected.is_some() {
+        "rejected"
+    } else {
+        "accepted"
+    };
+    let bytes = match format {
+        "cbor" => {
+            let mut out = Vec::new();
+            ciborium::into_writer(&body, &mut out).unwrap();
+            out
+        }
+        _ => serde_json::to_vec(&body).unwrap(),
+    };
+    Some((format!("{topic}/{suffix}"), bytes))
+}
+
+fn rejection(thing: &str, report_id: Option<u64>, code: &str, message: &str) -> Value {
+    let mut v = json!({
+        "thingName": thing,
+        "status": "REJECTED",
+        "statusDetails": {"ErrorCode": code, "ErrorMessage": message},
+        "timestamp": now_ms(),
+    });
+    if let Some(id) = report_id {
+        v["reportId"] = json!(id);
+    }
+    v
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+fn report_id_of(v: &Value) -> Option<u64> {
+    let header = v.get("header").or_else(|| v.get("hed"))?;
+    header
+        .get("report_id")
+        .or_else(|| header.get("rid"))?
+        .as_u64()
+}
+
+const LONG: &[&str] = &[
+    "header",
+    "report_id",
+    "version",
+    "metrics",
+    "custom_metrics",
+    "tcp_connections",
+    "established_connections",
+    "connections",
+    "remote_addr",
+    "local_port",
+    "local_interface",
+    "total",
+    "listening_tcp_ports",
+    "listening_udp_ports",
+    "ports",
+    "port",
+    "interface",
+    "network_stats",
+    "bytes_in",
+    "bytes_out",
+    "packets_in",
+    "packets_out",
+];
+const SHORT: &[&str] = &[
+    "hed", "rid", "v", "met", "cmet", "tc", "ec", "cs", "rad", "lp", "li", "t", "tp", "up", "pts",
+    "pt", "if", "ns", "bi", "bo", "pi", "po",
+];
+
+/// Strict checks (protocol doc §1, §10): header with a positive integer report_id and
+/// version "1.0"; every structural key known and all long or all short. Returns the id.
+fn validate(v: &Value) -> Result<u64, String> {
+    let root = v.as_object().ok_or("report is not a map")?;
+    let mut long = 0;
+    let mut short = 0;
+    count_keys(v, &mut long, &mut short)?;
+    if long > 0 && short > 0 {
+        return Err(format!("mixed key styles ({long} long, {short} short)"));
+    }
+    let header = root
+        .get("header")
+        .or_else(|| root.get("hed"))
+        .ok_or("missing header")?;
+    let id = header
+        .get("report_id")
+        .or_else(|| header.get("rid"))
+        .ok_or("missing report_id")?;
+    let id = id
+        .as_u64()
+        .filter(|id| *id > 0)
+        .ok_or_else(|| format!("report_id {id} is not a positive integer"))?;
+    let version = header.get("version").or_else(|| header.get("v"));
+    if version != Some(&json!("1.0")) {
+        return Err(format!("version {version:?} is not \"1.0\""));
+    }
+    if !root.contains_key("metrics")
+        && !root.contains_key("met")
+        && !root.contains_key("custom_metrics")
+        && !root.contains_key("cmet")
+    {
+        return Err("neither metrics nor custom_metrics".to_string());
+    }
+    Ok(id)
+}
+
+/// Counts structural keys; custom metric names and their value keys are free-form.
+fn count_keys(v: &Value, long: &mut usize, short: &mut usize) -> Result<(), String> {
+    match v {
+        Value::Object(map) => {
+            for (key, child) in map {
+                let in_long = LONG.contains(&key.as_str());
+                let in_short = SHORT.contains(&key.as_str());
+                if !in_long && !in_short {
+                    return Err(format!("unknown key {key:?}"));
+                }
+                if in_long {
+                    *long += 1;
+                }
+                if in_short {
+                    *short += 1;
+                }
+                if key != "custom_metrics" && key != "cmet" {
+                    count_keys(child, long, short)?;
+                }
+            }
+            Ok(())
+        }
+        Value::Array(items) => items.iter().try_for_each(|i| count_keys(i, long, short)),
+        Value::Null => Err("null value".to_string()),
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,59 @@
+//! Test harness shared by the integration tests: throwaway PKI (rcgen), a real mosquitto
+//! with mutual TLS on a loopback port, and a strict Defender "backend" that answers verdicts.
+//! Not part of the agent; tests only.
+#![allow(dead_code, unused_imports)] // each test binary uses a different part of the harness
+
+pub mod backend;
+pub mod broker;
+pub mod certs;
+
+pub use backend::{Backend, Mode, Received};
+pub use broker::Broker;
+pub use certs::{Identity, Pki};
+
+use std::time::Duration;
+
+/// A report good enough for the strict backend, in long keys.
+pub fn report_json(report_id: u64) -> serde_json::Value {
+    serde_json::json!({
+        "header": {"report_id": report_id, "version": "1.0"},
+        "metrics": {
+            "listening_tcp_ports": {"ports": [{"port": 22, "interface": "lo"}], "total": 1},
+            "network_stats": {"bytes_in": 10, "bytes_out": 20, "packets_in": 1, "packets_out": 2}
+        }
+    })
+}
+
+/// Encodes a JSON value as the `format` segment says (`json` or `cbor`).
+pub fn encode(value: &serde_json::Value, format: &str) -> Vec<u8> {
+    match format {
+        "cbor" => {
+            let mut out = Vec::new();
+            ciborium::into_writer(value, &mut out).unwrap();
+            out
+        }
+        _ => serde_json::to_vec(value).unwrap(),
+    }
+}
+
+/// Polls `check` every 50 ms until it is true or `limit` passes; returns the last result.
+pub async fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if check() {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Logs to the test output (shown on failure); safe to call more than once.
+pub fn init_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_max_level(tracing::Level::DEBUG)
+        .try_init();
+}
