@@ -3,7 +3,8 @@
 //! Does not decide what the report contains (see `build.rs`) nor where it is sent.
 
 use std::borrow::Cow;
-use std::net::IpAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 
 use serde::ser::{SerializeMap, SerializeSeq};
 
@@ -141,15 +142,25 @@ impl Measured {
     }
 }
 
-/// Measures every entry once with the serializer that writes it, into a byte counter.
-fn measure(report: &Report, format: Format) -> Result<Measured, ReportError> {
+/// Measures the entries with the serializer that writes them, into a byte counter. An entry's
+/// size depends only on its `SizeKey`, so each distinct key is serialized once: a table of
+/// 20 000 connections needs a few hundred small serializations, not 20 000.
+fn measure<'a>(report: &'a Report, format: Format) -> Result<Measured, ReportError> {
     let short = format.short_keys();
-    let sep = usize::from(!format.is_cbor());
     let m = &report.metrics;
-    let ports = |list: &PortList| -> Result<Vec<usize>, ReportError> {
+    let mut sizes = SizeCache {
+        known: HashMap::new(),
+        last: None,
+        sep: usize::from(!format.is_cbor()),
+    };
+    let mut ports = |list: &'a PortList| -> Result<Vec<usize>, ReportError> {
         list.ports
             .iter()
-            .map(|p| size_of(report, format, &PortEntry(p, short)).map(|n| n + sep))
+            .map(|p| {
+                sizes.get(SizeKey::port(p), || {
+                    size_of(report, format, &PortEntry(p, short))
+                })
+            })
             .collect()
     };
     let tcp = ports(&m.listening_tcp_ports)?;
@@ -158,16 +169,102 @@ fn measure(report: &Report, format: Format) -> Result<Measured, ReportError> {
         .established
         .connections
         .iter()
-        .map(|c| size_of(report, format, &ConnectionEntry(c, short)).map(|n| n + sep))
+        .map(|c| {
+            sizes.get(SizeKey::connection(c), || {
+                size_of(report, format, &ConnectionEntry(c, short))
+            })
+        })
         .collect::<Result<Vec<usize>, _>>()?;
     let base = to_bytes(report, format, &tree(report, format, &Selection::none()))?.len();
     Ok(Measured {
         base,
-        sep,
+        sep: sizes.sep,
         tcp,
         udp,
         connections,
     })
+}
+
+/// Entry sizes (with the JSON separator) by `SizeKey`, each serialized once. Neighbours in a
+/// sorted list often share a key: the last one is checked before hashing.
+struct SizeCache<'a> {
+    known: HashMap<SizeKey<'a>, usize>,
+    last: Option<(SizeKey<'a>, usize)>,
+    sep: usize,
+}
+
+impl<'a> SizeCache<'a> {
+    fn get(
+        &mut self,
+        key: SizeKey<'a>,
+        measure: impl FnOnce() -> Result<usize, ReportError>,
+    ) -> Result<usize, ReportError> {
+        if let Some((last, n)) = &self.last
+            && *last == key
+        {
+            return Ok(*n);
+        }
+        let n = match self.known.get(&key) {
+            Some(n) => *n,
+            None => {
+                let n = measure()? + self.sep;
+                self.known.insert(key, n);
+                n
+            }
+        };
+        self.last = Some((key, n));
+        Ok(n)
+    }
+}
+
+/// Everything an entry's encoded size depends on, in both encodings: which list, the remote
+/// address text's length (digits, dots, colons, brackets and hex letters are never escaped
+/// in JSON; CBOR only writes the length), the number's width class and the interface name
+/// (whose JSON escaping is left to the serializer).
+#[derive(Clone, Copy, Hash, PartialEq, Eq)]
+struct SizeKey<'a> {
+    remote_len: Option<usize>,
+    number: u8,
+    interface: Option<&'a str>,
+}
+
+impl<'a> SizeKey<'a> {
+    fn port(p: &'a Port) -> Self {
+        Self {
+            remote_len: None,
+            number: width_class(p.port),
+            interface: p.interface.as_deref(),
+        }
+    }
+
+    fn connection(c: &'a Connection) -> Self {
+        let remote_len = match c.remote {
+            // `Connection::remote_addr` writes "a.b.c.d:port" for these.
+            SocketAddr::V4(a) => {
+                let octets: usize = a.ip().octets().into_iter().map(|o| digits(o.into())).sum();
+                octets + 3 + 1 + digits(a.port())
+            }
+            SocketAddr::V6(_) => c.remote_addr().len(),
+        };
+        Self {
+            remote_len: Some(remote_len),
+            number: width_class(c.local_port),
+            interface: c.local_interface.as_deref(),
+        }
+    }
+}
+
+fn digits(v: u16) -> usize {
+    1 + [10, 100, 1000, 10_000].iter().filter(|b| v >= **b).count()
+}
+
+/// Numbers of one class have the same JSON digit count and CBOR head size (heads grow at 24
+/// and 256, RFC 8949 §3).
+fn width_class(v: u16) -> u8 {
+    [10, 24, 100, 256, 1000, 10_000]
+        .iter()
+        .filter(|b| v >= **b)
+        .count() as u8
 }
 
 /// A key-value tree: maps keep insertion order and definite lengths in both encodings. List
@@ -675,11 +772,16 @@ mod tests {
             Some("x".repeat(30)),
             Some("y".repeat(300)),
         ];
-        let port_no = |rng: &mut Lcg| [1, 23, 24, 255, 256, 65535][rng.next(6) as usize] as u16;
+        let port_no = |rng: &mut Lcg| {
+            [
+                1, 9, 10, 23, 24, 99, 100, 255, 256, 999, 1000, 9999, 10000, 65533,
+            ][rng.next(14) as usize]
+                + rng.next(3) as u16
+        };
         let ports = |n: usize, rng: &mut Lcg| {
             let mut ports: Vec<Port> = (0..n)
                 .map(|_| Port {
-                    port: port_no(rng).wrapping_add(rng.next(3) as u16).max(1),
+                    port: port_no(rng),
                     interface: ifaces[rng.next(6) as usize].clone(),
                 })
                 .collect();
@@ -696,7 +798,9 @@ mod tests {
             .map(|_| {
                 let ip: IpAddr = match rng.next(4) {
                     0 => IpAddr::from([10, 0, 0, rng.next(4) as u8]),
-                    1 => IpAddr::from([203, 0, 113, rng.next(256) as u8]),
+                    1 => {
+                        IpAddr::from([0; 4].map(|_| [0, 9, 10, 99, 100, 255][rng.next(6) as usize]))
+                    }
                     2 => "2001:db8::1".parse().unwrap(),
                     _ => IpAddr::from([0x2001, 0xdb8, 0, 0, 0, 0, rng.next(9) as u16, 1]),
                 };

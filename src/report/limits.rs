@@ -125,8 +125,12 @@ pub(crate) fn plan(sizes: &Sizes<'_>, remote_ips: &[IpAddr]) -> Selection {
 pub(crate) fn connection_priority(remote_ips: &[IpAddr]) -> Vec<usize> {
     let mut seen = BTreeSet::new();
     let (mut first, mut rest) = (Vec::new(), Vec::new());
+    let mut previous = None;
     for (i, ip) in remote_ips.iter().enumerate() {
-        if seen.insert(*ip) {
+        // Sorted lists repeat an IP in a row: no set lookup for those.
+        let repeat = previous == Some(ip);
+        previous = Some(ip);
+        if !repeat && seen.insert(*ip) {
             first.push(i);
         } else {
             rest.push(i);
