@@ -113,8 +113,8 @@ impl Shared {
     }
 }
 
-/// Handle to the MQTT session. Dropping it without `shutdown` aborts nothing: the task
-/// ends when the request channel closes.
+/// Handle to the MQTT session. Dropping it without `shutdown` aborts the connection task
+/// (no DISCONNECT is sent).
 pub struct Publisher {
     client: AsyncClient,
     topics: Topics,
@@ -122,7 +122,15 @@ pub struct Publisher {
     state: watch::Receiver<ConnState>,
     stopping: watch::Sender<bool>,
     one_at_a_time: tokio::sync::Mutex<()>,
-    task: tokio::task::JoinHandle<()>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
 }
 
 impl Publisher {
@@ -176,7 +184,7 @@ impl Publisher {
             state,
             stopping,
             one_at_a_time: tokio::sync::Mutex::new(()),
-            task,
+            task: Some(task),
         })
     }
 
@@ -208,17 +216,17 @@ impl Publisher {
             state
                 .wait_for(|s| matches!(s, ConnState::Ready { .. }))
                 .await
-                .map(|_| ())
+                .map(|s| matches!(*s, ConnState::Ready { verdicts: true }))
         })
         .await;
-        match ready {
-            Ok(Ok(())) => {}
+        let verdicts = match ready {
+            Ok(Ok(verdicts)) => verdicts,
             Ok(Err(_)) => return Outcome::NotDelivered("publisher stopped".to_string()),
             Err(_) => {
                 let now = self.state.borrow().describe();
                 return Outcome::NotDelivered(format!("not connected within {wait:?}: {now}"));
             }
-        }
+        };
         let (puback_tx, puback_rx) = oneshot::channel();
         let (verdict_tx, verdict_rx) = oneshot::channel();
         *self.shared.slot() = Some(InFlight {
@@ -237,6 +245,8 @@ impl Publisher {
             Ok(()) => match timeout_at(deadline, puback_rx).await {
                 Err(_) => Outcome::NotDelivered(format!("no PUBACK within {wait:?}")),
                 Ok(Err(_)) => Outcome::NotDelivered("connection lost before PUBACK".to_string()),
+                // Without the verdict subscription there is nothing to wait for.
+                Ok(Ok(())) if !verdicts => Outcome::Acked,
                 Ok(Ok(())) => match timeout_at(deadline, verdict_rx).await {
                     Ok(Ok(v)) => match v.status {
                         Status::Accepted => Outcome::Accepted,
@@ -254,12 +264,14 @@ impl Publisher {
     }
 
     /// Sends DISCONNECT and waits up to `within` for the task to finish, then aborts it.
-    pub async fn shutdown(self, within: Duration) {
+    pub async fn shutdown(mut self, within: Duration) {
         self.stopping.send_replace(true);
         if let Err(e) = self.client.try_disconnect() {
             tracing::debug!(error = %e, "MQTT disconnect request not queued");
         }
-        let mut task = self.task;
+        let Some(mut task) = self.task.take() else {
+            return;
+        };
         if tokio::time::timeout(within, &mut task).await.is_err() {
             tracing::warn!(
                 within_ms = within.as_millis() as u64,
