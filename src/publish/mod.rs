@@ -11,7 +11,7 @@ pub mod verdict;
 
 pub use backoff::Backoff;
 pub use check::{Problem, Severity, check_identity};
-pub use client::{ConnState, Outcome, PublishError, Publisher};
+pub use client::{ConnState, MAX_PAYLOAD, Outcome, PublishError, Publisher};
 pub use tls::{MqttSettings, TlsError, client_config};
 pub use topics::Topics;
 pub use verdict::{Encoding, Status, Verdict, VerdictError};
