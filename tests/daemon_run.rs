@@ -18,6 +18,14 @@ struct Agent {
     log: PathBuf,
 }
 
+/// A failed assertion must not leave the agent running.
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Agent {
     fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

@@ -939,8 +939,6 @@ fn bad_flags_and_missing_config_fail_with_one_clear_line() {
 }
 
 #[test]
-#[ignore = "bug: ConfigError::Read prints its io::Error in the message and as source, and \
-            cli/mod.rs prints the chain with {:#}: \"No such file or directory (os error 2)\" twice"]
 fn missing_config_error_does_not_repeat_itself() {
     let out = run(agent(&["dump", "--config", "/nonexistent"]));
     let err = text(&out.stderr);

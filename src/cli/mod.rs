@@ -60,7 +60,7 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("detect-agent: error: {e:#}");
+            eprintln!("detect-agent: error: {}", one_line(&e));
             ExitCode::FAILURE
         }
     }
@@ -71,4 +71,18 @@ fn run_daemon(path: &std::path::Path) -> anyhow::Result<ExitCode> {
     logging::init(&config.log, false)?;
     detect_agent::daemon::run(path.to_path_buf(), config)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The error and its causes on one line, leaving out a cause whose text the line already
+/// carries (our error types name their source in their own message).
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = e.to_string();
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+    }
+    line
 }

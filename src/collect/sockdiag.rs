@@ -31,7 +31,7 @@ const RECV_BUF: usize = 64 * 1024;
 /// Upper bound on recv calls per dump (each carries at least one socket): ~1M datagrams.
 const MAX_RECVS: usize = 1 << 20;
 /// A kernel that stops answering must not hang the sample.
-const RECV_TIMEOUT_SECS: libc::time_t = 5;
+const RECV_TIMEOUT_SECS: i64 = 5;
 
 /// Dumps TCP LISTEN|ESTABLISHED and unconnected UDP sockets for IPv4 and IPv6.
 pub fn read() -> Result<SocketTable, CollectError> {
@@ -70,7 +70,7 @@ fn open() -> Result<OwnedFd, CollectError> {
     // SAFETY: `raw` is a fresh descriptor we own.
     let fd = unsafe { OwnedFd::from_raw_fd(raw) };
     let timeout = libc::timeval {
-        tv_sec: RECV_TIMEOUT_SECS,
+        tv_sec: RECV_TIMEOUT_SECS as _,
         tv_usec: 0,
     };
     // SAFETY: the option value points at a live timeval of the size passed.

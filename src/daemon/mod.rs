@@ -336,8 +336,10 @@ impl Agent {
 /// Loads and checks the config again; an invalid one is refused and the old one stays.
 fn reload(path: &Path) -> Option<Box<Config>> {
     tracing::info!(path = %path.display(), "SIGHUP: reloading the configuration");
+    // Everything Agent::start can trip over is checked here, before the old agent stops.
     match Config::load(path).map_err(|e| e.to_string()).and_then(|c| {
         validate(&c).map_err(|e| e.to_string())?;
+        State::open(&c.state.dir).map_err(|e| e.to_string())?;
         Ok(c)
     }) {
         Ok(c) => Some(Box::new(c)),
