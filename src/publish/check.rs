@@ -31,7 +31,13 @@ impl fmt::Display for Problem {
             Severity::Error => "error",
             Severity::Warning => "warning",
         };
-        write!(f, "{level}: {}: {}", self.file.display(), self.message)
+        // TLS errors already name their file; say it once.
+        let file = self.file.display().to_string();
+        if self.message.contains(&file) {
+            write!(f, "{level}: {}", self.message)
+        } else {
+            write!(f, "{level}: {file}: {}", self.message)
+        }
     }
 }
 
