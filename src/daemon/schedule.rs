@@ -22,8 +22,11 @@ pub fn offset_ms(thing: &str, interval: Duration) -> u64 {
 /// The first slot strictly after `now_ms` (epoch ms): `k * interval + offset`.
 pub fn next_slot_ms(now_ms: u64, interval: Duration, offset_ms: u64) -> u64 {
     let interval_ms = (interval.as_millis() as u64).max(1);
-    let k = now_ms.saturating_sub(offset_ms) / interval_ms + 1;
-    k * interval_ms + offset_ms
+    if now_ms < offset_ms {
+        return offset_ms;
+    }
+    let k = (now_ms - offset_ms) / interval_ms + 1;
+    k.saturating_mul(interval_ms).saturating_add(offset_ms)
 }
 
 #[cfg(test)]
