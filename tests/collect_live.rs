@@ -1,13 +1,15 @@
 //! Live sockets opened by the test itself, read back through sock_diag and through the
 //! /proc/net fallback, and cross-checked with `ss` when it is installed. Loopback only.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::process::Command;
-use std::time::Duration;
 
+use common::sockets::{connect, dual_stack_listener, port, v4, v6};
 use detect_agent::collect::{self, CollectOptions, Socket, SocketSource, SocketTable};
 
 /// The sockets one test run owns.
@@ -21,48 +23,13 @@ struct Fixture {
     udp_connected: UdpSocket,
     /// (client, accepted server side)
     conns: Vec<(TcpStream, TcpStream)>,
-}
-
-/// A `[::]:0` listener with IPV6_V6ONLY off, so it also accepts IPv4 (dual stack).
-fn dual_stack_listener() -> TcpListener {
-    // SAFETY: plain socket calls on a descriptor this function owns; results checked.
-    unsafe {
-        let fd = libc::socket(libc::AF_INET6, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
-        assert!(fd >= 0);
-        let off: libc::c_int = 0;
-        let rc = libc::setsockopt(
-            fd,
-            libc::IPPROTO_IPV6,
-            libc::IPV6_V6ONLY,
-            (&off as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
-        assert_eq!(rc, 0);
-        let mut addr: libc::sockaddr_in6 = std::mem::zeroed();
-        addr.sin6_family = libc::AF_INET6 as libc::sa_family_t;
-        let rc = libc::bind(
-            fd,
-            (&addr as *const libc::sockaddr_in6).cast(),
-            std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
-        );
-        assert_eq!(rc, 0);
-        assert_eq!(libc::listen(fd, 16), 0);
-        TcpListener::from_raw_fd(fd)
-    }
-}
-
-fn connect(to: SocketAddr, listener: &TcpListener) -> (TcpStream, TcpStream) {
-    let client = TcpStream::connect_timeout(&to, Duration::from_secs(5)).unwrap();
-    let (server, _) = listener.accept().unwrap();
-    (client, server)
-}
-
-fn port(l: &TcpListener) -> u16 {
-    l.local_addr().unwrap().port()
+    /// Last field: released after the sockets above are closed.
+    _turn: std::sync::MutexGuard<'static, ()>,
 }
 
 impl Fixture {
     fn open() -> Fixture {
+        let turn = common::sockets::exclusive();
         let lo4 = TcpListener::bind("127.0.0.1:0").unwrap();
         let lo6 = TcpListener::bind("[::1]:0").unwrap();
         let any4 = TcpListener::bind("0.0.0.0:0").unwrap();
@@ -73,8 +40,6 @@ impl Fixture {
         udp_connected
             .connect(udp_open.local_addr().unwrap())
             .unwrap();
-        let v4 = |p| SocketAddr::new("127.0.0.1".parse().unwrap(), p);
-        let v6 = |p| SocketAddr::new("::1".parse().unwrap(), p);
         let conns = vec![
             connect(v4(port(&lo4)), &lo4),
             connect(v4(port(&lo4)), &lo4),
@@ -93,6 +58,7 @@ impl Fixture {
             udp6_open,
             udp_connected,
             conns,
+            _turn: turn,
         }
     }
 

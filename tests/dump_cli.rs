@@ -1,13 +1,16 @@
 //! End-to-end tests of `detect-agent dump`: sockets opened by the test itself must appear
 //! exactly as expected in all four encodings (decoded independently), in `ss`, and in the table.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::os::fd::FromRawFd;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+use common::sockets::{connect, dual_stack_listener, port, shared_port_pair, v4, v6};
 
 // ---------------------------------------------------------------------------------------
 // Running the binary
@@ -119,67 +122,13 @@ struct Fixture {
     udp_connected: UdpSocket,
     /// (client, accepted server side)
     conns: Vec<(TcpStream, TcpStream)>,
-}
-
-fn port(l: &TcpListener) -> u16 {
-    l.local_addr().unwrap().port()
-}
-
-/// A `[::]:0` listener that also accepts IPv4 (IPV6_V6ONLY = 0).
-fn dual_stack_listener() -> TcpListener {
-    // SAFETY: plain socket calls on a descriptor this function owns; every result checked.
-    unsafe {
-        let fd = libc::socket(libc::AF_INET6, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
-        assert!(fd >= 0);
-        let off: libc::c_int = 0;
-        let rc = libc::setsockopt(
-            fd,
-            libc::IPPROTO_IPV6,
-            libc::IPV6_V6ONLY,
-            (&off as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
-        assert_eq!(rc, 0);
-        let mut addr: libc::sockaddr_in6 = std::mem::zeroed();
-        addr.sin6_family = libc::AF_INET6 as libc::sa_family_t;
-        let rc = libc::bind(
-            fd,
-            (&addr as *const libc::sockaddr_in6).cast(),
-            std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
-        );
-        assert_eq!(rc, 0);
-        assert_eq!(libc::listen(fd, 16), 0);
-        TcpListener::from_raw_fd(fd)
-    }
-}
-
-/// 127.0.0.1:P and [::1]:P for some free P (bounded retries).
-fn shared_port_pair() -> (TcpListener, TcpListener) {
-    for _ in 0..50 {
-        let v4 = TcpListener::bind("127.0.0.1:0").unwrap();
-        if let Ok(v6) = TcpListener::bind(("::1", port(&v4))) {
-            return (v4, v6);
-        }
-    }
-    panic!("no port free on both 127.0.0.1 and ::1 after 50 tries");
-}
-
-fn connect(to: SocketAddr, listener: &TcpListener) -> (TcpStream, TcpStream) {
-    let client = TcpStream::connect_timeout(&to, Duration::from_secs(5)).unwrap();
-    let (server, _) = listener.accept().unwrap();
-    (client, server)
-}
-
-fn v4(p: u16) -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], p))
-}
-
-fn v6(p: u16) -> SocketAddr {
-    SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, p))
+    /// Last field: released after the sockets above are closed.
+    _turn: std::sync::MutexGuard<'static, ()>,
 }
 
 impl Fixture {
     fn open() -> Fixture {
+        let turn = common::sockets::exclusive();
         let lo4 = TcpListener::bind("127.0.0.1:0").unwrap();
         let lo6 = TcpListener::bind("[::1]:0").unwrap();
         let any4 = TcpListener::bind("0.0.0.0:0").unwrap();
@@ -208,6 +157,7 @@ impl Fixture {
             udp6,
             udp_connected,
             conns,
+            _turn: turn,
         }
     }
 

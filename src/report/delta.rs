@@ -106,18 +106,10 @@ impl Baseline {
         let mut sum = NetworkStats::default();
         for (name, now) in current {
             let base = self.counters.get(name).copied().unwrap_or(*now);
-            sum.bytes_in = sum
-                .bytes_in
-                .saturating_add(now.bytes_in.saturating_sub(base.bytes_in));
-            sum.bytes_out = sum
-                .bytes_out
-                .saturating_add(now.bytes_out.saturating_sub(base.bytes_out));
-            sum.packets_in = sum
-                .packets_in
-                .saturating_add(now.packets_in.saturating_sub(base.packets_in));
-            sum.packets_out = sum
-                .packets_out
-                .saturating_add(now.packets_out.saturating_sub(base.packets_out));
+            add_delta(&mut sum.bytes_in, now.bytes_in, base.bytes_in);
+            add_delta(&mut sum.bytes_out, now.bytes_out, base.bytes_out);
+            add_delta(&mut sum.packets_in, now.packets_in, base.packets_in);
+            add_delta(&mut sum.packets_out, now.packets_out, base.packets_out);
         }
         Some(sum)
     }
@@ -131,6 +123,11 @@ impl Baseline {
         let rebase = self.rebase(boot_id, current);
         (self.delta(current), rebase)
     }
+}
+
+/// `sum += now − base`, never below zero and never wrapping.
+fn add_delta(sum: &mut u64, now: u64, base: u64) {
+    *sum = sum.saturating_add(now.saturating_sub(base));
 }
 
 fn went_down(base: &Counters, now: &Counters) -> bool {

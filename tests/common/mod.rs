@@ -6,6 +6,7 @@
 pub mod backend;
 pub mod broker;
 pub mod certs;
+pub mod sockets;
 
 pub use backend::{Backend, Mode, Received};
 pub use broker::Broker;
