@@ -180,6 +180,7 @@ impl Agent {
     async fn serve(&mut self, path: &Path, sig: &mut Signals, notifier: &Notifier) -> Exit {
         let offset = schedule::offset_ms(&self.thing, self.interval);
         let mut conn = self.publisher.state();
+        let mut conn_open = true;
         let watchdog = notifier.watchdog_interval();
         let mut ticker = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -198,8 +199,10 @@ impl Agent {
                             notifier.watchdog();
                         }
                     }
-                    changed = conn.changed() => {
-                        if changed.is_ok() {
+                    changed = conn.changed(), if conn_open => {
+                        // A closed channel would be ready forever: stop polling it.
+                        conn_open = changed.is_ok();
+                        if conn_open {
                             notifier.status(&self.status(&conn.borrow()));
                         }
                     }
