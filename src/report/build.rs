@@ -8,7 +8,7 @@ use std::net::{IpAddr, SocketAddr};
 use super::model::{
     Connection, ConnectionList, Header, Metrics, NetworkStats, Port, PortList, Report,
 };
-use crate::collect::{Socket, SocketTable};
+use crate::collect::{Socket, SocketTable, unmap};
 
 /// The report for one sample. `report_id` comes from the caller (state keeps it increasing).
 pub fn build(sockets: &SocketTable, network_stats: Option<NetworkStats>, report_id: u64) -> Report {
@@ -63,7 +63,7 @@ fn connection_list(sockets: &[Socket]) -> ConnectionList {
 /// Interface name, never for a wildcard bind and never an address-like or empty string
 /// (protocol doc §6 table: reference agents wrote "0.0.0.0"; §10: omit the key instead).
 fn interface_of(s: &Socket) -> Option<String> {
-    if unwrap_ip(s.local.ip()).is_unspecified() {
+    if unmap(s.local).ip().is_unspecified() {
         return None;
     }
     s.interface
@@ -75,14 +75,8 @@ fn interface_of(s: &Socket) -> Option<String> {
 /// Unwraps IPv4-mapped addresses (collect already does; done again defensively, §10) and
 /// drops IPv6 flow info / scope id so that equal endpoints compare and sort equal.
 fn normalize(addr: SocketAddr) -> SocketAddr {
-    SocketAddr::new(unwrap_ip(addr.ip()), addr.port())
-}
-
-fn unwrap_ip(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        IpAddr::V4(_) => ip,
-    }
+    let plain = unmap(addr);
+    SocketAddr::new(plain.ip(), plain.port())
 }
 
 #[cfg(test)]
