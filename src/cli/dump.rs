@@ -52,8 +52,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Some(t) => t.clone(),
         None => hostname(),
     };
-    if let Err(e) = detect_agent::identity::check(&thing) {
-        anyhow::bail!("thing name {thing:?}: {e}");
+    match detect_agent::identity::check(&thing) {
+        Err(e) => anyhow::bail!("thing name {thing:?}: {e}"),
+        Ok(Some(warning)) => tracing::warn!("thing name: {warning}"),
+        Ok(None) => {}
     }
     let mut opts = config.collect_options();
     opts.force_procnet |= args.procnet;
