@@ -4,79 +4,13 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::process::Command;
 
-use common::sockets::{connect, dual_stack_listener, port, v4, v6};
+use common::sockets::{Fixture, port};
 use detect_agent::collect::{self, CollectOptions, Socket, SocketSource, SocketTable};
-
-/// The sockets one test run owns.
-struct Fixture {
-    lo4: TcpListener,
-    lo6: TcpListener,
-    any4: TcpListener,
-    dual: TcpListener,
-    udp_open: UdpSocket,
-    udp6_open: UdpSocket,
-    udp_connected: UdpSocket,
-    /// (client, accepted server side)
-    conns: Vec<(TcpStream, TcpStream)>,
-    /// Last field: released after the sockets above are closed.
-    _turn: std::sync::MutexGuard<'static, ()>,
-}
-
-impl Fixture {
-    fn open() -> Fixture {
-        let turn = common::sockets::exclusive();
-        let lo4 = TcpListener::bind("127.0.0.1:0").unwrap();
-        let lo6 = TcpListener::bind("[::1]:0").unwrap();
-        let any4 = TcpListener::bind("0.0.0.0:0").unwrap();
-        let dual = dual_stack_listener();
-        let udp_open = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let udp6_open = UdpSocket::bind("[::1]:0").unwrap();
-        let udp_connected = UdpSocket::bind("127.0.0.1:0").unwrap();
-        udp_connected
-            .connect(udp_open.local_addr().unwrap())
-            .unwrap();
-        let conns = vec![
-            connect(v4(port(&lo4)), &lo4),
-            connect(v4(port(&lo4)), &lo4),
-            connect(v6(port(&lo6)), &lo6),
-            connect(v4(port(&any4)), &any4),
-            // IPv4 into the dual-stack listener: the server side is ::ffff:127.0.0.1.
-            connect(v4(port(&dual)), &dual),
-            connect(v6(port(&dual)), &dual),
-        ];
-        Fixture {
-            lo4,
-            lo6,
-            any4,
-            dual,
-            udp_open,
-            udp6_open,
-            udp_connected,
-            conns,
-            _turn: turn,
-        }
-    }
-
-    /// Every local port this fixture owns.
-    fn ports(&self) -> BTreeSet<u16> {
-        let mut p: BTreeSet<u16> = [&self.lo4, &self.lo6, &self.any4, &self.dual]
-            .iter()
-            .map(|l| port(l))
-            .collect();
-        for u in [&self.udp_open, &self.udp6_open, &self.udp_connected] {
-            p.insert(u.local_addr().unwrap().port());
-        }
-        for (c, _) in &self.conns {
-            p.insert(c.local_addr().unwrap().port());
-        }
-        p
-    }
-}
 
 fn inode(fd: &impl AsRawFd) -> u64 {
     std::fs::metadata(format!("/proc/self/fd/{}", fd.as_raw_fd()))
@@ -133,15 +67,17 @@ fn check(f: &Fixture, t: &SocketTable) {
     assert_eq!(find(&f.lo6).as_deref(), Some("lo"));
     assert_eq!(find(&f.any4), None);
     assert_eq!(find(&f.dual), None);
-    assert_eq!(listen.len(), 4, "{listen:#?}");
+    assert_eq!(find(&f.shared.0).as_deref(), Some("lo"));
+    assert_eq!(find(&f.shared.1).as_deref(), Some("lo"));
+    assert_eq!(listen.len(), 6, "{listen:#?}");
 
     let udp_locals: Vec<SocketAddr> = udp.iter().map(|s| s.local).collect();
     assert!(
-        udp_locals.contains(&f.udp_open.local_addr().unwrap()),
+        udp_locals.contains(&f.udp4.local_addr().unwrap()),
         "{udp:#?}"
     );
     assert!(
-        udp_locals.contains(&f.udp6_open.local_addr().unwrap()),
+        udp_locals.contains(&f.udp6.local_addr().unwrap()),
         "{udp:#?}"
     );
     assert!(

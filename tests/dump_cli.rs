@@ -5,12 +5,12 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::sockets::{connect, dual_stack_listener, port, shared_port_pair, v4, v6};
+use common::sockets::{Fixture, port};
 
 // ---------------------------------------------------------------------------------------
 // Running the binary
@@ -108,82 +108,7 @@ fn dump_to_file(format: &str, extra: &[&str]) -> Vec<u8> {
 // The test's own sockets
 // ---------------------------------------------------------------------------------------
 
-/// Sockets one test owns; all on loopback except the two wildcard TCP listeners.
-struct Fixture {
-    lo4: TcpListener,
-    lo6: TcpListener,
-    any4: TcpListener,
-    /// `[::]:P` with IPV6_V6ONLY off (dual stack).
-    dual: TcpListener,
-    /// 127.0.0.1:P and [::1]:P on the same port P: one (P, "lo") entry in the report.
-    shared: (TcpListener, TcpListener),
-    udp4: UdpSocket,
-    udp6: UdpSocket,
-    udp_connected: UdpSocket,
-    /// (client, accepted server side)
-    conns: Vec<(TcpStream, TcpStream)>,
-    /// Last field: released after the sockets above are closed.
-    _turn: std::sync::MutexGuard<'static, ()>,
-}
-
 impl Fixture {
-    fn open() -> Fixture {
-        let turn = common::sockets::exclusive();
-        let lo4 = TcpListener::bind("127.0.0.1:0").unwrap();
-        let lo6 = TcpListener::bind("[::1]:0").unwrap();
-        let any4 = TcpListener::bind("0.0.0.0:0").unwrap();
-        let dual = dual_stack_listener();
-        let shared = shared_port_pair();
-        let udp4 = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let udp6 = UdpSocket::bind("[::1]:0").unwrap();
-        let udp_connected = UdpSocket::bind("127.0.0.1:0").unwrap();
-        udp_connected.connect(udp4.local_addr().unwrap()).unwrap();
-        let conns = vec![
-            connect(v4(port(&lo4)), &lo4),
-            connect(v4(port(&lo4)), &lo4),
-            connect(v6(port(&lo6)), &lo6),
-            connect(v4(port(&any4)), &any4),
-            // IPv4 into the dual-stack listener: the server side is ::ffff:127.0.0.1.
-            connect(v4(port(&dual)), &dual),
-            connect(v6(port(&dual)), &dual),
-        ];
-        Fixture {
-            lo4,
-            lo6,
-            any4,
-            dual,
-            shared,
-            udp4,
-            udp6,
-            udp_connected,
-            conns,
-            _turn: turn,
-        }
-    }
-
-    fn tcp_listener_ports(&self) -> BTreeSet<u16> {
-        [&self.lo4, &self.lo6, &self.any4, &self.dual, &self.shared.0]
-            .into_iter()
-            .map(port)
-            .collect()
-    }
-
-    fn udp_ports(&self) -> BTreeSet<u16> {
-        [&self.udp4, &self.udp6, &self.udp_connected]
-            .into_iter()
-            .map(|u| u.local_addr().unwrap().port())
-            .collect()
-    }
-
-    /// Every TCP port on either end of the fixture's connections.
-    fn conn_ports(&self) -> BTreeSet<u16> {
-        let mut p = self.tcp_listener_ports();
-        for (c, _) in &self.conns {
-            p.insert(c.local_addr().unwrap().port());
-        }
-        p
-    }
-
     /// The listening TCP entries the report must hold for the fixture's ports.
     fn want_tcp(&self) -> BTreeSet<PortEntry> {
         let lo = || Some("lo".to_string());
