@@ -778,8 +778,9 @@ fn assert_fails_clearly(args: &[&str], names: &[&str]) {
         text(&out.stdout)
     );
     assert!(!err.contains("panicked"), "{args:?}: {err}");
-    let lines: Vec<&str> = err.lines().filter(|l| l.contains("error")).collect();
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
     assert_eq!(lines.len(), 1, "{args:?}: want one error line, got\n{err}");
+    assert!(lines[0].starts_with("detect-agent: error: "), "{args:?}: {err}");
     for n in names {
         assert!(
             lines[0].contains(n),

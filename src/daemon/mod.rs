@@ -41,8 +41,10 @@ pub enum DaemonError {
 /// Runs the agent until SIGTERM/SIGINT. `path` is re-read on SIGHUP.
 pub fn run(path: PathBuf, config: Config) -> Result<(), DaemonError> {
     // One thread: the agent is idle almost all the time and RSS matters on a gateway.
+    // Sampling runs on one blocking thread at most (bounded, and one malloc arena).
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        .max_blocking_threads(1)
         .build()
         .map_err(DaemonError::Runtime)?;
     rt.block_on(run_async(path, config))
