@@ -533,3 +533,82 @@ async fn systemd_notify_reload_and_stop() {
     assert!(took < Duration::from_secs(5));
     assert!(messages.iter().any(|m| m == "STOPPING=1"), "{messages:?}");
 }
+
+#[tokio::test]
+async fn traffic_while_the_agent_is_stopped_is_in_the_first_report_after_restart() {
+    const STOPPED_BYTES: usize = 6 * 1024 * 1024;
+    let pki = Pki::generate();
+    let broker = Broker::start(&pki);
+    let backend = Backend::start(&pki, broker.port).await;
+    let work = tempfile::tempdir().unwrap();
+    let cfg = config(&Setup {
+        dir: work.path(),
+        port: broker.port,
+        ca: &pki.ca,
+        id: &pki.client_ec,
+        format: "cbor-short",
+        interval: 1,
+        extra: "[collect]\ninclude_interfaces = [\"lo\"]\nexclude_interfaces = []\n",
+    });
+    let thing = pki.client_ec.name.clone();
+    // (report id, bytes_in) of accepted reports that carry network_stats (short keys).
+    let with_stats = |got: &[Received]| -> Vec<(u64, u64)> {
+        accepted_for(got, &thing)
+            .iter()
+            .filter_map(|r| {
+                let ns = r.value.as_ref()?.pointer("/met/ns")?;
+                Some((r.report_id?, ns.get("bi")?.as_u64()?))
+            })
+            .collect()
+    };
+    let agent = spawn(&cfg, &[]);
+    assert!(
+        eventually(Duration::from_secs(30), || !with_stats(&backend.received())
+            .is_empty())
+        .await,
+        "no accepted report with network_stats; log:\n{}",
+        agent.log()
+    );
+    let (status, _) = agent.stop().await;
+    assert!(status.success());
+    let last_before = backend
+        .received()
+        .iter()
+        .filter_map(|r| r.report_id)
+        .max()
+        .unwrap();
+
+    loopback_traffic(STOPPED_BYTES).await;
+
+    let agent = spawn(&cfg, &[]);
+    assert!(
+        eventually(Duration::from_secs(30), || {
+            with_stats(&backend.received())
+                .iter()
+                .any(|(id, _)| *id > last_before)
+        })
+        .await,
+        "no accepted report after the restart; log:\n{}",
+        agent.log()
+    );
+    // The very first accepted report after the restart carries the delta (the baseline was
+    // on disk), not only a later one.
+    let got = backend.received();
+    let first_id = accepted_for(&got, &thing)
+        .iter()
+        .filter_map(|r| r.report_id)
+        .filter(|id| *id > last_before)
+        .min()
+        .unwrap();
+    let first = with_stats(&got)
+        .into_iter()
+        .find(|(id, _)| *id == first_id)
+        .expect("first report after the restart has no network_stats");
+    assert!(
+        first.1 >= STOPPED_BYTES as u64,
+        "first report after the restart has bytes_in {} < {STOPPED_BYTES}",
+        first.1
+    );
+    let (status, _) = agent.stop().await;
+    assert!(status.success());
+}
