@@ -780,7 +780,10 @@ fn assert_fails_clearly(args: &[&str], names: &[&str]) {
     assert!(!err.contains("panicked"), "{args:?}: {err}");
     let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
     assert_eq!(lines.len(), 1, "{args:?}: want one error line, got\n{err}");
-    assert!(lines[0].starts_with("detect-agent: error: "), "{args:?}: {err}");
+    assert!(
+        lines[0].starts_with("detect-agent: error: "),
+        "{args:?}: {err}"
+    );
     for n in names {
         assert!(
             lines[0].contains(n),
