@@ -612,3 +612,37 @@ async fn traffic_while_the_agent_is_stopped_is_in_the_first_report_after_restart
     let (status, _) = agent.stop().await;
     assert!(status.success());
 }
+
+#[tokio::test]
+async fn sigterm_during_a_publish_waiting_for_its_verdict_exits_within_5_s() {
+    let pki = Pki::generate();
+    let broker = Broker::start(&pki);
+    let backend = Backend::start(&pki, broker.port).await;
+    backend.set_mode(Mode::Silent);
+    let work = tempfile::tempdir().unwrap();
+    let cfg = config(&Setup {
+        dir: work.path(),
+        port: broker.port,
+        ca: &pki.ca,
+        id: &pki.client_rsa,
+        format: "json",
+        interval: 1,
+        extra: "",
+    });
+    // A verdict that never comes would hold the cycle for 30 s.
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        text.replace("verdict_timeout_secs = 3", "verdict_timeout_secs = 30"),
+    )
+    .unwrap();
+    let agent = spawn(&cfg, &[]);
+    assert!(
+        eventually(Duration::from_secs(20), || !backend.received().is_empty()).await,
+        "no report reached the broker; log:\n{}",
+        agent.log()
+    );
+    let (status, took) = agent.stop().await;
+    assert!(status.success(), "exit {status:?}");
+    assert!(took < Duration::from_secs(5), "SIGTERM took {took:?}");
+}

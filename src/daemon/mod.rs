@@ -17,8 +17,10 @@ use crate::report::{self, Baseline, Format};
 use crate::state::State;
 use notify::Notifier;
 
-/// How long a SIGTERM lets an in-flight publish run before we disconnect.
-const STOP_GRACE: Duration = Duration::from_secs(5);
+/// How long a SIGTERM lets an in-flight publish run before we disconnect...
+const STOP_GRACE: Duration = Duration::from_secs(4);
+/// ...and how long the DISCONNECT may take: together within systemd's and users' 5 s.
+const DISCONNECT_GRACE: Duration = Duration::from_secs(1);
 /// A sample that takes longer than this is abandoned (the loop is then unhealthy).
 const SAMPLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Consecutive failed cycles (sample or state write) after which the watchdog goes quiet.
@@ -75,13 +77,13 @@ async fn run_async(path: PathBuf, mut config: Config) -> Result<(), DaemonError>
         match exit {
             Exit::Stop => {
                 notifier.stopping();
-                agent.publisher.shutdown(STOP_GRACE).await;
+                agent.publisher.shutdown(DISCONNECT_GRACE).await;
                 tracing::info!("stopped");
                 return Ok(());
             }
             Exit::Reload(new) => {
                 notifier.reloading();
-                agent.publisher.shutdown(STOP_GRACE).await;
+                agent.publisher.shutdown(DISCONNECT_GRACE).await;
                 config = *new;
                 tracing::info!("configuration reloaded");
             }
