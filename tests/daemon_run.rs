@@ -152,7 +152,7 @@ async fn every_format_is_accepted_and_ids_rise_across_restarts() {
             ca: &pki.ca,
             id: &pki.client_ec,
             format,
-            interval: 1,
+            interval: 2, // the acceptance setting
             extra: "",
         });
         let agent = spawn(&cfg, &[]);
