@@ -1,28 +1,25 @@
-//! The run loop: one report per slot (sample → baseline → report id → encode → publish →
-//! verdict), signals (TERM/INT stop, HUP reload), systemd notify and watchdog. Never parses
-//! /proc or MQTT itself: it wires collect, report, state and publish together.
+//! The run loop: waits for each slot (schedule), handles signals (TERM/INT stop, HUP reload),
+//! speaks systemd notify and the watchdog, and runs one report cycle per slot (`cycle`).
+//! Never parses /proc or MQTT itself.
 
+mod cycle;
 pub mod notify;
 pub mod schedule;
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
-use crate::collect::{self, CollectOptions, Sample};
 use crate::config::{Config, Problem};
-use crate::publish::{Backoff, ConnState, MqttSettings, Outcome, Publisher};
-use crate::report::{self, Baseline, Format};
 use crate::state::State;
+use cycle::{Agent, now_ms};
 use notify::Notifier;
 
 /// How long a SIGTERM lets an in-flight publish run before we disconnect...
 const STOP_GRACE: Duration = Duration::from_secs(4);
 /// ...and how long the DISCONNECT may take: together within systemd's and users' 5 s.
 const DISCONNECT_GRACE: Duration = Duration::from_secs(1);
-/// A sample that takes longer than this is abandoned (the loop is then unhealthy).
-const SAMPLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Consecutive failed cycles (sample or state write) after which the watchdog goes quiet.
 const UNHEALTHY_AFTER: u32 = 3;
 
@@ -91,20 +88,6 @@ async fn run_async(path: PathBuf, mut config: Config) -> Result<(), DaemonError>
     }
 }
 
-/// Everything one configuration generation needs.
-struct Agent {
-    thing: String,
-    format: Format,
-    interval: Duration,
-    verdict_wait: Duration,
-    collect: CollectOptions,
-    state: State,
-    baseline: Baseline,
-    publisher: Publisher,
-    failures: u32,
-    last_verdict: String,
-}
-
 /// Checks a loaded config for what `run` needs; warnings are logged.
 fn validate(config: &Config) -> Result<(), DaemonError> {
     let mut errors = Vec::new();
@@ -128,58 +111,6 @@ fn validate(config: &Config) -> Result<(), DaemonError> {
 }
 
 impl Agent {
-    fn start(config: &Config) -> Result<Self, DaemonError> {
-        validate(config)?;
-        let (Some(thing), Some(mqtt), Some(client_id)) =
-            (&config.thing_name, &config.mqtt, config.client_id())
-        else {
-            return Err(DaemonError::Config(
-                "thing_name and [mqtt] are required".into(),
-            ));
-        };
-        let state = State::open(&config.state.dir)?;
-        let baseline = match state.load_baseline::<Baseline>() {
-            Ok(b) => b.unwrap_or_default(),
-            Err(e) => {
-                tracing::warn!(error = %e, "counter baseline unreadable; starting a fresh one");
-                Baseline::default()
-            }
-        };
-        let format = config.report.format;
-        let settings = MqttSettings {
-            endpoint: mqtt.endpoint.clone(),
-            port: mqtt.port,
-            ca_file: mqtt.ca_file.clone(),
-            cert_file: mqtt.cert_file.clone(),
-            key_file: mqtt.key_file.clone(),
-            tls_server_name: mqtt.tls_server_name.clone(),
-            client_id: client_id.to_string(),
-            thing_name: thing.clone(),
-            format_segment: format.topic_segment().to_string(),
-            keep_alive_secs: mqtt.keep_alive_secs,
-        };
-        let publisher = Publisher::start(settings, Backoff::reconnect(seed()))?;
-        tracing::info!(
-            thing = %thing,
-            format = %format,
-            interval_secs = config.report.interval_secs,
-            topic = %publisher.topics().publish,
-            "agent started"
-        );
-        Ok(Self {
-            thing: thing.clone(),
-            format,
-            interval: Duration::from_secs(config.report.interval_secs),
-            verdict_wait: Duration::from_secs(config.report.verdict_timeout_secs),
-            collect: config.collect_options(),
-            state,
-            baseline,
-            publisher,
-            failures: 0,
-            last_verdict: "none yet".to_string(),
-        })
-    }
-
     /// Waits for slots and signals until asked to stop or to switch to a new config.
     async fn serve(&mut self, path: &Path, sig: &mut Signals, notifier: &Notifier) -> Exit {
         let offset = schedule::offset_ms(&self.thing, self.interval);
@@ -238,106 +169,6 @@ impl Agent {
             notifier.status(&self.status(&conn.borrow()));
         }
     }
-
-    fn status(&self, conn: &ConnState) -> String {
-        format!("{}; last verdict: {}", conn.describe(), self.last_verdict)
-    }
-
-    /// One report: sample, rebase the baseline, take an id, encode, publish, settle.
-    async fn cycle(&mut self) {
-        tracing::debug!("cycle: sampling");
-        let sample = match self.sample().await {
-            Ok(s) => s,
-            Err(e) => {
-                self.failures += 1;
-                tracing::error!(error = %e, failures = self.failures, "sampling failed; no report this slot");
-                return;
-            }
-        };
-        let boot_id = sample.boot_id.as_deref();
-        let (stats, rebase) = self.baseline.step(boot_id, &sample.counters);
-        if rebase.restarted || !rebase.reset.is_empty() {
-            tracing::info!(restarted = rebase.restarted, reset = ?rebase.reset, "counter baseline restarted");
-        }
-        // The rebase is persisted at once, so a restart never compares against stale counters.
-        if let Err(e) = self.state.save_baseline(&self.baseline) {
-            tracing::warn!(error = %e, "cannot persist the counter baseline");
-        }
-        let report_id = match self.state.next_report_id(now_ms()) {
-            Ok(id) => id,
-            Err(e) => {
-                self.failures += 1;
-                tracing::error!(error = %e, "cannot persist the report id; no report this slot");
-                return;
-            }
-        };
-        let report = report::build(&sample.sockets, stats, report_id);
-        let encoded = match report::encode(&report, self.format) {
-            Ok(e) => e,
-            Err(e) => {
-                self.failures += 1;
-                tracing::error!(report_id, error = %e, "cannot encode the report");
-                return;
-            }
-        };
-        self.failures = 0;
-        let bytes = encoded.bytes.len();
-        tracing::debug!(report_id, bytes, "cycle: publishing");
-        let outcome = self
-            .publisher
-            .publish(report_id, encoded.bytes, self.verdict_wait)
-            .await;
-        self.settle(report_id, bytes, &sample, outcome);
-    }
-
-    async fn sample(&self) -> Result<Sample, String> {
-        let opts = self.collect.clone();
-        let job = tokio::task::spawn_blocking(move || collect::sample(&opts));
-        match tokio::time::timeout(SAMPLE_TIMEOUT, job).await {
-            Err(_) => Err(format!("took longer than {SAMPLE_TIMEOUT:?}")),
-            Ok(Err(e)) => Err(format!("sampling task failed: {e}")),
-            Ok(Ok(Err(e))) => Err(e.to_string()),
-            Ok(Ok(Ok(s))) => Ok(s),
-        }
-    }
-
-    /// Advances the baseline only when the report was accepted (or, without a verdict,
-    /// acknowledged by the broker): otherwise its traffic rolls into the next report.
-    fn settle(&mut self, report_id: u64, bytes: usize, sample: &Sample, outcome: Outcome) {
-        let advance = match &outcome {
-            Outcome::Accepted => {
-                self.last_verdict = format!("report {report_id} accepted");
-                true
-            }
-            Outcome::Acked => {
-                tracing::info!(
-                    report_id,
-                    bytes,
-                    verdict = "none",
-                    "report acknowledged by the broker, no verdict"
-                );
-                self.last_verdict = format!("report {report_id} acknowledged, no verdict");
-                true
-            }
-            Outcome::Rejected { code, message } => {
-                // Throttled: wait for the next slot, never retry at once (protocol doc §4, §10).
-                self.last_verdict = format!("report {report_id} rejected: {code}");
-                tracing::warn!(report_id, error_code = %code, error_message = message.as_deref().unwrap_or(""), "report rejected; its traffic rolls into the next report");
-                false
-            }
-            Outcome::NotDelivered(reason) => {
-                self.last_verdict = format!("report {report_id} not delivered");
-                tracing::warn!(report_id, reason = %reason, "report not delivered; its traffic rolls into the next report");
-                false
-            }
-        };
-        if advance {
-            self.baseline = Baseline::new(sample.boot_id.as_deref(), &sample.counters);
-            if let Err(e) = self.state.save_baseline(&self.baseline) {
-                tracing::warn!(error = %e, "cannot persist the counter baseline");
-            }
-        }
-    }
 }
 
 /// Loads and checks the config again; an invalid one is refused and the old one stays.
@@ -355,20 +186,4 @@ fn reload(path: &Path) -> Option<Box<Config>> {
             None
         }
     }
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
-/// Jitter seed: time and pid, so agents that boot together do not retry in step.
-fn seed() -> u64 {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
-    nanos ^ (u64::from(std::process::id()) << 32)
 }

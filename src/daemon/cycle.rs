@@ -1,0 +1,198 @@
+//! One report per slot: sample the host, rebase the counter baseline, take a report id,
+//! encode, publish, and settle the baseline on the verdict. No signals or scheduling here.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::{DaemonError, validate};
+use crate::collect::{self, CollectOptions, Sample};
+use crate::config::Config;
+use crate::publish::{Backoff, ConnState, MqttSettings, Outcome, Publisher};
+use crate::report::{self, Baseline, Format};
+use crate::state::State;
+
+/// A sample that takes longer than this is abandoned (the loop is then unhealthy).
+const SAMPLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Everything one configuration generation needs.
+pub(super) struct Agent {
+    pub(super) thing: String,
+    pub(super) format: Format,
+    pub(super) interval: Duration,
+    pub(super) verdict_wait: Duration,
+    pub(super) collect: CollectOptions,
+    pub(super) state: State,
+    pub(super) baseline: Baseline,
+    pub(super) publisher: Publisher,
+    pub(super) failures: u32,
+    pub(super) last_verdict: String,
+}
+
+impl Agent {
+    pub(super) fn start(config: &Config) -> Result<Self, DaemonError> {
+        validate(config)?;
+        let (Some(thing), Some(mqtt), Some(client_id)) =
+            (&config.thing_name, &config.mqtt, config.client_id())
+        else {
+            return Err(DaemonError::Config(
+                "thing_name and [mqtt] are required".into(),
+            ));
+        };
+        let state = State::open(&config.state.dir)?;
+        let baseline = match state.load_baseline::<Baseline>() {
+            Ok(b) => b.unwrap_or_default(),
+            Err(e) => {
+                tracing::warn!(error = %e, "counter baseline unreadable; starting a fresh one");
+                Baseline::default()
+            }
+        };
+        let format = config.report.format;
+        let settings = MqttSettings {
+            endpoint: mqtt.endpoint.clone(),
+            port: mqtt.port,
+            ca_file: mqtt.ca_file.clone(),
+            cert_file: mqtt.cert_file.clone(),
+            key_file: mqtt.key_file.clone(),
+            tls_server_name: mqtt.tls_server_name.clone(),
+            client_id: client_id.to_string(),
+            thing_name: thing.clone(),
+            format_segment: format.topic_segment().to_string(),
+            keep_alive_secs: mqtt.keep_alive_secs,
+        };
+        let publisher = Publisher::start(settings, Backoff::reconnect(seed()))?;
+        tracing::info!(
+            thing = %thing,
+            format = %format,
+            interval_secs = config.report.interval_secs,
+            topic = %publisher.topics().publish,
+            "agent started"
+        );
+        Ok(Self {
+            thing: thing.clone(),
+            format,
+            interval: Duration::from_secs(config.report.interval_secs),
+            verdict_wait: Duration::from_secs(config.report.verdict_timeout_secs),
+            collect: config.collect_options(),
+            state,
+            baseline,
+            publisher,
+            failures: 0,
+            last_verdict: "none yet".to_string(),
+        })
+    }
+
+    pub(super) fn status(&self, conn: &ConnState) -> String {
+        format!("{}; last verdict: {}", conn.describe(), self.last_verdict)
+    }
+
+    /// One report: sample, rebase the baseline, take an id, encode, publish, settle.
+    pub(super) async fn cycle(&mut self) {
+        tracing::debug!("cycle: sampling");
+        let sample = match self.sample().await {
+            Ok(s) => s,
+            Err(e) => {
+                self.failures += 1;
+                tracing::error!(error = %e, failures = self.failures, "sampling failed; no report this slot");
+                return;
+            }
+        };
+        let boot_id = sample.boot_id.as_deref();
+        let (stats, rebase) = self.baseline.step(boot_id, &sample.counters);
+        if rebase.restarted || !rebase.reset.is_empty() {
+            tracing::info!(restarted = rebase.restarted, reset = ?rebase.reset, "counter baseline restarted");
+        }
+        // The rebase is persisted at once, so a restart never compares against stale counters.
+        if let Err(e) = self.state.save_baseline(&self.baseline) {
+            tracing::warn!(error = %e, "cannot persist the counter baseline");
+        }
+        let report_id = match self.state.next_report_id(now_ms()) {
+            Ok(id) => id,
+            Err(e) => {
+                self.failures += 1;
+                tracing::error!(error = %e, "cannot persist the report id; no report this slot");
+                return;
+            }
+        };
+        let report = report::build(&sample.sockets, stats, report_id);
+        let encoded = match report::encode(&report, self.format) {
+            Ok(e) => e,
+            Err(e) => {
+                self.failures += 1;
+                tracing::error!(report_id, error = %e, "cannot encode the report");
+                return;
+            }
+        };
+        self.failures = 0;
+        let bytes = encoded.bytes.len();
+        tracing::debug!(report_id, bytes, "cycle: publishing");
+        let outcome = self
+            .publisher
+            .publish(report_id, encoded.bytes, self.verdict_wait)
+            .await;
+        self.settle(report_id, bytes, &sample, outcome);
+    }
+
+    async fn sample(&self) -> Result<Sample, String> {
+        let opts = self.collect.clone();
+        let job = tokio::task::spawn_blocking(move || collect::sample(&opts));
+        match tokio::time::timeout(SAMPLE_TIMEOUT, job).await {
+            Err(_) => Err(format!("took longer than {SAMPLE_TIMEOUT:?}")),
+            Ok(Err(e)) => Err(format!("sampling task failed: {e}")),
+            Ok(Ok(Err(e))) => Err(e.to_string()),
+            Ok(Ok(Ok(s))) => Ok(s),
+        }
+    }
+
+    /// Advances the baseline only when the report was accepted (or, without a verdict,
+    /// acknowledged by the broker): otherwise its traffic rolls into the next report.
+    fn settle(&mut self, report_id: u64, bytes: usize, sample: &Sample, outcome: Outcome) {
+        let advance = match &outcome {
+            Outcome::Accepted => {
+                self.last_verdict = format!("report {report_id} accepted");
+                true
+            }
+            Outcome::Acked => {
+                tracing::info!(
+                    report_id,
+                    bytes,
+                    verdict = "none",
+                    "report acknowledged by the broker, no verdict"
+                );
+                self.last_verdict = format!("report {report_id} acknowledged, no verdict");
+                true
+            }
+            Outcome::Rejected { code, message } => {
+                // Throttled: wait for the next slot, never retry at once (protocol doc §4, §10).
+                self.last_verdict = format!("report {report_id} rejected: {code}");
+                tracing::warn!(report_id, error_code = %code, error_message = message.as_deref().unwrap_or(""), "report rejected; its traffic rolls into the next report");
+                false
+            }
+            Outcome::NotDelivered(reason) => {
+                self.last_verdict = format!("report {report_id} not delivered");
+                tracing::warn!(report_id, reason = %reason, "report not delivered; its traffic rolls into the next report");
+                false
+            }
+        };
+        if advance {
+            self.baseline = Baseline::new(sample.boot_id.as_deref(), &sample.counters);
+            if let Err(e) = self.state.save_baseline(&self.baseline) {
+                tracing::warn!(error = %e, "cannot persist the counter baseline");
+            }
+        }
+    }
+}
+
+pub(super) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Jitter seed: time and pid, so agents that boot together do not retry in step.
+fn seed() -> u64 {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    nanos ^ (u64::from(std::process::id()) << 32)
+}
