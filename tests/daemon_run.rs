@@ -208,6 +208,22 @@ async fn every_format_is_accepted_and_ids_rise_across_restarts() {
     assert_eq!(stored, last_id);
 }
 
+/// (report id, bytes_in) of `thing`'s accepted reports that carry network_stats.
+fn bytes_in_of_accepted(got: &[Received], thing: &str, short: bool) -> Vec<(u64, u64)> {
+    let (path, key) = if short {
+        ("/met/ns", "bi")
+    } else {
+        ("/metrics/network_stats", "bytes_in")
+    };
+    accepted_for(got, thing)
+        .iter()
+        .filter_map(|r| {
+            let ns = r.value.as_ref()?.pointer(path)?;
+            Some((r.report_id?, ns.get(key)?.as_u64()?))
+        })
+        .collect()
+}
+
 /// Sends `bytes` through a loopback TCP connection (counted on `lo`).
 async fn loopback_traffic(bytes: usize) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -257,15 +273,7 @@ async fn outage_and_rejections_roll_traffic_into_the_next_accepted_report() {
     });
     let mut agent = spawn(&cfg, &[]);
     let thing = pki.client_rsa.name.clone();
-    let with_stats = |got: &[Received]| -> Vec<(u64, u64)> {
-        accepted_for(got, &thing)
-            .iter()
-            .filter_map(|r| {
-                let ns = r.value.as_ref()?.pointer("/metrics/network_stats")?;
-                Some((r.report_id?, ns.get("bytes_in")?.as_u64()?))
-            })
-            .collect()
-    };
+    let with_stats = |got: &[Received]| bytes_in_of_accepted(got, &thing, false);
     assert!(
         eventually(Duration::from_secs(30), || !with_stats(&backend.received())
             .is_empty())
@@ -551,16 +559,7 @@ async fn traffic_while_the_agent_is_stopped_is_in_the_first_report_after_restart
         extra: "[collect]\ninclude_interfaces = [\"lo\"]\nexclude_interfaces = []\n",
     });
     let thing = pki.client_ec.name.clone();
-    // (report id, bytes_in) of accepted reports that carry network_stats (short keys).
-    let with_stats = |got: &[Received]| -> Vec<(u64, u64)> {
-        accepted_for(got, &thing)
-            .iter()
-            .filter_map(|r| {
-                let ns = r.value.as_ref()?.pointer("/met/ns")?;
-                Some((r.report_id?, ns.get("bi")?.as_u64()?))
-            })
-            .collect()
-    };
+    let with_stats = |got: &[Received]| bytes_in_of_accepted(got, &thing, true);
     let agent = spawn(&cfg, &[]);
     assert!(
         eventually(Duration::from_secs(30), || !with_stats(&backend.received())
