@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
@@ -45,18 +45,18 @@ fn client_params(cn: &str) -> CertificateParams {
     p
 }
 
-/// (year, month, day) of a day count since 1970-01-01 (H. Hinnant's civil_from_days).
-fn civil(days: i64) -> (i32, u8, u8) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y as i32, m as u8, d as u8)
+/// (year, month, day) `days` from today in UTC, from date(1).
+fn ymd_in(days: i64) -> (i32, u8, u8) {
+    let out = std::process::Command::new("date")
+        .args(["-u", "-d", &format!("{days} days"), "+%Y %m %d"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut f = text.split_whitespace();
+    let y = f.next().unwrap().parse().unwrap();
+    let m = f.next().unwrap().parse().unwrap();
+    let d = f.next().unwrap().parse().unwrap();
+    (y, m, d)
 }
 
 impl Pki {
@@ -80,13 +80,8 @@ impl Pki {
         p.not_after = rcgen::date_time_ymd(2021, 1, 1);
         let expired = p.signed_by(&expired_key, &ca).unwrap();
 
-        let today = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_secs()
-            / 86_400;
-        let (y0, m0, d0) = civil(today as i64 - 1);
-        let (y1, m1, d1) = civil(today as i64 + 10);
+        let (y0, m0, d0) = ymd_in(-1);
+        let (y1, m1, d1) = ymd_in(10);
         let expiring_key = KeyPair::generate().unwrap();
         let mut p = client_params("thing-expiring");
         p.not_before = rcgen::date_time_ymd(y0, m0, d0);
