@@ -161,8 +161,8 @@ async fn every_format_is_accepted_and_ids_rise_across_restarts() {
             accepted_for(&backend.received(), &pki.client_ec.name).len() >= before + 2
         })
         .await;
+        let log = agent.log();
         let (status, took) = agent.stop().await;
-        let log = std::fs::read_to_string(cfg.with_extension("")).unwrap_or_default();
         assert!(
             ok,
             "round {round} ({format}): no two accepted reports; {log}"
@@ -222,6 +222,34 @@ fn bytes_in_of_accepted(got: &[Received], thing: &str, short: bool) -> Vec<(u64,
             Some((r.report_id?, ns.get(key)?.as_u64()?))
         })
         .collect()
+}
+
+/// The highest report id the backend has received so far.
+fn last_report_id(backend: &Backend) -> u64 {
+    backend
+        .received()
+        .iter()
+        .filter_map(|r| r.report_id)
+        .max()
+        .unwrap()
+}
+
+/// Waits up to `limit` for an accepted report of `thing` with network_stats and an id above
+/// `after`; the first such (report id, bytes_in).
+async fn first_stats_after(
+    backend: &Backend,
+    thing: &str,
+    short: bool,
+    after: u64,
+    limit: Duration,
+) -> Option<(u64, u64)> {
+    let find = || {
+        bytes_in_of_accepted(&backend.received(), thing, short)
+            .into_iter()
+            .find(|(id, _)| *id > after)
+    };
+    eventually(limit, || find().is_some()).await;
+    find()
 }
 
 /// Sends `bytes` through a loopback TCP connection (counted on `lo`).
@@ -292,32 +320,27 @@ async fn outage_and_rejections_roll_traffic_into_the_next_accepted_report() {
         "agent died during the outage; log:\n{}",
         agent.log()
     );
-    let last_before = backend
-        .received()
-        .iter()
-        .filter_map(|r| r.report_id)
-        .max()
-        .unwrap();
+    let last_before = last_report_id(&backend);
     broker.start_again();
     backend.wait_subscribed(subs).await;
+    let after = first_stats_after(
+        &backend,
+        &thing,
+        false,
+        last_before,
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap_or_else(|| {
+        panic!(
+            "no accepted report after the broker came back; log:\n{}",
+            agent.log()
+        )
+    });
     assert!(
-        eventually(Duration::from_secs(60), || {
-            with_stats(&backend.received())
-                .iter()
-                .any(|(id, _)| *id > last_before)
-        })
-        .await,
-        "no accepted report after the broker came back; log:\n{}",
-        agent.log()
-    );
-    let after: Vec<(u64, u64)> = with_stats(&backend.received())
-        .into_iter()
-        .filter(|(id, _)| *id > last_before)
-        .collect();
-    assert!(
-        after[0].1 >= OUTAGE_BYTES as u64,
+        after.1 >= OUTAGE_BYTES as u64,
         "first accepted report after the outage has bytes_in {} < {OUTAGE_BYTES}",
-        after[0].1
+        after.1
     );
 
     // Rejections (Throttled): the agent carries on; the traffic shows up once accepted.
@@ -335,25 +358,17 @@ async fn outage_and_rejections_roll_traffic_into_the_next_accepted_report() {
             >= n + 2)
         .await
     );
-    let last_rejected = backend
-        .received()
-        .iter()
-        .filter_map(|r| r.report_id)
-        .max()
-        .unwrap();
+    let last_rejected = last_report_id(&backend);
     backend.set_mode(Mode::Validate);
-    assert!(
-        eventually(Duration::from_secs(20), || {
-            with_stats(&backend.received())
-                .iter()
-                .any(|(id, _)| *id > last_rejected)
-        })
-        .await
-    );
-    let first_ok = with_stats(&backend.received())
-        .into_iter()
-        .find(|(id, _)| *id > last_rejected)
-        .unwrap();
+    let first_ok = first_stats_after(
+        &backend,
+        &thing,
+        false,
+        last_rejected,
+        Duration::from_secs(20),
+    )
+    .await
+    .expect("no accepted report after the rejections stopped");
     assert!(
         first_ok.1 >= REJECTED_BYTES as u64,
         "accepted report after rejections has bytes_in {} < {REJECTED_BYTES}",
@@ -570,23 +585,15 @@ async fn traffic_while_the_agent_is_stopped_is_in_the_first_report_after_restart
     );
     let (status, _) = agent.stop().await;
     assert!(status.success());
-    let last_before = backend
-        .received()
-        .iter()
-        .filter_map(|r| r.report_id)
-        .max()
-        .unwrap();
+    let last_before = last_report_id(&backend);
 
     loopback_traffic(STOPPED_BYTES).await;
 
     let agent = spawn(&cfg, &[]);
     assert!(
-        eventually(Duration::from_secs(30), || {
-            with_stats(&backend.received())
-                .iter()
-                .any(|(id, _)| *id > last_before)
-        })
-        .await,
+        first_stats_after(&backend, &thing, true, last_before, Duration::from_secs(30))
+            .await
+            .is_some(),
         "no accepted report after the restart; log:\n{}",
         agent.log()
     );
