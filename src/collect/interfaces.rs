@@ -7,7 +7,7 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
-use super::CollectError;
+use super::{CollectError, unmap_ip};
 
 /// Which interfaces own each local address.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -84,13 +84,6 @@ impl Interfaces {
             [only] => Some(only.as_str()),
             _ => None,
         }
-    }
-}
-
-fn unmap_ip(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
     }
 }
 

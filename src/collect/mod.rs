@@ -155,6 +155,14 @@ pub fn boot_id(root: &std::path::Path) -> Option<String> {
 }
 
 /// Unwraps an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) to plain IPv4.
+pub(crate) fn unmap_ip(ip: std::net::IpAddr) -> std::net::IpAddr {
+    match ip {
+        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, std::net::IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// `unmap_ip` for a socket address; other addresses are returned unchanged.
 pub(crate) fn unmap(addr: std::net::SocketAddr) -> std::net::SocketAddr {
     match addr {
         std::net::SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 
 pub use super::delta::NetworkStats;
+use crate::collect::unmap_ip;
 
 /// Report format version; every reference agent sends "1.0" (protocol doc §1.3).
 pub const VERSION: &str = "1.0";
@@ -67,12 +68,9 @@ pub struct Connection {
 impl Connection {
     /// `a.b.c.d:port` or `[v6]:port` (protocol doc §1.4, §7.1 item 8).
     pub fn remote_addr(&self) -> String {
-        match self.remote.ip() {
+        match unmap_ip(self.remote.ip()) {
             IpAddr::V4(ip) => format!("{ip}:{}", self.remote.port()),
-            IpAddr::V6(ip) => match ip.to_ipv4_mapped() {
-                Some(v4) => format!("{v4}:{}", self.remote.port()),
-                None => format!("[{ip}]:{}", self.remote.port()),
-            },
+            IpAddr::V6(ip) => format!("[{ip}]:{}", self.remote.port()),
         }
     }
 }
