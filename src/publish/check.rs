@@ -77,11 +77,10 @@ pub fn check_identity(
     if let Some(leaf) = certs.first() {
         problems.extend(check_validity(cert_file, leaf, now));
     }
-    if key.is_some() {
-        // Loads both again: simpler than threading the parsed values, and files are tiny.
-        if let Err(e) = tls::load_identity(cert_file, key_file, &tls::provider()) {
-            problems.push(from_tls(key_file, &e));
-        }
+    if let Some(key) = key
+        && let Err(e) = tls::certified_key(certs, key, cert_file, key_file, &tls::provider())
+    {
+        problems.push(from_tls(key_file, &e));
     }
     problems
 }

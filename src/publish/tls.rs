@@ -135,6 +135,18 @@ pub fn load_identity(
 ) -> Result<rustls::sign::CertifiedKey, TlsError> {
     let chain = load_certs("certificate file", cert_file)?;
     let key = load_key(key_file)?;
+    certified_key(chain, key, cert_file, key_file, provider)
+}
+
+/// Pairs an already loaded chain and key, checking that the key belongs to the certificate;
+/// the paths only name the files in errors.
+pub fn certified_key(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    cert_file: &Path,
+    key_file: &Path,
+    provider: &CryptoProvider,
+) -> Result<rustls::sign::CertifiedKey, TlsError> {
     rustls::sign::CertifiedKey::from_der(chain, key, provider).map_err(|e| match e {
         rustls::Error::InconsistentKeys(_) => TlsError::KeyMismatch {
             key: key_file.to_path_buf(),
