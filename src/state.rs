@@ -7,6 +7,14 @@ use std::path::{Path, PathBuf};
 
 use serde::{Serialize, de::DeserializeOwned};
 
+/// The wall clock in epoch milliseconds, the unit of report ids (0 before 1970).
+pub fn epoch_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 /// Largest report id we hand out: JSON consumers lose integer precision above 2^53−1
 /// (protocol doc §4, report_id row).
 pub const MAX_REPORT_ID: u64 = (1 << 53) - 1;

@@ -4,7 +4,7 @@
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::Context;
 use detect_agent::collect::{self, Sample};
@@ -61,7 +61,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     opts.force_procnet |= args.procnet;
 
     let (sample, stats) = take_sample(&opts, args.delta)?;
-    let report_id = now_ms();
+    let report_id = detect_agent::state::epoch_ms().max(1);
     let bytes = match output {
         Output::Table => {
             let owners = collect::processes::owners(&opts.root);
@@ -126,13 +126,6 @@ fn write_out(path: Option<&Path>, bytes: &[u8]) -> anyhow::Result<()> {
                 .context("writing to stdout")
         }
     }
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(1)
 }
 
 /// The kernel's hostname; "localhost" if it cannot be read.

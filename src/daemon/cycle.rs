@@ -8,7 +8,7 @@ use crate::collect::{self, CollectOptions, Sample};
 use crate::config::Config;
 use crate::publish::{Backoff, ConnState, MqttSettings, Outcome, Publisher};
 use crate::report::{self, Baseline, Format};
-use crate::state::State;
+use crate::state::{State, epoch_ms};
 
 /// A sample that takes longer than this is abandoned (the loop is then unhealthy).
 const SAMPLE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -104,7 +104,7 @@ impl Agent {
         if let Err(e) = self.state.save_baseline(&self.baseline) {
             tracing::warn!(error = %e, "cannot persist the counter baseline");
         }
-        let report_id = match self.state.next_report_id(now_ms()) {
+        let report_id = match self.state.next_report_id(epoch_ms()) {
             Ok(id) => id,
             Err(e) => {
                 self.failures += 1;
@@ -179,13 +179,6 @@ impl Agent {
             }
         }
     }
-}
-
-pub(super) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// Jitter seed: time and pid, so agents that boot together do not retry in step.

@@ -13,7 +13,8 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::config::{Config, Problem};
 use crate::state::State;
-use cycle::{Agent, now_ms};
+use crate::state::epoch_ms;
+use cycle::Agent;
 use notify::Notifier;
 
 /// How long a SIGTERM lets an in-flight publish run before we disconnect...
@@ -121,8 +122,9 @@ impl Agent {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         notifier.status(&self.status(&conn.borrow()));
         loop {
+            let now = epoch_ms();
             let wait = Duration::from_millis(
-                schedule::next_slot_ms(now_ms(), self.interval, offset).saturating_sub(now_ms()),
+                schedule::next_slot_ms(now, self.interval, offset).saturating_sub(now),
             );
             let slot = tokio::time::sleep(wait);
             tokio::pin!(slot);
