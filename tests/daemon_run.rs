@@ -282,9 +282,10 @@ async fn loopback_traffic(bytes: usize) {
 }
 
 #[tokio::test]
-async fn outage_and_rejections_roll_traffic_into_the_next_accepted_report() {
+async fn outages_rejections_and_missed_verdicts_roll_traffic_into_the_next_accepted_report() {
     const OUTAGE_BYTES: usize = 8 * 1024 * 1024;
     const REJECTED_BYTES: usize = 4 * 1024 * 1024;
+    const SILENT_BYTES: usize = 5 * 1024 * 1024;
     let pki = Pki::generate();
     let mut broker = Broker::start(&pki);
     let backend = Backend::start(&pki, broker.port).await;
@@ -339,8 +340,9 @@ async fn outage_and_rejections_roll_traffic_into_the_next_accepted_report() {
     });
     assert!(
         after.1 >= OUTAGE_BYTES as u64,
-        "first accepted report after the outage has bytes_in {} < {OUTAGE_BYTES}",
-        after.1
+        "first accepted report after the outage has bytes_in {} < {OUTAGE_BYTES}; log:\n{}",
+        after.1,
+        agent.log()
     );
 
     // Rejections (Throttled): the agent carries on; the traffic shows up once accepted.
@@ -374,7 +376,30 @@ async fn outage_and_rejections_roll_traffic_into_the_next_accepted_report() {
         "accepted report after rejections has bytes_in {} < {REJECTED_BYTES}",
         first_ok.1
     );
+
+    // The backend misses a report (as when it reconnects after a broker restart later than
+    // the agent): the broker acks it but no verdict comes, so its traffic is not settled.
+    backend.set_mode(Mode::Silent);
+    loopback_traffic(SILENT_BYTES).await;
+    let n = backend.received().len();
+    assert!(eventually(Duration::from_secs(20), || backend.received().len() > n).await);
+    let last_silent = last_report_id(&backend);
+    backend.set_mode(Mode::Validate);
+    let after_silence = first_stats_after(
+        &backend,
+        &thing,
+        false,
+        last_silent,
+        Duration::from_secs(20),
+    )
+    .await
+    .expect("no accepted report after the backend answered again");
     let log = agent.log();
+    assert!(
+        after_silence.1 >= SILENT_BYTES as u64,
+        "accepted report after a verdict-less ack has bytes_in {} < {SILENT_BYTES}; log:\n{log}",
+        after_silence.1
+    );
     assert!(log.contains("Throttled"), "rejection not logged:\n{log}");
     let (status, _) = agent.stop().await;
     assert!(status.success());
