@@ -572,6 +572,9 @@ async fn systemd_notify_reload_and_stop() {
         "reload to cbor not taken; log:\n{}",
         agent.log()
     );
+    // The interval warning once per config generation: at start and at the valid reload.
+    let log = agent.log();
+    assert_eq!(log.matches("throttles").count(), 2, "{log}");
     let (status, took) = agent.stop().await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     done.store(true, std::sync::atomic::Ordering::Relaxed);

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::{DaemonError, validate};
+use super::DaemonError;
 use crate::collect::{self, CollectOptions, Sample};
 use crate::config::Config;
 use crate::publish::{Backoff, ConnState, MqttSettings, Outcome, Publisher};
@@ -69,8 +69,8 @@ pub(super) struct Agent {
 }
 
 impl Agent {
+    /// Starts on a config that `validate` has passed (and logged the warnings of).
     pub(super) fn start(config: &Config) -> Result<Self, DaemonError> {
-        validate(config)?;
         let (Some(thing), Some(mqtt), Some(client_id)) =
             (&config.thing_name, &config.mqtt, config.client_id())
         else {

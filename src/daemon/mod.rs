@@ -68,6 +68,8 @@ async fn run_async(path: PathBuf, mut config: Config) -> Result<(), DaemonError>
         int: signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?,
         hup: signal(SignalKind::hangup()).map_err(DaemonError::Signals)?,
     };
+    // Checked once per config generation (a reload is checked in `reload`).
+    validate(&config)?;
     loop {
         let mut agent = Agent::start(&config)?;
         notifier.ready();
