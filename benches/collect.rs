@@ -1,5 +1,5 @@
 //! Collector speed: one full sample + report encode with N established loopback connections,
-//! next to `ss -tan` in the same run; also sock_diag vs /proc/net. Prints a table.
+//! next to `ss -tan` in the same run; also sock_diag vs netstat2 vs /proc/net. Prints a table.
 //! Run with scripts/bench-collect (no assertions: numbers only).
 
 use std::io::{BufRead, BufReader, Read};
@@ -133,13 +133,14 @@ fn main() {
     };
 
     println!(
-        "{:>6} {:>8} {:>14} {:>10} {:>7} {:>10} {:>10} {:>13} {:>10} {:>10} {:>11} {:>10}",
+        "{:>6} {:>8} {:>14} {:>10} {:>7} {:>10} {:>12} {:>10} {:>13} {:>10} {:>10} {:>11} {:>10}",
         "N",
         "sockets",
         "sample+enc ms",
         "ss -tan ms",
         "ratio",
         "diag ms",
+        "netstat2 ms",
         "+label ms",
         "build+enc ms",
         "procnet ms",
@@ -171,6 +172,15 @@ fn main() {
         let diag = time(runs, || {
             sockets::raw(&opts).expect("sock_diag");
         });
+        // netstat2 without pid lookup (the reference): every state, TCP and UDP, v4
+        // and v6, iterated to the end — what `diag ms` does with a kernel-side state filter.
+        let ns2 = time(runs, || {
+            use netstat2::{AddressFamilyFlags as Af, ProtocolFlags as Pf};
+            let it =
+                netstat2::iterate_sockets_info_without_pids(Af::IPV4 | Af::IPV6, Pf::TCP | Pf::UDP)
+                    .expect("netstat2");
+            assert!(it.filter_map(Result::ok).count() > 0);
+        });
         let labelled = time(runs, || {
             sockets::read(&opts).expect("sockets");
         });
@@ -187,13 +197,14 @@ fn main() {
             None => ("-".into(), "-".into()),
         };
         println!(
-            "{:>6} {:>8} {:>14.2} {:>10} {:>7} {:>10.2} {:>10.2} {:>13.2} {:>10.2} {:>10} {:>11} {:>10}",
+            "{:>6} {:>8} {:>14.2} {:>10} {:>7} {:>10.2} {:>12.2} {:>10.2} {:>13.2} {:>10.2} {:>10} {:>11} {:>10}",
             n,
             established,
             ms(full),
             ss_ms,
             ratio,
             ms(diag),
+            ms(ns2),
             ms(labelled),
             ms(enc),
             ms(pn),
@@ -206,6 +217,6 @@ fn main() {
         let _ = child.wait();
     }
     println!(
-        "(medians; ratio = sample+encode / ss -tan; maxrss = getrusage ru_maxrss, which includes\n the parent (cargo) peak inherited across exec; VmHWM = this process only)"
+        "(medians; ratio = sample+encode / ss -tan; diag = our state-filtered sock_diag dump,\n netstat2 = netstat2 0.11 iterate_sockets_info_without_pids, all states; maxrss = getrusage ru_maxrss, which includes\n the parent (cargo) peak inherited across exec; VmHWM = this process only)"
     );
 }
