@@ -225,3 +225,18 @@ fn if_inet6_fallback_labels_ipv6() {
     assert_eq!(ifs.owner(&"fd00::2".parse().unwrap()), Some("eth0"));
     assert_eq!(ifs.owner(&"::".parse().unwrap()), None);
 }
+
+/// Interface names are bytes, not UTF-8 (anyone with CAP_NET_ADMIN can create `x\xff`): an odd
+/// name must neither fail /proc/net/dev nor merge with another interface's counters.
+#[test]
+fn non_utf8_interface_names_are_escaped_and_kept_apart() {
+    let counters = netdev::read(&fixture("proc-odd-names"), &[], &[]).unwrap();
+    let names: Vec<&str> = counters.keys().map(String::as_str).collect();
+    assert_eq!(names, ["eth0", "x\\x5cxff", "x\\xfe", "x\\xff"]);
+    assert_eq!(counters["x\\xff"].bytes_in, 1000);
+    assert_eq!(counters["x\\xfe"].bytes_out, 20000);
+    assert_eq!(counters["x\\x5cxff"].bytes_in, 5);
+    // The escaped name is the one the include/exclude lists match.
+    let only = netdev::read(&fixture("proc-odd-names"), &["x\\xff".into()], &[]).unwrap();
+    assert_eq!(only.keys().collect::<Vec<_>>(), ["x\\xff"]);
+}

@@ -44,7 +44,8 @@ impl Interfaces {
     /// Malformed lines are skipped with a warning.
     pub fn from_if_inet6(root: &Path) -> Result<Interfaces, CollectError> {
         let path = root.join("proc/net/if_inet6");
-        let text = std::fs::read_to_string(&path).map_err(|e| CollectError::read(&path, e))?;
+        let bytes = std::fs::read(&path).map_err(|e| CollectError::read(&path, e))?;
+        let text = super::lossless_text(&bytes);
         let mut pairs = Vec::new();
         for (index, line) in text.lines().enumerate() {
             let fields: Vec<&str> = line.split_whitespace().collect();
@@ -108,9 +109,7 @@ fn getifaddrs() -> Result<Vec<(IpAddr, String)>, io::Error> {
             continue;
         }
         // SAFETY: ifa_name is a NUL-terminated C string owned by the list.
-        let name = unsafe { CStr::from_ptr(ifa.ifa_name) }
-            .to_string_lossy()
-            .into_owned();
+        let name = super::lossless_text(unsafe { CStr::from_ptr(ifa.ifa_name) }.to_bytes());
         // SAFETY: ifa_addr is non-null; sa_family tells which sockaddr it really is.
         let family = i32::from(unsafe { (*ifa.ifa_addr).sa_family });
         let ip = match family {

@@ -154,6 +154,28 @@ pub fn boot_id(root: &std::path::Path) -> Option<String> {
     (!id.is_empty()).then(|| id.to_string())
 }
 
+/// Kernel text holding names that need not be UTF-8 (an interface name may be any bytes but
+/// NUL, '/', ':' and whitespace; a process name anything): valid UTF-8 is kept, every other
+/// byte and the backslash itself become `\xNN`. One odd name (which anyone with
+/// CAP_NET_ADMIN can create) then never fails a whole file, and distinct names stay distinct.
+pub fn lossless_text(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c == '\\' {
+                out.push_str("\\x5c");
+            } else {
+                out.push(c);
+            }
+        }
+        for b in chunk.invalid() {
+            let _ = write!(out, "\\x{b:02x}");
+        }
+    }
+    out
+}
+
 /// Unwraps an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) to plain IPv4.
 pub(crate) fn unmap_ip(ip: std::net::IpAddr) -> std::net::IpAddr {
     match ip {
@@ -184,5 +206,20 @@ impl SocketTable {
         ] {
             list.sort_by_key(|a| (a.local, a.remote, a.inode));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lossless_text_escapes_only_what_is_not_plain_utf8() {
+        assert_eq!(lossless_text(b"eth0"), "eth0");
+        assert_eq!(lossless_text("wlän0".as_bytes()), "wlän0");
+        assert_eq!(lossless_text(b"x\xff"), "x\\xff");
+        // A literal backslash cannot be mistaken for an escaped byte.
+        assert_eq!(lossless_text(b"x\\xff"), "x\\x5cxff");
+        assert_ne!(lossless_text(b"a\xfe"), lossless_text(b"a\xff"));
     }
 }

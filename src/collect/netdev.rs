@@ -15,7 +15,8 @@ pub fn read(
     exclude: &[String],
 ) -> Result<BTreeMap<String, Counters>, CollectError> {
     let path = root.join("proc/net/dev");
-    let text = std::fs::read_to_string(&path).map_err(|e| CollectError::read(&path, e))?;
+    let bytes = std::fs::read(&path).map_err(|e| CollectError::read(&path, e))?;
+    let text = super::lossless_text(&bytes);
     let mut out = BTreeMap::new();
     // Two header lines: "Inter-|   Receive ..." and " face |bytes ...".
     for (index, line) in text.lines().enumerate().skip(2) {

@@ -41,8 +41,8 @@ pub fn owners(root: &Path) -> HashMap<u64, Owner> {
                 continue;
             }
             let name = name.get_or_insert_with(|| {
-                std::fs::read_to_string(dir.join("comm"))
-                    .map(|s| s.trim_end_matches('\n').to_string())
+                std::fs::read(dir.join("comm"))
+                    .map(|b| super::lossless_text(b.strip_suffix(b"\n").unwrap_or(&b)))
                     .unwrap_or_else(|_| "?".to_string())
             });
             map.insert(
