@@ -240,3 +240,35 @@ fn non_utf8_interface_names_are_escaped_and_kept_apart() {
     let only = netdev::read(&fixture("proc-odd-names"), &["x\\xff".into()], &[]).unwrap();
     assert_eq!(only.keys().collect::<Vec<_>>(), ["x\\xff"]);
 }
+
+/// The daemon's sample: unreadable counters cost the report its network_stats only; the
+/// sockets (a backdoor listener) are still there. `dump` stays strict and names the file.
+#[test]
+fn unreadable_counters_leave_the_sockets_in_the_daemon_sample() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = dir.path().join("proc/net");
+    std::fs::create_dir_all(&net).unwrap();
+    for f in ["tcp", "udp"] {
+        std::fs::copy(
+            fixture("proc-no-ipv6").join("proc/net").join(f),
+            net.join(f),
+        )
+        .unwrap();
+    }
+    let opts = CollectOptions {
+        root: dir.path().to_path_buf(),
+        ..CollectOptions::default()
+    };
+    let (s, err) = collect::sample_lenient(&opts).unwrap();
+    assert_eq!(s.sockets.tcp_listen.len(), 1);
+    assert!(s.counters.is_empty());
+    let err = err
+        .expect("the missing /proc/net/dev is reported")
+        .to_string();
+    assert!(err.contains("proc/net/dev"), "{err}");
+    let strict = collect::sample(&opts).unwrap_err().to_string();
+    assert!(strict.contains("proc/net/dev"), "{strict}");
+    // Without sockets there is no sample at all.
+    std::fs::remove_file(net.join("tcp")).unwrap();
+    assert!(collect::sample_lenient(&opts).is_err());
+}

@@ -137,13 +137,29 @@ impl CollectError {
 
 /// Takes one sample of the host: socket table, interface counters and boot id.
 pub fn sample(opts: &CollectOptions) -> Result<Sample, CollectError> {
+    match sample_lenient(opts)? {
+        (sample, None) => Ok(sample),
+        (_, Some(err)) => Err(err),
+    }
+}
+
+/// Like `sample`, but counters that cannot be read leave `counters` empty and come back as
+/// the error beside the sample: the daemon still reports the sockets then, since a broken
+/// /proc/net/dev must not hide a backdoor listener. The socket table is required.
+pub fn sample_lenient(
+    opts: &CollectOptions,
+) -> Result<(Sample, Option<CollectError>), CollectError> {
     let sockets = sockets::read(opts)?;
-    let counters = netdev::read(&opts.root, &opts.include, &opts.exclude)?;
-    Ok(Sample {
+    let (counters, err) = match netdev::read(&opts.root, &opts.include, &opts.exclude) {
+        Ok(counters) => (counters, None),
+        Err(err) => (BTreeMap::new(), Some(err)),
+    };
+    let sample = Sample {
         sockets,
         counters,
         boot_id: boot_id(&opts.root),
-    })
+    };
+    Ok((sample, err))
 }
 
 /// root/proc/sys/kernel/random/boot_id, trimmed; `None` when unreadable or empty.

@@ -4,7 +4,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::DaemonError;
-use crate::collect::{self, CollectOptions, Sample};
+use crate::collect::{self, CollectError, CollectOptions, Sample};
 use crate::config::Config;
 use crate::publish::{Backoff, ConnState, MqttSettings, Outcome, Publisher};
 use crate::report::{self, Baseline, Format};
@@ -129,7 +129,7 @@ impl Agent {
     /// One report: sample, rebase the baseline, take an id, encode, publish, settle.
     pub(super) async fn cycle(&mut self) {
         tracing::debug!("cycle: sampling");
-        let sample = match self.sample().await {
+        let (sample, counters_err) = match self.sample().await {
             Ok(s) => s,
             Err(e) => {
                 self.failures += 1;
@@ -137,15 +137,27 @@ impl Agent {
                 return;
             }
         };
-        let boot_id = sample.boot_id.as_deref();
-        let (stats, rebase) = self.baseline.step(boot_id, &sample.counters);
-        if rebase.restarted || !rebase.reset.is_empty() {
-            tracing::info!(restarted = rebase.restarted, reset = ?rebase.reset, "counter baseline restarted");
-        }
-        // The rebase is persisted at once, so a restart never compares against stale counters.
-        if let Err(e) = self.state.save_baseline(&self.baseline) {
-            tracing::warn!(error = %e, "cannot persist the counter baseline");
-        }
+        // The baseline this report settles to, when its counters could be read.
+        let (stats, settles_to) = match counters_err {
+            Some(e) => {
+                // The baseline is left alone: the traffic rolls into the next readable sample.
+                tracing::error!(error = %e, "interface counters unreadable; this report has no network_stats");
+                (None, None)
+            }
+            None => {
+                let boot_id = sample.boot_id.as_deref();
+                let (stats, rebase) = self.baseline.step(boot_id, &sample.counters);
+                if rebase.restarted || !rebase.reset.is_empty() {
+                    tracing::info!(restarted = rebase.restarted, reset = ?rebase.reset, "counter baseline restarted");
+                }
+                // The rebase is persisted at once, so a restart never compares against stale
+                // counters.
+                if let Err(e) = self.state.save_baseline(&self.baseline) {
+                    tracing::warn!(error = %e, "cannot persist the counter baseline");
+                }
+                (stats, Some(Baseline::new(boot_id, &sample.counters)))
+            }
+        };
         let report_id = match self.state.next_report_id(epoch_ms()) {
             Ok(id) => id,
             Err(e) => {
@@ -170,12 +182,12 @@ impl Agent {
             .publisher
             .publish(report_id, encoded.bytes, self.verdict_wait)
             .await;
-        self.settle(report_id, bytes, &sample, outcome);
+        self.settle(report_id, bytes, settles_to, outcome);
     }
 
-    async fn sample(&self) -> Result<Sample, String> {
+    async fn sample(&self) -> Result<(Sample, Option<CollectError>), String> {
         let opts = self.collect.clone();
-        let job = tokio::task::spawn_blocking(move || collect::sample(&opts));
+        let job = tokio::task::spawn_blocking(move || collect::sample_lenient(&opts));
         match tokio::time::timeout(SAMPLE_TIMEOUT, job).await {
             Err(_) => Err(format!("took longer than {SAMPLE_TIMEOUT:?}")),
             Ok(Err(e)) => Err(format!("sampling task failed: {e}")),
@@ -186,7 +198,7 @@ impl Agent {
 
     /// Advances the baseline when `Verdicts::settles` says the report's traffic has been
     /// counted; otherwise it rolls into the next report.
-    fn settle(&mut self, report_id: u64, bytes: usize, sample: &Sample, outcome: Outcome) {
+    fn settle(&mut self, report_id: u64, bytes: usize, to: Option<Baseline>, outcome: Outcome) {
         let advance = self.verdicts.settles(&outcome);
         match &outcome {
             Outcome::Accepted => self.last_verdict = format!("report {report_id} accepted"),
@@ -218,8 +230,8 @@ impl Agent {
                 tracing::warn!(report_id, reason = %reason, "report not delivered; its traffic rolls into the next report");
             }
         }
-        if advance {
-            self.baseline = Baseline::new(sample.boot_id.as_deref(), &sample.counters);
+        if let Some(next) = to.filter(|_| advance) {
+            self.baseline = next;
             if let Err(e) = self.state.save_baseline(&self.baseline) {
                 tracing::warn!(error = %e, "cannot persist the counter baseline");
             }
