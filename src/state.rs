@@ -45,6 +45,13 @@ pub enum StateError {
     Exhausted { last: u64 },
 }
 
+/// A report id, and why it is not on disk when the write failed.
+#[derive(Debug)]
+pub struct NextId {
+    pub id: u64,
+    pub unsaved: Option<StateError>,
+}
+
 /// The agent's persistent state, rooted at one directory.
 #[derive(Debug)]
 pub struct State {
@@ -54,24 +61,34 @@ pub struct State {
 
 impl State {
     /// Opens (creating if needed) the state directory and reads the last report id.
+    ///
+    /// A report id file that is not an integer (disk damage, a hand edit) must not keep the
+    /// agent from reporting: it is logged as an error and the file's modification time stands
+    /// in for the last id (ids are epoch ms written at that moment), so new ids stay above the
+    /// old ones unless the clock was wrong then. The next id overwrites the file.
     pub fn open(dir: &Path) -> Result<Self, StateError> {
         fs::create_dir_all(dir).map_err(|source| StateError::Dir {
             path: dir.to_path_buf(),
             source,
         })?;
         let path = dir.join(REPORT_ID_FILE);
-        let last_id = match fs::read_to_string(&path) {
-            Ok(text) => Some(
-                text.trim()
-                    .parse::<u64>()
-                    .map_err(|e| StateError::Corrupt {
-                        path: path.clone(),
-                        detail: format!(
-                            "expected an integer report id, got {:?}: {e}",
-                            text.trim()
-                        ),
-                    })?,
-            ),
+        let last_id = match fs::read(&path) {
+            Ok(bytes) => match std::str::from_utf8(&bytes)
+                .ok()
+                .and_then(|t| t.trim().parse::<u64>().ok())
+            {
+                Some(id) => Some(id),
+                None => {
+                    let floor = modified_ms(&path);
+                    tracing::error!(
+                        path = %path.display(),
+                        content = %String::from_utf8_lossy(&bytes[..bytes.len().min(64)]).trim(),
+                        floor,
+                        "report id file is not an integer; continuing above its modification time"
+                    );
+                    Some(floor)
+                }
+            },
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(source) => return Err(StateError::Read { path, source }),
         };
@@ -92,17 +109,19 @@ impl State {
 
     /// Hands out the next report id: epoch milliseconds, forced strictly above the last id
     /// (protocol doc §1.3, §10), persisted before it is returned so that a restart or a clock
-    /// step backwards never repeats or lowers it.
-    pub fn next_report_id(&mut self, now_ms: u64) -> Result<u64, StateError> {
+    /// step backwards never repeats or lowers it. When the write fails (a full or read-only
+    /// disk) the id is still handed out, rising in memory, with the write error beside it:
+    /// a full disk must not stop the reports. Only an exhausted id space is an error.
+    pub fn next_report_id(&mut self, now_ms: u64) -> Result<NextId, StateError> {
         let id = match self.last_id {
             Some(last) if last >= MAX_REPORT_ID => return Err(StateError::Exhausted { last }),
             Some(last) => now_ms.max(last + 1),
             None => now_ms.max(1),
         }
         .min(MAX_REPORT_ID);
-        write_atomic(&self.dir, REPORT_ID_FILE, format!("{id}\n").as_bytes())?;
+        let unsaved = write_atomic(&self.dir, REPORT_ID_FILE, format!("{id}\n").as_bytes()).err();
         self.last_id = Some(id);
-        Ok(id)
+        Ok(NextId { id, unsaved })
     }
 
     /// Loads the persisted counter baseline (JSON), `None` when there is none yet.
@@ -130,6 +149,15 @@ impl State {
         })?;
         write_atomic(&self.dir, BASELINE_FILE, &bytes)
     }
+}
+
+/// A file's modification time in epoch milliseconds (0 when unknown).
+fn modified_ms(path: &Path) -> u64 {
+    fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Writes `dir/name` so that a crash leaves either the old or the new content, never a mix.
@@ -160,31 +188,60 @@ mod tests {
     fn ids_rise_across_reopen_and_clock_steps() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = State::open(dir.path()).unwrap();
-        assert_eq!(s.next_report_id(1_000).unwrap(), 1_000);
-        assert_eq!(s.next_report_id(1_000).unwrap(), 1_001);
+        assert_eq!(s.next_report_id(1_000).unwrap().id, 1_000);
+        assert_eq!(s.next_report_id(1_000).unwrap().id, 1_001);
         // Clock stepped backwards.
-        assert_eq!(s.next_report_id(500).unwrap(), 1_002);
+        assert_eq!(s.next_report_id(500).unwrap().id, 1_002);
         drop(s);
         let mut s = State::open(dir.path()).unwrap();
         assert_eq!(s.last_report_id(), Some(1_002));
-        assert_eq!(s.next_report_id(10).unwrap(), 1_003);
-        assert_eq!(s.next_report_id(5_000).unwrap(), 5_000);
+        assert_eq!(s.next_report_id(10).unwrap().id, 1_003);
+        assert_eq!(s.next_report_id(5_000).unwrap().id, 5_000);
     }
 
     #[test]
-    fn corrupt_id_file_is_an_error_naming_the_file() {
+    fn corrupt_id_file_does_not_stop_reporting_and_ids_stay_above_its_time() {
         let dir = tempfile::tempdir().unwrap();
-        fs::write(dir.path().join(REPORT_ID_FILE), "garbage").unwrap();
-        let err = State::open(dir.path()).unwrap_err().to_string();
+        let path = dir.path().join(REPORT_ID_FILE);
+        fs::write(&path, b"garb\xffage").unwrap();
+        let written = modified_ms(&path);
+        assert!(written > 0);
+        let mut s = State::open(dir.path()).unwrap();
+        assert_eq!(s.last_report_id(), Some(written));
+        // A clock far behind the damaged file's time cannot go below it.
+        let id = s.next_report_id(5).unwrap().id;
+        assert_eq!(id, written + 1);
+        assert_eq!(fs::read_to_string(&path).unwrap(), format!("{id}\n"));
+        assert_eq!(State::open(dir.path()).unwrap().last_report_id(), Some(id));
+    }
+
+    #[test]
+    fn an_id_that_cannot_be_written_is_still_handed_out_and_rises() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = State::open(dir.path()).unwrap();
+        assert!(s.next_report_id(1_000).unwrap().unsaved.is_none());
+        // A directory where the temp file goes makes every write fail, even for root.
+        fs::create_dir(dir.path().join(".report_id.tmp")).unwrap();
+        let next = s.next_report_id(900).unwrap();
+        assert_eq!(next.id, 1_001);
+        let err = next
+            .unsaved
+            .expect("the failed write is reported")
+            .to_string();
         assert!(err.contains("report_id"), "{err}");
-        assert!(err.contains("garbage"), "{err}");
+        assert_eq!(s.next_report_id(900).unwrap().id, 1_002);
+        // The disk still holds the last id it could take.
+        assert_eq!(
+            State::open(dir.path()).unwrap().last_report_id(),
+            Some(1_000)
+        );
     }
 
     #[test]
     fn id_space_is_capped() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = State::open(dir.path()).unwrap();
-        assert_eq!(s.next_report_id(u64::MAX).unwrap(), MAX_REPORT_ID);
+        assert_eq!(s.next_report_id(u64::MAX).unwrap().id, MAX_REPORT_ID);
         assert!(matches!(
             s.next_report_id(0),
             Err(StateError::Exhausted { .. })

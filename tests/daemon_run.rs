@@ -680,3 +680,45 @@ async fn sigterm_during_a_publish_waiting_for_its_verdict_exits_within_5_s() {
     assert!(status.success(), "exit {status:?}");
     assert!(took < Duration::from_secs(5), "SIGTERM took {took:?}");
 }
+
+/// A state directory that takes no writes (a full or read-only disk) costs persistence, not
+/// the reports: they are still published with rising ids, and the failure is logged.
+#[tokio::test]
+async fn reports_go_on_when_the_state_dir_takes_no_writes() {
+    let pki = Pki::generate();
+    let broker = Broker::start(&pki);
+    let backend = Backend::start(&pki, broker.port).await;
+    let work = tempfile::tempdir().unwrap();
+    let state = work.path().join("state");
+    // A directory where each atomic write puts its temp file: every write fails, even as root.
+    for blocker in [".report_id.tmp", ".baseline.json.tmp"] {
+        std::fs::create_dir_all(state.join(blocker)).unwrap();
+    }
+    let cfg = config(&Setup {
+        dir: work.path(),
+        port: broker.port,
+        ca: &pki.ca,
+        id: &pki.client_ec,
+        format: "json-short",
+        interval: 1,
+        extra: "",
+    });
+    let agent = spawn(&cfg, &[]);
+    let thing = pki.client_ec.name.clone();
+    let ok = eventually(Duration::from_secs(30), || {
+        accepted_for(&backend.received(), &thing).len() >= 2
+    })
+    .await;
+    let log = agent.log();
+    let (status, _) = agent.stop().await;
+    assert!(ok, "no two accepted reports; log:\n{log}");
+    assert!(status.success());
+    assert!(log.contains("cannot persist the report id"), "{log}");
+    let got = backend.received();
+    let ids: Vec<u64> = accepted_for(&got, &thing)
+        .iter()
+        .filter_map(|r| r.report_id)
+        .collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    assert!(!state.join("report_id").exists());
+}

@@ -159,10 +159,15 @@ impl Agent {
             }
         };
         let report_id = match self.state.next_report_id(epoch_ms()) {
-            Ok(id) => id,
+            Ok(next) => {
+                if let Some(e) = next.unsaved {
+                    tracing::error!(report_id = next.id, error = %e, "cannot persist the report id; reporting anyway (ids still rise in memory; after a restart with the clock behind, one could repeat)");
+                }
+                next.id
+            }
             Err(e) => {
                 self.failures += 1;
-                tracing::error!(error = %e, "cannot persist the report id; no report this slot");
+                tracing::error!(error = %e, "no report id left; no report this slot");
                 return;
             }
         };
