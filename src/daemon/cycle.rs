@@ -150,9 +150,12 @@ impl Agent {
                 if rebase.restarted || !rebase.reset.is_empty() {
                     tracing::info!(restarted = rebase.restarted, reset = ?rebase.reset, "counter baseline restarted");
                 }
-                // The rebase is persisted at once, so a restart never compares against stale
-                // counters.
-                if let Err(e) = self.state.save_baseline(&self.baseline) {
+                // A rebase that changed the baseline is persisted at once, so a restart never
+                // compares against stale counters. An unchanged one is already on disk: one
+                // flash write fewer per cycle on a gateway.
+                if rebase.changed()
+                    && let Err(e) = self.state.save_baseline(&self.baseline)
+                {
                     tracing::warn!(error = %e, "cannot persist the counter baseline");
                 }
                 (stats, Some(Baseline::new(boot_id, &sample.counters)))

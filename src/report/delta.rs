@@ -40,6 +40,16 @@ pub struct Rebase {
     pub removed: Vec<String>,
 }
 
+impl Rebase {
+    /// True when the baseline differs from what it was before the rebase.
+    pub fn changed(&self) -> bool {
+        self.restarted
+            || !self.reset.is_empty()
+            || !self.added.is_empty()
+            || !self.removed.is_empty()
+    }
+}
+
 impl Baseline {
     /// A baseline taken from one sample.
     pub fn new(boot_id: Option<&str>, counters: &BTreeMap<String, Counters>) -> Self {
@@ -177,6 +187,7 @@ mod tests {
         let (stats, r) = b.step(Some("boot-a"), &s2);
         assert_eq!(stats, Some(ns(50, 20, 3, 4)));
         assert_eq!(r, Rebase::default());
+        assert!(!r.changed(), "nothing to persist");
     }
 
     #[test]
@@ -220,6 +231,7 @@ mod tests {
         let (stats, r) = b.step(Some("x"), &now);
         assert_eq!(r.reset, ["eth0"]);
         assert!(!r.restarted);
+        assert!(r.changed());
         assert_eq!(stats, Some(ns(30, 10, 2, 1)));
         assert_eq!(b.counters["eth0"], now["eth0"]);
         assert_eq!(b.counters["wlan0"], c(100, 100, 10, 10));
