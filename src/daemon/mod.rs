@@ -5,6 +5,7 @@
 mod cycle;
 pub mod notify;
 pub mod schedule;
+mod verdicts;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
