@@ -4,6 +4,7 @@
 pub mod backoff;
 pub mod check;
 pub mod client;
+mod session;
 pub mod tls;
 pub mod topics;
 pub mod validity;
@@ -11,7 +12,8 @@ pub mod verdict;
 
 pub use backoff::Backoff;
 pub use check::{Problem, Severity, check_identity};
-pub use client::{ConnState, MAX_PAYLOAD, Outcome, PublishError, Publisher};
+pub use client::{MAX_PAYLOAD, Outcome, PublishError, Publisher};
+pub use session::ConnState;
 pub use tls::{MqttSettings, TlsError, client_config};
 pub use topics::Topics;
 pub use verdict::{Encoding, Status, Verdict, VerdictError};

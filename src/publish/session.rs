@@ -1,0 +1,284 @@
+//! Owns the MQTT connection task: (re)connects with backoff, subscribes to the verdict
+//! topics before anything is published, and matches PUBACKs and verdicts to the report in flight.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use rumqttc::{
+    AsyncClient, ConnectionError, Event, EventLoop, Incoming, Outgoing, QoS, SubscribeReasonCode,
+    TlsConfiguration, Transport,
+};
+use tokio::sync::{oneshot, watch};
+
+use super::backoff::Backoff;
+use super::tls::{self, MqttSettings};
+use super::topics::Topics;
+use super::verdict::{self, Encoding, Status, Verdict};
+
+/// What the connection is doing, for logs and systemd `STATUS=`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnState {
+    Connecting {
+        attempt: u32,
+    },
+    /// Connected, waiting for the SUBACK of the verdict topics.
+    Subscribing,
+    /// Publishing allowed. `verdicts` is false when the broker refused the subscription.
+    Ready {
+        verdicts: bool,
+    },
+    Backoff {
+        attempt: u32,
+        error: String,
+        retry_in: Duration,
+    },
+    Closed,
+}
+
+impl ConnState {
+    /// One line for systemd `STATUS=`.
+    pub fn describe(&self) -> String {
+        match self {
+            ConnState::Connecting { attempt } => format!("connecting (attempt {attempt})"),
+            ConnState::Subscribing => "connected, subscribing to verdicts".to_string(),
+            ConnState::Ready { verdicts: true } => "connected".to_string(),
+            ConnState::Ready { verdicts: false } => {
+                "connected, verdict subscription refused".to_string()
+            }
+            ConnState::Backoff {
+                attempt,
+                error,
+                retry_in,
+            } => format!(
+                "disconnected after attempt {attempt}: {error}; retry in {}s",
+                retry_in.as_secs()
+            ),
+            ConnState::Closed => "closed".to_string(),
+        }
+    }
+}
+
+/// The report waiting for its PUBACK and verdict.
+pub(super) struct InFlight {
+    pub(super) report_id: u64,
+    pub(super) pkid: Option<u16>,
+    pub(super) puback: Option<oneshot::Sender<()>>,
+    pub(super) verdict: Option<oneshot::Sender<Verdict>>,
+}
+
+#[derive(Default)]
+pub(super) struct Shared {
+    inflight: Mutex<Option<InFlight>>,
+}
+
+impl Shared {
+    pub(super) fn slot(&self) -> MutexGuard<'_, Option<InFlight>> {
+        // A poisoned lock only means a panic elsewhere; the slot is still consistent.
+        self.inflight.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The background task's state.
+pub(super) struct Driver {
+    pub(super) eventloop: EventLoop,
+    pub(super) client: AsyncClient,
+    pub(super) settings: MqttSettings,
+    pub(super) topics: Topics,
+    pub(super) encoding: Encoding,
+    pub(super) backoff: Backoff,
+    pub(super) state: watch::Sender<ConnState>,
+    pub(super) shared: Arc<Shared>,
+    pub(super) stopping: watch::Receiver<bool>,
+}
+
+impl Driver {
+    pub(super) async fn run(mut self) {
+        let mut attempt: u32 = 0;
+        let mut connected = false;
+        loop {
+            if *self.stopping.borrow() && !connected {
+                break;
+            }
+            if !connected {
+                attempt = attempt.saturating_add(1);
+                self.state.send_replace(ConnState::Connecting { attempt });
+                if let Err(error) = self.prepare_connection() {
+                    if self.back_off(attempt, error).await {
+                        break;
+                    }
+                    continue;
+                }
+            }
+            let mut stopping = self.stopping.clone();
+            let polled = tokio::select! {
+                polled = self.eventloop.poll() => polled,
+                _ = stopping.wait_for(|s| *s), if !connected => break,
+            };
+            match polled {
+                Ok(event) => {
+                    if let Event::Incoming(Incoming::ConnAck(_)) = event {
+                        connected = true;
+                        attempt = 0;
+                        self.backoff.reset();
+                        self.on_connected();
+                    } else if self.on_event(event) {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    if *self.stopping.borrow() {
+                        break;
+                    }
+                    // Dropping the senders tells `publish` the connection is gone.
+                    *self.shared.slot() = None;
+                    let error = describe_error(&e);
+                    if connected {
+                        tracing::warn!(error = %error, "MQTT connection lost");
+                        connected = false;
+                        attempt = attempt.saturating_add(1);
+                    }
+                    if self.back_off(attempt.max(1), error).await {
+                        break;
+                    }
+                }
+            }
+        }
+        *self.shared.slot() = None;
+        self.state.send_replace(ConnState::Closed);
+    }
+
+    /// Fresh TLS config from the files; drops whatever an old session left queued so a
+    /// report given up as NotDelivered is never sent late.
+    fn prepare_connection(&mut self) -> Result<(), String> {
+        let config = tls::client_config(&self.settings).map_err(|e| e.to_string())?;
+        self.eventloop.clean();
+        self.eventloop.pending.clear();
+        self.eventloop
+            .mqtt_options
+            .set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(config)));
+        Ok(())
+    }
+
+    /// Logs the failure, publishes the state, sleeps. True when asked to stop meanwhile.
+    async fn back_off(&mut self, attempt: u32, error: String) -> bool {
+        let retry_in = self.backoff.next_delay();
+        tracing::warn!(
+            endpoint = %self.settings.endpoint,
+            port = self.settings.port,
+            attempt,
+            retry_in_ms = retry_in.as_millis() as u64,
+            error = %error,
+            "MQTT connection failed"
+        );
+        self.state.send_replace(ConnState::Backoff {
+            attempt,
+            error,
+            retry_in,
+        });
+        let mut stopping = self.stopping.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(retry_in) => false,
+            _ = stopping.wait_for(|s| *s) => true,
+        }
+    }
+
+    fn on_connected(&mut self) {
+        tracing::info!(endpoint = %self.settings.endpoint, port = self.settings.port, "MQTT connected");
+        self.state.send_replace(ConnState::Subscribing);
+        // Subscribe before publishing (protocol doc §2.2); QoS 1 like aws-c-iot (§2.3).
+        let topics = self
+            .topics
+            .subscriptions()
+            .map(|t| rumqttc::SubscribeFilter::new(t.to_string(), QoS::AtLeastOnce));
+        if let Err(e) = self.client.try_subscribe_many(topics) {
+            tracing::warn!(error = %e, "could not queue the verdict subscription");
+            self.state
+                .send_replace(ConnState::Ready { verdicts: false });
+        }
+    }
+
+    /// Handles one event; true when the session is over (our own DISCONNECT went out).
+    fn on_event(&mut self, event: Event) -> bool {
+        match event {
+            Event::Incoming(Incoming::SubAck(ack)) => {
+                let ok = ack
+                    .return_codes
+                    .iter()
+                    .all(|c| matches!(c, SubscribeReasonCode::Success(_)));
+                if !ok {
+                    tracing::warn!(codes = ?ack.return_codes, "broker refused the verdict subscription; reports will only be acked");
+                }
+                self.state.send_replace(ConnState::Ready { verdicts: ok });
+            }
+            Event::Incoming(Incoming::Publish(p)) => self.on_message(&p.topic, &p.payload),
+            Event::Incoming(Incoming::PubAck(ack)) => {
+                let mut slot = self.shared.slot();
+                if let Some(f) = slot.as_mut().filter(|f| f.pkid == Some(ack.pkid)) {
+                    tracing::debug!(report_id = f.report_id, pkid = ack.pkid, "PUBACK");
+                    if let Some(tx) = f.puback.take() {
+                        let _ = tx.send(());
+                    }
+                }
+            }
+            Event::Outgoing(Outgoing::Publish(pkid)) => {
+                if let Some(f) = self.shared.slot().as_mut().filter(|f| f.pkid.is_none()) {
+                    f.pkid = Some(pkid);
+                }
+            }
+            Event::Outgoing(Outgoing::Disconnect) => return *self.stopping.borrow(),
+            _ => {}
+        }
+        false
+    }
+
+    fn on_message(&mut self, topic: &str, payload: &[u8]) {
+        let status = if topic == self.topics.accepted {
+            Status::Accepted
+        } else if topic == self.topics.rejected {
+            Status::Rejected
+        } else {
+            tracing::debug!(topic, "message on an unexpected topic ignored");
+            return;
+        };
+        let v = match verdict::parse(payload, self.encoding, status) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(error = %e, bytes = payload.len(), "malformed verdict ignored");
+                return;
+            }
+        };
+        let mut slot = self.shared.slot();
+        let matched = slot.as_mut().filter(|f| match v.report_id {
+            Some(id) => id == f.report_id,
+            // A rejection without reportId belongs to the report in flight (protocol doc §3.2).
+            None => v.status == Status::Rejected,
+        });
+        let report_id = v.report_id.or(matched.as_ref().map(|f| f.report_id));
+        match v.status {
+            Status::Accepted => tracing::info!(report_id, verdict = "accepted", "report verdict"),
+            Status::Rejected => tracing::warn!(
+                report_id,
+                verdict = "rejected",
+                error_code = v.error_code.as_deref().unwrap_or("Unspecified"),
+                error_message = v.error_message.as_deref().unwrap_or(""),
+                "report verdict"
+            ),
+        }
+        match matched.and_then(|f| f.verdict.take()) {
+            Some(tx) => {
+                let _ = tx.send(v);
+            }
+            None => tracing::info!(report_id, "verdict for a report no longer in flight"),
+        }
+    }
+}
+
+/// rumqttc's messages, with the TLS cause spelled out.
+fn describe_error(e: &ConnectionError) -> String {
+    match e {
+        ConnectionError::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+            format!("connection refused: {io}")
+        }
+        other => other.to_string(),
+    }
+}
