@@ -3,14 +3,13 @@
 //! Does not decide what the report contains (see `build.rs`) nor where it is sent.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
 
 use serde::ser::{SerializeMap, SerializeSeq};
 
 use super::format::Format;
 use super::keys::{IP_LIST, Key, NUMBER, NUMBER_LIST, STRING_LIST};
-use super::limits::{self, Cut, MAX_PAYLOAD_BYTES, Selection, Sizes};
+use super::limits::{Cut, MAX_PAYLOAD_BYTES, Selection};
+use super::measure::measure;
 use super::model::{Connection, CustomValue, Port, PortList, Report, VERSION};
 
 /// Encoded report bytes, and what had to be dropped to fit `MAX_PAYLOAD_BYTES`.
@@ -101,175 +100,9 @@ pub fn encode(report: &Report, format: Format) -> Result<Encoded, ReportError> {
     Ok(Encoded { bytes, cut })
 }
 
-/// Encoded sizes of the report with empty lists and of every list entry on its own.
-struct Measured {
-    base: usize,
-    /// Per entry, plus one byte in JSON for its comma (so each list is over by one).
-    sep: usize,
-    tcp: Vec<usize>,
-    udp: Vec<usize>,
-    connections: Vec<usize>,
-}
-
-impl Measured {
-    /// Never more than the whole report's size: entries without separators or list headers.
-    fn lower_bound(&self) -> usize {
-        let entries = self.tcp.len() + self.udp.len() + self.connections.len();
-        let sum: usize = [&self.tcp, &self.udp, &self.connections]
-            .iter()
-            .flat_map(|l| l.iter())
-            .sum();
-        self.base + sum - entries * self.sep
-    }
-
-    /// Lets `limits::plan` choose (bounded, no re-encode loop).
-    fn plan(&self, report: &Report) -> Selection {
-        let ips: Vec<IpAddr> = report
-            .metrics
-            .established
-            .connections
-            .iter()
-            .map(|c| c.remote.ip())
-            .collect();
-        let sizes = Sizes {
-            base: self.base,
-            slack_per_list: 4,
-            tcp: &self.tcp,
-            udp: &self.udp,
-            connections: &self.connections,
-        };
-        limits::plan(&sizes, &ips)
-    }
-}
-
-/// Measures the entries with the serializer that writes them, into a byte counter. An entry's
-/// size depends only on its `SizeKey`, so each distinct key is serialized once: a table of
-/// 20 000 connections needs a few hundred small serializations, not 20 000.
-fn measure<'a>(report: &'a Report, format: Format) -> Result<Measured, ReportError> {
-    let short = format.short_keys();
-    let m = &report.metrics;
-    let mut sizes = SizeCache {
-        known: HashMap::new(),
-        last: None,
-        sep: usize::from(!format.is_cbor()),
-    };
-    let mut ports = |list: &'a PortList| -> Result<Vec<usize>, ReportError> {
-        list.ports
-            .iter()
-            .map(|p| {
-                sizes.get(SizeKey::port(p), || {
-                    size_of(report, format, &PortEntry(p, short))
-                })
-            })
-            .collect()
-    };
-    let tcp = ports(&m.listening_tcp_ports)?;
-    let udp = ports(&m.listening_udp_ports)?;
-    let connections = m
-        .established
-        .connections
-        .iter()
-        .map(|c| {
-            sizes.get(SizeKey::connection(c), || {
-                size_of(report, format, &ConnectionEntry(c, short))
-            })
-        })
-        .collect::<Result<Vec<usize>, _>>()?;
-    let base = to_bytes(report, format, &tree(report, format, &Selection::none()))?.len();
-    Ok(Measured {
-        base,
-        sep: sizes.sep,
-        tcp,
-        udp,
-        connections,
-    })
-}
-
-/// Entry sizes (with the JSON separator) by `SizeKey`, each serialized once. Neighbours in a
-/// sorted list often share a key: the last one is checked before hashing.
-struct SizeCache<'a> {
-    known: HashMap<SizeKey<'a>, usize>,
-    last: Option<(SizeKey<'a>, usize)>,
-    sep: usize,
-}
-
-impl<'a> SizeCache<'a> {
-    fn get(
-        &mut self,
-        key: SizeKey<'a>,
-        measure: impl FnOnce() -> Result<usize, ReportError>,
-    ) -> Result<usize, ReportError> {
-        if let Some((last, n)) = &self.last
-            && *last == key
-        {
-            return Ok(*n);
-        }
-        let n = match self.known.get(&key) {
-            Some(n) => *n,
-            None => {
-                let n = measure()? + self.sep;
-                self.known.insert(key, n);
-                n
-            }
-        };
-        self.last = Some((key, n));
-        Ok(n)
-    }
-}
-
-/// Everything an entry's encoded size depends on, in both encodings: which list, the remote
-/// address text's length (digits, dots, colons, brackets and hex letters are never escaped
-/// in JSON; CBOR only writes the length), the number's width class and the interface name
-/// (whose JSON escaping is left to the serializer).
-#[derive(Clone, Copy, Hash, PartialEq, Eq)]
-struct SizeKey<'a> {
-    remote_len: Option<usize>,
-    number: u8,
-    interface: Option<&'a str>,
-}
-
-impl<'a> SizeKey<'a> {
-    fn port(p: &'a Port) -> Self {
-        Self {
-            remote_len: None,
-            number: width_class(p.port),
-            interface: p.interface.as_deref(),
-        }
-    }
-
-    fn connection(c: &'a Connection) -> Self {
-        let remote_len = match c.remote {
-            // `Connection::remote_addr` writes "a.b.c.d:port" for these.
-            SocketAddr::V4(a) => {
-                let octets: usize = a.ip().octets().into_iter().map(|o| digits(o.into())).sum();
-                octets + 3 + 1 + digits(a.port())
-            }
-            SocketAddr::V6(_) => c.remote_addr().len(),
-        };
-        Self {
-            remote_len: Some(remote_len),
-            number: width_class(c.local_port),
-            interface: c.local_interface.as_deref(),
-        }
-    }
-}
-
-fn digits(v: u16) -> usize {
-    1 + [10, 100, 1000, 10_000].iter().filter(|b| v >= **b).count()
-}
-
-/// Numbers of one class have the same JSON digit count and CBOR head size (heads grow at 24
-/// and 256, RFC 8949 §3).
-fn width_class(v: u16) -> u8 {
-    [10, 24, 100, 256, 1000, 10_000]
-        .iter()
-        .filter(|b| v >= **b)
-        .count() as u8
-}
-
 /// A key-value tree: maps keep insertion order and definite lengths in both encodings. List
 /// entries borrow the model and serialize directly (`PortEntry`, `ConnectionEntry`).
-enum Node<'a> {
+pub(super) enum Node<'a> {
     Map(Vec<(Cow<'static, str>, Node<'a>)>),
     Array(Vec<Node<'a>>),
     UInt(u64),
@@ -320,7 +153,7 @@ fn seq<S: serde::Serializer, T: serde::Serialize>(
 }
 
 /// One listening port: `{port, interface?}`.
-struct PortEntry<'a>(&'a Port, bool);
+pub(super) struct PortEntry<'a>(pub(super) &'a Port, pub(super) bool);
 
 impl serde::Serialize for PortEntry<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -335,7 +168,7 @@ impl serde::Serialize for PortEntry<'_> {
 }
 
 /// One established connection: `{remote_addr, local_port, local_interface?}`.
-struct ConnectionEntry<'a>(&'a Connection, bool);
+pub(super) struct ConnectionEntry<'a>(pub(super) &'a Connection, pub(super) bool);
 
 impl serde::Serialize for ConnectionEntry<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -373,7 +206,7 @@ fn encode_err(report: &Report, format: Format) -> impl Fn(String) -> ReportError
     }
 }
 
-fn size_of<T: serde::Serialize>(
+pub(super) fn size_of<T: serde::Serialize>(
     report: &Report,
     format: Format,
     value: &T,
@@ -388,7 +221,7 @@ fn size_of<T: serde::Serialize>(
     Ok(counter.0)
 }
 
-fn to_bytes<T: serde::Serialize>(
+pub(super) fn to_bytes<T: serde::Serialize>(
     report: &Report,
     format: Format,
     value: &T,
@@ -409,7 +242,7 @@ fn entry(key: Key, short: bool, value: Node<'_>) -> (Cow<'static, str>, Node<'_>
 
 /// The whole report with the selected list entries. Optional keys are left out, never null
 /// (protocol doc §7.1 item 7); header and the three lists are always present.
-fn tree<'a>(report: &'a Report, format: Format, sel: &'a Selection) -> Node<'a> {
+pub(super) fn tree<'a>(report: &'a Report, format: Format, sel: &'a Selection) -> Node<'a> {
     let short = format.short_keys();
     let m = &report.metrics;
     let header = Node::Map(vec![

@@ -2,6 +2,8 @@
 //! and the custom-metric rules. Kept apart so the encoder itself stays short.
 
 use super::*;
+use std::net::IpAddr;
+
 use crate::report::model::{ConnectionList, Header, Metrics, NetworkStats};
 
 fn report(custom: &[(&str, CustomValue)]) -> Report {

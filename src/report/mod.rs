@@ -7,6 +7,7 @@ pub mod encode;
 pub mod format;
 pub mod keys;
 pub mod limits;
+mod measure;
 pub mod model;
 
 pub use build::build;
