@@ -722,3 +722,66 @@ async fn reports_go_on_when_the_state_dir_takes_no_writes() {
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
     assert!(!state.join("report_id").exists());
 }
+
+/// A verdict that comes after the agent stopped waiting for it (but before the next report)
+/// still settles that report: its traffic is not counted again in the next one.
+#[tokio::test]
+async fn a_late_acceptance_settles_its_report_before_the_next_one() {
+    // Far above what the other tests of this file send over lo at the same time (< 24 MiB).
+    const LATE_BYTES: usize = 64 * 1024 * 1024;
+    let pki = Pki::generate();
+    let broker = Broker::start(&pki);
+    let backend = Backend::start(&pki, broker.port).await;
+    let work = tempfile::tempdir().unwrap();
+    let cfg = config(&Setup {
+        dir: work.path(),
+        port: broker.port,
+        ca: &pki.ca,
+        id: &pki.client_sec1,
+        format: "cbor",
+        interval: 8,
+        extra: "[collect]\ninclude_interfaces = [\"lo\"]\nexclude_interfaces = []\n",
+    });
+    // Timeline per slot: publish at 0, the wait ends at 2 s, the late verdict comes at 4 s,
+    // the next slot is at 8 s.
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        text.replace("verdict_timeout_secs = 3", "verdict_timeout_secs = 2"),
+    )
+    .unwrap();
+    let agent = spawn(&cfg, &[]);
+    let thing = pki.client_sec1.name.clone();
+    let with_stats = |got: &[Received]| bytes_in_of_accepted(got, &thing, false);
+    assert!(
+        eventually(Duration::from_secs(40), || !with_stats(&backend.received())
+            .is_empty())
+        .await,
+        "no accepted report with network_stats; log:\n{}",
+        agent.log()
+    );
+    backend.set_mode(Mode::Late(Duration::from_secs(4)));
+    let before = last_report_id(&backend);
+    loopback_traffic(LATE_BYTES).await;
+    let late = first_stats_after(&backend, &thing, false, before, Duration::from_secs(20))
+        .await
+        .expect("no report after the traffic");
+    backend.set_mode(Mode::Validate);
+    let next = first_stats_after(&backend, &thing, false, late.0, Duration::from_secs(30))
+        .await
+        .expect("no report after the late one");
+    let log = agent.log();
+    let (status, _) = agent.stop().await;
+    assert!(status.success());
+    assert!(
+        late.1 >= LATE_BYTES as u64,
+        "late-accepted report has bytes_in {} < {LATE_BYTES}; log:\n{log}",
+        late.1
+    );
+    assert!(
+        next.1 < LATE_BYTES as u64,
+        "the report after a late acceptance counted its traffic again ({} bytes); log:\n{log}",
+        next.1
+    );
+    assert!(log.contains("late verdict"), "{log}");
+}

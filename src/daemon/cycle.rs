@@ -4,10 +4,10 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::DaemonError;
-use super::verdicts::Verdicts;
+use super::verdicts::{Unsettled, Verdicts};
 use crate::collect::{self, CollectError, CollectOptions, Sample};
 use crate::config::Config;
-use crate::publish::{Backoff, ConnState, MqttSettings, Outcome, Publisher};
+use crate::publish::{Backoff, ConnState, MqttSettings, Outcome, Publisher, Status};
 use crate::report::{self, Baseline, Format};
 use crate::state::{State, epoch_ms};
 
@@ -27,6 +27,7 @@ pub(super) struct Agent {
     pub(super) failures: u32,
     pub(super) last_verdict: String,
     verdicts: Verdicts,
+    unsettled: Unsettled,
 }
 
 impl Agent {
@@ -80,6 +81,7 @@ impl Agent {
             failures: 0,
             last_verdict: "none yet".to_string(),
             verdicts: Verdicts::default(),
+            unsettled: Unsettled::default(),
         })
     }
 
@@ -89,6 +91,7 @@ impl Agent {
 
     /// One report: sample, rebase the baseline, take an id, encode, publish, settle.
     pub(super) async fn cycle(&mut self) {
+        self.take_late_verdicts();
         tracing::debug!("cycle: sampling");
         let (sample, counters_err) = match self.sample().await {
             Ok(s) => s,
@@ -110,6 +113,10 @@ impl Agent {
                 let (stats, rebase) = self.baseline.step(boot_id, &sample.counters);
                 if rebase.restarted || !rebase.reset.is_empty() {
                     tracing::info!(restarted = rebase.restarted, reset = ?rebase.reset, "counter baseline restarted");
+                }
+                if rebase.changed() {
+                    // Baselines remembered for late verdicts no longer compare with this one.
+                    self.unsettled.clear();
                 }
                 // A rebase that changed the baseline is persisted at once, so a restart never
                 // compares against stale counters. An unchanged one is already on disk: one
@@ -199,11 +206,40 @@ impl Agent {
                 tracing::warn!(report_id, reason = %reason, "report not delivered; its traffic rolls into the next report");
             }
         }
-        if let Some(next) = to.filter(|_| advance) {
-            self.baseline = next;
-            if let Err(e) = self.state.save_baseline(&self.baseline) {
-                tracing::warn!(error = %e, "cannot persist the counter baseline");
+        match to {
+            Some(next) if advance => {
+                self.unsettled.clear();
+                self.advance_to(next);
             }
+            // Not rejected: the backend may still accept it (`take_late_verdicts`).
+            Some(next) if !matches!(outcome, Outcome::Rejected { .. }) => {
+                self.unsettled.remember(report_id, next);
+            }
+            _ => {}
+        }
+    }
+
+    /// Settles reports whose "accepted" came after their wait ended, before the next sample,
+    /// so their traffic is not counted again.
+    fn take_late_verdicts(&mut self) {
+        for (report_id, status) in self.publisher.late_verdicts() {
+            self.verdicts.heard();
+            let accepted = status == Status::Accepted;
+            if let Some(next) = self.unsettled.late(report_id, accepted) {
+                tracing::info!(
+                    report_id,
+                    "late verdict: report accepted after its wait; its traffic is settled"
+                );
+                self.last_verdict = format!("report {report_id} accepted (late)");
+                self.advance_to(next);
+            }
+        }
+    }
+
+    fn advance_to(&mut self, baseline: Baseline) {
+        self.baseline = baseline;
+        if let Err(e) = self.state.save_baseline(&self.baseline) {
+            tracing::warn!(error = %e, "cannot persist the counter baseline");
         }
     }
 }

@@ -132,6 +132,12 @@ impl Publisher {
         &self.topics
     }
 
+    /// Verdicts (report id, status) that arrived after `publish` had stopped waiting for
+    /// them, oldest first; each is returned once.
+    pub fn late_verdicts(&self) -> Vec<(u64, Status)> {
+        self.shared.take_late()
+    }
+
     /// Publishes one encoded report at QoS 1 and waits, at most `wait` in total, for the
     /// connection, the PUBACK and then the verdict for `report_id`. One report at a time.
     pub async fn publish(&self, report_id: u64, payload: Vec<u8>, wait: Duration) -> Outcome {

@@ -1,6 +1,7 @@
 //! Owns the MQTT connection task: (re)connects with backoff, subscribes to the verdict
 //! topics before anything is published, and matches PUBACKs and verdicts to the report in flight.
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -66,15 +67,29 @@ pub(super) struct InFlight {
     pub(super) verdict: Option<oneshot::Sender<Verdict>>,
 }
 
+/// Late verdicts kept for the daemon to collect: a few slots' worth, oldest dropped first.
+const MAX_LATE: usize = 8;
+
 #[derive(Default)]
 pub(super) struct Shared {
     inflight: Mutex<Option<InFlight>>,
+    /// Verdicts (report id, status) that came after their report stopped waiting.
+    late: Mutex<VecDeque<(u64, Status)>>,
 }
 
 impl Shared {
     pub(super) fn slot(&self) -> MutexGuard<'_, Option<InFlight>> {
         // A poisoned lock only means a panic elsewhere; the slot is still consistent.
         self.inflight.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn late(&self) -> MutexGuard<'_, VecDeque<(u64, Status)>> {
+        self.late.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes the late verdicts collected so far, oldest first.
+    pub(super) fn take_late(&self) -> Vec<(u64, Status)> {
+        self.late().drain(..).collect()
     }
 }
 
@@ -268,7 +283,17 @@ impl Driver {
             Some(tx) => {
                 let _ = tx.send(v);
             }
-            None => tracing::info!(report_id, "verdict for a report no longer in flight"),
+            None => {
+                tracing::info!(report_id, "verdict for a report no longer in flight");
+                drop(slot);
+                if let Some(id) = report_id {
+                    let mut late = self.shared.late();
+                    if late.len() == MAX_LATE {
+                        late.pop_front();
+                    }
+                    late.push_back((id, v.status));
+                }
+            }
         }
     }
 }

@@ -30,6 +30,8 @@ pub enum Mode {
     },
     /// Record, but never answer.
     Silent,
+    /// Validate like `Validate`, but answer only after this long.
+    Late(Duration),
 }
 
 #[derive(Debug, Clone)]
@@ -100,10 +102,23 @@ impl Backend {
                         sub_tx.send_modify(|n| *n += 1);
                     }
                     Ok(Event::Incoming(Incoming::Publish(p))) => {
+                        let delay = match shared.lock().unwrap().mode {
+                            Mode::Late(d) => d,
+                            _ => Duration::ZERO,
+                        };
                         if let Some((topic, body)) = answer(&shared, &p.topic, &p.payload) {
-                            client
-                                .try_publish(topic, QoS::AtLeastOnce, false, body)
-                                .unwrap();
+                            if delay.is_zero() {
+                                client
+                                    .try_publish(topic, QoS::AtLeastOnce, false, body)
+                                    .unwrap();
+                            } else {
+                                let client = client.clone();
+                                tokio::spawn(async move {
+                                    tokio::time::sleep(delay).await;
+                                    let _ =
+                                        client.publish(topic, QoS::AtLeastOnce, false, body).await;
+                                });
+                            }
                         }
                     }
                     Ok(_) => {}
