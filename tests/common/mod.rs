@@ -3,6 +3,7 @@
 //! Not part of the agent; tests only.
 #![allow(dead_code, unused_imports)] // each test binary uses a different part of the harness
 
+pub mod agent;
 pub mod backend;
 pub mod broker;
 pub mod certs;

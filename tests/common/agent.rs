@@ -1,0 +1,205 @@
+//! Runs the real `detect-agent run` binary for the daemon tests: its config file, its log,
+//! signals, and the helpers that read the backend's record of what it published.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{Backend, Identity, Received, eventually};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_detect-agent");
+
+pub struct Agent {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+/// A failed assertion must not leave the agent running.
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Agent {
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        assert_eq!(unsafe { libc::kill(self.child.id() as i32, sig) }, 0);
+    }
+
+    /// SIGTERM, then the exit status, which must come within 5 s.
+    pub async fn stop(mut self) -> (ExitStatus, Duration) {
+        let t0 = Instant::now();
+        self.signal(libc::SIGTERM);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (status, t0.elapsed());
+            }
+            if t0.elapsed() > Duration::from_secs(10) {
+                let _ = self.child.kill();
+                panic!("agent ignored SIGTERM for 10 s; log:\n{}", self.log());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+pub struct Setup<'a> {
+    pub dir: &'a Path,
+    pub port: u16,
+    pub ca: &'a Path,
+    pub id: &'a Identity,
+    pub format: &'a str,
+    pub interval: u64,
+    pub extra: &'a str,
+}
+
+pub fn config(s: &Setup) -> PathBuf {
+    let path = s.dir.join(format!("config-{}.toml", s.format));
+    let text = format!(
+        r#"thing_name = "{thing}"
+[mqtt]
+endpoint = "127.0.0.1"
+port = {port}
+ca_file = "{ca}"
+cert_file = "{cert}"
+key_file = "{key}"
+tls_server_name = "localhost"
+[report]
+interval_secs = {interval}
+format = "{format}"
+verdict_timeout_secs = 3
+[state]
+dir = "{state}"
+{extra}
+"#,
+        thing = s.id.name,
+        port = s.port,
+        ca = s.ca.display(),
+        cert = s.id.cert.display(),
+        key = s.id.key.display(),
+        interval = s.interval,
+        format = s.format,
+        state = s.dir.join("state").display(),
+        extra = s.extra,
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+pub fn spawn(config: &Path, env: &[(&str, &str)]) -> Agent {
+    let log = config.with_extension(format!("log-{}", rand_suffix()));
+    let file = std::fs::File::create(&log).unwrap();
+    let mut cmd = Command::new(BIN);
+    cmd.arg("run")
+        .arg("--config")
+        .arg(config)
+        .env("RUST_LOG", "info")
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("WATCHDOG_USEC")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(file);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    Agent {
+        child: cmd.spawn().unwrap(),
+        log,
+    }
+}
+
+pub fn rand_suffix() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
+pub fn accepted_for<'a>(got: &'a [Received], thing: &str) -> Vec<&'a Received> {
+    got.iter()
+        .filter(|r| r.thing == thing && r.rejected.is_none())
+        .collect()
+}
+
+/// (report id, bytes_in) of `thing`'s accepted reports that carry network_stats.
+pub fn bytes_in_of_accepted(got: &[Received], thing: &str, short: bool) -> Vec<(u64, u64)> {
+    let (path, key) = if short {
+        ("/met/ns", "bi")
+    } else {
+        ("/metrics/network_stats", "bytes_in")
+    };
+    accepted_for(got, thing)
+        .iter()
+        .filter_map(|r| {
+            let ns = r.value.as_ref()?.pointer(path)?;
+            Some((r.report_id?, ns.get(key)?.as_u64()?))
+        })
+        .collect()
+}
+
+/// The highest report id the backend has received so far.
+pub fn last_report_id(backend: &Backend) -> u64 {
+    backend
+        .received()
+        .iter()
+        .filter_map(|r| r.report_id)
+        .max()
+        .unwrap()
+}
+
+/// Waits up to `limit` for an accepted report of `thing` with network_stats and an id above
+/// `after`; the first such (report id, bytes_in).
+pub async fn first_stats_after(
+    backend: &Backend,
+    thing: &str,
+    short: bool,
+    after: u64,
+    limit: Duration,
+) -> Option<(u64, u64)> {
+    let find = || {
+        bytes_in_of_accepted(&backend.received(), thing, short)
+            .into_iter()
+            .find(|(id, _)| *id > after)
+    };
+    eventually(limit, || find().is_some()).await;
+    find()
+}
+
+/// Sends `bytes` through a loopback TCP connection (counted on `lo`).
+pub async fn loopback_traffic(bytes: usize) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let reader = tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut n = 0;
+        while n < bytes {
+            let r = s.read(&mut buf).await.unwrap();
+            if r == 0 {
+                break;
+            }
+            n += r;
+        }
+        n
+    });
+    let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let chunk = vec![7u8; 64 * 1024];
+    let mut sent = 0;
+    while sent < bytes {
+        c.write_all(&chunk).await.unwrap();
+        sent += chunk.len();
+    }
+    drop(c);
+    assert!(reader.await.unwrap() >= bytes);
+}
