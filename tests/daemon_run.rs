@@ -7,7 +7,7 @@ use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::agent::{Setup, accepted_for, config, spawn};
+use common::agent::{Setup, accepted_for, config, set_verdict_timeout, spawn};
 use common::{Backend, Broker, Identity, Mode, Pki, Received, eventually};
 
 #[tokio::test]
@@ -280,12 +280,7 @@ async fn sigterm_during_a_publish_waiting_for_its_verdict_exits_within_5_s() {
         extra: "",
     });
     // A verdict that never comes would hold the cycle for 30 s.
-    let text = std::fs::read_to_string(&cfg).unwrap();
-    std::fs::write(
-        &cfg,
-        text.replace("verdict_timeout_secs = 3", "verdict_timeout_secs = 30"),
-    )
-    .unwrap();
+    set_verdict_timeout(&cfg, 30);
     let agent = spawn(&cfg, &[]);
     assert!(
         eventually(Duration::from_secs(20), || !backend.received().is_empty()).await,

@@ -6,10 +6,10 @@ mod common;
 use std::time::Duration;
 
 use common::agent::{
-    Setup, accepted_for, bytes_in_of_accepted, config, first_stats_after, last_report_id,
-    loopback_traffic, spawn,
+    COUNT_LOOPBACK, Setup, accepted_for, bytes_in_of_accepted, config, first_stats_after,
+    last_report_id, loopback_traffic, set_verdict_timeout, spawn,
 };
-use common::{Backend, Broker, Mode, Pki, Received, eventually};
+use common::{Backend, Broker, Mode, Pki, eventually};
 
 #[tokio::test]
 async fn outages_rejections_and_missed_verdicts_roll_traffic_into_the_next_accepted_report() {
@@ -27,16 +27,14 @@ async fn outages_rejections_and_missed_verdicts_roll_traffic_into_the_next_accep
         id: &pki.client_rsa,
         format: "json",
         interval: 1,
-        // Loopback counts here: the test's traffic runs over lo.
-        extra: "[collect]\ninclude_interfaces = [\"lo\"]\nexclude_interfaces = []\n",
+        extra: COUNT_LOOPBACK,
     });
     let mut agent = spawn(&cfg, &[]);
     let thing = pki.client_rsa.name.clone();
-    let with_stats = |got: &[Received]| bytes_in_of_accepted(got, &thing, false);
     assert!(
-        eventually(Duration::from_secs(30), || !with_stats(&backend.received())
-            .is_empty())
-        .await,
+        first_stats_after(&backend, &thing, false, 0, Duration::from_secs(30))
+            .await
+            .is_some(),
         "no accepted report with network_stats; log:\n{}",
         agent.log()
     );
@@ -149,15 +147,14 @@ async fn traffic_while_the_agent_is_stopped_is_in_the_first_report_after_restart
         id: &pki.client_ec,
         format: "cbor-short",
         interval: 1,
-        extra: "[collect]\ninclude_interfaces = [\"lo\"]\nexclude_interfaces = []\n",
+        extra: COUNT_LOOPBACK,
     });
     let thing = pki.client_ec.name.clone();
-    let with_stats = |got: &[Received]| bytes_in_of_accepted(got, &thing, true);
     let agent = spawn(&cfg, &[]);
     assert!(
-        eventually(Duration::from_secs(30), || !with_stats(&backend.received())
-            .is_empty())
-        .await,
+        first_stats_after(&backend, &thing, true, 0, Duration::from_secs(30))
+            .await
+            .is_some(),
         "no accepted report with network_stats; log:\n{}",
         agent.log()
     );
@@ -184,7 +181,7 @@ async fn traffic_while_the_agent_is_stopped_is_in_the_first_report_after_restart
         .filter(|id| *id > last_before)
         .min()
         .unwrap();
-    let first = with_stats(&got)
+    let first = bytes_in_of_accepted(&got, &thing, true)
         .into_iter()
         .find(|(id, _)| *id == first_id)
         .expect("first report after the restart has no network_stats");
@@ -256,23 +253,17 @@ async fn a_late_acceptance_settles_its_report_before_the_next_one() {
         id: &pki.client_sec1,
         format: "cbor",
         interval: 8,
-        extra: "[collect]\ninclude_interfaces = [\"lo\"]\nexclude_interfaces = []\n",
+        extra: COUNT_LOOPBACK,
     });
     // Timeline per slot: publish at 0, the wait ends at 2 s, the late verdict comes at 4 s,
     // the next slot is at 8 s.
-    let text = std::fs::read_to_string(&cfg).unwrap();
-    std::fs::write(
-        &cfg,
-        text.replace("verdict_timeout_secs = 3", "verdict_timeout_secs = 2"),
-    )
-    .unwrap();
+    set_verdict_timeout(&cfg, 2);
     let agent = spawn(&cfg, &[]);
     let thing = pki.client_sec1.name.clone();
-    let with_stats = |got: &[Received]| bytes_in_of_accepted(got, &thing, false);
     assert!(
-        eventually(Duration::from_secs(40), || !with_stats(&backend.received())
-            .is_empty())
-        .await,
+        first_stats_after(&backend, &thing, false, 0, Duration::from_secs(40))
+            .await
+            .is_some(),
         "no accepted report with network_stats; log:\n{}",
         agent.log()
     );

@@ -96,6 +96,19 @@ dir = "{state}"
     path
 }
 
+/// `Setup::extra` that counts loopback traffic (the tests send theirs over lo).
+pub const COUNT_LOOPBACK: &str =
+    "[collect]\ninclude_interfaces = [\"lo\"]\nexclude_interfaces = []\n";
+
+/// Rewrites `verdict_timeout_secs` in a config written by `config`.
+pub fn set_verdict_timeout(config: &Path, secs: u64) {
+    let text = std::fs::read_to_string(config).unwrap();
+    let old = "verdict_timeout_secs = 3";
+    assert!(text.contains(old), "{text}");
+    let new = format!("verdict_timeout_secs = {secs}");
+    std::fs::write(config, text.replace(old, &new)).unwrap();
+}
+
 pub fn spawn(config: &Path, env: &[(&str, &str)]) -> Agent {
     let log = config.with_extension(format!("log-{}", rand_suffix()));
     let file = std::fs::File::create(&log).unwrap();
