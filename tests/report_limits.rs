@@ -92,6 +92,17 @@ fn lists(v: &serde_json::Value, short: bool) -> (usize, u64, usize, u64, Vec<Str
     )
 }
 
+/// Encodes `r` and checks the payload stays under the limit.
+fn encode_under_limit(r: &report::Report, format: Format) -> report::Encoded {
+    let enc = report::encode(r, format).unwrap();
+    assert!(
+        enc.bytes.len() < MAX_PAYLOAD_BYTES,
+        "{format}: {}",
+        enc.bytes.len()
+    );
+    enc
+}
+
 #[test]
 fn twenty_thousand_connections_fit_with_every_remote_ip() {
     let mut table = big_table(1500, 500);
@@ -102,12 +113,7 @@ fn twenty_thousand_connections_fit_with_every_remote_ip() {
     table.tcp_listen.reverse();
     let r2 = report::build(&table, None, 42);
     for format in Format::ALL {
-        let enc = report::encode(&r, format).unwrap();
-        assert!(
-            enc.bytes.len() < MAX_PAYLOAD_BYTES,
-            "{format}: {}",
-            enc.bytes.len()
-        );
+        let enc = encode_under_limit(&r, format);
         assert_eq!(
             report::encode(&r2, format).unwrap(),
             enc,
@@ -165,12 +171,7 @@ fn twenty_thousand_connections_fit_with_every_remote_ip() {
 fn listeners_alone_over_the_limit_are_cut_too() {
     let r = report::build(&big_table(65_535, 2_000), None, 43);
     for format in Format::ALL {
-        let enc = report::encode(&r, format).unwrap();
-        assert!(
-            enc.bytes.len() < MAX_PAYLOAD_BYTES,
-            "{format}: {}",
-            enc.bytes.len()
-        );
+        let enc = encode_under_limit(&r, format);
         let cut = enc.cut.unwrap();
         assert!(
             cut.tcp_ports.kept > 1000 && cut.tcp_ports.kept < 65_535,
