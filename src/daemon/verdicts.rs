@@ -32,8 +32,7 @@ impl Verdicts {
     pub(crate) fn settles(&mut self, outcome: &Outcome) -> bool {
         match outcome {
             Outcome::Accepted | Outcome::Rejected { .. } => {
-                self.answering = true;
-                self.silent_acks = 0;
+                self.heard();
                 matches!(outcome, Outcome::Accepted)
             }
             Outcome::NotDelivered(_) => false,
