@@ -37,9 +37,15 @@ pub struct Mqtt {
     pub endpoint: String,
     #[serde(default = "default_port")]
     pub port: u16,
+    /// The broker's CA: server verification is mandatory, whatever the login.
     pub ca_file: PathBuf,
-    pub cert_file: PathBuf,
-    pub key_file: PathBuf,
+    /// Client certificate login: `cert_file` and `key_file`, both or neither.
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    /// User name / password login: `username` and `password_file`, both or neither. The
+    /// password lives in its own file (systemd `LoadCredential=`), never in this one.
+    pub username: Option<String>,
+    pub password_file: Option<PathBuf>,
     /// Name to verify in the server certificate when `endpoint` is an IP address.
     pub tls_server_name: Option<String>,
     #[serde(default = "default_keep_alive")]
@@ -120,6 +126,67 @@ fn default_exclude() -> Vec<String> {
 }
 fn default_level() -> String {
     "info".to_string()
+}
+
+impl Mqtt {
+    /// (cert_file, key_file) when both are set.
+    pub fn client_cert(&self) -> Option<(&Path, &Path)> {
+        Some((self.cert_file.as_deref()?, self.key_file.as_deref()?))
+    }
+
+    /// (username, password_file) when both are set.
+    pub fn login(&self) -> Option<(&str, &Path)> {
+        Some((self.username.as_deref()?, self.password_file.as_deref()?))
+    }
+
+    /// The login keys come in pairs, and at least one login is needed.
+    fn login_problems(&self) -> Vec<Problem> {
+        let mut out = Vec::new();
+        let mut half = |set: &str, unset: &str, what: &str| {
+            out.push(Problem::Error(format!(
+                "mqtt.{set} is set but mqtt.{unset} is not: {what} needs both"
+            )))
+        };
+        match (&self.cert_file, &self.key_file) {
+            (Some(_), None) => half("cert_file", "key_file", "a client certificate"),
+            (None, Some(_)) => half("key_file", "cert_file", "a client certificate"),
+            _ => {}
+        }
+        let password_login =
+            "a password login (the password is read from password_file, never from this file)";
+        match (&self.username, &self.password_file) {
+            (Some(_), None) => half("username", "password_file", password_login),
+            (None, Some(_)) => half("password_file", "username", password_login),
+            _ => {}
+        }
+        if self.username.as_deref() == Some("") {
+            out.push(Problem::Error("mqtt.username: must not be empty".into()));
+        }
+        let no_cert = self.cert_file.is_none() && self.key_file.is_none();
+        let no_password = self.username.is_none() && self.password_file.is_none();
+        if no_cert && no_password {
+            out.push(Problem::Error(
+                "[mqtt]: no login: set cert_file and key_file (client certificate), or username and password_file, or both".into(),
+            ));
+        }
+        out
+    }
+}
+
+impl Report {
+    /// A warning when `verdict_timeout_secs` is not well below `interval_secs`, i.e. more
+    /// than half of it. The wait never delays the next slot (it is cut short before it), so
+    /// such a setting only means verdicts slower than the cut arrive late.
+    pub fn verdict_wait_warning(&self) -> Option<String> {
+        let (wait, interval) = (self.verdict_timeout_secs, self.interval_secs);
+        (wait.saturating_mul(2) > interval).then(|| {
+            format!(
+                "report.verdict_timeout_secs = {wait} is not well below report.interval_secs = {interval} \
+                 (well below = at most half of it): a report's verdict wait never delays the next slot, \
+                 so it is cut short just before that slot and slower verdicts settle as late ones"
+            )
+        })
+    }
 }
 
 impl Default for Report {
@@ -251,6 +318,12 @@ impl Config {
                 Err(e) => out.push(Problem::Error(format!("{key}: {e}"))),
             }
         }
+        if let Some(m) = &self.mqtt {
+            out.extend(m.login_problems());
+        }
+        if let Some(w) = self.report.verdict_wait_warning() {
+            out.push(Problem::Warning(w));
+        }
         if self.report.interval_secs < AWS_MIN_INTERVAL_SECS {
             out.push(Problem::Warning(format!(
                 "report.interval_secs = {}: AWS IoT Device Defender throttles reports sent more often than every {AWS_MIN_INTERVAL_SECS} s",
@@ -352,8 +425,84 @@ dir = "/var/lib/detect-agent"
 
     #[test]
     fn short_interval_is_a_warning_not_an_error() {
-        let c = parse("[report]\ninterval_secs = 2\n").unwrap();
+        let c = parse("[report]\ninterval_secs = 2\nverdict_timeout_secs = 1\n").unwrap();
         assert!(matches!(&c.problems()[..], [Problem::Warning(w)] if w.contains("throttles")));
+    }
+
+    #[test]
+    fn a_verdict_timeout_above_half_the_interval_warns() {
+        for (interval, wait, warns) in [
+            (300, 10, false),
+            (20, 10, false),
+            (20, 11, true),
+            (2, 10, true),
+            (1, 1, true),
+        ] {
+            let c = parse(&format!(
+                "[report]\ninterval_secs = {interval}\nverdict_timeout_secs = {wait}\n"
+            ))
+            .unwrap();
+            let w = c.report.verdict_wait_warning();
+            assert_eq!(w.is_some(), warns, "{interval} {wait}: {w:?}");
+            if let Some(w) = w {
+                assert!(
+                    w.contains("report.verdict_timeout_secs") && w.contains("well below"),
+                    "{w}"
+                );
+                assert!(c.problems().contains(&Problem::Warning(w)));
+            }
+        }
+    }
+
+    fn mqtt_errors(keys: &str) -> Vec<String> {
+        let c = parse(&format!(
+            "[mqtt]\nendpoint = \"h\"\nca_file = \"ca\"\n{keys}"
+        ))
+        .unwrap();
+        c.problems()
+            .into_iter()
+            .filter_map(|p| match p {
+                Problem::Error(e) => Some(e),
+                Problem::Warning(_) => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn logins_come_in_pairs_and_one_is_needed() {
+        for ok in [
+            "cert_file = \"c\"\nkey_file = \"k\"\n",
+            "username = \"u\"\npassword_file = \"p\"\n",
+            "cert_file = \"c\"\nkey_file = \"k\"\nusername = \"u\"\npassword_file = \"p\"\n",
+        ] {
+            assert_eq!(mqtt_errors(ok), Vec::<String>::new(), "{ok}");
+        }
+        for (keys, needles) in [
+            ("cert_file = \"c\"\n", ["mqtt.cert_file", "mqtt.key_file"]),
+            ("key_file = \"k\"\n", ["mqtt.key_file", "mqtt.cert_file"]),
+            (
+                "username = \"u\"\n",
+                ["mqtt.username", "mqtt.password_file"],
+            ),
+            (
+                "password_file = \"p\"\n",
+                ["mqtt.password_file", "mqtt.username"],
+            ),
+            ("", ["no login", "password_file"]),
+        ] {
+            let errors = mqtt_errors(keys);
+            assert_eq!(errors.len(), 1, "{keys}: {errors:?}");
+            assert!(needles.iter().all(|n| errors[0].contains(n)), "{errors:?}");
+        }
+        let both_halves = mqtt_errors("cert_file = \"c\"\nusername = \"u\"\n");
+        assert_eq!(both_halves.len(), 2, "{both_halves:?}");
+        let c = parse(
+            "[mqtt]\nendpoint = \"h\"\nca_file = \"ca\"\nusername = \"u\"\npassword_file = \"p\"\n",
+        )
+        .unwrap();
+        let m = c.mqtt.as_ref().unwrap();
+        assert_eq!(m.login(), Some(("u", Path::new("p"))));
+        assert_eq!(m.client_cert(), None);
     }
 
     #[test]

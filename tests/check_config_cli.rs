@@ -370,7 +370,7 @@ fn certificate_expiring_soon_is_a_warning() {
 fn short_interval_is_a_warning_only() {
     let pki = Pki::generate();
     let cfg = Cfg {
-        report: "interval_secs = 2\n",
+        report: "interval_secs = 2\nverdict_timeout_secs = 1\n",
         ..Cfg::good(&pki)
     };
     let c = check(&pki, &cfg);
@@ -401,7 +401,7 @@ fn several_problems_give_one_line_each() {
         ca: &missing_ca,
         cert: &missing_cert,
         key: &pki.key,
-        report: "interval_secs = 10\n",
+        report: "interval_secs = 10\nverdict_timeout_secs = 5\n",
     };
     let c = check(&pki, &cfg);
     assert_failed(&c, 3);

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::{Backend, Broker, Identity, Mode, Pki, encode, eventually, report_json};
-use detect_agent::publish::{Backoff, ConnState, MqttSettings, Outcome, Publisher};
+use detect_agent::publish::{Backoff, ClientCert, ConnState, MqttSettings, Outcome, Publisher};
 
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -16,8 +16,11 @@ fn settings(port: u16, ca: &Path, id: &Identity, format: &str) -> MqttSettings {
         endpoint: "127.0.0.1".to_string(),
         port,
         ca_file: ca.to_path_buf(),
-        cert_file: id.cert.clone(),
-        key_file: id.key.clone(),
+        client_cert: Some(ClientCert {
+            cert_file: id.cert.clone(),
+            key_file: id.key.clone(),
+        }),
+        login: None,
         tls_server_name: None,
         client_id: id.name.clone(),
         thing_name: id.name.clone(),
@@ -196,7 +199,10 @@ async fn tls_failures_back_off_and_never_deliver() {
     assert!(error.contains("UnknownIssuer"), "{error}");
 
     let mut missing = settings(broker.port, &pki.ca, &pki.client_ec, "json");
-    missing.cert_file = pki.missing("absent.crt");
+    missing.client_cert = Some(ClientCert {
+        cert_file: pki.missing("absent.crt"),
+        key_file: pki.client_ec.key.clone(),
+    });
     let error = undeliverable(&pki, &broker, &backend, missing).await;
     assert!(
         error.contains("absent.crt") && error.contains("cannot read"),
@@ -212,7 +218,10 @@ async fn tls_failures_back_off_and_never_deliver() {
     assert!(error.contains("UnknownCA"), "{error}");
 
     let mut mismatched = settings(broker.port, &pki.ca, &pki.client_ec, "json");
-    mismatched.key_file = pki.client_rsa.key.clone();
+    mismatched.client_cert = Some(ClientCert {
+        cert_file: pki.client_ec.cert.clone(),
+        key_file: pki.client_rsa.key.clone(),
+    });
     let error = undeliverable(&pki, &broker, &backend, mismatched).await;
     assert!(error.contains("does not match"), "{error}");
 }

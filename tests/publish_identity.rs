@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::{Identity, Pki};
 use detect_agent::publish::tls::AWS_MQTT_ALPN;
-use detect_agent::publish::{MqttSettings, Severity, check_identity, client_config};
+use detect_agent::publish::{ClientCert, MqttSettings, Severity, check_identity, client_config};
 
 /// 2040-01-01, well inside the harness certificates' default validity (1975–4096).
 fn now() -> SystemTime {
@@ -20,8 +20,11 @@ fn settings(pki: &Pki, id: &Identity, port: u16) -> MqttSettings {
         endpoint: "127.0.0.1".to_string(),
         port,
         ca_file: pki.ca.clone(),
-        cert_file: id.cert.clone(),
-        key_file: id.key.clone(),
+        client_cert: Some(ClientCert {
+            cert_file: id.cert.clone(),
+            key_file: id.key.clone(),
+        }),
+        login: None,
         tls_server_name: None,
         client_id: id.name.clone(),
         thing_name: id.name.clone(),
@@ -64,7 +67,10 @@ fn mismatched_key_is_an_error_naming_both_files() {
     assert!(found[0].contains("thing-ec.crt") && found[0].contains("thing-rsa.key"));
 
     let mut s = settings(&pki, &pki.client_ec, 8883);
-    s.key_file = pki.client_sec1.key.clone();
+    s.client_cert = Some(ClientCert {
+        cert_file: pki.client_ec.cert.clone(),
+        key_file: pki.client_sec1.key.clone(),
+    });
     let err = client_config(&s).unwrap_err().to_string();
     assert!(err.contains("does not match"), "{err}");
 }

@@ -1,12 +1,12 @@
 //! `detect-agent check-config`: every problem in a config file, one line each — keys, files,
-//! key/certificate match, certificate dates, thing name, interval. Non-zero exit on any error.
+//! key/certificate match, certificate dates, password file, thing name, interval. Non-zero exit on any error.
 
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::SystemTime;
 
 use detect_agent::config::{Config, Problem};
-use detect_agent::publish::{Severity, check_identity};
+use detect_agent::publish::{Severity, check_ca, check_identity, check_password_file};
 
 pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
     let config = match Config::load(path) {
@@ -36,10 +36,20 @@ pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
     match &config.mqtt {
         None => {
             errors += 1;
-            lines.push("error: [mqtt]: missing (endpoint, ca_file, cert_file, key_file)".into());
+            lines.push(
+                "error: [mqtt]: missing (endpoint, ca_file, and cert_file + key_file and/or username + password_file)"
+                    .into(),
+            );
         }
         Some(m) => {
-            for p in check_identity(&m.cert_file, &m.key_file, &m.ca_file, SystemTime::now()) {
+            let mut found = match m.client_cert() {
+                Some((cert, key)) => check_identity(cert, key, &m.ca_file, SystemTime::now()),
+                None => check_ca(&m.ca_file),
+            };
+            if let Some(path) = &m.password_file {
+                found.extend(check_password_file(path));
+            }
+            for p in found {
                 if p.severity == Severity::Error {
                     errors += 1;
                 }

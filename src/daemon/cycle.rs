@@ -7,7 +7,9 @@ use super::DaemonError;
 use super::verdicts::{Unsettled, Verdicts};
 use crate::collect::{self, CollectError, CollectOptions, Sample};
 use crate::config::Config;
-use crate::publish::{Backoff, ConnState, MqttSettings, Outcome, Publisher, Status};
+use crate::publish::{
+    Backoff, ClientCert, ConnState, Login, MqttSettings, Outcome, Publisher, Status,
+};
 use crate::report::{self, Baseline, Format};
 use crate::state::{State, epoch_ms};
 
@@ -53,8 +55,14 @@ impl Agent {
             endpoint: mqtt.endpoint.clone(),
             port: mqtt.port,
             ca_file: mqtt.ca_file.clone(),
-            cert_file: mqtt.cert_file.clone(),
-            key_file: mqtt.key_file.clone(),
+            client_cert: mqtt.client_cert().map(|(cert, key)| ClientCert {
+                cert_file: cert.to_path_buf(),
+                key_file: key.to_path_buf(),
+            }),
+            login: mqtt.login().map(|(username, password_file)| Login {
+                username: username.to_string(),
+                password_file: password_file.to_path_buf(),
+            }),
             tls_server_name: mqtt.tls_server_name.clone(),
             client_id: client_id.to_string(),
             thing_name: thing.clone(),
@@ -89,8 +97,10 @@ impl Agent {
         format!("{}; last verdict: {}", conn.describe(), self.last_verdict)
     }
 
-    /// One report: sample, rebase the baseline, take an id, encode, publish, settle.
-    pub(super) async fn cycle(&mut self) {
+    /// One report: sample, rebase the baseline, take an id, encode, publish, settle. The
+    /// publish waits at most until shortly before `next_slot` (issue #12: a verdict wait
+    /// never delays the next report).
+    pub(super) async fn cycle(&mut self, next_slot: tokio::time::Instant) {
         self.take_late_verdicts();
         tracing::debug!("cycle: sampling");
         let (sample, counters_err) = match self.sample().await {
@@ -153,11 +163,15 @@ impl Agent {
         };
         self.failures = 0;
         let bytes = encoded.bytes.len();
-        tracing::debug!(report_id, bytes, "cycle: publishing");
-        let outcome = self
-            .publisher
-            .publish(report_id, encoded.bytes, self.verdict_wait)
-            .await;
+        let until_next = next_slot.saturating_duration_since(tokio::time::Instant::now());
+        let wait = super::schedule::publish_wait(self.verdict_wait, until_next, self.interval);
+        tracing::debug!(
+            report_id,
+            bytes,
+            wait_ms = wait.as_millis() as u64,
+            "cycle: publishing"
+        );
+        let outcome = self.publisher.publish(report_id, encoded.bytes, wait).await;
         self.settle(report_id, bytes, settles_to, outcome);
     }
 

@@ -129,7 +129,8 @@ impl Agent {
             let wait = Duration::from_millis(
                 schedule::next_slot_ms(now, self.interval, offset).saturating_sub(now),
             );
-            let slot = tokio::time::sleep(wait);
+            let slot_at = tokio::time::Instant::now() + wait;
+            let slot = tokio::time::sleep_until(slot_at);
             tokio::pin!(slot);
             loop {
                 tokio::select! {
@@ -157,7 +158,7 @@ impl Agent {
             }
             // One cycle; a stop signal lets it finish for at most STOP_GRACE.
             {
-                let cycle = self.cycle();
+                let cycle = self.cycle(slot_at + self.interval);
                 tokio::pin!(cycle);
                 let stop = tokio::select! {
                     _ = &mut cycle => false,

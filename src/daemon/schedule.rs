@@ -29,9 +29,46 @@ pub fn next_slot_ms(now_ms: u64, interval: Duration, offset_ms: u64) -> u64 {
     k.saturating_mul(interval_ms).saturating_add(offset_ms)
 }
 
+/// How long before the next slot a report's wait ends, so that settling it (a state write)
+/// never pushes the cycle past that slot: a tenth of the interval, at most 500 ms.
+pub fn slot_guard(interval: Duration) -> Duration {
+    (interval / 10).min(Duration::from_millis(500))
+}
+
+/// The wait for one report's PUBACK and verdict: `verdict_timeout`, cut so that it ends
+/// `slot_guard` before the next slot (`until_next_slot` from now). A verdict that comes
+/// later still settles its report before the next one (the late-verdict path in `cycle`).
+pub fn publish_wait(
+    verdict_timeout: Duration,
+    until_next_slot: Duration,
+    interval: Duration,
+) -> Duration {
+    verdict_timeout.min(until_next_slot.saturating_sub(slot_guard(interval)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_verdict_wait_ends_before_the_next_slot() {
+        let s = Duration::from_secs;
+        let ms = Duration::from_millis;
+        // The case: interval 2 s, timeout 10 s, slot just started.
+        assert_eq!(publish_wait(s(10), s(2), s(2)), ms(1_800));
+        // Sampling took a while: the wait shrinks with the time left.
+        assert_eq!(publish_wait(s(10), ms(1_500), s(2)), ms(1_300));
+        // Long intervals: the configured timeout, untouched.
+        assert_eq!(publish_wait(s(10), s(300), s(300)), s(10));
+        // The guard is capped at 500 ms...
+        assert_eq!(publish_wait(s(60), s(60), s(60)), ms(59_500));
+        // ...and a slot already missed gives no wait at all, never a negative one.
+        assert_eq!(publish_wait(s(10), ms(50), s(2)), Duration::ZERO);
+        for interval in [1, 2, 5, 300, 86_400] {
+            let i = s(interval);
+            assert!(publish_wait(s(60), i, i) < i, "{interval}");
+        }
+    }
 
     #[test]
     fn offset_is_deterministic_and_spreads() {

@@ -1,10 +1,12 @@
 //! Owns the offline identity check behind `check-config`: files readable and parseable,
-//! key matches certificate, certificate within its validity window. Does not connect.
+//! key matches certificate, certificate within its validity window, password file usable and
+//! private. Does not connect.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use super::login::{read_password, world_readable};
 use super::tls::{self, TlsError};
 use super::validity::{format_utc, validity};
 
@@ -54,6 +56,34 @@ fn from_tls(file: &Path, e: &TlsError) -> Problem {
     error(file, e.to_string())
 }
 
+/// Checks the CA file (server verification is mandatory, whatever the login).
+pub fn check_ca(ca_file: &Path) -> Vec<Problem> {
+    match tls::load_roots(ca_file) {
+        Ok(_) => Vec::new(),
+        Err(e) => vec![from_tls(ca_file, &e)],
+    }
+}
+
+/// Checks a password file: readable, not empty, text; a warning when anyone may read it.
+/// The password itself never appears in a finding.
+pub fn check_password_file(path: &Path) -> Vec<Problem> {
+    if let Err(e) = read_password(path) {
+        return vec![error(path, e.to_string())];
+    }
+    match world_readable(path) {
+        Ok(false) => Vec::new(),
+        Ok(true) => vec![Problem {
+            severity: Severity::Warning,
+            file: path.to_path_buf(),
+            message: format!(
+                "password file {} is world-readable: chmod 0600 it, or pass it with systemd's LoadCredential=",
+                path.display()
+            ),
+        }],
+        Err(e) => vec![error(path, format!("cannot stat: {e}"))],
+    }
+}
+
 /// Checks the client identity and CA files as they are now; empty means all good.
 pub fn check_identity(
     cert_file: &Path,
@@ -61,10 +91,7 @@ pub fn check_identity(
     ca_file: &Path,
     now: SystemTime,
 ) -> Vec<Problem> {
-    let mut problems = Vec::new();
-    if let Err(e) = tls::load_roots(ca_file) {
-        problems.push(from_tls(ca_file, &e));
-    }
+    let mut problems = check_ca(ca_file);
     let certs = tls::load_certs("certificate file", cert_file)
         .map_err(|e| problems.push(from_tls(cert_file, &e)))
         .ok();

@@ -225,6 +225,7 @@ impl Publisher {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::publish::ClientCert;
 
     fn is_send<T: Send>(_: &T) {}
 
@@ -240,8 +241,11 @@ mod tests {
                 endpoint: "127.0.0.1".to_string(),
                 port: 1,
                 ca_file: "/nonexistent/ca.pem".into(),
-                cert_file: "/nonexistent/cert.pem".into(),
-                key_file: "/nonexistent/key.pem".into(),
+                client_cert: Some(ClientCert {
+                    cert_file: "/nonexistent/cert.pem".into(),
+                    key_file: "/nonexistent/key.pem".into(),
+                }),
+                login: None,
                 tls_server_name: None,
                 client_id: "t".to_string(),
                 thing_name: "t".to_string(),
@@ -269,8 +273,8 @@ mod tests {
                 endpoint: "127.0.0.1".to_string(),
                 port: 1,
                 ca_file: "ca".into(),
-                cert_file: "c".into(),
-                key_file: "k".into(),
+                client_cert: None,
+                login: None,
                 tls_server_name: None,
                 client_id: "t".to_string(),
                 thing_name: "t".to_string(),

@@ -1,9 +1,10 @@
-//! Delivers encoded reports over MQTT with mutual TLS and reads the backend's verdicts
+//! Delivers encoded reports over MQTT with TLS (client certificate and/or password) and reads the backend's verdicts
 //! (protocol doc §2–§3). Knows nothing of /proc or of how a report is built.
 
 pub mod backoff;
 pub mod check;
 pub mod client;
+pub mod login;
 mod session;
 pub mod tls;
 pub mod topics;
@@ -11,9 +12,10 @@ pub mod validity;
 pub mod verdict;
 
 pub use backoff::Backoff;
-pub use check::{Problem, Severity, check_identity};
+pub use check::{Problem, Severity, check_ca, check_identity, check_password_file};
 pub use client::{MAX_PAYLOAD, Outcome, PublishError, Publisher};
+pub use login::{Login, LoginError, Password, read_password};
 pub use session::ConnState;
-pub use tls::{MqttSettings, TlsError, client_config};
+pub use tls::{ClientCert, MqttSettings, TlsError, client_config};
 pub use topics::Topics;
 pub use verdict::{Encoding, Status, Verdict, VerdictError};

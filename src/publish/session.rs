@@ -6,12 +6,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use rumqttc::{
-    AsyncClient, ConnectionError, Event, EventLoop, Incoming, Outgoing, QoS, SubscribeReasonCode,
-    TlsConfiguration, Transport,
+    AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, Incoming, Outgoing, QoS,
+    SubscribeReasonCode, TlsConfiguration, Transport,
 };
 use tokio::sync::{oneshot, watch};
 
 use super::backoff::Backoff;
+use super::login::read_password;
 use super::tls::{self, MqttSettings};
 use super::topics::Topics;
 use super::verdict::{self, Encoding, Status, Verdict};
@@ -162,10 +163,17 @@ impl Driver {
         self.state.send_replace(ConnState::Closed);
     }
 
-    /// Fresh TLS config from the files; drops whatever an old session left queued so a
+    /// Fresh TLS config and password from the files (a renewed certificate or rotated
+    /// password is picked up on reconnect); drops whatever an old session left queued so a
     /// report given up as NotDelivered is never sent late.
     fn prepare_connection(&mut self) -> Result<(), String> {
         let config = tls::client_config(&self.settings).map_err(|e| e.to_string())?;
+        if let Some(login) = &self.settings.login {
+            let password = read_password(&login.password_file).map_err(|e| e.to_string())?;
+            self.eventloop
+                .mqtt_options
+                .set_credentials(login.username.clone(), password.expose());
+        }
         self.eventloop.clean();
         self.eventloop.pending.clear();
         self.eventloop
@@ -298,12 +306,35 @@ impl Driver {
     }
 }
 
-/// rumqttc's messages, with the TLS cause spelled out.
+/// rumqttc's messages, with the TLS cause and the broker's CONNACK refusal spelled out.
 fn describe_error(e: &ConnectionError) -> String {
     match e {
         ConnectionError::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
             format!("connection refused: {io}")
         }
+        ConnectionError::ConnectionRefused(code) => connack_refused(*code),
         other => other.to_string(),
     }
+}
+
+/// One line for a CONNACK refusal (MQTT 3.1.1 §3.2.2.3), saying which setting to look at.
+fn connack_refused(code: ConnectReturnCode) -> String {
+    let (what, hint) = match code {
+        ConnectReturnCode::BadUserNamePassword => (
+            "bad user name or password",
+            "check [mqtt] username and password_file",
+        ),
+        ConnectReturnCode::NotAuthorized => (
+            "not authorized",
+            "check [mqtt] username, password_file and cert_file, and the broker's access rules",
+        ),
+        ConnectReturnCode::BadClientId => ("client id refused", "check client_id / thing_name"),
+        ConnectReturnCode::RefusedProtocolVersion => (
+            "protocol version refused",
+            "the broker does not speak MQTT 3.1.1",
+        ),
+        ConnectReturnCode::ServiceUnavailable => ("server unavailable", "the broker is busy"),
+        ConnectReturnCode::Success => ("success code on a failed connect", "a broker bug"),
+    };
+    format!("CONNACK refused: {what} ({hint})")
 }

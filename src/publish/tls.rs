@@ -1,6 +1,6 @@
 //! Owns the MQTT connection settings and the rustls client configuration (ring provider,
-//! TLS 1.2/1.3, server always verified against the CA file, client cert + key from PEM).
-//! Does not open connections (that is `client`) and has no switch to skip verification.
+//! TLS 1.2/1.3, server always verified against the CA file, optional client cert + key from
+//! PEM). Does not open connections (that is `client`) and has no switch to skip verification.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -12,6 +12,8 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
+use super::login::Login;
+
 /// ALPN protocol AWS IoT Core wants for MQTT over port 443.
 pub const AWS_MQTT_ALPN: &[u8] = b"x-amzn-mqtt-ca";
 
@@ -22,8 +24,10 @@ pub struct MqttSettings {
     pub endpoint: String,
     pub port: u16,
     pub ca_file: PathBuf,
-    pub cert_file: PathBuf,
-    pub key_file: PathBuf,
+    /// The client certificate login; `None` logs in by user name / password only.
+    pub client_cert: Option<ClientCert>,
+    /// The user name / password login; `None` sends no credentials in CONNECT.
+    pub login: Option<Login>,
     /// Name to verify the server certificate against when it differs from `endpoint`.
     pub tls_server_name: Option<String>,
     pub client_id: String,
@@ -31,6 +35,13 @@ pub struct MqttSettings {
     /// `json` or `cbor` (protocol doc §2.2).
     pub format_segment: String,
     pub keep_alive_secs: u64,
+}
+
+/// A PEM client certificate (chain) and its private key: `[mqtt] cert_file` and `key_file`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCert {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
 }
 
 /// A TLS setup problem; every variant names the file or value involved.
@@ -169,7 +180,10 @@ pub fn certified_key(
 pub fn client_config(settings: &MqttSettings) -> Result<Arc<ClientConfig>, TlsError> {
     let provider = provider();
     let roots = Arc::new(load_roots(&settings.ca_file)?);
-    let identity = load_identity(&settings.cert_file, &settings.key_file, &provider)?;
+    let identity = match &settings.client_cert {
+        Some(c) => Some(load_identity(&c.cert_file, &c.key_file, &provider)?),
+        None => None,
+    };
     let webpki = WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
         .build()
         .map_err(|e| TlsError::BadRoots {
@@ -191,8 +205,11 @@ pub fn client_config(settings: &MqttSettings) -> Result<Arc<ClientConfig>, TlsEr
                 }))
         }
     };
-    let mut config =
-        builder.with_client_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(identity)));
+    let mut config = match identity {
+        Some(identity) => builder
+            .with_client_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(identity))),
+        None => builder.with_no_client_auth(),
+    };
     if settings.port == 443 {
         // AWS IoT Core serves MQTT on 443 only with this ALPN id.
         config.alpn_protocols = vec![AWS_MQTT_ALPN.to_vec()];
