@@ -1,5 +1,6 @@
 //! Thing name / MQTT client ID rules (protocol doc §4, §7.1 item 14): hard limits as errors,
-//! registry-style names as warnings. Knows nothing about MQTT connections or topics' use.
+//! registry-style names and characters some brokers cannot carry as warnings. Knows nothing
+//! about MQTT connections or topics' use.
 
 use std::fmt;
 
@@ -35,6 +36,36 @@ pub struct IdentityWarning {
     pub chars: Vec<char>,
 }
 
+/// Characters outside `[a-zA-Z0-9:_-]` that MQTT brokers other than AWS IoT cannot carry in
+/// the thing's topics, and what happens (issue #12, seen with NATS 2.9 and RabbitMQ 3.10).
+/// The README's "Thing name" list says the same.
+pub const BROKER_BREAKERS: &[(char, &str)] = &[
+    (
+        '.',
+        "NATS (refused in a topic: the verdict subscription fails and the connection closes on \
+         every publish, nothing is ever delivered) and RabbitMQ (a level separator there: reports \
+         match no `+` subscriber)",
+    ),
+    (
+        ' ',
+        "NATS (refused in a topic: the verdict subscription fails and the connection closes on \
+         every publish, nothing is ever delivered)",
+    ),
+    ('*', "RabbitMQ (it becomes the wildcard `+`)"),
+];
+
+impl IdentityWarning {
+    /// (character, brokers it breaks) for each of `chars` in [`BROKER_BREAKERS`].
+    pub fn broken_brokers(&self) -> impl Iterator<Item = (char, &'static str)> + '_ {
+        self.chars.iter().filter_map(|c| {
+            BROKER_BREAKERS
+                .iter()
+                .find(|(b, _)| b == c)
+                .map(|(b, what)| (*b, *what))
+        })
+    }
+}
+
 impl fmt::Display for IdentityWarning {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
@@ -42,7 +73,11 @@ impl fmt::Display for IdentityWarning {
             "name {} contains {:?}, outside [a-zA-Z0-9:_-]: AWS IoT cannot register such a thing \
              (allowed only for unregistered devices)",
             self.value, self.chars
-        )
+        )?;
+        for (ch, brokers) in self.broken_brokers() {
+            write!(f, "; {ch:?} breaks {brokers}")?;
+        }
+        Ok(())
     }
 }
 
@@ -161,5 +196,27 @@ mod tests {
             msg.contains("\"gw.01 east.x\"") && msg.contains("[a-zA-Z0-9:_-]"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn the_warning_names_the_brokers_each_character_breaks() {
+        let msg = check("gw.01 east*").unwrap().unwrap().to_string();
+        assert!(
+            msg.contains("'.' breaks NATS") && msg.contains("RabbitMQ (a level separator"),
+            "{msg}"
+        );
+        assert!(msg.contains("' ' breaks NATS (refused in a topic"), "{msg}");
+        assert!(
+            msg.contains("'*' breaks RabbitMQ (it becomes the wildcard `+`)"),
+            "{msg}"
+        );
+        // A character no broker minds gets only the registry note.
+        let msg = check("gw@home").unwrap().unwrap().to_string();
+        assert!(!msg.contains("breaks"), "{msg}");
+        // Every listed character is one that warns (not an error, not silently fine).
+        for (ch, _) in BROKER_BREAKERS {
+            let w = check(&format!("a{ch}b")).unwrap().unwrap();
+            assert_eq!(w.broken_brokers().count(), 1, "{ch:?}");
+        }
     }
 }
