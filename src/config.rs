@@ -1,5 +1,7 @@
 //! The configuration file (TOML): its keys, defaults and validation, done once at load.
-//! Unknown keys are errors; every error names the file and the key. No other I/O here.
+//! Unknown keys are errors, all of them listed; every error names the file and the key. The
+//! structs below are the one list of known keys (a new key or table is a new field, nothing
+//! else). No other I/O here.
 
 use std::path::{Path, PathBuf};
 
@@ -14,7 +16,6 @@ pub const DEFAULT_PATH: &str = "/etc/detect-agent/config.toml";
 pub const AWS_MIN_INTERVAL_SECS: u64 = 300;
 
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Config {
     /// Thing name; also the MQTT client id unless `client_id` is set. Defaults to the
     /// hostname for `dump`; required by `run`.
@@ -32,7 +33,6 @@ pub struct Config {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Mqtt {
     pub endpoint: String,
     #[serde(default = "default_port")]
@@ -53,7 +53,6 @@ pub struct Mqtt {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Report {
     #[serde(default = "default_interval")]
     pub interval_secs: u64,
@@ -65,14 +64,12 @@ pub struct Report {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct State {
     #[serde(default = "default_state_dir")]
     pub dir: PathBuf,
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Collect {
     /// Interfaces whose counters are summed into network_stats; empty = all.
     #[serde(default)]
@@ -86,7 +83,6 @@ pub struct Collect {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Log {
     /// tracing level or target list ("info", "warn,detect_agent=debug"); RUST_LOG wins.
     #[serde(default = "default_level")]
@@ -232,6 +228,9 @@ pub enum ConfigError {
     },
     #[error("config {path}: {message}")]
     Parse { path: PathBuf, message: String },
+    /// Every key the structs do not read, dotted (`report.interval_sec`, `custom_metrics[1].nme`).
+    #[error("config {path}: unknown key(s): {} (config/config.toml lists every key)", keys.join(", "))]
+    UnknownKeys { path: PathBuf, keys: Vec<String> },
     #[error("config {path}: {key}: {message}")]
     Invalid {
         path: PathBuf,
@@ -250,19 +249,42 @@ pub enum Problem {
 impl Config {
     /// Reads and parses `path`, then applies the checks that make a config unusable.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let (config, unknown) = Self::load_keeping_unknown(path)?;
+        refuse_unknown(config, unknown, path)
+    }
+
+    /// Like `load`, but unknown keys come back beside the config instead of refusing it, so
+    /// `check-config` can list them with every other problem.
+    pub fn load_keeping_unknown(path: &Path) -> Result<(Self, Vec<String>), ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
             source,
         })?;
-        Self::parse(&text, path)
+        Self::parse_keeping_unknown(&text, path)
     }
 
     /// Parses TOML text; `path` only names the source in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let (config, unknown) = Self::parse_keeping_unknown(text, path)?;
+        refuse_unknown(config, unknown, path)
+    }
+
+    /// Parses TOML text and checks values; unknown keys (dotted) are returned, not refused.
+    pub fn parse_keeping_unknown(
+        text: &str,
+        path: &Path,
+    ) -> Result<(Self, Vec<String>), ConfigError> {
+        let parse_error = |e: toml::de::Error| ConfigError::Parse {
             path: path.to_path_buf(),
             message: e.to_string().trim_end().replace('\n', " | "),
-        })?;
+        };
+        // serde stops at the first unknown key with deny_unknown_fields; serde_ignored hands
+        // every key no struct field reads to this callback, so all of them are listed at once.
+        let mut unknown = Vec::new();
+        let de = toml::Deserializer::parse(text).map_err(parse_error)?;
+        let config: Config = serde_ignored::deserialize(de, |key| unknown.push(dotted(&key)))
+            .map_err(parse_error)?;
+
         let invalid = |key, message: String| ConfigError::Invalid {
             path: path.to_path_buf(),
             key,
@@ -300,7 +322,7 @@ impl Config {
         if let Err(e) = parse_log_level(&config.log.level) {
             return Err(invalid("log.level", e));
         }
-        Ok(config)
+        Ok((config, unknown))
     }
 
     /// Checks that do not make the file unparseable but matter: thing name rules and the
@@ -346,6 +368,34 @@ impl Config {
             exclude: self.collect.exclude_interfaces.clone(),
             ..CollectOptions::default()
         }
+    }
+}
+
+fn refuse_unknown(config: Config, keys: Vec<String>, path: &Path) -> Result<Config, ConfigError> {
+    if keys.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigError::UnknownKeys {
+            path: path.to_path_buf(),
+            keys,
+        })
+    }
+}
+
+/// A key's place in the file as a person writes it: `mqtt.username`, `custom_metrics[1].name`
+/// (serde_ignored's own form shows `Option` layers as `?`).
+fn dotted(path: &serde_ignored::Path) -> String {
+    use serde_ignored::Path;
+    match path {
+        Path::Root => String::new(),
+        Path::Seq { parent, index } => format!("{}[{index}]", dotted(parent)),
+        Path::Map { parent, key } => match dotted(parent) {
+            p if p.is_empty() => key.clone(),
+            p => format!("{p}.{key}"),
+        },
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => dotted(parent),
     }
 }
 
@@ -396,6 +446,42 @@ dir = "/var/lib/detect-agent"
         assert_eq!(c.client_id(), Some("gateway-01"));
         assert_eq!(c.report.format, Format::Cbor);
         assert!(c.problems().is_empty());
+    }
+
+    #[test]
+    fn every_unknown_key_is_listed_once_with_its_table() {
+        let err = parse(
+            "thingname = \"a\"\n[mqtt]\nendpoint = \"h\"\nca_file = \"c\"\nuser = \"u\"\n\
+             [report]\ninterval_sec = 5\nformat = \"json\"\n[colect]\nx = 1\n[log]\nlevel = \"info\"\nfmt = \"json\"\n",
+        )
+        .unwrap_err();
+        let ConfigError::UnknownKeys { keys, .. } = &err else {
+            panic!("{err}")
+        };
+        let mut keys = keys.clone();
+        keys.sort();
+        assert_eq!(
+            keys,
+            [
+                "colect",
+                "log.fmt",
+                "mqtt.user",
+                "report.interval_sec",
+                "thingname"
+            ]
+        );
+        assert!(err.to_string().contains("test.toml"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_value_is_still_named_when_keys_are_fine() {
+        let err = parse("[report]\ninterval_secs = \"five\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("interval_secs") && err.contains("test.toml"),
+            "{err}"
+        );
     }
 
     #[test]

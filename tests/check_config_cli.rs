@@ -281,11 +281,166 @@ fn unknown_key_is_named() {
         ..Cfg::good(&pki)
     };
     let c = check(&pki, &cfg);
-    assert!(!c.ok(), "{}", c.dump());
+    assert_failed(&c, 1);
     let path = c.config.display().to_string();
-    c.line("error:", &["interval_sec", &path]);
-    // The config never loaded: one error line, nothing else checked.
+    c.line("error:", &["unknown key report.interval_sec", &path]);
+    // The rest of the file is still checked: the error, the summary, nothing else.
+    assert_eq!(c.lines.len(), 2, "{}", c.dump());
+}
+
+#[test]
+fn every_unknown_key_gets_its_own_line() {
+    let pki = Pki::generate();
+    let state = pki.dir.path().join("state");
+    let text = format!(
+        "thingname = \"x\"\n{}\n[colect]\nforce_procnet = true\n",
+        Cfg {
+            report: "interval_sec = 300\nfromat = \"json\"\n",
+            ..Cfg::good(&pki)
+        }
+        .toml(&state)
+        .replace("port = 8883", "port = 8883\nusername_ = \"u\"")
+    );
+    let c = check_text(pki.dir.path(), &text);
+    assert_failed(&c, 5);
+    for key in [
+        "thingname",
+        "mqtt.username_",
+        "report.interval_sec",
+        "report.fromat",
+        "colect",
+    ] {
+        c.line("error:", &[&format!("unknown key {key}")]);
+    }
+}
+
+/// A good config whose `[mqtt]` login lines are `login` (no cert_file/key_file of its own).
+fn with_login(pki: &Pki, login: &str, report: &str) -> String {
+    format!(
+        "thing_name = \"thing-ok\"\n[mqtt]\nendpoint = \"127.0.0.1\"\nca_file = {:?}\n{login}\n\
+         [report]\n{report}\n[state]\ndir = {:?}\n",
+        pki.ca,
+        pki.dir.path().join("state")
+    )
+}
+
+/// A password file with `mode`, in the PKI directory.
+fn password_file(pki: &Pki, name: &str, content: &str, mode: u32) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = write(pki.dir.path(), name, content);
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    path
+}
+
+#[test]
+fn a_password_login_without_a_certificate_is_ok() {
+    let pki = Pki::generate();
+    let pw = password_file(&pki, "pw", "s3cret\n", 0o600);
+    let c = check_text(
+        pki.dir.path(),
+        &with_login(
+            &pki,
+            &format!("username = \"thing-ok\"\npassword_file = {pw:?}"),
+            "",
+        ),
+    );
+    assert_passed(&c);
     assert_eq!(c.lines.len(), 1, "{}", c.dump());
+    // With a certificate as well.
+    let both = format!(
+        "username = \"thing-ok\"\npassword_file = {pw:?}\ncert_file = {:?}\nkey_file = {:?}",
+        pki.cert, pki.key
+    );
+    assert_passed(&check_text(pki.dir.path(), &with_login(&pki, &both, "")));
+}
+
+#[test]
+fn half_a_login_is_an_error() {
+    let pki = Pki::generate();
+    let pw = password_file(&pki, "pw", "s3cret\n", 0o600);
+    for (login, needles) in [
+        (
+            "username = \"u\"".to_string(),
+            ["mqtt.username", "mqtt.password_file"],
+        ),
+        (
+            format!("password_file = {pw:?}"),
+            ["mqtt.password_file", "mqtt.username"],
+        ),
+        (
+            format!("cert_file = {:?}", pki.cert),
+            ["mqtt.cert_file", "mqtt.key_file"],
+        ),
+        (
+            format!("key_file = {:?}", pki.key),
+            ["mqtt.key_file", "mqtt.cert_file"],
+        ),
+        (String::new(), ["no login", "username and password_file"]),
+    ] {
+        let c = check_text(pki.dir.path(), &with_login(&pki, &login, ""));
+        assert_failed(&c, 1);
+        c.line("error:", &needles);
+    }
+}
+
+#[test]
+fn an_empty_or_missing_password_file_is_an_error_naming_it() {
+    let pki = Pki::generate();
+    let empty = password_file(&pki, "empty-pw", "\n", 0o600);
+    let missing = pki.dir.path().join("no-such-pw");
+    for (path, needle) in [(&empty, "empty"), (&missing, "cannot read")] {
+        let login = format!("username = \"u\"\npassword_file = {path:?}");
+        let c = check_text(pki.dir.path(), &with_login(&pki, &login, ""));
+        assert_failed(&c, 1);
+        c.line("error:", &[&path.display().to_string(), needle]);
+    }
+}
+
+#[test]
+fn a_world_readable_password_file_is_a_warning_that_never_shows_the_password() {
+    let pki = Pki::generate();
+    let pw = password_file(&pki, "open-pw", "hunter2\n", 0o644);
+    let login = format!("username = \"u\"\npassword_file = {pw:?}");
+    let c = check_text(pki.dir.path(), &with_login(&pki, &login, ""));
+    assert_passed(&c);
+    c.line("warning:", &[&pw.display().to_string(), "world-readable"]);
+    assert!(!c.dump().contains("hunter2"), "{}", c.dump());
+}
+
+#[test]
+fn a_verdict_timeout_not_well_below_the_interval_is_a_warning() {
+    let pki = Pki::generate();
+    let cfg = Cfg {
+        report: "interval_secs = 300\nverdict_timeout_secs = 1\n",
+        ..Cfg::good(&pki)
+    };
+    assert_eq!(check(&pki, &cfg).lines.len(), 1);
+    let cfg = Cfg {
+        report: "interval_secs = 2\nverdict_timeout_secs = 10\n",
+        ..Cfg::good(&pki)
+    };
+    let c = check(&pki, &cfg);
+    assert_passed(&c);
+    c.line(
+        "warning:",
+        &[
+            "report.verdict_timeout_secs = 10",
+            "interval_secs = 2",
+            "at most half",
+        ],
+    );
+}
+
+#[test]
+fn a_thing_name_with_a_dot_warns_about_nats_and_rabbitmq() {
+    let pki = Pki::generate();
+    let cfg = Cfg {
+        thing: "gw.01",
+        ..Cfg::good(&pki)
+    };
+    let c = check(&pki, &cfg);
+    assert_passed(&c);
+    c.line("warning:", &["thing_name", "'.' breaks NATS", "RabbitMQ"]);
 }
 
 #[test]

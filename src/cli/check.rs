@@ -9,15 +9,18 @@ use detect_agent::config::{Config, Problem};
 use detect_agent::publish::{Severity, check_ca, check_identity, check_password_file};
 
 pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
-    let config = match Config::load(path) {
-        Ok(c) => c,
+    let (config, unknown) = match Config::load_keeping_unknown(path) {
+        Ok(loaded) => loaded,
         Err(e) => {
             println!("error: {e}");
             return Ok(ExitCode::FAILURE);
         }
     };
-    let mut errors = 0usize;
-    let mut lines = Vec::new();
+    let mut errors = unknown.len();
+    let mut lines: Vec<String> = unknown
+        .iter()
+        .map(|key| format!("error: {}: unknown key {key}", path.display()))
+        .collect();
     for p in config.problems() {
         match p {
             Problem::Error(e) => {
