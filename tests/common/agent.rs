@@ -109,6 +109,32 @@ pub fn set_verdict_timeout(config: &Path, secs: u64) {
     std::fs::write(config, text.replace(old, &new)).unwrap();
 }
 
+/// Switches a config written by `config` to a user name / password login: writes the
+/// password file (0600, with a trailing newline as `echo` leaves it) next to the config and,
+/// unless `keep_cert`, drops the client certificate lines.
+pub fn use_password(config: &Path, username: &str, password: &str, keep_cert: bool) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let file = config.with_file_name(format!("password-{}", rand_suffix()));
+    std::fs::write(&file, format!("{password}\n")).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let text = std::fs::read_to_string(config).unwrap();
+    let mut out = String::new();
+    for line in text.lines() {
+        let cert_line = line.starts_with("cert_file =") || line.starts_with("key_file =");
+        if !cert_line || keep_cert {
+            out.push_str(line);
+            out.push('\n');
+        }
+        if line == "[mqtt]" {
+            out.push_str(&format!(
+                "username = {username:?}\npassword_file = {file:?}\n"
+            ));
+        }
+    }
+    std::fs::write(config, out).unwrap();
+    file
+}
+
 pub fn spawn(config: &Path, env: &[(&str, &str)]) -> Agent {
     let log = config.with_extension(format!("log-{}", rand_suffix()));
     let file = std::fs::File::create(&log).unwrap();

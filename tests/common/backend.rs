@@ -79,11 +79,19 @@ fn tls(pki: &Pki, id: &Identity) -> TlsConfiguration {
 impl Backend {
     /// Connects to the broker and waits (bounded) until the subscription is acknowledged.
     pub async fn start(pki: &Pki, port: u16) -> Backend {
+        Backend::start_with(pki, port, None).await
+    }
+
+    /// Like `start`, logging in with `(user, password)` as well as its certificate.
+    pub async fn start_with(pki: &Pki, port: u16, login: Option<(&str, &str)>) -> Backend {
         let mut options = MqttOptions::new(pki.backend.name.clone(), "127.0.0.1", port);
         options
             .set_transport(Transport::tls_with_config(tls(pki, &pki.backend)))
             .set_keep_alive(Duration::from_secs(5))
             .set_max_packet_size(256 * 1024, 64 * 1024);
+        if let Some((user, password)) = login {
+            options.set_credentials(user, password);
+        }
         let (client, mut eventloop) = AsyncClient::new(options, 16);
         let state = Arc::new(Mutex::new(State {
             mode: Mode::Validate,

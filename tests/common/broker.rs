@@ -1,4 +1,5 @@
-//! Runs a real mosquitto with mutual TLS on a free loopback port; stop/start keep the port.
+//! Runs a real mosquitto with TLS on a free loopback port, logging clients in by certificate,
+//! password, or both; stop/start keep the port.
 //! Killed on Drop. Needs the `mosquitto` binary (PATH or /usr/sbin).
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -29,13 +30,67 @@ fn free_port() -> u16 {
     listener.local_addr().unwrap().port()
 }
 
+/// How the broker lets clients in. TLS with the test CA's server certificate in every case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Login {
+    /// Client certificate only; its CN is the user name (the AWS IoT way).
+    Certificate,
+    /// User name and password from a mosquitto `password_file`, and a client certificate.
+    PasswordAndCertificate,
+    /// User name and password only (`require_certificate false`).
+    Password,
+}
+
+/// (user, password) pairs written with `mosquitto_passwd` for the password logins.
+pub const USERS: &[(&str, &str)] = &[
+    ("thing-ec", "thing-ec password, with spaces"),
+    ("defender-backend", "backend-secret"),
+];
+
+fn mosquitto_passwd(file: &Path, create: bool, user: &str, password: &str) {
+    let mut cmd = Command::new("mosquitto_passwd");
+    cmd.arg("-b");
+    if create {
+        cmd.arg("-c");
+    }
+    let out = cmd
+        .arg(file)
+        .arg(user)
+        .arg(password)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run mosquitto_passwd (apt-get install mosquitto): {e}"));
+    assert!(out.status.success(), "mosquitto_passwd: {out:?}");
+}
+
 impl Broker {
-    /// Writes the config into the PKI directory and starts mosquitto.
+    /// Writes the config into the PKI directory and starts mosquitto (client certificates).
     pub fn start(pki: &Pki) -> Broker {
+        Broker::start_with(pki, Login::Certificate)
+    }
+
+    /// Starts mosquitto with the given login; a password file for `USERS` is made with
+    /// `mosquitto_passwd -b -c` in the PKI directory when the login needs one.
+    pub fn start_with(pki: &Pki, login: Login) -> Broker {
         let port = free_port();
         let dir = pki.dir.path();
         let conf = dir.join(format!("mosquitto-{port}.conf"));
         let log = dir.join(format!("mosquitto-{port}.log"));
+        let auth = match login {
+            Login::Certificate => {
+                "require_certificate true\nuse_identity_as_username true\n".to_string()
+            }
+            Login::PasswordAndCertificate | Login::Password => {
+                let passwords = dir.join(format!("mosquitto-{port}.passwd"));
+                for (i, (user, password)) in USERS.iter().enumerate() {
+                    mosquitto_passwd(&passwords, i == 0, user, password);
+                }
+                let require = login == Login::PasswordAndCertificate;
+                format!(
+                    "require_certificate {require}\npassword_file {}\n",
+                    passwords.display()
+                )
+            }
+        };
         let text = format!(
             "# written by tests/common/broker.rs\n\
              user root\n\
@@ -46,8 +101,7 @@ impl Broker {
              cafile {ca}\n\
              certfile {cert}\n\
              keyfile {key}\n\
-             require_certificate true\n\
-             use_identity_as_username true\n\
+             {auth}\
              allow_anonymous false\n",
             ca = pki.ca.display(),
             cert = pki.server.cert.display(),
