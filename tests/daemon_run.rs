@@ -276,10 +276,12 @@ async fn sigterm_during_a_publish_waiting_for_its_verdict_exits_within_5_s() {
         ca: &pki.ca,
         id: &pki.client_rsa,
         format: "json",
-        interval: 1,
+        // The wait ends shortly before the next slot (issue #12): a 12 s interval makes it
+        // about 11.5 s, well past the 5 s SIGTERM limit.
+        interval: 12,
         extra: "",
     });
-    // A verdict that never comes would hold the cycle for 30 s.
+    // A verdict that never comes would hold the cycle until shortly before the next slot.
     set_verdict_timeout(&cfg, 30);
     let agent = spawn(&cfg, &[]);
     assert!(
