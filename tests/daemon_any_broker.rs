@@ -4,11 +4,20 @@
 mod common;
 
 use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::agent::{Setup, accepted_for, config, set_verdict_timeout, spawn, use_password};
 use common::broker::{Login, USERS};
 use common::{Backend, Broker, Mode, Pki, eventually};
+
+/// The agent's config for `thing-ec` (the first of `USERS`) on the broker at `port`, logging
+/// in with `password`, and with its client certificate as well when `keep_cert`.
+fn password_config(dir: &Path, port: u16, pki: &Pki, password: &str, keep_cert: bool) -> PathBuf {
+    let cfg = config(&Setup::plain(dir, port, &pki.ca, &pki.client_ec, "cbor", 1));
+    use_password(&cfg, USERS[0].0, password, keep_cert);
+    cfg
+}
 
 #[tokio::test]
 async fn a_password_login_gets_reports_accepted_with_and_without_a_client_certificate() {
@@ -23,16 +32,7 @@ async fn a_password_login_gets_reports_accepted_with_and_without_a_client_certif
         let broker = Broker::start_with(&pki, login);
         let backend = Backend::start_with(&pki, broker.port, backend_login).await;
         let work = tempfile::tempdir().unwrap();
-        let cfg = config(&Setup {
-            dir: work.path(),
-            port: broker.port,
-            ca: &pki.ca,
-            id: &pki.client_ec,
-            format: "cbor",
-            interval: 1,
-            extra: "",
-        });
-        use_password(&cfg, thing_user, thing_password, keep_cert);
+        let cfg = password_config(work.path(), broker.port, &pki, thing_password, keep_cert);
         let text = std::fs::read_to_string(&cfg).unwrap();
         assert_eq!(text.contains("cert_file"), keep_cert, "{text}");
         let agent = spawn(&cfg, &[]);
@@ -66,17 +66,8 @@ async fn a_wrong_password_gives_one_clear_error_per_attempt_backs_off_and_never_
     let pki = Pki::generate();
     let broker = Broker::start_with(&pki, Login::Password);
     let work = tempfile::tempdir().unwrap();
-    let cfg = config(&Setup {
-        dir: work.path(),
-        port: broker.port,
-        ca: &pki.ca,
-        id: &pki.client_ec,
-        format: "json",
-        interval: 1,
-        extra: "",
-    });
     let wrong = "not-the-password";
-    use_password(&cfg, USERS[0].0, wrong, false);
+    let cfg = password_config(work.path(), broker.port, &pki, wrong, false);
     let mut agent = spawn(&cfg, &[]);
     let t0 = Instant::now();
     let seen = eventually(Duration::from_secs(30), || {
@@ -132,15 +123,14 @@ async fn a_plain_broker_without_a_backend_gets_a_report_on_every_2_s_slot() {
     let backend = Backend::start(&pki, broker.port).await;
     backend.set_mode(Mode::Silent);
     let work = tempfile::tempdir().unwrap();
-    let cfg = config(&Setup {
-        dir: work.path(),
-        port: broker.port,
-        ca: &pki.ca,
-        id: &pki.client_rsa,
-        format: "json",
-        interval: 2,
-        extra: "",
-    });
+    let cfg = config(&Setup::plain(
+        work.path(),
+        broker.port,
+        &pki.ca,
+        &pki.client_rsa,
+        "json",
+        2,
+    ));
     // The setting: a 10 s verdict wait used to hold every slot for 10 s.
     set_verdict_timeout(&cfg, 10);
     let agent = spawn(&cfg, &[]);

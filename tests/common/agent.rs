@@ -63,6 +63,28 @@ pub struct Setup<'a> {
     pub extra: &'a str,
 }
 
+impl<'a> Setup<'a> {
+    /// A setup with nothing extra: the broker on `port`, the thing `id`, `interval` seconds.
+    pub fn plain(
+        dir: &'a Path,
+        port: u16,
+        ca: &'a Path,
+        id: &'a Identity,
+        format: &'a str,
+        interval: u64,
+    ) -> Setup<'a> {
+        Setup {
+            dir,
+            port,
+            ca,
+            id,
+            format,
+            interval,
+            extra: "",
+        }
+    }
+}
+
 pub fn config(s: &Setup) -> PathBuf {
     let path = s.dir.join(format!("config-{}.toml", s.format));
     let text = format!(
