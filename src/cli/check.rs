@@ -1,5 +1,6 @@
-//! `detect-agent check-config`: every problem in a config file, one line each — keys, files,
-//! key/certificate match, certificate dates, password file, thing name, interval. Non-zero exit on any error.
+//! `detect-agent check-config`: every problem in a config file, one line each — keys (all the
+//! unknown ones), files, key/certificate match, certificate dates, password file, thing name,
+//! interval and verdict wait. Non-zero exit on any error.
 
 use std::path::Path;
 use std::process::ExitCode;
