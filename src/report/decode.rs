@@ -51,10 +51,10 @@ pub struct Decoded {
     pub format: Format,
 }
 
-/// Decodes bytes: JSON when the first non-blank byte is `{`, else CBOR.
+/// Decodes bytes: CBOR when the first byte starts a CBOR map (major type 5, 0xa0–0xbf, never
+/// the first byte of JSON text), else JSON.
 pub fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
-    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
-    if first == Some(&b'{') {
+    if !matches!(bytes.first(), Some(0xa0..=0xbf)) {
         let v: Value =
             serde_json::from_slice(bytes).map_err(|e| DecodeError::Json(e.to_string()))?;
         return decode_value(&v);
