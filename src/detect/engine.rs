@@ -15,6 +15,20 @@ use crate::report::{NetworkStats, Report};
 /// random source; tests pass a counter.
 pub type IdSource = Box<dyn FnMut() -> u128 + Send>;
 
+/// A deterministic id source (splitmix64, two draws per id) for a seed: `evaluate` uses a
+/// fixed seed so its output can be diffed; the daemon seeds it from the kernel's randomness.
+pub fn seeded_ids(seed: u64) -> IdSource {
+    let mut state = seed;
+    let mut next = move || {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    Box::new(move || (u128::from(next()) << 64) | u128::from(next()))
+}
+
 /// No accepted report for more than 2 days while an alarm is active: `alarm-invalidated` (§4.6).
 pub const STALE_AFTER_MS: u64 = 48 * 3600 * 1000;
 
