@@ -13,6 +13,9 @@ pub mod profile;
 pub mod snapshot;
 mod validate;
 
+#[cfg(test)]
+mod matrix_tests;
+
 pub use engine::{
     BehaviorCheck, CheckOutcome, Engine, EngineState, IdSource, STALE_AFTER_MS, check, seeded_ids,
 };
