@@ -2,58 +2,21 @@
 //! example of detect-rules §9 in every encoding and on stdin, one error line for a bad profile
 //! or report, warnings on stderr, and the shipped baseline profile.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
+use std::path::{Path, PathBuf};
+
+use common::run::{Ran, run_cli};
 use detect_agent::report::{Format, decode::decode, encode};
 use serde_json::{Value, json};
 
-const BIN: &str = env!("CARGO_BIN_EXE_detect-agent");
-const RUN_LIMIT: Duration = Duration::from_secs(60);
 const FIXTURE: &str = "tests/fixtures/detect-worked-example";
 
-struct Run {
-    code: i32,
-    stdout: Vec<String>,
-    stderr: Vec<String>,
-}
-
-/// Runs `detect-agent evaluate ARGS` with `stdin` (killed after `RUN_LIMIT`).
-fn evaluate(args: &[&str], stdin: &[u8]) -> Run {
-    let mut child = Command::new(BIN)
-        .arg("evaluate")
-        .args(args)
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // A few KiB at most: fits the pipe buffers both ways.
-    child.stdin.take().unwrap().write_all(stdin).unwrap();
-    let deadline = Instant::now() + RUN_LIMIT;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            panic!("evaluate {args:?} did not finish");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().unwrap();
-    let lines = |b: Vec<u8>| {
-        String::from_utf8(b)
-            .unwrap()
-            .lines()
-            .map(str::to_string)
-            .collect()
-    };
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: lines(out.stdout),
-        stderr: lines(out.stderr),
-    }
+/// `detect-agent evaluate ARGS` with `stdin`.
+fn evaluate(args: &[&str], stdin: &[u8]) -> Ran {
+    let mut all = vec!["evaluate"];
+    all.extend_from_slice(args);
+    run_cli(&all, stdin)
 }
 
 fn fixture(name: &str) -> String {

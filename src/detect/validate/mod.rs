@@ -125,12 +125,7 @@ impl Ctx<'_> {
     }
 }
 
-/// §2.5 names: 1–128 of `[a-zA-Z0-9:_-]`.
-pub(super) fn is_name(s: &str) -> bool {
-    (1..=128).contains(&s.len())
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, ':' | '_' | '-'))
-}
+pub(super) use crate::report::keys::is_name;
 
 /// Validates a whole profile document; every problem is collected.
 pub(super) fn profile(path: &Path, root: &Value) -> Result<(Profile, Vec<Warning>), Vec<Problem>> {

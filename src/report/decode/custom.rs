@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use serde_json::Value;
 
 use super::{DecodeError, invalid, join, object};
-use crate::report::keys::{IP_LIST, NUMBER, NUMBER_LIST, STRING_LIST};
+use crate::report::keys::{IP_LIST, NUMBER, NUMBER_LIST, STRING_LIST, is_custom_metric_name};
 use crate::report::model::CustomValue;
 
 /// `custom_metrics`: `{name: [{value_key: value}]}` (protocol doc §1.5).
@@ -15,12 +15,7 @@ pub(super) fn custom(v: &Value, path: &str) -> Result<BTreeMap<String, CustomVal
     let mut out = BTreeMap::new();
     for (name, value) in object(v, path)? {
         let p = join(path, name);
-        let name_ok = (1..=128).contains(&name.len())
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, ':' | '_' | '-'))
-            && !name.starts_with("aws:");
-        if !name_ok {
+        if !is_custom_metric_name(name) {
             return Err(invalid(
                 &p,
                 "a custom metric name is 1-128 characters of [a-zA-Z0-9:_-], not starting with \"aws:\"",
