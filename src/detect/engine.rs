@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 use super::event::{Event, EventType, MetricValue, VERIFICATION_STATE, violation_id};
 use super::metrics::{self, Datapoint, Kind, MetricRef};
 use super::operators::judge;
-use super::profile::{Profile, Rule};
+use super::profile::{Behavior, Profile, Rule};
 use crate::report::{NetworkStats, Report};
 
 pub use super::check::{BehaviorCheck, CheckOutcome, check};
@@ -106,8 +106,8 @@ impl Engine {
                     let cause = Some((&*dp, report_id));
                     events.push(event(
                         &self.thing,
-                        &profile.name,
-                        &behavior.json,
+                        profile,
+                        behavior,
                         kind,
                         time_ms,
                         cause,
@@ -128,12 +128,11 @@ impl Engine {
                 let track = &mut self.tracks[p][b];
                 if let Some(alarm) = track.alarm.take() {
                     *track = Track::default();
-                    let kind = EventType::AlarmInvalidated;
-                    let id = alarm.violation_id;
+                    let (kind, id) = (EventType::AlarmInvalidated, alarm.violation_id);
                     events.push(event(
                         &self.thing,
-                        &profile.name,
-                        &behavior.json,
+                        profile,
+                        behavior,
                         kind,
                         time_ms,
                         None,
@@ -257,8 +256,31 @@ impl<'r> Extracted<'r> {
     }
 }
 
-/// One event; `cause` is the datapoint and its report id (absent on `alarm-invalidated`).
-pub(super) fn event(
+/// One event of a loaded behavior; `cause` is the datapoint and its report id (absent on
+/// `alarm-invalidated`).
+fn event(
+    thing: &str,
+    profile: &Profile,
+    behavior: &Behavior,
+    kind: EventType,
+    time_ms: u64,
+    cause: Option<(&Datapoint, u64)>,
+    violation_id: String,
+) -> Event {
+    let json = &behavior.json;
+    event_of(
+        thing,
+        &profile.name,
+        json,
+        kind,
+        time_ms,
+        cause,
+        violation_id,
+    )
+}
+
+/// One event of a behavior known by its profile name and JSON (also a saved one, on restore).
+pub(super) fn event_of(
     thing: &str,
     profile: &str,
     behavior: &serde_json::Value,

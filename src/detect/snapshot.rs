@@ -2,7 +2,7 @@
 //! `Engine::snapshot`, and `Engine::restore` / `reload`, which invalidate the alarms of removed
 //! or changed behaviors. Does not write files (the daemon's state module does).
 
-use super::engine::{Engine, event};
+use super::engine::{Engine, event_of};
 use super::event::{Event, EventType};
 use super::ids::IdSource;
 use super::profile::Profile;
@@ -108,7 +108,7 @@ impl Engine {
                         ..saved.track
                     }
                 }
-                (None, Some(alarm)) => events.push(event(
+                (None, Some(alarm)) => events.push(event_of(
                     &engine.thing,
                     &saved.profile,
                     &saved.json,
