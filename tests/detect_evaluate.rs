@@ -160,6 +160,18 @@ fn a_bad_profile_is_one_error_line_naming_file_behavior_and_field() {
 }
 
 #[test]
+fn evaluate_without_a_profile_names_the_missing_flag_on_one_line() {
+    let run = evaluate(&[], b"");
+    assert_eq!(run.code, 2);
+    assert_eq!(
+        run.stderr,
+        vec![
+            "detect-agent: error: the following required arguments were not provided: --profile <FILE> (see --help)"
+        ]
+    );
+}
+
+#[test]
 fn a_bad_report_is_one_error_line_naming_file_and_report_index() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("lines.json");
