@@ -81,6 +81,10 @@ impl Engine {
     /// Evaluates one report (the full, uncut sample) as a datapoint at `time_ms`. Events come
     /// in profile order, then behavior order (§4.10). A gap of more than `STALE_AFTER_MS` since
     /// the previous report first invalidates active alarms.
+    ///
+    /// `report.metrics.network_stats` must be the traffic since the previous *sample* (issue #8
+    /// item 2): a delta that rolls an outage's unsettled traffic into one report would fake a
+    /// spike. `None` gives the four traffic metrics no datapoint.
     pub fn evaluate(&mut self, report: &Report, time_ms: u64) -> Vec<Event> {
         let mut events = match self.last_report_ms {
             Some(last) if time_ms.saturating_sub(last) > STALE_AFTER_MS => {
