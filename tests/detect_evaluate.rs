@@ -19,6 +19,13 @@ fn evaluate(args: &[&str], stdin: &[u8]) -> Ran {
     run_cli(&all, stdin)
 }
 
+/// Writes `text` to `dir/name` and returns the path as a string.
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
 fn fixture(name: &str) -> String {
     format!("{FIXTURE}/{name}")
 }
@@ -138,17 +145,15 @@ fn the_worked_example_gives_its_eight_events_from_json_lines_on_stdin() {
 #[test]
 fn a_bad_profile_is_one_error_line_naming_file_behavior_and_field() {
     let dir = tempfile::tempdir().unwrap();
-    let bad = dir.path().join("bad.json");
-    std::fs::write(
-        &bad,
+    let bad = write(
+        dir.path(),
+        "bad.json",
         r#"{"securityProfileName": "p", "behaviors": [
             {"name": "conns", "metric": "aws:num-established-tcp-connections",
              "criteria": {"comparisonOperator": "in-port-set", "value": {"ports": [1]}}},
             {"name": "slow", "metric": "aws:all-bytes-out",
              "criteria": {"comparisonOperator": "less-than", "value": {"count": 1}, "consecutiveDatapointsToAlarm": 0}}]}"#,
-    )
-    .unwrap();
-    let bad = bad.display().to_string();
+    );
     let run = evaluate(&["--profile", &bad], b"");
     assert_ne!(run.code, 0);
     assert!(run.stdout.is_empty());
@@ -176,17 +181,9 @@ fn evaluate_without_a_profile_names_the_missing_flag_on_one_line() {
 #[test]
 fn a_bad_report_is_one_error_line_naming_file_and_report_index() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("lines.json");
     let good = std::fs::read_to_string(fixture("r1.json")).unwrap();
-    std::fs::write(
-        &path,
-        format!(
-            "{good}{}\n",
-            r#"{"hed": {"rid": 2, "version": "1.0"}, "met": {}}"#
-        ),
-    )
-    .unwrap();
-    let file = path.display().to_string();
+    let second = r#"{"hed": {"rid": 2, "version": "1.0"}, "met": {}}"#;
+    let file = write(dir.path(), "lines.json", &format!("{good}{second}\n"));
     let profile = fixture("profile.json");
     let run = evaluate(&["--profile", &profile, &file], b"");
     assert_ne!(run.code, 0);
@@ -208,16 +205,14 @@ fn a_bad_report_is_one_error_line_naming_file_and_report_index() {
 #[test]
 fn behaviors_the_device_does_not_evaluate_are_warnings_on_stderr_and_the_run_succeeds() {
     let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("p.json");
-    std::fs::write(
-        &p,
+    let p = write(
+        dir.path(),
+        "p.json",
         r#"{"securityProfileName": "p", "behaviors": [
             {"name": "auth", "metric": "aws:num-authorization-failures",
              "criteria": {"comparisonOperator": "less-than", "value": {"count": 5}, "durationSeconds": 300}},
             {"name": "ml-out", "metric": "aws:all-bytes-out", "criteria": {"mlDetectionConfig": {"confidenceLevel": "HIGH"}}}]}"#,
-    )
-    .unwrap();
-    let p = p.display().to_string();
+    );
     let r1 = fixture("r1.json");
     let run = evaluate(&["--profile", &p, &r1], b"");
     assert_eq!(run.code, 0);
@@ -237,17 +232,15 @@ fn the_shipped_baseline_profile_alarms_on_telnet_and_the_blocklist_slot_loads() 
         .display()
         .to_string();
     let dir = tempfile::tempdir().unwrap();
-    let report = dir.path().join("telnet.json");
-    std::fs::write(
-        &report,
-        json!({"header": {"report_id": 1767225600000u64, "version": "1.0"},
+    let r = write(
+        dir.path(),
+        "telnet.json",
+        &json!({"header": {"report_id": 1767225600000u64, "version": "1.0"},
             "metrics": {"listening_tcp_ports": {"ports": [{"port": 2323}, {"port": 8883}], "total": 2},
                         "listening_udp_ports": {"ports": [], "total": 0},
                         "tcp_connections": {"established_connections": {"connections": [], "total": 3}}}})
         .to_string(),
-    )
-    .unwrap();
-    let r = report.display().to_string();
+    );
     let run = evaluate(&["--profile", &baseline, &r], b"");
     assert_eq!(run.code, 0, "{:?}", run.stderr);
     assert!(run.stderr.is_empty(), "{:?}", run.stderr);

@@ -108,15 +108,8 @@ impl Engine {
                 let track = &mut self.tracks[p][b];
                 if let Some((kind, id)) = step(track, rule, violating, time_ms, &mut self.ids) {
                     let cause = Some((&*dp, report_id));
-                    events.push(event(
-                        &self.thing,
-                        profile,
-                        behavior,
-                        kind,
-                        time_ms,
-                        cause,
-                        id,
-                    ));
+                    let e = event(&self.thing, profile, behavior, kind, time_ms, cause, id);
+                    events.push(e);
                 }
             }
         }
@@ -133,15 +126,8 @@ impl Engine {
                 if let Some(alarm) = track.alarm.take() {
                     *track = Track::default();
                     let (kind, id) = (EventType::AlarmInvalidated, alarm.violation_id);
-                    events.push(event(
-                        &self.thing,
-                        profile,
-                        behavior,
-                        kind,
-                        time_ms,
-                        None,
-                        id,
-                    ));
+                    let e = event(&self.thing, profile, behavior, kind, time_ms, None, id);
+                    events.push(e);
                 }
             }
         }
