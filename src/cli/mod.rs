@@ -1,8 +1,9 @@
-//! Command-line surface: `dump`, `run`, `check-config`, and logging setup.
+//! Command-line surface: `dump`, `run`, `check-config`, `evaluate`, and logging setup.
 //! Thin wiring over the library; errors become one line on stderr and a non-zero exit.
 
 mod check;
 mod dump;
+mod evaluate;
 mod logging;
 mod table;
 
@@ -40,6 +41,8 @@ enum Command {
         #[arg(long, value_name = "FILE", default_value = config::DEFAULT_PATH)]
         config: PathBuf,
     },
+    /// Replay recorded reports through security profiles and print the alarm events.
+    Evaluate(evaluate::Args),
 }
 
 pub fn main() -> ExitCode {
@@ -57,11 +60,15 @@ pub fn main() -> ExitCode {
         Err(e) => {
             // One line, like every other error: clap's first line without its usage block.
             let rendered = e.render().to_string();
-            let first = rendered
-                .lines()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("bad arguments");
-            let first = first.strip_prefix("error: ").unwrap_or(first);
+            let mut lines = rendered.lines().filter(|l| !l.trim().is_empty());
+            let first = lines.next().unwrap_or("bad arguments");
+            let mut first = first.strip_prefix("error: ").unwrap_or(first).to_string();
+            // "the following required arguments were not provided:" names them on the next line.
+            if first.ends_with(':')
+                && let Some(next) = lines.next()
+            {
+                first = format!("{first} {}", next.trim());
+            }
             eprintln!("detect-agent: error: {first} (see --help)");
             return ExitCode::from(2);
         }
@@ -70,6 +77,7 @@ pub fn main() -> ExitCode {
         Command::Dump(args) => dump::run(args),
         Command::Run { config } => run_daemon(&config),
         Command::CheckConfig { config } => check::run(&config),
+        Command::Evaluate(args) => evaluate::run(args),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,297 @@
+//! The alarm state machine of detect-rules §4.7 for ONE thing and N profiles: datapoints
+//! (with the §4.4 traffic window), one event per transition, stable violation ids, staleness
+//! (§4.6). Persisting and reloading: `snapshot.rs`; the one-sample check: `check.rs`. Time and
+//! ids come in from the caller; no I/O.
+
+use std::borrow::Cow;
+use std::cell::OnceCell;
+use std::collections::VecDeque;
+
+use super::event::{Event, EventType, MetricValue, VERIFICATION_STATE, violation_id};
+use super::metrics::{self, Datapoint, Kind, MetricRef};
+use super::operators::judge;
+use super::profile::{Behavior, Profile, Rule};
+use crate::report::{NetworkStats, Report};
+
+pub use super::check::{BehaviorCheck, CheckOutcome, check};
+pub use super::ids::{IdSource, seeded_ids};
+pub use super::snapshot::{Alarm, BehaviorState, EngineState, Track, TrafficEntry};
+
+/// No accepted report for more than 2 days while an alarm is active: `alarm-invalidated` (§4.6).
+pub const STALE_AFTER_MS: u64 = 48 * 3600 * 1000;
+
+/// Traffic history kept for `durationSeconds` windows: the longest window (3600 s), at most
+/// this many samples (one per second over the longest window); older entries are dropped.
+const TRAFFIC_MAX_AGE_MS: u64 = 3600 * 1000;
+const TRAFFIC_MAX_ENTRIES: usize = 3600;
+
+pub struct Engine {
+    pub(super) thing: String,
+    pub(super) profiles: Vec<Profile>,
+    /// Parallel to `profiles[i].behaviors`.
+    pub(super) tracks: Vec<Vec<Track>>,
+    pub(super) traffic: VecDeque<TrafficEntry>,
+    pub(super) last_report_ms: Option<u64>,
+    pub(super) ids: IdSource,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("thing", &self.thing)
+            .field("profiles", &self.profiles.len())
+            .field("active_alarms", &self.active_alarms())
+            .finish()
+    }
+}
+
+impl Engine {
+    pub fn new(thing: impl Into<String>, profiles: Vec<Profile>, ids: IdSource) -> Self {
+        let tracks = profiles
+            .iter()
+            .map(|p| vec![Track::default(); p.behaviors.len()])
+            .collect();
+        Engine {
+            thing: thing.into(),
+            profiles,
+            tracks,
+            traffic: VecDeque::new(),
+            last_report_ms: None,
+            ids,
+        }
+    }
+
+    pub fn thing(&self) -> &str {
+        &self.thing
+    }
+
+    pub fn profiles(&self) -> &[Profile] {
+        &self.profiles
+    }
+
+    /// Number of alarms currently active, over all profiles.
+    pub fn active_alarms(&self) -> usize {
+        self.tracks
+            .iter()
+            .flatten()
+            .filter(|t| t.alarm.is_some())
+            .count()
+    }
+
+    /// Evaluates one report (the full, uncut sample) as a datapoint at `time_ms`. Events come
+    /// in profile order, then behavior order (§4.10). A gap of more than `STALE_AFTER_MS` since
+    /// the previous report first invalidates active alarms.
+    ///
+    /// `report.metrics.network_stats` must be the traffic since the previous *sample* (issue #8
+    /// item 2): a delta that rolls an outage's unsettled traffic into one report would fake a
+    /// spike. `None` gives the four traffic metrics no datapoint.
+    pub fn evaluate(&mut self, report: &Report, time_ms: u64) -> Vec<Event> {
+        let mut events = match self.last_report_ms {
+            Some(last) if time_ms.saturating_sub(last) > STALE_AFTER_MS => {
+                self.expire(last + STALE_AFTER_MS)
+            }
+            _ => Vec::new(),
+        };
+        self.last_report_ms = Some(time_ms);
+        if let Some(stats) = report.metrics.network_stats {
+            self.remember_traffic(time_ms, stats);
+        }
+        let report_id = report.header.report_id;
+        let extracted = Extracted::new(report);
+        for (p, profile) in self.profiles.iter().enumerate() {
+            for (b, behavior) in profile.behaviors.iter().enumerate() {
+                let Some(rule) = &behavior.rule else { continue };
+                let Some(dp) = extracted.datapoint(rule, time_ms, &self.traffic) else {
+                    continue; // no datapoint: runs stay as they are (§4.6)
+                };
+                let violating = judge(rule.operator, &rule.reference, &dp, 1).violating;
+                let track = &mut self.tracks[p][b];
+                if let Some((kind, id)) = step(track, rule, violating, time_ms, &mut self.ids) {
+                    let cause = Some((&*dp, report_id));
+                    let e = event(&self.thing, profile, behavior, kind, time_ms, cause, id);
+                    events.push(e);
+                }
+            }
+        }
+        events
+    }
+
+    /// Invalidates every active alarm at `time_ms` (the thing went silent, §4.6). Callers with
+    /// a clock (the fleet service) call it when `STALE_AFTER_MS` has passed without a report.
+    pub fn expire(&mut self, time_ms: u64) -> Vec<Event> {
+        let mut events = Vec::new();
+        for (p, profile) in self.profiles.iter().enumerate() {
+            for (b, behavior) in profile.behaviors.iter().enumerate() {
+                let track = &mut self.tracks[p][b];
+                if let Some(alarm) = track.alarm.take() {
+                    *track = Track::default();
+                    let (kind, id) = (EventType::AlarmInvalidated, alarm.violation_id);
+                    let e = event(&self.thing, profile, behavior, kind, time_ms, None, id);
+                    events.push(e);
+                }
+            }
+        }
+        events
+    }
+
+    /// The one-sample check of `dump --profile` over this engine's profiles (no state).
+    pub fn check(&self, report: &Report) -> Vec<BehaviorCheck> {
+        check(&self.profiles, report)
+    }
+
+    fn remember_traffic(&mut self, time_ms: u64, stats: NetworkStats) {
+        self.traffic.push_back(TrafficEntry { time_ms, stats });
+        let oldest = time_ms.saturating_sub(TRAFFIC_MAX_AGE_MS);
+        while self.traffic.front().is_some_and(|e| e.time_ms <= oldest) {
+            self.traffic.pop_front();
+        }
+        if self.traffic.len() > TRAFFIC_MAX_ENTRIES {
+            let dropped = self.traffic.len() - TRAFFIC_MAX_ENTRIES;
+            self.traffic.drain(..dropped);
+            tracing::warn!(
+                dropped,
+                kept = TRAFFIC_MAX_ENTRIES,
+                "traffic history full: reports come faster than one per second; oldest dropped"
+            );
+        }
+    }
+}
+
+/// The §4.7 machine for one datapoint. Returns the transition, with the episode's id.
+fn step(
+    track: &mut Track,
+    rule: &Rule,
+    violating: bool,
+    time_ms: u64,
+    ids: &mut IdSource,
+) -> Option<(EventType, String)> {
+    if violating {
+        track.good_run = 0;
+        match &mut track.alarm {
+            Some(alarm) => {
+                alarm.last_violation_ms = time_ms;
+                None
+            }
+            None => {
+                track.bad_run += 1;
+                if track.bad_run < rule.to_alarm {
+                    return None;
+                }
+                track.bad_run = 0;
+                let id = violation_id(ids());
+                track.alarm = Some(Alarm {
+                    violation_id: id.clone(),
+                    start_ms: time_ms,
+                    last_violation_ms: time_ms,
+                });
+                Some((EventType::InAlarm, id))
+            }
+        }
+    } else {
+        track.bad_run = 0;
+        track.alarm.as_ref()?;
+        track.good_run += 1;
+        if track.good_run < rule.to_clear {
+            return None;
+        }
+        track.good_run = 0;
+        let alarm = track.alarm.take()?;
+        Some((EventType::AlarmCleared, alarm.violation_id))
+    }
+}
+
+/// The device-side datapoints of one report, each extracted at most once (20 behaviors on
+/// the destination addresses of 10 000 connections share one sorted list).
+struct Extracted<'r> {
+    report: &'r Report,
+    aws: [OnceCell<Option<Datapoint>>; metrics::TABLE.len()],
+}
+
+impl<'r> Extracted<'r> {
+    fn new(report: &'r Report) -> Self {
+        Extracted {
+            report,
+            aws: Default::default(),
+        }
+    }
+
+    /// The datapoint of `rule`; traffic metrics with `durationSeconds` sum the deltas of the
+    /// reports in `(t − d, t]` (§4.4), the current report included (it must carry
+    /// network_stats, else there is no datapoint).
+    fn datapoint(
+        &self,
+        rule: &Rule,
+        time_ms: u64,
+        traffic: &VecDeque<TrafficEntry>,
+    ) -> Option<Cow<'_, Datapoint>> {
+        let MetricRef::Aws(spec) = &rule.metric else {
+            return metrics::extract(&rule.metric, self.report).map(Cow::Owned);
+        };
+        let cell = &self.aws[spec.source as usize];
+        let dp = cell
+            .get_or_init(|| metrics::extract(&rule.metric, self.report))
+            .as_ref()?;
+        match rule.duration_secs {
+            Some(d) if spec.kind == Kind::Traffic => {
+                let from = time_ms.saturating_sub(d * 1000);
+                let sum = traffic
+                    .iter()
+                    .filter(|e| e.time_ms > from && e.time_ms <= time_ms)
+                    .filter_map(|e| metrics::traffic(spec.source, &e.stats))
+                    .fold(0u64, u64::saturating_add);
+                Some(Cow::Owned(Datapoint::Count(sum)))
+            }
+            _ => Some(Cow::Borrowed(dp)),
+        }
+    }
+}
+
+/// One event of a loaded behavior; `cause` is the datapoint and its report id (absent on
+/// `alarm-invalidated`).
+fn event(
+    thing: &str,
+    profile: &Profile,
+    behavior: &Behavior,
+    kind: EventType,
+    time_ms: u64,
+    cause: Option<(&Datapoint, u64)>,
+    violation_id: String,
+) -> Event {
+    let json = &behavior.json;
+    event_of(
+        thing,
+        &profile.name,
+        json,
+        kind,
+        time_ms,
+        cause,
+        violation_id,
+    )
+}
+
+/// One event of a behavior known by its profile name and JSON (also a saved one, on restore).
+pub(super) fn event_of(
+    thing: &str,
+    profile: &str,
+    behavior: &serde_json::Value,
+    kind: EventType,
+    time_ms: u64,
+    cause: Option<(&Datapoint, u64)>,
+    violation_id: String,
+) -> Event {
+    Event {
+        violation_event_time: time_ms,
+        thing_name: thing.to_string(),
+        security_profile_name: profile.to_string(),
+        behavior: behavior.clone(),
+        violation_event_type: kind,
+        metric_value: cause.map(|(dp, _)| MetricValue::from(dp)),
+        violation_id,
+        verification_state: VERIFICATION_STATE.to_string(),
+        report_id: cause.map(|(_, id)| id),
+    }
+}
+
+#[cfg(test)]
+#[path = "engine_tests.rs"]
+mod tests;
