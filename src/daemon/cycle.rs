@@ -8,11 +8,36 @@ use super::verdicts::{Unsettled, Verdicts};
 use crate::collect::{self, CollectError, CollectOptions, Sample};
 use crate::config::Config;
 use crate::publish::{Backoff, ConnState, MqttSettings, Outcome, Publisher, Status};
-use crate::report::{self, Baseline, Format};
+use crate::report::{self, Baseline, Format, NetworkStats, Report};
 use crate::state::{State, epoch_ms};
 
 /// A sample that takes longer than this is abandoned (the loop is then unhealthy).
 const SAMPLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A sample and, when the interface counters could not be read, why.
+struct Sampled {
+    sample: Sample,
+    counters_err: Option<CollectError>,
+}
+
+/// The full, uncut report, and the baseline it settles to once its traffic is counted.
+struct Built {
+    report: Report,
+    settles_to: Option<Baseline>,
+}
+
+/// The encoded report as it goes on the wire.
+struct Wire {
+    report_id: u64,
+    bytes: Vec<u8>,
+}
+
+/// How the publish of one report ended.
+struct Published {
+    report_id: u64,
+    bytes: usize,
+    outcome: Outcome,
+}
 
 /// Everything one configuration generation needs.
 pub(super) struct Agent {
@@ -89,45 +114,59 @@ impl Agent {
         format!("{}; last verdict: {}", conn.describe(), self.last_verdict)
     }
 
-    /// One report: sample, rebase the baseline, take an id, encode, publish, settle.
+    /// One report, as stages that hand their value to the next (architecture.md, "One
+    /// sample, start to finish"): sample → report → (detect) → publish → settle. A stage that
+    /// fails logs why and ends the cycle; `failures` counts the cycles that made no report.
     pub(super) async fn cycle(&mut self) {
         self.take_late_verdicts();
+        let Some(sampled) = self.sample().await else {
+            return;
+        };
+        let Some(built) = self.report(sampled) else {
+            return;
+        };
+        let Some(wire) = self.encode(&built) else {
+            return;
+        };
+        let published = self.publish(wire).await;
+        self.settle(published, built.settles_to);
+    }
+
+    /// Stage 1: one sample of the host, bounded by `SAMPLE_TIMEOUT`.
+    async fn sample(&mut self) -> Option<Sampled> {
         tracing::debug!("cycle: sampling");
-        let (sample, counters_err) = match self.sample().await {
-            Ok(s) => s,
-            Err(e) => {
+        let opts = self.collect.clone();
+        let job = tokio::task::spawn_blocking(move || collect::sample_lenient(&opts));
+        let result = match tokio::time::timeout(SAMPLE_TIMEOUT, job).await {
+            Err(_) => Err(format!("took longer than {SAMPLE_TIMEOUT:?}")),
+            Ok(Err(e)) => Err(format!("sampling task failed: {e}")),
+            Ok(Ok(Err(e))) => Err(e.to_string()),
+            Ok(Ok(Ok((sample, counters_err)))) => Ok(Sampled {
+                sample,
+                counters_err,
+            }),
+        };
+        result
+            .inspect_err(|e| {
                 self.failures += 1;
                 tracing::error!(error = %e, failures = self.failures, "sampling failed; no report this slot");
-                return;
-            }
-        };
-        // The baseline this report settles to, when its counters could be read.
+            })
+            .ok()
+    }
+
+    /// Stage 2: the full (uncut) report: traffic since the report baseline, a report id.
+    fn report(&mut self, sampled: Sampled) -> Option<Built> {
+        let Sampled {
+            sample,
+            counters_err,
+        } = sampled;
         let (stats, settles_to) = match counters_err {
             Some(e) => {
                 // The baseline is left alone: the traffic rolls into the next readable sample.
                 tracing::error!(error = %e, "interface counters unreadable; this report has no network_stats");
                 (None, None)
             }
-            None => {
-                let boot_id = sample.boot_id.as_deref();
-                let (stats, rebase) = self.baseline.step(boot_id, &sample.counters);
-                if rebase.restarted || !rebase.reset.is_empty() {
-                    tracing::info!(restarted = rebase.restarted, reset = ?rebase.reset, "counter baseline restarted");
-                }
-                if rebase.changed() {
-                    // Baselines remembered for late verdicts no longer compare with this one.
-                    self.unsettled.clear();
-                }
-                // A rebase that changed the baseline is persisted at once, so a restart never
-                // compares against stale counters. An unchanged one is already on disk: one
-                // flash write fewer per cycle on a gateway.
-                if rebase.changed()
-                    && let Err(e) = self.state.save_baseline(&self.baseline)
-                {
-                    tracing::warn!(error = %e, "cannot persist the counter baseline");
-                }
-                (stats, Some(Baseline::new(boot_id, &sample.counters)))
-            }
+            None => self.rebase(&sample),
         };
         let report_id = match self.state.next_report_id(epoch_ms()) {
             Ok(next) => {
@@ -139,42 +178,79 @@ impl Agent {
             Err(e) => {
                 self.failures += 1;
                 tracing::error!(error = %e, "no report id left; no report this slot");
-                return;
+                return None;
             }
         };
         let report = report::build(&sample.sockets, stats, report_id);
-        let encoded = match report::encode(&report, self.format) {
-            Ok(e) => e,
+        Some(Built { report, settles_to })
+    }
+
+    /// Rebases the report baseline on the sample's counters: the report's network_stats,
+    /// and the baseline the report settles to once its traffic is counted.
+    fn rebase(&mut self, sample: &Sample) -> (Option<NetworkStats>, Option<Baseline>) {
+        let boot_id = sample.boot_id.as_deref();
+        let (stats, rebase) = self.baseline.step(boot_id, &sample.counters);
+        if rebase.restarted || !rebase.reset.is_empty() {
+            tracing::info!(restarted = rebase.restarted, reset = ?rebase.reset, "counter baseline restarted");
+        }
+        if rebase.changed() {
+            // Baselines remembered for late verdicts no longer compare with this one.
+            self.unsettled.clear();
+        }
+        // A rebase that changed the baseline is persisted at once, so a restart never
+        // compares against stale counters. An unchanged one is already on disk: one
+        // flash write fewer per cycle on a gateway.
+        if rebase.changed()
+            && let Err(e) = self.state.save_baseline(&self.baseline)
+        {
+            tracing::warn!(error = %e, "cannot persist the counter baseline");
+        }
+        (stats, Some(Baseline::new(boot_id, &sample.counters)))
+    }
+
+    /// Stage 3: the wire bytes, cut to the payload limit.
+    fn encode(&mut self, built: &Built) -> Option<Wire> {
+        let report_id = built.report.header.report_id;
+        match report::encode(&built.report, self.format) {
+            Ok(e) => {
+                self.failures = 0;
+                Some(Wire {
+                    report_id,
+                    bytes: e.bytes,
+                })
+            }
             Err(e) => {
                 self.failures += 1;
                 tracing::error!(report_id, error = %e, "cannot encode the report");
-                return;
+                None
             }
-        };
-        self.failures = 0;
-        let bytes = encoded.bytes.len();
-        tracing::debug!(report_id, bytes, "cycle: publishing");
-        let outcome = self
-            .publisher
-            .publish(report_id, encoded.bytes, self.verdict_wait)
-            .await;
-        self.settle(report_id, bytes, settles_to, outcome);
+        }
     }
 
-    async fn sample(&self) -> Result<(Sample, Option<CollectError>), String> {
-        let opts = self.collect.clone();
-        let job = tokio::task::spawn_blocking(move || collect::sample_lenient(&opts));
-        match tokio::time::timeout(SAMPLE_TIMEOUT, job).await {
-            Err(_) => Err(format!("took longer than {SAMPLE_TIMEOUT:?}")),
-            Ok(Err(e)) => Err(format!("sampling task failed: {e}")),
-            Ok(Ok(Err(e))) => Err(e.to_string()),
-            Ok(Ok(Ok(s))) => Ok(s),
+    /// Stage 4: the report to the broker, waiting (bounded) for its PUBACK and verdict.
+    async fn publish(&mut self, wire: Wire) -> Published {
+        let Wire { report_id, bytes } = wire;
+        let len = bytes.len();
+        tracing::debug!(report_id, bytes = len, "cycle: publishing");
+        let outcome = self
+            .publisher
+            .publish(report_id, bytes, self.verdict_wait)
+            .await;
+        Published {
+            report_id,
+            bytes: len,
+            outcome,
         }
     }
 
     /// Advances the baseline when `Verdicts::settles` says the report's traffic has been
     /// counted; otherwise it rolls into the next report.
-    fn settle(&mut self, report_id: u64, bytes: usize, to: Option<Baseline>, outcome: Outcome) {
+    fn settle(&mut self, published: Published, to: Option<Baseline>) {
+        let Published {
+            report_id,
+            bytes,
+            outcome,
+        } = published;
         let advance = self.verdicts.settles(&outcome);
         match &outcome {
             Outcome::Accepted => self.last_verdict = format!("report {report_id} accepted"),
