@@ -1,5 +1,6 @@
 //! Delivers encoded reports over MQTT with mutual TLS and reads the backend's verdicts
-//! (protocol doc §2–§3). Knows nothing of /proc or of how a report is built.
+//! (protocol doc §2–§3), and sends alarm messages at QoS 1 (`Publisher::send`). Knows
+//! nothing of /proc, of how a report is built or of when an alarm is raised.
 
 pub mod backoff;
 pub mod check;
@@ -12,7 +13,7 @@ pub mod verdict;
 
 pub use backoff::Backoff;
 pub use check::{Problem, Severity, check_identity};
-pub use client::{MAX_PAYLOAD, Outcome, PublishError, Publisher};
+pub use client::{MAX_PAYLOAD, NotSent, Outcome, PublishError, Publisher};
 pub use session::ConnState;
 pub use tls::{MqttSettings, TlsError, client_config};
 pub use topics::Topics;

@@ -56,7 +56,7 @@ pub struct Backend {
     task: tokio::task::JoinHandle<()>,
 }
 
-fn tls(pki: &Pki, id: &Identity) -> TlsConfiguration {
+pub fn tls(pki: &Pki, id: &Identity) -> TlsConfiguration {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(&pki.ca).unwrap() {
