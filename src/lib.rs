@@ -5,6 +5,7 @@
 pub mod collect;
 pub mod config;
 pub mod daemon;
+pub mod detect;
 pub mod identity;
 pub mod publish;
 pub mod report;

@@ -19,6 +19,7 @@ pub fn build(sockets: &SocketTable, network_stats: Option<NetworkStats>, report_
             listening_udp_ports: port_list(&sockets.udp_listen),
             established: connection_list(&sockets.tcp_established),
             network_stats,
+            missing: Default::default(),
         },
         custom_metrics: Default::default(),
     }

@@ -241,7 +241,8 @@ fn entry(key: Key, short: bool, value: Node<'_>) -> (Cow<'static, str>, Node<'_>
 }
 
 /// The whole report with the selected list entries. Optional keys are left out, never null
-/// (protocol doc §7.1 item 7); header and the three lists are always present.
+/// (protocol doc §7.1 item 7); header and the three lists are present unless `missing` says
+/// a decoded report lacked them.
 pub(super) fn tree<'a>(report: &'a Report, format: Format, sel: &'a Selection) -> Node<'a> {
     let short = format.short_keys();
     let m = &report.metrics;
@@ -259,18 +260,15 @@ pub(super) fn tree<'a>(report: &'a Report, format: Format, sel: &'a Selection) -
             entry(Key::Total, short, Node::UInt(list.total)),
         ])
     };
-    let mut metrics = vec![
-        entry(
-            Key::ListeningTcpPorts,
-            short,
-            ports(&m.listening_tcp_ports, sel.tcp),
-        ),
-        entry(
-            Key::ListeningUdpPorts,
-            short,
-            ports(&m.listening_udp_ports, sel.udp),
-        ),
-    ];
+    let mut metrics = Vec::new();
+    if !m.missing.listening_tcp_ports {
+        let node = ports(&m.listening_tcp_ports, sel.tcp);
+        metrics.push(entry(Key::ListeningTcpPorts, short, node));
+    }
+    if !m.missing.listening_udp_ports {
+        let node = ports(&m.listening_udp_ports, sel.udp);
+        metrics.push(entry(Key::ListeningUdpPorts, short, node));
+    }
     if let Some(ns) = &m.network_stats {
         metrics.push(entry(
             Key::NetworkStats,
@@ -284,18 +282,20 @@ pub(super) fn tree<'a>(report: &'a Report, format: Format, sel: &'a Selection) -
         ));
     }
     let conns = Node::Connections(&m.established.connections, &sel.connections, short);
-    metrics.push(entry(
-        Key::TcpConnections,
-        short,
-        Node::Map(vec![entry(
-            Key::EstablishedConnections,
+    if !m.missing.tcp_connections {
+        metrics.push(entry(
+            Key::TcpConnections,
             short,
-            Node::Map(vec![
-                entry(Key::Connections, short, conns),
-                entry(Key::Total, short, Node::UInt(m.established.total)),
-            ]),
-        )]),
-    ));
+            Node::Map(vec![entry(
+                Key::EstablishedConnections,
+                short,
+                Node::Map(vec![
+                    entry(Key::Connections, short, conns),
+                    entry(Key::Total, short, Node::UInt(m.established.total)),
+                ]),
+            )]),
+        ));
+    }
     let mut root = vec![
         entry(Key::Header, short, header),
         entry(Key::Metrics, short, Node::Map(metrics)),

@@ -14,6 +14,7 @@ fn report(custom: &[(&str, CustomValue)]) -> Report {
             listening_udp_ports: PortList::default(),
             established: ConnectionList::default(),
             network_stats: None,
+            missing: Default::default(),
         },
         custom_metrics: custom
             .iter()
@@ -298,6 +299,7 @@ fn varied(seed: u64, tcp: usize, udp: usize, conns: usize) -> Report {
                 packets_in: 24,
                 packets_out: 70_000,
             }),
+            missing: Default::default(),
         },
         custom_metrics: [("m1".to_string(), CustomValue::Number(0.5))]
             .into_iter()

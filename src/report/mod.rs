@@ -2,6 +2,7 @@
 //! model, key names, limits, deltas and the JSON/CBOR encoders. No I/O here.
 
 pub mod build;
+pub mod decode;
 pub mod delta;
 pub mod encode;
 pub mod format;
@@ -11,8 +12,11 @@ mod measure;
 pub mod model;
 
 pub use build::build;
+pub use decode::{DecodeError, decode, decode_value};
 pub use delta::{Baseline, NetworkStats, Rebase};
 pub use encode::{Encoded, ReportError, encode};
 pub use format::{Format, UnknownFormat};
 pub use limits::{Cut, ListCut, MAX_PAYLOAD_BYTES};
-pub use model::{Connection, ConnectionList, CustomValue, Header, Metrics, Port, PortList, Report};
+pub use model::{
+    Connection, ConnectionList, CustomValue, Header, Metrics, Missing, Port, PortList, Report,
+};

@@ -31,6 +31,20 @@ pub struct Metrics {
     pub established: ConnectionList,
     /// Deltas since the previous report; `None` when no honest delta exists (protocol doc §1.4).
     pub network_stats: Option<NetworkStats>,
+    /// Sections a decoded report left out (all are optional, protocol doc §1.4). Reports the
+    /// agent builds leave out none; detect gives no datapoint for a missing section
+    /// (detect-rules §4.6) and the encoder omits it.
+    pub missing: Missing,
+}
+
+/// Which list sections are absent (as opposed to present and empty: an empty list is a
+/// conforming datapoint, an absent section is none).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Missing {
+    pub listening_tcp_ports: bool,
+    pub listening_udp_ports: bool,
+    /// `tcp_connections` or its `established_connections` is absent.
+    pub tcp_connections: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
