@@ -283,7 +283,7 @@ impl Config {
                 Err(e) => out.push(Problem::Error(format!("{key}: {e}"))),
             }
         }
-        if let Some(Err(e)) = self.alarm_topic() {
+        if let Some(Err(e)) = self.thing_name.as_deref().map(|t| self.alarm_topic(t)) {
             out.push(Problem::Error(format!("detect.alarm_topic: {e}")));
         }
         if self.report.interval_secs < AWS_MIN_INTERVAL_SECS {
@@ -295,12 +295,11 @@ impl Config {
         out
     }
 
-    /// The alarm topic with `{thing}` replaced by the thing name, checked again (the thing
-    /// name is part of it); `None` without a thing name.
-    pub fn alarm_topic(&self) -> Option<Result<String, String>> {
-        let thing = self.thing_name.as_deref()?;
+    /// The alarm topic with `{thing}` replaced by `thing`, checked again (the thing name is
+    /// part of it).
+    pub fn alarm_topic(&self, thing: &str) -> Result<String, String> {
         let topic = self.detect.alarm_topic.replace("{thing}", thing);
-        Some(check_topic(&topic).map(|()| topic))
+        check_topic(&topic).map(|()| topic)
     }
 
     /// The MQTT client id: `client_id`, else the thing name.
@@ -421,11 +420,12 @@ dir = "/var/lib/detect-agent"
         let c = parse("thing_name = \"gw-01\"\n").unwrap();
         assert!(c.detect.profiles.is_empty());
         assert_eq!(
-            c.alarm_topic(),
-            Some(Ok("detect-agent/gw-01/alarms".to_string()))
+            c.alarm_topic("gw-01"),
+            Ok("detect-agent/gw-01/alarms".to_string())
         );
+        assert!(c.problems().is_empty());
         let c = parse("thing_name = \"gw\"\n[detect]\nalarm_topic = \"site/{thing}/{thing}\"\nprofiles = [\"/p.json\"]\n").unwrap();
-        assert_eq!(c.alarm_topic(), Some(Ok("site/gw/gw".to_string())));
+        assert_eq!(c.alarm_topic("gw"), Ok("site/gw/gw".to_string()));
         assert_eq!(c.detect.profiles, [PathBuf::from("/p.json")]);
         for bad in ["a/+/b", "a/#", ""] {
             let err = parse(&format!("[detect]\nalarm_topic = {bad:?}\n"))

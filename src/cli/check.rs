@@ -1,5 +1,6 @@
 //! `detect-agent check-config`: every problem in a config file, one line each — keys, files,
-//! key/certificate match, certificate dates, thing name, interval. Non-zero exit on any error.
+//! key/certificate match, certificate dates, thing name, interval, security profiles (with the
+//! warnings of behaviors not evaluated on the device). Non-zero exit on any error.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -44,6 +45,20 @@ pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
                     errors += 1;
                 }
                 lines.push(p.to_string());
+            }
+        }
+    }
+    // The engine's loader: each problem names the file, the behavior and the field.
+    match detect_agent::detect::profile::load_all(&config.detect.profiles) {
+        Ok(loaded) => {
+            for w in &loaded.warnings {
+                lines.push(format!("warning: {w}"));
+            }
+        }
+        Err(e) => {
+            for p in &e.problems {
+                errors += 1;
+                lines.push(format!("error: {p}"));
             }
         }
     }

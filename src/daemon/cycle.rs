@@ -1,12 +1,15 @@
 //! One report per slot: sample the host, rebase the counter baseline, take a report id,
-//! encode, publish, and settle the baseline on the verdict. No signals or scheduling here.
+//! detect (`alarms`), encode, publish, and settle the baseline on the verdict. No signals or
+//! scheduling here.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::DaemonError;
+use super::alarms::Alarms;
 use super::verdicts::{Unsettled, Verdicts};
 use crate::collect::{self, CollectError, CollectOptions, Sample};
 use crate::config::Config;
+use crate::detect::Profile;
 use crate::publish::{Backoff, ConnState, MqttSettings, Outcome, Publisher, Status};
 use crate::report::{self, Baseline, Format, NetworkStats, Report};
 use crate::state::{State, epoch_ms};
@@ -20,10 +23,12 @@ struct Sampled {
     counters_err: Option<CollectError>,
 }
 
-/// The full, uncut report, and the baseline it settles to once its traffic is counted.
+/// The full, uncut report, the baseline it settles to once its traffic is counted, and the
+/// traffic since the previous sample (for detection).
 struct Built {
     report: Report,
     settles_to: Option<Baseline>,
+    since_sample: Option<NetworkStats>,
 }
 
 /// The encoded report as it goes on the wire.
@@ -53,11 +58,13 @@ pub(super) struct Agent {
     pub(super) last_verdict: String,
     verdicts: Verdicts,
     unsettled: Unsettled,
+    alarms: Alarms,
 }
 
 impl Agent {
-    /// Starts on a config that `validate` has passed (and logged the warnings of).
-    pub(super) fn start(config: &Config) -> Result<Self, DaemonError> {
+    /// Starts on a config that `validate` has passed (and logged the warnings of), with the
+    /// profiles it loaded.
+    pub(super) fn start(config: &Config, profiles: Vec<Profile>) -> Result<Self, DaemonError> {
         let (Some(thing), Some(mqtt), Some(client_id)) =
             (&config.thing_name, &config.mqtt, config.client_id())
         else {
@@ -87,6 +94,10 @@ impl Agent {
             keep_alive_secs: mqtt.keep_alive_secs,
         };
         let publisher = Publisher::start(settings, Backoff::reconnect(seed()))?;
+        let topic = config
+            .alarm_topic(thing)
+            .map_err(|e| DaemonError::Config(format!("detect.alarm_topic: {e}")))?;
+        let alarms = Alarms::start(thing, topic, profiles, &state, epoch_ms());
         tracing::info!(
             thing = %thing,
             format = %format,
@@ -107,24 +118,37 @@ impl Agent {
             last_verdict: "none yet".to_string(),
             verdicts: Verdicts::default(),
             unsettled: Unsettled::default(),
+            alarms,
         })
     }
 
     pub(super) fn status(&self, conn: &ConnState) -> String {
-        format!("{}; last verdict: {}", conn.describe(), self.last_verdict)
+        let mut line = format!(
+            "{}; last verdict: {}; active alarms: {}",
+            conn.describe(),
+            self.last_verdict,
+            self.alarms.active()
+        );
+        let queued = self.alarms.queued();
+        if queued > 0 {
+            line.push_str(&format!(" ({queued} alarm events queued)"));
+        }
+        line
     }
 
     /// One report, as stages that hand their value to the next (architecture.md, "One
-    /// sample, start to finish"): sample → report → (detect) → publish → settle. A stage that
+    /// sample, start to finish"): sample → report → detect → publish → settle. A stage that
     /// fails logs why and ends the cycle; `failures` counts the cycles that made no report.
     pub(super) async fn cycle(&mut self) {
         self.take_late_verdicts();
         let Some(sampled) = self.sample().await else {
             return;
         };
-        let Some(built) = self.report(sampled) else {
+        let Some(mut built) = self.report(sampled) else {
             return;
         };
+        self.alarms
+            .evaluate(&mut built.report, built.since_sample, &self.state);
         let Some(wire) = self.encode(&built) else {
             return;
         };
@@ -160,13 +184,16 @@ impl Agent {
             sample,
             counters_err,
         } = sampled;
-        let (stats, settles_to) = match counters_err {
+        let (stats, settles_to, since_sample) = match counters_err {
             Some(e) => {
                 // The baseline is left alone: the traffic rolls into the next readable sample.
                 tracing::error!(error = %e, "interface counters unreadable; this report has no network_stats");
-                (None, None)
+                (None, None, None)
             }
-            None => self.rebase(&sample),
+            None => {
+                let (stats, settles_to) = self.rebase(&sample);
+                (stats, settles_to, self.alarms.traffic(&sample))
+            }
         };
         let report_id = match self.state.next_report_id(epoch_ms()) {
             Ok(next) => {
@@ -182,7 +209,11 @@ impl Agent {
             }
         };
         let report = report::build(&sample.sockets, stats, report_id);
-        Some(Built { report, settles_to })
+        Some(Built {
+            report,
+            settles_to,
+            since_sample,
+        })
     }
 
     /// Rebases the report baseline on the sample's counters: the report's network_stats,
@@ -227,8 +258,10 @@ impl Agent {
         }
     }
 
-    /// Stage 4: the report to the broker, waiting (bounded) for its PUBACK and verdict.
+    /// Stage 4: queued alarm events first (they never wait for a report's verdict), then the
+    /// report, waiting (bounded) for its PUBACK and verdict.
     async fn publish(&mut self, wire: Wire) -> Published {
+        self.alarms.drain(&self.publisher).await;
         let Wire { report_id, bytes } = wire;
         let len = bytes.len();
         tracing::debug!(report_id, bytes = len, "cycle: publishing");
@@ -321,7 +354,7 @@ impl Agent {
 }
 
 /// Jitter seed: time and pid, so agents that boot together do not retry in step.
-fn seed() -> u64 {
+pub(super) fn seed() -> u64 {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)

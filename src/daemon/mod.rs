@@ -2,6 +2,7 @@
 //! speaks systemd notify and the watchdog, and runs one report cycle per slot (`cycle`).
 //! Never parses /proc or MQTT itself.
 
+mod alarms;
 mod cycle;
 pub mod notify;
 pub mod schedule;
@@ -13,6 +14,7 @@ use std::time::Duration;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::config::{Config, Problem};
+use crate::detect::Profile;
 use crate::state::State;
 use crate::state::epoch_ms;
 use cycle::Agent;
@@ -29,6 +31,8 @@ const UNHEALTHY_AFTER: u32 = 3;
 pub enum DaemonError {
     #[error("config: {0}")]
     Config(String),
+    #[error("profiles: {0}")]
+    Profiles(#[from] crate::detect::ProfileError),
     #[error("state: {0}")]
     State(#[from] crate::state::StateError),
     #[error("cannot start the runtime: {0}")]
@@ -59,7 +63,7 @@ struct Signals {
 
 enum Exit {
     Stop,
-    Reload(Box<Config>),
+    Reload(Box<Config>, Vec<Profile>),
 }
 
 async fn run_async(path: PathBuf, mut config: Config) -> Result<(), DaemonError> {
@@ -70,9 +74,9 @@ async fn run_async(path: PathBuf, mut config: Config) -> Result<(), DaemonError>
         hup: signal(SignalKind::hangup()).map_err(DaemonError::Signals)?,
     };
     // Checked once per config generation (a reload is checked in `reload`).
-    validate(&config)?;
+    let mut profiles = validate(&config)?;
     loop {
-        let mut agent = Agent::start(&config)?;
+        let mut agent = Agent::start(&config, profiles)?;
         notifier.ready();
         let exit = agent.serve(&path, &mut signals, &notifier).await;
         match exit {
@@ -82,18 +86,20 @@ async fn run_async(path: PathBuf, mut config: Config) -> Result<(), DaemonError>
                 tracing::info!("stopped");
                 return Ok(());
             }
-            Exit::Reload(new) => {
+            Exit::Reload(new, loaded) => {
                 notifier.reloading();
                 agent.publisher.shutdown(DISCONNECT_GRACE).await;
                 config = *new;
+                profiles = loaded;
                 tracing::info!("configuration reloaded");
             }
         }
     }
 }
 
-/// Checks a loaded config for what `run` needs; warnings are logged.
-fn validate(config: &Config) -> Result<(), DaemonError> {
+/// Checks a loaded config for what `run` needs and loads its security profiles (every
+/// problem of every profile on one line); warnings of both are logged.
+fn validate(config: &Config) -> Result<Vec<Profile>, DaemonError> {
     let mut errors = Vec::new();
     for p in config.problems() {
         match p {
@@ -107,11 +113,14 @@ fn validate(config: &Config) -> Result<(), DaemonError> {
     if config.mqtt.is_none() {
         errors.push("[mqtt] is required by run".to_string());
     }
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(DaemonError::Config(errors.join("; ")))
+    if !errors.is_empty() {
+        return Err(DaemonError::Config(errors.join("; ")));
     }
+    let loaded = crate::detect::profile::load_all(&config.detect.profiles)?;
+    for w in &loaded.warnings {
+        tracing::warn!(warning = %w, "profile behavior not evaluated on the device");
+    }
+    Ok(loaded.profiles)
 }
 
 impl Agent {
@@ -149,8 +158,8 @@ impl Agent {
                     _ = sig.term.recv() => return Exit::Stop,
                     _ = sig.int.recv() => return Exit::Stop,
                     _ = sig.hup.recv() => {
-                        if let Some(new) = reload(path) {
-                            return Exit::Reload(new);
+                        if let Some((new, profiles)) = reload(path) {
+                            return Exit::Reload(new, profiles);
                         }
                     }
                 }
@@ -176,16 +185,17 @@ impl Agent {
     }
 }
 
-/// Loads and checks the config again; an invalid one is refused and the old one stays.
-fn reload(path: &Path) -> Option<Box<Config>> {
+/// Loads and checks the config and its profiles again; an invalid one (or one invalid
+/// profile) is refused and the old configuration stays.
+fn reload(path: &Path) -> Option<(Box<Config>, Vec<Profile>)> {
     tracing::info!(path = %path.display(), "SIGHUP: reloading the configuration");
     // Everything Agent::start can trip over is checked here, before the old agent stops.
     match Config::load(path).map_err(|e| e.to_string()).and_then(|c| {
-        validate(&c).map_err(|e| e.to_string())?;
+        let profiles = validate(&c).map_err(|e| e.to_string())?;
         State::open(&c.state.dir).map_err(|e| e.to_string())?;
-        Ok(c)
+        Ok((c, profiles))
     }) {
-        Ok(c) => Some(Box::new(c)),
+        Ok((c, profiles)) => Some((Box::new(c), profiles)),
         Err(e) => {
             tracing::error!(error = %e, "new configuration refused; the old one stays in force");
             None
