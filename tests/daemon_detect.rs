@@ -5,11 +5,12 @@
 mod common;
 
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::agent::{Agent, Setup, accepted_for, config, spawn};
+use common::agent::{Agent, COUNT_LOOPBACK, Setup, accepted_for, config, loopback_traffic, spawn};
 use common::alarms::{ALARM_FILTER, Alarms};
+use common::notify::NotifySocket;
 use common::{Backend, Broker, Mode, Pki, eventually};
 use serde_json::Value;
 
@@ -26,19 +27,30 @@ fn free_port() -> u16 {
 }
 
 /// A profile (CreateSecurityProfile body with its name) that forbids listening on `port`.
-fn forbid_port(dir: &Path, port: u16) -> PathBuf {
-    let path = dir.join("forbidden-port.json");
-    let profile = serde_json::json!({
+fn forbid_port(port: u16) -> Value {
+    serde_json::json!({
         "securityProfileName": "test-forbidden-port",
         "behaviors": [{
             "name": "no-forbidden-listener",
             "metric": "aws:listening-tcp-ports",
             "criteria": {"comparisonOperator": "not-in-port-set", "value": {"ports": [port]}}
         }]
-    });
-    std::fs::write(&path, serde_json::to_vec_pretty(&profile).unwrap()).unwrap();
-    path
+    })
 }
+
+/// At most `SPIKE` bytes out per datapoint.
+fn limit_bytes_out() -> Value {
+    serde_json::json!({
+        "securityProfileName": "test-bytes-out",
+        "behaviors": [{
+            "name": "bytes-out-spike",
+            "metric": "aws:all-bytes-out",
+            "criteria": {"comparisonOperator": "less-than-equals", "value": {"count": SPIKE}}
+        }]
+    })
+}
+
+const SPIKE: u64 = 4_000_000;
 
 struct World {
     /// Keeps the certificates' directory alive.
@@ -52,17 +64,25 @@ struct World {
 }
 
 impl World {
+    /// The forbidden-port profile.
     async fn start() -> World {
+        World::start_with(forbid_port, "").await
+    }
+
+    /// A world whose profile (file `profile.json`) is `profile(port)`; `extra` goes into the
+    /// agent's config before `[detect]`.
+    async fn start_with(profile: fn(u16) -> Value, extra: &str) -> World {
         let pki = Pki::generate();
         let broker = Broker::start(&pki);
         let backend = Backend::start(&pki, broker.port).await;
         let alarms = Alarms::start(&pki, broker.port, ALARM_FILTER).await;
         let work = tempfile::tempdir().unwrap();
         let port = free_port();
-        let profile = forbid_port(work.path(), port);
+        let path = work.path().join("profile.json");
+        std::fs::write(&path, serde_json::to_vec_pretty(&profile(port)).unwrap()).unwrap();
         let extra = format!(
-            "[detect]\nprofiles = [{:?}]\n",
-            profile.display().to_string()
+            "{extra}[detect]\nprofiles = [{:?}]\n",
+            path.display().to_string()
         );
         let config = config(&Setup {
             dir: work.path(),
@@ -86,7 +106,11 @@ impl World {
 
     /// Starts the agent and waits until it has reported once (it is connected).
     async fn agent(&self) -> Agent {
-        let agent = spawn(&self.config, &[]);
+        self.agent_with(&[]).await
+    }
+
+    async fn agent_with(&self, env: &[(&str, &str)]) -> Agent {
+        let agent = spawn(&self.config, env);
         let before = self.backend.received().len();
         let reported = eventually(Duration::from_secs(30), || {
             self.backend.received().len() > before
@@ -178,9 +202,14 @@ async fn a_forbidden_listening_port_raises_in_alarm_within_two_intervals_and_a_r
     let (status, _) = agent.stop().await;
     assert!(status.success());
     assert!(w.state("alarms.json").contains(id.as_str().unwrap()));
-    let agent = w.agent().await;
+    let notify = NotifySocket::bind(w.work.path());
+    let agent = w
+        .agent_with(&[("NOTIFY_SOCKET", notify.path.to_str().unwrap())])
+        .await;
     tokio::time::sleep(intervals(2)).await;
     assert_eq!(w.alarms.of_type("in-alarm").len(), 1, "{}", agent.log());
+    let status = notify.last_status().unwrap_or_default();
+    assert!(status.ends_with("; active alarms: 1"), "{status}");
 
     // Closing the port clears the alarm the first run raised, with its id.
     drop(listener);
@@ -192,6 +221,13 @@ async fn a_forbidden_listening_port_raises_in_alarm_within_two_intervals_and_a_r
     assert_eq!(cleared.len(), 1, "{}", agent.log());
     assert_event(&cleared[0], "alarm-cleared", w.port);
     assert_eq!(cleared[0]["violationId"], id);
+    let cleared_status = eventually(intervals(2), || {
+        notify
+            .last_status()
+            .is_some_and(|s| s.ends_with("; active alarms: 0"))
+    })
+    .await;
+    assert!(cleared_status, "{:?}", notify.messages());
     let (status, _) = agent.stop().await;
     assert!(status.success());
     assert!(
@@ -259,7 +295,7 @@ async fn a_reload_without_the_profile_invalidates_its_alarm_and_an_invalid_profi
     assert_eq!(raised.len(), 1, "{}", agent.log());
 
     // A broken profile on SIGHUP: refused, the old one stays, nothing is invalidated.
-    let profile = w.work.path().join("forbidden-port.json");
+    let profile = w.work.path().join("profile.json");
     let good = std::fs::read_to_string(&profile).unwrap();
     std::fs::write(&profile, good.replace("not-in-port-set", "in-cidr-set")).unwrap();
     agent.signal(libc::SIGHUP);
@@ -274,7 +310,7 @@ async fn a_reload_without_the_profile_invalidates_its_alarm_and_an_invalid_profi
         .find(|l| l.contains("new configuration refused"))
         .unwrap()
         .to_string();
-    assert!(line.contains("forbidden-port.json"), "{line}");
+    assert!(line.contains("profile.json"), "{line}");
     assert!(line.contains("no-forbidden-listener"), "{line}");
     tokio::time::sleep(intervals(2)).await;
     assert!(agent.alive());
@@ -319,7 +355,68 @@ async fn a_reload_without_the_profile_invalidates_its_alarm_and_an_invalid_profi
     let last = log.lines().last().unwrap_or_default();
     assert!(last.starts_with("detect-agent: error: "), "{log}");
     assert!(
-        last.contains("forbidden-port.json") && last.contains("behavior b"),
+        last.contains("profile.json") && last.contains("behavior b"),
         "{log}"
     );
+}
+
+#[tokio::test]
+async fn traffic_rolled_into_one_report_by_a_broker_outage_does_not_fake_a_spike() {
+    let mut w = World::start_with(|_| limit_bytes_out(), COUNT_LOOPBACK).await;
+    let agent = w.agent().await;
+    // Reports with network_stats flow: the counter baselines exist.
+    let bytes_out = |r: &common::Received| {
+        r.value
+            .as_ref()?
+            .pointer("/metrics/network_stats/bytes_out")?
+            .as_u64()
+    };
+    let flowing = eventually(Duration::from_secs(20), || {
+        accepted_for(&w.backend.received(), "thing-ec")
+            .iter()
+            .any(|r| bytes_out(r).is_some())
+    })
+    .await;
+    assert!(flowing, "{}", agent.log());
+    let before = common::agent::last_report_id(&w.backend);
+
+    // Broker away for four intervals; under half the limit per sample, twice it in all.
+    w.broker.stop();
+    let until = Instant::now() + intervals(4);
+    while Instant::now() < until {
+        loopback_traffic(400_000).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let (seen_backend, seen_alarms) = (w.backend.subscriptions(), w.alarms.subscriptions());
+    w.broker.start_again();
+    w.backend.wait_subscribed(seen_backend).await;
+    w.alarms.wait_subscribed(seen_alarms).await;
+
+    // The first accepted report after the outage carries all of it...
+    let rolled = eventually(Duration::from_secs(40), || {
+        accepted_for(&w.backend.received(), "thing-ec")
+            .iter()
+            .any(|r| r.report_id > Some(before) && bytes_out(r) > Some(SPIKE))
+    })
+    .await;
+    assert!(
+        rolled,
+        "no report carried the outage's traffic; {}",
+        agent.log()
+    );
+    // ...but no datapoint was a spike.
+    tokio::time::sleep(intervals(2)).await;
+    assert!(w.alarms.received().is_empty(), "{:?}", w.alarms.received());
+
+    // A real spike in one sample does alarm, with the bytes of that sample.
+    loopback_traffic(2 * SPIKE as usize).await;
+    let got = w.wait_for("in-alarm", 1, intervals(3)).await;
+    assert_eq!(got.len(), 1, "{}", agent.log());
+    assert!(
+        got[0]["metricValue"]["count"].as_u64() > Some(SPIKE),
+        "{}",
+        got[0]
+    );
+    let (status, _) = agent.stop().await;
+    assert!(status.success());
 }

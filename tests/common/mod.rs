@@ -8,6 +8,7 @@ pub mod alarms;
 pub mod backend;
 pub mod broker;
 pub mod certs;
+pub mod notify;
 pub mod sockets;
 
 pub use backend::{Backend, Mode, Received};
