@@ -1,5 +1,7 @@
 //! Collector speed: one full sample + report encode with N established loopback connections,
 //! next to `ss -tan` in the same run; also sock_diag vs netstat2 vs /proc/net. Prints a table.
+//! Then detect: a 100-behavior profile with a 100 000-entry cidrsFile against a report of
+//! 10 000 connections (`detect` as the only argument runs just that part, no sockets).
 //! Run with scripts/bench-collect (no assertions: numbers only).
 
 use std::io::{BufRead, BufReader, Read};
@@ -114,6 +116,15 @@ fn main() {
         println!("collect bench: skipped outside `cargo bench` (run scripts/bench-collect)");
         return;
     }
+    if std::env::args().any(|a| a == "detect") {
+        let opts = CollectOptions::default();
+        let sample = time(15, || {
+            let s = collect::sample(&opts).expect("sample");
+            let r = report::build(&s.sockets, None, 1);
+            let _ = report::encode(&r, Format::Json);
+        });
+        return detect_figure(sample, "this host's sample+enc");
+    }
     let sizes: Vec<usize> = std::env::args()
         .skip(1)
         .filter_map(|a| a.parse().ok())
@@ -148,6 +159,7 @@ fn main() {
         "maxrss KiB",
         "VmHWM KiB"
     );
+    let mut largest = (0, Duration::ZERO);
     for n in sizes {
         let (mut child, clients) = open(n);
         let runs = if n >= 5000 { 15 } else { 31 };
@@ -192,6 +204,9 @@ fn main() {
         let pn = time(runs, || {
             sockets::raw(&procnet).expect("procnet");
         });
+        if n >= largest.0 {
+            largest = (n, full);
+        }
         let (ss_ms, ratio) = match ss {
             Some(d) => (format!("{:.2}", ms(d)), format!("{:.2}", ms(full) / ms(d))),
             None => ("-".into(), "-".into()),
@@ -216,7 +231,82 @@ fn main() {
         drop(clients);
         let _ = child.wait();
     }
+    detect_figure(largest.1, &format!("sample+enc at N={}", largest.0));
     println!(
         "(medians; ratio = sample+encode / ss -tan; diag = our state-filtered sock_diag dump,\n netstat2 = netstat2 0.11 iterate_sockets_info_without_pids, all states; maxrss = getrusage ru_maxrss, which includes\n the parent (cargo) peak inherited across exec; VmHWM = this process only)"
+    );
+}
+
+/// Detect cost: a 100-behavior profile (99 inline behaviors of every device-side kind, 530
+/// value elements, plus one `not-in-cidr-set` behavior on a 100 000-entry cidrsFile) against a
+/// report of 10 000 connections to distinct addresses none of which is blocklisted (every
+/// address is looked up: the worst case). `sample` is the sample time it is compared with.
+fn detect_figure(sample: Duration, sample_label: &str) {
+    use detect_agent::detect::{Engine, profile, seeded_ids};
+    use detect_agent::report::{Connection, NetworkStats};
+    use serde_json::json;
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut list = String::with_capacity(2_000_000);
+    for i in 0..100_000u32 {
+        // 100 000 disjoint /24 blocks, every other /24 from 11.0.0.0 (up to 14.13.62.255).
+        list.push_str(&format!("{}/24\n", Ipv4Addr::from(0x0b00_0000 + i * 512)));
+    }
+    std::fs::write(dir.path().join("block.txt"), list).expect("write cidrsFile");
+    let mut behaviors = vec![
+        json!({"name": "blocklist", "metric": "aws:destination-ip-addresses",
+        "criteria": {"comparisonOperator": "not-in-cidr-set", "value": {"cidrsFile": "block.txt"}}}),
+    ];
+    for i in 0..99u32 {
+        let name = format!("b{i}");
+        behaviors.push(match i % 5 {
+            0 => json!({"name": name, "metric": "aws:listening-tcp-ports",
+                "criteria": {"comparisonOperator": "in-port-set", "value": {"ports": (0..10).map(|k| 1000 + i * 10 + k).collect::<Vec<_>>()}}}),
+            1 => json!({"name": name, "metric": "aws:num-established-tcp-connections",
+                "criteria": {"comparisonOperator": "less-than-equals", "value": {"count": 100_000},
+                             "consecutiveDatapointsToAlarm": 3}}),
+            2 => json!({"name": name, "metric": "aws:all-bytes-out",
+                "criteria": {"comparisonOperator": "less-than-equals", "value": {"count": 1u64 << 40}, "durationSeconds": 3600}}),
+            3 => json!({"name": name, "metric": "aws:destination-ip-addresses",
+                "criteria": {"comparisonOperator": "in-cidr-set",
+                             "value": {"cidrs": (0..10).map(|k| format!("{}.0.0.0/8", 100 + k)).collect::<Vec<_>>()}}}),
+            _ => json!({"name": name, "metric": "aws:listening-udp-ports",
+                "criteria": {"comparisonOperator": "not-in-port-set", "value": {"ports": [i + 1]}}}),
+        });
+    }
+    let path = dir.path().join("bench.json");
+    let text = json!({"securityProfileName": "bench", "behaviors": behaviors}).to_string();
+    std::fs::write(&path, text).expect("write profile");
+    let t = Instant::now();
+    let loaded = profile::load(&path).expect("bench profile loads");
+    let load = t.elapsed();
+
+    // 10 000 connections to distinct addresses in 100.0.0.0/8–109.x (outside the blocklist).
+    let empty = json!({"header": {"report_id": 1, "version": "1.0"},
+        "metrics": {"listening_tcp_ports": {"ports": []}, "listening_udp_ports": {"ports": []},
+                    "tcp_connections": {"established_connections": {"connections": []}}}});
+    let mut report = report::decode::decode_value(&empty).expect("report").report;
+    report.metrics.established.connections = (0..10_000u32)
+        .map(|i| Connection {
+            remote: SocketAddr::from((Ipv4Addr::from(0x6400_0000 + i * 1_677), 443)),
+            local_port: 40_000 + (i % 20_000) as u16,
+            local_interface: None,
+        })
+        .collect();
+    report.metrics.established.total = 10_000;
+    report.metrics.network_stats = Some(NetworkStats::default());
+    let mut engine = Engine::new("bench", loaded.profiles, seeded_ids(1));
+    let mut now = 0u64;
+    let eval = time(31, || {
+        now += 300_000;
+        let events = engine.evaluate(&report, now);
+        assert!(events.is_empty(), "the bench report is normal: {events:?}");
+    });
+    println!(
+        "\ndetect: 100 behaviors + 100 000-entry cidrsFile vs 10 000 connections: evaluate {:.2} ms median ({:.1}% of {sample_label} {:.2} ms); profile load {:.0} ms",
+        ms(eval),
+        100.0 * ms(eval) / ms(sample).max(f64::MIN_POSITIVE),
+        ms(sample),
+        ms(load)
     );
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use detect_agent::collect::{self, Sample};
 use detect_agent::config::{self, Config};
+use detect_agent::detect;
 use detect_agent::report::{self, Baseline, Format, NetworkStats};
 
 #[derive(Debug, clap::Args)]
@@ -29,6 +30,10 @@ pub struct Args {
     /// Read sockets from /proc/net even when netlink sock_diag works.
     #[arg(long)]
     procnet: bool,
+    /// Security profile (AWS JSON) to judge this one sample against; repeatable. Adds a
+    /// DETECT section to the table (implies --format table).
+    #[arg(long = "profile", value_name = "FILE")]
+    profiles: Vec<PathBuf>,
 }
 
 enum Output {
@@ -39,6 +44,12 @@ enum Output {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let output = match args.format.as_deref() {
         Some("table") => Output::Table,
+        Some(f) if !args.profiles.is_empty() => {
+            anyhow::bail!(
+                "--profile adds a section to the table: it needs --format table, not {f:?}"
+            )
+        }
+        None if !args.profiles.is_empty() => Output::Table,
         Some(f) => Output::Payload(
             f.parse::<Format>()
                 .map_err(|e| anyhow::anyhow!("--format: {e} (or \"table\")"))?,
@@ -48,6 +59,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let config = load_config(args.config.as_deref())?;
     super::logging::init(&config.log, true)?;
+    let profiles = if args.profiles.is_empty() {
+        Vec::new()
+    } else {
+        let loaded = detect::profile::load_all(&args.profiles)?;
+        for w in &loaded.warnings {
+            eprintln!("detect-agent: warning: {w}");
+        }
+        loaded.profiles
+    };
     let thing = match &config.thing_name {
         Some(t) => t.clone(),
         None => hostname(),
@@ -65,15 +85,21 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let bytes = match output {
         Output::Table => {
             let owners = collect::processes::owners(&opts.root);
-            super::table::render(&super::table::View {
+            let mut text = super::table::render(&super::table::View {
                 thing: &thing,
                 report_id,
                 sample: &sample,
                 owners: &owners,
                 stats: stats.as_ref(),
                 delta_secs: args.delta,
-            })
-            .into_bytes()
+            });
+            if !profiles.is_empty() {
+                // The full sample, before any size cut, as the daemon evaluates it.
+                let report = report::build(&sample.sockets, stats, report_id);
+                let checks = detect::check(&profiles, &report);
+                text.push_str(&super::table::detect_section(&checks));
+            }
+            text.into_bytes()
         }
         Output::Payload(format) => {
             let report = report::build(&sample.sockets, stats, report_id);

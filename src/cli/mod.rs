@@ -1,8 +1,9 @@
-//! Command-line surface: `dump`, `run`, `check-config`, and logging setup.
+//! Command-line surface: `dump`, `run`, `check-config`, `evaluate`, and logging setup.
 //! Thin wiring over the library; errors become one line on stderr and a non-zero exit.
 
 mod check;
 mod dump;
+mod evaluate;
 mod logging;
 mod table;
 
@@ -40,6 +41,8 @@ enum Command {
         #[arg(long, value_name = "FILE", default_value = config::DEFAULT_PATH)]
         config: PathBuf,
     },
+    /// Replay recorded reports through security profiles and print the alarm events.
+    Evaluate(evaluate::Args),
 }
 
 pub fn main() -> ExitCode {
@@ -70,6 +73,7 @@ pub fn main() -> ExitCode {
         Command::Dump(args) => dump::run(args),
         Command::Run { config } => run_daemon(&config),
         Command::CheckConfig { config } => check::run(&config),
+        Command::Evaluate(args) => evaluate::run(args),
     };
     match result {
         Ok(code) => code,

@@ -7,6 +7,7 @@ use std::net::IpAddr;
 
 use detect_agent::collect::processes::Owner;
 use detect_agent::collect::{Sample, Socket, SocketSource};
+use detect_agent::detect::{BehaviorCheck, CheckOutcome, MetricValue};
 use detect_agent::report::NetworkStats;
 
 pub struct View<'a> {
@@ -159,5 +160,67 @@ fn counters(out: &mut String, v: &View) {
                 "  (no network_stats delta: one sample only; use --delta SECONDS)"
             );
         }
+    }
+}
+
+/// `dump --profile`: each behavior judged on this one sample (criteria describe normal
+/// behaviour: VIOLATING means the condition is false), with the offending elements.
+pub fn detect_section(checks: &[BehaviorCheck]) -> String {
+    let mut out = String::new();
+    let violating = checks
+        .iter()
+        .filter(|c| matches!(c.outcome, CheckOutcome::Violating { .. }))
+        .count();
+    let _ = writeln!(
+        out,
+        "\nDETECT this sample ({} behaviors, {violating} violating; one sample: datapoint counts and traffic windows not applied)",
+        checks.len()
+    );
+    let _ = writeln!(
+        out,
+        "  {:<24} {:<28} {:<14} WHY",
+        "PROFILE", "BEHAVIOR", "RESULT"
+    );
+    for c in checks {
+        let (result, why) = match &c.outcome {
+            CheckOutcome::Normal { value } => {
+                ("normal", format!("{} = {}", c.metric, shown(value)))
+            }
+            CheckOutcome::Violating { value, offending } => (
+                "VIOLATING",
+                format!(
+                    "{}: {} (sample {})",
+                    c.metric,
+                    offending.join(","),
+                    shown(value)
+                ),
+            ),
+            CheckOutcome::NoDatapoint { why } => ("no datapoint", why.clone()),
+            CheckOutcome::NotEvaluated { why } => ("not evaluated", why.clone()),
+        };
+        let _ = writeln!(
+            out,
+            "  {:<24} {:<28} {:<14} {why}",
+            c.profile, c.behavior, result
+        );
+    }
+    out
+}
+
+/// A metric value as plain text: `5`, `22,23`, `10.1.2.3,203.0.113.7` (at most 8 items).
+fn shown(v: &MetricValue) -> String {
+    fn items<T: std::fmt::Display>(xs: &[T]) -> String {
+        if xs.is_empty() {
+            return "[]".to_string();
+        }
+        list(xs.iter(), 8)
+    }
+    match v {
+        MetricValue::Count(n) => n.to_string(),
+        MetricValue::Number(x) => x.to_string(),
+        MetricValue::Ports(p) => items(p),
+        MetricValue::Cidrs(c) => items(c),
+        MetricValue::Numbers(x) => items(x),
+        MetricValue::Strings(s) => items(s),
     }
 }

@@ -3,6 +3,8 @@
 //! snapshot, restore against a changed profile set (§6.1), staleness (§4.6) and the one-sample
 //! check for `dump --profile`. Time and ids come in from the caller; no I/O.
 
+use std::borrow::Cow;
+use std::cell::OnceCell;
 use std::collections::VecDeque;
 
 use super::event::{Event, EventType, MetricValue, violation_id};
@@ -14,6 +16,20 @@ use crate::report::{NetworkStats, Report};
 /// Source of violation ids: 128 random bits per alarm episode (§6.2). The daemon passes a
 /// random source; tests pass a counter.
 pub type IdSource = Box<dyn FnMut() -> u128 + Send>;
+
+/// A deterministic id source (splitmix64, two draws per id) for a seed: `evaluate` uses a
+/// fixed seed so its output can be diffed; the daemon seeds it from the kernel's randomness.
+pub fn seeded_ids(seed: u64) -> IdSource {
+    let mut state = seed;
+    let mut next = move || {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    Box::new(move || (u128::from(next()) << 64) | u128::from(next()))
+}
 
 /// No accepted report for more than 2 days while an alarm is active: `alarm-invalidated` (§4.6).
 pub const STALE_AFTER_MS: u64 = 48 * 3600 * 1000;
@@ -36,8 +52,9 @@ pub struct Track {
 pub struct Alarm {
     pub violation_id: String,
     pub start_ms: u64,
+    /// `lastViolationTime`. The value is not kept: it may be 10 000 addresses, persisted
+    /// every cycle.
     pub last_violation_ms: u64,
-    pub last_violation_value: MetricValue,
 }
 
 /// One report's traffic deltas, for windowed sums.
@@ -135,17 +152,17 @@ impl Engine {
             self.remember_traffic(time_ms, stats);
         }
         let report_id = report.header.report_id;
+        let extracted = Extracted::new(report);
         for (p, profile) in self.profiles.iter().enumerate() {
             for (b, behavior) in profile.behaviors.iter().enumerate() {
                 let Some(rule) = &behavior.rule else { continue };
-                let Some(dp) = datapoint(rule, report, time_ms, &self.traffic) else {
+                let Some(dp) = extracted.datapoint(rule, time_ms, &self.traffic) else {
                     continue; // no datapoint: runs stay as they are (§4.6)
                 };
                 let violating = judge(rule.operator, &rule.reference, &dp, 1).violating;
                 let track = &mut self.tracks[p][b];
-                if let Some((kind, id)) = step(track, rule, violating, &dp, time_ms, &mut self.ids)
-                {
-                    let cause = Some((&dp, report_id));
+                if let Some((kind, id)) = step(track, rule, violating, time_ms, &mut self.ids) {
+                    let cause = Some((&*dp, report_id));
                     events.push(event(
                         &self.thing,
                         profile,
@@ -298,7 +315,6 @@ fn step(
     track: &mut Track,
     rule: &Rule,
     violating: bool,
-    dp: &Datapoint,
     time_ms: u64,
     ids: &mut IdSource,
 ) -> Option<(EventType, String)> {
@@ -307,7 +323,6 @@ fn step(
         match &mut track.alarm {
             Some(alarm) => {
                 alarm.last_violation_ms = time_ms;
-                alarm.last_violation_value = MetricValue::from(dp);
                 None
             }
             None => {
@@ -321,7 +336,6 @@ fn step(
                     violation_id: id.clone(),
                     start_ms: time_ms,
                     last_violation_ms: time_ms,
-                    last_violation_value: MetricValue::from(dp),
                 });
                 Some((EventType::InAlarm, id))
             }
@@ -339,27 +353,49 @@ fn step(
     }
 }
 
-/// The datapoint of `rule` in `report`; traffic metrics with `durationSeconds` sum the deltas
-/// of the reports in `(t − d, t]` (§4.4), the current report included (it must carry
-/// network_stats, else there is no datapoint).
-fn datapoint(
-    rule: &Rule,
-    report: &Report,
-    time_ms: u64,
-    traffic: &VecDeque<TrafficEntry>,
-) -> Option<Datapoint> {
-    let dp = metrics::extract(&rule.metric, report)?;
-    match (&rule.metric, rule.duration_secs) {
-        (MetricRef::Aws(spec), Some(d)) if spec.kind == Kind::Traffic => {
-            let from = time_ms.saturating_sub(d * 1000);
-            let sum = traffic
-                .iter()
-                .filter(|e| e.time_ms > from && e.time_ms <= time_ms)
-                .filter_map(|e| metrics::traffic(spec.source, &e.stats))
-                .fold(0u64, u64::saturating_add);
-            Some(Datapoint::Count(sum))
+/// The device-side datapoints of one report, each extracted at most once (20 behaviors on
+/// the destination addresses of 10 000 connections share one sorted list).
+struct Extracted<'r> {
+    report: &'r Report,
+    aws: [OnceCell<Option<Datapoint>>; metrics::TABLE.len()],
+}
+
+impl<'r> Extracted<'r> {
+    fn new(report: &'r Report) -> Self {
+        Extracted {
+            report,
+            aws: Default::default(),
         }
-        _ => Some(dp),
+    }
+
+    /// The datapoint of `rule`; traffic metrics with `durationSeconds` sum the deltas of the
+    /// reports in `(t − d, t]` (§4.4), the current report included (it must carry
+    /// network_stats, else there is no datapoint).
+    fn datapoint(
+        &self,
+        rule: &Rule,
+        time_ms: u64,
+        traffic: &VecDeque<TrafficEntry>,
+    ) -> Option<Cow<'_, Datapoint>> {
+        let MetricRef::Aws(spec) = &rule.metric else {
+            return metrics::extract(&rule.metric, self.report).map(Cow::Owned);
+        };
+        let cell = &self.aws[spec.source as usize];
+        let dp = cell
+            .get_or_init(|| metrics::extract(&rule.metric, self.report))
+            .as_ref()?;
+        match rule.duration_secs {
+            Some(d) if spec.kind == Kind::Traffic => {
+                let from = time_ms.saturating_sub(d * 1000);
+                let sum = traffic
+                    .iter()
+                    .filter(|e| e.time_ms > from && e.time_ms <= time_ms)
+                    .filter_map(|e| metrics::traffic(spec.source, &e.stats))
+                    .fold(0u64, u64::saturating_add);
+                Some(Cow::Owned(Datapoint::Count(sum)))
+            }
+            _ => Some(Cow::Borrowed(dp)),
+        }
     }
 }
 

@@ -367,3 +367,16 @@ fn custom_metrics_are_evaluated_by_their_inferred_type() {
     assert_eq!(events.len(), 2);
     assert_eq!(events[0].metric_value, Some(MetricValue::Number(15.0)));
 }
+
+#[test]
+fn seeded_ids_are_32_hex_deterministic_and_distinct() {
+    let (mut a, mut b) = (seeded_ids(7), seeded_ids(7));
+    let ids: Vec<String> = (0..100).map(|_| violation_id(a())).collect();
+    assert_eq!(violation_id(b()), ids[0]);
+    let distinct: std::collections::BTreeSet<&String> = ids.iter().collect();
+    assert_eq!(distinct.len(), 100);
+    assert!(
+        ids.iter()
+            .all(|i| i.len() == 32 && i.chars().all(|c| matches!(c, '0'..='9' | 'a'..='f')))
+    );
+}

@@ -11,7 +11,7 @@ pub mod profile;
 mod validate;
 
 pub use engine::{
-    BehaviorCheck, CheckOutcome, Engine, EngineState, IdSource, STALE_AFTER_MS, check,
+    BehaviorCheck, CheckOutcome, Engine, EngineState, IdSource, STALE_AFTER_MS, check, seeded_ids,
 };
 pub use event::{Event, EventType, MetricValue};
 pub use metrics::{CustomKind, Datapoint, Kind, MetricRef, MetricSpec};
