@@ -484,3 +484,11 @@ fn a_behavior_not_evaluated_on_the_device_is_a_warning_only() {
     // The warning and the summary; the evaluated behavior (no-telnet) gives no line.
     assert_eq!(c.lines.len(), 2, "{}", c.dump());
 }
+
+#[test]
+fn the_shipped_profile_passes() {
+    let pki = Pki::generate();
+    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/config/profiles/baseline.json");
+    let c = check_profiles(&pki, &[shipped]);
+    assert_passed(&c);
+}

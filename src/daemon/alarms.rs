@@ -8,17 +8,19 @@
 //!   outage that rolls traffic into one report never fakes a spike.
 //! - Events: one log line each (`in-alarm` at warn), then the outbox (state/outbox.rs) unless
 //!   the behavior has `suppressAlerts` (detect-rules §6.6: only the fan-out is skipped).
-//! - Engine state: written to `alarms.json` after each evaluation that changed an alarm or a
-//!   run, and restored at start against the configured profiles, so a restart neither repeats
-//!   an `in-alarm` nor loses a clear, and a reload invalidates the alarms of removed or
-//!   changed behaviors (detect-rules §6.1).
+//! - Engine state: written to `alarms.json` after each evaluation that raised, cleared or
+//!   invalidated an alarm or moved a datapoint run (not for a mere new `lastViolationTime`: one
+//!   flash write per cycle during a long alarm is not worth it), and at stop and reload;
+//!   restored at start against the configured profiles, so a restart neither repeats an
+//!   `in-alarm` nor loses a clear, and a reload invalidates the alarms of removed or changed
+//!   behaviors (detect-rules §6.1).
 
 use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::random;
 use crate::collect::Sample;
-use crate::detect::engine::BehaviorState;
 use crate::detect::{Engine, EngineState, Event, EventType, Profile};
 use crate::publish::{ConnState, Publisher};
 use crate::report::{Baseline, NetworkStats, Report};
@@ -35,8 +37,8 @@ pub(super) struct Alarms {
     thing: String,
     topic: String,
     outbox: Outbox,
-    /// The behaviors' state as last written to `alarms.json`, to skip unchanged writes.
-    saved: Option<Vec<BehaviorState>>,
+    /// What of the behaviors' state was last written to `alarms.json` (`Written`).
+    saved: Option<Vec<Written>>,
     /// Counters at the previous sample (not persisted: after a restart the first sample has
     /// no traffic datapoint, which is missing data, detect-rules §4.6).
     traffic: Baseline,
@@ -64,7 +66,7 @@ impl Alarms {
         let (engine, events) = Engine::restore(
             thing,
             profiles,
-            Box::new(random_bits),
+            Box::new(random::bits),
             saved.unwrap_or_default(),
             now_ms,
         );
@@ -180,17 +182,42 @@ impl Alarms {
         }
     }
 
+    /// Writes the whole engine state (at stop and reload), changed or not.
+    pub(super) fn flush(&mut self, state: &State) {
+        self.saved = None;
+        self.persist(state);
+    }
+
     /// Writes the engine state when an alarm or a run changed since the last write.
     fn persist(&mut self, state: &State) {
         let snapshot = self.engine.snapshot();
-        if self.saved.as_ref() == Some(&snapshot.behaviors) {
+        let written: Vec<Written> = snapshot.behaviors.iter().map(Written::of).collect();
+        if self.saved.as_ref() == Some(&written) {
             return;
         }
         match state.save_alarms(&snapshot) {
-            Ok(()) => self.saved = Some(snapshot.behaviors),
+            Ok(()) => self.saved = Some(written),
             Err(e) => {
                 tracing::error!(error = %e, "cannot persist the alarm state; a restart may repeat or lose an alarm event")
             }
+        }
+    }
+}
+
+/// The part of one behavior's state whose change is worth a write: its runs and its alarm.
+#[derive(Debug, PartialEq)]
+struct Written {
+    bad_run: u32,
+    good_run: u32,
+    violation_id: Option<String>,
+}
+
+impl Written {
+    fn of(b: &crate::detect::engine::BehaviorState) -> Written {
+        Written {
+            bad_run: b.track.bad_run,
+            good_run: b.track.good_run,
+            violation_id: b.track.alarm.as_ref().map(|a| a.violation_id.clone()),
         }
     }
 }
@@ -206,90 +233,6 @@ fn log_event(e: &Event) {
     }
 }
 
-/// 128 random bits for a violation id (detect-rules §6.2): getrandom(2) without blocking,
-/// else /dev/urandom, else (never seen on Linux ≥ 3.17) the clock mixed with a counter.
-fn random_bits() -> u128 {
-    let mut buf = [0u8; 16];
-    let mut filled = 0usize;
-    for _ in 0..4 {
-        // SAFETY: getrandom(2) writes at most `16 - filled` bytes into `buf[filled..]`.
-        let n = unsafe {
-            libc::getrandom(
-                buf[filled..].as_mut_ptr().cast(),
-                buf.len() - filled,
-                libc::GRND_NONBLOCK,
-            )
-        };
-        if n > 0 {
-            filled += n as usize;
-            if filled == buf.len() {
-                return u128::from_ne_bytes(buf);
-            }
-        } else if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
-            break;
-        }
-    }
-    use std::io::Read;
-    if std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut buf))
-        .is_ok()
-    {
-        return u128::from_ne_bytes(buf);
-    }
-    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    tracing::warn!("no random source; violation id derived from the clock");
-    let a = splitmix(super::cycle::seed() ^ n);
-    (u128::from(a) << 64) | u128::from(splitmix(a))
-}
-
-fn splitmix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn sample(bytes_out: u64) -> Sample {
-        let counters = crate::collect::Counters {
-            bytes_out,
-            ..Default::default()
-        };
-        Sample {
-            sockets: crate::collect::SocketTable {
-                tcp_listen: Vec::new(),
-                udp_listen: Vec::new(),
-                tcp_established: Vec::new(),
-                source: crate::collect::SocketSource::ProcNet,
-            },
-            counters: [("eth0".to_string(), counters)].into(),
-            boot_id: Some("boot".into()),
-        }
-    }
-
-    #[test]
-    fn traffic_is_since_the_previous_sample_whatever_the_reports_settled() {
-        let dir = tempfile::tempdir().unwrap();
-        let state = State::open(dir.path()).unwrap();
-        let mut a = Alarms::start("gw", "t".into(), Vec::new(), &state, 1);
-        assert_eq!(a.traffic(&sample(1_000)), None, "no previous sample");
-        let out = |s: Option<NetworkStats>| s.map(|s| s.bytes_out);
-        assert_eq!(out(a.traffic(&sample(1_500))), Some(500));
-        assert_eq!(out(a.traffic(&sample(1_600))), Some(100));
-        // A counter reset is a restart of that interface, never a negative or huge delta.
-        assert_eq!(out(a.traffic(&sample(10))), Some(0));
-        assert_eq!(out(a.traffic(&sample(60))), Some(50));
-    }
-
-    #[test]
-    fn random_ids_differ() {
-        let a = random_bits();
-        let b = random_bits();
-        assert_ne!(a, b);
-        assert_ne!(splitmix(1), splitmix(2));
-    }
-}
+#[path = "alarms_tests.rs"]
+mod tests;

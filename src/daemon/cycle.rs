@@ -2,10 +2,11 @@
 //! detect (`alarms`), encode, publish, and settle the baseline on the verdict. No signals or
 //! scheduling here.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use super::DaemonError;
 use super::alarms::Alarms;
+use super::random;
 use super::verdicts::{Unsettled, Verdicts};
 use crate::collect::{self, CollectError, CollectOptions, Sample};
 use crate::config::Config;
@@ -93,7 +94,7 @@ impl Agent {
             format_segment: format.topic_segment().to_string(),
             keep_alive_secs: mqtt.keep_alive_secs,
         };
-        let publisher = Publisher::start(settings, Backoff::reconnect(seed()))?;
+        let publisher = Publisher::start(settings, Backoff::reconnect(random::seed()))?;
         let topic = config
             .alarm_topic(thing)
             .map_err(|e| DaemonError::Config(format!("detect.alarm_topic: {e}")))?;
@@ -120,6 +121,11 @@ impl Agent {
             unsettled: Unsettled::default(),
             alarms,
         })
+    }
+
+    /// Writes what must survive this agent (the alarm engine's state), at stop and reload.
+    pub(super) fn save_state(&mut self) {
+        self.alarms.flush(&self.state);
     }
 
     pub(super) fn status(&self, conn: &ConnState) -> String {
@@ -351,13 +357,4 @@ impl Agent {
             tracing::warn!(error = %e, "cannot persist the counter baseline");
         }
     }
-}
-
-/// Jitter seed: time and pid, so agents that boot together do not retry in step.
-pub(super) fn seed() -> u64 {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
-    nanos ^ (u64::from(std::process::id()) << 32)
 }

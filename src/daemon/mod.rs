@@ -5,6 +5,7 @@
 mod alarms;
 mod cycle;
 pub mod notify;
+mod random;
 pub mod schedule;
 mod verdicts;
 
@@ -79,6 +80,7 @@ async fn run_async(path: PathBuf, mut config: Config) -> Result<(), DaemonError>
         let mut agent = Agent::start(&config, profiles)?;
         notifier.ready();
         let exit = agent.serve(&path, &mut signals, &notifier).await;
+        agent.save_state();
         match exit {
             Exit::Stop => {
                 notifier.stopping();
