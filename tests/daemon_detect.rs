@@ -271,11 +271,7 @@ async fn an_alarm_raised_while_the_broker_is_down_arrives_once_after_it_is_back(
 #[tokio::test]
 async fn alarms_go_out_while_the_backend_rejects_every_report() {
     let w = World::start().await;
-    w.backend.set_mode(Mode::Reject {
-        code: "Throttled".to_string(),
-        message: "slow down".to_string(),
-        with_report_id: true,
-    });
+    w.backend.set_mode(Mode::throttled(true));
     let agent = w.agent().await;
     let _listener = w.listen();
     let got = w.wait_for("in-alarm", 1, intervals(3)).await;

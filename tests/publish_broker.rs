@@ -91,11 +91,7 @@ async fn rejections_carry_the_backend_error_code() {
     let backend = Backend::start(&pki, broker.port).await;
     let p = start(settings(broker.port, &pki.ca, &pki.client_ec, "cbor"));
 
-    backend.set_mode(Mode::Reject {
-        code: "Throttled".to_string(),
-        message: "too fast".to_string(),
-        with_report_id: true,
-    });
+    backend.set_mode(Mode::throttled(true));
     assert_eq!(
         publish(&p, 10, "cbor").await,
         Outcome::Rejected {
@@ -141,11 +137,7 @@ async fn an_alarm_send_is_acknowledged_while_the_backend_rejects_every_report() 
     let backend = Backend::start(&pki, broker.port).await;
     let alarms = Alarms::start(&pki, broker.port, "detect-agent/+/alarms").await;
     let p = start(settings(broker.port, &pki.ca, &pki.client_ec, "json"));
-    backend.set_mode(Mode::Reject {
-        code: "Throttled".to_string(),
-        message: "too fast".to_string(),
-        with_report_id: false,
-    });
+    backend.set_mode(Mode::throttled(false));
     assert!(matches!(
         publish(&p, 30, "json").await,
         Outcome::Rejected { code, .. } if code == "Throttled"
