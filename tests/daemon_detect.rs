@@ -189,7 +189,8 @@ async fn a_forbidden_listening_port_raises_in_alarm_within_two_intervals_and_a_r
     let log = agent.log();
     assert!(
         log.lines().any(|l| l.contains("WARN")
-            && l.contains("in-alarm")
+            && l.contains("alarm event")
+            && l.contains("event=\"in-alarm\"")
             && l.contains(&format!("violation_id={}", id.as_str().unwrap()))
             && l.contains("profile=test-forbidden-port")
             && l.contains("behavior=\"no-forbidden-listener\"")

@@ -227,9 +227,9 @@ fn log_event(e: &Event) {
     let kind = e.violation_event_type.name();
     let suppressed = e.suppressed();
     if e.violation_event_type == EventType::InAlarm {
-        tracing::warn!(thing = %e.thing_name, profile = %profile, behavior, violation_id = %e.violation_id, report_id = e.report_id, suppressed, "{kind}");
+        tracing::warn!(event = kind, thing = %e.thing_name, profile = %profile, behavior, violation_id = %e.violation_id, report_id = e.report_id, suppressed, "alarm event");
     } else {
-        tracing::info!(thing = %e.thing_name, profile = %profile, behavior, violation_id = %e.violation_id, report_id = e.report_id, suppressed, "{kind}");
+        tracing::info!(event = kind, thing = %e.thing_name, profile = %profile, behavior, violation_id = %e.violation_id, report_id = e.report_id, suppressed, "alarm event");
     }
 }
 
