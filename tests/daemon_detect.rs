@@ -417,3 +417,37 @@ async fn traffic_rolled_into_one_report_by_a_broker_outage_does_not_fake_a_spike
     let (status, _) = agent.stop().await;
     assert!(status.success());
 }
+
+#[tokio::test]
+async fn alarm_events_queued_before_a_restart_go_out_as_soon_as_the_agent_is_connected() {
+    let w = World::start().await;
+    // A long interval: the first slot may be a minute away; the queue must not wait for it.
+    let text = std::fs::read_to_string(&w.config).unwrap();
+    let slow = format!("interval_secs = {INTERVAL}\n");
+    assert!(text.contains(&slow), "{text}");
+    std::fs::write(&w.config, text.replace(&slow, "interval_secs = 60\n")).unwrap();
+    let state = w.work.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let event = serde_json::json!({"violationEventType": "in-alarm", "violationId": "left-over"});
+    let line = serde_json::json!({"topic": TOPIC, "payload": event.to_string()});
+    std::fs::write(state.join("outbox.jsonl"), format!("{line}\n")).unwrap();
+
+    let started = Instant::now();
+    let agent = spawn(&w.config, &[]);
+    let got = w.wait_for("in-alarm", 1, Duration::from_secs(30)).await;
+    assert_eq!(got, [event], "{}", agent.log());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}; {}",
+        started.elapsed(),
+        agent.log()
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || w
+            .state("outbox.jsonl")
+            .is_empty())
+        .await
+    );
+    let (status, _) = agent.stop().await;
+    assert!(status.success());
+}

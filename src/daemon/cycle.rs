@@ -123,6 +123,16 @@ impl Agent {
         })
     }
 
+    /// Alarm events waiting for the broker.
+    pub(super) fn alarms_queued(&self) -> usize {
+        self.alarms.queued()
+    }
+
+    /// Sends the queued alarm events now (bounded, see `Alarms::drain`).
+    pub(super) async fn deliver_alarms(&mut self) {
+        self.alarms.drain(&self.publisher).await;
+    }
+
     /// Writes what must survive this agent (the alarm engine's state), at stop and reload.
     pub(super) fn save_state(&mut self) {
         self.alarms.flush(&self.state);

@@ -16,6 +16,7 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::config::{Config, Problem};
 use crate::detect::Profile;
+use crate::publish::ConnState;
 use crate::state::State;
 use crate::state::epoch_ms;
 use cycle::Agent;
@@ -156,6 +157,15 @@ impl Agent {
                         if conn_open {
                             notifier.status(&self.status(&conn.borrow()));
                         }
+                        // Alarm events that waited for the broker go out as soon as it is
+                        // back, not at the next slot (which may be minutes away).
+                        let ready = matches!(*conn.borrow(), ConnState::Ready { .. });
+                        if ready && self.alarms_queued() > 0 {
+                            if finish_unless_stopped(self.deliver_alarms(), sig, "alarm delivery").await {
+                                return Exit::Stop;
+                            }
+                            notifier.status(&self.status(&conn.borrow()));
+                        }
                     }
                     _ = sig.term.recv() => return Exit::Stop,
                     _ = sig.int.recv() => return Exit::Stop,
@@ -166,25 +176,31 @@ impl Agent {
                     }
                 }
             }
-            // One cycle; a stop signal lets it finish for at most STOP_GRACE.
-            {
-                let cycle = self.cycle();
-                tokio::pin!(cycle);
-                let stop = tokio::select! {
-                    _ = &mut cycle => false,
-                    _ = sig.term.recv() => true,
-                    _ = sig.int.recv() => true,
-                };
-                if stop {
-                    if tokio::time::timeout(STOP_GRACE, &mut cycle).await.is_err() {
-                        tracing::warn!("in-flight report abandoned at shutdown");
-                    }
-                    return Exit::Stop;
-                }
+            if finish_unless_stopped(self.cycle(), sig, "in-flight report").await {
+                return Exit::Stop;
             }
             notifier.status(&self.status(&conn.borrow()));
         }
     }
+}
+
+/// Runs `work` to its end; a stop signal meanwhile lets it finish for at most STOP_GRACE.
+/// True when a stop was asked for.
+async fn finish_unless_stopped(
+    work: impl std::future::Future<Output = ()>,
+    sig: &mut Signals,
+    what: &str,
+) -> bool {
+    tokio::pin!(work);
+    let stop = tokio::select! {
+        _ = &mut work => false,
+        _ = sig.term.recv() => true,
+        _ = sig.int.recv() => true,
+    };
+    if stop && tokio::time::timeout(STOP_GRACE, &mut work).await.is_err() {
+        tracing::warn!(what, "abandoned at shutdown");
+    }
+    stop
 }
 
 /// Loads and checks the config and its profiles again; an invalid one (or one invalid
