@@ -2,58 +2,28 @@
 //! example of detect-rules §9 in every encoding and on stdin, one error line for a bad profile
 //! or report, warnings on stderr, and the shipped baseline profile.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
+use std::path::{Path, PathBuf};
+
+use common::run::{Ran, run_cli};
 use detect_agent::report::{Format, decode::decode, encode};
 use serde_json::{Value, json};
 
-const BIN: &str = env!("CARGO_BIN_EXE_detect-agent");
-const RUN_LIMIT: Duration = Duration::from_secs(60);
 const FIXTURE: &str = "tests/fixtures/detect-worked-example";
 
-struct Run {
-    code: i32,
-    stdout: Vec<String>,
-    stderr: Vec<String>,
+/// `detect-agent evaluate ARGS` with `stdin`.
+fn evaluate(args: &[&str], stdin: &[u8]) -> Ran {
+    let mut all = vec!["evaluate"];
+    all.extend_from_slice(args);
+    run_cli(&all, stdin)
 }
 
-/// Runs `detect-agent evaluate ARGS` with `stdin` (killed after `RUN_LIMIT`).
-fn evaluate(args: &[&str], stdin: &[u8]) -> Run {
-    let mut child = Command::new(BIN)
-        .arg("evaluate")
-        .args(args)
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // A few KiB at most: fits the pipe buffers both ways.
-    child.stdin.take().unwrap().write_all(stdin).unwrap();
-    let deadline = Instant::now() + RUN_LIMIT;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            panic!("evaluate {args:?} did not finish");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().unwrap();
-    let lines = |b: Vec<u8>| {
-        String::from_utf8(b)
-            .unwrap()
-            .lines()
-            .map(str::to_string)
-            .collect()
-    };
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: lines(out.stdout),
-        stderr: lines(out.stderr),
-    }
+/// Writes `text` to `dir/name` and returns the path as a string.
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
 }
 
 fn fixture(name: &str) -> String {
@@ -148,8 +118,10 @@ fn the_worked_example_gives_its_eight_events_from_files_in_all_four_encodings() 
     assert_eq!(run.code, 0, "{:?}", run.stderr);
     assert!(run.stderr.is_empty(), "{:?}", run.stderr);
     assert_worked_example(&run.stdout);
-    // The same input gives the same output (ids from a fixed seed), so outputs can be diffed.
-    assert_eq!(evaluate(&args, b"").stdout, run.stdout);
+    // The same input gives the same output (ids from a fixed seed), so outputs can be diffed:
+    // byte for byte the golden file of the fixture.
+    let golden = std::fs::read_to_string(fixture("events.jsonl")).unwrap();
+    assert_eq!(run.stdout, golden.lines().collect::<Vec<_>>());
 }
 
 #[test]
@@ -173,17 +145,15 @@ fn the_worked_example_gives_its_eight_events_from_json_lines_on_stdin() {
 #[test]
 fn a_bad_profile_is_one_error_line_naming_file_behavior_and_field() {
     let dir = tempfile::tempdir().unwrap();
-    let bad = dir.path().join("bad.json");
-    std::fs::write(
-        &bad,
+    let bad = write(
+        dir.path(),
+        "bad.json",
         r#"{"securityProfileName": "p", "behaviors": [
             {"name": "conns", "metric": "aws:num-established-tcp-connections",
              "criteria": {"comparisonOperator": "in-port-set", "value": {"ports": [1]}}},
             {"name": "slow", "metric": "aws:all-bytes-out",
              "criteria": {"comparisonOperator": "less-than", "value": {"count": 1}, "consecutiveDatapointsToAlarm": 0}}]}"#,
-    )
-    .unwrap();
-    let bad = bad.display().to_string();
+    );
     let run = evaluate(&["--profile", &bad], b"");
     assert_ne!(run.code, 0);
     assert!(run.stdout.is_empty());
@@ -197,19 +167,23 @@ fn a_bad_profile_is_one_error_line_naming_file_behavior_and_field() {
 }
 
 #[test]
+fn evaluate_without_a_profile_names_the_missing_flag_on_one_line() {
+    let run = evaluate(&[], b"");
+    assert_eq!(run.code, 2);
+    assert_eq!(
+        run.stderr,
+        vec![
+            "detect-agent: error: the following required arguments were not provided: --profile <FILE> (see --help)"
+        ]
+    );
+}
+
+#[test]
 fn a_bad_report_is_one_error_line_naming_file_and_report_index() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("lines.json");
     let good = std::fs::read_to_string(fixture("r1.json")).unwrap();
-    std::fs::write(
-        &path,
-        format!(
-            "{good}{}\n",
-            r#"{"hed": {"rid": 2, "version": "1.0"}, "met": {}}"#
-        ),
-    )
-    .unwrap();
-    let file = path.display().to_string();
+    let second = r#"{"hed": {"rid": 2, "version": "1.0"}, "met": {}}"#;
+    let file = write(dir.path(), "lines.json", &format!("{good}{second}\n"));
     let profile = fixture("profile.json");
     let run = evaluate(&["--profile", &profile, &file], b"");
     assert_ne!(run.code, 0);
@@ -231,16 +205,14 @@ fn a_bad_report_is_one_error_line_naming_file_and_report_index() {
 #[test]
 fn behaviors_the_device_does_not_evaluate_are_warnings_on_stderr_and_the_run_succeeds() {
     let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("p.json");
-    std::fs::write(
-        &p,
+    let p = write(
+        dir.path(),
+        "p.json",
         r#"{"securityProfileName": "p", "behaviors": [
             {"name": "auth", "metric": "aws:num-authorization-failures",
              "criteria": {"comparisonOperator": "less-than", "value": {"count": 5}, "durationSeconds": 300}},
             {"name": "ml-out", "metric": "aws:all-bytes-out", "criteria": {"mlDetectionConfig": {"confidenceLevel": "HIGH"}}}]}"#,
-    )
-    .unwrap();
-    let p = p.display().to_string();
+    );
     let r1 = fixture("r1.json");
     let run = evaluate(&["--profile", &p, &r1], b"");
     assert_eq!(run.code, 0);
@@ -260,17 +232,15 @@ fn the_shipped_baseline_profile_alarms_on_telnet_and_the_blocklist_slot_loads() 
         .display()
         .to_string();
     let dir = tempfile::tempdir().unwrap();
-    let report = dir.path().join("telnet.json");
-    std::fs::write(
-        &report,
-        json!({"header": {"report_id": 1767225600000u64, "version": "1.0"},
+    let r = write(
+        dir.path(),
+        "telnet.json",
+        &json!({"header": {"report_id": 1767225600000u64, "version": "1.0"},
             "metrics": {"listening_tcp_ports": {"ports": [{"port": 2323}, {"port": 8883}], "total": 2},
                         "listening_udp_ports": {"ports": [], "total": 0},
                         "tcp_connections": {"established_connections": {"connections": [], "total": 3}}}})
         .to_string(),
-    )
-    .unwrap();
-    let r = report.display().to_string();
+    );
     let run = evaluate(&["--profile", &baseline, &r], b"");
     assert_eq!(run.code, 0, "{:?}", run.stderr);
     assert!(run.stderr.is_empty(), "{:?}", run.stderr);

@@ -1,45 +1,19 @@
 //! End-to-end test of `detect-agent dump --profile`: a listener the test opens makes a
 //! `not-in-port-set` behavior violate, naming the port; the other behaviors say why not.
 
+mod common;
+
 use std::net::TcpListener;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_detect-agent");
-const RUN_LIMIT: Duration = Duration::from_secs(60);
+use common::run::run_cli;
 
-/// Runs `dump ARGS` (killed after `RUN_LIMIT`); stdout is read while it runs.
+/// `dump ARGS`: exit code, stdout as one string, stderr as one string.
 fn dump(args: &[&str]) -> (i32, String, String) {
-    let mut child = Command::new(BIN)
-        .arg("dump")
-        .args(args)
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = child.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        std::io::Read::read_to_string(&mut stdout, &mut s).unwrap();
-        s
-    });
-    let deadline = Instant::now() + RUN_LIMIT;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            panic!("dump {args:?} did not finish");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().unwrap();
-    let code = out.status.code().unwrap_or(-1);
-    (
-        code,
-        reader.join().unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    )
+    let mut all = vec!["dump"];
+    all.extend_from_slice(args);
+    let ran = run_cli(&all, b"");
+    let join = |l: Vec<String>| l.iter().map(|l| format!("{l}\n")).collect::<String>();
+    (ran.code, join(ran.stdout), join(ran.stderr))
 }
 
 #[test]

@@ -97,6 +97,9 @@ impl Event {
     }
 }
 
+/// "UNKNOWN": the default verification state of every alarm (§6.4).
+pub const VERIFICATION_STATE: &str = "UNKNOWN";
+
 /// `violationId`: 128 bits as 32 lowercase hex (§6.2).
 pub fn violation_id(bits: u128) -> String {
     format!("{bits:032x}")

@@ -116,6 +116,9 @@ pub fn load(path: &Path) -> Result<Loaded, ProfileError> {
     load_all(std::slice::from_ref(&path.to_path_buf()))
 }
 
+/// Profiles AWS attaches to one target (detect-rules §2.5); more only warns.
+const MAX_PROFILES: usize = 5;
+
 /// Loads several profiles; all problems of all files are returned together. Profile names must
 /// differ (alarms are keyed by profile and behavior name).
 pub fn load_all(paths: &[PathBuf]) -> Result<Loaded, ProfileError> {
@@ -140,6 +143,18 @@ pub fn load_all(paths: &[PathBuf]) -> Result<Loaded, ProfileError> {
             }
             Err(mut p) => problems.append(&mut p),
         }
+    }
+    if out.profiles.len() > MAX_PROFILES
+        && let Some(last) = out.profiles.last()
+    {
+        out.warnings.push(problem(
+            &last.path,
+            "securityProfileName",
+            format!(
+                "{} profiles apply to this thing; AWS attaches at most {MAX_PROFILES} to one target (all are evaluated here)",
+                out.profiles.len()
+            ),
+        ));
     }
     if problems.is_empty() {
         Ok(out)

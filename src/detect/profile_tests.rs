@@ -390,6 +390,21 @@ fn duplicate_profile_names_across_files_and_unreadable_files_are_named() {
             .to_string()
             .contains("gone.json: file: cannot read")
     );
+    let six: Vec<PathBuf> = (0..6)
+        .map(|i| {
+            let p = dir.path().join(format!("p{i}.json"));
+            std::fs::write(&p, format!(r#"{{"securityProfileName": "p{i}"}}"#)).unwrap();
+            p
+        })
+        .collect();
+    let loaded = load_all(&six).unwrap();
+    assert_eq!(loaded.profiles.len(), 6);
+    assert_eq!(loaded.warnings.len(), 1);
+    assert!(
+        loaded.warnings[0]
+            .to_string()
+            .contains("p5.json: securityProfileName: 6 profiles apply")
+    );
     std::fs::write(&a, "{\"securityProfileName\": ").unwrap();
     let err = load(&a).unwrap_err().to_string();
     assert!(err.contains("a.json: file: not JSON (line 1"), "{err}");

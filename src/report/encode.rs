@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use serde::ser::{SerializeMap, SerializeSeq};
 
 use super::format::Format;
-use super::keys::{IP_LIST, Key, NUMBER, NUMBER_LIST, STRING_LIST};
+use super::keys::{IP_LIST, Key, NUMBER, NUMBER_LIST, STRING_LIST, is_custom_metric_name};
 use super::limits::{Cut, MAX_PAYLOAD_BYTES, Selection};
 use super::measure::measure;
 use super::model::{Connection, CustomValue, Port, PortList, Report, VERSION};
@@ -339,12 +339,7 @@ fn custom_node(report: &Report) -> Node<'static> {
 /// write null, §7.1 item 7).
 fn check_custom(report: &Report) -> Result<(), ReportError> {
     for (name, value) in &report.custom_metrics {
-        let name_ok = (1..=128).contains(&name.len())
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, ':' | '_' | '-'))
-            && !name.starts_with("aws:");
-        if !name_ok {
+        if !is_custom_metric_name(name) {
             return Err(ReportError::MetricName { name: name.clone() });
         }
         let numbers: &[f64] = match value {

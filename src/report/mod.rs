@@ -1,5 +1,6 @@
 //! Turns a Sample into an AWS IoT Device Defender metrics report (protocol doc §1–§4):
-//! model, key names, limits, deltas and the JSON/CBOR encoders. No I/O here.
+//! model, key names, limits, deltas, the JSON/CBOR encoders and the decoder that reads them
+//! back (for `evaluate` and the fleet side). No I/O here.
 
 pub mod build;
 pub mod decode;

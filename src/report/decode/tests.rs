@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::report::encode;
+use crate::report::model::{Connection, CustomValue, Header, NetworkStats, Port};
 
 fn sample() -> Report {
     let conn = |remote: &str, lp: u16, li: Option<&str>| Connection {

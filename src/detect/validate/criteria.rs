@@ -1,0 +1,285 @@
+//! A behavior's criteria (detect-rules §2.3, §2.6): datapoint counts, durations, operator vs
+//! metric type, statistical and ML rules, and the `Rule` the engine evaluates. Values: `value.rs`.
+
+use serde_json::{Map, Value};
+
+use super::Ctx;
+use super::behavior::Class;
+use super::value::{reference, value_field};
+use crate::detect::metrics::{CustomKind, DURATIONS, Kind, MetricRef};
+use crate::detect::operators::Operator;
+use crate::detect::profile::Rule;
+
+const CRITERIA_KEYS: [&str; 7] = [
+    "comparisonOperator",
+    "value",
+    "statisticalThreshold",
+    "durationSeconds",
+    "consecutiveDatapointsToAlarm",
+    "consecutiveDatapointsToClear",
+    "mlDetectionConfig",
+];
+const STATISTICS: [&str; 11] = [
+    "p0", "p0.1", "p0.01", "p1", "p10", "p50", "p90", "p99", "p99.9", "p99.99", "p100",
+];
+
+pub(super) struct CriteriaOut {
+    /// `Ok(Some)`: evaluated; `Ok(None)`: problems were recorded; `Err`: loads, not evaluated.
+    pub(super) evaluated: Result<Option<Rule>, String>,
+    pub(super) elements: usize,
+    pub(super) digest: String,
+}
+
+pub(super) fn criteria(
+    cx: &mut Ctx,
+    c: &Map<String, Value>,
+    class: &Class,
+    metric: &str,
+) -> CriteriaOut {
+    cx.keys("criteria", c, &CRITERIA_KEYS, &[]);
+    let count = |cx: &mut Ctx, key: &str| match c.get(key) {
+        None => 1,
+        Some(v) => match v.as_u64() {
+            Some(n @ 1..=10) => n as u32,
+            _ => {
+                cx.err(&format!("criteria.{key}"), format!("{v} is outside 1-10"));
+                1
+            }
+        },
+    };
+    let to_alarm = count(cx, "consecutiveDatapointsToAlarm");
+    let to_clear = count(cx, "consecutiveDatapointsToClear");
+    let duration = c.get("durationSeconds").map(|v| match v.as_u64() {
+        Some(d) if DURATIONS.contains(&d) => d,
+        _ => {
+            cx.err(
+                "criteria.durationSeconds",
+                format!("{v} is not one of 300, 600, 900, 1800, 3600"),
+            );
+            0
+        }
+    });
+    let operator = c.get("comparisonOperator").and_then(|v| {
+        let op = v.as_str().and_then(Operator::from_name);
+        if op.is_none() {
+            cx.err(
+                "criteria.comparisonOperator",
+                format!(
+                    "{v} is not one of {}",
+                    Operator::ALL.map(Operator::name).join(", ")
+                ),
+            );
+        }
+        op
+    });
+    let mut out = CriteriaOut {
+        evaluated: Ok(None),
+        elements: 0,
+        digest: String::new(),
+    };
+    if let Some(ml) = c.get("mlDetectionConfig") {
+        ml_config(cx, c, ml, class, metric);
+        out.evaluated =
+            Err("ML Detect (mlDetectionConfig) needs a model trained on the fleet (§5)".into());
+        return out;
+    }
+    if let Some(st) = c.get("statisticalThreshold") {
+        statistical(cx, c, st, operator, duration);
+        if let Class::Custom = class
+            && operator.is_some_and(|o| !o.is_numeric())
+        {
+            cx.err(
+                "criteria.comparisonOperator",
+                "a custom number metric takes lt, lte, gt or gte",
+            );
+        }
+        out.evaluated = Err("statisticalThreshold needs the fleet's percentile (§4.8)".into());
+        return out;
+    }
+    let Some(operator) = operator else {
+        if !c.contains_key("comparisonOperator") {
+            cx.err(
+                "criteria.comparisonOperator",
+                "is required (or statisticalThreshold / mlDetectionConfig)",
+            );
+        }
+        return out;
+    };
+    let Some(value) = c.get("value") else {
+        cx.err(
+            "criteria.value",
+            "is required with a static comparisonOperator",
+        );
+        return out;
+    };
+    let Some((field, raw)) = value_field(cx, value) else {
+        return out;
+    };
+    // What the metric takes: its kind's operators, value field, durations.
+    let (operators, want_field, takes_duration, metric_ref): (
+        &[Operator],
+        &str,
+        bool,
+        Option<MetricRef>,
+    ) = match class {
+        Class::Device(spec) => (
+            spec.kind.operators(),
+            spec.kind.value_field(),
+            spec.kind.takes_duration(),
+            Some(MetricRef::Aws(spec)),
+        ),
+        Class::Custom => {
+            let kind =
+                CustomKind::from_value_field(if field == "cidrsFile" { "cidrs" } else { field });
+            let Some(kind) = kind else {
+                cx.err(
+                        &format!("criteria.value.{field}"),
+                        "a custom metric takes number, numbers, strings or cidrs (its type is inferred from the field)",
+                    );
+                return out;
+            };
+            (
+                kind.operators(),
+                kind.value_field(),
+                kind == CustomKind::Number,
+                Some(MetricRef::Custom {
+                    name: metric.to_string(),
+                    kind,
+                }),
+            )
+        }
+        Class::Cloud { .. } => {
+            let cidr = metric == "aws:source-ip-address";
+            let kind = if cidr { Kind::CidrSet } else { Kind::Count };
+            (kind.operators(), kind.value_field(), !cidr, None)
+        }
+    };
+    if !operators.contains(&operator) {
+        cx.err(
+            "criteria.comparisonOperator",
+            format!(
+                "{} does not apply to {metric} (takes {})",
+                operator.name(),
+                operators
+                    .iter()
+                    .map(|o| o.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        );
+    }
+    let field_ok = field == want_field || (field == "cidrsFile" && want_field == "cidrs");
+    if !field_ok {
+        cx.err(
+            &format!("criteria.value.{field}"),
+            format!("{metric} takes value.{want_field}"),
+        );
+    }
+    if duration.is_some() && !takes_duration {
+        cx.err(
+            "criteria.durationSeconds",
+            format!("not allowed for the list metric {metric}"),
+        );
+    }
+    let Some((reference, elements, digest)) = reference(cx, field, raw) else {
+        return out;
+    };
+    out.elements = elements;
+    out.digest = digest;
+    match metric_ref {
+        None => {
+            out.evaluated = Err(format!(
+                "{metric} is a cloud-side metric (§3.3), measured by the broker"
+            ));
+        }
+        Some(metric) if field_ok => {
+            out.evaluated = Ok(Some(Rule {
+                metric,
+                operator,
+                reference,
+                duration_secs: duration,
+                to_alarm,
+                to_clear,
+            }))
+        }
+        Some(_) => {}
+    }
+    out
+}
+
+fn ml_config(cx: &mut Ctx, c: &Map<String, Value>, ml: &Value, class: &Class, metric: &str) {
+    if let Some(m) = cx.object("criteria.mlDetectionConfig", ml) {
+        cx.keys("criteria.mlDetectionConfig", m, &["confidenceLevel"], &[]);
+        match m.get("confidenceLevel").and_then(Value::as_str) {
+            Some("LOW" | "MEDIUM" | "HIGH") => {}
+            _ => cx.err(
+                "criteria.mlDetectionConfig.confidenceLevel",
+                "is required: LOW, MEDIUM or HIGH",
+            ),
+        }
+    }
+    for k in [
+        "comparisonOperator",
+        "value",
+        "statisticalThreshold",
+        "durationSeconds",
+    ] {
+        if c.contains_key(k) {
+            cx.err(
+                &format!("criteria.{k}"),
+                "not allowed with mlDetectionConfig",
+            );
+        }
+    }
+    let capable = match class {
+        Class::Device(spec) => spec.ml,
+        Class::Cloud { ml } => *ml,
+        Class::Custom => true, // inferred to be of type number (the only ML type, §3.2)
+    };
+    if !capable {
+        cx.err(
+            "criteria.mlDetectionConfig",
+            format!("ML Detect does not support {metric} (§5)"),
+        );
+    }
+}
+
+fn statistical(
+    cx: &mut Ctx,
+    c: &Map<String, Value>,
+    st: &Value,
+    operator: Option<Operator>,
+    duration: Option<u64>,
+) {
+    if let Some(s) = cx.object("criteria.statisticalThreshold", st) {
+        cx.keys("criteria.statisticalThreshold", s, &["statistic"], &[]);
+        match s.get("statistic").and_then(Value::as_str) {
+            Some(p) if STATISTICS.contains(&p) => {}
+            _ => cx.err(
+                "criteria.statisticalThreshold.statistic",
+                format!("must be one of {}", STATISTICS.join(", ")),
+            ),
+        }
+    }
+    if c.contains_key("value") {
+        cx.err("criteria.value", "not allowed with statisticalThreshold");
+    }
+    if duration.is_none() {
+        cx.err(
+            "criteria.durationSeconds",
+            "is required with statisticalThreshold",
+        );
+    }
+    match operator {
+        Some(o) if o.is_numeric() => {}
+        Some(o) => cx.err(
+            "criteria.comparisonOperator",
+            format!("{} cannot compare with a percentile", o.name()),
+        ),
+        None if !c.contains_key("comparisonOperator") => cx.err(
+            "criteria.comparisonOperator",
+            "is required with statisticalThreshold",
+        ),
+        None => {}
+    }
+}
