@@ -66,7 +66,7 @@ impl Alarms {
         let (engine, events) = Engine::restore(
             thing,
             profiles,
-            Box::new(random::bits),
+            random::ids(),
             saved.unwrap_or_default(),
             now_ms,
         );

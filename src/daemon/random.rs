@@ -1,11 +1,29 @@
 //! Randomness for the daemon: violation ids (detect-rules §6.2) from the kernel, and the
 //! reconnect jitter seed. The engine and the backoff take them as parameters.
 
+use std::io::Read;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// 128 random bits for a violation id (detect-rules §6.2): getrandom(2) without blocking,
-/// else /dev/urandom, else (never seen on Linux ≥ 3.17) the clock mixed with a counter.
-pub(super) fn bits() -> u128 {
+use crate::detect::engine::{IdSource, seeded_ids};
+
+/// The violation-id source of the daemon: 128 bits from the kernel for each id. Where the
+/// kernel has none to give (never seen on Linux ≥ 3.17), a sequence seeded from the clock and
+/// the pid, with one warning.
+pub(super) fn ids() -> IdSource {
+    let mut fallback: Option<IdSource> = None;
+    Box::new(move || {
+        kernel_bits().unwrap_or_else(|| {
+            let next = fallback.get_or_insert_with(|| {
+                tracing::warn!("no random source in the kernel; violation ids follow a sequence seeded from the clock");
+                seeded_ids(seed())
+            });
+            next()
+        })
+    })
+}
+
+/// 16 bytes from getrandom(2) without blocking (early boot), else from /dev/urandom.
+fn kernel_bits() -> Option<u128> {
     let mut buf = [0u8; 16];
     let mut filled = 0usize;
     for _ in 0..4 {
@@ -20,31 +38,16 @@ pub(super) fn bits() -> u128 {
         if n > 0 {
             filled += n as usize;
             if filled == buf.len() {
-                return u128::from_ne_bytes(buf);
+                return Some(u128::from_ne_bytes(buf));
             }
         } else if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
             break;
         }
     }
-    use std::io::Read;
-    if std::fs::File::open("/dev/urandom")
+    std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut buf))
-        .is_ok()
-    {
-        return u128::from_ne_bytes(buf);
-    }
-    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    tracing::warn!("no random source; violation id derived from the clock");
-    let a = splitmix(seed() ^ n);
-    (u128::from(a) << 64) | u128::from(splitmix(a))
-}
-
-fn splitmix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
+        .ok()
+        .map(|()| u128::from_ne_bytes(buf))
 }
 
 /// Jitter seed: time and pid, so agents that boot together do not retry in step.
@@ -61,10 +64,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn random_ids_differ() {
-        let a = bits();
-        let b = bits();
+    fn ids_differ() {
+        let mut ids = ids();
+        let (a, b) = (ids(), ids());
         assert_ne!(a, b);
-        assert_ne!(splitmix(1), splitmix(2));
+        assert!(kernel_bits().is_some());
     }
 }
