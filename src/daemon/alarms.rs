@@ -130,7 +130,8 @@ impl Alarms {
     }
 
     /// Sends queued messages oldest first while connected: bounded in count and time, each
-    /// removed only once the broker acknowledged it; the first failure ends the drain.
+    /// removed only once the broker acknowledged it; the first failure ends the drain. The
+    /// outbox file is written once after the batch (and by `flush` if the drain was cut off).
     pub(super) async fn drain(&mut self, publisher: &Publisher) {
         if self.outbox.is_empty() || !matches!(*publisher.state().borrow(), ConnState::Ready { .. })
         {
@@ -146,12 +147,17 @@ impl Alarms {
             let (topic, payload) = (m.topic.clone(), m.payload.clone().into_bytes());
             if let Err(e) = publisher.send(&topic, payload, wait).await {
                 tracing::warn!(topic = %topic, queued = self.outbox.len(), error = %e, "alarm message not sent; kept for the next cycle");
-                return;
+                break;
             }
-            if let Err(e) = self.outbox.pop_front() {
-                tracing::warn!(error = %e, "cannot persist the alarm outbox after a PUBACK; the message may be sent again after a restart");
-            }
+            self.outbox.pop_front();
             tracing::debug!(topic = %topic, queued = self.outbox.len(), "alarm message acknowledged");
+        }
+        self.save_outbox();
+    }
+
+    fn save_outbox(&mut self) {
+        if let Err(e) = self.outbox.save_if_changed() {
+            tracing::warn!(error = %e, "cannot persist the alarm outbox after PUBACKs; those messages may be sent again after a restart");
         }
     }
 
@@ -182,10 +188,12 @@ impl Alarms {
         }
     }
 
-    /// Writes the whole engine state (at stop and reload), changed or not.
+    /// Writes the whole engine state (at stop and reload), changed or not, and the outbox if
+    /// a drain was cut off before it wrote it.
     pub(super) fn flush(&mut self, state: &State) {
         self.saved = None;
         self.persist(state);
+        self.save_outbox();
     }
 
     /// Writes the engine state when an alarm or a run changed since the last write.

@@ -1,8 +1,10 @@
 //! The alarm outbox on disk: messages (topic + payload) kept, oldest first, until the broker
 //! acknowledges them, bounded in count and bytes. Knows nothing of MQTT or of what an alarm is.
 //!
-//! The file is JSON lines, one message per line, rewritten atomically on every change, so a
-//! crash leaves the old or the new queue. A line that does not parse (disk damage, a hand
+//! The file is JSON lines, one message per line, rewritten atomically, so a crash leaves the
+//! old or the new queue: at once for new messages, and once per batch of acknowledged ones
+//! (`save_if_changed`), so that a backlog drained after an outage is not rewritten per message
+//! on flash; a crash before that write sends the batch again (delivery is at least once). A line that does not parse (disk damage, a hand
 //! edit) is skipped and counted in a log line; the intact lines are kept. The bound is
 //! enforced on every push and at open: the oldest messages go first, each drop counted.
 
@@ -65,6 +67,8 @@ pub struct Outbox {
     messages: VecDeque<Message>,
     bytes: usize,
     dropped_total: u64,
+    /// Messages were removed since the file was last written.
+    unsaved_removals: bool,
 }
 
 impl Outbox {
@@ -78,6 +82,7 @@ impl Outbox {
             messages: VecDeque::new(),
             bytes: 0,
             dropped_total: 0,
+            unsaved_removals: false,
         };
         let bytes = match fs::read(&path) {
             Ok(b) => b,
@@ -135,10 +140,19 @@ impl Outbox {
         self.messages.front()
     }
 
-    /// Removes the oldest message (the broker acknowledged it) and writes the queue.
-    pub fn pop_front(&mut self) -> Result<(), StateError> {
+    /// Removes the oldest message (the broker acknowledged it), in memory only: the caller
+    /// writes the queue with `save_if_changed` after the batch.
+    pub fn pop_front(&mut self) {
         if let Some(m) = self.messages.pop_front() {
             self.bytes -= m.size();
+            self.unsaved_removals = true;
+        }
+    }
+
+    /// Writes the queue when messages were removed since the last write.
+    pub fn save_if_changed(&mut self) -> Result<(), StateError> {
+        if !self.unsaved_removals {
+            return Ok(());
         }
         self.save()
     }
@@ -182,7 +196,7 @@ impl Outbox {
         }
     }
 
-    fn save(&self) -> Result<(), StateError> {
+    fn save(&mut self) -> Result<(), StateError> {
         let mut text = Vec::with_capacity(self.bytes + 32 * self.messages.len());
         for m in &self.messages {
             serde_json::to_writer(&mut text, m).map_err(|e| StateError::Corrupt {
@@ -191,7 +205,9 @@ impl Outbox {
             })?;
             text.push(b'\n');
         }
-        write_atomic(&self.dir, OUTBOX_FILE, &text)
+        write_atomic(&self.dir, OUTBOX_FILE, &text)?;
+        self.unsaved_removals = false;
+        Ok(())
     }
 }
 
@@ -222,9 +238,13 @@ mod tests {
         let mut o = Outbox::open(dir.path(), Limits::default());
         assert_eq!(ns(&o), ["{\"n\":1}", "{\"n\":2}", "{\"n\":3}"]);
         assert_eq!(o.front(), Some(&msg(1)));
-        o.pop_front().unwrap();
+        o.pop_front();
+        o.pop_front();
+        // Not written yet: a crash now sends both again.
+        assert_eq!(ns(&Outbox::open(dir.path(), Limits::default())).len(), 3);
+        o.save_if_changed().unwrap();
         let o = Outbox::open(dir.path(), Limits::default());
-        assert_eq!(ns(&o), ["{\"n\":2}", "{\"n\":3}"]);
+        assert_eq!(ns(&o), ["{\"n\":3}"]);
     }
 
     #[test]
@@ -307,7 +327,8 @@ mod tests {
         let err = pushed.unsaved.expect("write error reported").to_string();
         assert!(err.contains("outbox.jsonl"), "{err}");
         assert_eq!(o.len(), 1);
-        assert!(o.pop_front().is_err());
+        o.pop_front();
+        assert!(o.save_if_changed().is_err());
         assert!(o.is_empty());
     }
 }
