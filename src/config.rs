@@ -34,6 +34,8 @@ pub struct Config {
     pub collect: Collect,
     #[serde(default)]
     pub log: Log,
+    #[serde(default)]
+    pub detect: Detect,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -86,6 +88,21 @@ pub struct Collect {
     pub force_procnet: bool,
 }
 
+/// Detect on the device (issue #8): the security profiles evaluated on every sample and the
+/// topic their alarm events go to.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Detect {
+    /// AWS security-profile JSON files; empty (the default) = no detection.
+    #[serde(default)]
+    pub profiles: Vec<PathBuf>,
+    /// MQTT topic of the alarm events; `{thing}` is replaced by the thing name.
+    #[serde(default = "default_alarm_topic")]
+    pub alarm_topic: String,
+}
+
+/// The default `detect.alarm_topic`.
+pub const DEFAULT_ALARM_TOPIC: &str = "detect-agent/{thing}/alarms";
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct Log {
     /// tracing level or target list ("info", "warn,detect_agent=debug"); RUST_LOG wins.
@@ -127,6 +144,9 @@ fn default_exclude() -> Vec<String> {
 fn default_level() -> String {
     "info".to_string()
 }
+fn default_alarm_topic() -> String {
+    DEFAULT_ALARM_TOPIC.to_string()
+}
 
 impl Report {
     /// A warning when `verdict_timeout_secs` is not well below `interval_secs`, i.e. more
@@ -166,6 +186,14 @@ impl Default for Collect {
             include_interfaces: Vec::new(),
             exclude_interfaces: default_exclude(),
             force_procnet: false,
+        }
+    }
+}
+impl Default for Detect {
+    fn default() -> Self {
+        Self {
+            profiles: Vec::new(),
+            alarm_topic: default_alarm_topic(),
         }
     }
 }
@@ -281,6 +309,9 @@ impl Config {
         if let Err(e) = parse_log_level(&config.log.level) {
             return Err(invalid("log.level", e));
         }
+        if let Err(e) = check_topic(&config.detect.alarm_topic) {
+            return Err(invalid("detect.alarm_topic", e));
+        }
         Ok((config, unknown))
     }
 
@@ -305,6 +336,9 @@ impl Config {
         if let Some(w) = self.report.verdict_wait_warning() {
             out.push(Problem::Warning(w));
         }
+        if let Some(Err(e)) = self.thing_name.as_deref().map(|t| self.alarm_topic(t)) {
+            out.push(Problem::Error(format!("detect.alarm_topic: {e}")));
+        }
         if self.report.interval_secs < AWS_MIN_INTERVAL_SECS {
             out.push(Problem::Warning(format!(
                 "report.interval_secs = {}: AWS IoT Device Defender throttles reports sent more often than every {AWS_MIN_INTERVAL_SECS} s",
@@ -312,6 +346,13 @@ impl Config {
             )));
         }
         out
+    }
+
+    /// The alarm topic with `{thing}` replaced by `thing`, checked again (the thing name is
+    /// part of it).
+    pub fn alarm_topic(&self, thing: &str) -> Result<String, String> {
+        let topic = self.detect.alarm_topic.replace("{thing}", thing);
+        check_topic(&topic).map(|()| topic)
     }
 
     /// The MQTT client id: `client_id`, else the thing name.
@@ -339,6 +380,23 @@ fn refuse_unknown(config: Config, keys: Vec<String>, path: &Path) -> Result<Conf
             keys,
         })
     }
+}
+
+/// An MQTT topic we may publish on: not empty, no wildcards (`+`, `#`), no NUL, at most
+/// 65 535 bytes (MQTT 3.1.1 §4.7).
+fn check_topic(topic: &str) -> Result<(), String> {
+    if topic.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if let Some(c) = topic.chars().find(|c| matches!(c, '+' | '#' | '\0')) {
+        return Err(format!(
+            "{topic:?} contains {c:?}; a topic to publish on cannot hold MQTT wildcards or NUL"
+        ));
+    }
+    if topic.len() > 65_535 {
+        return Err(format!("{} bytes; MQTT allows at most 65535", topic.len()));
+    }
+    Ok(())
 }
 
 /// Parses a level or a `target=level` list without pulling in a regex engine.
@@ -455,6 +513,28 @@ dir = "/var/lib/detect-agent"
                 assert!(c.problems().contains(&Problem::Warning(w)));
             }
         }
+    }
+
+    #[test]
+    fn alarm_topic_defaults_substitutes_the_thing_and_refuses_wildcards() {
+        let c = parse("thing_name = \"gw-01\"\n").unwrap();
+        assert!(c.detect.profiles.is_empty());
+        assert_eq!(
+            c.alarm_topic("gw-01"),
+            Ok("detect-agent/gw-01/alarms".to_string())
+        );
+        assert!(c.problems().is_empty());
+        let c = parse("thing_name = \"gw\"\n[detect]\nalarm_topic = \"site/{thing}/{thing}\"\nprofiles = [\"/p.json\"]\n").unwrap();
+        assert_eq!(c.alarm_topic("gw"), Ok("site/gw/gw".to_string()));
+        assert_eq!(c.detect.profiles, [PathBuf::from("/p.json")]);
+        for bad in ["a/+/b", "a/#", ""] {
+            let err = parse(&format!("[detect]\nalarm_topic = {bad:?}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("detect.alarm_topic"), "{err}");
+        }
+        let err = parse("[detect]\nprofile = []\n").unwrap_err().to_string();
+        assert!(err.contains("profile"), "{err}");
     }
 
     #[test]

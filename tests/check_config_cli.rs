@@ -577,3 +577,73 @@ fn missing_mqtt_and_thing_name_are_errors() {
     c.line("error:", &["thing_name", "missing"]);
     c.line("error:", &["[mqtt]", "missing"]);
 }
+
+/// `Cfg::good` with `[detect] profiles` from tests/fixtures/check-config-profiles/.
+fn check_profiles(pki: &Pki, profiles: &[&str]) -> Checked {
+    let fixtures =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/check-config-profiles");
+    let list: Vec<String> = profiles
+        .iter()
+        .map(|p| format!("{:?}", fixtures.join(p).display().to_string()))
+        .collect();
+    let state = pki.dir.path().join("state");
+    let text = format!(
+        "{}\n[detect]\nprofiles = [{}]\n",
+        Cfg::good(pki).toml(&state),
+        list.join(", ")
+    );
+    check_text(pki.dir.path(), &text)
+}
+
+#[test]
+fn each_profile_problem_is_one_line_naming_file_behavior_and_field() {
+    let pki = Pki::generate();
+    let c = check_profiles(&pki, &["bad.json", "missing.json"]);
+    assert_failed(&c, 4);
+    c.line(
+        "error:",
+        &[
+            "bad.json",
+            "behavior ports-as-count",
+            "criteria.comparisonOperator",
+        ],
+    );
+    c.line(
+        "error:",
+        &["bad.json", "behavior ports-as-count", "criteria.value"],
+    );
+    c.line(
+        "error:",
+        &[
+            "bad.json",
+            "behavior too-many-datapoints",
+            "consecutiveDatapointsToAlarm",
+        ],
+    );
+    c.line("error:", &["missing.json", "cannot read"]);
+}
+
+#[test]
+fn a_behavior_not_evaluated_on_the_device_is_a_warning_only() {
+    let pki = Pki::generate();
+    let c = check_profiles(&pki, &["cloud-side.json"]);
+    assert_passed(&c);
+    c.line(
+        "warning:",
+        &[
+            "cloud-side.json",
+            "behavior auth-failures",
+            "aws:num-authorization-failures",
+        ],
+    );
+    // The warning and the summary; the evaluated behavior (no-telnet) gives no line.
+    assert_eq!(c.lines.len(), 2, "{}", c.dump());
+}
+
+#[test]
+fn the_shipped_profile_passes() {
+    let pki = Pki::generate();
+    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/config/profiles/baseline.json");
+    let c = check_profiles(&pki, &[shipped]);
+    assert_passed(&c);
+}

@@ -6,6 +6,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
+use common::alarms::Alarms;
 use common::{Backend, Broker, Identity, Mode, Pki, encode, eventually, report_json};
 use detect_agent::publish::{Backoff, ClientCert, ConnState, MqttSettings, Outcome, Publisher};
 
@@ -93,11 +94,7 @@ async fn rejections_carry_the_backend_error_code() {
     let backend = Backend::start(&pki, broker.port).await;
     let p = start(settings(broker.port, &pki.ca, &pki.client_ec, "cbor"));
 
-    backend.set_mode(Mode::Reject {
-        code: "Throttled".to_string(),
-        message: "too fast".to_string(),
-        with_report_id: true,
-    });
+    backend.set_mode(Mode::throttled(true));
     assert_eq!(
         publish(&p, 10, "cbor").await,
         Outcome::Rejected {
@@ -132,6 +129,43 @@ async fn rejections_carry_the_backend_error_code() {
         if message.as_deref().is_some_and(|m| m.contains("not greater"))),
         "{outcome:?}"
     );
+    p.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn an_alarm_send_is_acknowledged_while_the_backend_rejects_every_report() {
+    common::init_logs();
+    let pki = Pki::generate();
+    let broker = Broker::start(&pki);
+    let backend = Backend::start(&pki, broker.port).await;
+    let alarms = Alarms::start(&pki, broker.port, "detect-agent/+/alarms").await;
+    let p = start(settings(broker.port, &pki.ca, &pki.client_ec, "json"));
+    backend.set_mode(Mode::throttled(false));
+    assert!(matches!(
+        publish(&p, 30, "json").await,
+        Outcome::Rejected { code, .. } if code == "Throttled"
+    ));
+    let topic = "detect-agent/thing-ec/alarms";
+    p.send(
+        topic,
+        br#"{"violationEventType":"in-alarm"}"#.to_vec(),
+        WAIT,
+    )
+    .await
+    .unwrap();
+    // A rejection that arrives while an alarm is in flight is not taken for the alarm's.
+    assert!(matches!(
+        publish(&p, 31, "json").await,
+        Outcome::Rejected { code, .. } if code == "Throttled"
+    ));
+    assert!(
+        eventually(WAIT, || alarms.of_type("in-alarm").len() == 1).await,
+        "{:?}",
+        alarms.received()
+    );
+    assert_eq!(alarms.received()[0].0, topic);
+    // The alarm never reached the report topic.
+    assert_eq!(backend.received().len(), 2);
     p.shutdown(Duration::from_secs(5)).await;
 }
 

@@ -1,6 +1,7 @@
 //! `detect-agent check-config`: every problem in a config file, one line each — keys (all the
 //! unknown ones), files, key/certificate match, certificate dates, password file, thing name,
-//! interval and verdict wait. Non-zero exit on any error.
+//! interval and verdict wait, security profiles (with the warnings of behaviors not evaluated
+//! on the device). Non-zero exit on any error.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -58,6 +59,20 @@ pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
                     errors += 1;
                 }
                 lines.push(p.to_string());
+            }
+        }
+    }
+    // The engine's loader: each problem names the file, the behavior and the field.
+    match detect_agent::detect::profile::load_all(&config.detect.profiles) {
+        Ok(loaded) => {
+            for w in &loaded.warnings {
+                lines.push(format!("warning: {w}"));
+            }
+        }
+        Err(e) => {
+            for p in &e.problems {
+                errors += 1;
+                lines.push(format!("error: {p}"));
             }
         }
     }

@@ -1,20 +1,51 @@
 //! One report per slot: sample the host, rebase the counter baseline, take a report id,
-//! encode, publish, and settle the baseline on the verdict. No signals or scheduling here.
+//! detect (`alarms`), encode, publish, and settle the baseline on the verdict. No signals or
+//! scheduling here.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use super::DaemonError;
+use super::alarms::Alarms;
+use super::random;
 use super::verdicts::{Unsettled, Verdicts};
 use crate::collect::{self, CollectError, CollectOptions, Sample};
 use crate::config::Config;
+use crate::detect::Profile;
 use crate::publish::{
     Backoff, ClientCert, ConnState, Login, MqttSettings, Outcome, Publisher, Status,
 };
-use crate::report::{self, Baseline, Format};
+use crate::report::{self, Baseline, Format, NetworkStats, Report};
 use crate::state::{State, epoch_ms};
 
 /// A sample that takes longer than this is abandoned (the loop is then unhealthy).
 const SAMPLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A sample and, when the interface counters could not be read, why.
+struct Sampled {
+    sample: Sample,
+    counters_err: Option<CollectError>,
+}
+
+/// The full, uncut report, the baseline it settles to once its traffic is counted, and the
+/// traffic since the previous sample (for detection).
+struct Built {
+    report: Report,
+    settles_to: Option<Baseline>,
+    since_sample: Option<NetworkStats>,
+}
+
+/// The encoded report as it goes on the wire.
+struct Wire {
+    report_id: u64,
+    bytes: Vec<u8>,
+}
+
+/// How the publish of one report ended.
+struct Published {
+    report_id: u64,
+    bytes: usize,
+    outcome: Outcome,
+}
 
 /// Everything one configuration generation needs.
 pub(super) struct Agent {
@@ -30,11 +61,13 @@ pub(super) struct Agent {
     pub(super) last_verdict: String,
     verdicts: Verdicts,
     unsettled: Unsettled,
+    alarms: Alarms,
 }
 
 impl Agent {
-    /// Starts on a config that `validate` has passed (and logged the warnings of).
-    pub(super) fn start(config: &Config) -> Result<Self, DaemonError> {
+    /// Starts on a config that `validate` has passed (and logged the warnings of), with the
+    /// profiles it loaded.
+    pub(super) fn start(config: &Config, profiles: Vec<Profile>) -> Result<Self, DaemonError> {
         let (Some(thing), Some(mqtt), Some(client_id)) =
             (&config.thing_name, &config.mqtt, config.client_id())
         else {
@@ -69,7 +102,11 @@ impl Agent {
             format_segment: format.topic_segment().to_string(),
             keep_alive_secs: mqtt.keep_alive_secs,
         };
-        let publisher = Publisher::start(settings, Backoff::reconnect(seed()))?;
+        let publisher = Publisher::start(settings, Backoff::reconnect(random::seed()))?;
+        let topic = config
+            .alarm_topic(thing)
+            .map_err(|e| DaemonError::Config(format!("detect.alarm_topic: {e}")))?;
+        let alarms = Alarms::start(thing, topic, profiles, &state, epoch_ms());
         tracing::info!(
             thing = %thing,
             format = %format,
@@ -90,53 +127,98 @@ impl Agent {
             last_verdict: "none yet".to_string(),
             verdicts: Verdicts::default(),
             unsettled: Unsettled::default(),
+            alarms,
         })
     }
 
-    pub(super) fn status(&self, conn: &ConnState) -> String {
-        format!("{}; last verdict: {}", conn.describe(), self.last_verdict)
+    /// Alarm events waiting for the broker.
+    pub(super) fn alarms_queued(&self) -> usize {
+        self.alarms.queued()
     }
 
-    /// One report: sample, rebase the baseline, take an id, encode, publish, settle. The
-    /// publish waits at most until shortly before `next_slot` (issue #12: a verdict wait
+    /// Sends the queued alarm events now (bounded, see `Alarms::drain`).
+    pub(super) async fn deliver_alarms(&mut self) {
+        self.alarms.drain(&self.publisher).await;
+    }
+
+    /// Writes what must survive this agent (the alarm engine's state), at stop and reload.
+    pub(super) fn save_state(&mut self) {
+        self.alarms.flush(&self.state);
+    }
+
+    pub(super) fn status(&self, conn: &ConnState) -> String {
+        let mut line = format!(
+            "{}; last verdict: {}; active alarms: {}",
+            conn.describe(),
+            self.last_verdict,
+            self.alarms.active()
+        );
+        let queued = self.alarms.queued();
+        if queued > 0 {
+            line.push_str(&format!(" ({queued} alarm events queued)"));
+        }
+        line
+    }
+
+    /// One report, as stages that hand their value to the next (architecture.md, "One
+    /// sample, start to finish"): sample → report → detect → publish → settle. A stage that
+    /// fails logs why and ends the cycle; `failures` counts the cycles that made no report.
+    /// The publish waits at most until shortly before `next_slot` (issue #12: a verdict wait
     /// never delays the next report).
     pub(super) async fn cycle(&mut self, next_slot: tokio::time::Instant) {
         self.take_late_verdicts();
+        let Some(sampled) = self.sample().await else {
+            return;
+        };
+        let Some(mut built) = self.report(sampled) else {
+            return;
+        };
+        self.alarms
+            .evaluate(&mut built.report, built.since_sample, &self.state);
+        let Some(wire) = self.encode(&built) else {
+            return;
+        };
+        let published = self.publish(wire, next_slot).await;
+        self.settle(published, built.settles_to);
+    }
+
+    /// Stage 1: one sample of the host, bounded by `SAMPLE_TIMEOUT`.
+    async fn sample(&mut self) -> Option<Sampled> {
         tracing::debug!("cycle: sampling");
-        let (sample, counters_err) = match self.sample().await {
-            Ok(s) => s,
-            Err(e) => {
+        let opts = self.collect.clone();
+        let job = tokio::task::spawn_blocking(move || collect::sample_lenient(&opts));
+        let result = match tokio::time::timeout(SAMPLE_TIMEOUT, job).await {
+            Err(_) => Err(format!("took longer than {SAMPLE_TIMEOUT:?}")),
+            Ok(Err(e)) => Err(format!("sampling task failed: {e}")),
+            Ok(Ok(Err(e))) => Err(e.to_string()),
+            Ok(Ok(Ok((sample, counters_err)))) => Ok(Sampled {
+                sample,
+                counters_err,
+            }),
+        };
+        result
+            .inspect_err(|e| {
                 self.failures += 1;
                 tracing::error!(error = %e, failures = self.failures, "sampling failed; no report this slot");
-                return;
-            }
-        };
-        // The baseline this report settles to, when its counters could be read.
-        let (stats, settles_to) = match counters_err {
+            })
+            .ok()
+    }
+
+    /// Stage 2: the full (uncut) report: traffic since the report baseline, a report id.
+    fn report(&mut self, sampled: Sampled) -> Option<Built> {
+        let Sampled {
+            sample,
+            counters_err,
+        } = sampled;
+        let (stats, settles_to, since_sample) = match counters_err {
             Some(e) => {
                 // The baseline is left alone: the traffic rolls into the next readable sample.
                 tracing::error!(error = %e, "interface counters unreadable; this report has no network_stats");
-                (None, None)
+                (None, None, None)
             }
             None => {
-                let boot_id = sample.boot_id.as_deref();
-                let (stats, rebase) = self.baseline.step(boot_id, &sample.counters);
-                if rebase.restarted || !rebase.reset.is_empty() {
-                    tracing::info!(restarted = rebase.restarted, reset = ?rebase.reset, "counter baseline restarted");
-                }
-                if rebase.changed() {
-                    // Baselines remembered for late verdicts no longer compare with this one.
-                    self.unsettled.clear();
-                }
-                // A rebase that changed the baseline is persisted at once, so a restart never
-                // compares against stale counters. An unchanged one is already on disk: one
-                // flash write fewer per cycle on a gateway.
-                if rebase.changed()
-                    && let Err(e) = self.state.save_baseline(&self.baseline)
-                {
-                    tracing::warn!(error = %e, "cannot persist the counter baseline");
-                }
-                (stats, Some(Baseline::new(boot_id, &sample.counters)))
+                let (stats, settles_to) = self.rebase(&sample);
+                (stats, settles_to, self.alarms.traffic(&sample))
             }
         };
         let report_id = match self.state.next_report_id(epoch_ms()) {
@@ -149,46 +231,89 @@ impl Agent {
             Err(e) => {
                 self.failures += 1;
                 tracing::error!(error = %e, "no report id left; no report this slot");
-                return;
+                return None;
             }
         };
         let report = report::build(&sample.sockets, stats, report_id);
-        let encoded = match report::encode(&report, self.format) {
-            Ok(e) => e,
+        Some(Built {
+            report,
+            settles_to,
+            since_sample,
+        })
+    }
+
+    /// Rebases the report baseline on the sample's counters: the report's network_stats,
+    /// and the baseline the report settles to once its traffic is counted.
+    fn rebase(&mut self, sample: &Sample) -> (Option<NetworkStats>, Option<Baseline>) {
+        let boot_id = sample.boot_id.as_deref();
+        let (stats, rebase) = self.baseline.step(boot_id, &sample.counters);
+        if rebase.restarted || !rebase.reset.is_empty() {
+            tracing::info!(restarted = rebase.restarted, reset = ?rebase.reset, "counter baseline restarted");
+        }
+        if rebase.changed() {
+            // Baselines remembered for late verdicts no longer compare with this one.
+            self.unsettled.clear();
+        }
+        // A rebase that changed the baseline is persisted at once, so a restart never
+        // compares against stale counters. An unchanged one is already on disk: one
+        // flash write fewer per cycle on a gateway.
+        if rebase.changed()
+            && let Err(e) = self.state.save_baseline(&self.baseline)
+        {
+            tracing::warn!(error = %e, "cannot persist the counter baseline");
+        }
+        (stats, Some(Baseline::new(boot_id, &sample.counters)))
+    }
+
+    /// Stage 3: the wire bytes, cut to the payload limit.
+    fn encode(&mut self, built: &Built) -> Option<Wire> {
+        let report_id = built.report.header.report_id;
+        match report::encode(&built.report, self.format) {
+            Ok(e) => {
+                self.failures = 0;
+                Some(Wire {
+                    report_id,
+                    bytes: e.bytes,
+                })
+            }
             Err(e) => {
                 self.failures += 1;
                 tracing::error!(report_id, error = %e, "cannot encode the report");
-                return;
+                None
             }
-        };
-        self.failures = 0;
-        let bytes = encoded.bytes.len();
+        }
+    }
+
+    /// Stage 4: queued alarm events first (they never wait for a report's verdict), then the
+    /// report, waiting (bounded) for its PUBACK and verdict.
+    async fn publish(&mut self, wire: Wire, next_slot: tokio::time::Instant) -> Published {
+        self.alarms.drain(&self.publisher).await;
+        let Wire { report_id, bytes } = wire;
+        let len = bytes.len();
         let until_next = next_slot.saturating_duration_since(tokio::time::Instant::now());
         let wait = super::schedule::publish_wait(self.verdict_wait, until_next, self.interval);
         tracing::debug!(
             report_id,
-            bytes,
+            bytes = len,
             wait_ms = wait.as_millis() as u64,
             "cycle: publishing"
         );
-        let outcome = self.publisher.publish(report_id, encoded.bytes, wait).await;
-        self.settle(report_id, bytes, settles_to, outcome);
-    }
-
-    async fn sample(&self) -> Result<(Sample, Option<CollectError>), String> {
-        let opts = self.collect.clone();
-        let job = tokio::task::spawn_blocking(move || collect::sample_lenient(&opts));
-        match tokio::time::timeout(SAMPLE_TIMEOUT, job).await {
-            Err(_) => Err(format!("took longer than {SAMPLE_TIMEOUT:?}")),
-            Ok(Err(e)) => Err(format!("sampling task failed: {e}")),
-            Ok(Ok(Err(e))) => Err(e.to_string()),
-            Ok(Ok(Ok(s))) => Ok(s),
+        let outcome = self.publisher.publish(report_id, bytes, wait).await;
+        Published {
+            report_id,
+            bytes: len,
+            outcome,
         }
     }
 
     /// Advances the baseline when `Verdicts::settles` says the report's traffic has been
     /// counted; otherwise it rolls into the next report.
-    fn settle(&mut self, report_id: u64, bytes: usize, to: Option<Baseline>, outcome: Outcome) {
+    fn settle(&mut self, published: Published, to: Option<Baseline>) {
+        let Published {
+            report_id,
+            bytes,
+            outcome,
+        } = published;
         let advance = self.verdicts.settles(&outcome);
         match &outcome {
             Outcome::Accepted => self.last_verdict = format!("report {report_id} accepted"),
@@ -256,13 +381,4 @@ impl Agent {
             tracing::warn!(error = %e, "cannot persist the counter baseline");
         }
     }
-}
-
-/// Jitter seed: time and pid, so agents that boot together do not retry in step.
-fn seed() -> u64 {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
-    nanos ^ (u64::from(std::process::id()) << 32)
 }

@@ -2,8 +2,10 @@
 //! speaks systemd notify and the watchdog, and runs one report cycle per slot (`cycle`).
 //! Never parses /proc or MQTT itself.
 
+mod alarms;
 mod cycle;
 pub mod notify;
+mod random;
 pub mod schedule;
 mod verdicts;
 
@@ -13,6 +15,8 @@ use std::time::Duration;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::config::{Config, Problem};
+use crate::detect::Profile;
+use crate::publish::ConnState;
 use crate::state::State;
 use crate::state::epoch_ms;
 use cycle::Agent;
@@ -29,6 +33,8 @@ const UNHEALTHY_AFTER: u32 = 3;
 pub enum DaemonError {
     #[error("config: {0}")]
     Config(String),
+    #[error("profiles: {0}")]
+    Profiles(#[from] crate::detect::ProfileError),
     #[error("state: {0}")]
     State(#[from] crate::state::StateError),
     #[error("cannot start the runtime: {0}")]
@@ -59,7 +65,7 @@ struct Signals {
 
 enum Exit {
     Stop,
-    Reload(Box<Config>),
+    Reload(Box<Config>, Vec<Profile>),
 }
 
 async fn run_async(path: PathBuf, mut config: Config) -> Result<(), DaemonError> {
@@ -70,11 +76,12 @@ async fn run_async(path: PathBuf, mut config: Config) -> Result<(), DaemonError>
         hup: signal(SignalKind::hangup()).map_err(DaemonError::Signals)?,
     };
     // Checked once per config generation (a reload is checked in `reload`).
-    validate(&config)?;
+    let mut profiles = validate(&config)?;
     loop {
-        let mut agent = Agent::start(&config)?;
+        let mut agent = Agent::start(&config, profiles)?;
         notifier.ready();
         let exit = agent.serve(&path, &mut signals, &notifier).await;
+        agent.save_state();
         match exit {
             Exit::Stop => {
                 notifier.stopping();
@@ -82,18 +89,20 @@ async fn run_async(path: PathBuf, mut config: Config) -> Result<(), DaemonError>
                 tracing::info!("stopped");
                 return Ok(());
             }
-            Exit::Reload(new) => {
+            Exit::Reload(new, loaded) => {
                 notifier.reloading();
                 agent.publisher.shutdown(DISCONNECT_GRACE).await;
                 config = *new;
+                profiles = loaded;
                 tracing::info!("configuration reloaded");
             }
         }
     }
 }
 
-/// Checks a loaded config for what `run` needs; warnings are logged.
-fn validate(config: &Config) -> Result<(), DaemonError> {
+/// Checks a loaded config for what `run` needs and loads its security profiles (every
+/// problem of every profile on one line); warnings of both are logged.
+fn validate(config: &Config) -> Result<Vec<Profile>, DaemonError> {
     let mut errors = Vec::new();
     for p in config.problems() {
         match p {
@@ -107,11 +116,14 @@ fn validate(config: &Config) -> Result<(), DaemonError> {
     if config.mqtt.is_none() {
         errors.push("[mqtt] is required by run".to_string());
     }
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(DaemonError::Config(errors.join("; ")))
+    if !errors.is_empty() {
+        return Err(DaemonError::Config(errors.join("; ")));
     }
+    let loaded = crate::detect::profile::load_all(&config.detect.profiles)?;
+    for w in &loaded.warnings {
+        tracing::warn!(warning = %w, "profile behavior not evaluated on the device");
+    }
+    Ok(loaded.profiles)
 }
 
 impl Agent {
@@ -146,47 +158,65 @@ impl Agent {
                         if conn_open {
                             notifier.status(&self.status(&conn.borrow()));
                         }
+                        // Alarm events that waited for the broker go out as soon as it is
+                        // back, not at the next slot (which may be minutes away).
+                        let ready = matches!(*conn.borrow(), ConnState::Ready { .. });
+                        if ready && self.alarms_queued() > 0 {
+                            if finish_unless_stopped(self.deliver_alarms(), sig, "alarm delivery").await {
+                                return Exit::Stop;
+                            }
+                            notifier.status(&self.status(&conn.borrow()));
+                        }
                     }
                     _ = sig.term.recv() => return Exit::Stop,
                     _ = sig.int.recv() => return Exit::Stop,
                     _ = sig.hup.recv() => {
-                        if let Some(new) = reload(path) {
-                            return Exit::Reload(new);
+                        if let Some((new, profiles)) = reload(path) {
+                            return Exit::Reload(new, profiles);
                         }
                     }
                 }
             }
-            // One cycle; a stop signal lets it finish for at most STOP_GRACE.
+            if finish_unless_stopped(self.cycle(slot_at + self.interval), sig, "in-flight report")
+                .await
             {
-                let cycle = self.cycle(slot_at + self.interval);
-                tokio::pin!(cycle);
-                let stop = tokio::select! {
-                    _ = &mut cycle => false,
-                    _ = sig.term.recv() => true,
-                    _ = sig.int.recv() => true,
-                };
-                if stop {
-                    if tokio::time::timeout(STOP_GRACE, &mut cycle).await.is_err() {
-                        tracing::warn!("in-flight report abandoned at shutdown");
-                    }
-                    return Exit::Stop;
-                }
+                return Exit::Stop;
             }
             notifier.status(&self.status(&conn.borrow()));
         }
     }
 }
 
-/// Loads and checks the config again; an invalid one is refused and the old one stays.
-fn reload(path: &Path) -> Option<Box<Config>> {
+/// Runs `work` to its end; a stop signal meanwhile lets it finish for at most STOP_GRACE.
+/// True when a stop was asked for.
+async fn finish_unless_stopped(
+    work: impl std::future::Future<Output = ()>,
+    sig: &mut Signals,
+    what: &str,
+) -> bool {
+    tokio::pin!(work);
+    let stop = tokio::select! {
+        _ = &mut work => false,
+        _ = sig.term.recv() => true,
+        _ = sig.int.recv() => true,
+    };
+    if stop && tokio::time::timeout(STOP_GRACE, &mut work).await.is_err() {
+        tracing::warn!(what, "abandoned at shutdown");
+    }
+    stop
+}
+
+/// Loads and checks the config and its profiles again; an invalid one (or one invalid
+/// profile) is refused and the old configuration stays.
+fn reload(path: &Path) -> Option<(Box<Config>, Vec<Profile>)> {
     tracing::info!(path = %path.display(), "SIGHUP: reloading the configuration");
     // Everything Agent::start can trip over is checked here, before the old agent stops.
     match Config::load(path).map_err(|e| e.to_string()).and_then(|c| {
-        validate(&c).map_err(|e| e.to_string())?;
+        let profiles = validate(&c).map_err(|e| e.to_string())?;
         State::open(&c.state.dir).map_err(|e| e.to_string())?;
-        Ok(c)
+        Ok((c, profiles))
     }) {
-        Ok(c) => Some(Box::new(c)),
+        Ok((c, profiles)) => Some((Box::new(c), profiles)),
         Err(e) => {
             tracing::error!(error = %e, "new configuration refused; the old one stays in force");
             None

@@ -1,5 +1,5 @@
-//! Owns the publish call: one report at a time, bounded waits for the connection, the PUBACK
-//! and the verdict (the connection task itself is `session`). Takes bytes and a report id.
+//! Owns the publish calls: one message at a time, bounded waits for the connection, the PUBACK
+//! and (reports only) the verdict; the connection task itself is `session`. Takes bytes.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,6 +38,11 @@ pub enum Outcome {
     /// The report did not reach the broker; the reason says why.
     NotDelivered(String),
 }
+
+/// Why a plain send (`Publisher::send`) did not reach the broker.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct NotSent(pub String);
 
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
@@ -139,17 +144,73 @@ impl Publisher {
     }
 
     /// Publishes one encoded report at QoS 1 and waits, at most `wait` in total, for the
-    /// connection, the PUBACK and then the verdict for `report_id`. One report at a time.
+    /// connection, the PUBACK and then the verdict for `report_id`. One message at a time.
     pub async fn publish(&self, report_id: u64, payload: Vec<u8>, wait: Duration) -> Outcome {
         let deadline = Instant::now() + wait;
         let Ok(_turn) = timeout_at(deadline, self.one_at_a_time.lock()).await else {
             return Outcome::NotDelivered("another report is still in flight".to_string());
         };
+        let (verdict_tx, verdict_rx) = oneshot::channel();
+        let topic = self.topics.publish.clone();
+        let sent = self
+            .acked(
+                &topic,
+                payload,
+                deadline,
+                wait,
+                Some(report_id),
+                Some(verdict_tx),
+            )
+            .await;
+        let outcome = match sent {
+            Err(NotSent(reason)) => Outcome::NotDelivered(reason),
+            // Without the verdict subscription there is nothing to wait for.
+            Ok(false) => Outcome::Acked,
+            Ok(true) => match timeout_at(deadline, verdict_rx).await {
+                Ok(Ok(v)) => match v.status {
+                    Status::Accepted => Outcome::Accepted,
+                    Status::Rejected => Outcome::Rejected {
+                        code: v.error_code.unwrap_or_else(|| "Unspecified".to_string()),
+                        message: v.error_message,
+                    },
+                },
+                Ok(Err(_)) | Err(_) => Outcome::Acked,
+            },
+        };
+        *self.shared.slot() = None;
+        outcome
+    }
+
+    /// A plain QoS-1 send (alarms): publishes `payload` on `topic` and waits, at most `wait`
+    /// in total, for the connection and the broker's PUBACK. No verdict is involved, so it
+    /// goes out whatever the backend answers to reports. One message at a time.
+    pub async fn send(&self, topic: &str, payload: Vec<u8>, wait: Duration) -> Result<(), NotSent> {
+        let deadline = Instant::now() + wait;
+        let Ok(_turn) = timeout_at(deadline, self.one_at_a_time.lock()).await else {
+            return Err(NotSent("a report is still in flight".to_string()));
+        };
+        let sent = self.acked(topic, payload, deadline, wait, None, None).await;
+        *self.shared.slot() = None;
+        sent.map(|_| ())
+    }
+
+    /// Waits for a ready connection, publishes at QoS 1 and waits for the PUBACK, all by
+    /// `deadline`. True when the verdict topics are subscribed. The caller holds the turn
+    /// and empties the in-flight slot afterwards.
+    async fn acked(
+        &self,
+        topic: &str,
+        payload: Vec<u8>,
+        deadline: Instant,
+        wait: Duration,
+        report_id: Option<u64>,
+        verdict: Option<oneshot::Sender<super::verdict::Verdict>>,
+    ) -> Result<bool, NotSent> {
         if payload.len() > MAX_PAYLOAD {
-            return Outcome::NotDelivered(format!(
+            return Err(NotSent(format!(
                 "payload of {} bytes exceeds the {MAX_PAYLOAD}-byte limit",
                 payload.len()
-            ));
+            )));
         }
         let mut state = self.state.clone();
         let ready = timeout_at(deadline, async {
@@ -161,46 +222,30 @@ impl Publisher {
         .await;
         let verdicts = match ready {
             Ok(Ok(verdicts)) => verdicts,
-            Ok(Err(_)) => return Outcome::NotDelivered("publisher stopped".to_string()),
+            Ok(Err(_)) => return Err(NotSent("publisher stopped".to_string())),
             Err(_) => {
                 let now = self.state.borrow().describe();
-                return Outcome::NotDelivered(format!("not connected within {wait:?}: {now}"));
+                return Err(NotSent(format!("not connected within {wait:?}: {now}")));
             }
         };
         let (puback_tx, puback_rx) = oneshot::channel();
-        let (verdict_tx, verdict_rx) = oneshot::channel();
         *self.shared.slot() = Some(InFlight {
             report_id,
             pkid: None,
             puback: Some(puback_tx),
-            verdict: Some(verdict_tx),
+            verdict,
         });
-        let outcome = match self.client.try_publish(
-            self.topics.publish.as_str(),
-            QoS::AtLeastOnce,
-            false,
-            payload,
-        ) {
-            Err(e) => Outcome::NotDelivered(format!("MQTT request queue: {e}")),
-            Ok(()) => match timeout_at(deadline, puback_rx).await {
-                Err(_) => Outcome::NotDelivered(format!("no PUBACK within {wait:?}")),
-                Ok(Err(_)) => Outcome::NotDelivered("connection lost before PUBACK".to_string()),
-                // Without the verdict subscription there is nothing to wait for.
-                Ok(Ok(())) if !verdicts => Outcome::Acked,
-                Ok(Ok(())) => match timeout_at(deadline, verdict_rx).await {
-                    Ok(Ok(v)) => match v.status {
-                        Status::Accepted => Outcome::Accepted,
-                        Status::Rejected => Outcome::Rejected {
-                            code: v.error_code.unwrap_or_else(|| "Unspecified".to_string()),
-                            message: v.error_message,
-                        },
-                    },
-                    Ok(Err(_)) | Err(_) => Outcome::Acked,
-                },
-            },
-        };
-        *self.shared.slot() = None;
-        outcome
+        if let Err(e) = self
+            .client
+            .try_publish(topic, QoS::AtLeastOnce, false, payload)
+        {
+            return Err(NotSent(format!("MQTT request queue: {e}")));
+        }
+        match timeout_at(deadline, puback_rx).await {
+            Err(_) => Err(NotSent(format!("no PUBACK within {wait:?}"))),
+            Ok(Err(_)) => Err(NotSent("connection lost before PUBACK".to_string())),
+            Ok(Ok(())) => Ok(verdicts),
+        }
     }
 
     /// Sends DISCONNECT and waits up to `within` for the task to finish, then aborts it.
@@ -258,6 +303,9 @@ mod tests {
             assert!(matches!(fut.await, Outcome::NotDelivered(_)));
             let oversized = p.publish(2, vec![0; MAX_PAYLOAD + 1], Duration::from_secs(1));
             assert!(matches!(oversized.await, Outcome::NotDelivered(r) if r.contains("exceeds")));
+            let alarm = p.send("t/alarms", b"{}".to_vec(), Duration::from_millis(50));
+            is_send(&alarm);
+            assert!(matches!(alarm.await, Err(NotSent(r)) if r.contains("not connected")));
             is_send(&p.shutdown(Duration::from_secs(1)));
         });
     }

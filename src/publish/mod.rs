@@ -1,5 +1,6 @@
-//! Delivers encoded reports over MQTT with TLS (client certificate and/or password) and reads the backend's verdicts
-//! (protocol doc §2–§3). Knows nothing of /proc or of how a report is built.
+//! Delivers encoded reports over MQTT with TLS (client certificate and/or password), reads the
+//! backend's verdicts (protocol doc §2–§3), and sends alarm messages at QoS 1
+//! (`Publisher::send`). Knows nothing of /proc, of how a report is built or of when an alarm is raised.
 
 pub mod backoff;
 pub mod check;
@@ -13,7 +14,7 @@ pub mod verdict;
 
 pub use backoff::Backoff;
 pub use check::{Problem, Severity, check_ca, check_identity, check_password_file};
-pub use client::{MAX_PAYLOAD, Outcome, PublishError, Publisher};
+pub use client::{MAX_PAYLOAD, NotSent, Outcome, PublishError, Publisher};
 pub use login::{Login, LoginError, Password, read_password};
 pub use session::ConnState;
 pub use tls::{ClientCert, MqttSettings, TlsError, client_config};

@@ -60,9 +60,10 @@ impl ConnState {
     }
 }
 
-/// The report waiting for its PUBACK and verdict.
+/// The message waiting for its PUBACK and, for a report, its verdict.
 pub(super) struct InFlight {
-    pub(super) report_id: u64,
+    /// `None` for a plain send (an alarm): no verdict belongs to it.
+    pub(super) report_id: Option<u64>,
     pub(super) pkid: Option<u16>,
     pub(super) puback: Option<oneshot::Sender<()>>,
     pub(super) verdict: Option<oneshot::Sender<Verdict>>,
@@ -272,11 +273,11 @@ impl Driver {
         };
         let mut slot = self.shared.slot();
         let matched = slot.as_mut().filter(|f| match v.report_id {
-            Some(id) => id == f.report_id,
+            Some(id) => f.report_id == Some(id),
             // A rejection without reportId belongs to the report in flight (protocol doc §3.2).
-            None => v.status == Status::Rejected,
+            None => v.status == Status::Rejected && f.report_id.is_some(),
         });
-        let report_id = v.report_id.or(matched.as_ref().map(|f| f.report_id));
+        let report_id = v.report_id.or(matched.as_ref().and_then(|f| f.report_id));
         match v.status {
             Status::Accepted => tracing::info!(report_id, verdict = "accepted", "report verdict"),
             Status::Rejected => tracing::warn!(

@@ -34,6 +34,24 @@ pub enum Mode {
     Late(Duration),
 }
 
+impl Mode {
+    /// Rejects every report with `Throttled`.
+    pub fn throttled(with_report_id: bool) -> Mode {
+        Mode::Reject {
+            code: "Throttled".to_string(),
+            message: "too fast".to_string(),
+            with_report_id,
+        }
+    }
+}
+
+/// Waits (at most 20 s) until the SUBACK count `rx` is above `seen`.
+pub async fn wait_above(rx: &watch::Receiver<u64>, seen: u64, who: &str) {
+    let mut rx = rx.clone();
+    let waited = tokio::time::timeout(Duration::from_secs(20), rx.wait_for(|n| *n > seen)).await;
+    assert!(matches!(waited, Ok(Ok(_))), "{who} did not (re)subscribe");
+}
+
 #[derive(Debug, Clone)]
 pub struct Received {
     pub thing: String,
@@ -56,7 +74,7 @@ pub struct Backend {
     task: tokio::task::JoinHandle<()>,
 }
 
-fn tls(pki: &Pki, id: &Identity) -> TlsConfiguration {
+pub fn tls(pki: &Pki, id: &Identity) -> TlsConfiguration {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(&pki.ca).unwrap() {
@@ -150,10 +168,7 @@ impl Backend {
 
     /// Waits (at most 20 s) until more than `seen` subscriptions were acknowledged.
     pub async fn wait_subscribed(&self, seen: u64) {
-        let mut rx = self.subscribed.clone();
-        let waited =
-            tokio::time::timeout(Duration::from_secs(20), rx.wait_for(|n| *n > seen)).await;
-        assert!(matches!(waited, Ok(Ok(_))), "backend did not (re)subscribe");
+        wait_above(&self.subscribed, seen, "backend").await;
     }
 
     pub fn set_mode(&self, mode: Mode) {

@@ -4,9 +4,11 @@
 #![allow(dead_code, unused_imports)] // each test binary uses a different part of the harness
 
 pub mod agent;
+pub mod alarms;
 pub mod backend;
 pub mod broker;
 pub mod certs;
+pub mod notify;
 pub mod run;
 pub mod sockets;
 

@@ -1,5 +1,10 @@
-//! Report ids and the counter baseline on disk, each written atomically (temp file, fsync,
-//! rename, fsync of the directory). Holds no policy: the daemon decides when to advance.
+//! Small files in the state directory, each written atomically (temp file, fsync, rename,
+//! fsync of the directory): report ids, the counter baseline, the alarm engine's state and
+//! the alarm outbox (`outbox`). Holds no policy: the daemon decides when to write what.
+
+pub mod outbox;
+
+pub use outbox::{Limits, Message, Outbox, Pushed};
 
 use std::fs;
 use std::io::Write;
@@ -21,6 +26,7 @@ pub const MAX_REPORT_ID: u64 = (1 << 53) - 1;
 
 const REPORT_ID_FILE: &str = "report_id";
 const BASELINE_FILE: &str = "baseline.json";
+const ALARMS_FILE: &str = "alarms.json";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -126,7 +132,27 @@ impl State {
 
     /// Loads the persisted counter baseline (JSON), `None` when there is none yet.
     pub fn load_baseline<T: DeserializeOwned>(&self) -> Result<Option<T>, StateError> {
-        let path = self.dir.join(BASELINE_FILE);
+        self.load_json(BASELINE_FILE)
+    }
+
+    /// Persists the counter baseline atomically.
+    pub fn save_baseline<T: Serialize>(&self, baseline: &T) -> Result<(), StateError> {
+        self.save_json(BASELINE_FILE, baseline)
+    }
+
+    /// Loads the alarm engine's saved state (JSON), `None` when there is none yet.
+    pub fn load_alarms<T: DeserializeOwned>(&self) -> Result<Option<T>, StateError> {
+        self.load_json(ALARMS_FILE)
+    }
+
+    /// Persists the alarm engine's state atomically, so a restart neither repeats an
+    /// `in-alarm` nor loses a clear.
+    pub fn save_alarms<T: Serialize>(&self, alarms: &T) -> Result<(), StateError> {
+        self.save_json(ALARMS_FILE, alarms)
+    }
+
+    fn load_json<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>, StateError> {
+        let path = self.dir.join(name);
         match fs::read(&path) {
             Ok(bytes) => {
                 serde_json::from_slice(&bytes)
@@ -141,13 +167,12 @@ impl State {
         }
     }
 
-    /// Persists the counter baseline atomically.
-    pub fn save_baseline<T: Serialize>(&self, baseline: &T) -> Result<(), StateError> {
-        let bytes = serde_json::to_vec(baseline).map_err(|e| StateError::Corrupt {
-            path: self.dir.join(BASELINE_FILE),
+    fn save_json<T: Serialize>(&self, name: &str, value: &T) -> Result<(), StateError> {
+        let bytes = serde_json::to_vec(value).map_err(|e| StateError::Corrupt {
+            path: self.dir.join(name),
             detail: e.to_string(),
         })?;
-        write_atomic(&self.dir, BASELINE_FILE, &bytes)
+        write_atomic(&self.dir, name, &bytes)
     }
 }
 
@@ -255,5 +280,20 @@ mod tests {
         assert_eq!(s.load_baseline::<Vec<u64>>().unwrap(), None);
         s.save_baseline(&vec![1u64, 2, 3]).unwrap();
         assert_eq!(s.load_baseline::<Vec<u64>>().unwrap(), Some(vec![1, 2, 3]));
+    }
+
+    #[test]
+    fn alarm_state_round_trips_and_damage_is_an_error_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = State::open(dir.path()).unwrap();
+        assert_eq!(s.load_alarms::<Vec<String>>().unwrap(), None);
+        s.save_alarms(&vec!["a".to_string()]).unwrap();
+        assert_eq!(
+            s.load_alarms::<Vec<String>>().unwrap(),
+            Some(vec!["a".to_string()])
+        );
+        fs::write(dir.path().join(ALARMS_FILE), b"{not json").unwrap();
+        let err = s.load_alarms::<Vec<String>>().unwrap_err().to_string();
+        assert!(err.contains("alarms.json"), "{err}");
     }
 }
