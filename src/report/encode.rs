@@ -339,12 +339,7 @@ fn custom_node(report: &Report) -> Node<'static> {
 /// write null, §7.1 item 7).
 fn check_custom(report: &Report) -> Result<(), ReportError> {
     for (name, value) in &report.custom_metrics {
-        let name_ok = (1..=128).contains(&name.len())
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, ':' | '_' | '-'))
-            && !name.starts_with("aws:");
-        if !name_ok {
+        if !crate::collect::custom::valid_name(name) {
             return Err(ReportError::MetricName { name: name.clone() });
         }
         let numbers: &[f64] = match value {
