@@ -1,9 +1,13 @@
 //! The configuration file (TOML): its keys, defaults and validation, done once at load.
 //! Unknown keys are errors; every error names the file and the key. No other I/O here.
 
+mod custom_metrics;
+
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+
+pub use custom_metrics::{CustomMetric, DEFAULT_TIMEOUT_SECS, MAX_TIMEOUT_SECS};
 
 use crate::collect::CollectOptions;
 use crate::report::Format;
@@ -29,6 +33,9 @@ pub struct Config {
     pub collect: Collect,
     #[serde(default)]
     pub log: Log,
+    /// `[[custom_metrics]]` tables, checked by `problems` / `custom_metric_specs`.
+    #[serde(default)]
+    pub custom_metrics: Vec<CustomMetric>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -251,6 +258,9 @@ impl Config {
                 Err(e) => out.push(Problem::Error(format!("{key}: {e}"))),
             }
         }
+        if let Err(errors) = self.custom_metric_specs() {
+            out.extend(errors.into_iter().map(Problem::Error));
+        }
         if self.report.interval_secs < AWS_MIN_INTERVAL_SECS {
             out.push(Problem::Warning(format!(
                 "report.interval_secs = {}: AWS IoT Device Defender throttles reports sent more often than every {AWS_MIN_INTERVAL_SECS} s",
@@ -263,6 +273,15 @@ impl Config {
     /// The MQTT client id: `client_id`, else the thing name.
     pub fn client_id(&self) -> Option<&str> {
         self.client_id.as_deref().or(self.thing_name.as_deref())
+    }
+
+    /// The `[[custom_metrics]]` as specs for `collect::custom`, or one line per error naming
+    /// the metric and the key (also listed by `problems`, so check-config, startup and a
+    /// SIGHUP reload refuse the same configs).
+    pub fn custom_metric_specs(
+        &self,
+    ) -> Result<Vec<crate::collect::custom::MetricSpec>, Vec<String>> {
+        custom_metrics::specs(&self.custom_metrics)
     }
 
     /// Collector options from the `[collect]` table.
