@@ -2,6 +2,7 @@
 //! model, key names, limits, deltas and the JSON/CBOR encoders. No I/O here.
 
 pub mod build;
+mod custom_cut;
 pub mod delta;
 pub mod encode;
 pub mod format;
@@ -10,7 +11,7 @@ pub mod limits;
 mod measure;
 pub mod model;
 
-pub use build::build;
+pub use build::{build, build_with_custom};
 pub use delta::{Baseline, NetworkStats, Rebase};
 pub use encode::{Encoded, ReportError, encode};
 pub use format::{Format, UnknownFormat};
