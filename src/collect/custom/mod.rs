@@ -6,7 +6,7 @@ pub mod command;
 pub mod file;
 pub mod parse;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -228,6 +228,14 @@ impl Pending<'_> {
 
 fn parsed(kind: MetricType, text: &str) -> Result<CustomValue, CustomError> {
     Ok(parse::value(kind, text)?)
+}
+
+/// The values of the readings that have one, by name (the report's `custom_metrics`).
+pub fn values(readings: &[Reading]) -> BTreeMap<String, CustomValue> {
+    readings
+        .iter()
+        .filter_map(|r| Some((r.name.clone(), r.value.as_ref().ok()?.clone())))
+        .collect()
 }
 
 /// Every metric of `specs`, read now (commands concurrently).
