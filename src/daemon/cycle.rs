@@ -1,17 +1,21 @@
 //! One report per slot: sample the host, rebase the counter baseline, take a report id,
 //! encode, publish, and settle the baseline on the verdict. No signals or scheduling here.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::DaemonError;
 use super::verdicts::{Unsettled, Verdicts};
-use crate::collect::{self, CollectError, CollectOptions, Sample};
+use crate::collect::custom::{self, CustomState, CustomValue, MetricSpec, Reading};
+use crate::collect::{self, CollectError, CollectOptions, LenientSample, Sample};
 use crate::config::Config;
 use crate::publish::{Backoff, ConnState, MqttSettings, Outcome, Publisher, Status};
 use crate::report::{self, Baseline, Format};
 use crate::state::{State, epoch_ms};
 
-/// A sample that takes longer than this is abandoned (the loop is then unhealthy).
+/// A sample that takes longer than this plus the longest custom metric command timeout
+/// (each ≤ 60 s, killed at its own deadline) is abandoned (the loop is then unhealthy).
 const SAMPLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Everything one configuration generation needs.
@@ -28,6 +32,11 @@ pub(super) struct Agent {
     pub(super) last_verdict: String,
     verdicts: Verdicts,
     unsettled: Unsettled,
+    /// `[[custom_metrics]]`, read in the sample stage; `custom_state` carries `cpu_usage`'s
+    /// previous /proc/stat reading from one cycle to the next.
+    custom: Arc<[MetricSpec]>,
+    custom_state: CustomState,
+    sample_timeout: Duration,
 }
 
 impl Agent {
@@ -40,6 +49,18 @@ impl Agent {
                 "thing_name and [mqtt] are required".into(),
             ));
         };
+        let custom: Arc<[MetricSpec]> = config
+            .custom_metric_specs()
+            .map_err(|errors| DaemonError::Config(errors.join("; ")))?
+            .into();
+        let longest_command = custom
+            .iter()
+            .filter_map(|m| match &m.source {
+                custom::Source::Command { timeout, .. } => Some(*timeout),
+                _ => None,
+            })
+            .max()
+            .unwrap_or_default();
         let state = State::open(&config.state.dir)?;
         let baseline = match state.load_baseline::<Baseline>() {
             Ok(b) => b.unwrap_or_default(),
@@ -82,6 +103,9 @@ impl Agent {
             last_verdict: "none yet".to_string(),
             verdicts: Verdicts::default(),
             unsettled: Unsettled::default(),
+            custom,
+            custom_state: CustomState::default(),
+            sample_timeout: SAMPLE_TIMEOUT + longest_command,
         })
     }
 
@@ -93,7 +117,8 @@ impl Agent {
     pub(super) async fn cycle(&mut self) {
         self.take_late_verdicts();
         tracing::debug!("cycle: sampling");
-        let (sample, counters_err) = match self.sample().await {
+        let (sampled, readings) = self.sample().await;
+        let (sample, counters_err) = match sampled {
             Ok(s) => s,
             Err(e) => {
                 self.failures += 1;
@@ -142,7 +167,8 @@ impl Agent {
                 return;
             }
         };
-        let report = report::build(&sample.sockets, stats, report_id);
+        let custom = custom_values(report_id, &readings);
+        let report = report::build_with_custom(&sample.sockets, stats, custom, report_id);
         let encoded = match report::encode(&report, self.format) {
             Ok(e) => e,
             Err(e) => {
@@ -161,15 +187,25 @@ impl Agent {
         self.settle(report_id, bytes, settles_to, outcome);
     }
 
-    async fn sample(&self) -> Result<(Sample, Option<CollectError>), String> {
+    /// The sample and the custom metrics read beside it (commands start first).
+    async fn sample(&mut self) -> (Result<(Sample, Option<CollectError>), String>, Vec<Reading>) {
         let opts = self.collect.clone();
-        let job = tokio::task::spawn_blocking(move || collect::sample_lenient(&opts));
-        match tokio::time::timeout(SAMPLE_TIMEOUT, job).await {
-            Err(_) => Err(format!("took longer than {SAMPLE_TIMEOUT:?}")),
-            Ok(Err(e)) => Err(format!("sampling task failed: {e}")),
-            Ok(Ok(Err(e))) => Err(e.to_string()),
-            Ok(Ok(Ok(s))) => Ok(s),
-        }
+        let specs = Arc::clone(&self.custom);
+        let mut state = self.custom_state;
+        let job = tokio::task::spawn_blocking(move || {
+            let (sample, readings) = collect::sample_with_custom(&opts, &specs, &mut state);
+            (sample, readings, state)
+        });
+        let limit = self.sample_timeout;
+        let (sample, readings): (LenientSample, _) = match tokio::time::timeout(limit, job).await {
+            Err(_) => return (Err(format!("took longer than {limit:?}")), Vec::new()),
+            Ok(Err(e)) => return (Err(format!("sampling task failed: {e}")), Vec::new()),
+            Ok(Ok((sample, readings, state))) => {
+                self.custom_state = state;
+                (sample, readings)
+            }
+        };
+        (sample.map_err(|e| e.to_string()), readings)
     }
 
     /// Advances the baseline when `Verdicts::settles` says the report's traffic has been
@@ -242,6 +278,16 @@ impl Agent {
             tracing::warn!(error = %e, "cannot persist the counter baseline");
         }
     }
+}
+
+/// The values for the report; each metric that failed is left out with one warning.
+fn custom_values(report_id: u64, readings: &[Reading]) -> BTreeMap<String, CustomValue> {
+    for r in readings {
+        if let Err(e) = &r.value {
+            tracing::warn!(report_id, metric = %r.name, source = %r.source, error = %e, "custom metric left out of this report");
+        }
+    }
+    custom::values(readings)
 }
 
 /// Jitter seed: time and pid, so agents that boot together do not retry in step.

@@ -35,8 +35,9 @@ pub struct Running {
     err: Vec<u8>,
 }
 
-/// Starts `argv` (argv[0] is run as given, no PATH lookup by a shell) to end by `deadline`.
-pub fn spawn(argv: &[String], deadline: Instant) -> Result<Running, CustomError> {
+/// Starts `argv` (argv[0] is run as given, no PATH lookup by a shell) to end by
+/// `start + timeout`.
+pub fn spawn(argv: &[String], start: Instant, timeout: Duration) -> Result<Running, CustomError> {
     let program = argv.first().map(String::as_str).unwrap_or("");
     let spawn_err = |source| CustomError::Spawn {
         program: program.to_string(),
@@ -72,11 +73,11 @@ pub fn spawn(argv: &[String], deadline: Instant) -> Result<Running, CustomError>
         }
     }
     Ok(Running {
-        timeout: deadline.saturating_duration_since(Instant::now()),
+        timeout,
         child,
         stdout,
         stderr,
-        deadline,
+        deadline: start + timeout,
         out: Vec::new(),
         err: Vec::new(),
     })

@@ -177,7 +177,7 @@ pub fn start(specs: &[MetricSpec]) -> Pending<'_> {
     let commands = specs
         .iter()
         .map(|spec| match &spec.source {
-            Source::Command { argv, timeout } => Some(command::spawn(argv, now + *timeout)),
+            Source::Command { argv, timeout } => Some(command::spawn(argv, now, *timeout)),
             _ => None,
         })
         .collect();

@@ -1,0 +1,221 @@
+//! `detect-agent run` with `[[custom_metrics]]` against a real mosquitto (mutual TLS) and the
+//! strict test backend: custom metrics of all four types accepted in json and cbor-short,
+//! failing ones left out with a warning while the report still goes out.
+mod common;
+
+use std::time::Duration;
+
+use common::agent::{Setup, accepted_for, config, spawn};
+use common::{Backend, Broker, Pki, eventually};
+
+/// `[[custom_metrics]]`: every type and source, one failing and one hung command.
+fn custom_tables(dir: &std::path::Path) -> String {
+    let write = |name: &str, text: &str| {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let temps = write("temps", "41.5\n42\n");
+    let peers = write("peers", "[\"198.51.100.2\", \"2001:db8::9\"]\n");
+    let modules = write("modules.sh", "echo net\necho ota\n");
+    let failing = write("failing.sh", "echo 'no sensor' >&2\nexit 4\n");
+    let hung = write("hung.sh", "sleep 1000 &\nwait\n");
+    format!(
+        r#"
+[[custom_metrics]]
+name = "cpu_usage"
+type = "number"
+builtin = "cpu_usage"
+
+[[custom_metrics]]
+name = "processes"
+type = "number"
+builtin = "process_count"
+
+[[custom_metrics]]
+name = "temps"
+type = "number-list"
+file = {temps:?}
+
+[[custom_metrics]]
+name = "fw_modules"
+type = "string-list"
+command = ["/bin/sh", {modules:?}]
+
+[[custom_metrics]]
+name = "peers"
+type = "ip-address-list"
+file = {peers:?}
+
+[[custom_metrics]]
+name = "broken"
+type = "number"
+command = ["/bin/sh", {failing:?}]
+
+[[custom_metrics]]
+name = "hung"
+type = "number"
+command = ["/bin/sh", {hung:?}]
+timeout_secs = 1
+"#
+    )
+}
+
+#[tokio::test]
+async fn reports_with_custom_metrics_of_all_four_types_are_accepted_in_json_and_cbor_short() {
+    let pki = Pki::generate();
+    let broker = Broker::start(&pki);
+    let backend = Backend::start(&pki, broker.port).await;
+    let work = tempfile::tempdir().unwrap();
+    let extra = custom_tables(work.path());
+    let thing = &pki.client_ec.name;
+    for format in ["json", "cbor-short"] {
+        let cfg = config(&Setup {
+            dir: work.path(),
+            port: broker.port,
+            ca: &pki.ca,
+            id: &pki.client_ec,
+            format,
+            interval: 2,
+            extra: &extra,
+        });
+        let agent = spawn(&cfg, &[]);
+        let before = accepted_for(&backend.received(), thing).len();
+        let ok = eventually(Duration::from_secs(40), || {
+            accepted_for(&backend.received(), thing).len() >= before + 2
+        })
+        .await;
+        let log = agent.log();
+        let (status, _) = agent.stop().await;
+        assert!(ok, "{format}: no two accepted reports; log:\n{log}");
+        assert!(status.success(), "{format}: exit {status:?}");
+        let got = backend.received();
+        let accepted = accepted_for(&got, thing);
+        for r in &accepted[before..] {
+            assert_eq!(r.rejected, None, "{format}: {r:?}");
+            let v = r.value.as_ref().unwrap();
+            let key = if format == "json" {
+                "custom_metrics"
+            } else {
+                "cmet"
+            };
+            let c = v[key]
+                .as_object()
+                .unwrap_or_else(|| panic!("{format}: no {key}: {v}"));
+            let names: Vec<&str> = c.keys().map(String::as_str).collect();
+            assert_eq!(
+                names,
+                ["cpu_usage", "fw_modules", "peers", "processes", "temps"],
+                "{format}"
+            );
+            let cpu = c["cpu_usage"][0]["number"].as_f64().unwrap();
+            assert!((0.0..=100.0).contains(&cpu), "{cpu}");
+            assert!(c["processes"][0]["number"].as_f64().unwrap() >= 1.0);
+            assert_eq!(
+                c["temps"][0]["number_list"],
+                serde_json::json!([41.5, 42.0])
+            );
+            assert_eq!(
+                c["fw_modules"][0]["string_list"],
+                serde_json::json!(["net", "ota"])
+            );
+            assert_eq!(
+                c["peers"][0]["ip_list"],
+                serde_json::json!(["198.51.100.2", "2001:db8::9"])
+            );
+        }
+        // One warning per failed metric and report, naming the metric and why.
+        for (metric, why) in [
+            ("broken", "exited with status 4"),
+            ("hung", "timeout of 1s"),
+        ] {
+            assert!(
+                log.lines().any(|l| l.contains("custom metric left out")
+                    && l.contains(&format!("metric={metric}"))
+                    && l.contains(why)),
+                "{format}: no warning for {metric}; log:\n{log}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_sighup_reload_picks_up_changed_custom_metrics_and_refuses_a_bad_one() {
+    let pki = Pki::generate();
+    let broker = Broker::start(&pki);
+    let backend = Backend::start(&pki, broker.port).await;
+    let work = tempfile::tempdir().unwrap();
+    let thing = &pki.client_ec.name;
+    let value = work.path().join("value");
+    std::fs::write(&value, "1\n").unwrap();
+    let metric = |name: &str, kind: &str| {
+        format!("[[custom_metrics]]\nname = \"{name}\"\ntype = \"{kind}\"\nfile = {value:?}\n")
+    };
+    let setup = |extra| Setup {
+        dir: work.path(),
+        port: broker.port,
+        ca: &pki.ca,
+        id: &pki.client_ec,
+        format: "json",
+        interval: 2,
+        extra,
+    };
+    let first = metric("first", "number");
+    let cfg = config(&setup(&first));
+    let agent = spawn(&cfg, &[]);
+    let names_in_last = || {
+        let got = backend.received();
+        let last = accepted_for(&got, thing)
+            .last()
+            .and_then(|r| r.value.clone());
+        last.and_then(|v| {
+            Some(
+                v["custom_metrics"]
+                    .as_object()?
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>(),
+            )
+        })
+    };
+    let seen = |want: &'static [&'static str]| move || names_in_last().is_some_and(|n| n == want);
+    assert!(
+        eventually(Duration::from_secs(30), seen(&["first"])).await,
+        "log:\n{}",
+        agent.log()
+    );
+    // A bad table (type does not match the built-in) is refused; the old config stays.
+    let bad = format!(
+        "{first}[[custom_metrics]]\nname = \"x\"\ntype = \"number\"\nbuiltin = \"kernel_modules\"\n"
+    );
+    config(&setup(&bad));
+    agent.signal(libc::SIGHUP);
+    assert!(
+        eventually(Duration::from_secs(10), || agent
+            .log()
+            .contains("new configuration refused"))
+        .await,
+        "log:\n{}",
+        agent.log()
+    );
+    let log = agent.log();
+    let refused = log
+        .lines()
+        .find(|l| l.contains("new configuration refused"))
+        .unwrap_or_default();
+    assert!(
+        refused.contains("custom_metrics[1]") && refused.contains("type:"),
+        "{refused}"
+    );
+    // A good change is picked up.
+    let second = format!("{first}{}", metric("second", "number-list"));
+    config(&setup(&second));
+    agent.signal(libc::SIGHUP);
+    assert!(
+        eventually(Duration::from_secs(30), seen(&["first", "second"])).await,
+        "log:\n{}",
+        agent.log()
+    );
+    let (status, _) = agent.stop().await;
+    assert!(status.success());
+}
