@@ -178,8 +178,20 @@ fn memory_used_percent(root: &Path) -> Result<f64, CustomError> {
     ))
 }
 
+/// Numeric entries of root/proc. When /proc/1 is hidden (hidepid, systemd's
+/// `ProtectProc=invisible`) only the agent's own processes would be counted: an error then,
+/// never a misleading number.
 fn process_count(root: &Path) -> Result<usize, CustomError> {
     let path = root.join("proc");
+    if !path.join("1").exists() {
+        return Err(CustomError::Read {
+            path: path.join("1"),
+            source: std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                "other processes are hidden (hidepid / ProtectProc=invisible): the count would be the agent's own only; see README",
+            ),
+        });
+    }
     let entries = std::fs::read_dir(&path).map_err(|source| CustomError::Read {
         path: path.clone(),
         source,
