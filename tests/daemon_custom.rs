@@ -6,59 +6,37 @@ mod common;
 use std::time::Duration;
 
 use common::agent::{Setup, accepted_for, config, spawn};
+use common::custom::{file, script, table};
 use common::{Backend, Broker, Pki, eventually};
 
 /// `[[custom_metrics]]`: every type and source, one failing and one hung command.
 fn custom_tables(dir: &std::path::Path) -> String {
-    let write = |name: &str, text: &str| {
-        let p = dir.join(name);
-        std::fs::write(&p, text).unwrap();
-        p
-    };
-    let temps = write("temps", "41.5\n42\n");
-    let peers = write("peers", "[\"198.51.100.2\", \"2001:db8::9\"]\n");
-    let modules = write("modules.sh", "echo net\necho ota\n");
-    let failing = write("failing.sh", "echo 'no sensor' >&2\nexit 4\n");
-    let hung = write("hung.sh", "sleep 1000 &\nwait\n");
-    format!(
-        r#"
-[[custom_metrics]]
-name = "cpu_usage"
-type = "number"
-builtin = "cpu_usage"
-
-[[custom_metrics]]
-name = "processes"
-type = "number"
-builtin = "process_count"
-
-[[custom_metrics]]
-name = "temps"
-type = "number-list"
-file = {temps:?}
-
-[[custom_metrics]]
-name = "fw_modules"
-type = "string-list"
-command = ["/bin/sh", {modules:?}]
-
-[[custom_metrics]]
-name = "peers"
-type = "ip-address-list"
-file = {peers:?}
-
-[[custom_metrics]]
-name = "broken"
-type = "number"
-command = ["/bin/sh", {failing:?}]
-
-[[custom_metrics]]
-name = "hung"
-type = "number"
-command = ["/bin/sh", {hung:?}]
-timeout_secs = 1
-"#
-    )
+    [
+        table("cpu_usage", "number", "builtin = \"cpu_usage\""),
+        table("processes", "number", "builtin = \"process_count\""),
+        table("temps", "number-list", &file(dir, "temps", "41.5\n42\n")),
+        table(
+            "fw_modules",
+            "string-list",
+            &script(dir, "modules.sh", "echo net\necho ota\n"),
+        ),
+        table(
+            "peers",
+            "ip-address-list",
+            &file(dir, "peers", "[\"198.51.100.2\", \"2001:db8::9\"]\n"),
+        ),
+        table(
+            "broken",
+            "number",
+            &script(dir, "failing.sh", "echo 'no sensor' >&2\nexit 4\n"),
+        ),
+        table(
+            "hung",
+            "number",
+            &(script(dir, "hung.sh", "sleep 1000 &\nwait\n") + "\ntimeout_secs = 1"),
+        ),
+    ]
+    .concat()
 }
 
 #[tokio::test]
@@ -146,11 +124,8 @@ async fn a_sighup_reload_picks_up_changed_custom_metrics_and_refuses_a_bad_one()
     let backend = Backend::start(&pki, broker.port).await;
     let work = tempfile::tempdir().unwrap();
     let thing = &pki.client_ec.name;
-    let value = work.path().join("value");
-    std::fs::write(&value, "1\n").unwrap();
-    let metric = |name: &str, kind: &str| {
-        format!("[[custom_metrics]]\nname = \"{name}\"\ntype = \"{kind}\"\nfile = {value:?}\n")
-    };
+    let value = file(work.path(), "value", "1\n");
+    let metric = |name: &str, kind: &str| table(name, kind, &value);
     let setup = |extra| Setup {
         dir: work.path(),
         port: broker.port,
@@ -185,9 +160,7 @@ async fn a_sighup_reload_picks_up_changed_custom_metrics_and_refuses_a_bad_one()
         agent.log()
     );
     // A bad table (type does not match the built-in) is refused; the old config stays.
-    let bad = format!(
-        "{first}[[custom_metrics]]\nname = \"x\"\ntype = \"number\"\nbuiltin = \"kernel_modules\"\n"
-    );
+    let bad = first.clone() + &table("x", "number", "builtin = \"kernel_modules\"");
     config(&setup(&bad));
     agent.signal(libc::SIGHUP);
     assert!(

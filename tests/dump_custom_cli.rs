@@ -1,9 +1,13 @@
 //! End-to-end tests of `dump` with `[[custom_metrics]]`: the table's CUSTOM METRICS section
 //! (values and errors) and the exact payload in all four encodings, decoded independently.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use common::custom::{file, script, table};
 
 const BIN: &str = env!("CARGO_BIN_EXE_detect-agent");
 /// A dump with these metrics takes about a second; this only bounds a hung child.
@@ -11,52 +15,35 @@ const RUN_LIMIT: Duration = Duration::from_secs(60);
 
 /// A config in `dir` with one metric of every type and source, and one that fails.
 fn config(dir: &Path) -> PathBuf {
-    let write = |name: &str, text: &str| {
-        let p = dir.join(name);
-        std::fs::write(&p, text).unwrap();
-        p
-    };
-    let failing = write("failing.sh", "echo 'sensor offline' >&2\nexit 2\n");
-    let modules = write("modules.sh", "echo net\necho ota\n");
-    let temps = write("temps", "[41.5, 42, -3]\n");
-    let peers = write("peers", "198.51.100.2\n2001:db8::9\n");
-    let battery = write("battery", "87.5\n");
-    let text = format!(
-        r#"thing_name = "dump-custom"
-
-[[custom_metrics]]
-name = "process_count"
-type = "number"
-builtin = "process_count"
-
-[[custom_metrics]]
-name = "battery_pct"
-type = "number"
-file = {battery:?}
-
-[[custom_metrics]]
-name = "fw_modules"
-type = "string-list"
-command = ["/bin/sh", {modules:?}]
-timeout_secs = 10
-
-[[custom_metrics]]
-name = "temps"
-type = "number-list"
-file = {temps:?}
-
-[[custom_metrics]]
-name = "peers"
-type = "ip-address-list"
-file = {peers:?}
-
-[[custom_metrics]]
-name = "broken"
-type = "number"
-command = ["/bin/sh", {failing:?}]
-"#
-    );
-    write("config.toml", &text)
+    let text = [
+        "thing_name = \"dump-custom\"\n".to_string(),
+        table("process_count", "number", "builtin = \"process_count\""),
+        table("battery_pct", "number", &file(dir, "battery", "87.5\n")),
+        table(
+            "fw_modules",
+            "string-list",
+            &(script(dir, "modules.sh", "echo net\necho ota\n") + "\ntimeout_secs = 10"),
+        ),
+        table(
+            "temps",
+            "number-list",
+            &file(dir, "temps", "[41.5, 42, -3]\n"),
+        ),
+        table(
+            "peers",
+            "ip-address-list",
+            &file(dir, "peers", "198.51.100.2\n2001:db8::9\n"),
+        ),
+        table(
+            "broken",
+            "number",
+            &script(dir, "failing.sh", "echo 'sensor offline' >&2\nexit 2\n"),
+        ),
+    ]
+    .concat();
+    let path = dir.join("config.toml");
+    std::fs::write(&path, text).unwrap();
+    path
 }
 
 /// Runs `dump ARGS` with stdout/stderr in files (no pipe to fill), killed after RUN_LIMIT.
@@ -197,11 +184,7 @@ fn payload_dumps_carry_the_custom_metrics_in_all_four_encodings() {
 fn a_bad_custom_metric_fails_dump_with_one_line_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("config.toml");
-    std::fs::write(
-        &cfg,
-        "[[custom_metrics]]\nname = \"x\"\ntype = \"number\"\nbuiltin = \"kernel_modules\"\n",
-    )
-    .unwrap();
+    std::fs::write(&cfg, table("x", "number", "builtin = \"kernel_modules\"")).unwrap();
     let out = Command::new(BIN)
         .args(["dump", "--format", "json", "--config"])
         .arg(&cfg)
