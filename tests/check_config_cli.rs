@@ -548,7 +548,7 @@ file = {missing:?}
         ("\"not_exec\"", "command:", "not executable"),
         ("\"slow\"", "timeout_secs:", "61"),
         ("\"file_timeout\"", "timeout_secs:", "command source only"),
-        ("\"unreadable\"", "file:", "cannot be read"),
+        ("\"unreadable\"", "file:", "cannot read"),
     ] {
         c.line("error:", &[metric, key, needle]);
     }

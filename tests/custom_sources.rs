@@ -338,6 +338,16 @@ fn a_file_that_is_missing_too_large_or_bad_fails_the_metric() {
     };
     let got = one(spec(d.join("missing"), MetricType::Number));
     assert!(matches!(got, Err(CustomError::Read { .. })), "{got:?}");
+    // A FIFO would block an ordinary open: refused at once instead.
+    let fifo = d.join("fifo");
+    let name = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo(3) with a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o600) }, 0);
+    let got = one(spec(fifo, MetricType::Number));
+    assert!(
+        matches!(&got, Err(e @ CustomError::Read { .. }) if e.to_string().contains("not a regular file")),
+        "{got:?}"
+    );
     std::fs::write(d.join("big"), vec![b'a'; 64 * 1024 + 1]).unwrap();
     let got = one(spec(d.join("big"), MetricType::StringList));
     assert!(matches!(got, Err(CustomError::TooLarge)), "{got:?}");

@@ -181,8 +181,8 @@ fn file(path: &std::path::Path, error: &mut impl FnMut(&str, String)) -> Option<
             "file",
             format!("{} is not an absolute path", path.display()),
         );
-    } else if let Err(e) = std::fs::File::open(path) {
-        error("file", format!("{} cannot be read: {e}", path.display()));
+    } else if let Err(e) = crate::collect::custom::file::read(path) {
+        error("file", e.to_string());
     }
     Some(Source::File(path.to_path_buf()))
 }

@@ -131,7 +131,7 @@ pub enum CustomError {
     Timeout(Duration),
     #[error("exited with {status}{}", stderr_suffix(.stderr))]
     Exit { status: String, stderr: String },
-    #[error("wrote more than {MAX_OUTPUT_BYTES} bytes (the cap for one metric)")]
+    #[error("more than {MAX_OUTPUT_BYTES} bytes of output (the cap for one metric)")]
     TooLarge,
     #[error("cannot wait for the command: {0}")]
     Wait(#[source] std::io::Error),
