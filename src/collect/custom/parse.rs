@@ -20,14 +20,8 @@ pub enum ParseError {
     TooPrecise(String),
     #[error("expected one number, got {0} lines")]
     ManyLines(usize),
-    #[error("not a JSON array: {0}")]
+    #[error("not a JSON array of the metric's type: {0}")]
     Json(String),
-    #[error("item {index} of the JSON array is not a {expected}: {item}")]
-    JsonItem {
-        index: usize,
-        expected: &'static str,
-        item: String,
-    },
     #[error("{0:?} is not an IPv4 or IPv6 address")]
     NotIp(String),
 }
@@ -37,16 +31,19 @@ pub fn value(kind: MetricType, text: &str) -> Result<CustomValue, ParseError> {
     Ok(match kind {
         MetricType::Number => CustomValue::Number(single_number(text)?),
         MetricType::NumberList => CustomValue::NumberList(
-            items(text, "number")?
-                .iter()
-                .map(|s| number(s))
+            items::<f64>(text, number)?
+                .into_iter()
+                .map(json_number)
                 .collect::<Result<_, _>>()?,
         ),
-        MetricType::StringList => {
-            CustomValue::StringList(items(text, "string")?.iter().map(|s| clean(s)).collect())
-        }
+        MetricType::StringList => CustomValue::StringList(
+            items::<String>(text, |l| Ok(l.to_string()))?
+                .iter()
+                .map(|s| clean(s))
+                .collect(),
+        ),
         MetricType::IpAddressList => CustomValue::IpList(
-            items(text, "string")?
+            items::<String>(text, |l| Ok(l.to_string()))?
                 .iter()
                 .map(|s| ip(s))
                 .collect::<Result<_, _>>()?,
@@ -86,34 +83,28 @@ pub fn number(s: &str) -> Result<f64, ParseError> {
     s.parse::<f64>().map_err(|_| bad())
 }
 
-/// The items of a list: one JSON array when the text starts with `[`, else one per line
-/// (trimmed, blank lines ignored). JSON items must be `expected` ("number" or "string");
-/// numbers are returned as their JSON text so that `number` checks them like a line.
-fn items(text: &str, expected: &'static str) -> Result<Vec<String>, ParseError> {
+/// A list's items: one JSON array of `T` when the text starts with `[`, else one per line
+/// (trimmed, blank lines ignored) through `from_line`.
+fn items<T: serde::de::DeserializeOwned>(
+    text: &str,
+    from_line: impl Fn(&str) -> Result<T, ParseError>,
+) -> Result<Vec<T>, ParseError> {
     let trimmed = text.trim();
-    if !trimmed.starts_with('[') {
-        return Ok(trimmed
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .map(str::to_string)
-            .collect());
+    if trimmed.starts_with('[') {
+        return serde_json::from_str(trimmed).map_err(|e| ParseError::Json(e.to_string()));
     }
-    let array: Vec<serde_json::Value> =
-        serde_json::from_str(trimmed).map_err(|e| ParseError::Json(e.to_string()))?;
-    array
-        .into_iter()
-        .enumerate()
-        .map(|(index, item)| match (&item, expected) {
-            (serde_json::Value::Number(n), "number") => Ok(n.to_string()),
-            (serde_json::Value::String(s), "string") => Ok(s.clone()),
-            _ => Err(ParseError::JsonItem {
-                index,
-                expected,
-                item: item.to_string(),
-            }),
-        })
+    trimmed
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(from_line)
         .collect()
+}
+
+/// A JSON number checked like a line: its shortest decimal form (never an exponent) must
+/// keep to the 15 significant digits.
+fn json_number(v: f64) -> Result<f64, ParseError> {
+    number(&v.to_string())
 }
 
 fn ip(s: &str) -> Result<IpAddr, ParseError> {
@@ -201,7 +192,7 @@ mod tests {
         );
         assert!(matches!(
             value(MetricType::NumberList, "[1, \"2\"]"),
-            Err(ParseError::JsonItem { index: 1, .. })
+            Err(ParseError::Json(_))
         ));
         assert!(matches!(
             value(MetricType::NumberList, "[1, 2"),
@@ -209,7 +200,15 @@ mod tests {
         ));
         assert!(matches!(
             value(MetricType::NumberList, "[1e300]"),
-            Err(ParseError::NotNumber(_))
+            Err(ParseError::TooPrecise(_))
+        ));
+        assert_eq!(
+            value(MetricType::NumberList, "[1e-3, 2.5e2]").unwrap(),
+            CustomValue::NumberList(vec![0.001, 250.0])
+        );
+        assert!(matches!(
+            value(MetricType::NumberList, "[0.12345678901234567]"),
+            Err(ParseError::TooPrecise(_))
         ));
         assert!(matches!(
             value(MetricType::NumberList, "1\nx\n"),
@@ -229,7 +228,7 @@ mod tests {
         );
         assert!(matches!(
             value(MetricType::StringList, "[1]"),
-            Err(ParseError::JsonItem { index: 0, .. })
+            Err(ParseError::Json(_))
         ));
     }
 
