@@ -1,5 +1,6 @@
 //! The configuration file (TOML): its keys, defaults and validation, done once at load.
-//! Unknown keys are errors; every error names the file and the key. No other I/O here.
+//! Unknown keys are errors; every error names the file and the key. No other I/O here, but
+//! for the `[[custom_metrics]]` checks (a command's file mode, a file's readability).
 
 mod custom_metrics;
 
@@ -243,8 +244,9 @@ impl Config {
         Ok(config)
     }
 
-    /// Checks that do not make the file unparseable but matter: thing name rules and the
-    /// AWS interval floor. (`check-config` adds the file and certificate checks.)
+    /// Checks that do not make the file unparseable but matter: thing name rules, every
+    /// `[[custom_metrics]]` error and the AWS interval floor. (`check-config` adds the file
+    /// and certificate checks.)
     pub fn problems(&self) -> Vec<Problem> {
         let mut out = Vec::new();
         for (key, value) in [

@@ -186,3 +186,54 @@ fn file(path: &std::path::Path, error: &mut impl FnMut(&str, String)) -> Option<
     }
     Some(Source::File(path.to_path_buf()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Vec<CustomMetric> {
+        crate::config::Config::parse(text, std::path::Path::new("t.toml"))
+            .unwrap()
+            .custom_metrics
+    }
+
+    #[test]
+    fn specs_get_their_source_and_the_default_timeout() {
+        let list = parse(
+            "[[custom_metrics]]\nname = \"echo\"\ntype = \"number\"\ncommand = [\"/bin/echo\", \"1\"]\n\
+             [[custom_metrics]]\nname = \"mods\"\ntype = \"string-list\"\nbuiltin = \"kernel_modules\"\n",
+        );
+        let specs = specs(&list).unwrap();
+        assert_eq!(
+            specs[0].source,
+            Source::Command {
+                argv: vec!["/bin/echo".into(), "1".into()],
+                timeout: Duration::from_secs(DEFAULT_TIMEOUT_SECS),
+            }
+        );
+        assert_eq!(specs[1].kind, MetricType::StringList);
+        assert_eq!(specs[1].source, Source::Builtin(Builtin::KernelModules));
+    }
+
+    #[test]
+    fn each_error_is_one_line_naming_the_metric_and_the_key() {
+        let list =
+            parse("[[custom_metrics]]\nname = \"a b\"\ntype = \"text\"\nbuiltin = \"cpu_usage\"\n");
+        let errors = specs(&list).unwrap_err();
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(errors[0].starts_with("custom_metrics[0] \"a b\": name: "));
+        assert!(errors[1].starts_with("custom_metrics[0] \"a b\": type: \"text\""));
+        assert!(errors.iter().all(|e| !e.contains('\n')));
+    }
+
+    #[test]
+    fn unknown_keys_in_a_table_are_parse_errors() {
+        let err = crate::config::Config::parse(
+            "[[custom_metrics]]\nname = \"x\"\ntype = \"number\"\nbuiltin = \"cpu_usage\"\ntimeout = 3\n",
+            std::path::Path::new("t.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("timeout"), "{err}");
+    }
+}
