@@ -3,7 +3,7 @@
 //! failing ones left out with a warning while the report still goes out.
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::agent::{Setup, accepted_for, config, spawn};
 use common::custom::{file, script, table};
@@ -191,4 +191,75 @@ async fn a_sighup_reload_picks_up_changed_custom_metrics_and_refuses_a_bad_one()
     );
     let (status, _) = agent.stop().await;
     assert!(status.success());
+}
+
+#[tokio::test]
+async fn the_watchdog_is_fed_while_a_slow_command_runs() {
+    let pki = Pki::generate();
+    let broker = Broker::start(&pki);
+    let backend = Backend::start(&pki, broker.port).await;
+    let work = tempfile::tempdir().unwrap();
+    let sock_path = work.path().join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    // When each WATCHDOG=1 arrived, drained all the time as systemd does.
+    let pings = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Instant>::new()));
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (pings, done) = (pings.clone(), done.clone());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(n) = sock.recv(&mut buf)
+                    && &buf[..n] == b"WATCHDOG=1"
+                {
+                    pings.lock().unwrap().push(Instant::now());
+                }
+            }
+        })
+    };
+    // Every cycle takes 3 s (the command's timeout): six watchdog periods of 0.5 s.
+    let slow = table(
+        "slow",
+        "number",
+        &(script(work.path(), "slow.sh", "sleep 1000\n") + "\ntimeout_secs = 3"),
+    );
+    let cfg = config(&Setup {
+        dir: work.path(),
+        port: broker.port,
+        ca: &pki.ca,
+        id: &pki.client_ec,
+        format: "json",
+        interval: 4,
+        extra: &slow,
+    });
+    let agent = spawn(
+        &cfg,
+        &[
+            ("NOTIFY_SOCKET", sock_path.to_str().unwrap()),
+            ("WATCHDOG_USEC", "1000000"),
+        ],
+    );
+    let thing = &pki.client_ec.name;
+    let ok = eventually(Duration::from_secs(30), || {
+        accepted_for(&backend.received(), thing).len() >= 2
+    })
+    .await;
+    let log = agent.log();
+    let (status, _) = agent.stop().await;
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    reader.join().unwrap();
+    assert!(ok, "no two accepted reports; log:\n{log}");
+    assert!(status.success());
+    assert!(log.contains("timeout of 3s"), "{log}");
+    let pings = pings.lock().unwrap().clone();
+    let gap = pings
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .max()
+        .unwrap_or_default();
+    assert!(pings.len() >= 10, "{} pings", pings.len());
+    // Fed at half of WATCHDOG_USEC all along, also during the 3 s cycles.
+    assert!(gap < Duration::from_millis(1500), "longest gap {gap:?}");
 }

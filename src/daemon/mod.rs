@@ -155,14 +155,20 @@ impl Agent {
                     }
                 }
             }
-            // One cycle; a stop signal lets it finish for at most STOP_GRACE.
+            // One cycle; a stop signal lets it finish for at most STOP_GRACE. The watchdog
+            // is fed meanwhile: a custom metric command may legally take up to 60 s, longer
+            // than half of WatchdogSec, and the cycle itself is bounded.
             {
+                let healthy = self.failures < UNHEALTHY_AFTER;
                 let cycle = self.cycle();
                 tokio::pin!(cycle);
-                let stop = tokio::select! {
-                    _ = &mut cycle => false,
-                    _ = sig.term.recv() => true,
-                    _ = sig.int.recv() => true,
+                let stop = loop {
+                    tokio::select! {
+                        _ = &mut cycle => break false,
+                        _ = ticker.tick(), if watchdog.is_some() && healthy => notifier.watchdog(),
+                        _ = sig.term.recv() => break true,
+                        _ = sig.int.recv() => break true,
+                    }
                 };
                 if stop {
                     if tokio::time::timeout(STOP_GRACE, &mut cycle).await.is_err() {
