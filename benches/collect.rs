@@ -245,9 +245,10 @@ fn custom_cost(opts: &CollectOptions) {
         },
     )];
     let mut state = CustomState::default();
+    let never = std::sync::atomic::AtomicBool::new(false);
     let mut run = |specs: &[MetricSpec]| {
         time(31, || {
-            let (sample, _) = collect::sample_with_custom(opts, specs, &mut state);
+            let (sample, _) = collect::sample_with_custom(opts, specs, &mut state, &never);
             sample.expect("sample");
         })
     };

@@ -263,3 +263,50 @@ async fn the_watchdog_is_fed_while_a_slow_command_runs() {
     // Fed at half of WATCHDOG_USEC all along, also during the 3 s cycles.
     assert!(gap < Duration::from_millis(1500), "longest gap {gap:?}");
 }
+
+#[tokio::test]
+async fn sigterm_during_a_hung_command_kills_it_and_exits_within_5_s() {
+    let pki = Pki::generate();
+    let broker = Broker::start(&pki);
+    let _backend = Backend::start(&pki, broker.port).await;
+    let work = tempfile::tempdir().unwrap();
+    let pids = work.path().join("pids");
+    let body = format!(
+        "sleep 1000 &\necho $! > {p}.tmp\necho $$ >> {p}.tmp\nmv {p}.tmp {p}\nwait\n",
+        p = pids.display()
+    );
+    let hung = table(
+        "hung",
+        "number",
+        &(script(work.path(), "hung.sh", &body) + "\ntimeout_secs = 60"),
+    );
+    let cfg = config(&Setup {
+        dir: work.path(),
+        port: broker.port,
+        ca: &pki.ca,
+        id: &pki.client_ec,
+        format: "json",
+        interval: 2,
+        extra: &hung,
+    });
+    let agent = spawn(&cfg, &[]);
+    assert!(
+        eventually(Duration::from_secs(20), || pids.exists()).await,
+        "the command never started; log:\n{}",
+        agent.log()
+    );
+    let log = agent.log();
+    let (status, took) = agent.stop().await;
+    assert!(status.success(), "{status:?}; log:\n{log}");
+    assert!(took < Duration::from_secs(5), "SIGTERM took {took:?}");
+    for pid in std::fs::read_to_string(&pids).unwrap().split_whitespace() {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let alive = stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| !rest.starts_with('Z'));
+        assert!(
+            !alive,
+            "process {pid} of the command survived the agent: {stat}"
+        );
+    }
+}

@@ -138,7 +138,8 @@ fn sample_once(
     state: &mut CustomState,
     what: &'static str,
 ) -> anyhow::Result<(Sample, Vec<Reading>)> {
-    let (sample, readings) = collect::sample_with_custom(opts, specs, state);
+    let never = std::sync::atomic::AtomicBool::new(false);
+    let (sample, readings) = collect::sample_with_custom(opts, specs, state, &never);
     match sample.context(what)? {
         (sample, None) => Ok((sample, readings)),
         (_, Some(e)) => Err(anyhow::Error::new(e).context(what)),

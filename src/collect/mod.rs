@@ -167,14 +167,16 @@ pub type LenientSample = Result<(Sample, Option<CollectError>), CollectError>;
 /// `sample_lenient` plus the custom metrics of `specs`: their commands start before the
 /// socket table is read and are collected after it (each under its own timeout), so a hung
 /// command never delays the sockets. Readings come back even when the sample fails.
+/// Setting `stop` (from another thread) kills the commands still running.
 pub fn sample_with_custom(
     opts: &CollectOptions,
     specs: &[custom::MetricSpec],
     state: &mut custom::CustomState,
+    stop: &std::sync::atomic::AtomicBool,
 ) -> (LenientSample, Vec<custom::Reading>) {
     let pending = custom::start(specs);
     let sample = sample_lenient(opts);
-    (sample, pending.finish(&opts.root, state))
+    (sample, pending.finish(&opts.root, state, stop))
 }
 
 /// root/proc/sys/kernel/random/boot_id, trimmed; `None` when unreadable or empty.

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::DaemonError;
@@ -37,6 +38,8 @@ pub(super) struct Agent {
     custom: Arc<[MetricSpec]>,
     custom_state: CustomState,
     sample_timeout: Duration,
+    /// Set when the agent stops: the sample kills its running commands at once.
+    pub(super) stop_commands: Arc<AtomicBool>,
 }
 
 impl Agent {
@@ -106,6 +109,7 @@ impl Agent {
             custom,
             custom_state: CustomState::default(),
             sample_timeout: SAMPLE_TIMEOUT + longest_command,
+            stop_commands: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -192,8 +196,9 @@ impl Agent {
         let opts = self.collect.clone();
         let specs = Arc::clone(&self.custom);
         let mut state = self.custom_state;
+        let stop = Arc::clone(&self.stop_commands);
         let job = tokio::task::spawn_blocking(move || {
-            let (sample, readings) = collect::sample_with_custom(&opts, &specs, &mut state);
+            let (sample, readings) = collect::sample_with_custom(&opts, &specs, &mut state, &stop);
             (sample, readings, state)
         });
         let limit = self.sample_timeout;

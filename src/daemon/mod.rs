@@ -160,6 +160,7 @@ impl Agent {
             // than half of WatchdogSec, and the cycle itself is bounded.
             {
                 let healthy = self.failures < UNHEALTHY_AFTER;
+                let stop_commands = std::sync::Arc::clone(&self.stop_commands);
                 let cycle = self.cycle();
                 tokio::pin!(cycle);
                 let stop = loop {
@@ -171,6 +172,8 @@ impl Agent {
                     }
                 };
                 if stop {
+                    // A running custom metric command is killed now, not at its timeout.
+                    stop_commands.store(true, std::sync::atomic::Ordering::Relaxed);
                     if tokio::time::timeout(STOP_GRACE, &mut cycle).await.is_err() {
                         tracing::warn!("in-flight report abandoned at shutdown");
                     }

@@ -11,6 +11,7 @@ use std::io::{ErrorKind, Read};
 use std::os::fd::AsRawFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, ChildStderr, ChildStdout, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::{CustomError, MAX_OUTPUT_BYTES};
@@ -84,14 +85,20 @@ pub fn spawn(argv: &[String], start: Instant, timeout: Duration) -> Result<Runni
 }
 
 /// Waits for every command (together, each until its own deadline) and returns their
-/// stdout or why they failed, in order. Bounded by the latest deadline plus `REAP_GRACE`.
-pub fn finish_all(mut procs: Vec<Running>) -> Vec<Result<Vec<u8>, CustomError>> {
+/// stdout or why they failed, in order. Bounded by the latest deadline plus `REAP_GRACE`;
+/// when `stop` is set (the agent is stopping) every command still running is killed at once.
+pub fn finish_all(mut procs: Vec<Running>, stop: &AtomicBool) -> Vec<Result<Vec<u8>, CustomError>> {
     let mut results: Vec<Option<Result<Vec<u8>, CustomError>>> =
         procs.iter().map(|_| None).collect();
     let mut open: Vec<usize> = (0..procs.len()).collect();
     while !open.is_empty() {
+        let stopping = stop.load(Ordering::Relaxed);
         open.retain(|&i| {
-            let done = procs[i].step();
+            let done = if stopping {
+                Some(procs[i].kill_with(CustomError::Stopped))
+            } else {
+                procs[i].step()
+            };
             if let Some(r) = done {
                 results[i] = Some(r);
             }

@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 pub use builtins::{Builtin, CpuTimes, CustomState};
@@ -133,6 +134,8 @@ pub enum CustomError {
     Exit { status: String, stderr: String },
     #[error("more than {MAX_OUTPUT_BYTES} bytes of output (the cap for one metric)")]
     TooLarge,
+    #[error("killed: the agent is stopping")]
+    Stopped,
     #[error("cannot wait for the command: {0}")]
     Wait(#[source] std::io::Error),
     #[error("cannot read {path}: {source}")]
@@ -186,8 +189,8 @@ pub fn start(specs: &[MetricSpec]) -> Pending<'_> {
 
 impl Pending<'_> {
     /// One reading per spec, in spec order. Built-ins read under `root`; `state` carries
-    /// what `cpu_usage` needs from the previous sample.
-    pub fn finish(self, root: &Path, state: &mut CustomState) -> Vec<Reading> {
+    /// what `cpu_usage` needs from the previous sample; `stop` set kills running commands.
+    pub fn finish(self, root: &Path, state: &mut CustomState, stop: &AtomicBool) -> Vec<Reading> {
         let mut outputs: HashMap<usize, Result<Vec<u8>, CustomError>> = HashMap::new();
         let mut running = Vec::new();
         for (i, started) in self.commands.into_iter().enumerate() {
@@ -200,7 +203,7 @@ impl Pending<'_> {
             }
         }
         let (index, procs): (Vec<usize>, Vec<command::Running>) = running.into_iter().unzip();
-        outputs.extend(index.into_iter().zip(command::finish_all(procs)));
+        outputs.extend(index.into_iter().zip(command::finish_all(procs, stop)));
         self.specs
             .iter()
             .enumerate()
@@ -240,7 +243,7 @@ pub fn values(readings: &[Reading]) -> BTreeMap<String, CustomValue> {
 
 /// Every metric of `specs`, read now (commands concurrently).
 pub fn read_all(specs: &[MetricSpec], root: &Path, state: &mut CustomState) -> Vec<Reading> {
-    start(specs).finish(root, state)
+    start(specs).finish(root, state, &AtomicBool::new(false))
 }
 
 #[cfg(test)]
