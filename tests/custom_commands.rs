@@ -5,7 +5,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::custom::{one, read};
+use common::custom::{all_dead, hung_with_pids, one, read};
 
 use detect_agent::collect::custom::{CustomError, CustomValue, MetricSpec, MetricType, Source};
 
@@ -26,27 +26,6 @@ fn command(name: &str, kind: MetricType, argv: Vec<String>, timeout_secs: u64) -
             timeout: Duration::from_secs(timeout_secs),
         },
     }
-}
-
-/// True when `pid` is gone or a zombie (killed, waiting for a reaper that may be us).
-fn dead(pid: &str) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat
-            .rsplit_once(") ")
-            .is_some_and(|(_, rest)| rest.starts_with('Z')),
-    }
-}
-
-fn wait_dead(pid: &str) -> bool {
-    let until = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < until {
-        if dead(pid) {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    false
 }
 
 #[test]
@@ -136,10 +115,7 @@ fn a_command_reads_dev_null_on_stdin() {
 fn a_hung_command_and_its_child_are_killed_at_its_timeout() {
     let dir = tempfile::tempdir().unwrap();
     let pids = dir.path().join("pids");
-    let body = format!(
-        "sleep 1000 &\necho $! > {p}.tmp\necho $$ >> {p}.tmp\nmv {p}.tmp {p}\nwait\n",
-        p = pids.display()
-    );
+    let body = hung_with_pids(&pids);
     let start = Instant::now();
     let got = one(command(
         "hung",
@@ -154,10 +130,7 @@ fn a_hung_command_and_its_child_are_killed_at_its_timeout() {
     );
     assert!(took >= Duration::from_millis(900), "{took:?}");
     assert!(took < Duration::from_secs(4), "{took:?}");
-    let pids = std::fs::read_to_string(&pids).unwrap();
-    for pid in pids.split_whitespace() {
-        assert!(wait_dead(pid), "process {pid} survived the timeout");
-    }
+    all_dead(&pids).unwrap();
 }
 
 #[test]
@@ -175,8 +148,7 @@ fn a_background_child_left_by_a_finished_command_is_killed() {
         5,
     ));
     assert_eq!(got.unwrap(), CustomValue::Number(3.0));
-    let pid = std::fs::read_to_string(&pid).unwrap();
-    assert!(wait_dead(pid.trim()), "background child {pid} survived");
+    all_dead(&pid).unwrap();
 }
 
 #[test]

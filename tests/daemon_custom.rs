@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::agent::{Setup, accepted_for, config, spawn};
-use common::custom::{file, script, table};
+use common::custom::{all_dead, file, hung_with_pids, script, table};
 use common::{Backend, Broker, Pki, eventually};
 
 /// `[[custom_metrics]]`: every type and source, one failing and one hung command.
@@ -39,6 +39,26 @@ fn custom_tables(dir: &std::path::Path) -> String {
     .concat()
 }
 
+/// The agent's config for the client_ec identity against `port`.
+fn agent_config(
+    dir: &std::path::Path,
+    pki: &Pki,
+    port: u16,
+    format: &str,
+    interval: u64,
+    extra: &str,
+) -> std::path::PathBuf {
+    config(&Setup {
+        dir,
+        port,
+        ca: &pki.ca,
+        id: &pki.client_ec,
+        format,
+        interval,
+        extra,
+    })
+}
+
 #[tokio::test]
 async fn reports_with_custom_metrics_of_all_four_types_are_accepted_in_json_and_cbor_short() {
     let pki = Pki::generate();
@@ -48,15 +68,7 @@ async fn reports_with_custom_metrics_of_all_four_types_are_accepted_in_json_and_
     let extra = custom_tables(work.path());
     let thing = &pki.client_ec.name;
     for format in ["json", "cbor-short"] {
-        let cfg = config(&Setup {
-            dir: work.path(),
-            port: broker.port,
-            ca: &pki.ca,
-            id: &pki.client_ec,
-            format,
-            interval: 2,
-            extra: &extra,
-        });
+        let cfg = agent_config(work.path(), &pki, broker.port, format, 2, &extra);
         let agent = spawn(&cfg, &[]);
         let before = accepted_for(&backend.received(), thing).len();
         let ok = eventually(Duration::from_secs(40), || {
@@ -126,17 +138,9 @@ async fn a_sighup_reload_picks_up_changed_custom_metrics_and_refuses_a_bad_one()
     let thing = &pki.client_ec.name;
     let value = file(work.path(), "value", "1\n");
     let metric = |name: &str, kind: &str| table(name, kind, &value);
-    let setup = |extra| Setup {
-        dir: work.path(),
-        port: broker.port,
-        ca: &pki.ca,
-        id: &pki.client_ec,
-        format: "json",
-        interval: 2,
-        extra,
-    };
+    let setup = |extra: &str| agent_config(work.path(), &pki, broker.port, "json", 2, extra);
     let first = metric("first", "number");
-    let cfg = config(&setup(&first));
+    let cfg = setup(&first);
     let agent = spawn(&cfg, &[]);
     let names_in_last = || {
         let got = backend.received();
@@ -161,7 +165,7 @@ async fn a_sighup_reload_picks_up_changed_custom_metrics_and_refuses_a_bad_one()
     );
     // A bad table (type does not match the built-in) is refused; the old config stays.
     let bad = first.clone() + &table("x", "number", "builtin = \"kernel_modules\"");
-    config(&setup(&bad));
+    setup(&bad);
     agent.signal(libc::SIGHUP);
     assert!(
         eventually(Duration::from_secs(10), || agent
@@ -182,7 +186,7 @@ async fn a_sighup_reload_picks_up_changed_custom_metrics_and_refuses_a_bad_one()
     );
     // A good change is picked up.
     let second = format!("{first}{}", metric("second", "number-list"));
-    config(&setup(&second));
+    setup(&second);
     agent.signal(libc::SIGHUP);
     assert!(
         eventually(Duration::from_secs(30), seen(&["first", "second"])).await,
@@ -225,15 +229,7 @@ async fn the_watchdog_is_fed_while_a_slow_command_runs() {
         "number",
         &(script(work.path(), "slow.sh", "sleep 1000\n") + "\ntimeout_secs = 3"),
     );
-    let cfg = config(&Setup {
-        dir: work.path(),
-        port: broker.port,
-        ca: &pki.ca,
-        id: &pki.client_ec,
-        format: "json",
-        interval: 4,
-        extra: &slow,
-    });
+    let cfg = agent_config(work.path(), &pki, broker.port, "json", 4, &slow);
     let agent = spawn(
         &cfg,
         &[
@@ -271,24 +267,13 @@ async fn sigterm_during_a_hung_command_kills_it_and_exits_within_5_s() {
     let _backend = Backend::start(&pki, broker.port).await;
     let work = tempfile::tempdir().unwrap();
     let pids = work.path().join("pids");
-    let body = format!(
-        "sleep 1000 &\necho $! > {p}.tmp\necho $$ >> {p}.tmp\nmv {p}.tmp {p}\nwait\n",
-        p = pids.display()
-    );
+    let body = hung_with_pids(&pids);
     let hung = table(
         "hung",
         "number",
         &(script(work.path(), "hung.sh", &body) + "\ntimeout_secs = 60"),
     );
-    let cfg = config(&Setup {
-        dir: work.path(),
-        port: broker.port,
-        ca: &pki.ca,
-        id: &pki.client_ec,
-        format: "json",
-        interval: 2,
-        extra: &hung,
-    });
+    let cfg = agent_config(work.path(), &pki, broker.port, "json", 2, &hung);
     let agent = spawn(&cfg, &[]);
     assert!(
         eventually(Duration::from_secs(20), || pids.exists()).await,
@@ -299,14 +284,5 @@ async fn sigterm_during_a_hung_command_kills_it_and_exits_within_5_s() {
     let (status, took) = agent.stop().await;
     assert!(status.success(), "{status:?}; log:\n{log}");
     assert!(took < Duration::from_secs(5), "SIGTERM took {took:?}");
-    for pid in std::fs::read_to_string(&pids).unwrap().split_whitespace() {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let alive = stat
-            .rsplit_once(") ")
-            .is_some_and(|(_, rest)| !rest.starts_with('Z'));
-        assert!(
-            !alive,
-            "process {pid} of the command survived the agent: {stat}"
-        );
-    }
+    all_dead(&pids).unwrap();
 }
