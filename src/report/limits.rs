@@ -13,8 +13,9 @@
 //! hides the sockets, and a big socket table never hides every custom item.
 //!
 //! Step 2, socket lists (security-relevant), on what step 1 left: entries are taken in one
-//! priority order and the longest prefix of that order that fits is kept. The order is: all listening TCP ports (sorted),
-//! then all listening UDP ports (sorted), then one established connection per distinct remote
+//! priority order and the longest prefix of that order that fits is kept. The order is: all
+//! listening TCP ports (sorted), then all listening UDP ports (sorted), then one established
+//! connection per distinct remote
 //! IP (the first of each IP in sorted order), then the remaining connections in sorted order.
 //! So an unexpected listener is never hidden by connections, and a connection to an unknown
 //! IP is never hidden behind thousands of connections to a known one. `total` keeps the true
