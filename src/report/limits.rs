@@ -2,24 +2,22 @@
 //! chooses which list entries to keep when a report would exceed it. Pure arithmetic on entry
 //! sizes measured by `encode.rs`; does not encode or log.
 //!
-//! The cut runs in two separate steps when a report would not fit:
+//! Cut policy (security-relevant): entries are taken in one priority order and the longest
+//! prefix of that order that fits is kept. The order is: all listening TCP ports (sorted),
+//! then all listening UDP ports (sorted), then one established connection per distinct remote
+//! IP (the first of each IP in sorted order), then the remaining connections in sorted order.
+//! So an unexpected listener is never hidden by connections, and a connection to an unknown
+//! IP is never hidden behind thousands of connections to a known one. `total` keeps the true
+//! count (protocol doc §7.1 item 12) so the backend still sees how many entries exist.
 //!
-//! Step 1, custom metric lists (`custom_cut.rs`): `number` metrics, metric names and the
-//! one-element array around each value are never cut (they are part of the fixed base).
+//! Custom metric lists are cut in a separate step that runs first (`custom_cut.rs`); the
+//! socket policy above then runs on the bytes it leaves. `number` metrics, metric names and
+//! the one-element array around each value are never cut (they are part of the fixed base).
 //! List items (`number_list`, `string_list`, `ip_list`) may use every byte the socket lists
 //! leave, and at least `CUSTOM_SHARE` (32 000 bytes) when the sockets need the rest; within
 //! that budget the lists take one item each in turn in metric name order, each keeping a
 //! prefix of its own order. So no list, however long, makes a report unpublishable or
 //! hides the sockets, and a big socket table never hides every custom item.
-//!
-//! Step 2, socket lists (security-relevant), on what step 1 left: entries are taken in one
-//! priority order and the longest prefix of that order that fits is kept. The order is: all
-//! listening TCP ports (sorted), then all listening UDP ports (sorted), then one established
-//! connection per distinct remote
-//! IP (the first of each IP in sorted order), then the remaining connections in sorted order.
-//! So an unexpected listener is never hidden by connections, and a connection to an unknown
-//! IP is never hidden behind thousands of connections to a known one. `total` keeps the true
-//! count (protocol doc §7.1 item 12) so the backend still sees how many entries exist.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
