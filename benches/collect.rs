@@ -1,5 +1,6 @@
 //! Collector speed: one full sample + report encode with N established loopback connections,
-//! next to `ss -tan` in the same run; also sock_diag vs netstat2 vs /proc/net. Prints a table.
+//! next to `ss -tan` in the same run; also sock_diag vs netstat2 vs /proc/net, and what the
+//! custom metric built-ins and one `command` metric add to a sample. Prints tables.
 //! Then detect: a 100-behavior profile with a 100 000-entry cidrsFile against a report of
 //! 10 000 connections (`detect` as the only argument runs just that part, no sockets).
 //! Run with scripts/bench-collect (no assertions: numbers only).
@@ -9,6 +10,7 @@ use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use detect_agent::collect::custom::{Builtin, CustomState, MetricSpec, Source};
 use detect_agent::collect::{self, CollectOptions, sockets};
 use detect_agent::report::{self, Format};
 
@@ -231,6 +233,7 @@ fn main() {
         drop(clients);
         let _ = child.wait();
     }
+    custom_cost(&opts);
     detect_figure(largest.1, &format!("sample+enc at N={}", largest.0));
     println!(
         "(medians; ratio = sample+encode / ss -tan; diag = our state-filtered sock_diag dump,\n netstat2 = netstat2 0.11 iterate_sockets_info_without_pids, all states; maxrss = getrusage ru_maxrss, which includes\n the parent (cargo) peak inherited across exec; VmHWM = this process only)"
@@ -308,5 +311,50 @@ fn detect_figure(sample: Duration, sample_label: &str) {
         100.0 * ms(eval) / ms(sample).max(f64::MIN_POSITIVE),
         ms(sample),
         ms(load)
+    );
+}
+
+/// What custom metrics add to one sample (no test connections open): every built-in, and
+/// one `command` metric (/bin/echo 42). cpu_usage keeps its state, as in the daemon.
+fn custom_cost(opts: &CollectOptions) {
+    let spec = |name: &str, kind, source| MetricSpec {
+        name: name.to_string(),
+        kind,
+        source,
+    };
+    let builtins: Vec<MetricSpec> = Builtin::ALL
+        .into_iter()
+        .map(|b| spec(b.name(), b.metric_type(), Source::Builtin(b)))
+        .collect();
+    let command = vec![spec(
+        "echo",
+        detect_agent::collect::custom::MetricType::Number,
+        Source::Command {
+            argv: vec!["/bin/echo".into(), "42".into()],
+            timeout: Duration::from_secs(5),
+        },
+    )];
+    let mut state = CustomState::default();
+    let never = std::sync::atomic::AtomicBool::new(false);
+    let mut run = |specs: &[MetricSpec]| {
+        time(31, || {
+            let (sample, _) = collect::sample_with_custom(opts, specs, &mut state, &never);
+            sample.expect("sample");
+        })
+    };
+    let plain = run(&[]);
+    let with_builtins = run(&builtins);
+    let with_command = run(&command);
+    println!(
+        "\n{:>14} {:>14} {:>14} {:>14} {:>14}",
+        "sample ms", "+builtins ms", "(builtins)", "+command ms", "(1 command)"
+    );
+    println!(
+        "{:>14.2} {:>14.2} {:>14} {:>14.2} {:>14}",
+        ms(plain),
+        ms(with_builtins.saturating_sub(plain)),
+        Builtin::ALL.len(),
+        ms(with_command.saturating_sub(plain)),
+        "/bin/echo 42"
     );
 }

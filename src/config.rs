@@ -1,11 +1,16 @@
 //! The configuration file (TOML): its keys, defaults and validation, done once at load.
 //! Unknown keys are errors, all of them listed; every error names the file and the key. The
 //! structs below are the one list of known keys (a new key or table is a new field, nothing
-//! else). No other I/O here.
+//! else). No other I/O here, but for the `[[custom_metrics]]` checks (a command's file mode,
+//! a file's readability).
+
+mod custom_metrics;
 
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+
+pub use custom_metrics::{CustomMetric, DEFAULT_TIMEOUT_SECS, MAX_TIMEOUT_SECS};
 
 use crate::collect::CollectOptions;
 use crate::report::Format;
@@ -36,6 +41,9 @@ pub struct Config {
     pub log: Log,
     #[serde(default)]
     pub detect: Detect,
+    /// `[[custom_metrics]]` tables, checked by `problems` / `custom_metric_specs`.
+    #[serde(default)]
+    pub custom_metrics: Vec<CustomMetric>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -315,8 +323,9 @@ impl Config {
         Ok((config, unknown))
     }
 
-    /// Checks that do not make the file unparseable but matter: thing name rules and the
-    /// AWS interval floor. (`check-config` adds the file and certificate checks.)
+    /// Checks that do not make the file unparseable but matter: thing name rules, every
+    /// `[[custom_metrics]]` error and the AWS interval floor. (`check-config` adds the file
+    /// and certificate checks.)
     pub fn problems(&self) -> Vec<Problem> {
         let mut out = Vec::new();
         for (key, value) in [
@@ -339,6 +348,9 @@ impl Config {
         if let Some(Err(e)) = self.thing_name.as_deref().map(|t| self.alarm_topic(t)) {
             out.push(Problem::Error(format!("detect.alarm_topic: {e}")));
         }
+        if let Err(errors) = self.custom_metric_specs() {
+            out.extend(errors.into_iter().map(Problem::Error));
+        }
         if self.report.interval_secs < AWS_MIN_INTERVAL_SECS {
             out.push(Problem::Warning(format!(
                 "report.interval_secs = {}: AWS IoT Device Defender throttles reports sent more often than every {AWS_MIN_INTERVAL_SECS} s",
@@ -358,6 +370,15 @@ impl Config {
     /// The MQTT client id: `client_id`, else the thing name.
     pub fn client_id(&self) -> Option<&str> {
         self.client_id.as_deref().or(self.thing_name.as_deref())
+    }
+
+    /// The `[[custom_metrics]]` as specs for `collect::custom`, or one line per error naming
+    /// the metric and the key (also listed by `problems`, so check-config, startup and a
+    /// SIGHUP reload refuse the same configs).
+    pub fn custom_metric_specs(
+        &self,
+    ) -> Result<Vec<crate::collect::custom::MetricSpec>, Vec<String>> {
+        custom_metrics::specs(&self.custom_metrics)
     }
 
     /// Collector options from the `[collect]` table.

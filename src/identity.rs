@@ -109,8 +109,7 @@ pub fn check(name: &str) -> Result<Option<IdentityWarning>, IdentityError> {
                 at,
             });
         }
-        let registry_ok = ch.is_ascii_alphanumeric() || matches!(ch, ':' | '_' | '-');
-        if !registry_ok && !unusual.contains(&ch) {
+        if !is_registry_char(ch) && !unusual.contains(&ch) {
             unusual.push(ch);
         }
     }
@@ -125,6 +124,22 @@ pub fn check(name: &str) -> Result<Option<IdentityWarning>, IdentityError> {
 }
 
 /// Quoted, with control and non-printing characters escaped, so a message never carries them.
+/// A character of AWS's name pattern `[a-zA-Z0-9:_-]` (thing, profile, behavior, custom
+/// metric names: protocol doc §1.5, §4; detect-rules §2.5).
+pub fn is_registry_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, ':' | '_' | '-')
+}
+
+/// A name of 1–128 characters of `[a-zA-Z0-9:_-]`.
+pub fn is_registry_name(s: &str) -> bool {
+    (1..=128).contains(&s.len()) && s.chars().all(is_registry_char)
+}
+
+/// A custom metric name: a registry name that does not start with `aws:` (protocol doc §1.5).
+pub fn is_custom_metric_name(s: &str) -> bool {
+    is_registry_name(s) && !s.starts_with("aws:")
+}
+
 fn escaped(name: &str) -> String {
     format!("{name:?}")
 }

@@ -595,6 +595,13 @@ fn check_profiles(pki: &Pki, profiles: &[&str]) -> Checked {
     check_text(pki.dir.path(), &text)
 }
 
+/// A good config plus `extra` (`[[custom_metrics]]` tables) appended.
+fn check_custom(pki: &Pki, extra: &str) -> Checked {
+    let state = pki.dir.path().join("state");
+    let text = format!("{}\n{extra}", Cfg::good(pki).toml(&state));
+    check_text(pki.dir.path(), &text)
+}
+
 #[test]
 fn each_profile_problem_is_one_line_naming_file_behavior_and_field() {
     let pki = Pki::generate();
@@ -646,4 +653,156 @@ fn the_shipped_profile_passes() {
     let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/config/profiles/baseline.json");
     let c = check_profiles(&pki, &[shipped]);
     assert_passed(&c);
+}
+
+#[test]
+fn custom_metrics_of_every_source_are_ok() {
+    let pki = Pki::generate();
+    let file = write(pki.dir.path(), "capacity", "87\n");
+    let extra = format!(
+        r#"
+[[custom_metrics]]
+name = "kernel_modules"
+type = "string-list"
+builtin = "kernel_modules"
+
+[[custom_metrics]]
+name = "battery_pct"
+type = "number"
+command = ["/bin/echo", "87"]
+timeout_secs = 60
+
+[[custom_metrics]]
+name = "capacity"
+type = "number"
+file = {file:?}
+"#
+    );
+    assert_passed(&check_custom(&pki, &extra));
+}
+
+#[test]
+fn every_custom_metric_error_is_one_line_naming_the_metric_and_the_key() {
+    let pki = Pki::generate();
+    let not_exec = write(pki.dir.path(), "not-exec.sh", "echo 1\n");
+    let missing = pki.dir.path().join("missing");
+    let extra = format!(
+        r#"
+[[custom_metrics]]
+name = "aws:cpu"
+type = "number"
+builtin = "cpu_usage"
+
+[[custom_metrics]]
+name = "twice"
+type = "number"
+builtin = "cpu_usage"
+
+[[custom_metrics]]
+name = "twice"
+type = "number"
+builtin = "process_count"
+
+[[custom_metrics]]
+name = "two_sources"
+type = "number"
+builtin = "cpu_usage"
+file = "/proc/loadavg"
+
+[[custom_metrics]]
+name = "no_source"
+type = "number"
+
+[[custom_metrics]]
+name = "unknown_builtin"
+type = "number"
+builtin = "battery"
+
+[[custom_metrics]]
+name = "mismatch"
+type = "number"
+builtin = "kernel_modules"
+
+[[custom_metrics]]
+name = "bad_type"
+type = "ip-list"
+file = "/proc/loadavg"
+
+[[custom_metrics]]
+name = "relative"
+type = "number"
+command = ["battery"]
+
+[[custom_metrics]]
+name = "not_exec"
+type = "number"
+command = [{not_exec:?}]
+
+[[custom_metrics]]
+name = "slow"
+type = "number"
+command = ["/bin/echo", "1"]
+timeout_secs = 61
+
+[[custom_metrics]]
+name = "file_timeout"
+type = "number"
+file = "/proc/loadavg"
+timeout_secs = 5
+
+[[custom_metrics]]
+name = "unreadable"
+type = "number"
+file = {missing:?}
+"#
+    );
+    let c = check_custom(&pki, &extra);
+    for (metric, key, needle) in [
+        ("\"aws:cpu\"", "name:", "aws:"),
+        ("\"twice\"", "name:", "already used by custom_metrics[1]"),
+        ("\"two_sources\"", "builtin/file:", "exactly one source"),
+        ("\"no_source\"", "builtin:", "one source is required"),
+        (
+            "\"unknown_builtin\"",
+            "builtin:",
+            "\"battery\" is not a built-in",
+        ),
+        ("\"mismatch\"", "type:", "string-list"),
+        ("\"bad_type\"", "type:", "\"ip-list\""),
+        ("\"relative\"", "command:", "not an absolute path"),
+        ("\"not_exec\"", "command:", "not executable"),
+        ("\"slow\"", "timeout_secs:", "61"),
+        ("\"file_timeout\"", "timeout_secs:", "command source only"),
+        ("\"unreadable\"", "file:", "cannot read"),
+    ] {
+        c.line("error:", &[metric, key, needle]);
+    }
+    assert_failed(&c, 12);
+}
+
+#[test]
+fn the_daemon_refuses_to_start_on_a_bad_custom_metric_naming_the_metric_and_the_key() {
+    let pki = Pki::generate();
+    let state = pki.dir.path().join("state");
+    let text = format!(
+        "{}\n[[custom_metrics]]\nname = \"battery\"\ntype = \"number\"\ncommand = [\"battery\"]\n",
+        Cfg::good(&pki).toml(&state)
+    );
+    let path = write(pki.dir.path(), "config.toml", &text);
+    let out = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&path)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("error")).collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(
+        errors[0]
+            .contains("custom_metrics[0] \"battery\": command: battery is not an absolute path"),
+        "{stderr}"
+    );
 }

@@ -320,3 +320,45 @@ async fn reconnects_after_the_broker_restarts() {
     p.shutdown(Duration::from_secs(5)).await;
     assert_eq!(*state.borrow(), ConnState::Closed);
 }
+
+#[tokio::test]
+async fn the_backend_rejects_custom_metrics_that_break_section_1_5() {
+    let pki = Pki::generate();
+    let broker = Broker::start(&pki);
+    let backend = Backend::start(&pki, broker.port).await;
+    backend.set_mode(Mode::Validate);
+    let p = start(settings(broker.port, &pki.ca, &pki.client_ec, "json"));
+    let with_custom = |id: u64, custom: serde_json::Value| {
+        let mut r = report_json(id);
+        r["custom_metrics"] = custom;
+        encode(&r, "json")
+    };
+    let bad = [
+        serde_json::json!({"m": {"number": 1}}),
+        serde_json::json!({"m": [{"number": 1}, {"number": 2}]}),
+        serde_json::json!({"m": [{"number": 1, "string_list": []}]}),
+        serde_json::json!({"m": [{"numbers": [1]}]}),
+        serde_json::json!({"m": [{"number_list": [1, "2"]}]}),
+        serde_json::json!({"m": [{"ip_list": ["10.0.0.0/8"]}]}),
+        serde_json::json!({"aws:m": [{"number": 1}]}),
+    ];
+    for (i, custom) in bad.into_iter().enumerate() {
+        let id = 30 + i as u64;
+        let outcome = p.publish(id, with_custom(id, custom.clone()), WAIT).await;
+        assert!(
+            matches!(outcome, Outcome::Rejected { ref code, .. } if code == "InvalidPayload"),
+            "{custom}: {outcome:?}"
+        );
+    }
+    let good = serde_json::json!({
+        "a": [{"number": -0.5}],
+        "b": [{"number_list": [1, 2.5]}],
+        "c": [{"string_list": ["net"]}],
+        "d": [{"ip_list": ["198.51.100.2", "2001:db8::9"]}],
+    });
+    assert_eq!(
+        p.publish(40, with_custom(40, good), WAIT).await,
+        Outcome::Accepted
+    );
+    p.shutdown(Duration::from_secs(5)).await;
+}

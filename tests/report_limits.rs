@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use detect_agent::collect::{Proto, Socket, SocketSource, SocketTable};
-use detect_agent::report::{self, Format, ListCut, MAX_PAYLOAD_BYTES};
+use detect_agent::report::{self, CustomValue, Format, ListCut, MAX_PAYLOAD_BYTES};
 
 fn sock(proto: Proto, local: SocketAddr, remote: SocketAddr, iface: Option<&str>) -> Socket {
     Socket {
@@ -191,6 +191,168 @@ fn listeners_alone_over_the_limit_are_cut_too() {
             (0, (BULK + rare_ips().len()) as u64)
         );
         // The kept budget is used: the report is not cut far below the limit.
+        assert!(
+            enc.bytes.len() > MAX_PAYLOAD_BYTES - 100,
+            "{format}: {}",
+            enc.bytes.len()
+        );
+    }
+}
+
+/// `n` module-like names of about 24 characters, in their own (unsorted) order.
+fn long_strings(n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| format!("module_{:08}_{:08x}", n - i, i * 7919))
+        .collect()
+}
+
+/// Three TCP and one UDP listener, no connections.
+fn small_table() -> SocketTable {
+    SocketTable {
+        tcp_established: Vec::new(),
+        ..big_table(3, 1)
+    }
+}
+
+fn custom_report(table: &SocketTable, big: usize) -> report::Report {
+    let custom = [
+        ("a_huge", CustomValue::StringList(long_strings(big))),
+        ("b_battery", CustomValue::Number(87.5)),
+        (
+            "c_peers",
+            CustomValue::IpList(vec![
+                "198.51.100.2".parse().unwrap(),
+                "2001:db8::9".parse().unwrap(),
+            ]),
+        ),
+        (
+            "d_temps",
+            CustomValue::NumberList((0..big).map(|i| i as f64 + 0.25).collect()),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    report::build_with_custom(table, None, custom, 44)
+}
+
+/// The custom metrics of a decoded payload (`custom_metrics` or `cmet`).
+fn custom_of(v: &serde_json::Value, short: bool) -> &serde_json::Map<String, serde_json::Value> {
+    v[if short { "cmet" } else { "custom_metrics" }]
+        .as_object()
+        .unwrap()
+}
+
+fn items<'a>(
+    c: &'a serde_json::Map<String, serde_json::Value>,
+    name: &str,
+    key: &str,
+) -> &'a Vec<serde_json::Value> {
+    let value = c[name].as_array().unwrap();
+    assert_eq!(value.len(), 1, "{name}: a one-element array");
+    value[0][key].as_array().unwrap()
+}
+
+#[test]
+fn huge_custom_lists_are_cut_item_wise_and_the_report_still_goes_out() {
+    let r = custom_report(&small_table(), 40_000);
+    for format in Format::ALL {
+        let enc = encode_under_limit(&r, format);
+        let cut = enc.cut.expect("a cut must be reported");
+        assert_eq!(cut.custom_items.total, 80_002, "{format}");
+        assert!(cut.custom_items.kept < 80_002, "{cut:?}");
+        let v = decode(&enc.bytes, format);
+        let c = custom_of(&v, format.short_keys());
+        // The number and the small list are never lost to the big ones.
+        assert_eq!(c["b_battery"][0]["number"].as_f64(), Some(87.5), "{format}");
+        assert_eq!(items(c, "c_peers", "ip_list").len(), 2, "{format}");
+        // Each big list keeps a prefix of its own order, and they share the room.
+        let strings = items(c, "a_huge", "string_list");
+        let numbers = items(c, "d_temps", "number_list");
+        let want = long_strings(40_000);
+        for (got, want) in strings.iter().zip(&want) {
+            assert_eq!(got.as_str(), Some(want.as_str()));
+        }
+        assert_eq!(numbers[0].as_f64(), Some(0.25));
+        assert_eq!(
+            numbers.last().unwrap().as_f64(),
+            Some((numbers.len() - 1) as f64 + 0.25)
+        );
+        assert!(strings.len() > 1000 && numbers.len() > 1000, "{format}");
+        assert_eq!(
+            strings.len() + numbers.len() + 2,
+            cut.custom_items.kept,
+            "{format}"
+        );
+        // The sockets were small: everything of them went out.
+        assert_eq!(cut.tcp_ports.kept, 3);
+        assert_eq!(cut.connections.kept, cut.connections.total);
+        // The room is used: not cut far below the limit.
+        assert!(
+            enc.bytes.len() > MAX_PAYLOAD_BYTES - 200,
+            "{format}: {}",
+            enc.bytes.len()
+        );
+        assert_eq!(
+            report::encode(&r, format).unwrap(),
+            enc,
+            "{format}: not deterministic"
+        );
+    }
+}
+
+#[test]
+fn custom_lists_keep_their_share_next_to_a_huge_socket_table_and_every_listener_stays() {
+    let r = custom_report(&big_table(1500, 500), 40_000);
+    for format in Format::ALL {
+        let enc = encode_under_limit(&r, format);
+        let cut = enc.cut.unwrap();
+        // Listeners before anything else of the sockets, as without custom metrics.
+        assert_eq!(
+            (cut.tcp_ports.kept, cut.udp_ports.kept),
+            (1500, 500),
+            "{format}"
+        );
+        let v = decode(&enc.bytes, format);
+        let c = custom_of(&v, format.short_keys());
+        let strings = items(c, "a_huge", "string_list");
+        let numbers = items(c, "d_temps", "number_list");
+        let custom_bytes: usize = strings.iter().map(|s| s.as_str().unwrap().len()).sum();
+        // About a quarter of the payload for the custom items, the rest for the sockets.
+        assert!(custom_bytes > 10_000, "{format}: {custom_bytes}");
+        assert!(strings.len() + numbers.len() < 3_000, "{format}");
+        assert_eq!(items(c, "c_peers", "ip_list").len(), 2, "{format}");
+        // Connections: at least one per remote IP still fits beside them.
+        let (_, _, _, _, addrs, _) = lists(&v, format.short_keys());
+        let seen: BTreeSet<IpAddr> = addrs
+            .iter()
+            .map(|a| a.parse::<SocketAddr>().unwrap().ip())
+            .collect();
+        assert_eq!(seen.len(), rare_ips().len() + 1, "{format}");
+    }
+}
+
+#[test]
+fn one_custom_list_over_the_limit_alone_is_cut_to_fit() {
+    let table = SocketTable {
+        tcp_listen: Vec::new(),
+        udp_listen: Vec::new(),
+        ..small_table()
+    };
+    let custom = [(
+        "only".to_string(),
+        CustomValue::StringList(long_strings(100_000)),
+    )]
+    .into_iter()
+    .collect();
+    let r = report::build_with_custom(&table, None, custom, 45);
+    for format in Format::ALL {
+        let enc = encode_under_limit(&r, format);
+        let cut = enc.cut.unwrap();
+        assert_eq!(cut.custom_items.total, 100_000);
+        let v = decode(&enc.bytes, format);
+        let kept = items(custom_of(&v, format.short_keys()), "only", "string_list").len();
+        assert_eq!(kept, cut.custom_items.kept, "{format}");
         assert!(
             enc.bytes.len() > MAX_PAYLOAD_BYTES - 100,
             "{format}: {}",

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
+use detect_agent::collect::custom::{self, CustomState, MetricSpec, Reading};
 use detect_agent::collect::{self, Sample};
 use detect_agent::config::{self, Config};
 use detect_agent::detect;
@@ -79,8 +80,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let mut opts = config.collect_options();
     opts.force_procnet |= args.procnet;
+    let specs = config
+        .custom_metric_specs()
+        .map_err(|errors| anyhow::anyhow!("config: {}", errors.join("; ")))?;
 
-    let (sample, stats) = take_sample(&opts, args.delta)?;
+    let (sample, stats, readings) = take_sample(&opts, &specs, args.delta)?;
     let report_id = detect_agent::state::epoch_ms().max(1);
     let bytes = match output {
         Output::Table => {
@@ -92,17 +96,26 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 owners: &owners,
                 stats: stats.as_ref(),
                 delta_secs: args.delta,
+                custom: &readings,
             });
             if !profiles.is_empty() {
-                // The full sample, before any size cut, as the daemon evaluates it.
-                let report = report::build(&sample.sockets, stats, report_id);
+                // The full sample, before any size cut, as the daemon evaluates it (custom
+                // metrics included, so custom behaviors are judged too).
+                let custom = custom::values(&readings);
+                let report = report::build_with_custom(&sample.sockets, stats, custom, report_id);
                 let checks = detect::check(&profiles, &report);
                 text.push_str(&super::table::detect_section(&checks));
             }
             text.into_bytes()
         }
         Output::Payload(format) => {
-            let report = report::build(&sample.sockets, stats, report_id);
+            for r in &readings {
+                if let Err(e) = &r.value {
+                    tracing::warn!(metric = %r.name, error = %e, "custom metric left out of the report");
+                }
+            }
+            let custom = custom::values(&readings);
+            let report = report::build_with_custom(&sample.sockets, stats, custom, report_id);
             report::encode(&report, format)
                 .with_context(|| format!("encoding the report as {format}"))?
                 .bytes
@@ -126,20 +139,39 @@ fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
     }
 }
 
-/// One sample, or two `delta` seconds apart with the network_stats delta between them.
+/// One sample, or two `delta` seconds apart with the network_stats delta between them (and
+/// `cpu_usage` over the same interval; a single sample measures it over 250 ms).
 fn take_sample(
     opts: &collect::CollectOptions,
+    specs: &[MetricSpec],
     delta: Option<u64>,
-) -> anyhow::Result<(Sample, Option<NetworkStats>)> {
-    let first = collect::sample(opts).context("sampling the host")?;
+) -> anyhow::Result<(Sample, Option<NetworkStats>, Vec<Reading>)> {
+    let mut state = CustomState::default();
+    let (first, readings) = sample_once(opts, specs, &mut state, "sampling the host")?;
     let Some(secs) = delta else {
-        return Ok((first, None));
+        return Ok((first, None, readings));
     };
     let mut baseline = Baseline::new(first.boot_id.as_deref(), &first.counters);
     std::thread::sleep(Duration::from_secs(secs));
-    let second = collect::sample(opts).context("sampling the host (second sample)")?;
+    let (second, readings) =
+        sample_once(opts, specs, &mut state, "sampling the host (second sample)")?;
     let (stats, _) = baseline.step(second.boot_id.as_deref(), &second.counters);
-    Ok((second, stats))
+    Ok((second, stats, readings))
+}
+
+/// One strict sample (unreadable counters fail it) with the custom metrics read beside it.
+fn sample_once(
+    opts: &collect::CollectOptions,
+    specs: &[MetricSpec],
+    state: &mut CustomState,
+    what: &'static str,
+) -> anyhow::Result<(Sample, Vec<Reading>)> {
+    let never = std::sync::atomic::AtomicBool::new(false);
+    let (sample, readings) = collect::sample_with_custom(opts, specs, state, &never);
+    match sample.context(what)? {
+        (sample, None) => Ok((sample, readings)),
+        (_, Some(e)) => Err(anyhow::Error::new(e).context(what)),
+    }
 }
 
 fn write_out(path: Option<&Path>, bytes: &[u8]) -> anyhow::Result<()> {

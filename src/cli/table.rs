@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write;
 use std::net::IpAddr;
 
+use detect_agent::collect::custom::{CustomValue, Reading};
 use detect_agent::collect::processes::Owner;
 use detect_agent::collect::{Sample, Socket, SocketSource};
 use detect_agent::detect::{BehaviorCheck, CheckOutcome, MetricValue};
@@ -17,6 +18,8 @@ pub struct View<'a> {
     pub owners: &'a HashMap<u64, Owner>,
     pub stats: Option<&'a NetworkStats>,
     pub delta_secs: Option<u64>,
+    /// Custom metrics of this sample; the section is left out when there are none.
+    pub custom: &'a [Reading],
 }
 
 /// Service ports that widen the attack surface of an IoT device.
@@ -46,6 +49,7 @@ pub fn render(v: &View) -> String {
     listeners(&mut out, "LISTENING UDP", &s.udp_listen, v.owners);
     established(&mut out, &s.tcp_established, v.owners);
     counters(&mut out, v);
+    custom_metrics(&mut out, v.custom);
     out
 }
 
@@ -223,4 +227,40 @@ fn shown(v: &MetricValue) -> String {
         MetricValue::Numbers(x) => items(x),
         MetricValue::Strings(s) => items(s),
     }
+}
+
+/// CUSTOM METRICS: name, type, value (lists: item count and the first items) or the error
+/// that leaves the metric out of the report, and its source.
+fn custom_metrics(out: &mut String, readings: &[Reading]) {
+    if readings.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "\nCUSTOM METRICS ({})", readings.len());
+    let _ = writeln!(
+        out,
+        "  {:<24} {:<16} {:<48} SOURCE",
+        "NAME", "TYPE", "VALUE"
+    );
+    for r in readings {
+        let value = match &r.value {
+            Ok(CustomValue::Number(n)) => n.to_string(),
+            Ok(CustomValue::NumberList(v)) => items(v.iter()),
+            Ok(CustomValue::StringList(v)) => items(v.iter()),
+            Ok(CustomValue::IpList(v)) => items(v.iter()),
+            Err(e) => format!("error: {e}"),
+        };
+        let _ = writeln!(
+            out,
+            "  {:<24} {:<16} {:<48} {}",
+            r.name,
+            r.kind.name(),
+            value,
+            r.source
+        );
+    }
+}
+
+/// `[N] a,b,c,+M`: the item count, then up to eight items.
+fn items<T: ToString>(v: impl ExactSizeIterator<Item = T>) -> String {
+    format!("[{}] {}", v.len(), list(v, 8))
 }

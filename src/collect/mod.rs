@@ -2,6 +2,7 @@
 //! owning processes, from a root path (live `/` or a fixture tree). Plain data only: nothing
 //! here knows about reports or the wire.
 
+pub mod custom;
 pub mod interfaces;
 pub mod netdev;
 pub mod processes;
@@ -146,9 +147,7 @@ pub fn sample(opts: &CollectOptions) -> Result<Sample, CollectError> {
 /// Like `sample`, but counters that cannot be read leave `counters` empty and come back as
 /// the error beside the sample: the daemon still reports the sockets then, since a broken
 /// /proc/net/dev must not hide a backdoor listener. The socket table is required.
-pub fn sample_lenient(
-    opts: &CollectOptions,
-) -> Result<(Sample, Option<CollectError>), CollectError> {
+pub fn sample_lenient(opts: &CollectOptions) -> LenientSample {
     let sockets = sockets::read(opts)?;
     let (counters, err) = match netdev::read(&opts.root, &opts.include, &opts.exclude) {
         Ok(counters) => (counters, None),
@@ -160,6 +159,24 @@ pub fn sample_lenient(
         boot_id: boot_id(&opts.root),
     };
     Ok((sample, err))
+}
+
+/// What `sample_lenient` returns: the sample and its counters error, or why no sample.
+pub type LenientSample = Result<(Sample, Option<CollectError>), CollectError>;
+
+/// `sample_lenient` plus the custom metrics of `specs`: their commands start before the
+/// socket table is read and are collected after it (each under its own timeout), so a hung
+/// command never delays the sockets. Readings come back even when the sample fails.
+/// Setting `stop` (from another thread) kills the commands still running.
+pub fn sample_with_custom(
+    opts: &CollectOptions,
+    specs: &[custom::MetricSpec],
+    state: &mut custom::CustomState,
+    stop: &std::sync::atomic::AtomicBool,
+) -> (LenientSample, Vec<custom::Reading>) {
+    let pending = custom::start(specs);
+    let sample = sample_lenient(opts);
+    (sample, pending.finish(&opts.root, state, stop))
 }
 
 /// root/proc/sys/kernel/random/boot_id, trimmed; `None` when unreadable or empty.

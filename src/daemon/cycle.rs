@@ -2,12 +2,16 @@
 //! detect (`alarms`), encode, publish, and settle the baseline on the verdict. No signals or
 //! scheduling here.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use super::DaemonError;
 use super::alarms::Alarms;
 use super::random;
 use super::verdicts::{Unsettled, Verdicts};
+use crate::collect::custom::{self, CustomState, CustomValue, MetricSpec, Reading};
 use crate::collect::{self, CollectError, CollectOptions, Sample};
 use crate::config::Config;
 use crate::detect::Profile;
@@ -17,13 +21,16 @@ use crate::publish::{
 use crate::report::{self, Baseline, Format, NetworkStats, Report};
 use crate::state::{State, epoch_ms};
 
-/// A sample that takes longer than this is abandoned (the loop is then unhealthy).
+/// A sample that takes longer than this plus the longest custom metric command timeout
+/// (each ≤ 60 s, killed at its own deadline) is abandoned (the loop is then unhealthy).
 const SAMPLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A sample and, when the interface counters could not be read, why.
 struct Sampled {
     sample: Sample,
     counters_err: Option<CollectError>,
+    /// The custom metrics read beside the sample (commands start first).
+    readings: Vec<Reading>,
 }
 
 /// The full, uncut report, the baseline it settles to once its traffic is counted, and the
@@ -62,6 +69,13 @@ pub(super) struct Agent {
     verdicts: Verdicts,
     unsettled: Unsettled,
     alarms: Alarms,
+    /// `[[custom_metrics]]`, read in the sample stage; `custom_state` carries `cpu_usage`'s
+    /// previous /proc/stat reading from one cycle to the next.
+    custom: Arc<[MetricSpec]>,
+    custom_state: CustomState,
+    sample_timeout: Duration,
+    /// Set when the agent stops: the sample kills its running commands at once.
+    pub(super) stop_commands: Arc<AtomicBool>,
 }
 
 impl Agent {
@@ -75,6 +89,18 @@ impl Agent {
                 "thing_name and [mqtt] are required".into(),
             ));
         };
+        let custom: Arc<[MetricSpec]> = config
+            .custom_metric_specs()
+            .map_err(|errors| DaemonError::Config(errors.join("; ")))?
+            .into();
+        let longest_command = custom
+            .iter()
+            .filter_map(|m| match &m.source {
+                custom::Source::Command { timeout, .. } => Some(*timeout),
+                _ => None,
+            })
+            .max()
+            .unwrap_or_default();
         let state = State::open(&config.state.dir)?;
         let baseline = match state.load_baseline::<Baseline>() {
             Ok(b) => b.unwrap_or_default(),
@@ -128,6 +154,10 @@ impl Agent {
             verdicts: Verdicts::default(),
             unsettled: Unsettled::default(),
             alarms,
+            custom,
+            custom_state: CustomState::default(),
+            sample_timeout: SAMPLE_TIMEOUT + longest_command,
+            stop_commands: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -186,15 +216,27 @@ impl Agent {
     async fn sample(&mut self) -> Option<Sampled> {
         tracing::debug!("cycle: sampling");
         let opts = self.collect.clone();
-        let job = tokio::task::spawn_blocking(move || collect::sample_lenient(&opts));
-        let result = match tokio::time::timeout(SAMPLE_TIMEOUT, job).await {
-            Err(_) => Err(format!("took longer than {SAMPLE_TIMEOUT:?}")),
+        let specs = Arc::clone(&self.custom);
+        let mut state = self.custom_state;
+        let stop = Arc::clone(&self.stop_commands);
+        let job = tokio::task::spawn_blocking(move || {
+            let (sample, readings) = collect::sample_with_custom(&opts, &specs, &mut state, &stop);
+            (sample, readings, state)
+        });
+        let limit = self.sample_timeout;
+        let result: Result<Sampled, String> = match tokio::time::timeout(limit, job).await {
+            Err(_) => Err(format!("took longer than {limit:?}")),
             Ok(Err(e)) => Err(format!("sampling task failed: {e}")),
-            Ok(Ok(Err(e))) => Err(e.to_string()),
-            Ok(Ok(Ok((sample, counters_err)))) => Ok(Sampled {
-                sample,
-                counters_err,
-            }),
+            Ok(Ok((sample, readings, state))) => {
+                self.custom_state = state;
+                sample
+                    .map(|(sample, counters_err)| Sampled {
+                        sample,
+                        counters_err,
+                        readings,
+                    })
+                    .map_err(|e| e.to_string())
+            }
         };
         result
             .inspect_err(|e| {
@@ -209,6 +251,7 @@ impl Agent {
         let Sampled {
             sample,
             counters_err,
+            readings,
         } = sampled;
         let (stats, settles_to, since_sample) = match counters_err {
             Some(e) => {
@@ -234,7 +277,8 @@ impl Agent {
                 return None;
             }
         };
-        let report = report::build(&sample.sockets, stats, report_id);
+        let custom = custom_values(report_id, &readings);
+        let report = report::build_with_custom(&sample.sockets, stats, custom, report_id);
         Some(Built {
             report,
             settles_to,
@@ -381,4 +425,14 @@ impl Agent {
             tracing::warn!(error = %e, "cannot persist the counter baseline");
         }
     }
+}
+
+/// The values for the report; each metric that failed is left out with one warning.
+fn custom_values(report_id: u64, readings: &[Reading]) -> BTreeMap<String, CustomValue> {
+    for r in readings {
+        if let Err(e) = &r.value {
+            tracing::warn!(report_id, metric = %r.name, source = %r.source, error = %e, "custom metric left out of this report");
+        }
+    }
+    custom::values(readings)
 }

@@ -162,7 +162,13 @@ impl Agent {
                         // back, not at the next slot (which may be minutes away).
                         let ready = matches!(*conn.borrow(), ConnState::Ready { .. });
                         if ready && self.alarms_queued() > 0 {
-                            if finish_unless_stopped(self.deliver_alarms(), sig, "alarm delivery").await {
+                            let meanwhile = Meanwhile {
+                                ticker: &mut ticker,
+                                feed: watchdog.is_some() && self.failures < UNHEALTHY_AFTER,
+                                notifier,
+                                stop_commands: std::sync::Arc::clone(&self.stop_commands),
+                            };
+                            if finish_unless_stopped(self.deliver_alarms(), sig, meanwhile, "alarm delivery").await {
                                 return Exit::Stop;
                             }
                             notifier.status(&self.status(&conn.borrow()));
@@ -177,8 +183,22 @@ impl Agent {
                     }
                 }
             }
-            if finish_unless_stopped(self.cycle(slot_at + self.interval), sig, "in-flight report")
-                .await
+            // One cycle; a stop signal lets it finish for at most STOP_GRACE. The watchdog
+            // is fed meanwhile: a custom metric command may legally take up to 60 s, longer
+            // than half of WatchdogSec, and the cycle itself is bounded.
+            let meanwhile = Meanwhile {
+                ticker: &mut ticker,
+                feed: watchdog.is_some() && self.failures < UNHEALTHY_AFTER,
+                notifier,
+                stop_commands: std::sync::Arc::clone(&self.stop_commands),
+            };
+            if finish_unless_stopped(
+                self.cycle(slot_at + self.interval),
+                sig,
+                meanwhile,
+                "in-flight report",
+            )
+            .await
             {
                 return Exit::Stop;
             }
@@ -187,21 +207,40 @@ impl Agent {
     }
 }
 
+/// What goes on while a cycle or an alarm delivery runs: the watchdog is fed (when `feed`),
+/// and a stop kills the running custom metric commands at once.
+struct Meanwhile<'a> {
+    ticker: &'a mut tokio::time::Interval,
+    feed: bool,
+    notifier: &'a Notifier,
+    stop_commands: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
 /// Runs `work` to its end; a stop signal meanwhile lets it finish for at most STOP_GRACE.
 /// True when a stop was asked for.
 async fn finish_unless_stopped(
     work: impl std::future::Future<Output = ()>,
     sig: &mut Signals,
+    meanwhile: Meanwhile<'_>,
     what: &str,
 ) -> bool {
     tokio::pin!(work);
-    let stop = tokio::select! {
-        _ = &mut work => false,
-        _ = sig.term.recv() => true,
-        _ = sig.int.recv() => true,
+    let stop = loop {
+        tokio::select! {
+            _ = &mut work => break false,
+            _ = meanwhile.ticker.tick(), if meanwhile.feed => meanwhile.notifier.watchdog(),
+            _ = sig.term.recv() => break true,
+            _ = sig.int.recv() => break true,
+        }
     };
-    if stop && tokio::time::timeout(STOP_GRACE, &mut work).await.is_err() {
-        tracing::warn!(what, "abandoned at shutdown");
+    if stop {
+        // A running custom metric command is killed now, not at its timeout.
+        meanwhile
+            .stop_commands
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        if tokio::time::timeout(STOP_GRACE, &mut work).await.is_err() {
+            tracing::warn!(what, "abandoned at shutdown");
+        }
     }
     stop
 }

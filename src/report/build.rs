@@ -2,16 +2,26 @@
 //! (port, interface) dedupe, wildcard handling, address formatting, sorting. Does not read
 //! the host, compute deltas or apply size limits.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 
 use super::model::{
-    Connection, ConnectionList, Header, Metrics, NetworkStats, Port, PortList, Report,
+    Connection, ConnectionList, CustomValue, Header, Metrics, NetworkStats, Port, PortList, Report,
 };
 use crate::collect::{Socket, SocketTable, unmap};
 
 /// The report for one sample. `report_id` comes from the caller (state keeps it increasing).
 pub fn build(sockets: &SocketTable, network_stats: Option<NetworkStats>, report_id: u64) -> Report {
+    build_with_custom(sockets, network_stats, BTreeMap::new(), report_id)
+}
+
+/// `build` with the sample's custom metric values by name (protocol doc §1.5).
+pub fn build_with_custom(
+    sockets: &SocketTable,
+    network_stats: Option<NetworkStats>,
+    custom_metrics: BTreeMap<String, CustomValue>,
+    report_id: u64,
+) -> Report {
     Report {
         header: Header { report_id },
         metrics: Metrics {
@@ -21,7 +31,7 @@ pub fn build(sockets: &SocketTable, network_stats: Option<NetworkStats>, report_
             network_stats,
             missing: Default::default(),
         },
-        custom_metrics: Default::default(),
+        custom_metrics,
     }
 }
 

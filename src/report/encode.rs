@@ -82,7 +82,7 @@ pub fn encode(report: &Report, format: Format) -> Result<Encoded, ReportError> {
             limit: MAX_PAYLOAD_BYTES,
         });
     }
-    let cut = sel.cut(tcp, udp, conns);
+    let cut = sel.cut(tcp, udp, conns, measured.custom_cut(&sel));
     if let Some(c) = &cut {
         tracing::warn!(
             report_id = report.header.report_id,
@@ -93,6 +93,8 @@ pub fn encode(report: &Report, format: Format) -> Result<Encoded, ReportError> {
             udp_ports_total = c.udp_ports.total,
             connections_kept = c.connections.kept,
             connections_total = c.connections.total,
+            custom_items_kept = c.custom_items.kept,
+            custom_items_total = c.custom_items.total,
             size = bytes.len(),
             "report lists cut to stay under the payload limit"
         );
@@ -301,31 +303,39 @@ pub(super) fn tree<'a>(report: &'a Report, format: Format, sel: &'a Selection) -
         entry(Key::Metrics, short, Node::Map(metrics)),
     ];
     if !report.custom_metrics.is_empty() {
-        root.push(entry(Key::CustomMetrics, short, custom_node(report)));
+        root.push(entry(Key::CustomMetrics, short, custom_node(report, sel)));
     }
     Node::Map(root)
 }
 
 /// `{name: [ {value_key: value} ]}`: always a one-element array (protocol doc §1.5,
-/// §7.1 item 1); names and value keys are never abbreviated (§1.1).
-fn custom_node(report: &Report) -> Node<'static> {
+/// §7.1 item 1); names and value keys are never abbreviated (§1.1). Lists keep the prefix
+/// that `sel` chose (`custom_cut.rs`).
+fn custom_node(report: &Report, sel: &Selection) -> Node<'static> {
     let metrics = report
         .custom_metrics
         .iter()
-        .map(|(name, value)| {
+        .enumerate()
+        .map(|(i, (name, value))| {
+            let n = sel.custom_kept(i);
             let (key, node) = match value {
                 CustomValue::Number(v) => (NUMBER, Node::Float(*v)),
                 CustomValue::NumberList(vs) => (
                     NUMBER_LIST,
-                    Node::Array(vs.iter().map(|v| Node::Float(*v)).collect()),
+                    Node::Array(vs.iter().take(n).map(|v| Node::Float(*v)).collect()),
                 ),
                 CustomValue::StringList(vs) => (
                     STRING_LIST,
-                    Node::Array(vs.iter().map(|v| Node::Text(v.clone())).collect()),
+                    Node::Array(vs.iter().take(n).map(|v| Node::Text(v.clone())).collect()),
                 ),
                 CustomValue::IpList(ips) => (
                     IP_LIST,
-                    Node::Array(ips.iter().map(|ip| Node::Text(ip.to_string())).collect()),
+                    Node::Array(
+                        ips.iter()
+                            .take(n)
+                            .map(|ip| Node::Text(ip.to_string()))
+                            .collect(),
+                    ),
                 ),
             };
             let object = Node::Map(vec![(Cow::Borrowed(key), node)]);

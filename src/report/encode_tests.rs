@@ -4,6 +4,7 @@
 use super::*;
 use std::net::IpAddr;
 
+use crate::report::ListCut;
 use crate::report::model::{ConnectionList, Header, Metrics, NetworkStats};
 
 fn report(custom: &[(&str, CustomValue)]) -> Report {
@@ -320,11 +321,13 @@ fn same_as_reference(r: &Report) -> usize {
                 tcp: t,
                 udp: u,
                 connections: c,
+                custom: None,
             }
             .cut(
                 m.listening_tcp_ports.ports.len(),
                 m.listening_udp_ports.ports.len(),
                 m.established.connections.len(),
+                ListCut { kept: 0, total: 0 },
             )
         });
         assert_eq!(got.cut, want, "{f}");

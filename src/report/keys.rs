@@ -61,18 +61,7 @@ pub const NUMBER_LIST: &str = "number_list";
 pub const STRING_LIST: &str = "string_list";
 pub const IP_LIST: &str = "ip_list";
 
-/// Names of profiles, behaviors, dimensions and custom metrics: 1–128 characters of
-/// `[a-zA-Z0-9:_-]` (protocol doc §1.5, detect-rules §2.5).
-pub fn is_name(s: &str) -> bool {
-    (1..=128).contains(&s.len())
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, ':' | '_' | '-'))
-}
-
-/// A custom metric name: a name that does not start with `aws:` (protocol doc §1.5).
-pub fn is_custom_metric_name(s: &str) -> bool {
-    is_name(s) && !s.starts_with("aws:")
-}
+pub use crate::identity::{is_custom_metric_name, is_registry_name as is_name};
 
 impl Key {
     /// The spelling of this key; one report uses one spelling throughout (protocol doc §7.1 item 5).

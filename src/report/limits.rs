@@ -9,6 +9,15 @@
 //! So an unexpected listener is never hidden by connections, and a connection to an unknown
 //! IP is never hidden behind thousands of connections to a known one. `total` keeps the true
 //! count (protocol doc §7.1 item 12) so the backend still sees how many entries exist.
+//!
+//! Custom metric lists are cut in a separate step that runs first (`custom_cut.rs`); the
+//! socket policy above then runs on the bytes it leaves. `number` metrics, metric names and
+//! the one-element array around each value are never cut (they are part of the fixed base).
+//! List items (`number_list`, `string_list`, `ip_list`) may use every byte the socket lists
+//! leave, and at least `CUSTOM_SHARE` (32 000 bytes) when the sockets need the rest; within
+//! that budget the lists take one item each in turn in metric name order, each keeping a
+//! prefix of its own order. So no list, however long, makes a report unpublishable or
+//! hides the sockets, and a big socket table never hides every custom item.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -30,6 +39,8 @@ pub struct Cut {
     pub tcp_ports: ListCut,
     pub udp_ports: ListCut,
     pub connections: ListCut,
+    /// Items of all custom metric lists together.
+    pub custom_items: ListCut,
 }
 
 /// Entries chosen to go out: port lists keep a prefix, connections a sorted index set.
@@ -38,6 +49,9 @@ pub(crate) struct Selection {
     pub tcp: usize,
     pub udp: usize,
     pub connections: Vec<usize>,
+    /// Items kept per custom metric, in name order (`custom_cut`); `None` keeps them all,
+    /// a missing entry keeps none.
+    pub custom: Option<Vec<usize>>,
 }
 
 impl Selection {
@@ -46,15 +60,39 @@ impl Selection {
             tcp,
             udp,
             connections: (0..connections).collect(),
+            custom: None,
         }
     }
 
+    /// No socket entries (custom items all kept).
     pub fn none() -> Self {
         Self::all(0, 0, 0)
     }
 
+    /// No list entries at all: the fixed base that every cut keeps.
+    pub fn base() -> Self {
+        Self {
+            custom: Some(Vec::new()),
+            ..Self::none()
+        }
+    }
+
+    /// How many items of the `i`-th custom metric (name order) go out.
+    pub fn custom_kept(&self, i: usize) -> usize {
+        match &self.custom {
+            None => usize::MAX,
+            Some(kept) => kept.get(i).copied().unwrap_or(0),
+        }
+    }
+
     /// `None` when everything is kept.
-    pub fn cut(&self, tcp_total: usize, udp_total: usize, conn_total: usize) -> Option<Cut> {
+    pub fn cut(
+        &self,
+        tcp_total: usize,
+        udp_total: usize,
+        conn_total: usize,
+        custom_items: ListCut,
+    ) -> Option<Cut> {
         let cut = Cut {
             tcp_ports: ListCut {
                 kept: self.tcp,
@@ -68,9 +106,14 @@ impl Selection {
                 kept: self.connections.len(),
                 total: conn_total,
             },
+            custom_items,
         };
         let whole = |l: ListCut| l.kept == l.total;
-        if whole(cut.tcp_ports) && whole(cut.udp_ports) && whole(cut.connections) {
+        if whole(cut.tcp_ports)
+            && whole(cut.udp_ports)
+            && whole(cut.connections)
+            && whole(cut.custom_items)
+        {
             None
         } else {
             Some(cut)
@@ -160,7 +203,8 @@ mod tests {
         };
         let sel = plan(&sizes, &ips);
         assert_eq!(sel, Selection::all(2, 1, 2));
-        assert_eq!(sel.cut(2, 1, 2), None);
+        let no_custom = ListCut { kept: 0, total: 0 };
+        assert_eq!(sel.cut(2, 1, 2, no_custom), None);
     }
 
     #[test]
@@ -186,7 +230,7 @@ mod tests {
             &sel.connections[..kept - 1],
             (0..kept - 1).collect::<Vec<_>>()
         );
-        let cut = sel.cut(3, 2, 1001).unwrap();
+        let cut = sel.cut(3, 2, 1001, ListCut { kept: 0, total: 0 }).unwrap();
         assert_eq!(cut.connections, ListCut { kept, total: 1001 });
         assert_eq!(cut.tcp_ports, ListCut { kept: 3, total: 3 });
     }

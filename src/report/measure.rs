@@ -4,10 +4,14 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 
+use super::custom_cut;
 use super::encode::{ConnectionEntry, PortEntry, ReportError, size_of, to_bytes, tree};
 use super::format::Format;
-use super::limits::{self, Selection, Sizes};
-use super::model::{Connection, Port, PortList, Report};
+use super::limits::{self, MAX_PAYLOAD_BYTES, Selection, Sizes};
+use super::model::{Connection, CustomValue, Port, PortList, Report};
+
+/// Growth of one list's length header when entries are added (CBOR: at most 4 bytes).
+const SLACK_PER_LIST: usize = 4;
 
 /// Encoded sizes of the report with empty lists and of every list entry on its own.
 pub(super) struct Measured {
@@ -17,21 +21,53 @@ pub(super) struct Measured {
     tcp: Vec<usize>,
     udp: Vec<usize>,
     connections: Vec<usize>,
+    /// Item sizes per custom metric, in name order (empty for `number`).
+    custom: Vec<Vec<usize>>,
 }
 
 impl Measured {
     /// Never more than the whole report's size: entries without separators or list headers.
     pub(super) fn lower_bound(&self) -> usize {
-        let entries = self.tcp.len() + self.udp.len() + self.connections.len();
-        let sum: usize = [&self.tcp, &self.udp, &self.connections]
-            .iter()
-            .flat_map(|l| l.iter())
-            .sum();
+        let lists = [&self.tcp, &self.udp, &self.connections]
+            .into_iter()
+            .chain(&self.custom);
+        let (entries, sum) = lists.fold((0, 0), |(n, s), l| {
+            (n + l.len(), s + l.iter().sum::<usize>())
+        });
         self.base + sum - entries * self.sep
     }
 
-    /// Lets `limits::plan` choose (bounded, no re-encode loop).
+    /// Step 1 (`custom_cut`) then step 2 (`limits::plan`) of the cut order in `limits.rs`
+    /// (bounded, no re-encode loop).
     pub(super) fn plan(&self, report: &Report) -> Selection {
+        let custom_slack = SLACK_PER_LIST * self.custom.len();
+        let room =
+            (MAX_PAYLOAD_BYTES - 1).saturating_sub(self.base + 3 * SLACK_PER_LIST + custom_slack);
+        let sockets: usize = [&self.tcp, &self.udp, &self.connections]
+            .iter()
+            .map(|l| l.iter().sum::<usize>())
+            .sum();
+        let (custom_kept, custom_bytes) =
+            custom_cut::plan(&self.custom, custom_cut::budget(room, sockets));
+        let mut sel = self.plan_sockets(report, self.base + custom_bytes + custom_slack);
+        sel.custom = Some(custom_kept);
+        sel
+    }
+
+    /// Items of all custom lists: kept by `sel`, and in all.
+    pub(super) fn custom_cut(&self, sel: &Selection) -> limits::ListCut {
+        let lens = self.custom.iter().map(Vec::len);
+        limits::ListCut {
+            kept: lens
+                .clone()
+                .enumerate()
+                .map(|(i, n)| n.min(sel.custom_kept(i)))
+                .sum(),
+            total: lens.sum(),
+        }
+    }
+
+    fn plan_sockets(&self, report: &Report, base: usize) -> Selection {
         let ips: Vec<IpAddr> = report
             .metrics
             .established
@@ -40,8 +76,8 @@ impl Measured {
             .map(|c| c.remote.ip())
             .collect();
         let sizes = Sizes {
-            base: self.base,
-            slack_per_list: 4,
+            base,
+            slack_per_list: SLACK_PER_LIST,
             tcp: &self.tcp,
             udp: &self.udp,
             connections: &self.connections,
@@ -83,14 +119,45 @@ pub(super) fn measure<'a>(report: &'a Report, format: Format) -> Result<Measured
             })
         })
         .collect::<Result<Vec<usize>, _>>()?;
-    let base = to_bytes(report, format, &tree(report, format, &Selection::none()))?.len();
+    let custom = report
+        .custom_metrics
+        .values()
+        .map(|value| custom_items(report, format, value, sizes.sep))
+        .collect::<Result<Vec<_>, _>>()?;
+    let base = to_bytes(report, format, &tree(report, format, &Selection::base()))?.len();
     Ok(Measured {
         base,
         sep: sizes.sep,
         tcp,
         udp,
         connections,
+        custom,
     })
+}
+
+/// Each item of a custom list on its own, with its separator; nothing for a `number`.
+fn custom_items(
+    report: &Report,
+    format: Format,
+    value: &CustomValue,
+    sep: usize,
+) -> Result<Vec<usize>, ReportError> {
+    fn sizes<T: serde::Serialize>(
+        report: &Report,
+        format: Format,
+        sep: usize,
+        items: impl Iterator<Item = T>,
+    ) -> Result<Vec<usize>, ReportError> {
+        items
+            .map(|item| Ok(size_of(report, format, &item)? + sep))
+            .collect()
+    }
+    match value {
+        CustomValue::Number(_) => Ok(Vec::new()),
+        CustomValue::NumberList(vs) => sizes(report, format, sep, vs.iter()),
+        CustomValue::StringList(vs) => sizes(report, format, sep, vs.iter()),
+        CustomValue::IpList(ips) => sizes(report, format, sep, ips.iter().map(|ip| ip.to_string())),
+    }
 }
 
 /// Entry sizes (with the JSON separator) by `SizeKey`, each serialized once. Neighbours in a

@@ -3,6 +3,7 @@
 //! back (for `evaluate` and the fleet side). No I/O here.
 
 pub mod build;
+mod custom_cut;
 pub mod decode;
 pub mod delta;
 pub mod encode;
@@ -12,7 +13,7 @@ pub mod limits;
 mod measure;
 pub mod model;
 
-pub use build::build;
+pub use build::{build, build_with_custom};
 pub use decode::{DecodeError, decode, decode_value};
 pub use delta::{Baseline, NetworkStats, Rebase};
 pub use encode::{Encoded, ReportError, encode};

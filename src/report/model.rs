@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 
 pub use super::delta::NetworkStats;
+pub use crate::collect::custom::CustomValue;
 use crate::collect::unmap_ip;
 
 /// Report format version; every reference agent sends "1.0" (protocol doc §1.3).
@@ -87,15 +88,6 @@ impl Connection {
             IpAddr::V6(ip) => format!("[{ip}]:{}", self.remote.port()),
         }
     }
-}
-
-/// One custom metric value (protocol doc §1.5); encoded as a one-element array of one object.
-#[derive(Debug, Clone, PartialEq)]
-pub enum CustomValue {
-    Number(f64),
-    NumberList(Vec<f64>),
-    StringList(Vec<String>),
-    IpList(Vec<IpAddr>),
 }
 
 #[cfg(test)]

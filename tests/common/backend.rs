@@ -350,7 +350,55 @@ fn validate(v: &Value) -> Result<u64, String> {
     {
         return Err("neither metrics nor custom_metrics".to_string());
     }
+    if let Some(custom) = root.get("custom_metrics").or_else(|| root.get("cmet")) {
+        validate_custom(custom)?;
+    }
     Ok(id)
+}
+
+/// Protocol doc §1.5: `{name: [ {value_key: value} ]}`, names 1–128 of [a-zA-Z0-9:_-] not
+/// starting with "aws:", exactly one object in the array with exactly one value key, values
+/// of the key's type (ip_list items IPv4/IPv6 addresses, numbers finite).
+fn validate_custom(custom: &Value) -> Result<(), String> {
+    let metrics = custom.as_object().ok_or("custom_metrics is not a map")?;
+    for (name, value) in metrics {
+        let name_ok = (1..=128).contains(&name.len())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, ':' | '_' | '-'))
+            && !name.starts_with("aws:");
+        if !name_ok {
+            return Err(format!("custom metric name {name:?} is invalid"));
+        }
+        let object = match value.as_array().map(Vec::as_slice) {
+            Some([one]) => one.as_object(),
+            _ => None,
+        }
+        .filter(|o| o.len() == 1)
+        .ok_or_else(|| {
+            format!("custom metric {name}: not a one-element array of one key: {value}")
+        })?;
+        let Some((key, v)) = object.iter().next() else {
+            return Err(format!("custom metric {name}: empty object"));
+        };
+        let list = |check: &dyn Fn(&Value) -> bool| {
+            v.as_array().is_some_and(|items| items.iter().all(check))
+        };
+        let ok = match key.as_str() {
+            "number" => v.as_f64().is_some_and(f64::is_finite),
+            "number_list" => list(&|i| i.as_f64().is_some_and(f64::is_finite)),
+            "string_list" => list(&|i| i.is_string()),
+            "ip_list" => list(&|i| {
+                i.as_str()
+                    .is_some_and(|s| s.parse::<std::net::IpAddr>().is_ok())
+            }),
+            other => return Err(format!("custom metric {name}: unknown value key {other:?}")),
+        };
+        if !ok {
+            return Err(format!("custom metric {name}: {key} has a bad value: {v}"));
+        }
+    }
+    Ok(())
 }
 
 /// Counts structural keys; custom metric names and their value keys are free-form.

@@ -8,6 +8,7 @@ pub mod alarms;
 pub mod backend;
 pub mod broker;
 pub mod certs;
+pub mod custom;
 pub mod notify;
 pub mod run;
 pub mod sockets;
