@@ -4,11 +4,9 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Read;
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
 
 use common::sockets::{Fixture, port};
 
@@ -17,60 +15,15 @@ use common::sockets::{Fixture, port};
 // ---------------------------------------------------------------------------------------
 
 const BIN: &str = env!("CARGO_BIN_EXE_detect-agent");
-/// A dump takes well under a second; this only bounds a hung child.
-const RUN_LIMIT: Duration = Duration::from_secs(60);
-
 fn agent(args: &[&str]) -> Command {
     let mut cmd = Command::new(BIN);
     cmd.args(args).env_remove("RUST_LOG").stdin(Stdio::null());
     cmd
 }
 
-/// Runs `cmd` to completion (killed after `RUN_LIMIT`), capturing both streams.
-fn run(mut cmd: Command) -> Output {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pipe = |r: Option<Box<dyn Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            if let Some(mut r) = r {
-                r.read_to_end(&mut buf).unwrap();
-            }
-            buf
-        })
-    };
-    let out = pipe(
-        child
-            .stdout
-            .take()
-            .map(|r| Box::new(r) as Box<dyn Read + Send>),
-    );
-    let err = pipe(
-        child
-            .stderr
-            .take()
-            .map(|r| Box::new(r) as Box<dyn Read + Send>),
-    );
-    let deadline = Instant::now() + RUN_LIMIT;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{cmd:?} did not finish within {RUN_LIMIT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Output {
-        status,
-        stdout: out.join().unwrap(),
-        stderr: err.join().unwrap(),
-    }
+/// Runs `cmd` to completion (killed after a time limit), capturing both streams.
+fn run(cmd: Command) -> Output {
+    common::run::output(cmd, None)
 }
 
 fn text(b: &[u8]) -> String {

@@ -1,8 +1,8 @@
 //! Runs the agent binary as a command-line tool: arguments and stdin in, exit code and the
-//! two output streams (as lines) out, killed after a time limit.
+//! two output streams out, killed after a time limit.
 
 use std::io::{Read, Write};
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use super::agent::BIN;
@@ -16,29 +16,49 @@ pub struct Ran {
     pub stderr: Vec<String>,
 }
 
-/// `detect-agent ARGS` with `stdin` written to it; both outputs read while it runs.
+/// `detect-agent ARGS` with `stdin` written to it; both outputs as lines.
 pub fn run_cli(args: &[&str], stdin: &[u8]) -> Ran {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::piped())
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).env_remove("RUST_LOG");
+    let out = output(cmd, Some(stdin.to_vec()));
+    let lines = |b: Vec<u8>| {
+        String::from_utf8(b)
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    };
+    Ran {
+        code: out.status.code().unwrap_or(-1),
+        stdout: lines(out.stdout),
+        stderr: lines(out.stderr),
+    }
+}
+
+/// Runs `cmd` to completion (killed after `RUN_LIMIT`), both streams read while it runs;
+/// `stdin`, when given, is written to it (else the command's own stdin setting stays).
+pub fn output(mut cmd: Command, stdin: Option<Vec<u8>>) -> Output {
+    if stdin.is_some() {
+        cmd.stdin(Stdio::piped());
+    }
+    let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let input = stdin.to_vec();
-    let mut pipe_in = child.stdin.take().unwrap();
     // The child may exit without reading (a bad flag): a broken pipe is not an error here.
-    let writer = std::thread::spawn(move || {
-        let _ = pipe_in.write_all(&input);
+    let writer = stdin.zip(child.stdin.take()).map(|(input, mut pipe)| {
+        std::thread::spawn(move || {
+            let _ = pipe.write_all(&input);
+        })
     });
     let reader = |r: Option<Box<dyn Read + Send>>| {
         std::thread::spawn(move || {
-            let mut s = String::new();
+            let mut buf = Vec::new();
             if let Some(mut r) = r {
-                r.read_to_string(&mut s).unwrap();
+                r.read_to_end(&mut buf).unwrap();
             }
-            s
+            buf
         })
     };
     let out = reader(
@@ -61,15 +81,16 @@ pub fn run_cli(args: &[&str], stdin: &[u8]) -> Ran {
         if Instant::now() >= deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("detect-agent {args:?} did not finish within {RUN_LIMIT:?}");
+            panic!("{cmd:?} did not finish within {RUN_LIMIT:?}");
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    writer.join().unwrap();
-    let lines = |s: String| s.lines().map(str::to_string).collect();
-    Ran {
-        code: status.code().unwrap_or(-1),
-        stdout: lines(out.join().unwrap()),
-        stderr: lines(err.join().unwrap()),
+    if let Some(w) = writer {
+        w.join().unwrap();
+    }
+    Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
     }
 }
