@@ -12,7 +12,7 @@ use crate::report::{self, Baseline, Format};
 use crate::state::{State, epoch_ms};
 
 /// A sample that takes longer than this is abandoned (the loop is then unhealthy).
-const SAMPLE_TIMEOUT: Duration = Duration::from_secs(30);
+pub(super) const SAMPLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Everything one configuration generation needs.
 pub(super) struct Agent {
@@ -237,6 +237,11 @@ impl Agent {
     }
 
     fn advance_to(&mut self, baseline: Baseline) {
+        // Unchanged (no counted interface, or no traffic): nothing to write.
+        if self.baseline.boot_id == baseline.boot_id && self.baseline.counters == baseline.counters
+        {
+            return;
+        }
         self.baseline = baseline;
         if let Err(e) = self.state.save_baseline(&self.baseline) {
             tracing::warn!(error = %e, "cannot persist the counter baseline");

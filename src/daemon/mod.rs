@@ -24,6 +24,21 @@ const STOP_GRACE: Duration = Duration::from_secs(4);
 const DISCONNECT_GRACE: Duration = Duration::from_secs(1);
 /// Consecutive failed cycles (sample or state write) after which the watchdog goes quiet.
 const UNHEALTHY_AFTER: u32 = 3;
+/// What a cycle may take beyond sampling and its publish wait (state writes, encoding,
+/// late verdicts) before it counts as stuck and the watchdog goes quiet.
+const CYCLE_SLACK: Duration = Duration::from_secs(30);
+
+/// The longest a healthy cycle runs: a sample (bounded by `SAMPLE_TIMEOUT`), a publish
+/// (bounded by the verdict wait) and `CYCLE_SLACK`.
+fn cycle_bound(verdict_wait: Duration) -> Duration {
+    cycle::SAMPLE_TIMEOUT + verdict_wait + CYCLE_SLACK
+}
+
+/// WATCHDOG=1 is sent while the loop is healthy (fewer than `UNHEALTHY_AFTER` failed cycles
+/// in a row) and the running cycle, if any, is within its bound.
+fn feeds_watchdog(healthy: bool, cycle_running: Duration, bound: Duration) -> bool {
+    healthy && cycle_running <= bound
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -135,7 +150,7 @@ impl Agent {
                 tokio::select! {
                     _ = &mut slot => break,
                     _ = ticker.tick(), if watchdog.is_some() => {
-                        if self.failures < UNHEALTHY_AFTER {
+                        if feeds_watchdog(self.failures < UNHEALTHY_AFTER, Duration::ZERO, Duration::ZERO) {
                             notifier.watchdog();
                         }
                     }
@@ -155,14 +170,30 @@ impl Agent {
                     }
                 }
             }
-            // One cycle; a stop signal lets it finish for at most STOP_GRACE.
+            // One cycle; a stop signal lets it finish for at most STOP_GRACE. The watchdog
+            // is fed while it runs (it may wait verdict_timeout_secs), but not past its bound.
             {
+                let healthy = self.failures < UNHEALTHY_AFTER;
+                let bound = cycle_bound(self.verdict_wait);
+                let started = tokio::time::Instant::now();
+                let mut stuck_logged = false;
                 let cycle = self.cycle();
                 tokio::pin!(cycle);
-                let stop = tokio::select! {
-                    _ = &mut cycle => false,
-                    _ = sig.term.recv() => true,
-                    _ = sig.int.recv() => true,
+                let stop = loop {
+                    tokio::select! {
+                        _ = &mut cycle => break false,
+                        _ = ticker.tick(), if watchdog.is_some() => {
+                            let running = started.elapsed();
+                            if feeds_watchdog(healthy, running, bound) {
+                                notifier.watchdog();
+                            } else if !stuck_logged && healthy {
+                                stuck_logged = true;
+                                tracing::error!(running_secs = running.as_secs(), bound_secs = bound.as_secs(), "cycle stuck past its bound; watchdog pings stop");
+                            }
+                        }
+                        _ = sig.term.recv() => break true,
+                        _ = sig.int.recv() => break true,
+                    }
                 };
                 if stop {
                     if tokio::time::timeout(STOP_GRACE, &mut cycle).await.is_err() {
@@ -190,5 +221,23 @@ fn reload(path: &Path) -> Option<Box<Config>> {
             tracing::error!(error = %e, "new configuration refused; the old one stays in force");
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_watchdog_is_fed_through_a_long_verdict_wait_but_not_past_the_bound() {
+        let bound = cycle_bound(Duration::from_secs(60));
+        assert_eq!(bound, Duration::from_secs(120));
+        // Healthy, waiting the full 60 s for a verdict: still fed.
+        assert!(feeds_watchdog(true, Duration::from_secs(90), bound));
+        assert!(feeds_watchdog(true, bound, bound));
+        // A cycle past its bound is stuck: quiet, so systemd restarts the agent.
+        assert!(!feeds_watchdog(true, bound + Duration::from_secs(1), bound));
+        // Three failed cycles in a row: quiet even between cycles.
+        assert!(!feeds_watchdog(false, Duration::ZERO, bound));
     }
 }

@@ -7,6 +7,7 @@ pub mod agent;
 pub mod backend;
 pub mod broker;
 pub mod certs;
+pub mod notify;
 pub mod sockets;
 
 pub use backend::{Backend, Mode, Received};
