@@ -71,3 +71,116 @@ async fn the_watchdog_is_fed_while_a_cycle_waits_for_a_broker_that_is_down() {
     }
     assert!(pings.len() >= 20, "{} pings in 14 s", pings.len());
 }
+
+#[tokio::test]
+async fn a_refused_reload_shows_in_status_and_a_taken_one_keeps_the_last_verdict() {
+    let pki = Pki::generate();
+    let broker = Broker::start(&pki);
+    let _backend = Backend::start(&pki, broker.port).await;
+    let work = tempfile::tempdir().unwrap();
+    let notify = NotifySocket::bind(work.path());
+    let cfg = config(&Setup {
+        dir: work.path(),
+        port: broker.port,
+        ca: &pki.ca,
+        id: &pki.client_ec,
+        format: "json",
+        interval: 1,
+        extra: "",
+    });
+    let agent = spawn(&cfg, &[("NOTIFY_SOCKET", notify.path.to_str().unwrap())]);
+    let accepted = || notify.last_status().is_some_and(|s| s.contains("accepted"));
+    assert!(
+        eventually(Duration::from_secs(20), accepted).await,
+        "{:?}; log:\n{}",
+        notify.messages(),
+        agent.log()
+    );
+
+    // A config the agent refuses: STATUS= says so (systemctl reload itself succeeds).
+    let good = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, format!("{good}\nbogus_key = 1\n")).unwrap();
+    agent.signal(libc::SIGHUP);
+    assert!(
+        eventually(Duration::from_secs(10), || notify
+            .last_status()
+            .is_some_and(
+                |s| s.contains("reload refused") && s.contains("bogus_key")
+            ))
+        .await,
+        "{:?}",
+        notify.messages()
+    );
+    // It stays there through later cycles.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let status = notify.last_status().unwrap();
+    assert!(status.contains("reload refused"), "{status}");
+
+    // A config it takes: the refusal goes, the last verdict stays from the first STATUS= on.
+    std::fs::write(&cfg, &good).unwrap();
+    let seen = notify.messages().len();
+    agent.signal(libc::SIGHUP);
+    assert!(
+        eventually(Duration::from_secs(10), || notify.messages()[seen..]
+            .iter()
+            .any(|m| m == "READY=1"))
+        .await,
+        "{:?}",
+        notify.messages()
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after: Vec<String> = notify.messages()[seen..]
+        .iter()
+        .filter(|m| m.starts_with("STATUS="))
+        .cloned()
+        .collect();
+    assert!(!after.is_empty(), "{:?}", notify.messages());
+    for s in &after {
+        assert!(
+            s.contains("last verdict: report") && !s.contains("reload refused"),
+            "{after:?}"
+        );
+    }
+    let (status, _) = agent.stop().await;
+    assert!(status.success());
+}
+
+#[tokio::test]
+async fn a_baseline_with_no_counted_interface_is_written_once() {
+    let pki = Pki::generate();
+    let broker = Broker::start(&pki);
+    let backend = Backend::start(&pki, broker.port).await;
+    let work = tempfile::tempdir().unwrap();
+    let cfg = config(&Setup {
+        dir: work.path(),
+        port: broker.port,
+        ca: &pki.ca,
+        id: &pki.client_ec,
+        format: "json",
+        interval: 1,
+        extra: "[collect]\ninclude_interfaces = [\"none-such0\"]\n",
+    });
+    let agent = spawn(&cfg, &[]);
+    let baseline = work.path().join("state/baseline.json");
+    assert!(
+        eventually(Duration::from_secs(20), || backend.received().len() >= 2).await,
+        "{}",
+        agent.log()
+    );
+    let first = std::fs::metadata(&baseline).unwrap().modified().unwrap();
+    let n = backend.received().len();
+    assert!(
+        eventually(Duration::from_secs(20), || backend.received().len()
+            >= n + 3)
+        .await
+    );
+    let later = std::fs::metadata(&baseline).unwrap().modified().unwrap();
+    let log = agent.log();
+    assert_eq!(first, later, "baseline rewritten; log:\n{log}");
+    assert!(
+        log.matches("counter baseline restarted").count() <= 1,
+        "{log}"
+    );
+    let (status, _) = agent.stop().await;
+    assert!(status.success());
+}

@@ -86,8 +86,13 @@ async fn run_async(path: PathBuf, mut config: Config) -> Result<(), DaemonError>
     };
     // Checked once per config generation (a reload is checked in `reload`).
     validate(&config)?;
+    // STATUS= keeps the last verdict across a reload.
+    let mut last_verdict = None;
     loop {
         let mut agent = Agent::start(&config)?;
+        if let Some(v) = last_verdict.take() {
+            agent.last_verdict = v;
+        }
         notifier.ready();
         let exit = agent.serve(&path, &mut signals, &notifier).await;
         match exit {
@@ -99,6 +104,7 @@ async fn run_async(path: PathBuf, mut config: Config) -> Result<(), DaemonError>
             }
             Exit::Reload(new) => {
                 notifier.reloading();
+                last_verdict = Some(std::mem::take(&mut agent.last_verdict));
                 agent.publisher.shutdown(DISCONNECT_GRACE).await;
                 config = *new;
                 tracing::info!("configuration reloaded");
@@ -138,7 +144,13 @@ impl Agent {
         let watchdog = notifier.watchdog_interval();
         let mut ticker = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        notifier.status(&self.status(&conn.borrow()));
+        // Why the last SIGHUP was refused: shown in STATUS= until a reload is taken, since
+        // `systemctl reload` itself reports success once the signal is sent.
+        let mut refused: Option<String> = None;
+        notifier.status(&with_refusal(
+            self.status(&conn.borrow()),
+            refused.as_deref(),
+        ));
         loop {
             let now = epoch_ms();
             let wait = Duration::from_millis(
@@ -158,16 +170,18 @@ impl Agent {
                         // A closed channel would be ready forever: stop polling it.
                         conn_open = changed.is_ok();
                         if conn_open {
-                            notifier.status(&self.status(&conn.borrow()));
+                            notifier.status(&with_refusal(self.status(&conn.borrow()), refused.as_deref()));
                         }
                     }
                     _ = sig.term.recv() => return Exit::Stop,
                     _ = sig.int.recv() => return Exit::Stop,
-                    _ = sig.hup.recv() => {
-                        if let Some(new) = reload(path) {
-                            return Exit::Reload(new);
+                    _ = sig.hup.recv() => match reload(path) {
+                        Ok(new) => return Exit::Reload(new),
+                        Err(e) => {
+                            refused = Some(e);
+                            notifier.status(&with_refusal(self.status(&conn.borrow()), refused.as_deref()));
                         }
-                    }
+                    },
                 }
             }
             // One cycle; a stop signal lets it finish for at most STOP_GRACE. The watchdog
@@ -202,13 +216,27 @@ impl Agent {
                     return Exit::Stop;
                 }
             }
-            notifier.status(&self.status(&conn.borrow()));
+            notifier.status(&with_refusal(
+                self.status(&conn.borrow()),
+                refused.as_deref(),
+            ));
         }
     }
 }
 
-/// Loads and checks the config again; an invalid one is refused and the old one stays.
-fn reload(path: &Path) -> Option<Box<Config>> {
+/// The agent's status, with the reason the last reload was refused (cut to one short line).
+fn with_refusal(status: String, refused: Option<&str>) -> String {
+    match refused {
+        None => status,
+        Some(e) => {
+            let e: String = e.chars().take(160).collect();
+            format!("{status}; reload refused, old config in force: {e}")
+        }
+    }
+}
+
+/// Loads and checks the config again; an invalid one is refused (the error) and the old one stays.
+fn reload(path: &Path) -> Result<Box<Config>, String> {
     tracing::info!(path = %path.display(), "SIGHUP: reloading the configuration");
     // Everything Agent::start can trip over is checked here, before the old agent stops.
     match Config::load(path).map_err(|e| e.to_string()).and_then(|c| {
@@ -216,10 +244,10 @@ fn reload(path: &Path) -> Option<Box<Config>> {
         State::open(&c.state.dir).map_err(|e| e.to_string())?;
         Ok(c)
     }) {
-        Ok(c) => Some(Box::new(c)),
+        Ok(c) => Ok(Box::new(c)),
         Err(e) => {
             tracing::error!(error = %e, "new configuration refused; the old one stays in force");
-            None
+            Err(e)
         }
     }
 }
