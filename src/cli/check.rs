@@ -8,6 +8,8 @@ use std::time::SystemTime;
 use detect_agent::config::{Config, Problem};
 use detect_agent::publish::{Severity, check_identity};
 
+use super::credential;
+
 pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
     let config = match Config::load(path) {
         Ok(c) => c,
@@ -39,7 +41,33 @@ pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
             lines.push("error: [mqtt]: missing (endpoint, ca_file, cert_file, key_file)".into());
         }
         Some(m) => {
-            for p in check_identity(&m.cert_file, &m.key_file, &m.ca_file, SystemTime::now()) {
+            let unit_dirs = credential::unit_dirs();
+            let mut files = [
+                ("cert_file", m.cert_file.clone()),
+                ("key_file", m.key_file.clone()),
+                ("ca_file", m.ca_file.clone()),
+            ];
+            for (key, file) in &mut files {
+                match credential::map(file, &unit_dirs) {
+                    Ok(None) => {}
+                    Ok(Some(c)) => {
+                        lines.push(format!(
+                            "note: {key}: {} exists only while {} runs; checking its LoadCredential= source {} ({})",
+                            file.display(),
+                            c.unit,
+                            c.source.display(),
+                            c.unit_file.display()
+                        ));
+                        *file = c.source;
+                    }
+                    Err(e) => {
+                        errors += 1;
+                        lines.push(format!("error: {key}: {e}"));
+                    }
+                }
+            }
+            let [(_, cert), (_, key), (_, ca)] = &files;
+            for p in check_identity(cert, key, ca, SystemTime::now()) {
                 if p.severity == Severity::Error {
                     errors += 1;
                 }
