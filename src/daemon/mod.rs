@@ -229,6 +229,8 @@ fn with_refusal(status: String, refused: Option<&str>) -> String {
     match refused {
         None => status,
         Some(e) => {
+            // Multi-line errors (TOML's) become one line of single spaces.
+            let e = e.split_whitespace().collect::<Vec<_>>().join(" ");
             let e: String = e.chars().take(160).collect();
             format!("{status}; reload refused, old config in force: {e}")
         }
