@@ -3,11 +3,11 @@
 //! TLS failures, signals, systemd notify. Traffic accounting is in `daemon_traffic.rs`.
 mod common;
 
+use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::agent::{Setup, accepted_for, config, set_verdict_timeout, spawn};
-use common::notify::NotifySocket;
 use common::{Backend, Broker, Identity, Mode, Pki, Received, eventually};
 
 #[tokio::test]
@@ -153,7 +153,25 @@ async fn systemd_notify_reload_and_stop() {
     let broker = Broker::start(&pki);
     let backend = Backend::start(&pki, broker.port).await;
     let work = tempfile::tempdir().unwrap();
-    let notify = NotifySocket::bind(work.path());
+    let sock_path = work.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    // Drain the socket all the time, as systemd does.
+    let inbox = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (inbox, done) = (inbox.clone(), done.clone());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(n) = sock.recv(&mut buf) {
+                    let m = String::from_utf8_lossy(&buf[..n]).into_owned();
+                    inbox.lock().unwrap().push(m);
+                }
+            }
+        })
+    };
     let cfg = config(&Setup {
         dir: work.path(),
         port: broker.port,
@@ -166,14 +184,17 @@ async fn systemd_notify_reload_and_stop() {
     let mut agent = spawn(
         &cfg,
         &[
-            ("NOTIFY_SOCKET", notify.path.to_str().unwrap()),
+            ("NOTIFY_SOCKET", sock_path.to_str().unwrap()),
             ("WATCHDOG_USEC", "1000000"),
         ],
     );
     let mut messages: Vec<String> = Vec::new();
+    let drain = |messages: &mut Vec<String>| {
+        *messages = inbox.lock().unwrap().clone();
+    };
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
-        messages = notify.messages();
+        drain(&mut messages);
         let ready = messages.iter().any(|m| m == "READY=1");
         let watchdog = messages.iter().filter(|m| *m == "WATCHDOG=1").count();
         let accepted_status = messages
@@ -234,7 +255,9 @@ async fn systemd_notify_reload_and_stop() {
     assert_eq!(log.matches("throttles").count(), 2, "{log}");
     let (status, took) = agent.stop().await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let messages = notify.messages();
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    reader.join().unwrap();
+    drain(&mut messages);
     assert!(status.success(), "exit {status:?}");
     assert!(took < Duration::from_secs(5));
     assert!(messages.iter().any(|m| m == "STOPPING=1"), "{messages:?}");

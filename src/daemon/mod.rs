@@ -28,10 +28,10 @@ const UNHEALTHY_AFTER: u32 = 3;
 /// late verdicts) before it counts as stuck and the watchdog goes quiet.
 const CYCLE_SLACK: Duration = Duration::from_secs(30);
 
-/// The longest a healthy cycle runs: a sample (bounded by `SAMPLE_TIMEOUT`), a publish
-/// (bounded by the verdict wait) and `CYCLE_SLACK`.
-fn cycle_bound(verdict_wait: Duration) -> Duration {
-    cycle::SAMPLE_TIMEOUT + verdict_wait + CYCLE_SLACK
+/// The longest a healthy cycle runs: a sample (bounded by its timeout), a publish (bounded
+/// by the verdict wait) and `CYCLE_SLACK`.
+fn cycle_bound(sample_timeout: Duration, verdict_wait: Duration) -> Duration {
+    sample_timeout + verdict_wait + CYCLE_SLACK
 }
 
 /// WATCHDOG=1 is sent while the loop is healthy (fewer than `UNHEALTHY_AFTER` failed cycles
@@ -188,7 +188,7 @@ impl Agent {
             // is fed while it runs (it may wait verdict_timeout_secs), but not past its bound.
             {
                 let healthy = self.failures < UNHEALTHY_AFTER;
-                let bound = cycle_bound(self.verdict_wait);
+                let bound = cycle_bound(cycle::SAMPLE_TIMEOUT, self.verdict_wait);
                 let started = tokio::time::Instant::now();
                 let mut stuck_logged = false;
                 let cycle = self.cycle();
@@ -260,7 +260,7 @@ mod tests {
 
     #[test]
     fn the_watchdog_is_fed_through_a_long_verdict_wait_but_not_past_the_bound() {
-        let bound = cycle_bound(Duration::from_secs(60));
+        let bound = cycle_bound(Duration::from_secs(30), Duration::from_secs(60));
         assert_eq!(bound, Duration::from_secs(120));
         // Healthy, waiting the full 60 s for a verdict: still fed.
         assert!(feeds_watchdog(true, Duration::from_secs(90), bound));

@@ -1,5 +1,6 @@
-//! A fake systemd notify socket: a datagram socket the agent is pointed at with
-//! NOTIFY_SOCKET, drained all the time (as systemd does), each message kept with its arrival time.
+//! A stand-in for systemd's notify socket: a datagram socket read all the time (as systemd
+//! does) that records every message the agent sends (READY=1, STATUS=…, WATCHDOG=1, …) and
+//! when it arrived.
 
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
@@ -20,7 +21,7 @@ impl NotifySocket {
         let sock = UnixDatagram::bind(&path).unwrap();
         sock.set_read_timeout(Some(Duration::from_millis(100)))
             .unwrap();
-        let inbox = Arc::new(Mutex::new(Vec::new()));
+        let inbox = Arc::new(Mutex::new(Vec::<(Instant, String)>::new()));
         let done = Arc::new(AtomicBool::new(false));
         let reader = {
             let (inbox, done) = (inbox.clone(), done.clone());
@@ -47,25 +48,36 @@ impl NotifySocket {
         self.timed().into_iter().map(|(_, m)| m).collect()
     }
 
-    /// Every message so far with its arrival time.
+    /// Every message so far with its arrival time, oldest first.
     pub fn timed(&self) -> Vec<(Instant, String)> {
         self.inbox.lock().unwrap().clone()
     }
 
-    /// The last STATUS= text, without the prefix.
+    /// The last `STATUS=` line, without the prefix.
     pub fn last_status(&self) -> Option<String> {
         self.messages()
             .iter()
             .rev()
             .find_map(|m| m.strip_prefix("STATUS=").map(str::to_string))
     }
-}
 
-impl Drop for NotifySocket {
-    fn drop(&mut self) {
+    /// Stops reading (after what is in flight has arrived) and returns everything received.
+    pub fn close(mut self) -> Vec<String> {
+        std::thread::sleep(Duration::from_millis(300));
+        self.stop();
+        self.messages()
+    }
+
+    fn stop(&mut self) {
         self.done.store(true, Ordering::Relaxed);
         if let Some(r) = self.reader.take() {
             let _ = r.join();
         }
+    }
+}
+
+impl Drop for NotifySocket {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
