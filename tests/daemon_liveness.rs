@@ -3,11 +3,25 @@
 //! baseline with nothing to count is not rewritten every cycle.
 mod common;
 
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::agent::{Setup, config, set_verdict_timeout, spawn};
 use common::notify::NotifySocket;
 use common::{Backend, Broker, Pki, eventually};
+
+/// A JSON config for `pki.client_ec`, one report a second, with `extra` lines.
+fn json_config(pki: &Pki, dir: &Path, port: u16, extra: &str) -> PathBuf {
+    config(&Setup {
+        dir,
+        port,
+        ca: &pki.ca,
+        id: &pki.client_ec,
+        format: "json",
+        interval: 1,
+        extra,
+    })
+}
 
 /// A loopback port nothing listens on (bound, then released).
 fn closed_port() -> u16 {
@@ -20,15 +34,7 @@ async fn the_watchdog_is_fed_while_a_cycle_waits_for_a_broker_that_is_down() {
     let pki = Pki::generate();
     let work = tempfile::tempdir().unwrap();
     let notify = NotifySocket::bind(work.path());
-    let cfg = config(&Setup {
-        dir: work.path(),
-        port: closed_port(),
-        ca: &pki.ca,
-        id: &pki.client_ec,
-        format: "json",
-        interval: 1,
-        extra: "",
-    });
+    let cfg = json_config(&pki, work.path(), closed_port(), "");
     // Each cycle waits 6 s for a connection that never comes: longer than WATCHDOG_USEC.
     set_verdict_timeout(&cfg, 6);
     let mut agent = spawn(
@@ -79,15 +85,7 @@ async fn a_refused_reload_shows_in_status_and_a_taken_one_keeps_the_last_verdict
     let _backend = Backend::start(&pki, broker.port).await;
     let work = tempfile::tempdir().unwrap();
     let notify = NotifySocket::bind(work.path());
-    let cfg = config(&Setup {
-        dir: work.path(),
-        port: broker.port,
-        ca: &pki.ca,
-        id: &pki.client_ec,
-        format: "json",
-        interval: 1,
-        extra: "",
-    });
+    let cfg = json_config(&pki, work.path(), broker.port, "");
     let agent = spawn(&cfg, &[("NOTIFY_SOCKET", notify.path.to_str().unwrap())]);
     let accepted = || notify.last_status().is_some_and(|s| s.contains("accepted"));
     assert!(
@@ -151,15 +149,12 @@ async fn a_baseline_with_no_counted_interface_is_written_once() {
     let broker = Broker::start(&pki);
     let backend = Backend::start(&pki, broker.port).await;
     let work = tempfile::tempdir().unwrap();
-    let cfg = config(&Setup {
-        dir: work.path(),
-        port: broker.port,
-        ca: &pki.ca,
-        id: &pki.client_ec,
-        format: "json",
-        interval: 1,
-        extra: "[collect]\ninclude_interfaces = [\"none-such0\"]\n",
-    });
+    let cfg = json_config(
+        &pki,
+        work.path(),
+        broker.port,
+        "[collect]\ninclude_interfaces = [\"none-such0\"]\n",
+    );
     let agent = spawn(&cfg, &[]);
     let baseline = work.path().join("state/baseline.json");
     assert!(
