@@ -199,7 +199,16 @@ impl Checked {
 
 /// Runs `check-config --config FILE` (killed after `RUN_LIMIT`).
 fn check_file(config: &Path) -> Checked {
-    let mut child = Command::new(BIN)
+    check_file_env(config, &[])
+}
+
+/// `check_file` with extra environment variables.
+fn check_file_env(config: &Path, env: &[(&str, &Path)]) -> Checked {
+    let mut cmd = Command::new(BIN);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
         .args(["check-config", "--config"])
         .arg(config)
         .env_remove("RUST_LOG")
@@ -805,4 +814,51 @@ fn the_daemon_refuses_to_start_on_a_bad_custom_metric_naming_the_metric_and_the_
             .contains("custom_metrics[0] \"battery\": command: battery is not an absolute path"),
         "{stderr}"
     );
+}
+
+#[test]
+fn a_credential_key_file_is_checked_at_the_units_load_credential_source() {
+    // The README's install steps: key_file names the credential, which exists only while the
+    // service runs; check-config (run by root before the first start) reads the unit's source.
+    let pki = Pki::generate();
+    let units = tempfile::tempdir().unwrap();
+    let unit = "detect-agent-check-test.service";
+    write(
+        units.path(),
+        unit,
+        &format!(
+            "[Service]\nLoadCredential=device.key:{}\n",
+            pki.key.display()
+        ),
+    );
+    let credential = PathBuf::from(format!("/run/credentials/{unit}/device.key"));
+    let cfg = Cfg {
+        key: &credential,
+        ..Cfg::good(&pki)
+    };
+    let path = write(
+        pki.dir.path(),
+        "config.toml",
+        &cfg.toml(&pki.dir.path().join("state")),
+    );
+    let c = check_file_env(&path, &[("SYSTEMD_UNIT_PATH", units.path())]);
+    assert_passed(&c);
+    c.line(
+        "note: key_file:",
+        &[
+            credential.to_str().unwrap(),
+            "LoadCredential=",
+            pki.key.to_str().unwrap(),
+        ],
+    );
+
+    // A unit that does not load that credential: an error naming the key and the unit file.
+    write(
+        units.path(),
+        unit,
+        "[Service]\nLoadCredential=other.key:/x\n",
+    );
+    let c = check_file_env(&path, &[("SYSTEMD_UNIT_PATH", units.path())]);
+    assert!(!c.ok(), "{}", c.dump());
+    c.line("error: key_file:", &["LoadCredential=device.key", unit]);
 }

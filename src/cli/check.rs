@@ -3,12 +3,14 @@
 //! interval and verdict wait, security profiles (with the warnings of behaviors not evaluated
 //! on the device). Non-zero exit on any error.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::SystemTime;
 
 use detect_agent::config::{Config, Problem};
 use detect_agent::publish::{Severity, check_ca, check_identity, check_password_file};
+
+use super::credential;
 
 pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
     let (config, unknown) = match Config::load_keeping_unknown(path) {
@@ -47,11 +49,42 @@ pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
             );
         }
         Some(m) => {
-            let mut found = match m.client_cert() {
-                Some((cert, key)) => check_identity(cert, key, &m.ca_file, SystemTime::now()),
-                None => check_ca(&m.ca_file),
+            // A /run/credentials/<unit>/ path is checked at its LoadCredential= source
+            // while the unit is not running (the README's install sequence).
+            let unit_dirs = credential::unit_dirs();
+            let mut mapped = |key: &str, file: &Path| -> PathBuf {
+                match credential::map(file, &unit_dirs) {
+                    Ok(None) => file.to_path_buf(),
+                    Ok(Some(c)) => {
+                        lines.push(format!(
+                            "note: {key}: {} exists only while {} runs; checking its LoadCredential= source {} ({})",
+                            file.display(),
+                            c.unit,
+                            c.source.display(),
+                            c.unit_file.display()
+                        ));
+                        c.source
+                    }
+                    Err(e) => {
+                        errors += 1;
+                        lines.push(format!("error: {key}: {e}"));
+                        file.to_path_buf()
+                    }
+                }
             };
-            if let Some(path) = &m.password_file {
+            let ca = mapped("ca_file", &m.ca_file);
+            let cert = m
+                .client_cert()
+                .map(|(cert, key)| (mapped("cert_file", cert), mapped("key_file", key)));
+            let password = m
+                .password_file
+                .as_deref()
+                .map(|p| mapped("password_file", p));
+            let mut found = match &cert {
+                Some((cert, key)) => check_identity(cert, key, &ca, SystemTime::now()),
+                None => check_ca(&ca),
+            };
+            if let Some(path) = &password {
                 found.extend(check_password_file(path));
             }
             for p in found {

@@ -2,6 +2,7 @@
 //! Thin wiring over the library; errors become one line on stderr and a non-zero exit.
 
 mod check;
+mod credential;
 mod dump;
 mod evaluate;
 mod logging;

@@ -23,7 +23,7 @@ use crate::state::{State, epoch_ms};
 
 /// A sample that takes longer than this plus the longest custom metric command timeout
 /// (each ≤ 60 s, killed at its own deadline) is abandoned (the loop is then unhealthy).
-const SAMPLE_TIMEOUT: Duration = Duration::from_secs(30);
+pub(super) const SAMPLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A sample and, when the interface counters could not be read, why.
 struct Sampled {
@@ -73,7 +73,7 @@ pub(super) struct Agent {
     /// previous /proc/stat reading from one cycle to the next.
     custom: Arc<[MetricSpec]>,
     custom_state: CustomState,
-    sample_timeout: Duration,
+    pub(super) sample_timeout: Duration,
     /// Set when the agent stops: the sample kills its running commands at once.
     pub(super) stop_commands: Arc<AtomicBool>,
 }
@@ -420,6 +420,11 @@ impl Agent {
     }
 
     fn advance_to(&mut self, baseline: Baseline) {
+        // Unchanged (no counted interface, or no traffic): nothing to write.
+        if self.baseline.boot_id == baseline.boot_id && self.baseline.counters == baseline.counters
+        {
+            return;
+        }
         self.baseline = baseline;
         if let Err(e) = self.state.save_baseline(&self.baseline) {
             tracing::warn!(error = %e, "cannot persist the counter baseline");

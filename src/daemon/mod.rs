@@ -28,6 +28,21 @@ const STOP_GRACE: Duration = Duration::from_secs(4);
 const DISCONNECT_GRACE: Duration = Duration::from_secs(1);
 /// Consecutive failed cycles (sample or state write) after which the watchdog goes quiet.
 const UNHEALTHY_AFTER: u32 = 3;
+/// What a cycle may take beyond sampling and its publish wait (state writes, encoding,
+/// late verdicts) before it counts as stuck and the watchdog goes quiet.
+const CYCLE_SLACK: Duration = Duration::from_secs(30);
+
+/// The longest a healthy cycle runs: a sample (bounded by its timeout), a publish (bounded
+/// by the verdict wait) and `CYCLE_SLACK`.
+fn cycle_bound(sample_timeout: Duration, verdict_wait: Duration) -> Duration {
+    sample_timeout + verdict_wait + CYCLE_SLACK
+}
+
+/// WATCHDOG=1 is sent while the loop is healthy (fewer than `UNHEALTHY_AFTER` failed cycles
+/// in a row) and the running cycle, if any, is within its bound.
+fn feeds_watchdog(healthy: bool, cycle_running: Duration, bound: Duration) -> bool {
+    healthy && cycle_running <= bound
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -77,8 +92,13 @@ async fn run_async(path: PathBuf, mut config: Config) -> Result<(), DaemonError>
     };
     // Checked once per config generation (a reload is checked in `reload`).
     let mut profiles = validate(&config)?;
+    // STATUS= keeps the last verdict across a reload.
+    let mut last_verdict = None;
     loop {
         let mut agent = Agent::start(&config, profiles)?;
+        if let Some(v) = last_verdict.take() {
+            agent.last_verdict = v;
+        }
         notifier.ready();
         let exit = agent.serve(&path, &mut signals, &notifier).await;
         agent.save_state();
@@ -91,6 +111,7 @@ async fn run_async(path: PathBuf, mut config: Config) -> Result<(), DaemonError>
             }
             Exit::Reload(new, loaded) => {
                 notifier.reloading();
+                last_verdict = Some(std::mem::take(&mut agent.last_verdict));
                 agent.publisher.shutdown(DISCONNECT_GRACE).await;
                 config = *new;
                 profiles = loaded;
@@ -135,7 +156,13 @@ impl Agent {
         let watchdog = notifier.watchdog_interval();
         let mut ticker = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        notifier.status(&self.status(&conn.borrow()));
+        // Why the last SIGHUP was refused: shown in STATUS= until a reload is taken, since
+        // `systemctl reload` itself reports success once the signal is sent.
+        let mut refused: Option<String> = None;
+        notifier.status(&with_refusal(
+            self.status(&conn.borrow()),
+            refused.as_deref(),
+        ));
         loop {
             let now = epoch_ms();
             let wait = Duration::from_millis(
@@ -148,7 +175,7 @@ impl Agent {
                 tokio::select! {
                     _ = &mut slot => break,
                     _ = ticker.tick(), if watchdog.is_some() => {
-                        if self.failures < UNHEALTHY_AFTER {
+                        if feeds_watchdog(self.failures < UNHEALTHY_AFTER, Duration::ZERO, Duration::ZERO) {
                             notifier.watchdog();
                         }
                     }
@@ -156,7 +183,7 @@ impl Agent {
                         // A closed channel would be ready forever: stop polling it.
                         conn_open = changed.is_ok();
                         if conn_open {
-                            notifier.status(&self.status(&conn.borrow()));
+                            notifier.status(&with_refusal(self.status(&conn.borrow()), refused.as_deref()));
                         }
                         // Alarm events that waited for the broker go out as soon as it is
                         // back, not at the next slot (which may be minutes away).
@@ -165,30 +192,34 @@ impl Agent {
                             let meanwhile = Meanwhile {
                                 ticker: &mut ticker,
                                 feed: watchdog.is_some() && self.failures < UNHEALTHY_AFTER,
+                                bound: cycle_bound(self.sample_timeout, self.verdict_wait),
                                 notifier,
                                 stop_commands: std::sync::Arc::clone(&self.stop_commands),
                             };
                             if finish_unless_stopped(self.deliver_alarms(), sig, meanwhile, "alarm delivery").await {
                                 return Exit::Stop;
                             }
-                            notifier.status(&self.status(&conn.borrow()));
+                            notifier.status(&with_refusal(self.status(&conn.borrow()), refused.as_deref()));
                         }
                     }
                     _ = sig.term.recv() => return Exit::Stop,
                     _ = sig.int.recv() => return Exit::Stop,
-                    _ = sig.hup.recv() => {
-                        if let Some((new, profiles)) = reload(path) {
-                            return Exit::Reload(new, profiles);
+                    _ = sig.hup.recv() => match reload(path) {
+                        Ok((new, profiles)) => return Exit::Reload(new, profiles),
+                        Err(e) => {
+                            refused = Some(e);
+                            notifier.status(&with_refusal(self.status(&conn.borrow()), refused.as_deref()));
                         }
-                    }
+                    },
                 }
             }
             // One cycle; a stop signal lets it finish for at most STOP_GRACE. The watchdog
-            // is fed meanwhile: a custom metric command may legally take up to 60 s, longer
-            // than half of WatchdogSec, and the cycle itself is bounded.
+            // is fed while it runs (a custom metric command may take up to 60 s, a verdict
+            // `verdict_timeout_secs`), but not past the cycle's bound.
             let meanwhile = Meanwhile {
                 ticker: &mut ticker,
                 feed: watchdog.is_some() && self.failures < UNHEALTHY_AFTER,
+                bound: cycle_bound(self.sample_timeout, self.verdict_wait),
                 notifier,
                 stop_commands: std::sync::Arc::clone(&self.stop_commands),
             };
@@ -202,7 +233,10 @@ impl Agent {
             {
                 return Exit::Stop;
             }
-            notifier.status(&self.status(&conn.borrow()));
+            notifier.status(&with_refusal(
+                self.status(&conn.borrow()),
+                refused.as_deref(),
+            ));
         }
     }
 }
@@ -212,6 +246,8 @@ impl Agent {
 struct Meanwhile<'a> {
     ticker: &'a mut tokio::time::Interval,
     feed: bool,
+    /// Past this much running time the work is stuck: the watchdog goes quiet (logged once).
+    bound: Duration,
     notifier: &'a Notifier,
     stop_commands: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
@@ -225,10 +261,20 @@ async fn finish_unless_stopped(
     what: &str,
 ) -> bool {
     tokio::pin!(work);
+    let started = tokio::time::Instant::now();
+    let mut stuck_logged = false;
     let stop = loop {
         tokio::select! {
             _ = &mut work => break false,
-            _ = meanwhile.ticker.tick(), if meanwhile.feed => meanwhile.notifier.watchdog(),
+            _ = meanwhile.ticker.tick(), if meanwhile.feed => {
+                let running = started.elapsed();
+                if feeds_watchdog(true, running, meanwhile.bound) {
+                    meanwhile.notifier.watchdog();
+                } else if !stuck_logged {
+                    stuck_logged = true;
+                    tracing::error!(what, running_secs = running.as_secs(), bound_secs = meanwhile.bound.as_secs(), "stuck past its bound; watchdog pings stop");
+                }
+            }
             _ = sig.term.recv() => break true,
             _ = sig.int.recv() => break true,
         }
@@ -245,9 +291,22 @@ async fn finish_unless_stopped(
     stop
 }
 
+/// The agent's status, with the reason the last reload was refused (cut to one short line).
+fn with_refusal(status: String, refused: Option<&str>) -> String {
+    match refused {
+        None => status,
+        Some(e) => {
+            // Multi-line errors (TOML's) become one line of single spaces.
+            let e = e.split_whitespace().collect::<Vec<_>>().join(" ");
+            let e: String = e.chars().take(160).collect();
+            format!("{status}; reload refused, old config in force: {e}")
+        }
+    }
+}
+
 /// Loads and checks the config and its profiles again; an invalid one (or one invalid
 /// profile) is refused and the old configuration stays.
-fn reload(path: &Path) -> Option<(Box<Config>, Vec<Profile>)> {
+fn reload(path: &Path) -> Result<(Box<Config>, Vec<Profile>), String> {
     tracing::info!(path = %path.display(), "SIGHUP: reloading the configuration");
     // Everything Agent::start can trip over is checked here, before the old agent stops.
     match Config::load(path).map_err(|e| e.to_string()).and_then(|c| {
@@ -255,10 +314,28 @@ fn reload(path: &Path) -> Option<(Box<Config>, Vec<Profile>)> {
         State::open(&c.state.dir).map_err(|e| e.to_string())?;
         Ok((c, profiles))
     }) {
-        Ok((c, profiles)) => Some((Box::new(c), profiles)),
+        Ok((c, profiles)) => Ok((Box::new(c), profiles)),
         Err(e) => {
             tracing::error!(error = %e, "new configuration refused; the old one stays in force");
-            None
+            Err(e)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_watchdog_is_fed_through_a_long_verdict_wait_but_not_past_the_bound() {
+        let bound = cycle_bound(Duration::from_secs(30), Duration::from_secs(60));
+        assert_eq!(bound, Duration::from_secs(120));
+        // Healthy, waiting the full 60 s for a verdict: still fed.
+        assert!(feeds_watchdog(true, Duration::from_secs(90), bound));
+        assert!(feeds_watchdog(true, bound, bound));
+        // A cycle past its bound is stuck: quiet, so systemd restarts the agent.
+        assert!(!feeds_watchdog(true, bound + Duration::from_secs(1), bound));
+        // Three failed cycles in a row: quiet even between cycles.
+        assert!(!feeds_watchdog(false, Duration::ZERO, bound));
     }
 }

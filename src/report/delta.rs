@@ -76,13 +76,19 @@ impl Baseline {
         current: &BTreeMap<String, Counters>,
     ) -> Rebase {
         let mut out = Rebase::default();
-        if self.is_fresh() || self.boot_id.as_deref() != boot_id {
+        // A fresh baseline with nothing to count (no counted interface) stays as it is: a
+        // restart would change nothing, and would be logged and written every cycle.
+        let nothing_new = self.is_fresh() && current.is_empty();
+        if self.boot_id.as_deref() != boot_id || (self.is_fresh() && !nothing_new) {
             *self = Baseline::new(boot_id, current);
             self.restarted = true;
             out.restarted = true;
             return out;
         }
         self.restarted = false;
+        if nothing_new {
+            return out;
+        }
         out.removed = self
             .counters
             .keys()
@@ -150,6 +156,25 @@ fn went_down(base: &Counters, now: &Counters) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_counted_interface_leaves_the_baseline_unchanged_after_the_first_sample() {
+        let mut b = Baseline::default();
+        let none = BTreeMap::new();
+        let (stats, r) = b.step(Some("boot-a"), &none);
+        assert_eq!(stats, None);
+        assert!(r.changed(), "the boot id is new: written once");
+        for _ in 0..3 {
+            let (stats, r) = b.step(Some("boot-a"), &none);
+            assert_eq!(stats, None);
+            assert!(!r.changed(), "{r:?}");
+        }
+        // An interface that appears later starts the baseline as before.
+        let s1 = map(&[("eth0", c(100, 50, 10, 5))]);
+        let (stats, r) = b.step(Some("boot-a"), &s1);
+        assert_eq!(stats, None);
+        assert!(r.restarted);
+    }
 
     fn c(bi: u64, bo: u64, pi: u64, po: u64) -> Counters {
         Counters {

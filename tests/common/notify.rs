@@ -1,15 +1,16 @@
 //! A stand-in for systemd's notify socket: a datagram socket read all the time (as systemd
-//! does) that records every message the agent sends (READY=1, STATUS=…, WATCHDOG=1, …).
+//! does) that records every message the agent sends (READY=1, STATUS=…, WATCHDOG=1, …) and
+//! when it arrived.
 
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub struct NotifySocket {
     pub path: PathBuf,
-    inbox: Arc<Mutex<Vec<String>>>,
+    inbox: Arc<Mutex<Vec<(Instant, String)>>>,
     done: Arc<AtomicBool>,
     reader: Option<std::thread::JoinHandle<()>>,
 }
@@ -20,7 +21,7 @@ impl NotifySocket {
         let sock = UnixDatagram::bind(&path).unwrap();
         sock.set_read_timeout(Some(Duration::from_millis(100)))
             .unwrap();
-        let inbox = Arc::new(Mutex::new(Vec::<String>::new()));
+        let inbox = Arc::new(Mutex::new(Vec::<(Instant, String)>::new()));
         let done = Arc::new(AtomicBool::new(false));
         let reader = {
             let (inbox, done) = (inbox.clone(), done.clone());
@@ -29,7 +30,7 @@ impl NotifySocket {
                 while !done.load(Ordering::Relaxed) {
                     if let Ok(n) = sock.recv(&mut buf) {
                         let m = String::from_utf8_lossy(&buf[..n]).into_owned();
-                        inbox.lock().unwrap().push(m);
+                        inbox.lock().unwrap().push((Instant::now(), m));
                     }
                 }
             })
@@ -44,6 +45,11 @@ impl NotifySocket {
 
     /// Every message so far, oldest first.
     pub fn messages(&self) -> Vec<String> {
+        self.timed().into_iter().map(|(_, m)| m).collect()
+    }
+
+    /// Every message so far with its arrival time, oldest first.
+    pub fn timed(&self) -> Vec<(Instant, String)> {
         self.inbox.lock().unwrap().clone()
     }
 
