@@ -14,14 +14,22 @@ fn main() {
     let commit = git(&["rev-parse", "--short", "HEAD"]).unwrap_or_else(|| "unknown".to_owned());
     println!("cargo:rustc-env=DETECT_AGENT_TARGET={target}");
     println!("cargo:rustc-env=DETECT_AGENT_COMMIT={commit}");
-    // Re-run when HEAD moves: HEAD itself (branch switch) and the branch's ref (a commit).
-    // --git-path resolves both inside worktrees too; packed-refs covers packed branches.
+    // Re-run when HEAD moves: HEAD itself (branch switch) and the branch's ref (a commit),
+    // resolved by --git-path (worktrees too). Only existing files: cargo re-runs every build
+    // for a missing one. A branch kept only in packed-refs gets its loose file on the next
+    // commit, so then the refs/heads directory is watched instead.
     println!("cargo:rerun-if-changed=build.rs");
-    let mut watch = vec!["HEAD".to_owned(), "packed-refs".to_owned()];
-    watch.extend(git(&["symbolic-ref", "-q", "HEAD"]));
-    for name in watch {
-        if let Some(path) = git(&["rev-parse", "--git-path", &name]) {
-            println!("cargo:rerun-if-changed={path}");
-        }
+    let path_of = |name: &str| {
+        git(&["rev-parse", "--git-path", name]).filter(|p| std::path::Path::new(p).exists())
+    };
+    let mut watch: Vec<String> = ["HEAD", "packed-refs"]
+        .into_iter()
+        .filter_map(path_of)
+        .collect();
+    if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"]) {
+        watch.extend(path_of(&branch).or_else(|| path_of("refs/heads")));
+    }
+    for path in watch {
+        println!("cargo:rerun-if-changed={path}");
     }
 }
