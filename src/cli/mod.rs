@@ -18,7 +18,15 @@ use detect_agent::config::{self, Config};
 #[derive(Debug, Parser)]
 #[command(
     name = "detect-agent",
-    version,
+    // "0.1.0 (armv7-unknown-linux-gnueabihf, commit 1a2b3c4)": values from build.rs.
+    version = concat!(
+        env!("CARGO_PKG_VERSION"),
+        " (",
+        env!("DETECT_AGENT_TARGET"),
+        ", commit ",
+        env!("DETECT_AGENT_COMMIT"),
+        ")"
+    ),
     about = "Watches this device's network behaviour and reports it as AWS IoT Device Defender metrics"
 )]
 struct Cli {

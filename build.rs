@@ -1,0 +1,35 @@
+//! Stamps the binary for `detect-agent --version`: the target triple (cargo's TARGET) and the
+//! short git commit (`git rev-parse --short HEAD`; "unknown" outside a git checkout).
+
+use std::process::Command;
+
+fn git(args: &[&str]) -> Option<String> {
+    let out = Command::new("git").args(args).output().ok()?;
+    let text = String::from_utf8(out.stdout).ok()?;
+    (out.status.success() && !text.trim().is_empty()).then(|| text.trim().to_owned())
+}
+
+fn main() {
+    let target = std::env::var("TARGET").unwrap_or_else(|_| "unknown".to_owned());
+    let commit = git(&["rev-parse", "--short", "HEAD"]).unwrap_or_else(|| "unknown".to_owned());
+    println!("cargo:rustc-env=DETECT_AGENT_TARGET={target}");
+    println!("cargo:rustc-env=DETECT_AGENT_COMMIT={commit}");
+    // Re-run when HEAD moves: HEAD itself (branch switch) and the branch's ref (a commit),
+    // resolved by --git-path (worktrees too). Only existing files: cargo re-runs every build
+    // for a missing one. A branch kept only in packed-refs gets its loose file on the next
+    // commit, so then the refs/heads directory is watched instead.
+    println!("cargo:rerun-if-changed=build.rs");
+    let path_of = |name: &str| {
+        git(&["rev-parse", "--git-path", name]).filter(|p| std::path::Path::new(p).exists())
+    };
+    let mut watch: Vec<String> = ["HEAD", "packed-refs"]
+        .into_iter()
+        .filter_map(path_of)
+        .collect();
+    if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"]) {
+        watch.extend(path_of(&branch).or_else(|| path_of("refs/heads")));
+    }
+    for path in watch {
+        println!("cargo:rerun-if-changed={path}");
+    }
+}
