@@ -7,6 +7,7 @@ pub mod check;
 pub mod client;
 pub mod login;
 mod session;
+mod steps;
 pub mod tls;
 pub mod topics;
 pub mod validity;

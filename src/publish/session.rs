@@ -1,5 +1,6 @@
 //! Owns the MQTT connection task: (re)connects with backoff, subscribes to the verdict
 //! topics before anything is published, and matches PUBACKs and verdicts to the report in flight.
+//! A broker that leaves a SUBSCRIBE or PUBLISH unanswered (`steps`) gets a new connection.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -13,6 +14,7 @@ use tokio::sync::{oneshot, watch};
 
 use super::backoff::Backoff;
 use super::login::read_password;
+use super::steps::{STEP_TIMEOUT, Steps};
 use super::tls::{self, MqttSettings};
 use super::topics::Topics;
 use super::verdict::{self, Encoding, Status, Verdict};
@@ -112,6 +114,9 @@ impl Driver {
     pub(super) async fn run(mut self) {
         let mut attempt: u32 = 0;
         let mut connected = false;
+        // A stuck step ends the session like a lost connection (`prepare_connection` then
+        // drops the old network).
+        let mut steps = Steps::default();
         loop {
             if *self.stopping.borrow() && !connected {
                 break;
@@ -127,10 +132,20 @@ impl Driver {
                 }
             }
             let mut stopping = self.stopping.clone();
+            let due = steps.due();
+            let far = tokio::time::Instant::now() + Duration::from_secs(86_400);
             let polled = tokio::select! {
-                polled = self.eventloop.poll() => polled,
+                polled = self.eventloop.poll() => polled.map_err(|e| describe_error(&e)),
                 _ = stopping.wait_for(|s| *s), if !connected => break,
+                _ = tokio::time::sleep_until(due.map_or(far, |d| d.1)), if due.is_some() => {
+                    let step = due.map_or("", |d| d.0.name());
+                    tracing::warn!(step, timeout_ms = STEP_TIMEOUT.as_millis() as u64, "MQTT step timed out; reconnecting");
+                    Err(format!("no {step} within {}s", STEP_TIMEOUT.as_secs()))
+                }
             };
+            if let Ok(event) = &polled {
+                steps.observe(event, tokio::time::Instant::now());
+            }
             match polled {
                 Ok(event) => {
                     if let Event::Incoming(Incoming::ConnAck(_)) = event {
@@ -142,13 +157,13 @@ impl Driver {
                         break;
                     }
                 }
-                Err(e) => {
+                Err(error) => {
                     if *self.stopping.borrow() {
                         break;
                     }
+                    steps.clear();
                     // Dropping the senders tells `publish` the connection is gone.
                     *self.shared.slot() = None;
-                    let error = describe_error(&e);
                     if connected {
                         tracing::warn!(error = %error, "MQTT connection lost");
                         connected = false;
