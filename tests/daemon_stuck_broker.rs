@@ -15,12 +15,12 @@ use common::{Pki, eventually};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-/// The answer the fake broker never sends.
+/// The request the fake broker never answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Silent {
-    ConnAck,
-    SubAck,
-    PubAck,
+    Connect,
+    Subscribe,
+    Publish,
 }
 
 #[derive(Default)]
@@ -76,8 +76,8 @@ fn serve(
     loop {
         let (first, body) = read_packet(&mut tls)?;
         let answer: Vec<u8> = match first >> 4 {
-            1 if silent != Silent::ConnAck => vec![0x20, 2, 0, 0],
-            8 if silent != Silent::SubAck => {
+            1 if silent != Silent::Connect => vec![0x20, 2, 0, 0],
+            8 if silent != Silent::Subscribe => {
                 // Packet id, then (length, filter, QoS) per topic: grant QoS 1 to each.
                 let mut at = 2;
                 let mut granted = Vec::new();
@@ -94,7 +94,7 @@ fn serve(
                 let topic = usize::from(u16::from_be_bytes([body[0], body[1]]));
                 let qos = (first >> 1) & 3;
                 match silent {
-                    Silent::PubAck => Vec::new(),
+                    Silent::Publish => Vec::new(),
                     _ if qos == 1 => vec![0x40, 2, body[2 + topic], body[3 + topic]],
                     _ => Vec::new(),
                 }
@@ -150,7 +150,7 @@ async fn reconnects(silent: Silent, bound: Duration) -> (bool, String, usize) {
 
 #[tokio::test]
 async fn a_broker_that_never_sends_suback_is_left_and_reconnected() {
-    let (again, log, publishes) = reconnects(Silent::SubAck, Duration::from_secs(30)).await;
+    let (again, log, publishes) = reconnects(Silent::Subscribe, Duration::from_secs(30)).await;
     assert!(again, "no reconnect within 30 s:\n{log}");
     assert!(
         log.contains("MQTT step timed out") && log.contains("SUBACK"),
@@ -162,7 +162,7 @@ async fn a_broker_that_never_sends_suback_is_left_and_reconnected() {
 
 #[tokio::test]
 async fn a_broker_that_never_sends_puback_is_left_and_reconnected() {
-    let (again, log, publishes) = reconnects(Silent::PubAck, Duration::from_secs(30)).await;
+    let (again, log, publishes) = reconnects(Silent::Publish, Duration::from_secs(30)).await;
     assert!(again, "no reconnect within 30 s:\n{log}");
     assert!(
         log.contains("MQTT step timed out") && log.contains("PUBACK"),
@@ -174,7 +174,7 @@ async fn a_broker_that_never_sends_puback_is_left_and_reconnected() {
 
 #[tokio::test]
 async fn a_broker_that_never_sends_connack_is_left_and_reconnected() {
-    let (again, log, publishes) = reconnects(Silent::ConnAck, Duration::from_secs(30)).await;
+    let (again, log, publishes) = reconnects(Silent::Connect, Duration::from_secs(30)).await;
     assert!(again, "no reconnect within 30 s:\n{log}");
     assert!(log.contains("MQTT connection failed"), "{log}");
     assert_eq!(publishes, 0);
