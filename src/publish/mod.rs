@@ -5,6 +5,8 @@
 pub mod backoff;
 pub mod check;
 pub mod client;
+mod conn_error;
+mod log_limit;
 pub mod login;
 mod session;
 mod steps;

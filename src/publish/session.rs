@@ -7,12 +7,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use rumqttc::{
-    AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, Incoming, Outgoing, QoS,
-    SubscribeReasonCode, TlsConfiguration, Transport,
+    AsyncClient, Event, EventLoop, Incoming, Outgoing, QoS, SubscribeReasonCode, TlsConfiguration,
+    Transport,
 };
 use tokio::sync::{oneshot, watch};
 
 use super::backoff::Backoff;
+use super::conn_error::describe_error;
+use super::log_limit::LogLimit;
 use super::login::read_password;
 use super::steps::{STEP_TIMEOUT, Steps};
 use super::tls::{self, MqttSettings};
@@ -108,6 +110,8 @@ pub(super) struct Driver {
     pub(super) state: watch::Sender<ConnState>,
     pub(super) shared: Arc<Shared>,
     pub(super) stopping: watch::Receiver<bool>,
+    /// Rate limit of the log lines rogue or malformed verdicts cause.
+    pub(super) noise: LogLimit,
 }
 
 impl Driver {
@@ -133,10 +137,17 @@ impl Driver {
             }
             let mut stopping = self.stopping.clone();
             let due = steps.due();
+            let noise_due = self.noise.due();
             let far = tokio::time::Instant::now() + Duration::from_secs(86_400);
             let polled = tokio::select! {
                 polled = self.eventloop.poll() => polled.map_err(|e| describe_error(&e)),
                 _ = stopping.wait_for(|s| *s), if !connected => break,
+                _ = tokio::time::sleep_until(noise_due.unwrap_or(far)), if noise_due.is_some() => {
+                    if let Some(suppressed) = self.noise.take_suppressed(tokio::time::Instant::now()) {
+                        tracing::warn!(suppressed, "verdict messages for no report in flight or malformed: log lines suppressed");
+                    }
+                    continue;
+                }
                 _ = tokio::time::sleep_until(due.map_or(far, |d| d.1)), if due.is_some() => {
                     let step = due.map_or("", |d| d.0.name());
                     tracing::warn!(step, timeout_ms = STEP_TIMEOUT.as_millis() as u64, "MQTT step timed out; reconnecting");
@@ -279,10 +290,13 @@ impl Driver {
             tracing::debug!(topic, "message on an unexpected topic ignored");
             return;
         };
+        let now = tokio::time::Instant::now();
         let v = match verdict::parse(payload, self.encoding, status) {
             Ok(v) => v,
             Err(e) => {
-                tracing::warn!(error = %e, bytes = payload.len(), "malformed verdict ignored");
+                if self.noise.allow(now) {
+                    tracing::warn!(error = %e, bytes = payload.len(), "malformed verdict ignored");
+                }
                 return;
             }
         };
@@ -292,6 +306,13 @@ impl Driver {
             // A rejection without reportId belongs to the report in flight (protocol doc §3.2).
             None => v.status == Status::Rejected && f.report_id.is_some(),
         });
+        // Anyone allowed to publish on the verdict topics can send verdicts for no report in
+        // flight by the thousand: their lines are rate-limited, the rest counted.
+        if matched.is_none() && !self.noise.allow(now) {
+            drop(slot);
+            self.keep_late(v.report_id, v.status);
+            return;
+        }
         let report_id = v.report_id.or(matched.as_ref().and_then(|f| f.report_id));
         match v.status {
             Status::Accepted => tracing::info!(report_id, verdict = "accepted", "report verdict"),
@@ -310,47 +331,19 @@ impl Driver {
             None => {
                 tracing::info!(report_id, "verdict for a report no longer in flight");
                 drop(slot);
-                if let Some(id) = report_id {
-                    let mut late = self.shared.late();
-                    if late.len() == MAX_LATE {
-                        late.pop_front();
-                    }
-                    late.push_back((id, v.status));
-                }
+                self.keep_late(report_id, v.status);
             }
         }
     }
-}
 
-/// rumqttc's messages, with the TLS cause and the broker's CONNACK refusal spelled out.
-fn describe_error(e: &ConnectionError) -> String {
-    match e {
-        ConnectionError::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
-            format!("connection refused: {io}")
+    /// Keeps a verdict that came after its report stopped waiting (bounded, oldest dropped).
+    fn keep_late(&self, report_id: Option<u64>, status: Status) {
+        if let Some(id) = report_id {
+            let mut late = self.shared.late();
+            if late.len() == MAX_LATE {
+                late.pop_front();
+            }
+            late.push_back((id, status));
         }
-        ConnectionError::ConnectionRefused(code) => connack_refused(*code),
-        other => other.to_string(),
     }
-}
-
-/// One line for a CONNACK refusal (MQTT 3.1.1 §3.2.2.3), saying which setting to look at.
-fn connack_refused(code: ConnectReturnCode) -> String {
-    let (what, hint) = match code {
-        ConnectReturnCode::BadUserNamePassword => (
-            "bad user name or password",
-            "check [mqtt] username and password_file",
-        ),
-        ConnectReturnCode::NotAuthorized => (
-            "not authorized",
-            "check [mqtt] username, password_file and cert_file, and the broker's access rules",
-        ),
-        ConnectReturnCode::BadClientId => ("client id refused", "check client_id / thing_name"),
-        ConnectReturnCode::RefusedProtocolVersion => (
-            "protocol version refused",
-            "the broker does not speak MQTT 3.1.1",
-        ),
-        ConnectReturnCode::ServiceUnavailable => ("server unavailable", "the broker is busy"),
-        ConnectReturnCode::Success => ("success code on a failed connect", "a broker bug"),
-    };
-    format!("CONNACK refused: {what} ({hint})")
 }
