@@ -16,7 +16,7 @@ use super::backoff::Backoff;
 use super::conn_error::describe_error;
 use super::log_limit::LogLimit;
 use super::login::read_password;
-use super::steps::{STEP_TIMEOUT, Steps};
+use super::steps::Steps;
 use super::tls::{self, MqttSettings};
 use super::topics::Topics;
 use super::verdict::{self, Encoding, Status, Verdict};
@@ -149,9 +149,9 @@ impl Driver {
                     continue;
                 }
                 _ = tokio::time::sleep_until(due.map_or(far, |d| d.1)), if due.is_some() => {
-                    let step = due.map_or("", |d| d.0.name());
-                    tracing::warn!(step, timeout_ms = STEP_TIMEOUT.as_millis() as u64, "MQTT step timed out; reconnecting");
-                    Err(format!("no {step} within {}s", STEP_TIMEOUT.as_secs()))
+                    let (step, timeout) = due.map_or(("", Duration::ZERO), |d| (d.0.name(), d.0.timeout()));
+                    tracing::warn!(step, timeout_ms = timeout.as_millis() as u64, "MQTT step timed out; reconnecting");
+                    Err(format!("no {step} within {}s", timeout.as_secs()))
                 }
             };
             if let Ok(event) = &polled {

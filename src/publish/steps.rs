@@ -6,9 +6,12 @@ use std::time::Duration;
 use rumqttc::{Event, Incoming, Outgoing};
 use tokio::time::Instant;
 
-/// How long the broker may take to answer a SUBSCRIBE or a QoS-1 PUBLISH before the session
-/// counts as stuck and is reconnected (with the backoff).
-pub const STEP_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the broker may take to answer a SUBSCRIBE (a few bytes each way) before the
+/// session counts as stuck and is reconnected (with the backoff).
+pub const SUBACK_TIMEOUT: Duration = Duration::from_secs(10);
+/// The same for a QoS-1 PUBLISH: its payload of up to 128 KiB must get through first, which
+/// takes 30 s at about 35 kbit/s (a weak cellular link still counts as working).
+pub const PUBACK_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The answer the session waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,6 +21,13 @@ pub enum Step {
 }
 
 impl Step {
+    pub fn timeout(self) -> Duration {
+        match self {
+            Step::SubAck => SUBACK_TIMEOUT,
+            Step::PubAck => PUBACK_TIMEOUT,
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Step::SubAck => "SUBACK",
@@ -38,10 +48,10 @@ impl Steps {
     pub fn observe(&mut self, event: &Event, now: Instant) {
         match event {
             Event::Outgoing(Outgoing::Subscribe(_)) => {
-                self.waiting = Some((Step::SubAck, now + STEP_TIMEOUT));
+                self.waiting = Some((Step::SubAck, now + SUBACK_TIMEOUT));
             }
             Event::Outgoing(Outgoing::Publish(_)) if self.waiting.is_none() => {
-                self.waiting = Some((Step::PubAck, now + STEP_TIMEOUT));
+                self.waiting = Some((Step::PubAck, now + PUBACK_TIMEOUT));
             }
             Event::Incoming(Incoming::SubAck(_)) => self.end(Step::SubAck),
             Event::Incoming(Incoming::PubAck(_)) => self.end(Step::PubAck),
@@ -77,7 +87,7 @@ mod tests {
         let mut s = Steps::default();
         assert_eq!(s.due(), None);
         s.observe(&Event::Outgoing(Outgoing::Subscribe(1)), t0);
-        assert_eq!(s.due(), Some((Step::SubAck, t0 + STEP_TIMEOUT)));
+        assert_eq!(s.due(), Some((Step::SubAck, t0 + SUBACK_TIMEOUT)));
         // A PUBACK does not end a SUBACK wait.
         s.observe(&Event::Incoming(Incoming::PubAck(PubAck::new(1))), t0);
         assert_eq!(s.due().map(|d| d.0), Some(Step::SubAck));
@@ -89,8 +99,8 @@ mod tests {
         let t1 = t0 + Duration::from_secs(3);
         s.observe(&Event::Outgoing(Outgoing::Publish(2)), t1);
         // A second publish keeps the first deadline.
-        s.observe(&Event::Outgoing(Outgoing::Publish(3)), t1 + STEP_TIMEOUT);
-        assert_eq!(s.due(), Some((Step::PubAck, t1 + STEP_TIMEOUT)));
+        s.observe(&Event::Outgoing(Outgoing::Publish(3)), t1 + SUBACK_TIMEOUT);
+        assert_eq!(s.due(), Some((Step::PubAck, t1 + PUBACK_TIMEOUT)));
         s.observe(&Event::Incoming(Incoming::PubAck(PubAck::new(2))), t1);
         assert_eq!(s.due(), None);
         s.observe(&Event::Outgoing(Outgoing::Publish(4)), t1);
