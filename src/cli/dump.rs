@@ -116,9 +116,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
             let custom = custom::values(&readings);
             let report = report::build_with_custom(&sample.sockets, stats, custom, report_id);
-            report::encode(&report, format)
+            let mut bytes = report::encode(&report, format)
                 .with_context(|| format!("encoding the report as {format}"))?
-                .bytes
+                .bytes;
+            // A shell prompt must not follow JSON on the same line; pipes and files get the
+            // exact payload bytes.
+            if !format.is_cbor() && args.output.is_none() && std::io::stdout().is_terminal() {
+                bytes.push(b'\n');
+            }
+            bytes
         }
     };
     write_out(args.output.as_deref(), &bytes)?;

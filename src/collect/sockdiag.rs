@@ -223,7 +223,16 @@ fn walk(
                     });
                     match errno {
                         Some(0) => {}
-                        Some(e) => return Err(classify("dump", io::Error::from_raw_os_error(-e))),
+                        // The kernel sends -errno (1..=4095, include/linux/err.h MAX_ERRNO);
+                        // anything else is not negated (i32::MIN would overflow).
+                        Some(e @ -4095..=-1) => {
+                            return Err(classify("dump", io::Error::from_raw_os_error(-e)));
+                        }
+                        Some(e) => {
+                            return Err(CollectError::SockDiagMalformed(format!(
+                                "NLMSG_ERROR with error code {e}, not a negative errno"
+                            )));
+                        }
                         None => {
                             return Err(CollectError::SockDiagMalformed(
                                 "short NLMSG_ERROR".into(),
@@ -337,20 +346,40 @@ mod tests {
         assert!(t.tcp_listen.is_empty() && t.tcp_established.is_empty());
     }
 
-    #[test]
-    fn error_and_done_messages() {
-        let mut t = table();
+    /// An NLMSG_ERROR message of sequence 7 carrying `code`.
+    fn error_msg(code: i32) -> Vec<u8> {
         let mut m = vec![0u8; 36];
         m[0..4].copy_from_slice(&36u32.to_ne_bytes());
         m[4..6].copy_from_slice(&NLMSG_ERROR.to_ne_bytes());
         m[8..12].copy_from_slice(&7u32.to_ne_bytes());
-        m[16..20].copy_from_slice(&(-libc::ENOENT).to_ne_bytes());
+        m[16..20].copy_from_slice(&code.to_ne_bytes());
+        m
+    }
+
+    #[test]
+    fn error_and_done_messages() {
+        let mut t = table();
+        let mut m = error_msg(-libc::ENOENT);
         let err = walk(&m, libc::AF_INET, Proto::Udp, 7, &mut t).unwrap_err();
         assert!(matches!(err, CollectError::SockDiagUnavailable(_)), "{err}");
         m[4..6].copy_from_slice(&NLMSG_DONE.to_ne_bytes());
         assert!(walk(&m, libc::AF_INET, Proto::Udp, 7, &mut t).unwrap());
         // Another request's sequence number is skipped.
         assert!(!walk(&m, libc::AF_INET, Proto::Udp, 8, &mut t).unwrap());
+    }
+
+    #[test]
+    fn an_error_code_that_is_no_negative_errno_is_malformed_not_an_overflow() {
+        let mut t = table();
+        for code in [i32::MIN, -4096, 1, i32::MAX] {
+            let err = walk(&error_msg(code), libc::AF_INET, Proto::Tcp, 7, &mut t).unwrap_err();
+            assert!(
+                matches!(&err, CollectError::SockDiagMalformed(t) if t.contains(&code.to_string())),
+                "{code}: {err}"
+            );
+        }
+        let err = walk(&error_msg(-4095), libc::AF_INET, Proto::Tcp, 7, &mut t).unwrap_err();
+        assert!(matches!(err, CollectError::SockDiag { .. }), "{err}");
     }
 
     #[test]

@@ -114,6 +114,7 @@ impl Publisher {
             state: state_tx,
             shared: shared.clone(),
             stopping: stop_rx,
+            noise: Default::default(),
         };
         let task = tokio::spawn(driver.run());
         Ok(Publisher {

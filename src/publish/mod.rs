@@ -5,8 +5,11 @@
 pub mod backoff;
 pub mod check;
 pub mod client;
+mod conn_error;
+mod log_limit;
 pub mod login;
 mod session;
+mod steps;
 pub mod tls;
 pub mod topics;
 pub mod validity;

@@ -1,18 +1,22 @@
 //! Owns the MQTT connection task: (re)connects with backoff, subscribes to the verdict
 //! topics before anything is published, and matches PUBACKs and verdicts to the report in flight.
+//! A broker that leaves a SUBSCRIBE or PUBLISH unanswered (`steps`) gets a new connection.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use rumqttc::{
-    AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, Incoming, Outgoing, QoS,
-    SubscribeReasonCode, TlsConfiguration, Transport,
+    AsyncClient, Event, EventLoop, Incoming, Outgoing, QoS, SubscribeReasonCode, TlsConfiguration,
+    Transport,
 };
 use tokio::sync::{oneshot, watch};
 
 use super::backoff::Backoff;
+use super::conn_error::describe_error;
+use super::log_limit::LogLimit;
 use super::login::read_password;
+use super::steps::Steps;
 use super::tls::{self, MqttSettings};
 use super::topics::Topics;
 use super::verdict::{self, Encoding, Status, Verdict};
@@ -106,12 +110,17 @@ pub(super) struct Driver {
     pub(super) state: watch::Sender<ConnState>,
     pub(super) shared: Arc<Shared>,
     pub(super) stopping: watch::Receiver<bool>,
+    /// Rate limit of the log lines rogue or malformed verdicts cause.
+    pub(super) noise: LogLimit,
 }
 
 impl Driver {
     pub(super) async fn run(mut self) {
         let mut attempt: u32 = 0;
         let mut connected = false;
+        // A stuck step ends the session like a lost connection (`prepare_connection` then
+        // drops the old network).
+        let mut steps = Steps::default();
         loop {
             if *self.stopping.borrow() && !connected {
                 break;
@@ -127,10 +136,27 @@ impl Driver {
                 }
             }
             let mut stopping = self.stopping.clone();
+            let due = steps.due();
+            let noise_due = self.noise.due();
+            let far = tokio::time::Instant::now() + Duration::from_secs(86_400);
             let polled = tokio::select! {
-                polled = self.eventloop.poll() => polled,
+                polled = self.eventloop.poll() => polled.map_err(|e| describe_error(&e)),
                 _ = stopping.wait_for(|s| *s), if !connected => break,
+                _ = tokio::time::sleep_until(noise_due.unwrap_or(far)), if noise_due.is_some() => {
+                    if let Some(suppressed) = self.noise.take_suppressed(tokio::time::Instant::now()) {
+                        tracing::warn!(suppressed, "verdict messages for no report in flight or malformed: log lines suppressed");
+                    }
+                    continue;
+                }
+                _ = tokio::time::sleep_until(due.map_or(far, |d| d.1)), if due.is_some() => {
+                    let (step, timeout) = due.map_or(("", Duration::ZERO), |d| (d.0.name(), d.0.timeout()));
+                    tracing::warn!(step, timeout_ms = timeout.as_millis() as u64, "MQTT step timed out; reconnecting");
+                    Err(format!("no {step} within {}s", timeout.as_secs()))
+                }
             };
+            if let Ok(event) = &polled {
+                steps.observe(event, tokio::time::Instant::now());
+            }
             match polled {
                 Ok(event) => {
                     if let Event::Incoming(Incoming::ConnAck(_)) = event {
@@ -142,13 +168,13 @@ impl Driver {
                         break;
                     }
                 }
-                Err(e) => {
+                Err(error) => {
                     if *self.stopping.borrow() {
                         break;
                     }
+                    steps.clear();
                     // Dropping the senders tells `publish` the connection is gone.
                     *self.shared.slot() = None;
-                    let error = describe_error(&e);
                     if connected {
                         tracing::warn!(error = %error, "MQTT connection lost");
                         connected = false;
@@ -264,10 +290,13 @@ impl Driver {
             tracing::debug!(topic, "message on an unexpected topic ignored");
             return;
         };
+        let now = tokio::time::Instant::now();
         let v = match verdict::parse(payload, self.encoding, status) {
             Ok(v) => v,
             Err(e) => {
-                tracing::warn!(error = %e, bytes = payload.len(), "malformed verdict ignored");
+                if self.noise.allow(now) {
+                    tracing::warn!(error = %e, bytes = payload.len(), "malformed verdict ignored");
+                }
                 return;
             }
         };
@@ -277,6 +306,13 @@ impl Driver {
             // A rejection without reportId belongs to the report in flight (protocol doc §3.2).
             None => v.status == Status::Rejected && f.report_id.is_some(),
         });
+        // Anyone allowed to publish on the verdict topics can send verdicts for no report in
+        // flight by the thousand: their lines are rate-limited, the rest counted.
+        if matched.is_none() && !self.noise.allow(now) {
+            drop(slot);
+            self.keep_late(v.report_id, v.status);
+            return;
+        }
         let report_id = v.report_id.or(matched.as_ref().and_then(|f| f.report_id));
         match v.status {
             Status::Accepted => tracing::info!(report_id, verdict = "accepted", "report verdict"),
@@ -295,47 +331,19 @@ impl Driver {
             None => {
                 tracing::info!(report_id, "verdict for a report no longer in flight");
                 drop(slot);
-                if let Some(id) = report_id {
-                    let mut late = self.shared.late();
-                    if late.len() == MAX_LATE {
-                        late.pop_front();
-                    }
-                    late.push_back((id, v.status));
-                }
+                self.keep_late(report_id, v.status);
             }
         }
     }
-}
 
-/// rumqttc's messages, with the TLS cause and the broker's CONNACK refusal spelled out.
-fn describe_error(e: &ConnectionError) -> String {
-    match e {
-        ConnectionError::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
-            format!("connection refused: {io}")
+    /// Keeps a verdict that came after its report stopped waiting (bounded, oldest dropped).
+    fn keep_late(&self, report_id: Option<u64>, status: Status) {
+        if let Some(id) = report_id {
+            let mut late = self.shared.late();
+            if late.len() == MAX_LATE {
+                late.pop_front();
+            }
+            late.push_back((id, status));
         }
-        ConnectionError::ConnectionRefused(code) => connack_refused(*code),
-        other => other.to_string(),
     }
-}
-
-/// One line for a CONNACK refusal (MQTT 3.1.1 §3.2.2.3), saying which setting to look at.
-fn connack_refused(code: ConnectReturnCode) -> String {
-    let (what, hint) = match code {
-        ConnectReturnCode::BadUserNamePassword => (
-            "bad user name or password",
-            "check [mqtt] username and password_file",
-        ),
-        ConnectReturnCode::NotAuthorized => (
-            "not authorized",
-            "check [mqtt] username, password_file and cert_file, and the broker's access rules",
-        ),
-        ConnectReturnCode::BadClientId => ("client id refused", "check client_id / thing_name"),
-        ConnectReturnCode::RefusedProtocolVersion => (
-            "protocol version refused",
-            "the broker does not speak MQTT 3.1.1",
-        ),
-        ConnectReturnCode::ServiceUnavailable => ("server unavailable", "the broker is busy"),
-        ConnectReturnCode::Success => ("success code on a failed connect", "a broker bug"),
-    };
-    format!("CONNACK refused: {what} ({hint})")
 }

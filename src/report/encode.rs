@@ -110,7 +110,7 @@ pub(super) enum Node<'a> {
     UInt(u64),
     Float(f64),
     Text(String),
-    Ports(&'a [Port], bool),
+    Ports(&'a [Port], &'a [usize], bool),
     Connections(&'a [Connection], &'a [usize], bool),
 }
 
@@ -121,8 +121,10 @@ impl serde::Serialize for Node<'_> {
             Node::Float(v) => s.serialize_f64(*v),
             Node::Text(t) => s.serialize_str(t),
             Node::Array(items) => seq(s, items.len(), items.iter()),
-            Node::Ports(ports, short) => {
-                seq(s, ports.len(), ports.iter().map(|p| PortEntry(p, *short)))
+            Node::Ports(all, kept, short) => {
+                // Indices come from `Selection` and are always in range; checked anyway.
+                let kept = || kept.iter().filter_map(|i| all.get(*i));
+                seq(s, kept().count(), kept().map(|p| PortEntry(p, *short)))
             }
             Node::Connections(all, kept, short) => {
                 // Indices come from `Selection` and are always in range; checked anyway.
@@ -252,23 +254,19 @@ pub(super) fn tree<'a>(report: &'a Report, format: Format, sel: &'a Selection) -
         entry(Key::ReportId, short, Node::UInt(report.header.report_id)),
         entry(Key::Version, short, Node::Text(VERSION.to_string())),
     ]);
-    let ports = |list: &'a PortList, kept: usize| {
+    let ports = |list: &'a PortList, kept: &'a [usize]| {
         Node::Map(vec![
-            entry(
-                Key::Ports,
-                short,
-                Node::Ports(&list.ports[..kept.min(list.ports.len())], short),
-            ),
+            entry(Key::Ports, short, Node::Ports(&list.ports, kept, short)),
             entry(Key::Total, short, Node::UInt(list.total)),
         ])
     };
     let mut metrics = Vec::new();
     if !m.missing.listening_tcp_ports {
-        let node = ports(&m.listening_tcp_ports, sel.tcp);
+        let node = ports(&m.listening_tcp_ports, &sel.tcp);
         metrics.push(entry(Key::ListeningTcpPorts, short, node));
     }
     if !m.missing.listening_udp_ports {
-        let node = ports(&m.listening_udp_ports, sel.udp);
+        let node = ports(&m.listening_udp_ports, &sel.udp);
         metrics.push(entry(Key::ListeningUdpPorts, short, node));
     }
     if let Some(ns) = &m.network_stats {

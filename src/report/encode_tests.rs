@@ -25,12 +25,12 @@ fn report(custom: &[(&str, CustomValue)]) -> Report {
 }
 
 /// The straightforward encoder this module replaced, built on an independent value tree:
-/// encode everything; when too big, measure each entry alone and take the longest prefix
-/// of the priority order (limits.rs module doc) that fits.
+/// encode everything; when too big, measure each entry alone and let the cut policy
+/// (limits.rs module doc) choose.
 mod reference {
     use super::*;
+    use crate::report::limits::{Facts, PortFacts, Sizes, plan};
     use ciborium::Value;
-    use std::collections::BTreeSet;
 
     fn bytes(v: &Value, format: Format) -> Vec<u8> {
         let mut out = Vec::new();
@@ -70,15 +70,15 @@ mod reference {
         map(short, f)
     }
 
-    fn whole(r: &Report, short: bool, tcp: usize, udp: usize, conns: &[usize]) -> Value {
+    fn whole(r: &Report, short: bool, tcp: &[usize], udp: &[usize], conns: &[usize]) -> Value {
         let m = &r.metrics;
-        let ports = |l: &PortList, n: usize| {
+        let ports = |l: &PortList, kept: &[usize]| {
             map(
                 short,
                 vec![
                     (
                         Key::Ports,
-                        Value::Array(l.ports[..n].iter().map(|p| port(p, short)).collect()),
+                        Value::Array(kept.iter().map(|i| port(&l.ports[*i], short)).collect()),
                     ),
                     (Key::Total, Value::from(l.total)),
                 ],
@@ -152,70 +152,66 @@ mod reference {
         v
     }
 
-    /// Tcp ports kept, udp ports kept, connection indices kept.
-    pub type Kept = (usize, usize, Vec<usize>);
+    /// Tcp port, udp port and connection indices kept.
+    pub type Kept = (Vec<usize>, Vec<usize>, Vec<usize>);
 
-    /// The bytes, and what was kept when the report had to be cut.
+    /// The bytes, and what was kept when the report had to be cut. Entry sizes come from
+    /// the independent value tree; the choice from the policy itself (`limits::plan`).
     pub fn encode(r: &Report, f: Format) -> (Vec<u8>, Option<Kept>) {
         let short = f.short_keys();
         let m = &r.metrics;
+        let all = |n: usize| (0..n).collect::<Vec<usize>>();
         let (nt, nu, nc) = (
-            m.listening_tcp_ports.ports.len(),
-            m.listening_udp_ports.ports.len(),
-            m.established.connections.len(),
+            all(m.listening_tcp_ports.ports.len()),
+            all(m.listening_udp_ports.ports.len()),
+            all(m.established.connections.len()),
         );
-        let all: Vec<usize> = (0..nc).collect();
-        let out = bytes(&whole(r, short, nt, nu, &all), f);
+        let out = bytes(&whole(r, short, &nt, &nu, &nc), f);
         if out.len() < MAX_PAYLOAD_BYTES {
             return (out, None);
         }
         let sep = usize::from(!f.is_cbor());
-        let base = bytes(&whole(r, short, 0, 0, &[]), f).len();
-        let mut budget = (MAX_PAYLOAD_BYTES - 1).saturating_sub(base + 12);
-        let mut fits = |v: Value| {
-            let n = bytes(&v, f).len() + sep;
-            let ok = n <= budget;
-            if ok {
-                budget -= n;
-            }
-            ok
-        };
-        let mut kept = (0, 0, Vec::new());
-        kept.0 = m
-            .listening_tcp_ports
-            .ports
-            .iter()
-            .take_while(|p| fits(port(p, short)))
-            .count();
-        if kept.0 == nt {
-            kept.1 = m
-                .listening_udp_ports
-                .ports
+        let base = bytes(&whole(r, short, &[], &[], &[]), f).len();
+        let size = |v: Value| bytes(&v, f).len() + sep;
+        let port_sizes =
+            |l: &PortList| -> Vec<usize> { l.ports.iter().map(|p| size(port(p, short))).collect() };
+        let port_facts = |l: &PortList| -> Vec<PortFacts> {
+            l.ports
                 .iter()
-                .take_while(|p| fits(port(p, short)))
-                .count();
-        }
-        if kept.1 == nu && kept.0 == nt {
-            let mut seen = BTreeSet::new();
-            let (mut order, mut rest) = (Vec::new(), Vec::new());
-            for (i, c) in m.established.connections.iter().enumerate() {
-                if seen.insert(c.remote.ip()) {
-                    order.push(i)
-                } else {
-                    rest.push(i)
-                }
-            }
-            order.extend(rest);
-            for i in order {
-                if !fits(conn(&m.established.connections[i], short)) {
-                    break;
-                }
-                kept.2.push(i);
-            }
-            kept.2.sort_unstable();
-        }
+                .map(|p| PortFacts {
+                    port: p.port,
+                    loopback: p.interface.as_deref() == Some("lo"),
+                })
+                .collect()
+        };
+        let conns = &m.established.connections;
+        let (tcp, udp) = (
+            port_sizes(&m.listening_tcp_ports),
+            port_sizes(&m.listening_udp_ports),
+        );
+        let conn_sizes: Vec<usize> = conns.iter().map(|c| size(conn(c, short))).collect();
+        let (tf, uf) = (
+            port_facts(&m.listening_tcp_ports),
+            port_facts(&m.listening_udp_ports),
+        );
+        let ips: Vec<IpAddr> = conns.iter().map(|c| c.remote.ip()).collect();
+        let sel = plan(
+            &Sizes {
+                base,
+                slack_per_list: 4,
+                tcp: &tcp,
+                udp: &udp,
+                connections: &conn_sizes,
+            },
+            &Facts {
+                tcp: &tf,
+                udp: &uf,
+                remote_ips: &ips,
+            },
+        );
+        let kept = (sel.tcp, sel.udp, sel.connections);
         (
-            bytes(&whole(r, short, kept.0, kept.1, &kept.2), f),
+            bytes(&whole(r, short, &kept.0, &kept.1, &kept.2), f),
             Some(kept),
         )
     }

@@ -1,14 +1,25 @@
 //! The payload size limit (protocol doc §4, §7.1 item 16) and the deterministic policy that
 //! chooses which list entries to keep when a report would exceed it. Pure arithmetic on entry
-//! sizes measured by `encode.rs`; does not encode or log.
+//! sizes measured by `measure.rs`; does not encode or log.
 //!
-//! Cut policy (security-relevant): entries are taken in one priority order and the longest
-//! prefix of that order that fits is kept. The order is: all listening TCP ports (sorted),
-//! then all listening UDP ports (sorted), then one established connection per distinct remote
-//! IP (the first of each IP in sorted order), then the remaining connections in sorted order.
-//! So an unexpected listener is never hidden by connections, and a connection to an unknown
-//! IP is never hidden behind thousands of connections to a known one. `total` keeps the true
-//! count (protocol doc §7.1 item 12) so the backend still sees how many entries exist.
+//! Cut policy (security-relevant): the cut prefers what an unprivileged process cannot forge
+//! or flood. Each socket list has its own priority order; entries of one class keep their
+//! (sorted) list order:
+//! - listening ports (TCP and UDP alike): ports below 1024 first (only a privileged process
+//!   can bind them), then the others; within each, ports bound to a non-loopback address
+//!   (a wildcard bind or another interface) before ports bound to loopback (interface `lo`);
+//!   within each of those, the first entry of every distinct port number before a second
+//!   entry of a number already taken. So 12 000 decoys on 127.0.0.1 never push a wildcard
+//!   listener out, and one port on many interfaces never pushes other ports out.
+//! - established connections: non-loopback remote addresses first, then loopback ones;
+//!   within each, the first connection of every distinct remote IP before the others.
+//!
+//! The lists then share the budget in two rounds. Round 1: every list (TCP, UDP,
+//! connections) takes the longest prefix of its order that fits `SECTION_SHARE` (a quarter)
+//! of the budget, so a flood in one list never empties another. Round 2: what is left goes
+//! to the rest of TCP, then UDP, then connections, in their orders, until the first entry
+//! that does not fit. Kept entries go out in list order. `total` keeps the true count
+//! (protocol doc §7.1 item 12) so the backend still sees how many entries exist.
 //!
 //! Custom metric lists are cut in a separate step that runs first (`custom_cut.rs`); the
 //! socket policy above then runs on the bytes it leaves. `number` metrics, metric names and
@@ -25,6 +36,14 @@ use std::net::IpAddr;
 /// AWS IoT Core rejects PUBLISH payloads over 128 KB (protocol doc §4); encoded reports are
 /// always strictly smaller than this many bytes (the legacy AWS C agent's MAX_REPORT_SIZE).
 pub const MAX_PAYLOAD_BYTES: usize = 128_000;
+
+/// The part of the socket budget (1/`SECTION_SHARE`) that each list may always use in
+/// round 1 of the cut.
+const SECTION_SHARE: usize = 4;
+
+/// Ports below this need privilege to bind (Linux default of
+/// `net.ipv4.ip_unprivileged_port_start`).
+pub(crate) const PRIVILEGED_BELOW: u16 = 1024;
 
 /// How many entries of one list went out, of how many the model held.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,11 +62,11 @@ pub struct Cut {
     pub custom_items: ListCut,
 }
 
-/// Entries chosen to go out: port lists keep a prefix, connections a sorted index set.
+/// Entries chosen to go out: ascending index sets into each list.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Selection {
-    pub tcp: usize,
-    pub udp: usize,
+    pub tcp: Vec<usize>,
+    pub udp: Vec<usize>,
     pub connections: Vec<usize>,
     /// Items kept per custom metric, in name order (`custom_cut`); `None` keeps them all,
     /// a missing entry keeps none.
@@ -57,8 +76,8 @@ pub(crate) struct Selection {
 impl Selection {
     pub fn all(tcp: usize, udp: usize, connections: usize) -> Self {
         Self {
-            tcp,
-            udp,
+            tcp: (0..tcp).collect(),
+            udp: (0..udp).collect(),
             connections: (0..connections).collect(),
             custom: None,
         }
@@ -93,19 +112,14 @@ impl Selection {
         conn_total: usize,
         custom_items: ListCut,
     ) -> Option<Cut> {
+        let list = |kept: &[usize], total| ListCut {
+            kept: kept.len(),
+            total,
+        };
         let cut = Cut {
-            tcp_ports: ListCut {
-                kept: self.tcp,
-                total: tcp_total,
-            },
-            udp_ports: ListCut {
-                kept: self.udp,
-                total: udp_total,
-            },
-            connections: ListCut {
-                kept: self.connections.len(),
-                total: conn_total,
-            },
+            tcp_ports: list(&self.tcp, tcp_total),
+            udp_ports: list(&self.udp, udp_total),
+            connections: list(&self.connections, conn_total),
             custom_items,
         };
         let whole = |l: ListCut| l.kept == l.total;
@@ -121,6 +135,14 @@ impl Selection {
     }
 }
 
+/// What the port order needs to know of one listening port entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PortFacts {
+    pub port: u16,
+    /// Bound to a loopback address only (interface `lo`).
+    pub loopback: bool,
+}
+
 /// Measured sizes: `base` is the report with all three lists empty; each entry size includes
 /// its separator; `slack` covers growth of one list's length header (CBOR: at most 4 bytes).
 pub(crate) struct Sizes<'a> {
@@ -131,134 +153,93 @@ pub(crate) struct Sizes<'a> {
     pub connections: &'a [usize],
 }
 
-/// The longest prefix of the priority order (module doc) whose size stays under the limit.
-/// One pass over the entries: bounded by their number, no re-encoding.
-pub(crate) fn plan(sizes: &Sizes<'_>, remote_ips: &[IpAddr]) -> Selection {
-    let fixed = sizes.base + 3 * sizes.slack_per_list;
-    let mut budget = (MAX_PAYLOAD_BYTES - 1).saturating_sub(fixed);
-    let mut take = |size: usize| -> bool {
-        if size <= budget {
-            budget -= size;
-            true
-        } else {
-            false
-        }
-    };
-    let mut sel = Selection::none();
-    sel.tcp = sizes.tcp.iter().take_while(|s| take(**s)).count();
-    if sel.tcp < sizes.tcp.len() {
-        return sel;
-    }
-    sel.udp = sizes.udp.iter().take_while(|s| take(**s)).count();
-    if sel.udp < sizes.udp.len() {
-        return sel;
-    }
-    for i in connection_priority(remote_ips) {
-        match sizes.connections.get(i) {
-            Some(size) if take(*size) => sel.connections.push(i),
-            _ => break,
-        }
-    }
-    sel.connections.sort_unstable();
-    sel
+/// What the orders are computed from, entry for entry with `Sizes`.
+pub(crate) struct Facts<'a> {
+    pub tcp: &'a [PortFacts],
+    pub udp: &'a [PortFacts],
+    pub remote_ips: &'a [IpAddr],
 }
 
-/// Indices of the connections in keep order: the first connection of each distinct remote IP
-/// (in list order, which is sorted), then the others in list order.
-pub(crate) fn connection_priority(remote_ips: &[IpAddr]) -> Vec<usize> {
-    let mut seen = BTreeSet::new();
-    let (mut first, mut rest) = (Vec::new(), Vec::new());
-    let mut previous = None;
-    for (i, ip) in remote_ips.iter().enumerate() {
-        // Sorted lists repeat an IP in a row: no set lookup for those.
-        let repeat = previous == Some(ip);
-        previous = Some(ip);
-        if !repeat && seen.insert(*ip) {
-            first.push(i);
-        } else {
-            rest.push(i);
+/// The selection of the two-round policy (module doc). One pass per round over the
+/// entries: bounded by their number, no re-encoding.
+pub(crate) fn plan(sizes: &Sizes<'_>, facts: &Facts<'_>) -> Selection {
+    let fixed = sizes.base + 3 * sizes.slack_per_list;
+    let mut budget = (MAX_PAYLOAD_BYTES - 1).saturating_sub(fixed);
+    let share = budget / SECTION_SHARE;
+    let orders = [
+        port_priority(facts.tcp),
+        port_priority(facts.udp),
+        connection_priority(facts.remote_ips),
+    ];
+    let lists = [sizes.tcp, sizes.udp, sizes.connections];
+    let mut kept: [Vec<usize>; 3] = Default::default();
+    // Round 1: each list up to its share.
+    for ((order, list), kept) in orders.iter().zip(lists).zip(&mut kept) {
+        let mut left = share;
+        for &i in order {
+            match list.get(i) {
+                Some(&size) if size <= left => {
+                    left -= size;
+                    kept.push(i);
+                }
+                _ => break,
+            }
+        }
+        budget -= share - left;
+    }
+    // Round 2: the rest in list order, up to the first entry that does not fit.
+    'lists: for ((order, list), kept) in orders.iter().zip(lists).zip(&mut kept) {
+        for &i in &order[kept.len()..] {
+            match list.get(i) {
+                Some(&size) if size <= budget => {
+                    budget -= size;
+                    kept.push(i);
+                }
+                _ => break 'lists,
+            }
         }
     }
-    first.extend(rest);
-    first
+    let [mut tcp, mut udp, mut connections] = kept;
+    for k in [&mut tcp, &mut udp, &mut connections] {
+        k.sort_unstable();
+    }
+    Selection {
+        tcp,
+        udp,
+        connections,
+        custom: None,
+    }
+}
+
+/// Indices of the port entries in keep order (module doc): by (port ≥ 1024, loopback,
+/// port number already taken in this class), each class in list order.
+pub(crate) fn port_priority(ports: &[PortFacts]) -> Vec<usize> {
+    let mut seen = BTreeSet::new();
+    let mut ranked: Vec<(bool, bool, bool, usize)> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let repeat = !seen.insert((p.loopback, p.port));
+            (p.port >= PRIVILEGED_BELOW, p.loopback, repeat, i)
+        })
+        .collect();
+    ranked.sort_unstable();
+    ranked.into_iter().map(|(.., i)| i).collect()
+}
+
+/// Indices of the connections in keep order (module doc): non-loopback remotes first, then
+/// by remote IP already taken, each class in list order (which is sorted).
+pub(crate) fn connection_priority(remote_ips: &[IpAddr]) -> Vec<usize> {
+    let mut seen = BTreeSet::new();
+    let mut ranked: Vec<(bool, bool, usize)> = remote_ips
+        .iter()
+        .enumerate()
+        .map(|(i, ip)| (ip.is_loopback(), !seen.insert(*ip), i))
+        .collect();
+    ranked.sort_unstable();
+    ranked.into_iter().map(|(.., i)| i).collect()
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ip(s: &str) -> IpAddr {
-        s.parse().unwrap()
-    }
-
-    #[test]
-    fn everything_kept_when_it_fits() {
-        let ips = [ip("10.0.0.1"), ip("10.0.0.2")];
-        let sizes = Sizes {
-            base: 100,
-            slack_per_list: 4,
-            tcp: &[10, 10],
-            udp: &[10],
-            connections: &[50, 50],
-        };
-        let sel = plan(&sizes, &ips);
-        assert_eq!(sel, Selection::all(2, 1, 2));
-        let no_custom = ListCut { kept: 0, total: 0 };
-        assert_eq!(sel.cut(2, 1, 2, no_custom), None);
-    }
-
-    #[test]
-    fn one_connection_per_ip_before_more() {
-        // 1000 connections to 10.0.0.1 then one to 10.0.0.9: the last one must survive.
-        let mut ips = vec![ip("10.0.0.1"); 1000];
-        ips.push(ip("10.0.0.9"));
-        let conn = vec![1000; ips.len()];
-        let sizes = Sizes {
-            base: 500,
-            slack_per_list: 4,
-            tcp: &[20; 3],
-            udp: &[20; 2],
-            connections: &conn,
-        };
-        let sel = plan(&sizes, &ips);
-        assert_eq!((sel.tcp, sel.udp), (3, 2));
-        assert!(sel.connections.contains(&0) && sel.connections.contains(&1000));
-        let kept = sel.connections.len();
-        assert!(kept > 2 && kept < 128, "{kept}");
-        // Ascending order, the prefix of the remaining ones.
-        assert_eq!(
-            &sel.connections[..kept - 1],
-            (0..kept - 1).collect::<Vec<_>>()
-        );
-        let cut = sel.cut(3, 2, 1001, ListCut { kept: 0, total: 0 }).unwrap();
-        assert_eq!(cut.connections, ListCut { kept, total: 1001 });
-        assert_eq!(cut.tcp_ports, ListCut { kept: 3, total: 3 });
-    }
-
-    #[test]
-    fn ports_come_before_connections() {
-        let tcp = vec![10_000; 20];
-        let sizes = Sizes {
-            base: 100,
-            slack_per_list: 4,
-            tcp: &tcp,
-            udp: &[10],
-            connections: &[10],
-        };
-        let sel = plan(&sizes, &[ip("::1")]);
-        assert_eq!(sel.tcp, 12);
-        assert_eq!((sel.udp, sel.connections.len()), (0, 0));
-    }
-
-    #[test]
-    fn priority_order() {
-        let ips = [
-            ip("1.1.1.1"),
-            ip("1.1.1.1"),
-            ip("2.2.2.2"),
-            ip("::1"),
-            ip("::1"),
-        ];
-        assert_eq!(connection_priority(&ips), [0, 2, 3, 1, 4]);
-    }
-}
+#[path = "limits_tests.rs"]
+mod tests;

@@ -7,8 +7,12 @@ use std::net::{IpAddr, SocketAddr};
 use super::custom_cut;
 use super::encode::{ConnectionEntry, PortEntry, ReportError, size_of, to_bytes, tree};
 use super::format::Format;
-use super::limits::{self, MAX_PAYLOAD_BYTES, Selection, Sizes};
+use super::limits::{self, Facts, MAX_PAYLOAD_BYTES, PortFacts, Selection, Sizes};
 use super::model::{Connection, CustomValue, Port, PortList, Report};
+
+/// The loopback interface: a port whose bind address it owns is reachable from this host
+/// only, and any local user can open thousands of them (cut order in `limits.rs`).
+const LOOPBACK_INTERFACE: &str = "lo";
 
 /// Growth of one list's length header when entries are added (CBOR: at most 4 bytes).
 const SLACK_PER_LIST: usize = 4;
@@ -68,13 +72,28 @@ impl Measured {
     }
 
     fn plan_sockets(&self, report: &Report, base: usize) -> Selection {
-        let ips: Vec<IpAddr> = report
-            .metrics
+        let m = &report.metrics;
+        let ips: Vec<IpAddr> = m
             .established
             .connections
             .iter()
             .map(|c| c.remote.ip())
             .collect();
+        let facts = |list: &PortList| -> Vec<PortFacts> {
+            list.ports
+                .iter()
+                .map(|p| PortFacts {
+                    port: p.port,
+                    loopback: p.interface.as_deref() == Some(LOOPBACK_INTERFACE),
+                })
+                .collect()
+        };
+        let (tcp, udp) = (facts(&m.listening_tcp_ports), facts(&m.listening_udp_ports));
+        let facts = Facts {
+            tcp: &tcp,
+            udp: &udp,
+            remote_ips: &ips,
+        };
         let sizes = Sizes {
             base,
             slack_per_list: SLACK_PER_LIST,
@@ -82,7 +101,7 @@ impl Measured {
             udp: &self.udp,
             connections: &self.connections,
         };
-        limits::plan(&sizes, &ips)
+        limits::plan(&sizes, &facts)
     }
 }
 

@@ -68,10 +68,9 @@ pub struct State {
 impl State {
     /// Opens (creating if needed) the state directory and reads the last report id.
     ///
-    /// A report id file that is not an integer (disk damage, a hand edit) must not keep the
-    /// agent from reporting: it is logged as an error and the file's modification time stands
-    /// in for the last id (ids are epoch ms written at that moment), so new ids stay above the
-    /// old ones unless the clock was wrong then. The next id overwrites the file.
+    /// A report id file that is not an integer, or holds an id at or above `MAX_REPORT_ID`
+    /// (disk damage, a hand edit), must not keep the agent from reporting: see
+    /// `read_last_id`. The next id overwrites the file.
     pub fn open(dir: &Path) -> Result<Self, StateError> {
         fs::create_dir_all(dir).map_err(|source| StateError::Dir {
             path: dir.to_path_buf(),
@@ -79,22 +78,7 @@ impl State {
         })?;
         let path = dir.join(REPORT_ID_FILE);
         let last_id = match fs::read(&path) {
-            Ok(bytes) => match std::str::from_utf8(&bytes)
-                .ok()
-                .and_then(|t| t.trim().parse::<u64>().ok())
-            {
-                Some(id) => Some(id),
-                None => {
-                    let floor = modified_ms(&path);
-                    tracing::error!(
-                        path = %path.display(),
-                        content = %String::from_utf8_lossy(&bytes[..bytes.len().min(64)]).trim(),
-                        floor,
-                        "report id file is not an integer; continuing above its modification time"
-                    );
-                    Some(floor)
-                }
-            },
+            Ok(bytes) => Some(read_last_id(&path, &bytes)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(source) => return Err(StateError::Read { path, source }),
         };
@@ -174,6 +158,31 @@ impl State {
         })?;
         write_atomic(&self.dir, name, &bytes)
     }
+}
+
+/// The last id in a report id file's `bytes`. Damage (not an integer, or an id at or above
+/// `MAX_REPORT_ID`, which would leave no id to hand out) is logged as an error and the file's
+/// modification time stands in for the last id (ids are epoch ms written at that moment), so
+/// new ids stay above the old ones unless the clock was wrong then.
+fn read_last_id(path: &Path, bytes: &[u8]) -> u64 {
+    let parsed = std::str::from_utf8(bytes)
+        .ok()
+        .and_then(|t| t.trim().parse::<u64>().ok());
+    let problem = match parsed {
+        Some(id) if id < MAX_REPORT_ID => return id,
+        Some(_) => "at or above the 2^53-1 cap",
+        None => "not an integer",
+    };
+    // Below the cap, so that one more id is always left.
+    let floor = modified_ms(path).min(MAX_REPORT_ID - 1);
+    tracing::error!(
+        path = %path.display(),
+        content = %String::from_utf8_lossy(&bytes[..bytes.len().min(64)]).trim(),
+        floor,
+        problem,
+        "damaged report id file; continuing above its modification time"
+    );
+    floor
 }
 
 /// A file's modification time in epoch milliseconds (0 when unknown).
@@ -271,6 +280,25 @@ mod tests {
             s.next_report_id(0),
             Err(StateError::Exhausted { .. })
         ));
+    }
+
+    #[test]
+    fn an_id_file_at_the_cap_is_damage_and_reports_go_on_above_its_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(REPORT_ID_FILE);
+        for content in [MAX_REPORT_ID, MAX_REPORT_ID + 1, u64::MAX] {
+            fs::write(&path, format!("{content}\n")).unwrap();
+            let written = modified_ms(&path);
+            let mut s = State::open(dir.path()).unwrap();
+            assert_eq!(s.last_report_id(), Some(written), "{content}");
+            let id = s.next_report_id(5).unwrap().id;
+            assert_eq!(id, written + 1);
+            assert_eq!(fs::read_to_string(&path).unwrap(), format!("{id}\n"));
+        }
+        // One below the cap is a valid last id: the next one is the cap itself.
+        fs::write(&path, format!("{}\n", MAX_REPORT_ID - 1)).unwrap();
+        let mut s = State::open(dir.path()).unwrap();
+        assert_eq!(s.next_report_id(5).unwrap().id, MAX_REPORT_ID);
     }
 
     #[test]
