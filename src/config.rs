@@ -75,6 +75,24 @@ pub struct Report {
     /// How long to wait for the broker's PUBACK and the backend's verdict.
     #[serde(default = "default_verdict_timeout")]
     pub verdict_timeout_secs: u64,
+    /// Whether a backend answers reports with verdicts, which decides what settles a
+    /// report's traffic (README, "network_stats").
+    #[serde(default)]
+    pub backend: Backend,
+}
+
+/// `[report] backend`: what settles a report's traffic (the baseline advances past it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// A broker's PUBACK settles until the first verdict ever heard; from then on (kept in
+    /// the state directory, never unlearned) only an "accepted" verdict does.
+    #[default]
+    Auto,
+    /// Only an "accepted" verdict settles (AWS IoT Device Defender, or a backend like it).
+    Verdicts,
+    /// A PUBACK settles: a plain broker, no backend answers.
+    None,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -178,6 +196,7 @@ impl Default for Report {
             interval_secs: default_interval(),
             format: default_format(),
             verdict_timeout_secs: default_verdict_timeout(),
+            backend: Backend::default(),
         }
     }
 }

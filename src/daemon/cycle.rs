@@ -54,6 +54,31 @@ struct Published {
     outcome: Outcome,
 }
 
+/// What a reload carries from one agent to the next (`Agent::carry`).
+pub(super) struct Carried {
+    baseline: Baseline,
+    unsettled: Unsettled,
+    answering: bool,
+    last_id: Option<u64>,
+}
+
+/// The record kept in the state directory: the baseline and whether a backend ever answered
+/// (`backend = "auto"`). A `baseline.json` of an older version reads as one, never answered.
+#[derive(serde::Deserialize)]
+struct Saved {
+    #[serde(flatten)]
+    baseline: Baseline,
+    #[serde(default)]
+    backend_answers: bool,
+}
+
+#[derive(serde::Serialize)]
+struct SavedRef<'a> {
+    #[serde(flatten)]
+    baseline: &'a Baseline,
+    backend_answers: bool,
+}
+
 /// Everything one configuration generation needs.
 pub(super) struct Agent {
     pub(super) thing: String,
@@ -81,7 +106,11 @@ pub(super) struct Agent {
 impl Agent {
     /// Starts on a config that `validate` has passed (and logged the warnings of), with the
     /// profiles it loaded.
-    pub(super) fn start(config: &Config, profiles: Vec<Profile>) -> Result<Self, DaemonError> {
+    pub(super) fn start(
+        config: &Config,
+        profiles: Vec<Profile>,
+        carried: Option<Carried>,
+    ) -> Result<Self, DaemonError> {
         let (Some(thing), Some(mqtt), Some(client_id)) =
             (&config.thing_name, &config.mqtt, config.client_id())
         else {
@@ -101,13 +130,23 @@ impl Agent {
             })
             .max()
             .unwrap_or_default();
-        let state = State::open(&config.state.dir)?;
-        let baseline = match state.load_baseline::<Baseline>() {
-            Ok(b) => b.unwrap_or_default(),
-            Err(e) => {
-                tracing::warn!(error = %e, "counter baseline unreadable; starting a fresh one");
-                Baseline::default()
+        let mut state = State::open(&config.state.dir)?;
+        // A reload keeps what is in memory: the disk may not have taken the last writes
+        // (issue #11 item 4); a restart reads the disk.
+        let (baseline, unsettled, answering) = match carried {
+            Some(c) => {
+                state.keep_above(c.last_id);
+                (c.baseline, c.unsettled, c.answering)
             }
+            None => match state.load_baseline::<Saved>() {
+                Ok(s) => s
+                    .map(|s| (s.baseline, Unsettled::default(), s.backend_answers))
+                    .unwrap_or_default(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "counter baseline unreadable; starting a fresh one");
+                    Default::default()
+                }
+            },
         };
         let format = config.report.format;
         let settings = MqttSettings {
@@ -151,14 +190,24 @@ impl Agent {
             publisher,
             failures: 0,
             last_verdict: "none yet".to_string(),
-            verdicts: Verdicts::default(),
-            unsettled: Unsettled::default(),
+            verdicts: Verdicts::new(config.report.backend, answering),
+            unsettled,
             alarms,
             custom,
             custom_state: CustomState::default(),
             sample_timeout: SAMPLE_TIMEOUT + longest_command,
             stop_commands: Arc::new(AtomicBool::new(false)),
         })
+    }
+
+    /// What a reload hands to the next agent: the in-memory truth, which the disk may lack.
+    pub(super) fn carry(&mut self) -> Carried {
+        Carried {
+            baseline: std::mem::take(&mut self.baseline),
+            unsettled: std::mem::take(&mut self.unsettled),
+            answering: self.verdicts.answering(),
+            last_id: self.state.last_report_id(),
+        }
     }
 
     /// Alarm events waiting for the broker.
@@ -301,10 +350,8 @@ impl Agent {
         // A rebase that changed the baseline is persisted at once, so a restart never
         // compares against stale counters. An unchanged one is already on disk: one
         // flash write fewer per cycle on a gateway.
-        if rebase.changed()
-            && let Err(e) = self.state.save_baseline(&self.baseline)
-        {
-            tracing::warn!(error = %e, "cannot persist the counter baseline");
+        if rebase.changed() {
+            self.save_baseline();
         }
         (stats, Some(Baseline::new(boot_id, &sample.counters)))
     }
@@ -358,6 +405,9 @@ impl Agent {
             bytes,
             outcome,
         } = published;
+        if matches!(outcome, Outcome::Accepted | Outcome::Rejected { .. }) {
+            self.heard();
+        }
         let advance = self.verdicts.settles(&outcome);
         match &outcome {
             Outcome::Accepted => self.last_verdict = format!("report {report_id} accepted"),
@@ -375,7 +425,7 @@ impl Agent {
                         report_id,
                         bytes,
                         verdict = "none",
-                        "report acknowledged but the backend, which answered before, sent no verdict; its traffic rolls into the next report"
+                        "report acknowledged but no verdict came from the backend; its traffic rolls into the next report"
                     );
                 }
             }
@@ -406,7 +456,7 @@ impl Agent {
     /// so their traffic is not counted again.
     fn take_late_verdicts(&mut self) {
         for (report_id, status) in self.publisher.late_verdicts() {
-            self.verdicts.heard();
+            self.heard();
             let accepted = status == Status::Accepted;
             if let Some(next) = self.unsettled.late(report_id, accepted) {
                 tracing::info!(
@@ -419,9 +469,28 @@ impl Agent {
         }
     }
 
+    /// A verdict came: with `backend = "auto"` the first one ever is kept on disk.
+    fn heard(&mut self) {
+        if self.verdicts.heard() {
+            tracing::info!(
+                "the backend answers with verdicts: from now on only an accepted report settles its traffic"
+            );
+            self.save_baseline();
+        }
+    }
+
     fn advance_to(&mut self, baseline: Baseline) {
         self.baseline = baseline;
-        if let Err(e) = self.state.save_baseline(&self.baseline) {
+        self.save_baseline();
+    }
+
+    /// The baseline and the backend fact, in one record (`State::save_baseline`).
+    fn save_baseline(&self) {
+        let saved = SavedRef {
+            baseline: &self.baseline,
+            backend_answers: self.verdicts.answering(),
+        };
+        if let Err(e) = self.state.save_baseline(&saved) {
             tracing::warn!(error = %e, "cannot persist the counter baseline");
         }
     }

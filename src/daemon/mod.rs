@@ -77,8 +77,9 @@ async fn run_async(path: PathBuf, mut config: Config) -> Result<(), DaemonError>
     };
     // Checked once per config generation (a reload is checked in `reload`).
     let mut profiles = validate(&config)?;
+    let mut carried = None;
     loop {
-        let mut agent = Agent::start(&config, profiles)?;
+        let mut agent = Agent::start(&config, profiles, carried.take())?;
         notifier.ready();
         let exit = agent.serve(&path, &mut signals, &notifier).await;
         agent.save_state();
@@ -91,6 +92,7 @@ async fn run_async(path: PathBuf, mut config: Config) -> Result<(), DaemonError>
             }
             Exit::Reload(new, loaded) => {
                 notifier.reloading();
+                carried = Some(agent.carry());
                 agent.publisher.shutdown(DISCONNECT_GRACE).await;
                 config = *new;
                 profiles = loaded;

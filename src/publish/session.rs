@@ -69,6 +69,10 @@ pub(super) struct InFlight {
     pub(super) verdict: Option<oneshot::Sender<Verdict>>,
 }
 
+/// A connection up at least this long counts as a success: the next failure starts the
+/// reconnect backoff over.
+const STABLE_AFTER: Duration = Duration::from_secs(10);
+
 /// Late verdicts kept for the daemon to collect: a few slots' worth, oldest dropped first.
 const MAX_LATE: usize = 8;
 
@@ -112,6 +116,7 @@ impl Driver {
     pub(super) async fn run(mut self) {
         let mut attempt: u32 = 0;
         let mut connected = false;
+        let mut connected_at = tokio::time::Instant::now();
         loop {
             if *self.stopping.borrow() && !connected {
                 break;
@@ -135,8 +140,7 @@ impl Driver {
                 Ok(event) => {
                     if let Event::Incoming(Incoming::ConnAck(_)) = event {
                         connected = true;
-                        attempt = 0;
-                        self.backoff.reset();
+                        connected_at = tokio::time::Instant::now();
                         self.on_connected();
                     } else if self.on_event(event) {
                         break;
@@ -150,8 +154,16 @@ impl Driver {
                     *self.shared.slot() = None;
                     let error = describe_error(&e);
                     if connected {
-                        tracing::warn!(error = %error, "MQTT connection lost");
+                        let up_for = connected_at.elapsed();
+                        tracing::warn!(error = %error, up_ms = up_for.as_millis() as u64, "MQTT connection lost");
                         connected = false;
+                        // Only a connection that stayed up starts the backoff over: one that
+                        // dies right after it is made (a hostile message after SUBACK) backs
+                        // off like a failed attempt (issue #11 item 3).
+                        if up_for >= STABLE_AFTER {
+                            attempt = 0;
+                            self.backoff.reset();
+                        }
                         attempt = attempt.saturating_add(1);
                     }
                     if self.back_off(attempt.max(1), error).await {
