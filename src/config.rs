@@ -500,6 +500,23 @@ dir = "/var/lib/detect-agent"
     }
 
     #[test]
+    fn report_backend_is_auto_unless_set_and_a_bad_value_names_the_key() {
+        assert_eq!(parse("").unwrap().report.backend, Backend::Auto);
+        for (text, want) in [
+            ("verdicts", Backend::Verdicts),
+            ("none", Backend::None),
+            ("auto", Backend::Auto),
+        ] {
+            let c = parse(&format!("[report]\nbackend = \"{text}\"\n")).unwrap();
+            assert_eq!(c.report.backend, want);
+        }
+        let err = parse("[report]\nbackend = \"sometimes\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("backend") && err.contains("verdicts"), "{err}");
+    }
+
+    #[test]
     fn unknown_keys_are_errors_naming_the_key() {
         let err = parse("thing_name = \"a\"\n[report]\ninterval_sec = 5\n")
             .unwrap_err()
