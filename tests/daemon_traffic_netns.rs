@@ -139,6 +139,16 @@ impl Rig {
         );
     }
 
+    /// A last megabyte, the exact check, and a clean stop; the agent's log.
+    async fn finish(&self, net: &NetPair, backend: &Backend, agent: Agent) -> String {
+        net.send(1_000_000).await;
+        self.assert_exact(net, backend, &agent).await;
+        let log = agent.log();
+        let (status, _) = agent.stop().await;
+        assert!(status.success(), "exit {status:?}; log:\n{log}");
+        log
+    }
+
     fn state_dir(&self) -> PathBuf {
         self.work.path().join("state")
     }
@@ -162,10 +172,7 @@ async fn a_restart_inside_a_broker_outage_loses_no_traffic_when_the_backend_come
     // The restarted agent publishes (the broker acks) before the backend is back.
     rig.wait_publishes(seen + 2, &agent).await;
     let backend = Backend::start(&rig.pki, rig.broker.port).await;
-    net.send(1_000_000).await;
-    rig.assert_exact(&net, &backend, &agent).await;
-    let (status, _) = agent.stop().await;
-    assert!(status.success());
+    rig.finish(&net, &backend, agent).await;
 }
 
 #[tokio::test]
@@ -178,10 +185,7 @@ async fn a_backend_down_for_five_intervals_loses_no_traffic() {
     // Five reports (five intervals and more) acknowledged by the broker, none answered.
     rig.wait_publishes(seen + 6, &agent).await;
     let backend = Backend::start(&rig.pki, rig.broker.port).await;
-    net.send(1_000_000).await;
-    rig.assert_exact(&net, &backend, &agent).await;
-    let (status, _) = agent.stop().await;
-    assert!(status.success());
+    rig.finish(&net, &backend, agent).await;
 }
 
 #[tokio::test]
@@ -198,12 +202,8 @@ async fn a_retained_20_kib_message_on_the_verdict_topic_neither_drops_the_connec
     );
     net.send(2_500_000).await;
     tokio::time::sleep(Duration::from_secs(3 * INTERVAL)).await;
-    net.send(1_000_000).await;
-    rig.assert_exact(&net, &backend, &agent).await;
-    let log = agent.log();
+    let log = rig.finish(&net, &backend, agent).await;
     assert!(!log.contains("MQTT connection lost"), "{log}");
-    let (status, _) = agent.stop().await;
-    assert!(status.success());
 }
 
 /// Publishes `file` retained on `topic` with mosquitto_pub (the backend's identity).
@@ -247,11 +247,7 @@ async fn a_state_dir_that_takes_no_writes_counts_every_byte_once_across_reloads(
     net.send(1_500_000).await;
     tokio::time::sleep(Duration::from_secs(3 * INTERVAL)).await;
     agent.signal(libc::SIGHUP);
-    net.send(1_000_000).await;
-    rig.assert_exact(&net, &backend, &agent).await;
-    let log = agent.log();
+    let log = rig.finish(&net, &backend, agent).await;
     assert!(log.contains("cannot persist the counter baseline"), "{log}");
     assert_eq!(log.matches("configuration reloaded").count(), 2, "{log}");
-    let (status, _) = agent.stop().await;
-    assert!(status.success());
 }
