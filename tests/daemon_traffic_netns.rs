@@ -11,7 +11,7 @@
 //! test says SKIPPED and passes when not root (CI runs as root).
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use common::agent::{Agent, Setup, accepted_for, config, spawn, spawn_wrapped};
@@ -195,33 +195,12 @@ async fn a_retained_20_kib_message_on_the_verdict_topic_neither_drops_the_connec
     let (rig, backend, agent) = Rig::start(&net).await;
     let junk = rig.work.path().join("junk");
     std::fs::write(&junk, vec![b'x'; 20 * 1024]).unwrap();
-    retain(
-        &rig,
-        &junk,
-        &format!("$aws/things/{}/defender/metrics/json/accepted", rig.thing),
-    );
+    let topic = format!("$aws/things/{}/defender/metrics/json/accepted", rig.thing);
+    rig.broker.retain(&rig.pki, &topic, &junk);
     net.send(2_500_000).await;
     tokio::time::sleep(Duration::from_secs(3 * INTERVAL)).await;
     let log = rig.finish(&net, &backend, agent).await;
     assert!(!log.contains("MQTT connection lost"), "{log}");
-}
-
-/// Publishes `file` retained on `topic` with mosquitto_pub (the backend's identity).
-fn retain(rig: &Rig, file: &Path, topic: &str) {
-    let out = std::process::Command::new("mosquitto_pub")
-        .args(["-h", "127.0.0.1", "--insecure", "-q", "1", "-r"])
-        .args(["-p", &rig.broker.port.to_string(), "-t", topic])
-        .arg("--cafile")
-        .arg(&rig.pki.ca)
-        .arg("--cert")
-        .arg(&rig.pki.backend.cert)
-        .arg("--key")
-        .arg(&rig.pki.backend.key)
-        .arg("-f")
-        .arg(file)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "mosquitto_pub: {out:?}");
 }
 
 #[tokio::test]

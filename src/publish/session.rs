@@ -160,11 +160,11 @@ impl Driver {
                         // Only a connection that stayed up starts the backoff over: one that
                         // dies right after it is made (a hostile message after SUBACK) backs
                         // off like a failed attempt (issue #11 item 3).
+                        // The loss counts as this attempt's failure.
                         if up_for >= STABLE_AFTER {
-                            attempt = 0;
+                            attempt = 1;
                             self.backoff.reset();
                         }
-                        attempt = attempt.saturating_add(1);
                     }
                     if self.back_off(attempt.max(1), error).await {
                         break;
