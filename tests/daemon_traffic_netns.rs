@@ -11,10 +11,11 @@
 //! test says SKIPPED and passes when not root (CI runs as root).
 mod common;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::agent::{Agent, Setup, accepted_for, config, spawn, spawn_wrapped};
+use common::agent::{Agent, Setup, accepted_for, config, spawn_wrapped};
 use common::netns::{COUNT_VETH, NetPair, Stats, accepted_sum, minus};
 use common::{Backend, Broker, Pki, Received, eventually};
 
@@ -31,12 +32,24 @@ struct Rig {
     before: Stats,
     /// What backends that are gone had recorded.
     gone: Vec<Vec<Received>>,
+    /// Runs each agent (`spawn_wrapped`); empty = directly.
+    wrapper: Vec<String>,
 }
 
 impl Rig {
     /// Broker, backend and agent up, the first report accepted (and with it the fact that
     /// this backend answers).
     async fn start(net: &NetPair) -> (Rig, Backend, Agent) {
+        Rig::start_in(net, None, Vec::new()).await
+    }
+
+    /// Like `start`, with the state directory a symlink to `state` and each agent run
+    /// through `wrapper`.
+    async fn start_in(
+        net: &NetPair,
+        state: Option<&Path>,
+        wrapper: Vec<String>,
+    ) -> (Rig, Backend, Agent) {
         net.enter();
         let pki = Pki::generate();
         let broker = Broker::start(&pki);
@@ -52,8 +65,10 @@ impl Rig {
             extra: COUNT_VETH,
         });
         let thing = pki.client_ec.name.clone();
+        if let Some(target) = state {
+            std::os::unix::fs::symlink(target, work.path().join("state")).unwrap();
+        }
         let before = net.counters();
-        let agent = spawn(&cfg, &[]);
         let rig = Rig {
             pki,
             broker,
@@ -62,7 +77,9 @@ impl Rig {
             thing,
             before,
             gone: Vec::new(),
+            wrapper,
         };
+        let agent = rig.spawn();
         rig.wait_accepted(&backend, 1, &agent).await;
         // The agent has heard a verdict, not only the backend a report.
         let heard = eventually(Duration::from_secs(10), || {
@@ -79,6 +96,11 @@ impl Rig {
         })
         .await;
         assert!(ok, "fewer than {n} accepted reports; log:\n{}", agent.log());
+    }
+
+    fn spawn(&self) -> Agent {
+        let wrapper: Vec<&str> = self.wrapper.iter().map(String::as_str).collect();
+        spawn_wrapped(&self.cfg, &[], &wrapper)
     }
 
     /// The backend goes away (its records are kept).
@@ -164,7 +186,7 @@ async fn a_restart_inside_a_broker_outage_loses_no_traffic_when_the_backend_come
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let (status, _) = agent.stop().await;
     assert!(status.success());
-    let agent = spawn(&rig.cfg, &[]);
+    let agent = rig.spawn();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     net.send(1_500_000).await;
     let seen = rig.publishes();
@@ -229,4 +251,92 @@ async fn a_state_dir_that_takes_no_writes_counts_every_byte_once_across_reloads(
     let log = rig.finish(&net, &backend, agent).await;
     assert!(log.contains("cannot persist the counter baseline"), "{log}");
     assert_eq!(log.matches("configuration reloaded").count(), 2, "{log}");
+}
+
+/// A 256 KiB tmpfs in a mount namespace of its own, held by a `sleep`; agents run in it
+/// through `nsenter`, so it outlives their restarts. Gone on Drop.
+struct SmallDisk {
+    holder: Child,
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount() -> SmallDisk {
+        use std::io::BufRead;
+        let dir = tempfile::tempdir().unwrap();
+        let mut holder = Command::new("unshare")
+            .args(["-m", "--propagation", "private", "sh", "-c"])
+            .arg("mount -t tmpfs -o size=256k tmpfs \"$0\" && echo mounted && exec sleep 600")
+            .arg(dir.path())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        let stdout = holder.stdout.take().unwrap();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "mounted", "tmpfs not mounted");
+        SmallDisk { holder, dir }
+    }
+
+    fn wrapper(&self) -> Vec<String> {
+        let pid = self.holder.id().to_string();
+        ["nsenter", "-t", &pid, "-m", "--"]
+            .map(String::from)
+            .to_vec()
+    }
+
+    /// Fills the tmpfs to the last block.
+    fn fill(&self) {
+        let mut cmd = Command::new(&self.wrapper()[0]);
+        let out = cmd
+            .args(&self.wrapper()[1..])
+            .args(["sh", "-c", "cat /dev/zero > \"$0/fill\"; df -k \"$0\""])
+            .arg(self.dir.path())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let avail: u64 = text
+            .lines()
+            .nth(1)
+            .and_then(|l| l.split_whitespace().nth(3))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("df: {text}"));
+        assert_eq!(avail, 0, "{text}");
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
+    }
+}
+
+#[tokio::test]
+async fn a_full_state_disk_counts_every_byte_once_across_a_restart() {
+    let Some(net) = NetPair::create() else { return };
+    let disk = SmallDisk::mount();
+    let (rig, backend, agent) = Rig::start_in(&net, Some(disk.dir.path()), disk.wrapper()).await;
+    disk.fill();
+    net.send(2_500_000).await;
+    tokio::time::sleep(Duration::from_secs(3 * INTERVAL)).await;
+    let first = agent.log();
+    let (status, _) = agent.stop().await;
+    assert!(status.success());
+    let agent = rig.spawn();
+    net.send(1_500_000).await;
+    tokio::time::sleep(Duration::from_secs(3 * INTERVAL)).await;
+    let log = rig.finish(&net, &backend, agent).await;
+    // The report id needs a new file each time; the baseline is rewritten in place.
+    assert!(first.contains("cannot persist the report id"), "{first}");
+    assert!(
+        !first.contains("cannot persist the counter baseline"),
+        "{first}"
+    );
+    assert!(
+        !log.contains("cannot persist the counter baseline"),
+        "{log}"
+    );
 }
