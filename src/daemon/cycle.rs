@@ -177,6 +177,8 @@ impl Agent {
             format = %format,
             interval_secs = config.report.interval_secs,
             topic = %publisher.topics().publish,
+            backend = ?config.report.backend,
+            backend_answers = answering,
             "agent started"
         );
         Ok(Self {
