@@ -95,6 +95,17 @@ pub enum Backend {
     None,
 }
 
+impl Backend {
+    /// The value as the config spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Auto => "auto",
+            Backend::Verdicts => "verdicts",
+            Backend::None => "none",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct State {
     #[serde(default = "default_state_dir")]
@@ -509,6 +520,7 @@ dir = "/var/lib/detect-agent"
         ] {
             let c = parse(&format!("[report]\nbackend = \"{text}\"\n")).unwrap();
             assert_eq!(c.report.backend, want);
+            assert_eq!(want.as_str(), text);
         }
         let err = parse("[report]\nbackend = \"sometimes\"\n")
             .unwrap_err()

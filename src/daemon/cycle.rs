@@ -177,7 +177,7 @@ impl Agent {
             format = %format,
             interval_secs = config.report.interval_secs,
             topic = %publisher.topics().publish,
-            backend = ?config.report.backend,
+            backend = config.report.backend.as_str(),
             backend_answers = answering,
             "agent started"
         );
