@@ -6,8 +6,8 @@
 //! payload, then the payload. A write goes to the slot that does not hold the newest valid
 //! record, so a torn write (power cut, full disk mid-write) leaves the previous record intact.
 //! The file is created once at full size, zero-filled (blocks allocated then); later writes
-//! overwrite bytes in place, which a full disk still takes on ext4, f2fs, tmpfs and vfat (not
-//! on copy-on-write file systems such as btrfs, which need new blocks for any write).
+//! overwrite bytes in place, which a full disk still takes on ext4, tmpfs and vfat (not on
+//! log-structured or copy-on-write file systems such as f2fs, ubifs or btrfs).
 
 use std::fs::{File, OpenOptions};
 use std::io::Read;
