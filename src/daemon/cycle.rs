@@ -10,6 +10,7 @@ use std::time::Duration;
 use super::DaemonError;
 use super::alarms::Alarms;
 use super::random;
+use super::settled::{self, Carried};
 use super::verdicts::{Unsettled, Verdicts};
 use crate::collect::custom::{self, CustomState, CustomValue, MetricSpec, Reading};
 use crate::collect::{self, CollectError, CollectOptions, Sample};
@@ -52,31 +53,6 @@ struct Published {
     report_id: u64,
     bytes: usize,
     outcome: Outcome,
-}
-
-/// What a reload carries from one agent to the next (`Agent::carry`).
-pub(super) struct Carried {
-    baseline: Baseline,
-    unsettled: Unsettled,
-    answering: bool,
-    last_id: Option<u64>,
-}
-
-/// The record kept in the state directory: the baseline and whether a backend ever answered
-/// (`backend = "auto"`). A `baseline.json` of an older version reads as one, never answered.
-#[derive(serde::Deserialize)]
-struct Saved {
-    #[serde(flatten)]
-    baseline: Baseline,
-    #[serde(default)]
-    backend_answers: bool,
-}
-
-#[derive(serde::Serialize)]
-struct SavedRef<'a> {
-    #[serde(flatten)]
-    baseline: &'a Baseline,
-    backend_answers: bool,
 }
 
 /// Everything one configuration generation needs.
@@ -131,23 +107,7 @@ impl Agent {
             .max()
             .unwrap_or_default();
         let mut state = State::open(&config.state.dir)?;
-        // A reload keeps what is in memory: the disk may not have taken the last writes
-        // (issue #11 item 4); a restart reads the disk.
-        let (baseline, unsettled, answering) = match carried {
-            Some(c) => {
-                state.keep_above(c.last_id);
-                (c.baseline, c.unsettled, c.answering)
-            }
-            None => match state.load_baseline::<Saved>() {
-                Ok(s) => s
-                    .map(|s| (s.baseline, Unsettled::default(), s.backend_answers))
-                    .unwrap_or_default(),
-                Err(e) => {
-                    tracing::warn!(error = %e, "counter baseline unreadable; starting a fresh one");
-                    Default::default()
-                }
-            },
-        };
+        let (baseline, unsettled, answering) = settled::resume(&mut state, carried);
         let format = config.report.format;
         let settings = MqttSettings {
             endpoint: mqtt.endpoint.clone(),
@@ -486,15 +446,8 @@ impl Agent {
         self.save_baseline();
     }
 
-    /// The baseline and the backend fact, in one record (`State::save_baseline`).
     fn save_baseline(&self) {
-        let saved = SavedRef {
-            baseline: &self.baseline,
-            backend_answers: self.verdicts.answering(),
-        };
-        if let Err(e) = self.state.save_baseline(&saved) {
-            tracing::warn!(error = %e, "cannot persist the counter baseline");
-        }
+        settled::save(&self.state, &self.baseline, self.verdicts.answering());
     }
 }
 

@@ -7,6 +7,7 @@ mod cycle;
 pub mod notify;
 mod random;
 pub mod schedule;
+mod settled;
 mod verdicts;
 
 use std::path::{Path, PathBuf};
