@@ -75,6 +75,35 @@ pub struct Report {
     /// How long to wait for the broker's PUBACK and the backend's verdict.
     #[serde(default = "default_verdict_timeout")]
     pub verdict_timeout_secs: u64,
+    /// Whether a backend answers reports with verdicts, which decides what settles a
+    /// report's traffic (README, "network_stats").
+    #[serde(default)]
+    pub backend: Backend,
+}
+
+/// `[report] backend`: what settles a report's traffic (the baseline advances past it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// A broker's PUBACK settles until the first verdict ever heard; from then on (kept in
+    /// the state directory, never unlearned) only an "accepted" verdict does.
+    #[default]
+    Auto,
+    /// Only an "accepted" verdict settles (AWS IoT Device Defender, or a backend like it).
+    Verdicts,
+    /// A PUBACK settles: a plain broker, no backend answers.
+    None,
+}
+
+impl Backend {
+    /// The value as the config spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Auto => "auto",
+            Backend::Verdicts => "verdicts",
+            Backend::None => "none",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -178,6 +207,7 @@ impl Default for Report {
             interval_secs: default_interval(),
             format: default_format(),
             verdict_timeout_secs: default_verdict_timeout(),
+            backend: Backend::default(),
         }
     }
 }
@@ -478,6 +508,24 @@ dir = "/var/lib/detect-agent"
             err.contains("interval_secs") && err.contains("test.toml"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn report_backend_is_auto_unless_set_and_a_bad_value_names_the_key() {
+        assert_eq!(parse("").unwrap().report.backend, Backend::Auto);
+        for (text, want) in [
+            ("verdicts", Backend::Verdicts),
+            ("none", Backend::None),
+            ("auto", Backend::Auto),
+        ] {
+            let c = parse(&format!("[report]\nbackend = \"{text}\"\n")).unwrap();
+            assert_eq!(c.report.backend, want);
+            assert_eq!(want.as_str(), text);
+        }
+        let err = parse("[report]\nbackend = \"sometimes\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("backend") && err.contains("verdicts"), "{err}");
     }
 
     #[test]

@@ -203,10 +203,10 @@ async fn reports_go_on_when_the_state_dir_takes_no_writes() {
     let backend = Backend::start(&pki, broker.port).await;
     let work = tempfile::tempdir().unwrap();
     let state = work.path().join("state");
-    // A directory where each atomic write puts its temp file: every write fails, even as root.
-    for blocker in [".report_id.tmp", ".baseline.json.tmp"] {
-        std::fs::create_dir_all(state.join(blocker)).unwrap();
-    }
+    // A directory where the report id's atomic write puts its temp file: that write fails,
+    // even as root. (The baseline is rewritten in place; daemon_traffic_netns.rs makes the
+    // whole directory read-only.)
+    std::fs::create_dir_all(state.join(".report_id.tmp")).unwrap();
     let cfg = config(&Setup {
         dir: work.path(),
         port: broker.port,
@@ -291,4 +291,44 @@ async fn a_late_acceptance_settles_its_report_before_the_next_one() {
         next.1
     );
     assert!(log.contains("late verdict"), "{log}");
+}
+
+/// A message too big for the agent (200 KiB, above the 129 KiB it takes) retained on its
+/// verdict topic makes every connection die right after the SUBACK. Such a connection backs
+/// off like a failed attempt: the attempts count up and the delays grow, never a reconnect
+/// loop at the initial delay (issue #11 item 3).
+#[tokio::test]
+async fn a_connection_that_dies_right_after_it_is_made_backs_off_like_a_failed_one() {
+    let pki = Pki::generate();
+    let broker = Broker::start(&pki);
+    let work = tempfile::tempdir().unwrap();
+    let thing = pki.client_rsa.name.clone();
+    let junk = work.path().join("junk");
+    std::fs::write(&junk, vec![b'x'; 200 * 1024]).unwrap();
+    broker.retain(
+        &pki,
+        &format!("$aws/things/{thing}/defender/metrics/json/accepted"),
+        &junk,
+    );
+    let cfg = config(&Setup::plain(
+        work.path(),
+        broker.port,
+        &pki.ca,
+        &pki.client_rsa,
+        "json",
+        1,
+    ));
+    let agent = spawn(&cfg, &[]);
+    let third = eventually(Duration::from_secs(40), || {
+        agent.log().contains("attempt=3 ")
+    })
+    .await;
+    let log = agent.log();
+    let (status, _) = agent.stop().await;
+    assert!(status.success());
+    assert!(
+        third,
+        "the attempts start over after each short connection; log:\n{log}"
+    );
+    assert!(log.contains("MQTT connection lost"), "{log}");
 }

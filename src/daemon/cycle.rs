@@ -10,6 +10,7 @@ use std::time::Duration;
 use super::DaemonError;
 use super::alarms::Alarms;
 use super::random;
+use super::settled::{self, Carried};
 use super::verdicts::{Unsettled, Verdicts};
 use crate::collect::custom::{self, CustomState, CustomValue, MetricSpec, Reading};
 use crate::collect::{self, CollectError, CollectOptions, Sample};
@@ -81,7 +82,11 @@ pub(super) struct Agent {
 impl Agent {
     /// Starts on a config that `validate` has passed (and logged the warnings of), with the
     /// profiles it loaded.
-    pub(super) fn start(config: &Config, profiles: Vec<Profile>) -> Result<Self, DaemonError> {
+    pub(super) fn start(
+        config: &Config,
+        profiles: Vec<Profile>,
+        carried: Option<Carried>,
+    ) -> Result<Self, DaemonError> {
         let (Some(thing), Some(mqtt), Some(client_id)) =
             (&config.thing_name, &config.mqtt, config.client_id())
         else {
@@ -101,14 +106,8 @@ impl Agent {
             })
             .max()
             .unwrap_or_default();
-        let state = State::open(&config.state.dir)?;
-        let baseline = match state.load_baseline::<Baseline>() {
-            Ok(b) => b.unwrap_or_default(),
-            Err(e) => {
-                tracing::warn!(error = %e, "counter baseline unreadable; starting a fresh one");
-                Baseline::default()
-            }
-        };
+        let mut state = State::open(&config.state.dir)?;
+        let (baseline, unsettled, answering) = settled::resume(&mut state, carried);
         let format = config.report.format;
         let settings = MqttSettings {
             endpoint: mqtt.endpoint.clone(),
@@ -138,6 +137,8 @@ impl Agent {
             format = %format,
             interval_secs = config.report.interval_secs,
             topic = %publisher.topics().publish,
+            backend = config.report.backend.as_str(),
+            backend_answers = answering,
             "agent started"
         );
         Ok(Self {
@@ -151,14 +152,24 @@ impl Agent {
             publisher,
             failures: 0,
             last_verdict: "none yet".to_string(),
-            verdicts: Verdicts::default(),
-            unsettled: Unsettled::default(),
+            verdicts: Verdicts::new(config.report.backend, answering),
+            unsettled,
             alarms,
             custom,
             custom_state: CustomState::default(),
             sample_timeout: SAMPLE_TIMEOUT + longest_command,
             stop_commands: Arc::new(AtomicBool::new(false)),
         })
+    }
+
+    /// What a reload hands to the next agent: the in-memory truth, which the disk may lack.
+    pub(super) fn carry(&mut self) -> Carried {
+        Carried {
+            baseline: std::mem::take(&mut self.baseline),
+            unsettled: std::mem::take(&mut self.unsettled),
+            answering: self.verdicts.answering(),
+            last_id: self.state.last_report_id(),
+        }
     }
 
     /// Alarm events waiting for the broker.
@@ -301,10 +312,8 @@ impl Agent {
         // A rebase that changed the baseline is persisted at once, so a restart never
         // compares against stale counters. An unchanged one is already on disk: one
         // flash write fewer per cycle on a gateway.
-        if rebase.changed()
-            && let Err(e) = self.state.save_baseline(&self.baseline)
-        {
-            tracing::warn!(error = %e, "cannot persist the counter baseline");
+        if rebase.changed() {
+            self.save_baseline();
         }
         (stats, Some(Baseline::new(boot_id, &sample.counters)))
     }
@@ -358,6 +367,9 @@ impl Agent {
             bytes,
             outcome,
         } = published;
+        if matches!(outcome, Outcome::Accepted | Outcome::Rejected { .. }) {
+            self.heard();
+        }
         let advance = self.verdicts.settles(&outcome);
         match &outcome {
             Outcome::Accepted => self.last_verdict = format!("report {report_id} accepted"),
@@ -375,7 +387,7 @@ impl Agent {
                         report_id,
                         bytes,
                         verdict = "none",
-                        "report acknowledged but the backend, which answered before, sent no verdict; its traffic rolls into the next report"
+                        "report acknowledged but no verdict came from the backend; its traffic rolls into the next report"
                     );
                 }
             }
@@ -406,7 +418,7 @@ impl Agent {
     /// so their traffic is not counted again.
     fn take_late_verdicts(&mut self) {
         for (report_id, status) in self.publisher.late_verdicts() {
-            self.verdicts.heard();
+            self.heard();
             let accepted = status == Status::Accepted;
             if let Some(next) = self.unsettled.late(report_id, accepted) {
                 tracing::info!(
@@ -419,6 +431,16 @@ impl Agent {
         }
     }
 
+    /// A verdict came: with `backend = "auto"` the first one ever is kept on disk.
+    fn heard(&mut self) {
+        if self.verdicts.heard() {
+            tracing::info!(
+                "the backend answers with verdicts: from now on only an accepted report settles its traffic"
+            );
+            self.save_baseline();
+        }
+    }
+
     fn advance_to(&mut self, baseline: Baseline) {
         // Unchanged (no counted interface, or no traffic): nothing to write.
         if self.baseline.boot_id == baseline.boot_id && self.baseline.counters == baseline.counters
@@ -426,9 +448,11 @@ impl Agent {
             return;
         }
         self.baseline = baseline;
-        if let Err(e) = self.state.save_baseline(&self.baseline) {
-            tracing::warn!(error = %e, "cannot persist the counter baseline");
-        }
+        self.save_baseline();
+    }
+
+    fn save_baseline(&self) {
+        settled::save(&self.state, &self.baseline, self.verdicts.answering());
     }
 }
 

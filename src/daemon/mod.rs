@@ -7,6 +7,7 @@ mod cycle;
 pub mod notify;
 mod random;
 pub mod schedule;
+mod settled;
 mod verdicts;
 
 use std::path::{Path, PathBuf};
@@ -92,10 +93,11 @@ async fn run_async(path: PathBuf, mut config: Config) -> Result<(), DaemonError>
     };
     // Checked once per config generation (a reload is checked in `reload`).
     let mut profiles = validate(&config)?;
-    // STATUS= keeps the last verdict across a reload.
+    // STATUS= keeps the last verdict across a reload; the settle state is carried too.
     let mut last_verdict = None;
+    let mut carried = None;
     loop {
-        let mut agent = Agent::start(&config, profiles)?;
+        let mut agent = Agent::start(&config, profiles, carried.take())?;
         if let Some(v) = last_verdict.take() {
             agent.last_verdict = v;
         }
@@ -112,6 +114,7 @@ async fn run_async(path: PathBuf, mut config: Config) -> Result<(), DaemonError>
             Exit::Reload(new, loaded) => {
                 notifier.reloading();
                 last_verdict = Some(std::mem::take(&mut agent.last_verdict));
+                carried = Some(agent.carry());
                 agent.publisher.shutdown(DISCONNECT_GRACE).await;
                 config = *new;
                 profiles = loaded;

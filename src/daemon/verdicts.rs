@@ -3,55 +3,53 @@
 
 use std::collections::VecDeque;
 
+use crate::config::Backend;
 use crate::publish::Outcome;
 use crate::report::Baseline;
 
 /// Reports whose fate is unknown, newest last: a few slots' worth.
 const MAX_UNSETTLED: usize = 4;
 
-/// After this many acknowledged reports in a row without a verdict, a backend that used to
-/// answer is taken as gone, and the broker's PUBACK settles the baseline again.
-const SILENT_ACKS_BEFORE_PUBACK_SETTLES: u32 = 3;
-
-/// Whether the backend answers with verdicts, learned from what it did. With a plain broker
-/// that never answers, a PUBACK settles the baseline (issue #3: "without a verdict: the last
-/// one the broker acknowledged"). Once a verdict has come, a PUBACK without one means the
-/// report's fate is unknown (the backend may be reconnecting after a broker restart and never
-/// saw it), so its traffic rolls into the next report rather than being lost; after
-/// `SILENT_ACKS_BEFORE_PUBACK_SETTLES` silent acks in a row the backend is taken as gone. A
-/// rolled-over report the backend did accept is counted twice, unless its verdict still comes
-/// before the next report (see `Unsettled`): over-reporting beats losing a spike.
+/// What settles a report's traffic, from `[report] backend` and, for `auto`, whether a
+/// verdict was ever heard (kept in the state directory beside the baseline). Silence never
+/// unlearns it: a backend down for any number of intervals, or still reconnecting after a
+/// broker restart, must not make a PUBACK settle traffic the backend never counted (issue
+/// #11 items 1–2). A rolled-over report the backend did accept is counted twice, unless its
+/// verdict still comes before the next report (see `Unsettled`): over-reporting beats
+/// losing a spike.
 #[derive(Debug, Default)]
 pub(crate) struct Verdicts {
+    mode: Backend,
+    /// A verdict was heard, by this agent or one before it.
     answering: bool,
-    silent_acks: u32,
 }
 
 impl Verdicts {
+    pub(crate) fn new(mode: Backend, answering: bool) -> Self {
+        Self { mode, answering }
+    }
+
+    /// True once a verdict was heard (the fact to persist).
+    pub(crate) fn answering(&self) -> bool {
+        self.answering
+    }
+
     /// True when `outcome` lets the baseline advance to the report's sample.
     pub(crate) fn settles(&mut self, outcome: &Outcome) -> bool {
         match outcome {
-            Outcome::Accepted | Outcome::Rejected { .. } => {
-                self.heard();
-                matches!(outcome, Outcome::Accepted)
-            }
-            Outcome::NotDelivered(_) => false,
-            Outcome::Acked if !self.answering => true,
-            Outcome::Acked => {
-                self.silent_acks += 1;
-                if self.silent_acks < SILENT_ACKS_BEFORE_PUBACK_SETTLES {
-                    return false;
-                }
-                *self = Self::default();
-                true
-            }
+            Outcome::Accepted => true,
+            Outcome::Rejected { .. } | Outcome::NotDelivered(_) => false,
+            Outcome::Acked => match self.mode {
+                Backend::Verdicts => false,
+                Backend::None => true,
+                Backend::Auto => !self.answering,
+            },
         }
     }
 
-    /// A verdict came, if late: the backend answers.
-    pub(crate) fn heard(&mut self) {
-        self.answering = true;
-        self.silent_acks = 0;
+    /// A verdict came (in time or late): the backend answers. True when that is news.
+    pub(crate) fn heard(&mut self) -> bool {
+        !std::mem::replace(&mut self.answering, true)
     }
 }
 
@@ -129,30 +127,34 @@ mod tests {
     }
 
     #[test]
-    fn a_plain_broker_settles_on_puback() {
-        let mut v = Verdicts::default();
-        assert!(v.settles(&Outcome::Acked));
+    fn auto_settles_on_puback_until_the_first_verdict_and_never_after() {
+        let mut v = Verdicts::new(Backend::Auto, false);
         assert!(v.settles(&Outcome::Acked));
         assert!(!v.settles(&Outcome::NotDelivered("down".into())));
-        assert!(v.settles(&Outcome::Acked));
+        assert!(v.heard(), "the first verdict is news");
+        assert!(!v.heard());
+        assert!(v.answering());
+        // However long the backend stays silent, a PUBACK never settles again.
+        for _ in 0..100 {
+            assert!(!v.settles(&Outcome::Acked));
+        }
+        assert!(!v.settles(&rejected()));
+        assert!(v.settles(&Outcome::Accepted));
+        // Learned by an earlier agent (the state directory).
+        assert!(!Verdicts::new(Backend::Auto, true).settles(&Outcome::Acked));
     }
 
     #[test]
-    fn a_backend_that_answered_must_answer_again_until_it_is_taken_as_gone() {
-        let mut v = Verdicts::default();
-        assert!(v.settles(&Outcome::Accepted));
-        assert!(!v.settles(&Outcome::Acked));
-        assert!(!v.settles(&Outcome::Acked));
-        // The third silent ack in a row carried everything since the last accepted report.
-        assert!(v.settles(&Outcome::Acked));
-        assert!(v.settles(&Outcome::Acked));
-        // A rejection shows the backend is back; rejected traffic never settles.
-        assert!(!v.settles(&rejected()));
-        assert!(!v.settles(&Outcome::Acked));
-        assert!(v.settles(&Outcome::Accepted));
-        assert!(!v.settles(&Outcome::Acked));
-        assert!(!v.settles(&Outcome::NotDelivered("down".into())));
-        assert!(!v.settles(&Outcome::Acked));
-        assert!(v.settles(&Outcome::Accepted));
+    fn verdicts_and_none_do_not_depend_on_what_was_heard() {
+        for answering in [false, true] {
+            let mut v = Verdicts::new(Backend::Verdicts, answering);
+            assert!(!v.settles(&Outcome::Acked));
+            assert!(v.settles(&Outcome::Accepted));
+            let mut n = Verdicts::new(Backend::None, answering);
+            assert!(n.settles(&Outcome::Acked));
+            assert!(n.settles(&Outcome::Accepted));
+            assert!(!n.settles(&rejected()));
+            assert!(!n.settles(&Outcome::NotDelivered("down".into())));
+        }
     }
 }

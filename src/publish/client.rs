@@ -18,8 +18,14 @@ use super::verdict::{Encoding, Status};
 pub const MAX_PAYLOAD: usize = 128 * 1024;
 /// Room for the fixed header and topic around a maximal payload.
 const MAX_OUTGOING_PACKET: usize = MAX_PAYLOAD + 1024;
-/// Verdicts are a few hundred bytes; nothing else is subscribed.
-const MAX_INCOMING_PACKET: usize = 16 * 1024;
+/// Verdicts are a few hundred bytes, but anyone allowed to publish on the verdict topics can
+/// leave a bigger (retained) message there, and rumqttc drops the connection on a packet above
+/// this limit: the agent would reconnect, resubscribe and get it again, forever (issue #11
+/// item 3). AWS IoT Core carries no message above 128 KiB, so this limit (the same as
+/// outgoing) takes any message a broker like it delivers; such a message is then ignored
+/// (not a verdict) and logged. Bigger ones exist only on brokers that allow them; there the
+/// connection still dies, and backs off like a failed one (`session`).
+const MAX_INCOMING_PACKET: usize = MAX_OUTGOING_PACKET;
 /// Small request queue: one report, a subscribe, acks.
 const REQUEST_CAPACITY: usize = 8;
 

@@ -73,6 +73,10 @@ pub(super) struct InFlight {
     pub(super) verdict: Option<oneshot::Sender<Verdict>>,
 }
 
+/// A connection up at least this long counts as a success: the next failure starts the
+/// reconnect backoff over.
+const STABLE_AFTER: Duration = Duration::from_secs(10);
+
 /// Late verdicts kept for the daemon to collect: a few slots' worth, oldest dropped first.
 const MAX_LATE: usize = 8;
 
@@ -121,6 +125,10 @@ impl Driver {
         // A stuck step ends the session like a lost connection (`prepare_connection` then
         // drops the old network).
         let mut steps = Steps::default();
+        let mut connected_at = tokio::time::Instant::now();
+        // A session ended by a step timeout (a broker that never sends SUBACK or PUBACK)
+        // never counts as stable, however long it was up.
+        let mut stuck = false;
         loop {
             if *self.stopping.borrow() && !connected {
                 break;
@@ -150,6 +158,7 @@ impl Driver {
                 }
                 _ = tokio::time::sleep_until(due.map_or(far, |d| d.1)), if due.is_some() => {
                     let (step, timeout) = due.map_or(("", Duration::ZERO), |d| (d.0.name(), d.0.timeout()));
+                    stuck = true;
                     tracing::warn!(step, timeout_ms = timeout.as_millis() as u64, "MQTT step timed out; reconnecting");
                     Err(format!("no {step} within {}s", timeout.as_secs()))
                 }
@@ -161,8 +170,8 @@ impl Driver {
                 Ok(event) => {
                     if let Event::Incoming(Incoming::ConnAck(_)) = event {
                         connected = true;
-                        attempt = 0;
-                        self.backoff.reset();
+                        connected_at = tokio::time::Instant::now();
+                        stuck = false;
                         self.on_connected();
                     } else if self.on_event(event) {
                         break;
@@ -176,9 +185,18 @@ impl Driver {
                     // Dropping the senders tells `publish` the connection is gone.
                     *self.shared.slot() = None;
                     if connected {
-                        tracing::warn!(error = %error, "MQTT connection lost");
+                        let up_for = connected_at.elapsed();
+                        tracing::warn!(error = %error, up_ms = up_for.as_millis() as u64, "MQTT connection lost");
                         connected = false;
-                        attempt = attempt.saturating_add(1);
+                        // Only a connection that stayed up starts the backoff over: one that
+                        // dies right after it is made (a hostile message after SUBACK) backs
+                        // off like a failed attempt (issue #11 item 3).
+                        // The loss counts as this attempt's failure.
+                        if up_for >= STABLE_AFTER && !stuck {
+                            attempt = 1;
+                            self.backoff.reset();
+                        }
+                        stuck = false;
                     }
                     if self.back_off(attempt.max(1), error).await {
                         break;

@@ -1,8 +1,10 @@
 //! Small files in the state directory, each written atomically (temp file, fsync, rename,
-//! fsync of the directory): report ids, the counter baseline, the alarm engine's state and
-//! the alarm outbox (`outbox`). Holds no policy: the daemon decides when to write what.
+//! fsync of the directory): report ids, the alarm engine's state and the alarm outbox
+//! (`outbox`); the counter baseline is rewritten in place in A/B slots (`slots`). Holds no
+//! policy: the daemon decides when to write what.
 
 pub mod outbox;
+pub mod slots;
 
 pub use outbox::{Limits, Message, Outbox, Pushed};
 
@@ -25,7 +27,9 @@ pub fn epoch_ms() -> u64 {
 pub const MAX_REPORT_ID: u64 = (1 << 53) - 1;
 
 const REPORT_ID_FILE: &str = "report_id";
-const BASELINE_FILE: &str = "baseline.json";
+/// Before the A/B slots: read once (migration), never written.
+const LEGACY_BASELINE_FILE: &str = "baseline.json";
+const BASELINE_FILE: &str = "baseline.slots";
 const ALARMS_FILE: &str = "alarms.json";
 
 #[derive(Debug, thiserror::Error)]
@@ -114,14 +118,38 @@ impl State {
         Ok(NextId { id, unsaved })
     }
 
-    /// Loads the persisted counter baseline (JSON), `None` when there is none yet.
+    /// Loads the persisted counter baseline record (JSON in `slots`), `None` when there is
+    /// none yet; a `baseline.json` left by an older version is read when no slot is valid.
     pub fn load_baseline<T: DeserializeOwned>(&self) -> Result<Option<T>, StateError> {
-        self.load_json(BASELINE_FILE)
+        let path = self.dir.join(BASELINE_FILE);
+        match slots::read(&path)? {
+            Some((_, bytes)) => {
+                serde_json::from_slice(&bytes)
+                    .map(Some)
+                    .map_err(|e| StateError::Corrupt {
+                        path,
+                        detail: e.to_string(),
+                    })
+            }
+            None => self.load_json(LEGACY_BASELINE_FILE),
+        }
     }
 
-    /// Persists the counter baseline atomically.
+    /// Persists the counter baseline record in place (`slots`): on a full disk it still
+    /// goes through once the slot file exists, where an atomic rename would need new blocks.
     pub fn save_baseline<T: Serialize>(&self, baseline: &T) -> Result<(), StateError> {
-        self.save_json(BASELINE_FILE, baseline)
+        let path = self.dir.join(BASELINE_FILE);
+        let bytes = serde_json::to_vec(baseline).map_err(|e| StateError::Corrupt {
+            path: path.clone(),
+            detail: e.to_string(),
+        })?;
+        slots::write(&path, &bytes)
+    }
+
+    /// Keeps the last report id at least `last` (an id handed out in memory that the disk
+    /// may not have taken), so a reload never hands out a lower one.
+    pub fn keep_above(&mut self, last: Option<u64>) {
+        self.last_id = self.last_id.max(last);
     }
 
     /// Loads the alarm engine's saved state (JSON), `None` when there is none yet.
@@ -308,6 +336,20 @@ mod tests {
         assert_eq!(s.load_baseline::<Vec<u64>>().unwrap(), None);
         s.save_baseline(&vec![1u64, 2, 3]).unwrap();
         assert_eq!(s.load_baseline::<Vec<u64>>().unwrap(), Some(vec![1, 2, 3]));
+        // A full disk (no new blocks) takes the rewrite in place: no temp file is made.
+        fs::create_dir(dir.path().join(".baseline.slots.tmp")).unwrap();
+        s.save_baseline(&vec![4u64]).unwrap();
+        assert_eq!(s.load_baseline::<Vec<u64>>().unwrap(), Some(vec![4]));
+    }
+
+    #[test]
+    fn a_baseline_json_from_an_older_version_is_read_until_the_first_save() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(LEGACY_BASELINE_FILE), b"[7]").unwrap();
+        let s = State::open(dir.path()).unwrap();
+        assert_eq!(s.load_baseline::<Vec<u64>>().unwrap(), Some(vec![7]));
+        s.save_baseline(&vec![8u64]).unwrap();
+        assert_eq!(s.load_baseline::<Vec<u64>>().unwrap(), Some(vec![8]));
     }
 
     #[test]

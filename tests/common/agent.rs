@@ -158,9 +158,23 @@ pub fn use_password(config: &Path, username: &str, password: &str, keep_cert: bo
 }
 
 pub fn spawn(config: &Path, env: &[(&str, &str)]) -> Agent {
+    spawn_wrapped(config, env, &[])
+}
+
+/// Like `spawn`, started through `wrapper` (a program and its arguments, which must exec
+/// the agent binary and its arguments appended to them, e.g. `unshare -m sh -c '…; exec
+/// "$0" "$@"'`), so the wrapper's pid is the agent's.
+pub fn spawn_wrapped(config: &Path, env: &[(&str, &str)], wrapper: &[&str]) -> Agent {
     let log = config.with_extension(format!("log-{}", rand_suffix()));
     let file = std::fs::File::create(&log).unwrap();
-    let mut cmd = Command::new(BIN);
+    let mut cmd = match wrapper.split_first() {
+        Some((program, args)) => {
+            let mut c = Command::new(program);
+            c.args(args).arg(BIN);
+            c
+        }
+        None => Command::new(BIN),
+    };
     cmd.arg("run")
         .arg("--config")
         .arg(config)

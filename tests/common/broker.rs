@@ -160,6 +160,26 @@ impl Broker {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Publishes `file` retained on `topic` with mosquitto_pub, as the backend's identity.
+    pub fn retain(&self, pki: &Pki, topic: &str, file: &Path) {
+        let out = Command::new("mosquitto_pub")
+            .args(["-h", "127.0.0.1", "--insecure", "-q", "1", "-r"])
+            .args(["-p", &self.port.to_string(), "-t", topic])
+            .arg("--cafile")
+            .arg(&pki.ca)
+            .arg("--cert")
+            .arg(&pki.backend.cert)
+            .arg("--key")
+            .arg(&pki.backend.key)
+            .arg("-f")
+            .arg(file)
+            .output()
+            .unwrap_or_else(|e| {
+                panic!("cannot run mosquitto_pub (apt-get install mosquitto-clients): {e}")
+            });
+        assert!(out.status.success(), "mosquitto_pub: {out:?}");
+    }
+
     pub fn conf(&self) -> &Path {
         &self.conf
     }

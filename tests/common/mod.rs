@@ -9,6 +9,7 @@ pub mod backend;
 pub mod broker;
 pub mod certs;
 pub mod custom;
+pub mod netns;
 pub mod notify;
 pub mod run;
 pub mod sockets;
