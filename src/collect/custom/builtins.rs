@@ -214,7 +214,7 @@ fn kernel_modules(root: &Path) -> Result<Vec<String>, CustomError> {
         .filter_map(|l| l.split_whitespace().next())
         .map(super::parse::clean)
         .collect();
-    names.sort();
+    names.sort_unstable();
     names.dedup();
     Ok(names)
 }

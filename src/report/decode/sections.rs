@@ -163,7 +163,7 @@ impl Reader {
             )?;
             ports.push(Port { port, interface });
         }
-        ports.sort();
+        ports.sort_unstable();
         ports.dedup();
         let distinct = {
             let mut n: Vec<u16> = ports.iter().map(|p| p.port).collect();
@@ -213,7 +213,8 @@ impl Reader {
                 local_interface,
             });
         }
-        connections.sort();
+        // Unstable, as in report::build: equal entries are identical, and one sort instance.
+        connections.sort_unstable();
         let total = count(get(&f, Key::Total), &join(path, self.name(Key::Total)))?;
         Ok(ConnectionList {
             total: total.unwrap_or(connections.len() as u64),
