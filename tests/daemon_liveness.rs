@@ -156,7 +156,7 @@ async fn a_baseline_with_no_counted_interface_is_written_once() {
         "[collect]\ninclude_interfaces = [\"none-such0\"]\n",
     );
     let agent = spawn(&cfg, &[]);
-    let baseline = work.path().join("state/baseline.json");
+    let baseline = work.path().join("state/baseline.slots");
     assert!(
         eventually(Duration::from_secs(20), || backend.received().len() >= 2).await,
         "{}",
