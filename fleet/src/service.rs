@@ -217,6 +217,9 @@ impl Service {
                 }
                 self.send_alerts()?;
             }
+            Event::Incoming(Incoming::SubAck(ack)) => {
+                tracing::info!(codes = ?ack.return_codes, "subscribed to the report topics");
+            }
             Event::Incoming(Incoming::Publish(p)) => self.on_report(p)?,
             Event::Outgoing(Outgoing::Publish(pkid)) => {
                 if let Some(Some(id)) = self.flight.queued.pop_front() {
