@@ -28,6 +28,11 @@ pub const REPORT_TOPICS: [&str; 2] = [
 const REQUEST_CAPACITY: usize = 8192;
 /// QoS 1 messages in flight at once.
 const INFLIGHT: u16 = 100;
+/// Largest incoming packet read: reports above `MAX_REPORT_BYTES` are read and rejected, but a
+/// packet above this limit breaks the connection (rumqttc) and the broker would redeliver it
+/// forever; the README tells to set the broker's own limit (mosquitto `message_size_limit`)
+/// below it.
+const MAX_INCOMING_PACKET: usize = 16 * 1024 * 1024;
 /// Unsent alerts read from the store at once.
 const OUTBOX_BATCH: usize = 200;
 const REFRESH_EVERY: Duration = Duration::from_secs(2);
@@ -60,7 +65,7 @@ fn options(config: &Config) -> Result<MqttOptions, String> {
         .set_clean_session(false)
         .set_manual_acks(true)
         .set_inflight(INFLIGHT)
-        .set_max_packet_size(MAX_REPORT_BYTES * 2, MAX_REPORT_BYTES * 2);
+        .set_max_packet_size(MAX_INCOMING_PACKET, MAX_REPORT_BYTES * 2);
     if let (Some(user), Some(file)) = (&b.username, &b.password_file) {
         let password = read_password(file).map_err(|e| e.to_string())?;
         o.set_credentials(user.clone(), password.expose());
