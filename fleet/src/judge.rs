@@ -10,6 +10,7 @@ use detect_agent::detect::{Engine, EngineState, Event, IdSource, Profile, STALE_
 use detect_agent::report::Report;
 
 use crate::intake::{self, ReportTopic};
+use crate::statistical::Statistical;
 use crate::store::{Recorded, Store, StoreError, StoredReport, Write};
 use crate::targets::Attachments;
 
@@ -32,6 +33,7 @@ pub struct Judge {
     min_interval_ms: u64,
     /// Shared by every engine this judge builds (one per report and profile).
     ids: Arc<Mutex<IdSource>>,
+    statistical: Statistical,
 }
 
 impl Judge {
@@ -42,6 +44,7 @@ impl Judge {
         ids: IdSource,
     ) -> Judge {
         Judge {
+            statistical: Statistical::new(&profiles),
             profiles: profiles.into_iter().map(|p| (p.name.clone(), p)).collect(),
             attachments,
             registry: BTreeMap::new(),
@@ -143,6 +146,10 @@ impl Judge {
         let profiles: Vec<Profile> = self.watching(thing).into_iter().cloned().collect();
         for profile in profiles {
             let name = profile.name.clone();
+            write
+                .samples
+                .extend(self.statistical.samples(&name, thing, report, now_ms));
+            let profile = self.statistical.resolve(store, &profile, now_ms)?;
             let state = store.state(thing, &name)?;
             let (mut engine, mut events) = self.engine(thing, profile, state, now_ms);
             events.extend(engine.evaluate(report, now_ms));
@@ -226,6 +233,7 @@ impl Judge {
                     write.states.push((thing, profile, None));
                 }
                 Some(p) => {
+                    let p = self.statistical.resolve(store, &p, now_ms)?;
                     let before = state.clone();
                     let (mut engine, mut events) = self.engine(&thing, p, Some(state), now_ms);
                     if let (Some(last), true) = (silent_since, has_alarm) {
@@ -244,3 +252,7 @@ impl Judge {
         Ok(write)
     }
 }
+
+#[cfg(test)]
+#[path = "judge_tests.rs"]
+mod tests;

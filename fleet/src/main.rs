@@ -7,6 +7,7 @@ mod config;
 mod intake;
 mod judge;
 mod service;
+mod statistical;
 mod store;
 mod targets;
 

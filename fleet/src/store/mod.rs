@@ -54,6 +54,18 @@ pub struct Recorded {
     pub suppressed: bool,
 }
 
+/// One device's value in a statistical window (detect-rules §4.8): `sum` adds it to the
+/// window's value (bytes/packets), else it replaces it (gauges: the last value counts).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub profile: String,
+    pub behavior: String,
+    pub window_start_ms: u64,
+    pub thing: String,
+    pub value: f64,
+    pub sum: bool,
+}
+
 /// Everything one step writes, in one transaction.
 #[derive(Debug, Clone, Default)]
 pub struct Write {
@@ -63,6 +75,7 @@ pub struct Write {
     pub events: Vec<Recorded>,
     /// (violation id, lastViolationTime) of alarms still active after this step.
     pub touched: Vec<(String, u64)>,
+    pub samples: Vec<Sample>,
 }
 
 /// An event waiting for the broker's PUBACK.
@@ -109,6 +122,13 @@ pub trait Store {
     fn state(&mut self, thing: &str, profile: &str) -> Result<Option<EngineState>, StoreError>;
     /// Every stored (thing, profile, state), for sweeps.
     fn states(&mut self) -> Result<Vec<(String, String, EngineState)>, StoreError>;
+    /// Every device's value in one statistical window of (profile, behavior).
+    fn window(
+        &mut self,
+        profile: &str,
+        behavior: &str,
+        window_start_ms: u64,
+    ) -> Result<Vec<f64>, StoreError>;
     /// Applies one step atomically; an accepted report also becomes the thing's last report.
     fn apply(&mut self, write: &Write) -> Result<(), StoreError>;
     fn unsent(&mut self, limit: usize) -> Result<Vec<Unsent>, StoreError>;
@@ -122,7 +142,8 @@ pub trait Store {
         description: Option<&str>,
     ) -> Result<bool, StoreError>;
     /// Drops ended violations and sent events older than `history_before_ms`, and stored
-    /// reports (kept to answer redeliveries) older than `reports_before_ms`.
+    /// reports (kept to answer redeliveries) and statistical samples older than
+    /// `reports_before_ms`.
     fn prune(
         &mut self,
         history_before_ms: u64,

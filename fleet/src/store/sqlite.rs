@@ -56,6 +56,14 @@ CREATE TABLE IF NOT EXISTS events (
     suppressed INTEGER NOT NULL,
     sent INTEGER NOT NULL DEFAULT 0
 );
+CREATE TABLE IF NOT EXISTS samples (
+    profile TEXT NOT NULL,
+    behavior TEXT NOT NULL,
+    window_start_ms INTEGER NOT NULL,
+    thing TEXT NOT NULL,
+    value REAL NOT NULL,
+    PRIMARY KEY (profile, behavior, window_start_ms, thing)
+) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS events_unsent ON events (sent, suppressed, id);
 ";
 
@@ -317,6 +325,26 @@ impl super::Store for Sqlite {
             }
             .map_err(err)?;
         }
+        for x in &write.samples {
+            let sql = if x.sum {
+                "INSERT INTO samples (profile, behavior, window_start_ms, thing, value)
+                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO UPDATE SET value = value + ?5"
+            } else {
+                "INSERT INTO samples (profile, behavior, window_start_ms, thing, value)
+                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO UPDATE SET value = ?5"
+            };
+            tx.prepare_cached(sql)
+                .and_then(|mut s| {
+                    s.execute(params![
+                        x.profile,
+                        x.behavior,
+                        ms(x.window_start_ms),
+                        x.thing,
+                        x.value
+                    ])
+                })
+                .map_err(err)?;
+        }
         for (id, last) in &write.touched {
             tx.prepare_cached(
                 "UPDATE violations SET last_violation_ms = ?2 WHERE violation_id = ?1 AND end_ms IS NULL",
@@ -325,6 +353,23 @@ impl super::Store for Sqlite {
             .map_err(err)?;
         }
         tx.commit().map_err(err)
+    }
+
+    fn window(
+        &mut self,
+        profile: &str,
+        behavior: &str,
+        window_start_ms: u64,
+    ) -> Result<Vec<f64>, StoreError> {
+        self.conn
+            .prepare_cached(
+                "SELECT value FROM samples WHERE profile = ?1 AND behavior = ?2 AND window_start_ms = ?3",
+            )
+            .and_then(|mut s| {
+                s.query_map(params![profile, behavior, ms(window_start_ms)], |r| r.get(0))?
+                    .collect()
+            })
+            .map_err(|e| self.err(e))
     }
 
     fn unsent(&mut self, limit: usize) -> Result<Vec<Unsent>, StoreError> {
@@ -462,7 +507,10 @@ impl super::Store for Sqlite {
                 let c = self
                     .conn
                     .execute("DELETE FROM reports WHERE time_ms < ?1", params![r])?;
-                Ok(a + b + c)
+                let d = self
+                    .conn
+                    .execute("DELETE FROM samples WHERE window_start_ms < ?1", params![r])?;
+                Ok(a + b + c + d)
             })
             .map_err(|e| self.err(e))?;
         Ok(n)
