@@ -126,6 +126,11 @@ mqtt_topic = "detect-fleet/alarms/{{thing}}"
         self.child = Some(child);
     }
 
+    /// The running service's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// SIGKILL, no goodbye.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
