@@ -212,6 +212,14 @@ async fn run(things: u64, rate: u64, seconds: u64) {
         .filter_map(|f| std::fs::metadata(work.path().join(f)).ok())
         .map(|m| m.len())
         .sum();
+    if (l.len() as u64) < total {
+        let log = fleet.log();
+        let tail: Vec<&str> = log.lines().rev().take(15).collect();
+        println!(
+            "detect-fleet log (last lines, newest first):\n{}",
+            tail.join("\n")
+        );
+    }
     println!("things            {things}");
     println!(
         "offered           {total} reports in {:.1} s ({:.0}/s)",

@@ -184,6 +184,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             let config = load(&config)?;
             let profiles = profiles(&config)?;
             let store = open(&config)?;
+            let alert_store = open(&config)?;
             let attachments = Attachments::new(&config.attach);
             let judge = Judge::new(
                 profiles,
@@ -195,10 +196,12 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 .enable_all()
                 .build()
                 .context("tokio runtime")?;
-            runtime.block_on(async {
-                let (service, eventloop) = Service::new(config, judge, Box::new(store))?;
-                service.run(eventloop).await
-            })?;
+            runtime.block_on(Service::run(
+                config,
+                judge,
+                Box::new(store),
+                Box::new(alert_store),
+            ))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::CheckConfig { config: path } => {
