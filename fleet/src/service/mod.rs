@@ -25,6 +25,8 @@ pub const REPORT_TOPICS: [&str; 2] = [
 
 /// Requests queued to the MQTT event loop; the service waits when it is full.
 const REQUEST_CAPACITY: usize = 1024;
+/// Reports stored in one transaction at most (those already received; never waits for more).
+const BATCH: usize = 256;
 /// Our answers in flight at once.
 const INFLIGHT: u16 = 100;
 const REFRESH_EVERY: Duration = Duration::from_secs(2);
@@ -103,6 +105,21 @@ impl Service {
         loop {
             tokio::select! {
                 got = rx.recv() => match got {
+                    Some(Polled::Event(Event::Incoming(Incoming::Publish(p)))) => {
+                        let mut batch = vec![p];
+                        let mut other = Vec::new();
+                        while batch.len() < BATCH {
+                            match rx.try_recv() {
+                                Ok(Polled::Event(Event::Incoming(Incoming::Publish(p)))) => batch.push(p),
+                                Ok(Polled::Event(e)) => other.push(e),
+                                Ok(Polled::Lost) | Err(_) => break,
+                            }
+                        }
+                        self.on_reports(batch).await?;
+                        for e in other {
+                            self.on_event(e).await?;
+                        }
+                    }
                     Some(Polled::Event(event)) => self.on_event(event).await?,
                     Some(Polled::Lost) => {}
                     None => return Err(RunError::Setup("MQTT connection task ended".into())),
@@ -151,17 +168,29 @@ impl Service {
             Event::Incoming(Incoming::SubAck(ack)) => {
                 tracing::info!(codes = ?ack.return_codes, "subscribed to the report topics");
             }
-            Event::Incoming(Incoming::Publish(p)) => self.on_report(p).await?,
+            Event::Incoming(Incoming::Publish(p)) => self.on_reports(vec![p]).await?,
             _ => {}
         }
         Ok(())
     }
 
-    async fn on_report(&mut self, p: rumqttc::Publish) -> Result<(), RunError> {
-        if let Some(topic) = ReportTopic::parse(&p.topic) {
-            let handled = self
-                .judge
-                .handle(self.store.as_mut(), &topic, &p.payload, now_ms())?;
+    /// Judges and stores a batch of reports in one transaction, then answers and
+    /// acknowledges them (nothing is acknowledged before its outcome is committed).
+    async fn on_reports(&mut self, batch: Vec<rumqttc::Publish>) -> Result<(), RunError> {
+        let mut answers = Vec::with_capacity(batch.len());
+        self.store.begin()?;
+        for p in &batch {
+            if let Some(topic) = ReportTopic::parse(&p.topic) {
+                answers.push(self.judge.handle(
+                    self.store.as_mut(),
+                    &topic,
+                    &p.payload,
+                    now_ms(),
+                )?);
+            }
+        }
+        self.store.commit()?;
+        for handled in answers {
             if let Err(e) = self
                 .client
                 .publish(
@@ -178,8 +207,10 @@ impl Service {
                 self.wake_alerts.notify_one();
             }
         }
-        if let Err(e) = self.client.ack(&p).await {
-            tracing::warn!(error = %e, "ack not queued; the broker redelivers the report");
+        for p in &batch {
+            if let Err(e) = self.client.ack(p).await {
+                tracing::warn!(error = %e, "ack not queued; the broker redelivers the report");
+            }
         }
         Ok(())
     }

@@ -110,7 +110,8 @@ pub struct Filter {
     pub profile: Option<String>,
 }
 
-/// The store. One implementation per backend; every method is one transaction.
+/// The store. One implementation per backend; every method is one transaction, or part of
+/// the batch `begin` opened.
 pub trait Store {
     /// The stored outcome of (thing, report_id), if this report was seen before.
     fn report(&mut self, thing: &str, report_id: u64) -> Result<Option<StoredReport>, StoreError>;
@@ -129,7 +130,12 @@ pub trait Store {
         behavior: &str,
         window_start_ms: u64,
     ) -> Result<Vec<f64>, StoreError>;
-    /// Applies one step atomically; an accepted report also becomes the thing's last report.
+    /// Opens a batch: the steps applied until `commit` become durable together (one commit
+    /// for many reports); reads inside the batch see its writes.
+    fn begin(&mut self) -> Result<(), StoreError>;
+    fn commit(&mut self) -> Result<(), StoreError>;
+    /// Applies one step atomically (inside a batch: atomically within it); an accepted report
+    /// also becomes the thing's last report.
     fn apply(&mut self, write: &Write) -> Result<(), StoreError>;
     fn unsent(&mut self, limit: usize) -> Result<Vec<Unsent>, StoreError>;
     fn mark_sent(&mut self, id: i64) -> Result<(), StoreError>;

@@ -239,13 +239,24 @@ impl super::Store for Sqlite {
             .collect()
     }
 
+    fn begin(&mut self) -> Result<(), StoreError> {
+        self.conn
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(|e| self.err(e))
+    }
+
+    fn commit(&mut self) -> Result<(), StoreError> {
+        self.conn.execute_batch("COMMIT").map_err(|e| self.err(e))
+    }
+
     fn apply(&mut self, write: &Write) -> Result<(), StoreError> {
         let path = self.path.clone();
         let err = |source| StoreError::Sqlite {
             path: path.clone(),
             source,
         };
-        let tx = self.conn.transaction().map_err(err)?;
+        // A savepoint: its own transaction outside a batch, nested inside one.
+        let tx = self.conn.savepoint().map_err(err)?;
         if let Some(r) = &write.report {
             tx.prepare_cached(
                 "INSERT OR IGNORE INTO reports (thing, report_id, time_ms, accepted, answer)
