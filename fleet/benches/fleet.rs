@@ -105,12 +105,7 @@ async fn run(things: u64, rate: u64, seconds: u64) {
         &[("bench-10", "all-things")],
         1,
     );
-    fleet.start();
-    assert!(
-        eventually(Duration::from_secs(30), || fleet.connected()).await,
-        "{}",
-        fleet.log()
-    );
+    fleet.start_subscribed().await;
 
     // Answers, matched to their publish time by (thing, report id).
     let sent: Arc<Mutex<HashMap<(String, u64), Instant>>> = Arc::default();

@@ -42,12 +42,7 @@ async fn agents_reports_are_accepted_and_a_group_profile_alarms_and_clears_only_
         "things", "add", "gw-1", "--group", "gateways", "--group", "edge",
     ]);
     assert!(ok, "{err}");
-    fleet.start();
-    assert!(
-        eventually(Duration::from_secs(20), || fleet.connected()).await,
-        "{}",
-        fleet.log()
-    );
+    fleet.start_subscribed().await;
 
     let alarms = Alarms::start(&pki, broker.port, "detect-fleet/alarms/+").await;
     let accepted = Alarms::start(

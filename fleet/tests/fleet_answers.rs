@@ -134,12 +134,7 @@ async fn bad_reports_are_rejected_with_aws_error_codes_and_a_redelivered_report_
     let broker = Broker::start(&pki);
     let work = tempfile::tempdir().unwrap();
     let mut fleet = Fleet::configure(work.path(), &pki, &broker, &[], &[], 1);
-    fleet.start();
-    assert!(
-        eventually(Duration::from_secs(20), || fleet.connected()).await,
-        "{}",
-        fleet.log()
-    );
+    fleet.start_subscribed().await;
     let (c, got) = client(&pki, broker.port).await;
     let j = |v: &Value| serde_json::to_vec(v).unwrap();
 

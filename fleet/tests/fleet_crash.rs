@@ -37,12 +37,7 @@ async fn kill_9_during_a_load_run_stores_every_report_once_and_repeats_no_alarm(
         &[("no-ssh", "all-things")],
         1,
     );
-    fleet.start();
-    assert!(
-        eventually(Duration::from_secs(20), || fleet.connected()).await,
-        "{}",
-        fleet.log()
-    );
+    fleet.start_subscribed().await;
     let alarms = Alarms::start(&pki, broker.port, "detect-fleet/alarms/+").await;
 
     let mut o = MqttOptions::new("load", "127.0.0.1", broker.port);

@@ -131,6 +131,13 @@ mqtt_topic = "detect-fleet/alarms/{{thing}}"
         self.child.as_ref().map(Child::id)
     }
 
+    /// Starts `run` and waits (at most 20 s) until it is subscribed.
+    pub async fn start_subscribed(&mut self) {
+        self.start();
+        let up = super::eventually(std::time::Duration::from_secs(20), || self.connected()).await;
+        assert!(up, "detect-fleet did not subscribe:\n{}", self.log());
+    }
+
     /// SIGKILL, no goodbye.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {

@@ -15,18 +15,6 @@ pub mod certs;
 pub mod agent;
 pub mod fleet;
 
-use std::time::Duration;
-
-/// Polls `check` every 50 ms until it is true or `limit` passes; returns the last result.
-pub async fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        if check() {
-            return true;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
+#[path = "../../../tests/common/eventually.rs"]
+pub mod eventually;
+pub use eventually::eventually;
