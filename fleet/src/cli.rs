@@ -185,6 +185,10 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             let profiles = profiles(&config)?;
             let store = open(&config)?;
             let alert_store = open(&config)?;
+            let webhook_store = match &config.alerts.webhook_url {
+                Some(_) => Some(Box::new(open(&config)?) as Box<dyn Store + Send>),
+                None => None,
+            };
             let attachments = Attachments::new(&config.attach);
             let judge = Judge::new(
                 profiles,
@@ -201,6 +205,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 judge,
                 Box::new(store),
                 Box::new(alert_store),
+                webhook_store,
             ))?;
             Ok(ExitCode::SUCCESS)
         }

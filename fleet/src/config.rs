@@ -178,9 +178,11 @@ impl Config {
                 self.alerts.mqtt_topic
             ));
         }
-        if let Some(url) = &self.alerts.webhook_url {
+        if let Some(url) = &self.alerts.webhook_url
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
             return Err(format!(
-                "[alerts] webhook_url {url:?}: webhooks are not implemented in this build"
+                "[alerts] webhook_url {url:?}: must start with https:// (or http://)"
             ));
         }
         crate::targets::check(&self.attach)

@@ -12,7 +12,7 @@ use tokio::sync::{Notify, mpsc};
 use super::RunError;
 use super::connection::{Polled, drive, options};
 use crate::config::Config;
-use crate::store::{Store, StoreError};
+use crate::store::{Channel, Store, StoreError};
 
 /// Unsent alerts read from the store at once.
 const BATCH: usize = 200;
@@ -57,7 +57,7 @@ async fn send_all(
     rx: &mut mpsc::UnboundedReceiver<Polled>,
 ) -> Result<bool, StoreError> {
     loop {
-        let batch = store.unsent(BATCH)?;
+        let batch = store.unsent(Channel::Mqtt, BATCH)?;
         if batch.is_empty() {
             return Ok(true);
         }
@@ -92,7 +92,7 @@ async fn send_all(
                     return Ok(true);
                 }
             }
-            store.mark_sent(u.id)?;
+            store.mark_sent(Channel::Mqtt, u.id)?;
             tracing::debug!(violation_id = %u.event.violation_id, event = u.event.violation_event_type.name(), "alert sent");
         }
     }

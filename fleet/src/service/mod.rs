@@ -5,6 +5,7 @@
 
 mod alerts;
 mod connection;
+mod webhook;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -56,17 +57,20 @@ pub struct Service {
     store: Box<dyn Store + Send>,
     client: AsyncClient,
     wake_alerts: Arc<Notify>,
+    wake_webhook: Arc<Notify>,
 }
 
 impl Service {
     /// Runs until SIGTERM/SIGINT. `store` serves the reports, `alert_store` (a second handle
-    /// on the same database) the alert sender. Returns an error when a store fails: the
+    /// on the same database) the MQTT alert sender, `webhook_store` (a third) the webhook
+    /// sender when `[alerts] webhook_url` is set. Returns an error when a store fails: the
     /// process then exits without acknowledging, and the broker redelivers to the next run.
     pub async fn run(
         config: Config,
         judge: Judge,
         store: Box<dyn Store + Send>,
         alert_store: Box<dyn Store + Send>,
+        webhook_store: Option<Box<dyn Store + Send>>,
     ) -> Result<(), RunError> {
         let id = config.broker.client_id.clone();
         let opts = options(&config, &id, true, INFLIGHT).map_err(RunError::Setup)?;
@@ -79,19 +83,28 @@ impl Service {
             alert_store,
             wake_alerts.clone(),
         ));
+        let wake_webhook = Arc::new(Notify::new());
+        let hook = match (&config.alerts.webhook_url, webhook_store) {
+            (Some(url), Some(s)) => {
+                tokio::spawn(webhook::run(url.clone(), s, wake_webhook.clone()))
+            }
+            _ => tokio::spawn(std::future::pending()),
+        };
         let service = Service {
             config,
             judge,
             store,
             client,
             wake_alerts,
+            wake_webhook,
+        };
+        let stopped = |name: &str, e: tokio::task::JoinError| {
+            Err(RunError::Setup(format!("{name} stopped: {e}")))
         };
         tokio::select! {
             done = service.serve(rx) => done,
-            failed = alerts => match failed {
-                Ok(result) => result,
-                Err(e) => Err(RunError::Setup(format!("alert sender stopped: {e}"))),
-            },
+            failed = alerts => failed.unwrap_or_else(|e| stopped("alert sender", e)),
+            failed = hook => failed.unwrap_or_else(|e| stopped("webhook sender", e)),
         }
     }
 
@@ -130,6 +143,7 @@ impl Service {
                     if !w.events.is_empty() {
                         tracing::info!(events = w.events.len(), "sweep: alarms invalidated");
                         self.wake_alerts.notify_one();
+                        self.wake_webhook.notify_one();
                     }
                 }
                 _ = prune.tick() => {
@@ -205,6 +219,7 @@ impl Service {
             }
             if !handled.events.is_empty() {
                 self.wake_alerts.notify_one();
+                self.wake_webhook.notify_one();
             }
         }
         for p in &batch {

@@ -78,7 +78,16 @@ pub struct Write {
     pub samples: Vec<Sample>,
 }
 
-/// An event waiting for the broker's PUBACK.
+/// Where alerts go; each keeps its own "sent" mark per event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    /// `[alerts] mqtt_topic`, sent on the broker's PUBACK.
+    Mqtt,
+    /// `[alerts] webhook_url`, sent on a 2xx answer.
+    Webhook,
+}
+
+/// An event waiting to be sent on a channel.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Unsent {
     pub id: i64,
@@ -137,8 +146,9 @@ pub trait Store {
     /// Applies one step atomically (inside a batch: atomically within it); an accepted report
     /// also becomes the thing's last report.
     fn apply(&mut self, write: &Write) -> Result<(), StoreError>;
-    fn unsent(&mut self, limit: usize) -> Result<Vec<Unsent>, StoreError>;
-    fn mark_sent(&mut self, id: i64) -> Result<(), StoreError>;
+    /// The oldest unsuppressed events not yet sent on `channel`.
+    fn unsent(&mut self, channel: Channel, limit: usize) -> Result<Vec<Unsent>, StoreError>;
+    fn mark_sent(&mut self, channel: Channel, id: i64) -> Result<(), StoreError>;
     fn violations(&mut self, filter: &Filter) -> Result<Vec<Violation>, StoreError>;
     /// Sets a violation's verification state; false when there is no such violation.
     fn verify(

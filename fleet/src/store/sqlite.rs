@@ -7,7 +7,7 @@ use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{Filter, Recorded, StoreError, StoredReport, Thing, Unsent, Violation, Write};
+use super::{Channel, Filter, Recorded, StoreError, StoredReport, Thing, Unsent, Violation, Write};
 use detect_agent::detect::{EngineState, EventType};
 
 const SCHEMA: &str = "
@@ -54,7 +54,8 @@ CREATE TABLE IF NOT EXISTS events (
     time_ms INTEGER NOT NULL,
     event TEXT NOT NULL,
     suppressed INTEGER NOT NULL,
-    sent INTEGER NOT NULL DEFAULT 0
+    sent INTEGER NOT NULL DEFAULT 0,
+    webhook_sent INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS samples (
     profile TEXT NOT NULL,
@@ -383,12 +384,18 @@ impl super::Store for Sqlite {
             .map_err(|e| self.err(e))
     }
 
-    fn unsent(&mut self, limit: usize) -> Result<Vec<Unsent>, StoreError> {
+    fn unsent(&mut self, channel: Channel, limit: usize) -> Result<Vec<Unsent>, StoreError> {
+        let sql = match channel {
+            Channel::Mqtt => {
+                "SELECT id, event FROM events WHERE sent = 0 AND suppressed = 0 ORDER BY id LIMIT ?1"
+            }
+            Channel::Webhook => {
+                "SELECT id, event FROM events WHERE webhook_sent = 0 AND suppressed = 0 ORDER BY id LIMIT ?1"
+            }
+        };
         let rows: Vec<(i64, String)> = self
             .conn
-            .prepare_cached(
-                "SELECT id, event FROM events WHERE sent = 0 AND suppressed = 0 ORDER BY id LIMIT ?1",
-            )
+            .prepare_cached(sql)
             .and_then(|mut s| {
                 s.query_map(params![limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
                     .collect()
@@ -404,9 +411,13 @@ impl super::Store for Sqlite {
             .collect()
     }
 
-    fn mark_sent(&mut self, id: i64) -> Result<(), StoreError> {
+    fn mark_sent(&mut self, channel: Channel, id: i64) -> Result<(), StoreError> {
+        let sql = match channel {
+            Channel::Mqtt => "UPDATE events SET sent = 1 WHERE id = ?1",
+            Channel::Webhook => "UPDATE events SET webhook_sent = 1 WHERE id = ?1",
+        };
         self.conn
-            .prepare_cached("UPDATE events SET sent = 1 WHERE id = ?1")
+            .prepare_cached(sql)
             .and_then(|mut s| s.execute(params![id]))
             .map_err(|e| self.err(e))?;
         Ok(())
@@ -512,7 +523,7 @@ impl super::Store for Sqlite {
             )
             .and_then(|a| {
                 let b = self.conn.execute(
-                    "DELETE FROM events WHERE (sent = 1 OR suppressed = 1) AND time_ms < ?1",
+                    "DELETE FROM events WHERE ((sent = 1 AND webhook_sent = 1) OR suppressed = 1) AND time_ms < ?1",
                     params![h],
                 )?;
                 let c = self
