@@ -1,9 +1,11 @@
 //! The fleet's state behind one small trait (issue #9 item 5): things, each report's stored
 //! answer, per (thing, profile) engine state, violations with history and verification, and
-//! the alert outbox. `sqlite.rs` is the embedded implementation; a distributed one comes next.
+//! the alert outbox. `sqlite.rs` (+ `sqlite_write.rs`) is the embedded implementation; a
+//! distributed one comes next.
 //! Decides nothing: the service says what to write.
 
 mod sqlite;
+mod sqlite_write;
 
 use std::collections::{BTreeMap, BTreeSet};
 

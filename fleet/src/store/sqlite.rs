@@ -7,66 +7,10 @@ use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{Channel, Filter, Recorded, StoreError, StoredReport, Thing, Unsent, Violation, Write};
-use detect_agent::detect::{EngineState, EventType};
+use super::{Channel, Filter, StoreError, StoredReport, Thing, Unsent, Violation, Write};
+use detect_agent::detect::EngineState;
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS things (
-    name TEXT PRIMARY KEY,
-    registered INTEGER NOT NULL DEFAULT 0,
-    groups TEXT NOT NULL DEFAULT '[]',
-    last_report_id INTEGER,
-    last_report_ms INTEGER
-);
-CREATE TABLE IF NOT EXISTS reports (
-    thing TEXT NOT NULL,
-    report_id INTEGER NOT NULL,
-    time_ms INTEGER NOT NULL,
-    accepted INTEGER NOT NULL,
-    answer TEXT NOT NULL,
-    PRIMARY KEY (thing, report_id)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS reports_time ON reports (time_ms);
-CREATE TABLE IF NOT EXISTS states (
-    thing TEXT NOT NULL,
-    profile TEXT NOT NULL,
-    state TEXT NOT NULL,
-    PRIMARY KEY (thing, profile)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS violations (
-    violation_id TEXT PRIMARY KEY,
-    thing TEXT NOT NULL,
-    profile TEXT NOT NULL,
-    behavior TEXT NOT NULL,
-    start_ms INTEGER NOT NULL,
-    last_violation_ms INTEGER NOT NULL,
-    last_value TEXT,
-    end_ms INTEGER,
-    end_type TEXT,
-    suppressed INTEGER NOT NULL,
-    verification_state TEXT NOT NULL DEFAULT 'UNKNOWN',
-    verification_description TEXT
-);
-CREATE INDEX IF NOT EXISTS violations_end ON violations (end_ms);
-CREATE TABLE IF NOT EXISTS events (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    violation_id TEXT NOT NULL,
-    time_ms INTEGER NOT NULL,
-    event TEXT NOT NULL,
-    suppressed INTEGER NOT NULL,
-    sent INTEGER NOT NULL DEFAULT 0,
-    webhook_sent INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS samples (
-    profile TEXT NOT NULL,
-    behavior TEXT NOT NULL,
-    window_start_ms INTEGER NOT NULL,
-    thing TEXT NOT NULL,
-    value REAL NOT NULL,
-    PRIMARY KEY (profile, behavior, window_start_ms, thing)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS events_unsent ON events (sent, suppressed, id);
-";
+const SCHEMA: &str = include_str!("schema.sql");
 
 pub struct Sqlite {
     conn: Connection,
@@ -112,13 +56,13 @@ impl Sqlite {
     }
 }
 
-fn text<T: serde::Serialize>(v: &T) -> String {
+pub(super) fn text<T: serde::Serialize>(v: &T) -> String {
     // Serializing our own plain data types cannot fail (string keys, finite numbers are
     // written as null by serde_json otherwise).
     serde_json::to_string(v).unwrap_or_else(|_| "null".into())
 }
 
-fn ms(v: u64) -> i64 {
+pub(super) fn ms(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
@@ -252,119 +196,7 @@ impl super::Store for Sqlite {
 
     fn apply(&mut self, write: &Write) -> Result<(), StoreError> {
         let path = self.path.clone();
-        let err = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
-        // A savepoint: its own transaction outside a batch, nested inside one.
-        let tx = self.conn.savepoint().map_err(err)?;
-        if let Some(r) = &write.report {
-            tx.prepare_cached(
-                "INSERT OR IGNORE INTO reports (thing, report_id, time_ms, accepted, answer)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-            )
-            .and_then(|mut s| {
-                s.execute(params![
-                    r.thing,
-                    ms(r.report_id),
-                    ms(r.time_ms),
-                    r.accepted,
-                    text(&r.answer)
-                ])
-            })
-            .map_err(err)?;
-            let sql = if r.accepted {
-                "INSERT INTO things (name, last_report_id, last_report_ms) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (name) DO UPDATE SET last_report_id = ?2, last_report_ms = ?3"
-            } else {
-                "INSERT OR IGNORE INTO things (name) VALUES (?1)"
-            };
-            tx.prepare_cached(sql)
-                .and_then(|mut s| {
-                    if r.accepted {
-                        s.execute(params![r.thing, ms(r.report_id), ms(r.time_ms)])
-                    } else {
-                        s.execute(params![r.thing])
-                    }
-                })
-                .map_err(err)?;
-        }
-        for (thing, profile, state) in &write.states {
-            match state {
-                Some(s) => tx
-                    .prepare_cached(
-                        "INSERT INTO states (thing, profile, state) VALUES (?1, ?2, ?3)
-                         ON CONFLICT (thing, profile) DO UPDATE SET state = ?3",
-                    )
-                    .and_then(|mut st| st.execute(params![thing, profile, text(s)])),
-                None => tx
-                    .prepare_cached("DELETE FROM states WHERE thing = ?1 AND profile = ?2")
-                    .and_then(|mut st| st.execute(params![thing, profile])),
-            }
-            .map_err(err)?;
-        }
-        for Recorded { event, suppressed } in &write.events {
-            let e = event;
-            let time = ms(e.violation_event_time);
-            tx.prepare_cached(
-                "INSERT INTO events (violation_id, time_ms, event, suppressed) VALUES (?1, ?2, ?3, ?4)",
-            )
-            .and_then(|mut s| s.execute(params![e.violation_id, time, text(e), suppressed]))
-            .map_err(err)?;
-            match e.violation_event_type {
-                EventType::InAlarm => tx
-                    .prepare_cached(
-                        "INSERT OR IGNORE INTO violations (violation_id, thing, profile, behavior,
-                         start_ms, last_violation_ms, last_value, suppressed)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7)",
-                    )
-                    .and_then(|mut s| {
-                        s.execute(params![
-                            e.violation_id,
-                            e.thing_name,
-                            e.security_profile_name,
-                            text(&e.behavior),
-                            time,
-                            e.metric_value.as_ref().map(text),
-                            suppressed
-                        ])
-                    }),
-                kind => tx
-                    .prepare_cached(
-                        "UPDATE violations SET end_ms = ?2, end_type = ?3 WHERE violation_id = ?1",
-                    )
-                    .and_then(|mut s| s.execute(params![e.violation_id, time, kind.name()])),
-            }
-            .map_err(err)?;
-        }
-        for x in &write.samples {
-            let sql = if x.sum {
-                "INSERT INTO samples (profile, behavior, window_start_ms, thing, value)
-                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO UPDATE SET value = value + ?5"
-            } else {
-                "INSERT INTO samples (profile, behavior, window_start_ms, thing, value)
-                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO UPDATE SET value = ?5"
-            };
-            tx.prepare_cached(sql)
-                .and_then(|mut s| {
-                    s.execute(params![
-                        x.profile,
-                        x.behavior,
-                        ms(x.window_start_ms),
-                        x.thing,
-                        x.value
-                    ])
-                })
-                .map_err(err)?;
-        }
-        for (id, last) in &write.touched {
-            tx.prepare_cached(
-                "UPDATE violations SET last_violation_ms = ?2 WHERE violation_id = ?1 AND end_ms IS NULL",
-            )
-            .and_then(|mut s| s.execute(params![id, ms(*last)]))
-            .map_err(err)?;
-        }
-        tx.commit().map_err(err)
+        super::sqlite_write::apply(&mut self.conn, &path, write)
     }
 
     fn window(
