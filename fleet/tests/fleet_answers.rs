@@ -17,10 +17,22 @@ type Got = Arc<Mutex<Vec<(String, Value)>>>;
 
 /// A device-like client that subscribes to every answer topic; CBOR answers are decoded.
 async fn client(pki: &Pki, port: u16) -> (AsyncClient, Got) {
+    connect(pki, port, None).await
+}
+
+/// `client` logging in with the broker's test user as well as its certificate.
+async fn client_with_login(pki: &Pki, port: u16) -> (AsyncClient, Got) {
+    connect(pki, port, Some(support::broker::USERS[0])).await
+}
+
+async fn connect(pki: &Pki, port: u16, login: Option<(&str, &str)>) -> (AsyncClient, Got) {
     let mut o = MqttOptions::new("plain-test-client", "127.0.0.1", port);
     o.set_transport(Transport::tls_with_config(tls(pki, &pki.client_rsa)))
         .set_keep_alive(Duration::from_secs(5))
         .set_max_packet_size(512 * 1024, 512 * 1024);
+    if let Some((user, password)) = login {
+        o.set_credentials(user, password);
+    }
     let (c, mut el) = AsyncClient::new(o, 64);
     let got: Got = Arc::default();
     let (tx, mut rx) = tokio::sync::watch::channel(false);
@@ -211,5 +223,59 @@ async fn bad_reports_are_rejected_with_aws_error_codes_and_a_redelivered_report_
         "InvalidPayload",
         &long,
         "json",
+    );
+}
+
+#[tokio::test]
+async fn detect_fleet_logs_in_with_a_user_name_and_password_file_over_tls_without_a_certificate() {
+    use support::broker::Login;
+    let pki = Pki::generate();
+    let broker = Broker::start_with(&pki, Login::Password);
+    let work = tempfile::tempdir().unwrap();
+    let mut fleet = Fleet::configure(work.path(), &pki, &broker, &[], &[], 1);
+    // TLS (server verified against the CA), no client certificate: user name and password only.
+    let password = work.path().join("password");
+    std::fs::write(&password, "backend-secret\n").unwrap();
+    let no_cert = |path: &std::path::Path| {
+        let text = std::fs::read_to_string(path).unwrap();
+        let kept: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.starts_with("cert_file") && !l.starts_with("key_file"))
+            .collect();
+        kept.join("\n") + "\n"
+    };
+    let text = no_cert(&fleet.config);
+    let login = format!(
+        "[broker]\nusername = \"defender-backend\"\npassword_file = {:?}\n",
+        password
+    );
+    std::fs::write(&fleet.config, text.replacen("[broker]\n", &login, 1)).unwrap();
+    fleet.start_subscribed().await;
+    let (c, got) = client_with_login(&pki, broker.port).await;
+    let (topic, v) = send(
+        &c,
+        &got,
+        "t-login",
+        "json",
+        serde_json::to_vec(&report(1)).unwrap(),
+    )
+    .await;
+    assert_eq!(
+        topic, "$aws/things/t-login/defender/metrics/json/accepted",
+        "{v}"
+    );
+
+    // A wrong password: the broker refuses, detect-fleet keeps retrying and never subscribes.
+    std::fs::write(&password, "wrong\n").unwrap();
+    let mut other = Fleet::configure(&work.path().join("other"), &pki, &broker, &[], &[], 1);
+    let text = no_cert(&other.config);
+    std::fs::write(&other.config, text.replacen("[broker]\n", &login, 1)).unwrap();
+    other.start();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(!other.connected(), "{}", other.log());
+    assert!(
+        other.log().contains("broker connection lost"),
+        "{}",
+        other.log()
     );
 }
