@@ -5,7 +5,7 @@
 mod alarms;
 mod cycle;
 pub mod notify;
-mod random;
+pub mod random;
 pub mod schedule;
 mod settled;
 mod verdicts;

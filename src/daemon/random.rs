@@ -9,7 +9,7 @@ use crate::detect::engine::{IdSource, seeded_ids};
 /// The violation-id source of the daemon: 128 bits from the kernel for each id. Where the
 /// kernel has none to give (never seen on Linux ≥ 3.17), a sequence seeded from the clock and
 /// the pid, with one warning.
-pub(super) fn ids() -> IdSource {
+pub fn ids() -> IdSource {
     let mut fallback: Option<IdSource> = None;
     Box::new(move || {
         kernel_bits().unwrap_or_else(|| {
@@ -51,7 +51,7 @@ fn kernel_bits() -> Option<u128> {
 }
 
 /// Jitter seed: time and pid, so agents that boot together do not retry in step.
-pub(super) fn seed() -> u64 {
+pub fn seed() -> u64 {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)

@@ -9,6 +9,7 @@ pub mod backend;
 pub mod broker;
 pub mod certs;
 pub mod custom;
+pub mod eventually;
 pub mod netns;
 pub mod notify;
 pub mod run;
@@ -17,6 +18,7 @@ pub mod sockets;
 pub use backend::{Backend, Mode, Received};
 pub use broker::Broker;
 pub use certs::{Identity, Pki};
+pub use eventually::eventually;
 
 use std::time::Duration;
 
@@ -40,20 +42,6 @@ pub fn encode(value: &serde_json::Value, format: &str) -> Vec<u8> {
             out
         }
         _ => serde_json::to_vec(value).unwrap(),
-    }
-}
-
-/// Polls `check` every 50 ms until it is true or `limit` passes; returns the last result.
-pub async fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        if check() {
-            return true;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

@@ -1,0 +1,289 @@
+//! The command line: `run`, `check-config`, `violations`, `verify`, `things add|list`, each
+//! with `--config FILE` (issue #9 item 7). Wiring and output formats only.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use detect_agent::detect::profile;
+
+use crate::config::{self, Config};
+use crate::judge::Judge;
+use crate::service::Service;
+use crate::store::{Filter, Sqlite, Store};
+use crate::targets::Attachments;
+
+#[derive(Parser)]
+#[command(
+    name = "detect-fleet",
+    version,
+    about = "A self-hosted Device Defender Detect backend"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Receive reports, answer them, evaluate profiles, alert.
+    Run {
+        #[arg(long, default_value = config::DEFAULT_PATH)]
+        config: PathBuf,
+    },
+    /// Check the config file and the profiles; print every problem.
+    CheckConfig {
+        #[arg(long, default_value = config::DEFAULT_PATH)]
+        config: PathBuf,
+    },
+    /// List violations (all kept history, or only the active ones).
+    Violations {
+        #[arg(long, default_value = config::DEFAULT_PATH)]
+        config: PathBuf,
+        #[arg(long)]
+        active: bool,
+        #[arg(long)]
+        thing: Option<String>,
+        #[arg(long)]
+        profile: Option<String>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Set a violation's verification state (detect-rules §6.4).
+    Verify {
+        #[arg(long, default_value = config::DEFAULT_PATH)]
+        config: PathBuf,
+        violation_id: String,
+        #[arg(long, value_enum)]
+        state: Verification,
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// The thing registry.
+    Things {
+        #[command(subcommand)]
+        command: ThingsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ThingsCommand {
+    /// Register a thing (again), with its groups (repeat --group).
+    Add {
+        #[arg(long, default_value = config::DEFAULT_PATH)]
+        config: PathBuf,
+        name: String,
+        #[arg(long = "group")]
+        groups: Vec<String>,
+    },
+    /// List registered and reporting things.
+    List {
+        #[arg(long, default_value = config::DEFAULT_PATH)]
+        config: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Table,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+#[value(rename_all = "SCREAMING_SNAKE_CASE")]
+enum Verification {
+    TruePositive,
+    BenignPositive,
+    FalsePositive,
+    Unknown,
+}
+
+impl Verification {
+    fn name(self) -> &'static str {
+        match self {
+            Verification::TruePositive => "TRUE_POSITIVE",
+            Verification::BenignPositive => "BENIGN_POSITIVE",
+            Verification::FalsePositive => "FALSE_POSITIVE",
+            Verification::Unknown => "UNKNOWN",
+        }
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging();
+    match dispatch(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("detect-fleet: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn logging() {
+    let level = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|l| l.parse::<tracing::Level>().ok())
+        .unwrap_or(tracing::Level::INFO);
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_max_level(level)
+        .init();
+}
+
+fn load(path: &Path) -> anyhow::Result<Config> {
+    Ok(Config::load(path)?)
+}
+
+fn open(config: &Config) -> anyhow::Result<Sqlite> {
+    let db = &config.fleet.database;
+    if let Some(dir) = db.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("database directory {}", dir.display()))?;
+    }
+    Ok(Sqlite::open(db)?)
+}
+
+/// The profiles of `[fleet] profiles_dir` (*.json, sorted) through the agent's loader; every
+/// attached profile must be among them. Warnings (cloud-side metrics, ...) are logged once.
+fn profiles(config: &Config) -> anyhow::Result<Vec<profile::Profile>> {
+    let dir = &config.fleet.profiles_dir;
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("[fleet] profiles_dir {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    paths.sort();
+    let loaded = profile::load_all(&paths).map_err(|e| anyhow::anyhow!("profiles: {e}"))?;
+    for w in &loaded.warnings {
+        if !w.message.contains("AWS attaches at most") {
+            tracing::warn!(profile = %w.path.display(), behavior = ?w.behavior, field = %w.field, "{}", w.message);
+        }
+    }
+    let names: BTreeSet<&str> = loaded.profiles.iter().map(|p| p.name.as_str()).collect();
+    for a in &config.attach {
+        if !names.contains(a.profile.as_str()) {
+            bail!(
+                "[[attach]] profile {:?}: no such securityProfileName in {} (found: {})",
+                a.profile,
+                dir.display(),
+                names.iter().copied().collect::<Vec<_>>().join(", ")
+            );
+        }
+    }
+    Ok(loaded.profiles)
+}
+
+fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Run { config } => {
+            let config = load(&config)?;
+            let profiles = profiles(&config)?;
+            let store = open(&config)?;
+            let alert_store = open(&config)?;
+            let webhook_store = match &config.alerts.webhook_url {
+                Some(_) => Some(Box::new(open(&config)?) as Box<dyn Store + Send>),
+                None => None,
+            };
+            let attachments = Attachments::new(&config.attach);
+            let judge = Judge::new(
+                profiles,
+                attachments,
+                config.fleet.min_interval_secs,
+                detect_agent::daemon::random::ids(),
+            );
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("tokio runtime")?;
+            runtime.block_on(Service::run(
+                config,
+                judge,
+                Box::new(store),
+                Box::new(alert_store),
+                webhook_store,
+            ))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::CheckConfig { config: path } => {
+            let config = load(&path)?;
+            let profiles = profiles(&config)?;
+            println!(
+                "{}: ok ({} profiles, {} attachments)",
+                path.display(),
+                profiles.len(),
+                config.attach.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Violations {
+            config,
+            active,
+            thing,
+            profile,
+            format,
+        } => {
+            let mut store = open(&load(&config)?)?;
+            let list = store.violations(&Filter {
+                active_only: active,
+                thing,
+                profile,
+            })?;
+            match format {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&list)?),
+                Format::Table => print!("{}", crate::cli_table::violations(&list)),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify {
+            config,
+            violation_id,
+            state,
+            description,
+        } => {
+            if let Some(d) = &description
+                && (d.chars().count() > 1000 || d.chars().any(char::is_control))
+            {
+                bail!(
+                    "--description: at most 1000 characters, no control characters (detect-rules §6.4)"
+                );
+            }
+            let mut store = open(&load(&config)?)?;
+            if !store.verify(&violation_id, state.name(), description.as_deref())? {
+                bail!("violation {violation_id:?}: not found");
+            }
+            println!("{violation_id}: {}", state.name());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Things { command } => match command {
+            ThingsCommand::Add {
+                config,
+                name,
+                groups,
+            } => {
+                if !detect_agent::identity::is_registry_name(&name) {
+                    bail!("thing name {name:?}: 1–128 characters of [a-zA-Z0-9:_-] (CreateThing)");
+                }
+                if let Some(g) = groups
+                    .iter()
+                    .find(|g| !detect_agent::identity::is_registry_name(g))
+                {
+                    bail!("--group {g:?}: 1–128 characters of [a-zA-Z0-9:_-]");
+                }
+                let mut store = open(&load(&config)?)?;
+                store.register(&name, &groups.into_iter().collect())?;
+                println!("{name}: registered");
+                Ok(ExitCode::SUCCESS)
+            }
+            ThingsCommand::List { config } => {
+                let mut store = open(&load(&config)?)?;
+                print!("{}", crate::cli_table::things(&store.things()?));
+                Ok(ExitCode::SUCCESS)
+            }
+        },
+    }
+}

@@ -1,0 +1,256 @@
+//! The fleet config file (issue #9 Contract): `[broker]`, `[fleet]`, `[alerts]`, `[[attach]]`,
+//! parsed with every unknown key listed. Does not load profiles or open the broker.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+pub const DEFAULT_PATH: &str = "/etc/detect-fleet/fleet.toml";
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Config {
+    pub broker: Broker,
+    pub fleet: Fleet,
+    #[serde(default)]
+    pub alerts: Alerts,
+    #[serde(default)]
+    pub attach: Vec<Attach>,
+}
+
+/// `[broker]`: where the devices publish.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Broker {
+    #[serde(default = "default_endpoint")]
+    pub endpoint: String,
+    #[serde(default = "default_port")]
+    pub port: u16,
+    /// Absent: plain MQTT, allowed only for a loopback broker (with username/password_file).
+    pub ca_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub tls_server_name: Option<String>,
+    pub username: Option<String>,
+    pub password_file: Option<PathBuf>,
+    #[serde(default = "default_client_id")]
+    pub client_id: String,
+}
+
+/// `[fleet]`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Fleet {
+    pub profiles_dir: PathBuf,
+    #[serde(default = "default_database")]
+    pub database: PathBuf,
+    #[serde(default = "default_min_interval")]
+    pub min_interval_secs: u64,
+    /// Violation history kept this many days (detect-rules §6.5).
+    #[serde(default = "default_history_days")]
+    pub history_days: u64,
+}
+
+/// `[alerts]`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Alerts {
+    #[serde(default = "default_topic")]
+    pub mqtt_topic: String,
+    pub webhook_url: Option<String>,
+}
+
+impl Default for Alerts {
+    fn default() -> Self {
+        Alerts {
+            mqtt_topic: default_topic(),
+            webhook_url: None,
+        }
+    }
+}
+
+/// `[[attach]]`: a profile (by `securityProfileName`) on a target.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Attach {
+    pub profile: String,
+    pub target: String,
+}
+
+fn default_endpoint() -> String {
+    "127.0.0.1".into()
+}
+fn default_port() -> u16 {
+    8883
+}
+fn default_client_id() -> String {
+    "detect-fleet".into()
+}
+fn default_database() -> PathBuf {
+    "/var/lib/detect-fleet/fleet.db".into()
+}
+fn default_min_interval() -> u64 {
+    300
+}
+fn default_history_days() -> u64 {
+    90
+}
+fn default_topic() -> String {
+    "detect-fleet/alarms/{thing}".into()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config {path}: cannot read: {source}")]
+    Unreadable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config {path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+    #[error("config {path}: unknown keys: {}", keys.join(", "))]
+    UnknownKeys { path: PathBuf, keys: Vec<String> },
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Unreadable {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses and checks the text; `path` only names the file in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        };
+        let de = toml::Deserializer::parse(text).map_err(|e| invalid(e.to_string()))?;
+        let mut unknown = Vec::new();
+        let config: Config = serde_ignored::deserialize(de, |p| unknown.push(p.to_string()))
+            .map_err(|e| invalid(e.to_string()))?;
+        if !unknown.is_empty() {
+            return Err(ConfigError::UnknownKeys {
+                path: path.to_path_buf(),
+                keys: unknown,
+            });
+        }
+        config.check().map_err(invalid)?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        let b = &self.broker;
+        if b.cert_file.is_some() != b.key_file.is_some() {
+            return Err("[broker] cert_file and key_file go together".into());
+        }
+        if b.username.is_some() != b.password_file.is_some() {
+            return Err("[broker] username and password_file go together".into());
+        }
+        if b.ca_file.is_none() {
+            if b.cert_file.is_some() {
+                return Err("[broker] cert_file needs ca_file (TLS)".into());
+            }
+            if b.username.is_none() {
+                return Err(
+                    "[broker] ca_file is required (or username/password_file on a loopback broker)"
+                        .into(),
+                );
+            }
+            if !is_local(&b.endpoint) {
+                return Err(format!(
+                    "[broker] endpoint {:?}: plain MQTT (no ca_file) is allowed only for a loopback broker",
+                    b.endpoint
+                ));
+            }
+        } else if b.cert_file.is_none() && b.username.is_none() {
+            return Err("[broker] give cert_file/key_file or username/password_file".into());
+        }
+        if b.client_id.is_empty() || b.client_id.len() > 128 {
+            return Err(format!("[broker] client_id {:?}: 1–128 bytes", b.client_id));
+        }
+        if self.fleet.min_interval_secs == 0 {
+            return Err("[fleet] min_interval_secs must be at least 1".into());
+        }
+        if self.fleet.history_days == 0 {
+            return Err("[fleet] history_days must be at least 1".into());
+        }
+        if !self.alerts.mqtt_topic.contains("{thing}") {
+            return Err(format!(
+                "[alerts] mqtt_topic {:?} must contain {{thing}}",
+                self.alerts.mqtt_topic
+            ));
+        }
+        if let Some(url) = &self.alerts.webhook_url
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            return Err(format!(
+                "[alerts] webhook_url {url:?}: must start with https:// (or http://)"
+            ));
+        }
+        crate::targets::check(&self.attach)
+    }
+}
+
+/// A loopback broker: plain MQTT never leaves the host.
+fn is_local(endpoint: &str) -> bool {
+    endpoint == "localhost"
+        || endpoint
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+[broker]
+ca_file = "/ca.pem"
+cert_file = "/f.crt"
+key_file = "/f.key"
+[fleet]
+profiles_dir = "/p"
+"#;
+
+    #[test]
+    fn the_defaults_are_the_contracts() {
+        let c = Config::parse(BASE, Path::new("f.toml")).unwrap();
+        assert_eq!(c.broker.port, 8883);
+        assert_eq!(c.broker.client_id, "detect-fleet");
+        assert_eq!(c.fleet.min_interval_secs, 300);
+        assert_eq!(c.alerts.mqtt_topic, "detect-fleet/alarms/{thing}");
+    }
+
+    #[test]
+    fn the_shipped_fleet_toml_parses_with_the_contract_keys() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/fleet.toml");
+        let c = Config::load(&path).unwrap();
+        assert_eq!(c.broker.tls_server_name.as_deref(), Some("localhost"));
+        assert_eq!(
+            c.fleet.database,
+            Path::new("/var/lib/detect-fleet/fleet.db")
+        );
+        assert_eq!(c.attach[0].target, "group:gateways");
+    }
+
+    #[test]
+    fn every_unknown_key_is_listed() {
+        let text = format!("{BASE}colour = 1\n[alerts]\nmqtt_topik = \"x\"\n");
+        let e = Config::parse(&text, Path::new("f.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("fleet.colour") && e.contains("alerts.mqtt_topik"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn plain_mqtt_is_refused_for_a_remote_broker() {
+        let text = "[broker]\nendpoint = \"10.0.0.1\"\nusername = \"u\"\npassword_file = \"/p\"\n[fleet]\nprofiles_dir = \"/p\"\n";
+        let e = Config::parse(text, Path::new("f.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("loopback"), "{e}");
+        let local = text.replace("10.0.0.1", "127.0.0.1");
+        assert!(Config::parse(&local, Path::new("f.toml")).is_ok());
+    }
+}

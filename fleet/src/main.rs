@@ -1,0 +1,16 @@
+//! `detect-fleet`: a self-hosted AWS IoT Device Defender Detect backend (issue #9). Flags and
+//! wiring only; the work is in `judge` (reports), `service` (MQTT), `store` (SQLite).
+
+mod cli;
+mod cli_table;
+mod config;
+mod intake;
+mod judge;
+mod service;
+mod statistical;
+mod store;
+mod targets;
+
+fn main() -> std::process::ExitCode {
+    cli::main()
+}

@@ -1,0 +1,232 @@
+//! `detect-fleet run`: the MQTT side (issue #9 items 2 and 6). Reports come in on a persistent
+//! session with manual acks: a report is acknowledged only after `Judge::handle` stored its
+//! outcome. Alerts leave from the store's outbox over their own connection (`alerts.rs`).
+//! Decides nothing about reports or alarms (that is `judge`).
+
+mod alerts;
+mod connection;
+mod webhook;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rumqttc::{AsyncClient, Event, Incoming, QoS};
+use tokio::sync::{Notify, mpsc};
+
+use crate::config::Config;
+use crate::intake::ReportTopic;
+use crate::judge::Judge;
+use crate::store::{Store, StoreError, registry};
+use connection::{Polled, drive, options};
+
+pub const REPORT_TOPICS: [&str; 2] = [
+    "$aws/things/+/defender/metrics/json",
+    "$aws/things/+/defender/metrics/cbor",
+];
+
+/// Requests queued to the MQTT event loop; the service waits when it is full.
+const REQUEST_CAPACITY: usize = 1024;
+/// Reports stored in one transaction at most (those already received; never waits for more).
+const BATCH: usize = 256;
+/// Our answers in flight at once.
+const INFLIGHT: u16 = 100;
+const REFRESH_EVERY: Duration = Duration::from_secs(2);
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+/// Stored answers and statistical samples are kept this long.
+const REPORTS_KEPT_MS: u64 = 48 * 3600 * 1000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("broker setup: {0}")]
+    Setup(String),
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+pub struct Service {
+    config: Config,
+    judge: Judge,
+    store: Box<dyn Store + Send>,
+    client: AsyncClient,
+    wake_alerts: Arc<Notify>,
+    wake_webhook: Arc<Notify>,
+}
+
+impl Service {
+    /// Runs until SIGTERM/SIGINT. `store` serves the reports, `alert_store` (a second handle
+    /// on the same database) the MQTT alert sender, `webhook_store` (a third) the webhook
+    /// sender when `[alerts] webhook_url` is set. Returns an error when a store fails: the
+    /// process then exits without acknowledging, and the broker redelivers to the next run.
+    pub async fn run(
+        config: Config,
+        judge: Judge,
+        store: Box<dyn Store + Send>,
+        alert_store: Box<dyn Store + Send>,
+        webhook_store: Option<Box<dyn Store + Send>>,
+    ) -> Result<(), RunError> {
+        let id = config.broker.client_id.clone();
+        let opts = options(&config, &id, true, INFLIGHT).map_err(RunError::Setup)?;
+        let (client, eventloop) = AsyncClient::new(opts, REQUEST_CAPACITY);
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(drive(eventloop, config.clone(), id, true, INFLIGHT, tx));
+        let wake_alerts = Arc::new(Notify::new());
+        let alerts = tokio::spawn(alerts::run(
+            config.clone(),
+            alert_store,
+            wake_alerts.clone(),
+        ));
+        let wake_webhook = Arc::new(Notify::new());
+        let hook = match (&config.alerts.webhook_url, webhook_store) {
+            (Some(url), Some(s)) => {
+                tokio::spawn(webhook::run(url.clone(), s, wake_webhook.clone()))
+            }
+            _ => tokio::spawn(std::future::pending()),
+        };
+        let service = Service {
+            config,
+            judge,
+            store,
+            client,
+            wake_alerts,
+            wake_webhook,
+        };
+        let stopped = |name: &str, e: tokio::task::JoinError| {
+            Err(RunError::Setup(format!("{name} stopped: {e}")))
+        };
+        tokio::select! {
+            done = service.serve(rx) => done,
+            failed = alerts => failed.unwrap_or_else(|e| stopped("alert sender", e)),
+            failed = hook => failed.unwrap_or_else(|e| stopped("webhook sender", e)),
+        }
+    }
+
+    async fn serve(mut self, mut rx: mpsc::UnboundedReceiver<Polled>) -> Result<(), RunError> {
+        let mut refresh = tokio::time::interval(REFRESH_EVERY);
+        let mut sweep = tokio::time::interval(SWEEP_EVERY);
+        let mut prune = tokio::time::interval(PRUNE_EVERY);
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .map_err(|e| RunError::Setup(format!("SIGTERM handler: {e}")))?;
+        self.refresh()?;
+        loop {
+            tokio::select! {
+                got = rx.recv() => match got {
+                    Some(Polled::Event(Event::Incoming(Incoming::Publish(p)))) => {
+                        let mut batch = vec![p];
+                        let mut other = Vec::new();
+                        while batch.len() < BATCH {
+                            match rx.try_recv() {
+                                Ok(Polled::Event(Event::Incoming(Incoming::Publish(p)))) => batch.push(p),
+                                Ok(Polled::Event(e)) => other.push(e),
+                                Ok(Polled::Lost) | Err(_) => break,
+                            }
+                        }
+                        self.on_reports(batch).await?;
+                        for e in other {
+                            self.on_event(e).await?;
+                        }
+                    }
+                    Some(Polled::Event(event)) => self.on_event(event).await?,
+                    Some(Polled::Lost) => {}
+                    None => return Err(RunError::Setup("MQTT connection task ended".into())),
+                },
+                _ = refresh.tick() => self.refresh()?,
+                _ = sweep.tick() => {
+                    let w = self.judge.sweep(self.store.as_mut(), now_ms())?;
+                    if !w.events.is_empty() {
+                        tracing::info!(events = w.events.len(), "sweep: alarms invalidated");
+                        self.wake_alerts.notify_one();
+                        self.wake_webhook.notify_one();
+                    }
+                }
+                _ = prune.tick() => {
+                    let now = now_ms();
+                    let history = self.config.fleet.history_days.saturating_mul(86_400_000);
+                    let n = self.store.prune(now.saturating_sub(history), now.saturating_sub(REPORTS_KEPT_MS))?;
+                    tracing::info!(rows = n, "pruned history");
+                }
+                _ = term.recv() => break,
+                _ = tokio::signal::ctrl_c() => break,
+            }
+        }
+        tracing::info!("stopping");
+        Ok(())
+    }
+
+    fn refresh(&mut self) -> Result<(), StoreError> {
+        let things = self.store.things()?;
+        self.judge.set_registry(registry(&things));
+        Ok(())
+    }
+
+    async fn on_event(&mut self, event: Event) -> Result<(), RunError> {
+        match event {
+            Event::Incoming(Incoming::ConnAck(ack)) => {
+                tracing::info!(
+                    session_present = ack.session_present,
+                    "connected to the broker"
+                );
+                for t in REPORT_TOPICS {
+                    if let Err(e) = self.client.subscribe(t, QoS::AtLeastOnce).await {
+                        tracing::warn!(topic = t, error = %e, "subscribe not queued");
+                    }
+                }
+            }
+            Event::Incoming(Incoming::SubAck(ack)) => {
+                tracing::info!(codes = ?ack.return_codes, "subscribed to the report topics");
+            }
+            Event::Incoming(Incoming::Publish(p)) => self.on_reports(vec![p]).await?,
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Judges and stores a batch of reports in one transaction, then answers and
+    /// acknowledges them (nothing is acknowledged before its outcome is committed).
+    async fn on_reports(&mut self, batch: Vec<rumqttc::Publish>) -> Result<(), RunError> {
+        let mut answers = Vec::with_capacity(batch.len());
+        self.store.begin()?;
+        for p in &batch {
+            if let Some(topic) = ReportTopic::parse(&p.topic) {
+                answers.push(self.judge.handle(
+                    self.store.as_mut(),
+                    &topic,
+                    &p.payload,
+                    now_ms(),
+                )?);
+            }
+        }
+        self.store.commit()?;
+        for handled in answers {
+            if let Err(e) = self
+                .client
+                .publish(
+                    handled.answer_topic,
+                    QoS::AtLeastOnce,
+                    false,
+                    handled.answer,
+                )
+                .await
+            {
+                tracing::warn!(error = %e, "answer not queued");
+            }
+            if !handled.events.is_empty() {
+                self.wake_alerts.notify_one();
+                self.wake_webhook.notify_one();
+            }
+        }
+        for p in &batch {
+            if let Err(e) = self.client.ack(p).await {
+                tracing::warn!(error = %e, "ack not queued; the broker redelivers the report");
+            }
+        }
+        Ok(())
+    }
+}

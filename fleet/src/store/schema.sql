@@ -1,0 +1,56 @@
+-- The detect-fleet SQLite schema (fleet/src/store/sqlite.rs runs it at every open).
+CREATE TABLE IF NOT EXISTS things (
+    name TEXT PRIMARY KEY,
+    registered INTEGER NOT NULL DEFAULT 0,
+    groups TEXT NOT NULL DEFAULT '[]',
+    last_report_id INTEGER,
+    last_report_ms INTEGER
+);
+CREATE TABLE IF NOT EXISTS reports (
+    thing TEXT NOT NULL,
+    report_id INTEGER NOT NULL,
+    time_ms INTEGER NOT NULL,
+    accepted INTEGER NOT NULL,
+    answer TEXT NOT NULL,
+    PRIMARY KEY (thing, report_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS reports_time ON reports (time_ms);
+CREATE TABLE IF NOT EXISTS states (
+    thing TEXT NOT NULL,
+    profile TEXT NOT NULL,
+    state TEXT NOT NULL,
+    PRIMARY KEY (thing, profile)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS violations (
+    violation_id TEXT PRIMARY KEY,
+    thing TEXT NOT NULL,
+    profile TEXT NOT NULL,
+    behavior TEXT NOT NULL,
+    start_ms INTEGER NOT NULL,
+    last_violation_ms INTEGER NOT NULL,
+    last_value TEXT,
+    end_ms INTEGER,
+    end_type TEXT,
+    suppressed INTEGER NOT NULL,
+    verification_state TEXT NOT NULL DEFAULT 'UNKNOWN',
+    verification_description TEXT
+);
+CREATE INDEX IF NOT EXISTS violations_end ON violations (end_ms);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    violation_id TEXT NOT NULL,
+    time_ms INTEGER NOT NULL,
+    event TEXT NOT NULL,
+    suppressed INTEGER NOT NULL,
+    sent INTEGER NOT NULL DEFAULT 0,
+    webhook_sent INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS samples (
+    profile TEXT NOT NULL,
+    behavior TEXT NOT NULL,
+    window_start_ms INTEGER NOT NULL,
+    thing TEXT NOT NULL,
+    value REAL NOT NULL,
+    PRIMARY KEY (profile, behavior, window_start_ms, thing)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS events_unsent ON events (sent, suppressed, id);

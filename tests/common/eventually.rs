@@ -1,0 +1,17 @@
+//! The one bounded wait of the tests (also included by path by fleet/tests/support).
+
+use std::time::Duration;
+
+/// Polls `check` every 50 ms until it is true or `limit` passes; returns the last result.
+pub async fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if check() {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
