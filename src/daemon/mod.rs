@@ -151,6 +151,23 @@ fn validate(config: &Config) -> Result<Vec<Profile>, DaemonError> {
 }
 
 impl Agent {
+    /// What runs beside a cycle or an alarm delivery: watchdog pings while the loop is
+    /// healthy and the work within its bound, and the switch that kills custom commands.
+    fn meanwhile<'a>(
+        &self,
+        ticker: &'a mut tokio::time::Interval,
+        watchdog: bool,
+        notifier: &'a Notifier,
+    ) -> Meanwhile<'a> {
+        Meanwhile {
+            ticker,
+            feed: watchdog && self.failures < UNHEALTHY_AFTER,
+            bound: cycle_bound(self.sample_timeout, self.verdict_wait),
+            notifier,
+            stop_commands: std::sync::Arc::clone(&self.stop_commands),
+        }
+    }
+
     /// Waits for slots and signals until asked to stop or to switch to a new config.
     async fn serve(&mut self, path: &Path, sig: &mut Signals, notifier: &Notifier) -> Exit {
         let offset = schedule::offset_ms(&self.thing, self.interval);
@@ -192,13 +209,7 @@ impl Agent {
                         // back, not at the next slot (which may be minutes away).
                         let ready = matches!(*conn.borrow(), ConnState::Ready { .. });
                         if ready && self.alarms_queued() > 0 {
-                            let meanwhile = Meanwhile {
-                                ticker: &mut ticker,
-                                feed: watchdog.is_some() && self.failures < UNHEALTHY_AFTER,
-                                bound: cycle_bound(self.sample_timeout, self.verdict_wait),
-                                notifier,
-                                stop_commands: std::sync::Arc::clone(&self.stop_commands),
-                            };
+                            let meanwhile = self.meanwhile(&mut ticker, watchdog.is_some(), notifier);
                             if finish_unless_stopped(self.deliver_alarms(), sig, meanwhile, "alarm delivery").await {
                                 return Exit::Stop;
                             }
@@ -219,13 +230,7 @@ impl Agent {
             // One cycle; a stop signal lets it finish for at most STOP_GRACE. The watchdog
             // is fed while it runs (a custom metric command may take up to 60 s, a verdict
             // `verdict_timeout_secs`), but not past the cycle's bound.
-            let meanwhile = Meanwhile {
-                ticker: &mut ticker,
-                feed: watchdog.is_some() && self.failures < UNHEALTHY_AFTER,
-                bound: cycle_bound(self.sample_timeout, self.verdict_wait),
-                notifier,
-                stop_commands: std::sync::Arc::clone(&self.stop_commands),
-            };
+            let meanwhile = self.meanwhile(&mut ticker, watchdog.is_some(), notifier);
             if finish_unless_stopped(
                 self.cycle(slot_at + self.interval),
                 sig,
