@@ -22,15 +22,19 @@ pub fn ids() -> IdSource {
     })
 }
 
-/// 16 bytes from getrandom(2) without blocking (early boot), else from /dev/urandom.
+/// 16 bytes from the getrandom(2) system call without blocking (early boot), else from
+/// /dev/urandom.
 fn kernel_bits() -> Option<u128> {
     let mut buf = [0u8; 16];
     let mut filled = 0usize;
     for _ in 0..4 {
+        // The raw system call, not glibc's wrapper: that one only exists from glibc 2.25 on,
+        // and the release builds link against glibc 2.17 (issue #10).
         // SAFETY: getrandom(2) writes at most `16 - filled` bytes into `buf[filled..]`.
         let n = unsafe {
-            libc::getrandom(
-                buf[filled..].as_mut_ptr().cast(),
+            libc::syscall(
+                libc::SYS_getrandom,
+                buf[filled..].as_mut_ptr(),
                 buf.len() - filled,
                 libc::GRND_NONBLOCK,
             )
