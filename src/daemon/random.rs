@@ -23,14 +23,18 @@ pub fn ids() -> IdSource {
 }
 
 /// 16 bytes from getrandom(2) without blocking (early boot), else from /dev/urandom.
+/// Through syscall(2), not glibc's getrandom() wrapper: that one is GLIBC_2.25, above the
+/// 2.17 floor the release binaries are linked against (scripts/check-glibc); a kernel
+/// without the call (< 3.17) answers ENOSYS and /dev/urandom is read instead.
 fn kernel_bits() -> Option<u128> {
     let mut buf = [0u8; 16];
     let mut filled = 0usize;
     for _ in 0..4 {
         // SAFETY: getrandom(2) writes at most `16 - filled` bytes into `buf[filled..]`.
         let n = unsafe {
-            libc::getrandom(
-                buf[filled..].as_mut_ptr().cast(),
+            libc::syscall(
+                libc::SYS_getrandom,
+                buf[filled..].as_mut_ptr(),
                 buf.len() - filled,
                 libc::GRND_NONBLOCK,
             )
