@@ -5,6 +5,8 @@
 use std::net::IpAddr;
 
 use super::operators::Operator;
+/// IPv4-mapped IPv6 addresses are matched and shown as IPv4 (§3.1 notes).
+pub(crate) use crate::report::model::unmap_ip as unmap;
 use crate::report::{CustomValue, NetworkStats, Report};
 
 /// What a metric's datapoint is, which decides its operators and value field (§3.1).
@@ -301,14 +303,6 @@ fn extract_custom(kind: CustomKind, value: &CustomValue) -> Option<Datapoint> {
         }
         _ => return None,
     })
-}
-
-/// IPv4-mapped IPv6 addresses are matched and shown as IPv4 (§3.1 notes).
-pub fn unmap(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    }
 }
 
 fn sorted<T: Ord>(items: impl Iterator<Item = T>) -> Vec<T> {

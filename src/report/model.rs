@@ -6,7 +6,9 @@ use std::net::{IpAddr, SocketAddr};
 
 pub use super::delta::NetworkStats;
 pub use crate::collect::custom::CustomValue;
-use crate::collect::unmap_ip;
+/// IPv4-mapped IPv6 → IPv4: the one rule, shared with the detect engine (which reads
+/// reports, never `collect`).
+pub(crate) use crate::collect::unmap_ip;
 
 /// Report format version; every reference agent sends "1.0" (protocol doc §1.3).
 pub const VERSION: &str = "1.0";
