@@ -11,10 +11,12 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub use custom_metrics::{CustomMetric, DEFAULT_TIMEOUT_SECS, MAX_TIMEOUT_SECS};
+pub use log_level::LogLevel;
 
 use crate::collect::CollectOptions;
 use crate::report::Format;
 
+mod log_level;
 mod login;
 mod unknown;
 use unknown::dotted;
@@ -450,21 +452,9 @@ fn check_topic(topic: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Parses a level or a `target=level` list without pulling in a regex engine.
-/// Each comma-separated part is a level (`info`) or `target=level`; a bare word that is not a
-/// level (a typo such as `loud`) is refused rather than read as a target name.
-pub fn parse_log_level(s: &str) -> Result<tracing_subscriber::filter::Targets, String> {
-    const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
-    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let level = part.rsplit_once('=').map_or(part, |(_, l)| l);
-        if !LEVELS.contains(&level.to_ascii_lowercase().as_str()) {
-            return Err(format!(
-                "{s:?}: {part:?} is not a level (off, error, warn, info, debug, trace) or target=level"
-            ));
-        }
-    }
-    s.parse::<tracing_subscriber::filter::Targets>()
-        .map_err(|e| format!("{s:?} is not a log level or target list: {e}"))
+/// Parses a level or a `target=level` list (see `log_level`).
+pub fn parse_log_level(s: &str) -> Result<LogLevel, String> {
+    LogLevel::parse(s)
 }
 
 #[cfg(test)]
