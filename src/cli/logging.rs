@@ -2,7 +2,7 @@
 //! time), text or JSON, level from the config or RUST_LOG (RUST_LOG wins). No spans are used.
 //!
 //! Hand-written rather than tracing-subscriber's fmt layer: the agent's whole .text is resident
-//! (issue #7/#8 RSS target), and the two fmt layers with their registry cost ~xx KiB of code.
+//! (issue #7/#8 RSS target), and the two fmt layers with their registry cost ~70 KiB of code (x86_64-musl).
 //! The lines keep tracing-subscriber's shapes: text `LEVEL message key=value …` (strings
 //! quoted, `%` values bare), JSON `{"level","fields":{"message",…},"target"}`.
 
