@@ -26,6 +26,11 @@ pub fn init(log: &detect_agent::config::Log, quiet: bool) -> anyhow::Result<()> 
     let lines = Lines {
         filter,
         json: matches!(log.format, LogFormat::Json),
+        // One write per line, so lines from concurrent tasks never interleave; a closed stderr
+        // is not a reason to stop.
+        write: Box::new(|line| {
+            let _ = std::io::stderr().lock().write_all(line.as_bytes());
+        }),
     };
     tracing::subscriber::set_global_default(lines)
         .map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))
@@ -34,6 +39,7 @@ pub fn init(log: &detect_agent::config::Log, quiet: bool) -> anyhow::Result<()> 
 struct Lines {
     filter: LogLevel,
     json: bool,
+    write: Box<dyn Fn(&str) + Send + Sync>,
 }
 
 impl Subscriber for Lines {
@@ -75,9 +81,7 @@ impl Subscriber for Lines {
             return;
         }
         line.push('\n');
-        // One write per line, so lines from concurrent tasks never interleave; a closed stderr
-        // is not a reason to stop.
-        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+        (self.write)(&line);
     }
 }
 
@@ -196,64 +200,41 @@ impl Visit for Json {
 mod tests {
     use super::*;
 
-    /// Records the lines `Lines` would write (its line builders), instead of writing stderr.
-    struct Capture {
-        json: bool,
-        out: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-    }
-
-    impl Subscriber for Capture {
-        fn enabled(&self, _: &Metadata<'_>) -> bool {
-            true
-        }
-        fn new_span(&self, _: &span::Attributes<'_>) -> span::Id {
-            span::Id::from_u64(1)
-        }
-        fn record(&self, _: &span::Id, _: &span::Record<'_>) {}
-        fn record_follows_from(&self, _: &span::Id, _: &span::Id) {}
-        fn enter(&self, _: &span::Id) {}
-        fn exit(&self, _: &span::Id) {}
-        fn event(&self, event: &Event<'_>) {
-            let line = if self.json {
-                json_line(event)
-            } else {
-                text_line(event)
-            };
-            self.out.lock().unwrap().push(line);
-        }
-    }
-
-    fn capture(json: bool, f: impl FnOnce()) -> Vec<String> {
+    /// The lines `Lines` writes for the events `f` sends, at level `level`.
+    fn capture(json: bool, level: &str, f: impl FnOnce()) -> Vec<String> {
         let out = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let sub = Capture {
+        let sink = out.clone();
+        let lines = Lines {
+            filter: LogLevel::parse(level).unwrap(),
             json,
-            out: out.clone(),
+            write: Box::new(move |line| sink.lock().unwrap().push(line.to_string())),
         };
-        tracing::subscriber::with_default(sub, f);
+        tracing::subscriber::with_default(lines, f);
         out.lock().unwrap().clone()
     }
 
     #[test]
     fn text_lines_keep_the_fmt_layer_shape() {
         let err = std::io::Error::other("disk full");
-        let lines = capture(false, || {
+        let lines = capture(false, "info", || {
             tracing::info!(report_id = 17u64, verdict = "none", path = %"/x y", "report sent");
             tracing::warn!(error = &err as &dyn std::error::Error, "cannot write");
             tracing::error!(metric = "m");
+            tracing::debug!("left out at info");
         });
         assert_eq!(
             lines,
             [
-                " INFO report sent report_id=17 verdict=\"none\" path=/x y",
-                " WARN cannot write error=disk full",
-                "ERROR metric=\"m\"",
+                " INFO report sent report_id=17 verdict=\"none\" path=/x y\n",
+                " WARN cannot write error=disk full\n",
+                "ERROR metric=\"m\"\n",
             ]
         );
     }
 
     #[test]
     fn json_lines_keep_the_fmt_layer_shape() {
-        let lines = capture(true, || {
+        let lines = capture(true, "warn,detect_agent=trace", || {
             tracing::info!(report_id = 17u64, ok = true, verdict = "a\"b", "sent {}", 3);
         });
         let v: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
