@@ -8,6 +8,7 @@ pub mod notify;
 pub mod random;
 pub mod schedule;
 mod settled;
+mod trim;
 mod verdicts;
 
 use std::path::{Path, PathBuf};
@@ -241,6 +242,7 @@ impl Agent {
             {
                 return Exit::Stop;
             }
+            trim::after_first_cycle();
             notifier.status(&with_refusal(
                 self.status(&conn.borrow()),
                 refused.as_deref(),
