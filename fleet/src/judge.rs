@@ -10,7 +10,7 @@ use detect_agent::detect::{Engine, EngineState, Event, IdSource, Profile, STALE_
 use detect_agent::report::Report;
 
 use crate::intake::{self, ReportTopic};
-use crate::statistical::Statistical;
+use crate::statistical::{self, Statistical};
 use crate::store::{Recorded, Store, StoreError, StoredReport, Write};
 use crate::targets::Attachments;
 
@@ -37,14 +37,22 @@ pub struct Judge {
 }
 
 impl Judge {
+    /// `duration_override_secs`: `[fleet] duration_override_secs` (tests and demos), the
+    /// length every `durationSeconds` is evaluated as.
     pub fn new(
-        profiles: Vec<Profile>,
+        mut profiles: Vec<Profile>,
         attachments: Attachments,
         min_interval_secs: u64,
+        duration_override_secs: Option<u64>,
         ids: IdSource,
     ) -> Judge {
+        if let Some(secs) = duration_override_secs {
+            profiles
+                .iter_mut()
+                .for_each(|p| statistical::override_durations(p, secs));
+        }
         Judge {
-            statistical: Statistical::new(&profiles),
+            statistical: Statistical::new(&profiles, duration_override_secs),
             profiles: profiles.into_iter().map(|p| (p.name.clone(), p)).collect(),
             attachments,
             registry: BTreeMap::new(),

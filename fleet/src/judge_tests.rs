@@ -27,7 +27,7 @@ fn judge(profiles: Vec<Profile>, target: &str) -> Judge {
             target: target.into(),
         })
         .collect();
-    Judge::new(profiles, Attachments::new(&attach), 1, seeded_ids(7))
+    Judge::new(profiles, Attachments::new(&attach), 1, None, seeded_ids(7))
 }
 
 fn report(id: u64, bytes_out: u64) -> Vec<u8> {

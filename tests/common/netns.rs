@@ -34,7 +34,7 @@ pub struct NetPair {
     pub peer_ns: String,
 }
 
-fn run(args: &[&str]) {
+pub fn run(args: &[&str]) {
     let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
     assert!(
         out.status.success(),
@@ -43,8 +43,9 @@ fn run(args: &[&str]) {
     );
 }
 
-/// Enters the network namespace `name` on the calling thread only.
-fn setns(name: &str) {
+/// Enters the network namespace `name` on the calling thread only (threads and processes it
+/// starts afterwards are in it too).
+pub fn setns(name: &str) {
     use std::os::fd::AsRawFd;
     let file = std::fs::File::open(format!("/var/run/netns/{name}")).unwrap();
     // SAFETY: setns(2) on an fd we own; it changes only the calling thread's namespace.
