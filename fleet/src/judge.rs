@@ -157,7 +157,7 @@ impl Judge {
             write
                 .samples
                 .extend(self.statistical.samples(&name, thing, report, now_ms));
-            let profile = self.statistical.resolve(store, &profile, now_ms)?;
+            let profile = self.statistical.resolve(store, profile, now_ms)?;
             let state = store.state(thing, &name)?;
             let (mut engine, mut events) = self.engine(thing, profile, state, now_ms);
             events.extend(engine.evaluate(report, now_ms));
@@ -241,7 +241,7 @@ impl Judge {
                     write.states.push((thing, profile, None));
                 }
                 Some(p) => {
-                    let p = self.statistical.resolve(store, &p, now_ms)?;
+                    let p = self.statistical.resolve(store, p, now_ms)?;
                     let before = state.clone();
                     let (mut engine, mut events) = self.engine(&thing, p, Some(state), now_ms);
                     if let (Some(last), true) = (silent_since, has_alarm) {

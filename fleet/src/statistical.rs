@@ -94,13 +94,12 @@ impl Statistical {
     pub fn resolve(
         &mut self,
         store: &mut dyn Store,
-        profile: &Profile,
+        mut profile: Profile,
         now_ms: u64,
     ) -> Result<Profile, StoreError> {
         let Some(stats) = self.by_profile.get(&profile.name) else {
-            return Ok(profile.clone());
+            return Ok(profile);
         };
-        let mut out = profile.clone();
         for s in stats {
             let current = now_ms - now_ms % s.window_ms;
             let Some(previous) = current.checked_sub(s.window_ms) else {
@@ -120,12 +119,12 @@ impl Statistical {
                 }
             };
             if let Some(t) = threshold
-                && let Some(b) = resolved(profile, s, t)
+                && let Some(b) = resolved(&profile, s, t)
             {
-                out.behaviors[s.index] = b;
+                profile.behaviors[s.index] = b;
             }
         }
-        Ok(out)
+        Ok(profile)
     }
 }
 

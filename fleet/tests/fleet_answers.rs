@@ -17,18 +17,21 @@ type Got = Arc<Mutex<Vec<(String, Value)>>>;
 
 /// A device-like client that subscribes to every answer topic; CBOR answers are decoded.
 async fn client(pki: &Pki, port: u16) -> (AsyncClient, Got) {
-    connect(pki, port, None).await
+    connect(Some(pki), port, None).await
 }
 
 /// `client` logging in with the broker's test user as well as its certificate.
 async fn client_with_login(pki: &Pki, port: u16) -> (AsyncClient, Got) {
-    connect(pki, port, Some(support::broker::USERS[0])).await
+    connect(Some(pki), port, Some(support::broker::USERS[0])).await
 }
 
-async fn connect(pki: &Pki, port: u16, login: Option<(&str, &str)>) -> (AsyncClient, Got) {
+/// `Some(pki)`: TLS with a client certificate; `None`: plain MQTT (a loopback broker).
+async fn connect(pki: Option<&Pki>, port: u16, login: Option<(&str, &str)>) -> (AsyncClient, Got) {
     let mut o = MqttOptions::new("plain-test-client", "127.0.0.1", port);
-    o.set_transport(Transport::tls_with_config(tls(pki, &pki.client_rsa)))
-        .set_keep_alive(Duration::from_secs(5))
+    if let Some(pki) = pki {
+        o.set_transport(Transport::tls_with_config(tls(pki, &pki.client_rsa)));
+    }
+    o.set_keep_alive(Duration::from_secs(5))
         .set_max_packet_size(512 * 1024, 512 * 1024);
     if let Some((user, password)) = login {
         o.set_credentials(user, password);
@@ -277,5 +280,57 @@ async fn detect_fleet_logs_in_with_a_user_name_and_password_file_over_tls_withou
         other.log().contains("broker connection lost"),
         "{}",
         other.log()
+    );
+}
+
+#[tokio::test]
+async fn detect_fleet_answers_over_plain_mqtt_to_a_loopback_broker_with_a_user_name_and_password() {
+    use support::broker::Login;
+    let pki = Pki::generate();
+    let broker = Broker::start_with(&pki, Login::PlainPassword);
+    let work = tempfile::tempdir().unwrap();
+    let mut fleet = Fleet::configure(work.path(), &pki, &broker, &[], &[], 1);
+    // No ca_file (plain MQTT, which check-config allows only for a loopback endpoint), no
+    // client certificate: user name and password_file.
+    let password = work.path().join("password");
+    std::fs::write(&password, "backend-secret\n").unwrap();
+    let text = std::fs::read_to_string(&fleet.config).unwrap();
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            !["ca_file", "cert_file", "key_file", "tls_server_name"]
+                .iter()
+                .any(|k| l.starts_with(k))
+        })
+        .collect();
+    let login =
+        format!("[broker]\nusername = \"defender-backend\"\npassword_file = {password:?}\n");
+    std::fs::write(
+        &fleet.config,
+        (kept.join("\n") + "\n").replacen("[broker]\n", &login, 1),
+    )
+    .unwrap();
+    let (ok, out, err) = fleet.cli(&["check-config"]);
+    assert!(ok, "{out}{err}");
+    fleet.start_subscribed().await;
+    let (c, got) = connect(None, broker.port, Some(support::broker::USERS[0])).await;
+    let (topic, v) = send(
+        &c,
+        &got,
+        "t-plain",
+        "json",
+        serde_json::to_vec(&report(1)).unwrap(),
+    )
+    .await;
+    assert_eq!(
+        topic, "$aws/things/t-plain/defender/metrics/json/accepted",
+        "{v}"
+    );
+    assert_eq!(v["reportId"], 1);
+    // The broker saw detect-fleet's login by user name on the plain listener.
+    assert!(
+        broker.log().contains("u'defender-backend'"),
+        "{}",
+        broker.log()
     );
 }
