@@ -129,7 +129,7 @@ async fn a_statistical_threshold_flags_the_one_device_of_ten_whose_traffic_is_fa
                 "[collect]\ninclude_interfaces = [\"{}\"]\nexclude_interfaces = []\n",
                 Veths::interface(i)
             );
-            agent::spawn_with(
+            agent::spawn(
                 work.path(),
                 name,
                 broker.port,

@@ -63,23 +63,10 @@ impl Drop for Agent {
 }
 
 /// Starts `detect-agent run` as `thing` (client id = thing name) with the certificate `id`,
-/// reporting every `interval` seconds in `format` to the broker on `port`.
-pub fn spawn(
-    dir: &Path,
-    thing: &str,
-    port: u16,
-    ca: &Path,
-    id: &Identity,
-    format: &str,
-    interval: u64,
-) -> Agent {
-    spawn_with(dir, thing, port, ca, id, format, interval, "")
-}
-
-/// `spawn` with `extra` config sections (`[collect]`, ...); the config, state and log live
-/// in `dir/agent-{thing}/`.
+/// reporting every `interval` seconds in `format` to the broker on `port`, with `extra`
+/// config sections (`[collect]`, ...); its config, state and log live in `dir/agent-{thing}/`.
 #[allow(clippy::too_many_arguments)]
-pub fn spawn_with(
+pub fn spawn(
     dir: &Path,
     thing: &str,
     port: u16,

@@ -10,7 +10,7 @@
 use std::net::UdpSocket;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use super::netns::{run, setns};
+use super::netns::{quiet, run, setns, static_neighbour};
 
 pub struct Veths {
     ns: String,
@@ -35,17 +35,7 @@ impl Veths {
         run(&["ip", "netns", "add", &ns]);
         let veths = Veths { ns, count };
         let ns = veths.ns.as_str();
-        run(&[
-            "ip",
-            "netns",
-            "exec",
-            ns,
-            "sysctl",
-            "-qw",
-            "net.ipv6.conf.all.disable_ipv6=1",
-            "net.ipv6.conf.default.disable_ipv6=1",
-        ]);
-        run(&["ip", "-n", ns, "link", "set", "lo", "up"]);
+        quiet(ns);
         for i in 0..count {
             let (dev, peer) = (Veths::interface(i), format!("df{i}p"));
             let peer_mac = format!("02:00:0a:d2:{i:02x}:02");
@@ -63,20 +53,7 @@ impl Veths {
                 "dev",
                 &dev,
             ]);
-            run(&[
-                "ip",
-                "-n",
-                ns,
-                "neigh",
-                "add",
-                &format!("10.210.{i}.2"),
-                "lladdr",
-                &peer_mac,
-                "dev",
-                &dev,
-                "nud",
-                "permanent",
-            ]);
+            static_neighbour(ns, &dev, &format!("10.210.{i}.2"), &peer_mac);
             run(&["ip", "-n", ns, "link", "set", &dev, "up"]);
             run(&["ip", "-n", ns, "link", "set", &peer, "up"]);
         }
