@@ -163,7 +163,10 @@ async fn a_statistical_threshold_flags_the_one_device_of_ten_whose_traffic_is_fa
     if first - now_ms() < 500 {
         first += WINDOW_MS;
     }
-    tokio::time::sleep(Duration::from_millis(first + 200 - now_ms())).await;
+    tokio::time::sleep(Duration::from_millis(
+        (first + 200).saturating_sub(now_ms()),
+    ))
+    .await;
     for name in &names {
         let (ok, _, err) = fleet.cli(&["things", "add", name, "--group", "fleet10"]);
         assert!(ok, "{err}");
