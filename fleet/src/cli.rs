@@ -190,10 +190,17 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 None => None,
             };
             let attachments = Attachments::new(&config.attach);
+            if let Some(secs) = config.fleet.duration_override_secs {
+                tracing::warn!(
+                    duration_override_secs = secs,
+                    "every durationSeconds is evaluated as this many seconds (tests and demos only)"
+                );
+            }
             let judge = Judge::new(
                 profiles,
                 attachments,
                 config.fleet.min_interval_secs,
+                config.fleet.duration_override_secs,
                 detect_agent::daemon::random::ids(),
             );
             let runtime = tokio::runtime::Builder::new_current_thread()
@@ -218,6 +225,11 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 profiles.len(),
                 config.attach.len()
             );
+            if let Some(secs) = config.fleet.duration_override_secs {
+                println!(
+                    "note: [fleet] duration_override_secs = {secs}: every durationSeconds is evaluated as {secs} s (tests and demos only)"
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Violations {

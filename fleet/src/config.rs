@@ -46,7 +46,13 @@ pub struct Fleet {
     /// Violation history kept this many days (detect-rules §6.5).
     #[serde(default = "default_history_days")]
     pub history_days: u64,
+    /// Tests and demos only: every `durationSeconds` is evaluated as this many seconds
+    /// (traffic sums, statistical windows), so a window passes in seconds, not minutes.
+    pub duration_override_secs: Option<u64>,
 }
+
+/// `[fleet] duration_override_secs` must lie in 1..=this (the longest durationSeconds).
+pub const MAX_DURATION_OVERRIDE_SECS: u64 = 3600;
 
 /// `[alerts]`.
 #[derive(Debug, Clone, Deserialize)]
@@ -169,6 +175,13 @@ impl Config {
         if self.fleet.min_interval_secs == 0 {
             return Err("[fleet] min_interval_secs must be at least 1".into());
         }
+        if let Some(secs) = self.fleet.duration_override_secs
+            && !(1..=MAX_DURATION_OVERRIDE_SECS).contains(&secs)
+        {
+            return Err(format!(
+                "[fleet] duration_override_secs {secs}: must be 1–{MAX_DURATION_OVERRIDE_SECS} (or absent)"
+            ));
+        }
         if self.fleet.history_days == 0 {
             return Err("[fleet] history_days must be at least 1".into());
         }
@@ -241,6 +254,22 @@ profiles_dir = "/p"
             e.contains("fleet.colour") && e.contains("alerts.mqtt_topik"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn the_duration_override_is_absent_by_default_and_bounded() {
+        let c = Config::parse(BASE, Path::new("f.toml")).unwrap();
+        assert_eq!(c.fleet.duration_override_secs, None);
+        let ok = format!("{BASE}duration_override_secs = 12\n");
+        let c = Config::parse(&ok, Path::new("f.toml")).unwrap();
+        assert_eq!(c.fleet.duration_override_secs, Some(12));
+        for bad in ["0", "3601"] {
+            let text = format!("{BASE}duration_override_secs = {bad}\n");
+            let e = Config::parse(&text, Path::new("f.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("duration_override_secs"), "{e}");
+        }
     }
 
     #[test]

@@ -10,7 +10,7 @@ use detect_agent::detect::{Engine, EngineState, Event, IdSource, Profile, STALE_
 use detect_agent::report::Report;
 
 use crate::intake::{self, ReportTopic};
-use crate::statistical::Statistical;
+use crate::statistical::{self, Statistical};
 use crate::store::{Recorded, Store, StoreError, StoredReport, Write};
 use crate::targets::Attachments;
 
@@ -37,14 +37,22 @@ pub struct Judge {
 }
 
 impl Judge {
+    /// `duration_override_secs`: `[fleet] duration_override_secs` (tests and demos), the
+    /// length every `durationSeconds` is evaluated as.
     pub fn new(
-        profiles: Vec<Profile>,
+        mut profiles: Vec<Profile>,
         attachments: Attachments,
         min_interval_secs: u64,
+        duration_override_secs: Option<u64>,
         ids: IdSource,
     ) -> Judge {
+        if let Some(secs) = duration_override_secs {
+            profiles
+                .iter_mut()
+                .for_each(|p| statistical::override_durations(p, secs));
+        }
         Judge {
-            statistical: Statistical::new(&profiles),
+            statistical: Statistical::new(&profiles, duration_override_secs),
             profiles: profiles.into_iter().map(|p| (p.name.clone(), p)).collect(),
             attachments,
             registry: BTreeMap::new(),
@@ -149,7 +157,7 @@ impl Judge {
             write
                 .samples
                 .extend(self.statistical.samples(&name, thing, report, now_ms));
-            let profile = self.statistical.resolve(store, &profile, now_ms)?;
+            let profile = self.statistical.resolve(store, profile, now_ms)?;
             let state = store.state(thing, &name)?;
             let (mut engine, mut events) = self.engine(thing, profile, state, now_ms);
             events.extend(engine.evaluate(report, now_ms));
@@ -233,7 +241,7 @@ impl Judge {
                     write.states.push((thing, profile, None));
                 }
                 Some(p) => {
-                    let p = self.statistical.resolve(store, &p, now_ms)?;
+                    let p = self.statistical.resolve(store, p, now_ms)?;
                     let before = state.clone();
                     let (mut engine, mut events) = self.engine(&thing, p, Some(state), now_ms);
                     if let (Some(last), true) = (silent_since, has_alarm) {

@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::*;
 use crate::config::Attach;
-use crate::store::Sqlite;
+use crate::store::{Channel, Sqlite};
 
 /// A window boundary of 300 s, in 2027.
 const T0: u64 = 1_800_000_000_000; // a multiple of 300 000
@@ -27,7 +27,7 @@ fn judge(profiles: Vec<Profile>, target: &str) -> Judge {
             target: target.into(),
         })
         .collect();
-    Judge::new(profiles, Attachments::new(&attach), 1, seeded_ids(7))
+    Judge::new(profiles, Attachments::new(&attach), 1, None, seeded_ids(7))
 }
 
 fn report(id: u64, bytes_out: u64) -> Vec<u8> {
@@ -104,6 +104,13 @@ fn a_p90_threshold_flags_the_one_device_of_ten_far_above_the_others() {
         e.behavior["criteria"]["statisticalThreshold"]["statistic"], "p90",
         "the behavior as configured"
     );
+    // Until marked sent, every read of the outbox gives the same bytes, the event as recorded:
+    // a resend after a crash before the PUBACK is byte-identical.
+    let first = s.unsent(Channel::Mqtt, 10).unwrap();
+    let again = s.unsent(Channel::Mqtt, 10).unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].payload, again[0].payload);
+    assert_eq!(first[0].payload, serde_json::to_vec(e).unwrap());
     // The next window's threshold includes the outlier's rank again: it stays in alarm, no
     // second event, and the others stay normal.
     let mut later = Vec::new();

@@ -29,6 +29,8 @@ struct Stat {
     template: Value,
     /// The value key: `count` for `aws:` metrics, `number` for custom numbers.
     value_key: &'static str,
+    /// `[fleet] duration_override_secs`: replaces `durationSeconds` once resolved.
+    duration_override: Option<u64>,
 }
 
 #[derive(Default)]
@@ -40,15 +42,17 @@ pub struct Statistical {
 
 impl Statistical {
     /// Finds the statistical behaviors of `profiles`; a behavior the agent's loader refuses
-    /// once resolved is skipped with a warning.
-    pub fn new(profiles: &[Profile]) -> Statistical {
+    /// once resolved is skipped with a warning. `duration_override_secs` (`[fleet]
+    /// duration_override_secs`, tests and demos) replaces every `durationSeconds` as the
+    /// window length.
+    pub fn new(profiles: &[Profile], duration_override_secs: Option<u64>) -> Statistical {
         let mut by_profile = HashMap::new();
         for p in profiles {
             let stats: Vec<Stat> = p
                 .behaviors
                 .iter()
                 .enumerate()
-                .filter_map(|(i, b)| stat(p, i, b))
+                .filter_map(|(i, b)| stat(p, i, b, duration_override_secs))
                 .collect();
             if !stats.is_empty() {
                 by_profile.insert(p.name.clone(), stats);
@@ -90,13 +94,12 @@ impl Statistical {
     pub fn resolve(
         &mut self,
         store: &mut dyn Store,
-        profile: &Profile,
+        mut profile: Profile,
         now_ms: u64,
     ) -> Result<Profile, StoreError> {
         let Some(stats) = self.by_profile.get(&profile.name) else {
-            return Ok(profile.clone());
+            return Ok(profile);
         };
-        let mut out = profile.clone();
         for s in stats {
             let current = now_ms - now_ms % s.window_ms;
             let Some(previous) = current.checked_sub(s.window_ms) else {
@@ -116,26 +119,37 @@ impl Statistical {
                 }
             };
             if let Some(t) = threshold
-                && let Some(b) = resolved(profile, s, t)
+                && let Some(b) = resolved(&profile, s, t)
             {
-                out.behaviors[s.index] = b;
+                profile.behaviors[s.index] = b;
             }
         }
-        Ok(out)
+        Ok(profile)
     }
 }
 
-fn stat(p: &Profile, index: usize, b: &Behavior) -> Option<Stat> {
+/// `[fleet] duration_override_secs`: every behavior of `profile` that has a `durationSeconds`
+/// is evaluated over `secs` instead (traffic sums of §4.4, statistical windows of §4.8). The
+/// behavior's JSON and fingerprint stay as written, so events show the profile's value.
+pub fn override_durations(profile: &mut Profile, secs: u64) {
+    for b in &mut profile.behaviors {
+        if let Some(rule) = &mut b.rule
+            && rule.duration_secs.is_some()
+        {
+            rule.duration_secs = Some(secs);
+        }
+    }
+}
+
+fn stat(p: &Profile, index: usize, b: &Behavior, duration_override: Option<u64>) -> Option<Stat> {
     let criteria = b.json.get("criteria")?;
     let statistic = criteria
         .get("statisticalThreshold")?
         .get("statistic")?
         .as_str()?;
     let percent: f64 = statistic.strip_prefix('p')?.parse().ok()?;
-    let window_ms = criteria
-        .get("durationSeconds")?
-        .as_u64()?
-        .checked_mul(1000)?;
+    let duration = criteria.get("durationSeconds")?.as_u64()?;
+    let window_ms = duration_override.unwrap_or(duration).checked_mul(1000)?;
     let mut template = b.json.clone();
     let c = template.get_mut("criteria")?.as_object_mut()?;
     c.remove("statisticalThreshold");
@@ -156,6 +170,7 @@ fn stat(p: &Profile, index: usize, b: &Behavior) -> Option<Stat> {
         },
         template,
         value_key,
+        duration_override,
     };
     match resolved(p, &s, 0.0) {
         Some(r) => s.metric = r.rule?.metric,
@@ -182,7 +197,10 @@ fn resolved(p: &Profile, s: &Stat, threshold: f64) -> Option<Behavior> {
     let original = &p.behaviors[s.index];
     b.json = original.json.clone();
     b.fingerprint = original.fingerprint.clone();
-    b.rule.as_ref()?;
+    let rule = b.rule.as_mut()?;
+    if let Some(secs) = s.duration_override {
+        rule.duration_secs = Some(secs);
+    }
     Some(b)
 }
 
@@ -199,6 +217,29 @@ pub fn percentile(mut values: Vec<f64>, percent: f64) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_duration_override_sets_every_window_and_traffic_sum() {
+        let doc = serde_json::json!({"securityProfileName": "p", "behaviors": [
+            {"name": "stat", "metric": "aws:all-bytes-out", "criteria": {"comparisonOperator": "less-than-equals", "statisticalThreshold": {"statistic": "p90"}, "durationSeconds": 300}},
+            {"name": "static", "metric": "aws:all-bytes-in", "criteria": {"comparisonOperator": "less-than", "value": {"count": 5}, "durationSeconds": 600}},
+            {"name": "ports", "metric": "aws:num-listening-tcp-ports", "criteria": {"comparisonOperator": "less-than", "value": {"count": 5}}}
+        ]});
+        let (mut p, _) = profile::parse(&doc.to_string(), Path::new("p.json")).unwrap();
+        override_durations(&mut p, 12);
+        let duration = |b: &Behavior| b.rule.as_ref().and_then(|r| r.duration_secs);
+        assert_eq!(duration(&p.behaviors[1]), Some(12));
+        assert_eq!(duration(&p.behaviors[2]), None);
+        let stats = Statistical::new(std::slice::from_ref(&p), Some(12));
+        let s = &stats.by_profile["p"][0];
+        assert_eq!(s.window_ms, 12_000);
+        let r = resolved(&p, s, 7.0).unwrap();
+        assert_eq!(duration(&r), Some(12));
+        // Events keep the behavior as written.
+        assert_eq!(r.json["criteria"]["durationSeconds"], 300);
+        let plain = Statistical::new(std::slice::from_ref(&p), None);
+        assert_eq!(plain.by_profile["p"][0].window_ms, 300_000);
+    }
 
     #[test]
     fn nearest_rank() {

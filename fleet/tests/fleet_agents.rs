@@ -52,7 +52,16 @@ async fn agents_reports_are_accepted_and_a_group_profile_alarms_and_clears_only_
     )
     .await;
     let dir = work.path();
-    let gw = agent::spawn(dir, "gw-1", broker.port, &pki.ca, &pki.client_ec, "json", 2);
+    let gw = agent::spawn(
+        dir,
+        "gw-1",
+        broker.port,
+        &pki.ca,
+        &pki.client_ec,
+        "json",
+        2,
+        "",
+    );
     let other = agent::spawn(
         dir,
         "other-1",
@@ -61,6 +70,7 @@ async fn agents_reports_are_accepted_and_a_group_profile_alarms_and_clears_only_
         &pki.client_sec1,
         "cbor",
         2,
+        "",
     );
 
     // Both agents' reports are accepted, in their encoding, with the AWS answer shape.

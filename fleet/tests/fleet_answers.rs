@@ -17,18 +17,21 @@ type Got = Arc<Mutex<Vec<(String, Value)>>>;
 
 /// A device-like client that subscribes to every answer topic; CBOR answers are decoded.
 async fn client(pki: &Pki, port: u16) -> (AsyncClient, Got) {
-    connect(pki, port, None).await
+    connect(Some(pki), port, None).await
 }
 
 /// `client` logging in with the broker's test user as well as its certificate.
 async fn client_with_login(pki: &Pki, port: u16) -> (AsyncClient, Got) {
-    connect(pki, port, Some(support::broker::USERS[0])).await
+    connect(Some(pki), port, Some(support::broker::USERS[0])).await
 }
 
-async fn connect(pki: &Pki, port: u16, login: Option<(&str, &str)>) -> (AsyncClient, Got) {
+/// `Some(pki)`: TLS with a client certificate; `None`: plain MQTT (a loopback broker).
+async fn connect(pki: Option<&Pki>, port: u16, login: Option<(&str, &str)>) -> (AsyncClient, Got) {
     let mut o = MqttOptions::new("plain-test-client", "127.0.0.1", port);
-    o.set_transport(Transport::tls_with_config(tls(pki, &pki.client_rsa)))
-        .set_keep_alive(Duration::from_secs(5))
+    if let Some(pki) = pki {
+        o.set_transport(Transport::tls_with_config(tls(pki, &pki.client_rsa)));
+    }
+    o.set_keep_alive(Duration::from_secs(5))
         .set_max_packet_size(512 * 1024, 512 * 1024);
     if let Some((user, password)) = login {
         o.set_credentials(user, password);
@@ -226,6 +229,20 @@ async fn bad_reports_are_rejected_with_aws_error_codes_and_a_redelivered_report_
     );
 }
 
+/// Rewrites the fleet's `[broker]` to log in as the broker's `defender-backend` user with
+/// `password_file`, without the config lines that start with one of `drop`.
+fn password_login(fleet: &Fleet, password: &std::path::Path, drop: &[&str]) {
+    let text = std::fs::read_to_string(&fleet.config).unwrap();
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|l| !drop.iter().any(|k| l.starts_with(k)))
+        .collect();
+    let login =
+        format!("[broker]\nusername = \"defender-backend\"\npassword_file = {password:?}\n");
+    let text = (kept.join("\n") + "\n").replacen("[broker]\n", &login, 1);
+    std::fs::write(&fleet.config, text).unwrap();
+}
+
 #[tokio::test]
 async fn detect_fleet_logs_in_with_a_user_name_and_password_file_over_tls_without_a_certificate() {
     use support::broker::Login;
@@ -236,20 +253,7 @@ async fn detect_fleet_logs_in_with_a_user_name_and_password_file_over_tls_withou
     // TLS (server verified against the CA), no client certificate: user name and password only.
     let password = work.path().join("password");
     std::fs::write(&password, "backend-secret\n").unwrap();
-    let no_cert = |path: &std::path::Path| {
-        let text = std::fs::read_to_string(path).unwrap();
-        let kept: Vec<&str> = text
-            .lines()
-            .filter(|l| !l.starts_with("cert_file") && !l.starts_with("key_file"))
-            .collect();
-        kept.join("\n") + "\n"
-    };
-    let text = no_cert(&fleet.config);
-    let login = format!(
-        "[broker]\nusername = \"defender-backend\"\npassword_file = {:?}\n",
-        password
-    );
-    std::fs::write(&fleet.config, text.replacen("[broker]\n", &login, 1)).unwrap();
+    password_login(&fleet, &password, &["cert_file", "key_file"]);
     fleet.start_subscribed().await;
     let (c, got) = client_with_login(&pki, broker.port).await;
     let (topic, v) = send(
@@ -268,8 +272,7 @@ async fn detect_fleet_logs_in_with_a_user_name_and_password_file_over_tls_withou
     // A wrong password: the broker refuses, detect-fleet keeps retrying and never subscribes.
     std::fs::write(&password, "wrong\n").unwrap();
     let mut other = Fleet::configure(&work.path().join("other"), &pki, &broker, &[], &[], 1);
-    let text = no_cert(&other.config);
-    std::fs::write(&other.config, text.replacen("[broker]\n", &login, 1)).unwrap();
+    password_login(&other, &password, &["cert_file", "key_file"]);
     other.start();
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(!other.connected(), "{}", other.log());
@@ -277,5 +280,46 @@ async fn detect_fleet_logs_in_with_a_user_name_and_password_file_over_tls_withou
         other.log().contains("broker connection lost"),
         "{}",
         other.log()
+    );
+}
+
+#[tokio::test]
+async fn detect_fleet_answers_over_plain_mqtt_to_a_loopback_broker_with_a_user_name_and_password() {
+    use support::broker::Login;
+    let pki = Pki::generate();
+    let broker = Broker::start_with(&pki, Login::PlainPassword);
+    let work = tempfile::tempdir().unwrap();
+    let mut fleet = Fleet::configure(work.path(), &pki, &broker, &[], &[], 1);
+    // No ca_file (plain MQTT, which check-config allows only for a loopback endpoint), no
+    // client certificate: user name and password_file.
+    let password = work.path().join("password");
+    std::fs::write(&password, "backend-secret\n").unwrap();
+    password_login(
+        &fleet,
+        &password,
+        &["ca_file", "cert_file", "key_file", "tls_server_name"],
+    );
+    let (ok, out, err) = fleet.cli(&["check-config"]);
+    assert!(ok, "{out}{err}");
+    fleet.start_subscribed().await;
+    let (c, got) = connect(None, broker.port, Some(support::broker::USERS[0])).await;
+    let (topic, v) = send(
+        &c,
+        &got,
+        "t-plain",
+        "json",
+        serde_json::to_vec(&report(1)).unwrap(),
+    )
+    .await;
+    assert_eq!(
+        topic, "$aws/things/t-plain/defender/metrics/json/accepted",
+        "{v}"
+    );
+    assert_eq!(v["reportId"], 1);
+    // The broker saw detect-fleet's login by user name on the plain listener.
+    assert!(
+        broker.log().contains("u'defender-backend'"),
+        "{}",
+        broker.log()
     );
 }

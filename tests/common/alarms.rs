@@ -22,7 +22,10 @@ pub struct Alarms {
 impl Alarms {
     /// Connects (reconnecting after a broker restart) and waits until subscribed to `filter`.
     pub async fn start(pki: &Pki, port: u16, filter: &str) -> Alarms {
-        let id = format!("alarm-listener-{}", super::agent::rand_suffix() % 1_000_000);
+        let id = format!(
+            "alarm-listener-{}",
+            super::agent_config::rand_suffix() % 1_000_000
+        );
         let mut options = MqttOptions::new(id, "127.0.0.1", port);
         options
             .set_transport(Transport::tls_with_config(tls(pki, &pki.backend)))

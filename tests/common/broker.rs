@@ -30,7 +30,8 @@ fn free_port() -> u16 {
     listener.local_addr().unwrap().port()
 }
 
-/// How the broker lets clients in. TLS with the test CA's server certificate in every case.
+/// How the broker lets clients in. TLS with the test CA's server certificate, except
+/// `PlainPassword`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Login {
     /// Client certificate only; its CN is the user name (the AWS IoT way).
@@ -39,6 +40,8 @@ pub enum Login {
     PasswordAndCertificate,
     /// User name and password only (`require_certificate false`).
     Password,
+    /// Plain MQTT (no TLS) on the loopback listener, user name and password only.
+    PlainPassword,
 }
 
 /// (user, password) pairs written with `mosquitto_passwd` for the password logins.
@@ -79,17 +82,28 @@ impl Broker {
             Login::Certificate => {
                 "require_certificate true\nuse_identity_as_username true\n".to_string()
             }
-            Login::PasswordAndCertificate | Login::Password => {
+            Login::PasswordAndCertificate | Login::Password | Login::PlainPassword => {
                 let passwords = dir.join(format!("mosquitto-{port}.passwd"));
                 for (i, (user, password)) in USERS.iter().enumerate() {
                     mosquitto_passwd(&passwords, i == 0, user, password);
                 }
-                let require = login == Login::PasswordAndCertificate;
-                format!(
-                    "require_certificate {require}\npassword_file {}\n",
-                    passwords.display()
-                )
+                let require = match login {
+                    Login::PasswordAndCertificate => "require_certificate true\n",
+                    Login::Password => "require_certificate false\n",
+                    _ => "",
+                };
+                format!("{require}password_file {}\n", passwords.display())
             }
+        };
+        let tls = if login == Login::PlainPassword {
+            String::new()
+        } else {
+            format!(
+                "cafile {ca}\ncertfile {cert}\nkeyfile {key}\n",
+                ca = pki.ca.display(),
+                cert = pki.server.cert.display(),
+                key = pki.server.key.display(),
+            )
         };
         let text = format!(
             "# written by tests/common/broker.rs\n\
@@ -98,14 +112,9 @@ impl Broker {
              log_dest stderr\n\
              log_type all\n\
              listener {port} 127.0.0.1\n\
-             cafile {ca}\n\
-             certfile {cert}\n\
-             keyfile {key}\n\
+             {tls}\
              {auth}\
              allow_anonymous false\n",
-            ca = pki.ca.display(),
-            cert = pki.server.cert.display(),
-            key = pki.server.key.display(),
         );
         std::fs::write(&conf, text).unwrap();
         let mut broker = Broker {

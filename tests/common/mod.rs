@@ -4,6 +4,7 @@
 #![allow(dead_code, unused_imports)] // each test binary uses a different part of the harness
 
 pub mod agent;
+pub mod agent_config;
 pub mod alarms;
 pub mod backend;
 pub mod broker;

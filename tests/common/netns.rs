@@ -34,7 +34,7 @@ pub struct NetPair {
     pub peer_ns: String,
 }
 
-fn run(args: &[&str]) {
+pub fn run(args: &[&str]) {
     let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
     assert!(
         out.status.success(),
@@ -43,8 +43,43 @@ fn run(args: &[&str]) {
     );
 }
 
-/// Enters the network namespace `name` on the calling thread only.
-fn setns(name: &str) {
+/// Prepares a new namespace before any interface is added: IPv6 off (no autoconfiguration
+/// or MLD packets), loopback up.
+pub fn quiet(ns: &str) {
+    run(&[
+        "ip",
+        "netns",
+        "exec",
+        ns,
+        "sysctl",
+        "-qw",
+        "net.ipv6.conf.all.disable_ipv6=1",
+        "net.ipv6.conf.default.disable_ipv6=1",
+    ]);
+    run(&["ip", "-n", ns, "link", "set", "lo", "up"]);
+}
+
+/// A permanent neighbour entry: packets to `ip` leave `dev` without an ARP exchange.
+pub fn static_neighbour(ns: &str, dev: &str, ip: &str, mac: &str) {
+    run(&[
+        "ip",
+        "-n",
+        ns,
+        "neigh",
+        "add",
+        ip,
+        "lladdr",
+        mac,
+        "dev",
+        dev,
+        "nud",
+        "permanent",
+    ]);
+}
+
+/// Enters the network namespace `name` on the calling thread only (threads and processes it
+/// starts afterwards are in it too).
+pub fn setns(name: &str) {
     use std::os::fd::AsRawFd;
     let file = std::fs::File::open(format!("/var/run/netns/{name}")).unwrap();
     // SAFETY: setns(2) on an fd we own; it changes only the calling thread's namespace.
@@ -72,18 +107,7 @@ impl NetPair {
         run(&["ip", "netns", "add", a]);
         run(&["ip", "netns", "add", p]);
         for ns in [a, p] {
-            // Before the veth exists: no IPv6 autoconfiguration or MLD on it.
-            run(&[
-                "ip",
-                "netns",
-                "exec",
-                ns,
-                "sysctl",
-                "-qw",
-                "net.ipv6.conf.all.disable_ipv6=1",
-                "net.ipv6.conf.default.disable_ipv6=1",
-            ]);
-            run(&["ip", "-n", ns, "link", "set", "lo", "up"]);
+            quiet(ns);
         }
         run(&[
             "ip", "-n", a, "link", "add", AGENT_IF, "address", AGENT_MAC, "type", "veth", "peer",
@@ -104,20 +128,7 @@ impl NetPair {
                 dev,
             ]);
             // No ARP: nothing crosses the veth but the test's own traffic.
-            run(&[
-                "ip",
-                "-n",
-                ns,
-                "neigh",
-                "add",
-                peer_ip,
-                "lladdr",
-                peer_mac,
-                "dev",
-                dev,
-                "nud",
-                "permanent",
-            ]);
+            static_neighbour(ns, dev, peer_ip, peer_mac);
             run(&["ip", "-n", ns, "link", "set", dev, "up"]);
         }
         Some(pair)

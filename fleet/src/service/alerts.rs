@@ -1,7 +1,9 @@
 //! The alert sender (issue #9 item 6): its own MQTT connection publishing the store's unsent,
 //! unsuppressed events one at a time at QoS 1 to `[alerts] mqtt_topic`, each marked sent on
 //! its PUBACK. At most one alert is in flight, so a PUBACK always names the alert just sent.
-//! A break or restart resends the unacknowledged one (the store still has it unsent).
+//! A break or restart resends the unacknowledged one (the store still has it unsent), with
+//! the same bytes: a consumer that saw it already recognises it by (violationId,
+//! violationEventType), unique per transition.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -66,9 +68,8 @@ async fn send_all(
                 .alerts
                 .mqtt_topic
                 .replace("{thing}", &u.event.thing_name);
-            let payload = serde_json::to_vec(&u.event).unwrap_or_default();
             if client
-                .publish(topic, QoS::AtLeastOnce, false, payload)
+                .publish(topic, QoS::AtLeastOnce, false, u.payload.clone())
                 .await
                 .is_err()
             {

@@ -34,7 +34,7 @@ pub async fn run(
     );
     loop {
         'batch: for u in store.unsent(Channel::Webhook, BATCH)? {
-            let body = serde_json::to_vec(&u.event).unwrap_or_default();
+            let body = u.payload;
             loop {
                 let (agent, url, body) = (agent.clone(), url.clone(), body.clone());
                 let sent = tokio::task::spawn_blocking(move || {

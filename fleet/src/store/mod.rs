@@ -94,6 +94,9 @@ pub enum Channel {
 pub struct Unsent {
     pub id: i64,
     pub event: Event,
+    /// The event's JSON exactly as stored when it was recorded: every send of one event
+    /// (a resend after a crash before the PUBACK or the 2xx included) carries these bytes.
+    pub payload: Vec<u8>,
 }
 
 /// A violation, active (`end_ms` None) or past.

@@ -238,6 +238,7 @@ impl super::Store for Sqlite {
                 Ok(Unsent {
                     id,
                     event: self.json("events.event", &e)?,
+                    payload: e.into_bytes(),
                 })
             })
             .collect()

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 
+use super::agent_config;
 use super::certs::Identity;
 
 /// `target/debug/detect-agent`, built (or checked fresh) once per test binary.
@@ -14,7 +15,17 @@ pub fn binary() -> &'static Path {
     BIN.get_or_init(|| {
         let fleet = Path::new(env!("CARGO_BIN_EXE_detect-fleet"));
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
+        let mut build = Command::new(cargo);
+        // The CARGO_* variables cargo sets for this test (CARGO_MANIFEST_DIR, CARGO_PKG_*,
+        // ...) would reach build scripts that watch them (ring's) and make this build, and
+        // the next one from a shell, recompile half the tree.
+        for (key, _) in std::env::vars_os() {
+            let key = key.to_string_lossy();
+            if key.starts_with("CARGO_") && key != "CARGO_HOME" && key != "CARGO_TARGET_DIR" {
+                build.env_remove(&*key);
+            }
+        }
+        let status = build
             .args([
                 "build",
                 "--quiet",
@@ -31,14 +42,6 @@ pub fn binary() -> &'static Path {
         assert!(bin.is_file(), "{} missing", bin.display());
         bin
     })
-}
-
-pub fn rand_suffix() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos()
-        ^ u128::from(std::process::id())
 }
 
 pub struct Agent {
@@ -60,7 +63,9 @@ impl Drop for Agent {
 }
 
 /// Starts `detect-agent run` as `thing` (client id = thing name) with the certificate `id`,
-/// reporting every `interval` seconds in `format` to the broker on `port`.
+/// reporting every `interval` seconds in `format` to the broker on `port`, with `extra`
+/// config sections (`[collect]`, ...); its config, state and log live in `dir/agent-{thing}/`.
+#[allow(clippy::too_many_arguments)]
 pub fn spawn(
     dir: &Path,
     thing: &str,
@@ -69,32 +74,26 @@ pub fn spawn(
     id: &Identity,
     format: &str,
     interval: u64,
+    extra: &str,
 ) -> Agent {
-    let state = dir.join(format!("state-{thing}"));
-    let config = dir.join(format!("agent-{thing}.toml"));
-    let text = format!(
-        r#"thing_name = "{thing}"
-[mqtt]
-endpoint = "127.0.0.1"
-port = {port}
-ca_file = "{ca}"
-cert_file = "{cert}"
-key_file = "{key}"
-tls_server_name = "localhost"
-[report]
-interval_secs = {interval}
-format = "{format}"
-verdict_timeout_secs = 1
-[state]
-dir = "{state}"
-"#,
-        ca = ca.display(),
-        cert = id.cert.display(),
-        key = id.key.display(),
-        state = state.display(),
-    );
-    std::fs::write(&config, text).unwrap();
-    let log = dir.join(format!("agent-{thing}.log"));
+    let dir = dir.join(format!("agent-{thing}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let id = Identity {
+        name: thing.to_string(),
+        cert: id.cert.clone(),
+        key: id.key.clone(),
+    };
+    let config = agent_config::config(&agent_config::Setup {
+        dir: &dir,
+        port,
+        ca,
+        id: &id,
+        format,
+        interval,
+        extra,
+    });
+    agent_config::set_verdict_timeout(&config, 1);
+    let log = dir.join("agent.log");
     let child = Command::new(binary())
         .arg("run")
         .arg("--config")

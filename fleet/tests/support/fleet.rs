@@ -84,6 +84,13 @@ mqtt_topic = "detect-fleet/alarms/{{thing}}"
         }
     }
 
+    /// Adds `line` (a `key = value`) to the `[fleet]` section of the config file.
+    pub fn set_fleet_key(&self, line: &str) {
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        let text = text.replacen("[fleet]\n", &format!("[fleet]\n{line}\n"), 1);
+        std::fs::write(&self.config, text).unwrap();
+    }
+
     /// `detect-fleet ARGS --config CONFIG`: (success, stdout, stderr).
     pub fn cli(&self, args: &[&str]) -> (bool, String, String) {
         let out = Command::new(BIN)

@@ -12,8 +12,16 @@ pub mod broker;
 #[path = "../../../tests/common/certs.rs"]
 pub mod certs;
 
+#[path = "../../../tests/common/agent_config.rs"]
+pub mod agent_config;
+
+#[path = "../../../tests/common/netns.rs"]
+pub mod netns;
+pub use backend::Received;
+
 pub mod agent;
 pub mod fleet;
+pub mod veths;
 
 #[path = "../../../tests/common/eventually.rs"]
 pub mod eventually;
