@@ -27,6 +27,8 @@ fn settings(port: u16, ca: &Path, id: &Identity, format: &str) -> MqttSettings {
         thing_name: id.name.clone(),
         format_segment: format.to_string(),
         keep_alive_secs: 30,
+        // The PKI directory: private to this test.
+        socket_dir: ca.parent().unwrap().to_path_buf(),
     }
 }
 

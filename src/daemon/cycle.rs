@@ -126,6 +126,7 @@ impl Agent {
             thing_name: thing.clone(),
             format_segment: format.topic_segment().to_string(),
             keep_alive_secs: mqtt.keep_alive_secs,
+            socket_dir: config.state.dir.clone(),
         };
         let publisher = Publisher::start(settings, Backoff::reconnect(random::seed()))?;
         let topic = config

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, MqttOptions, QoS};
+use rumqttc::{AsyncClient, MqttOptions, QoS, Transport};
 use tokio::sync::{oneshot, watch};
 use tokio::time::{Instant, timeout_at};
 
@@ -20,12 +20,12 @@ pub const MAX_PAYLOAD: usize = 128 * 1024;
 const MAX_OUTGOING_PACKET: usize = MAX_PAYLOAD + 1024;
 /// Verdicts are a few hundred bytes, but anyone allowed to publish on the verdict topics can
 /// leave a bigger (retained) message there, and rumqttc drops the connection on a packet above
-/// this limit: the agent would reconnect, resubscribe and get it again, forever (issue #11
+/// its limit: the agent would reconnect, resubscribe and get it again, forever (issue #11
 /// item 3). AWS IoT Core carries no message above 128 KiB, so this limit (the same as
 /// outgoing) takes any message a broker like it delivers; such a message is then ignored
-/// (not a verdict) and logged. Bigger ones exist only on brokers that allow them; there the
-/// connection still dies, and backs off like a failed one (`session`).
-const MAX_INCOMING_PACKET: usize = MAX_OUTGOING_PACKET;
+/// (not a verdict) and logged. Bigger ones (brokers that allow them) never reach rumqttc:
+/// the bridge drops them, acks them at QoS 1 and logs them (`bridge`), rate-limited.
+pub(super) const MAX_INCOMING_PACKET: usize = MAX_OUTGOING_PACKET;
 /// Small request queue: one report, a subscribe, acks.
 const REQUEST_CAPACITY: usize = 8;
 
@@ -56,6 +56,10 @@ pub enum PublishError {
     BadFormat(String),
     #[error("MQTT settings: {field} is empty")]
     Empty { field: &'static str },
+    #[error("MQTT connection: {0}")]
+    Bridge(#[from] super::bridge::BridgeError),
+    #[error("MQTT connection: bridge socket {0}: not a UTF-8 path")]
+    NotUtf8(std::path::PathBuf),
 }
 
 /// Handle to the MQTT session. Dropping it without `shutdown` aborts the connection task
@@ -95,12 +99,15 @@ impl Publisher {
             }
         }
         let topics = Topics::new(&settings.thing_name, &settings.format_segment);
-        let mut options = MqttOptions::new(
-            settings.client_id.clone(),
-            settings.endpoint.clone(),
-            settings.port,
-        );
+        // rumqttc reaches the broker through the bridge (`bridge`), on this socket.
+        let socket = super::bridge::socket_path(&settings.socket_dir)?;
+        let address = socket
+            .to_str()
+            .ok_or_else(|| PublishError::NotUtf8(socket.clone()))?
+            .to_string();
+        let mut options = MqttOptions::new(settings.client_id.clone(), address, settings.port);
         options
+            .set_transport(Transport::Unix)
             .set_keep_alive(Duration::from_secs(settings.keep_alive_secs))
             .set_clean_session(true)
             .set_max_packet_size(MAX_INCOMING_PACKET, MAX_OUTGOING_PACKET)
@@ -121,6 +128,8 @@ impl Publisher {
             shared: shared.clone(),
             stopping: stop_rx,
             noise: Default::default(),
+            socket,
+            bridge: None,
         };
         let task = tokio::spawn(driver.run());
         Ok(Publisher {
@@ -288,6 +297,7 @@ mod tests {
             .enable_all()
             .build()
             .unwrap();
+        let dir = tempfile::tempdir().unwrap();
         rt.block_on(async {
             let settings = MqttSettings {
                 endpoint: "127.0.0.1".to_string(),
@@ -303,6 +313,7 @@ mod tests {
                 thing_name: "t".to_string(),
                 format_segment: "json".to_string(),
                 keep_alive_secs: 30,
+                socket_dir: dir.path().to_path_buf(),
             };
             let p = Publisher::start(settings, Backoff::reconnect(1)).unwrap();
             let fut = p.publish(1, Vec::new(), Duration::ZERO);
@@ -323,6 +334,7 @@ mod tests {
             .enable_all()
             .build()
             .unwrap();
+        let dir = tempfile::tempdir().unwrap();
         rt.block_on(async {
             let mut s = MqttSettings {
                 endpoint: "127.0.0.1".to_string(),
@@ -335,6 +347,7 @@ mod tests {
                 thing_name: "t".to_string(),
                 format_segment: "xml".to_string(),
                 keep_alive_secs: 30,
+                socket_dir: dir.path().to_path_buf(),
             };
             let err = Publisher::start(s.clone(), Backoff::reconnect(1))
                 .err()

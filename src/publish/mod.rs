@@ -3,9 +3,11 @@
 //! (`Publisher::send`). Knows nothing of /proc, of how a report is built or of when an alarm is raised.
 
 pub mod backoff;
+mod bridge;
 pub mod check;
 pub mod client;
 mod conn_error;
+mod frames;
 mod log_limit;
 pub mod login;
 mod session;

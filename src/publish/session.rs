@@ -3,16 +3,18 @@
 //! A broker that leaves a SUBSCRIBE or PUBLISH unanswered (`steps`) gets a new connection.
 
 use std::collections::VecDeque;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use rumqttc::{
-    AsyncClient, Event, EventLoop, Incoming, Outgoing, QoS, SubscribeReasonCode, TlsConfiguration,
-    Transport,
+    AsyncClient, ConnectionError, Event, EventLoop, Incoming, Outgoing, QoS, SubscribeReasonCode,
 };
 use tokio::sync::{oneshot, watch};
 
 use super::backoff::Backoff;
+use super::bridge::{self, Bridge};
+use super::client::MAX_INCOMING_PACKET;
 use super::conn_error::describe_error;
 use super::log_limit::LogLimit;
 use super::login::read_password;
@@ -116,6 +118,10 @@ pub(super) struct Driver {
     pub(super) stopping: watch::Receiver<bool>,
     /// Rate limit of the log lines rogue or malformed verdicts cause.
     pub(super) noise: LogLimit,
+    /// The private Unix socket rumqttc dials (its `Transport::Unix` address).
+    pub(super) socket: PathBuf,
+    /// The bridge of the current connection attempt.
+    pub(super) bridge: Option<Bridge>,
 }
 
 impl Driver {
@@ -136,7 +142,12 @@ impl Driver {
             if !connected {
                 attempt = attempt.saturating_add(1);
                 self.state.send_replace(ConnState::Connecting { attempt });
-                if let Err(error) = self.prepare_connection() {
+                let mut stopping = self.stopping.clone();
+                let prepared = tokio::select! {
+                    prepared = self.prepare_connection() => prepared,
+                    _ = stopping.wait_for(|s| *s) => break,
+                };
+                if let Err(error) = prepared {
                     if self.back_off(attempt, error).await {
                         break;
                     }
@@ -166,6 +177,11 @@ impl Driver {
             if let Ok(event) = &polled {
                 steps.observe(event, tokio::time::Instant::now());
             }
+            // When the bridge ended on an error, that error is why rumqttc lost its socket.
+            let polled = polled.map_err(|e| match self.bridge.as_mut().and_then(Bridge::error) {
+                Some(cause) => cause.to_string(),
+                None => e,
+            });
             match polled {
                 Ok(event) => {
                     if let Event::Incoming(Incoming::ConnAck(_)) = event {
@@ -210,8 +226,11 @@ impl Driver {
 
     /// Fresh TLS config and password from the files (a renewed certificate or rotated
     /// password is picked up on reconnect); drops whatever an old session left queued so a
-    /// report given up as NotDelivered is never sent late.
-    fn prepare_connection(&mut self) -> Result<(), String> {
+    /// report given up as NotDelivered is never sent late. Then dials the broker and starts
+    /// the bridge that rumqttc connects through (`bridge`), all within rumqttc's connection
+    /// timeout.
+    async fn prepare_connection(&mut self) -> Result<(), String> {
+        self.bridge = None;
         let config = tls::client_config(&self.settings).map_err(|e| e.to_string())?;
         if let Some(login) = &self.settings.login {
             let password = read_password(&login.password_file).map_err(|e| e.to_string())?;
@@ -221,9 +240,17 @@ impl Driver {
         }
         self.eventloop.clean();
         self.eventloop.pending.clear();
-        self.eventloop
-            .mqtt_options
-            .set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(config)));
+        let within = Duration::from_secs(self.eventloop.network_options().connection_timeout());
+        let dialled = tokio::time::timeout(
+            within,
+            bridge::dial(&self.settings.endpoint, self.settings.port, config),
+        )
+        .await
+        .unwrap_or(Err(ConnectionError::NetworkTimeout));
+        let broker = dialled.map_err(|e| describe_error(&e))?;
+        let bridge = Bridge::start(&self.socket, broker, MAX_INCOMING_PACKET, within)
+            .map_err(|e| e.to_string())?;
+        self.bridge = Some(bridge);
         Ok(())
     }
 

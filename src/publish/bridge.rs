@@ -1,0 +1,361 @@
+//! Owns the in-process bridge between rumqttc and the broker: dials TCP + TLS itself, hands
+//! rumqttc one private Unix socket connection per dial, and drops PUBLISHes too big for rumqttc
+//! (issue #11 item 3), acking them itself. Speaks no MQTT beyond that (`frames`).
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use rumqttc::tokio_rustls::{TlsConnector, client::TlsStream};
+use rumqttc::{ConnectionError, TlsError};
+use rustls::ClientConfig;
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpStream, UnixListener, UnixStream};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::timeout;
+
+use super::frames::{self, Dropped, FrameError, Frames, Seen};
+use super::log_limit::LogLimit;
+
+/// The longest path a Unix socket address holds (`sun_path` is 108 bytes with the NUL).
+const MAX_SOCKET_PATH: usize = 107;
+/// Bytes read from either side at a time.
+const CHUNK: usize = 16 * 1024;
+/// A side that takes no bytes for this long is stuck: the bridge ends (as rumqttc does on a
+/// PUBLISH that the broker does not take, `steps::PUBACK_TIMEOUT`).
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// PUBACKs for dropped messages waiting for rumqttc's own PUBACKs to go first; when full, the
+/// bridge stops reading from the broker until they are out.
+const MAX_PENDING_ACKS: usize = 16;
+
+/// Why the bridge ended or could not start; one line each, for the session's log.
+#[derive(Debug, thiserror::Error)]
+pub enum BridgeError {
+    #[error("bridge socket {path}: {source}")]
+    Socket { path: PathBuf, source: io::Error },
+    #[error(
+        "bridge socket {path}: path longer than {MAX_SOCKET_PATH} bytes; use a shorter [state] dir"
+    )]
+    LongPath { path: PathBuf },
+    #[error("MQTT client did not connect to the bridge socket within {0:?}")]
+    NoClient(Duration),
+    #[error("bridge socket: a connection from pid {0:?}, not from this process")]
+    Stranger(Option<i32>),
+    #[error("I/O: {0}")]
+    Broker(io::Error),
+    #[error("from the broker: {0}")]
+    Frame(#[from] FrameError),
+    #[error("the {0} took no data for {WRITE_TIMEOUT:?}")]
+    Stalled(Side),
+}
+
+/// The two ends of the bridge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// rumqttc, on the Unix socket.
+    Client,
+    Broker,
+}
+
+impl std::fmt::Display for Side {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Side::Client => "MQTT client",
+            Side::Broker => "broker",
+        })
+    }
+}
+
+/// Makes `<dir>/mqtt-bridge` (mode 0700), removes the sockets other processes left there and
+/// returns this publisher's socket path in it.
+pub fn socket_path(dir: &Path) -> Result<PathBuf, BridgeError> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    static PUBLISHERS: AtomicU32 = AtomicU32::new(0);
+    let dir = dir.join("mqtt-bridge");
+    let fail = |source| BridgeError::Socket {
+        path: dir.clone(),
+        source,
+    };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .map_err(fail)?;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).map_err(fail)?;
+    let pid = std::process::id();
+    for entry in std::fs::read_dir(&dir).map_err(fail)?.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.ends_with(".sock") && !name.starts_with(&format!("{pid}-")) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+    let n = PUBLISHERS.fetch_add(1, Ordering::Relaxed);
+    let path = dir.join(format!("{pid}-{n}.sock"));
+    if path.as_os_str().len() > MAX_SOCKET_PATH {
+        return Err(BridgeError::LongPath { path });
+    }
+    Ok(path)
+}
+
+/// TCP to `endpoint:port`, then TLS with `config`, verifying the server against `endpoint`
+/// (or `tls_server_name`, which `config` carries). Errors are rumqttc's own, so they read as
+/// before the bridge (`conn_error`).
+pub async fn dial(
+    endpoint: &str,
+    port: u16,
+    config: Arc<ClientConfig>,
+) -> Result<TlsStream<TcpStream>, ConnectionError> {
+    let mut last = io::Error::new(
+        io::ErrorKind::InvalidInput,
+        "could not resolve to any address",
+    );
+    let mut tcp = None;
+    for addr in tokio::net::lookup_host((endpoint, port)).await? {
+        match TcpStream::connect(addr).await {
+            Ok(s) => {
+                tcp = Some(s);
+                break;
+            }
+            Err(e) => last = e,
+        }
+    }
+    let tcp = tcp.ok_or(ConnectionError::Io(last))?;
+    let name = ServerName::try_from(endpoint.to_string())
+        .map_err(|e| ConnectionError::Tls(TlsError::DNSName(e)))?;
+    TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+        .map_err(|e| ConnectionError::Tls(TlsError::Io(e)))
+}
+
+/// One running bridge: waits for rumqttc on the socket, then copies until either side closes.
+/// Dropping it ends the bridge.
+pub struct Bridge {
+    task: tokio::task::JoinHandle<()>,
+    ended: oneshot::Receiver<BridgeError>,
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Bridge {
+    /// Listens on `socket` (a stale file there is removed) for one connection from this
+    /// process within `accept_within`, then bridges it to `broker`. Incoming PUBLISHes with a
+    /// remaining length above `limit` are dropped.
+    pub fn start(
+        socket: &Path,
+        broker: TlsStream<TcpStream>,
+        limit: usize,
+        accept_within: Duration,
+    ) -> Result<Bridge, BridgeError> {
+        let _ = std::fs::remove_file(socket);
+        let listener = UnixListener::bind(socket).map_err(|source| BridgeError::Socket {
+            path: socket.to_path_buf(),
+            source,
+        })?;
+        let (tx, ended) = oneshot::channel();
+        let unlink = Unlink(socket.to_path_buf());
+        let task = tokio::spawn(async move {
+            if let Err(e) = serve(listener, unlink, broker, limit, accept_within).await {
+                let _ = tx.send(e);
+            }
+        });
+        Ok(Bridge { task, ended })
+    }
+
+    /// Why the bridge ended, if it ended on an error (said once).
+    pub fn error(&mut self) -> Option<BridgeError> {
+        self.ended.try_recv().ok()
+    }
+}
+
+/// Removes the socket file when dropped: right after the one accept, or when the task is
+/// aborted before it.
+struct Unlink(PathBuf);
+
+impl Drop for Unlink {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+async fn serve(
+    listener: UnixListener,
+    unlink: Unlink,
+    mut broker: TlsStream<TcpStream>,
+    limit: usize,
+    within: Duration,
+) -> Result<(), BridgeError> {
+    let accepted = timeout(within, listener.accept()).await;
+    drop(listener);
+    let path = unlink.0.clone();
+    drop(unlink);
+    let mut client = match accepted {
+        Err(_) => return Err(BridgeError::NoClient(within)),
+        Ok(Err(source)) => return Err(BridgeError::Socket { path, source }),
+        Ok(Ok((client, _))) => client,
+    };
+    let pid = client.peer_cred().ok().and_then(|c| c.pid());
+    if pid != i32::try_from(std::process::id()).ok() {
+        return Err(BridgeError::Stranger(pid));
+    }
+    // The error is reported (by `Bridge::start`'s task) before the streams close, so the
+    // session sees it when rumqttc sees the end.
+    let result = pump(&mut client, &mut broker, limit).await;
+    if result.is_ok() {
+        let _ = timeout(WRITE_TIMEOUT, broker.shutdown()).await;
+    }
+    result
+}
+
+/// Copies both ways until either side closes. Reads wait without a timeout: rumqttc's keep
+/// alive closes its side when the broker goes quiet, and that ends the bridge.
+async fn pump(
+    client: &mut UnixStream,
+    broker: &mut TlsStream<TcpStream>,
+    limit: usize,
+) -> Result<(), BridgeError> {
+    let (client_rx, client_tx) = client.split();
+    let (broker_rx, broker_tx) = tokio::io::split(broker);
+    let (acks_tx, acks_rx) = mpsc::channel(MAX_PENDING_ACKS);
+    tokio::select! {
+        r = down(broker_rx, client_tx, limit, acks_tx) => r,
+        r = up(client_rx, broker_tx, acks_rx) => r,
+    }
+}
+
+/// Writes all of `bytes` to `to` within `WRITE_TIMEOUT`; `Ok(false)` when rumqttc's side is
+/// closed (it went away: not an error of the bridge).
+async fn send(
+    to: &mut (impl AsyncWrite + Unpin),
+    bytes: &[u8],
+    side: Side,
+) -> Result<bool, BridgeError> {
+    match timeout(WRITE_TIMEOUT, to.write_all(bytes)).await {
+        Err(_) => Err(BridgeError::Stalled(side)),
+        Ok(Err(_)) if side == Side::Client => Ok(false),
+        Ok(Err(e)) => Err(BridgeError::Broker(e)),
+        Ok(Ok(())) => Ok(true),
+    }
+}
+
+/// Broker → rumqttc: every packet within `limit` byte for byte; a PUBLISH above it is read
+/// and dropped, logged (rate-limited), and, at QoS 1, its PUBACK handed to `up`.
+async fn down(
+    mut from: impl AsyncRead + Unpin,
+    mut to: impl AsyncWrite + Unpin,
+    limit: usize,
+    acks: mpsc::Sender<(u64, u16)>,
+) -> Result<(), BridgeError> {
+    let mut frames = Frames::new(limit);
+    let mut buf = vec![0; CHUNK];
+    let mut out = Vec::with_capacity(CHUNK + 5);
+    let mut seen = Vec::new();
+    let mut noise = LogLimit::default();
+    // QoS-1 PUBLISHes passed to rumqttc so far: each gets its PUBACK before a later dropped one.
+    let mut forwarded_qos1: u64 = 0;
+    loop {
+        let due = noise.due();
+        let n = tokio::select! {
+            n = from.read(&mut buf) => n.map_err(BridgeError::Broker)?,
+            _ = tokio::time::sleep_until(due.unwrap_or_else(tokio::time::Instant::now)), if due.is_some() => {
+                if let Some(suppressed) = noise.take_suppressed(tokio::time::Instant::now()) {
+                    tracing::warn!(suppressed, "oversized MQTT messages dropped: log lines suppressed");
+                }
+                continue;
+            }
+        };
+        if n == 0 {
+            return Ok(());
+        }
+        out.clear();
+        frames.feed(&buf[..n], &mut out, &mut seen)?;
+        if !send(&mut to, &out, Side::Client).await? {
+            return Ok(());
+        }
+        for s in seen.drain(..) {
+            match s {
+                Seen::Forwarded(first) if first >> 4 == 3 && (first >> 1) & 3 == 1 => {
+                    forwarded_qos1 += 1;
+                }
+                Seen::Forwarded(_) => {}
+                Seen::Dropped(d) => {
+                    if noise.allow(tokio::time::Instant::now()) {
+                        log_dropped(&d, limit);
+                    }
+                    // Delivered QoS is min(publish, subscription) (MQTT 3.1.1 §3.8.4) and the
+                    // agent subscribes at QoS 1, so QoS 2 only comes from a broker breaking
+                    // that rule: it is dropped unacknowledged (the session is clean).
+                    if let (1, Some(pid)) = (d.qos, d.pid)
+                        && acks.send((forwarded_qos1, pid)).await.is_err()
+                    {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn log_dropped(d: &Dropped, limit: usize) {
+    tracing::warn!(
+        topic = %d.topic,
+        bytes = d.size,
+        limit,
+        qos = d.qos,
+        "MQTT message above the size limit dropped"
+    );
+}
+
+/// rumqttc → broker, byte for byte; PUBACKs for dropped messages go in between packets, after
+/// rumqttc has acked every QoS-1 message that came before them (MQTT 3.1.1 §4.6).
+async fn up(
+    mut from: impl AsyncRead + Unpin,
+    mut to: impl AsyncWrite + Unpin,
+    mut acks: mpsc::Receiver<(u64, u16)>,
+) -> Result<(), BridgeError> {
+    // No limit: only the packet boundaries matter here (rumqttc bounds what it sends).
+    let mut frames = Frames::new(usize::MAX);
+    let mut buf = vec![0; CHUNK];
+    let mut out = Vec::with_capacity(CHUNK + 5);
+    let mut seen = Vec::new();
+    let mut client_acks: u64 = 0;
+    let mut pending: Option<(u64, u16)> = None;
+    loop {
+        if let Some((after, pid)) = pending
+            && frames.at_boundary()
+            && client_acks >= after
+        {
+            send(&mut to, &frames::puback(pid), Side::Broker).await?;
+            pending = None;
+            continue;
+        }
+        tokio::select! {
+            n = from.read(&mut buf) => {
+                // A read error on the local socket is rumqttc going away: the same as EOF.
+                let n = n.unwrap_or(0);
+                if n == 0 {
+                    return Ok(());
+                }
+                out.clear();
+                frames.feed(&buf[..n], &mut out, &mut seen)?;
+                client_acks += seen
+                    .drain(..)
+                    .filter(|s| matches!(s, Seen::Forwarded(first) if first >> 4 == frames::PUBACK))
+                    .count() as u64;
+                send(&mut to, &out, Side::Broker).await?;
+            }
+            a = acks.recv(), if pending.is_none() => match a {
+                Some(a) => pending = Some(a),
+                None => return Ok(()),
+            },
+        }
+    }
+}
