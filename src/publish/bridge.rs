@@ -1,27 +1,21 @@
-//! Owns the in-process bridge between rumqttc and the broker: dials TCP + TLS itself, hands
-//! rumqttc one private Unix socket connection per dial, and drops PUBLISHes too big for rumqttc
-//! (issue #11 item 3), acking them itself. Speaks no MQTT beyond that (`frames`).
+//! Owns the in-process bridge between rumqttc and the broker: takes the TLS stream `dial`
+//! made, hands rumqttc one private Unix socket connection for it, and drops PUBLISHes too big
+//! for rumqttc (issue #11 item 3), acking them itself. Speaks no MQTT beyond that (`frames`).
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use rumqttc::tokio_rustls::{TlsConnector, client::TlsStream};
-use rumqttc::{ConnectionError, TlsError};
-use rustls::ClientConfig;
-use rustls::pki_types::ServerName;
+use rumqttc::tokio_rustls::client::TlsStream;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::timeout;
 
-use super::frames::{self, Dropped, FrameError, Frames, Seen};
+use super::dial::MAX_SOCKET_PATH;
+use super::frames::{self, FrameError, Frames, Seen};
 use super::log_limit::LogLimit;
 
-/// The longest path a Unix socket address holds (`sun_path` is 108 bytes with the NUL).
-const MAX_SOCKET_PATH: usize = 107;
 /// Bytes read from either side at a time.
 const CHUNK: usize = 16 * 1024;
 /// A side that takes no bytes for this long is stuck: the bridge ends (as rumqttc does on a
@@ -69,69 +63,6 @@ impl std::fmt::Display for Side {
     }
 }
 
-/// Makes `<dir>/mqtt-bridge` (mode 0700), removes the sockets other processes left there and
-/// returns this publisher's socket path in it.
-pub fn socket_path(dir: &Path) -> Result<PathBuf, BridgeError> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    static PUBLISHERS: AtomicU32 = AtomicU32::new(0);
-    let dir = dir.join("mqtt-bridge");
-    let fail = |source| BridgeError::Socket {
-        path: dir.clone(),
-        source,
-    };
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&dir)
-        .map_err(fail)?;
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).map_err(fail)?;
-    let pid = std::process::id();
-    for entry in std::fs::read_dir(&dir).map_err(fail)?.flatten() {
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if name.ends_with(".sock") && !name.starts_with(&format!("{pid}-")) {
-            let _ = std::fs::remove_file(entry.path());
-        }
-    }
-    let n = PUBLISHERS.fetch_add(1, Ordering::Relaxed);
-    let path = dir.join(format!("{pid}-{n}.sock"));
-    if path.as_os_str().len() > MAX_SOCKET_PATH {
-        return Err(BridgeError::LongPath { path });
-    }
-    Ok(path)
-}
-
-/// TCP to `endpoint:port`, then TLS with `config`, verifying the server against `endpoint`
-/// (or `tls_server_name`, which `config` carries). Errors are rumqttc's own, so they read as
-/// before the bridge (`conn_error`).
-pub async fn dial(
-    endpoint: &str,
-    port: u16,
-    config: Arc<ClientConfig>,
-) -> Result<TlsStream<TcpStream>, ConnectionError> {
-    let mut last = io::Error::new(
-        io::ErrorKind::InvalidInput,
-        "could not resolve to any address",
-    );
-    let mut tcp = None;
-    for addr in tokio::net::lookup_host((endpoint, port)).await? {
-        match TcpStream::connect(addr).await {
-            Ok(s) => {
-                tcp = Some(s);
-                break;
-            }
-            Err(e) => last = e,
-        }
-    }
-    let tcp = tcp.ok_or(ConnectionError::Io(last))?;
-    let name = ServerName::try_from(endpoint.to_string())
-        .map_err(|e| ConnectionError::Tls(TlsError::DNSName(e)))?;
-    TlsConnector::from(config)
-        .connect(name, tcp)
-        .await
-        .map_err(|e| ConnectionError::Tls(TlsError::Io(e)))
-}
-
 /// One running bridge: waits for rumqttc on the socket, then copies until either side closes.
 /// Dropping it ends the bridge.
 pub struct Bridge {
@@ -168,6 +99,12 @@ impl Bridge {
             }
         });
         Ok(Bridge { task, ended })
+    }
+
+    /// Waits, at most `within`, for the bridge to end by itself (after rumqttc closed its
+    /// socket), then ends it.
+    pub async fn finish(mut self, within: Duration) {
+        let _ = timeout(within, &mut self.task).await;
     }
 
     /// Why the bridge ended, if it ended on an error (said once).
@@ -288,7 +225,14 @@ async fn down(
                 Seen::Forwarded(_) => {}
                 Seen::Dropped(d) => {
                     if noise.allow(tokio::time::Instant::now()) {
-                        log_dropped(&d, limit);
+                        // The topic as a str field: the log writes it quoted and escaped.
+                        tracing::warn!(
+                            topic = d.topic.as_str(),
+                            bytes = d.size,
+                            limit,
+                            qos = d.qos,
+                            "MQTT message above the size limit dropped"
+                        );
                     }
                     // Delivered QoS is min(publish, subscription) (MQTT 3.1.1 §3.8.4) and the
                     // agent subscribes at QoS 1, so QoS 2 only comes from a broker breaking
@@ -302,16 +246,6 @@ async fn down(
             }
         }
     }
-}
-
-fn log_dropped(d: &Dropped, limit: usize) {
-    tracing::warn!(
-        topic = %d.topic,
-        bytes = d.size,
-        limit,
-        qos = d.qos,
-        "MQTT message above the size limit dropped"
-    );
 }
 
 /// rumqttc → broker, byte for byte; PUBACKs for dropped messages go in between packets, after

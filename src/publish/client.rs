@@ -9,7 +9,8 @@ use tokio::sync::{oneshot, watch};
 use tokio::time::{Instant, timeout_at};
 
 use super::backoff::Backoff;
-use super::session::{ConnState, Driver, InFlight, Shared};
+use super::conn_state::ConnState;
+use super::session::{Driver, InFlight, Shared};
 use super::tls::MqttSettings;
 use super::topics::Topics;
 use super::verdict::{Encoding, Status};
@@ -100,7 +101,7 @@ impl Publisher {
         }
         let topics = Topics::new(&settings.thing_name, &settings.format_segment);
         // rumqttc reaches the broker through the bridge (`bridge`), on this socket.
-        let socket = super::bridge::socket_path(&settings.socket_dir)?;
+        let socket = super::dial::socket_path(&settings.socket_dir)?;
         let address = socket
             .to_str()
             .ok_or_else(|| PublishError::NotUtf8(socket.clone()))?

@@ -13,58 +13,17 @@ use rumqttc::{
 use tokio::sync::{oneshot, watch};
 
 use super::backoff::Backoff;
-use super::bridge::{self, Bridge};
+use super::bridge::Bridge;
 use super::client::MAX_INCOMING_PACKET;
 use super::conn_error::describe_error;
+use super::conn_state::ConnState;
+use super::dial;
 use super::log_limit::LogLimit;
 use super::login::read_password;
 use super::steps::Steps;
 use super::tls::{self, MqttSettings};
 use super::topics::Topics;
 use super::verdict::{self, Encoding, Status, Verdict};
-
-/// What the connection is doing, for logs and systemd `STATUS=`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ConnState {
-    Connecting {
-        attempt: u32,
-    },
-    /// Connected, waiting for the SUBACK of the verdict topics.
-    Subscribing,
-    /// Publishing allowed. `verdicts` is false when the broker refused the subscription.
-    Ready {
-        verdicts: bool,
-    },
-    Backoff {
-        attempt: u32,
-        error: String,
-        retry_in: Duration,
-    },
-    Closed,
-}
-
-impl ConnState {
-    /// One line for systemd `STATUS=`.
-    pub fn describe(&self) -> String {
-        match self {
-            ConnState::Connecting { attempt } => format!("connecting (attempt {attempt})"),
-            ConnState::Subscribing => "connected, subscribing to verdicts".to_string(),
-            ConnState::Ready { verdicts: true } => "connected".to_string(),
-            ConnState::Ready { verdicts: false } => {
-                "connected, verdict subscription refused".to_string()
-            }
-            ConnState::Backoff {
-                attempt,
-                error,
-                retry_in,
-            } => format!(
-                "disconnected after attempt {attempt}: {error}; retry in {}s",
-                retry_in.as_secs()
-            ),
-            ConnState::Closed => "closed".to_string(),
-        }
-    }
-}
 
 /// The message waiting for its PUBACK and, for a report, its verdict.
 pub(super) struct InFlight {
@@ -78,6 +37,9 @@ pub(super) struct InFlight {
 /// A connection up at least this long counts as a success: the next failure starts the
 /// reconnect backoff over.
 const STABLE_AFTER: Duration = Duration::from_secs(10);
+
+/// How long the bridge may take to pass on the last bytes when the session ends.
+const BRIDGE_FINISH: Duration = Duration::from_secs(2);
 
 /// Late verdicts kept for the daemon to collect: a few slots' worth, oldest dropped first.
 const MAX_LATE: usize = 8;
@@ -221,6 +183,12 @@ impl Driver {
             }
         }
         *self.shared.slot() = None;
+        // Closing rumqttc's socket lets the bridge pass on what it still holds (our
+        // DISCONNECT) and close the TLS session itself.
+        self.eventloop.clean();
+        if let Some(bridge) = self.bridge.take() {
+            bridge.finish(BRIDGE_FINISH).await;
+        }
         self.state.send_replace(ConnState::Closed);
     }
 
@@ -243,7 +211,7 @@ impl Driver {
         let within = Duration::from_secs(self.eventloop.network_options().connection_timeout());
         let dialled = tokio::time::timeout(
             within,
-            bridge::dial(&self.settings.endpoint, self.settings.port, config),
+            dial::dial(&self.settings.endpoint, self.settings.port, config),
         )
         .await
         .unwrap_or(Err(ConnectionError::NetworkTimeout));
