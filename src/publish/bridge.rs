@@ -2,6 +2,7 @@
 //! made, hands rumqttc one private Unix socket connection for it, and drops PUBLISHes too big
 //! for rumqttc (issue #11 item 3), acking them itself. Speaks no MQTT beyond that (`frames`).
 
+use std::collections::VecDeque;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -93,11 +94,7 @@ impl Bridge {
         })?;
         let (tx, ended) = oneshot::channel();
         let unlink = Unlink(socket.to_path_buf());
-        let task = tokio::spawn(async move {
-            if let Err(e) = serve(listener, unlink, broker, limit, accept_within).await {
-                let _ = tx.send(e);
-            }
-        });
+        let task = tokio::spawn(serve(listener, unlink, broker, limit, accept_within, tx));
         Ok(Bridge { task, ended })
     }
 
@@ -123,18 +120,45 @@ impl Drop for Unlink {
     }
 }
 
+/// The bridge task: one accept, then `pump`. Its error goes to `ended` while both streams are
+/// still open, so the session has it by the time rumqttc sees its socket close.
 async fn serve(
     listener: UnixListener,
     unlink: Unlink,
     mut broker: TlsStream<TcpStream>,
     limit: usize,
     within: Duration,
-) -> Result<(), BridgeError> {
+    ended: oneshot::Sender<BridgeError>,
+) {
+    let mut client = match accept(listener, unlink, within).await {
+        Ok(client) => client,
+        Err(e) => {
+            let _ = ended.send(e);
+            return;
+        }
+    };
+    match pump(&mut client, &mut broker, limit).await {
+        Ok(()) => {
+            let _ = timeout(WRITE_TIMEOUT, broker.shutdown()).await;
+        }
+        Err(e) => {
+            let _ = ended.send(e);
+        }
+    }
+    drop(client);
+}
+
+/// The one connection, from this process, within `within`; the socket file is gone after.
+async fn accept(
+    listener: UnixListener,
+    unlink: Unlink,
+    within: Duration,
+) -> Result<UnixStream, BridgeError> {
     let accepted = timeout(within, listener.accept()).await;
     drop(listener);
     let path = unlink.0.clone();
     drop(unlink);
-    let mut client = match accepted {
+    let client = match accepted {
         Err(_) => return Err(BridgeError::NoClient(within)),
         Ok(Err(source)) => return Err(BridgeError::Socket { path, source }),
         Ok(Ok((client, _))) => client,
@@ -143,20 +167,14 @@ async fn serve(
     if pid != i32::try_from(std::process::id()).ok() {
         return Err(BridgeError::Stranger(pid));
     }
-    // The error is reported (by `Bridge::start`'s task) before the streams close, so the
-    // session sees it when rumqttc sees the end.
-    let result = pump(&mut client, &mut broker, limit).await;
-    if result.is_ok() {
-        let _ = timeout(WRITE_TIMEOUT, broker.shutdown()).await;
-    }
-    result
+    Ok(client)
 }
 
 /// Copies both ways until either side closes. Reads wait without a timeout: rumqttc's keep
 /// alive closes its side when the broker goes quiet, and that ends the bridge.
 async fn pump(
     client: &mut UnixStream,
-    broker: &mut TlsStream<TcpStream>,
+    broker: &mut (impl AsyncRead + AsyncWrite + Unpin),
     limit: usize,
 ) -> Result<(), BridgeError> {
     let (client_rx, client_tx) = client.split();
@@ -214,9 +232,7 @@ async fn down(
         }
         out.clear();
         frames.feed(&buf[..n], &mut out, &mut seen)?;
-        if !send(&mut to, &out, Side::Client).await? {
-            return Ok(());
-        }
+        // The PUBACKs owed are queued before rumqttc can see (and ack) what follows them.
         for s in seen.drain(..) {
             match s {
                 Seen::Forwarded(first) if first >> 4 == 3 && (first >> 1) & 3 == 1 => {
@@ -245,32 +261,31 @@ async fn down(
                 }
             }
         }
+        if !send(&mut to, &out, Side::Client).await? {
+            return Ok(());
+        }
     }
 }
 
-/// rumqttc → broker, byte for byte; PUBACKs for dropped messages go in between packets, after
-/// rumqttc has acked every QoS-1 message that came before them (MQTT 3.1.1 §4.6).
+/// rumqttc → broker, byte for byte; PUBACKs for dropped messages go in between packets, right
+/// after rumqttc has acked every QoS-1 message that came before them (MQTT 3.1.1 §4.6).
 async fn up(
     mut from: impl AsyncRead + Unpin,
-    mut to: impl AsyncWrite + Unpin,
-    mut acks: mpsc::Receiver<(u64, u16)>,
+    to: impl AsyncWrite + Unpin,
+    acks: mpsc::Receiver<(u64, u16)>,
 ) -> Result<(), BridgeError> {
-    // No limit: only the packet boundaries matter here (rumqttc bounds what it sends).
-    let mut frames = Frames::new(usize::MAX);
+    let mut up = Up {
+        // No limit: only the packet boundaries matter here (rumqttc bounds what it sends).
+        frames: Frames::new(usize::MAX),
+        client_acks: 0,
+        pending: VecDeque::with_capacity(MAX_PENDING_ACKS),
+        acks,
+        to,
+    };
     let mut buf = vec![0; CHUNK];
     let mut out = Vec::with_capacity(CHUNK + 5);
     let mut seen = Vec::new();
-    let mut client_acks: u64 = 0;
-    let mut pending: Option<(u64, u16)> = None;
     loop {
-        if let Some((after, pid)) = pending
-            && frames.at_boundary()
-            && client_acks >= after
-        {
-            send(&mut to, &frames::puback(pid), Side::Broker).await?;
-            pending = None;
-            continue;
-        }
         tokio::select! {
             n = from.read(&mut buf) => {
                 // A read error on the local socket is rumqttc going away: the same as EOF.
@@ -278,18 +293,61 @@ async fn up(
                 if n == 0 {
                     return Ok(());
                 }
-                out.clear();
-                frames.feed(&buf[..n], &mut out, &mut seen)?;
-                client_acks += seen
-                    .drain(..)
-                    .filter(|s| matches!(s, Seen::Forwarded(first) if first >> 4 == frames::PUBACK))
-                    .count() as u64;
-                send(&mut to, &out, Side::Broker).await?;
+                let mut rest = &buf[..n];
+                while !rest.is_empty() {
+                    out.clear();
+                    let used = up.frames.feed_packet(rest, &mut out, &mut seen)?;
+                    rest = &rest[used..];
+                    up.client_acks += seen
+                        .drain(..)
+                        .filter(|s| matches!(s, Seen::Forwarded(first) if first >> 4 == frames::PUBACK))
+                        .count() as u64;
+                    send(&mut up.to, &out, Side::Broker).await?;
+                    up.ack_due().await?;
+                }
             }
-            a = acks.recv(), if pending.is_none() => match a {
-                Some(a) => pending = Some(a),
+            a = up.acks.recv(), if up.pending.len() < MAX_PENDING_ACKS => match a {
+                Some(a) => {
+                    up.pending.push_back(a);
+                    up.ack_due().await?;
+                }
                 None => return Ok(()),
             },
         }
     }
 }
+
+/// The rumqttc → broker side's state.
+struct Up<W> {
+    frames: Frames,
+    /// PUBACKs rumqttc has sent.
+    client_acks: u64,
+    /// (PUBACKs rumqttc must have sent first, packet id) for dropped messages, oldest first.
+    pending: VecDeque<(u64, u16)>,
+    acks: mpsc::Receiver<(u64, u16)>,
+    to: W,
+}
+
+impl<W: AsyncWrite + Unpin> Up<W> {
+    /// Sends the PUBACKs for dropped messages that are due (between two packets of rumqttc).
+    async fn ack_due(&mut self) -> Result<(), BridgeError> {
+        while self.pending.len() < MAX_PENDING_ACKS {
+            match self.acks.try_recv() {
+                Ok(a) => self.pending.push_back(a),
+                Err(_) => break,
+            }
+        }
+        while let Some(&(after, pid)) = self.pending.front()
+            && self.frames.at_boundary()
+            && self.client_acks >= after
+        {
+            send(&mut self.to, &frames::puback(pid), Side::Broker).await?;
+            self.pending.pop_front();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[path = "bridge_tests.rs"]
+mod tests;

@@ -113,17 +113,33 @@ impl Frames {
         seen: &mut Vec<Seen>,
     ) -> Result<(), FrameError> {
         while !input.is_empty() {
+            let used = self.feed_packet(input, out, seen)?;
+            input = &input[used..];
+        }
+        Ok(())
+    }
+
+    /// Like `feed`, but stops right after the first packet that ends in `input` (so the
+    /// caller can act between packets); returns how many bytes it consumed.
+    pub fn feed_packet(
+        &mut self,
+        input: &[u8],
+        out: &mut Vec<u8>,
+        seen: &mut Vec<Seen>,
+    ) -> Result<usize, FrameError> {
+        let mut used = 0;
+        while used < input.len() {
+            let rest = &input[used..];
             match &mut self.state {
                 State::Header { buf, len } => {
-                    buf[*len] = input[0];
+                    buf[*len] = rest[0];
                     *len += 1;
-                    input = &input[1..];
+                    used += 1;
                     let n = *len;
                     if n == 1 {
                         continue;
                     }
-                    let last = buf[n - 1];
-                    if last & 0x80 != 0 {
+                    if buf[n - 1] & 0x80 != 0 {
                         if n == 5 {
                             return Err(FrameError::BadLength);
                         }
@@ -137,17 +153,16 @@ impl Frames {
                     self.begin(&header[..n], size, out, seen)?;
                 }
                 State::Body { left } => {
-                    let take = (*left).min(input.len());
-                    out.extend_from_slice(&input[..take]);
+                    let take = (*left).min(rest.len());
+                    out.extend_from_slice(&rest[..take]);
                     *left -= take;
-                    input = &input[take..];
+                    used += take;
                     if *left == 0 {
                         self.state = Frames::new(self.limit).state;
                     }
                 }
                 State::Drop(d) => {
-                    let used = d.consume(input)?;
-                    input = &input[used..];
+                    used += d.consume(rest)?;
                     if d.left == 0 {
                         seen.push(Seen::Dropped(Dropped {
                             topic: String::from_utf8_lossy(&d.topic).into_owned(),
@@ -159,8 +174,11 @@ impl Frames {
                     }
                 }
             }
+            if self.at_boundary() {
+                break;
+            }
         }
-        Ok(())
+        Ok(used)
     }
 
     /// Decides what to do with a packet whose fixed header is complete.

@@ -169,3 +169,21 @@ fn broken_framing_and_other_big_packets_are_errors() {
 fn puback_bytes() {
     assert_eq!(puback(0x1234), [0x40, 0x02, 0x12, 0x34]);
 }
+
+#[test]
+fn feed_packet_stops_after_each_packet() {
+    let mut stream = SUBACK.to_vec();
+    stream.extend([0xd0, 0x00]);
+    stream.extend(publish(b"b", 1, 50));
+    let mut f = Frames::new(20);
+    let (mut out, mut seen) = (Vec::new(), Vec::new());
+    let mut ends = Vec::new();
+    let mut at = 0;
+    while at < stream.len() {
+        at += f.feed_packet(&stream[at..], &mut out, &mut seen).unwrap();
+        ends.push(at);
+        assert!(f.at_boundary());
+    }
+    assert_eq!(ends, vec![5, 7, stream.len()]);
+    assert_eq!(out, stream[..7]);
+}
