@@ -4,12 +4,13 @@
 //! mosquitto with mutual TLS, strict backend.
 mod common;
 
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::agent::{Setup, accepted_for, config, spawn};
+use common::agent::{Agent, Setup, accepted_for, config, spawn};
 use common::{Backend, Broker, Pki, eventually};
 
 /// How often mosquitto let the client `id` in.
@@ -19,6 +20,12 @@ fn connects(broker: &Broker, id: &str) -> usize {
         .lines()
         .filter(|l| l.contains("New client connected") && l.contains(&format!(" as {id} ")))
         .count()
+}
+
+/// The agent as thing `client_rsa`, JSON, a report every second.
+fn start_agent(pki: &Pki, broker: &Broker, dir: &Path) -> Agent {
+    let setup = Setup::plain(dir, broker.port, &pki.ca, &pki.client_rsa, "json", 1);
+    spawn(&config(&setup), &[])
 }
 
 #[tokio::test]
@@ -32,15 +39,7 @@ async fn a_retained_200_kib_message_on_the_verdict_topic_is_dropped_and_the_one_
     std::fs::write(&junk, vec![b'x'; 200 * 1024]).unwrap();
     let topic = format!("$aws/things/{thing}/defender/metrics/json/accepted");
     broker.retain(&pki, &topic, &junk);
-    let cfg = config(&Setup::plain(
-        work.path(),
-        broker.port,
-        &pki.ca,
-        &pki.client_rsa,
-        "json",
-        1,
-    ));
-    let agent = spawn(&cfg, &[]);
+    let agent = start_agent(&pki, &broker, work.path());
     // Reports flow and the agent hears their verdicts.
     let heard = eventually(Duration::from_secs(40), || {
         agent.log().matches("verdict=\"accepted\"").count() >= 4
@@ -65,6 +64,19 @@ async fn a_retained_200_kib_message_on_the_verdict_topic_is_dropped_and_the_one_
     );
     assert!(!log.contains("MQTT connection lost"), "{log}");
     assert!(!log.contains("MQTT connection failed"), "{log}");
+    // The broker got its PUBACK (from the bridge, at QoS 1 as subscribed).
+    let blog = broker.log();
+    let mid = blog
+        .lines()
+        .find(|l| {
+            l.contains(&format!("Sending PUBLISH to {thing} ")) && l.contains("(204800 bytes)")
+        })
+        .and_then(|l| l.split(", m").nth(1)?.split(',').next())
+        .unwrap_or_else(|| panic!("no PUBLISH of the big message; broker log:\n{blog}"));
+    assert!(
+        blog.contains(&format!("Received PUBACK from {thing} (Mid: {mid},")),
+        "no PUBACK for message {mid}; broker log:\n{blog}"
+    );
     assert_eq!(
         connects(&broker, &thing),
         1,
@@ -83,15 +95,7 @@ async fn a_connection_that_dies_right_after_it_is_made_backs_off_like_a_failed_o
     let broker = Broker::start(&pki);
     let work = tempfile::tempdir().unwrap();
     let thing = pki.client_rsa.name.clone();
-    let cfg = config(&Setup::plain(
-        work.path(),
-        broker.port,
-        &pki.ca,
-        &pki.client_rsa,
-        "json",
-        1,
-    ));
-    let agent = spawn(&cfg, &[]);
+    let agent = start_agent(&pki, &broker, work.path());
     let port = broker.port.to_string();
     let (ca, cert, key) = (
         pki.ca.clone(),
