@@ -7,11 +7,11 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rumqttc::tokio_rustls::client::TlsStream;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::timeout;
+use tokio_rustls::client::TlsStream;
 
 use super::dial::MAX_SOCKET_PATH;
 use super::frames::{self, FrameError, Frames, Seen};

@@ -1,16 +1,16 @@
-//! Owns reaching the broker for the bridge: the TCP + TLS dial (failing with rumqttc's own
-//! error types, so `conn_error` words them as before) and the private socket rumqttc dials.
+//! Owns reaching the broker for the bridge: the TCP + TLS dial (its errors worded as rumqttc
+//! worded them when it dialled itself) and the private socket rumqttc dials instead.
 
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
 
-use rumqttc::tokio_rustls::{TlsConnector, client::TlsStream};
-use rumqttc::{ConnectionError, TlsError};
 use rustls::ClientConfig;
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
+use tokio_rustls::{TlsConnector, client::TlsStream};
 
 use super::bridge::BridgeError;
 
@@ -49,33 +49,58 @@ pub fn socket_path(dir: &Path) -> Result<PathBuf, BridgeError> {
     Ok(path)
 }
 
+/// Why the broker could not be reached; the wording is rumqttc's, from before the bridge.
+#[derive(Debug, thiserror::Error)]
+pub enum DialError {
+    #[error("connection refused: {0}")]
+    Refused(io::Error),
+    #[error("I/O: {0}")]
+    Tcp(io::Error),
+    #[error("TLS: endpoint {0:?} is not a valid DNS name or IP address")]
+    Name(String),
+    #[error("TLS: I/O: {0}")]
+    Tls(io::Error),
+    #[error("Network timeout")]
+    Timeout,
+}
+
+impl From<io::Error> for DialError {
+    fn from(e: io::Error) -> Self {
+        if e.kind() == io::ErrorKind::ConnectionRefused {
+            DialError::Refused(e)
+        } else {
+            DialError::Tcp(e)
+        }
+    }
+}
+
 /// TCP to `endpoint:port`, then TLS with `config`, verifying the server against `endpoint`
-/// (or `tls_server_name`, which `config` carries). Errors are rumqttc's own, so they read as
-/// before the bridge (`conn_error`).
+/// (or `tls_server_name`, which `config` carries), all within `within`.
 pub async fn dial(
     endpoint: &str,
     port: u16,
     config: Arc<ClientConfig>,
-) -> Result<TlsStream<TcpStream>, ConnectionError> {
-    let mut last = io::Error::new(
-        io::ErrorKind::InvalidInput,
-        "could not resolve to any address",
-    );
-    let mut tcp = None;
-    for addr in tokio::net::lookup_host((endpoint, port)).await? {
-        match TcpStream::connect(addr).await {
-            Ok(s) => {
-                tcp = Some(s);
-                break;
+    within: Duration,
+) -> Result<TlsStream<TcpStream>, DialError> {
+    let deadline = tokio::time::Instant::now() + within;
+    let dialled = tokio::time::timeout_at(deadline, async {
+        let mut last = io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "could not resolve to any address",
+        );
+        for addr in tokio::net::lookup_host((endpoint, port)).await? {
+            match TcpStream::connect(addr).await {
+                Ok(tcp) => return Ok(tcp),
+                Err(e) => last = e,
             }
-            Err(e) => last = e,
         }
-    }
-    let tcp = tcp.ok_or(ConnectionError::Io(last))?;
+        Err(DialError::from(last))
+    })
+    .await;
+    let tcp = dialled.map_err(|_| DialError::Timeout)??;
     let name = ServerName::try_from(endpoint.to_string())
-        .map_err(|e| ConnectionError::Tls(TlsError::DNSName(e)))?;
-    TlsConnector::from(config)
-        .connect(name, tcp)
-        .await
-        .map_err(|e| ConnectionError::Tls(TlsError::Io(e)))
+        .map_err(|_| DialError::Name(endpoint.to_string()))?;
+    let tls = TlsConnector::from(config).connect(name, tcp);
+    let tls = tokio::time::timeout_at(deadline, tls).await;
+    tls.map_err(|_| DialError::Timeout)?.map_err(DialError::Tls)
 }

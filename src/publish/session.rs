@@ -7,9 +7,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use rumqttc::{
-    AsyncClient, ConnectionError, Event, EventLoop, Incoming, Outgoing, QoS, SubscribeReasonCode,
-};
+use rumqttc::{AsyncClient, Event, EventLoop, Incoming, Outgoing, QoS, SubscribeReasonCode};
 use tokio::sync::{oneshot, watch};
 
 use super::backoff::Backoff;
@@ -209,13 +207,9 @@ impl Driver {
         self.eventloop.clean();
         self.eventloop.pending.clear();
         let within = Duration::from_secs(self.eventloop.network_options().connection_timeout());
-        let dialled = tokio::time::timeout(
-            within,
-            dial::dial(&self.settings.endpoint, self.settings.port, config),
-        )
-        .await
-        .unwrap_or(Err(ConnectionError::NetworkTimeout));
-        let broker = dialled.map_err(|e| describe_error(&e))?;
+        let broker = dial::dial(&self.settings.endpoint, self.settings.port, config, within)
+            .await
+            .map_err(|e| e.to_string())?;
         let bridge = Bridge::start(&self.socket, broker, MAX_INCOMING_PACKET, within)
             .map_err(|e| e.to_string())?;
         self.bridge = Some(bridge);
