@@ -4,7 +4,7 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -78,24 +78,20 @@ impl Drop for Bridge {
 }
 
 impl Bridge {
-    /// Listens on `socket` (a stale file there is removed) for one connection from this
-    /// process within `accept_within`, then bridges it to `broker`. Incoming PUBLISHes with a
-    /// remaining length above `limit` are dropped.
+    /// Waits on `listener` (bound at `socket`, removed after the accept) for one connection
+    /// from this process within `accept_within`, then bridges it to `broker`. Incoming
+    /// PUBLISHes with a remaining length above `limit` are dropped.
     pub fn start(
-        socket: &Path,
+        listener: UnixListener,
+        socket: PathBuf,
         broker: TlsStream<TcpStream>,
         limit: usize,
         accept_within: Duration,
-    ) -> Result<Bridge, BridgeError> {
-        let _ = std::fs::remove_file(socket);
-        let listener = UnixListener::bind(socket).map_err(|source| BridgeError::Socket {
-            path: socket.to_path_buf(),
-            source,
-        })?;
+    ) -> Bridge {
         let (tx, ended) = oneshot::channel();
-        let unlink = Unlink(socket.to_path_buf());
+        let unlink = Unlink(socket);
         let task = tokio::spawn(serve(listener, unlink, broker, limit, accept_within, tx));
-        Ok(Bridge { task, ended })
+        Bridge { task, ended }
     }
 
     /// Waits, at most `within`, for the bridge to end by itself (after rumqttc closed its

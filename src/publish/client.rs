@@ -10,6 +10,7 @@ use tokio::time::{Instant, timeout_at};
 
 use super::backoff::Backoff;
 use super::conn_state::ConnState;
+use super::dial::SocketDirs;
 use super::session::{Driver, InFlight, Shared};
 use super::tls::MqttSettings;
 use super::topics::Topics;
@@ -57,10 +58,19 @@ pub enum PublishError {
     BadFormat(String),
     #[error("MQTT settings: {field} is empty")]
     Empty { field: &'static str },
-    #[error("MQTT connection: {0}")]
-    Bridge(#[from] super::bridge::BridgeError),
-    #[error("MQTT connection: bridge socket {0}: not a UTF-8 path")]
-    NotUtf8(std::path::PathBuf),
+}
+
+/// rumqttc's options, reaching the broker through the bridge's Unix socket at `socket`.
+pub(super) fn mqtt_options(settings: &MqttSettings, socket: &str) -> MqttOptions {
+    let mut options = MqttOptions::new(settings.client_id.clone(), socket, settings.port);
+    options
+        .set_transport(Transport::Unix)
+        .set_keep_alive(Duration::from_secs(settings.keep_alive_secs))
+        .set_clean_session(true)
+        .set_max_packet_size(MAX_INCOMING_PACKET, MAX_OUTGOING_PACKET)
+        .set_request_channel_capacity(REQUEST_CAPACITY)
+        .set_inflight(2);
+    options
 }
 
 /// Handle to the MQTT session. Dropping it without `shutdown` aborts the connection task
@@ -100,20 +110,9 @@ impl Publisher {
             }
         }
         let topics = Topics::new(&settings.thing_name, &settings.format_segment);
-        // rumqttc reaches the broker through the bridge (`bridge`), on this socket.
-        let socket = super::dial::socket_path(&settings.socket_dir)?;
-        let address = socket
-            .to_str()
-            .ok_or_else(|| PublishError::NotUtf8(socket.clone()))?
-            .to_string();
-        let mut options = MqttOptions::new(settings.client_id.clone(), address, settings.port);
-        options
-            .set_transport(Transport::Unix)
-            .set_keep_alive(Duration::from_secs(settings.keep_alive_secs))
-            .set_clean_session(true)
-            .set_max_packet_size(MAX_INCOMING_PACKET, MAX_OUTGOING_PACKET)
-            .set_request_channel_capacity(REQUEST_CAPACITY)
-            .set_inflight(2);
+        // The socket is chosen on each dial (`session`), which sets these options again.
+        let options = mqtt_options(&settings, "");
+        let sockets = SocketDirs::new(&settings.socket_dir);
         let (client, eventloop) = AsyncClient::new(options, REQUEST_CAPACITY);
         let shared = Arc::new(Shared::default());
         let (state_tx, state) = watch::channel(ConnState::Connecting { attempt: 0 });
@@ -129,7 +128,7 @@ impl Publisher {
             shared: shared.clone(),
             stopping: stop_rx,
             noise: Default::default(),
-            socket,
+            sockets,
             bridge: None,
         };
         let task = tokio::spawn(driver.run());

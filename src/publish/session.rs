@@ -3,7 +3,6 @@
 //! A broker that leaves a SUBSCRIBE or PUBLISH unanswered (`steps`) gets a new connection.
 
 use std::collections::VecDeque;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -13,9 +12,10 @@ use tokio::sync::{oneshot, watch};
 use super::backoff::Backoff;
 use super::bridge::Bridge;
 use super::client::MAX_INCOMING_PACKET;
+use super::client::mqtt_options;
 use super::conn_error::describe_error;
 use super::conn_state::ConnState;
-use super::dial;
+use super::dial::{self, SocketDirs};
 use super::log_limit::LogLimit;
 use super::login::read_password;
 use super::steps::Steps;
@@ -78,8 +78,8 @@ pub(super) struct Driver {
     pub(super) stopping: watch::Receiver<bool>,
     /// Rate limit of the log lines rogue or malformed verdicts cause.
     pub(super) noise: LogLimit,
-    /// The private Unix socket rumqttc dials (its `Transport::Unix` address).
-    pub(super) socket: PathBuf,
+    /// Where the private Unix socket rumqttc dials goes (its `Transport::Unix` address).
+    pub(super) sockets: SocketDirs,
     /// The bridge of the current connection attempt.
     pub(super) bridge: Option<Bridge>,
 }
@@ -198,21 +198,37 @@ impl Driver {
     async fn prepare_connection(&mut self) -> Result<(), String> {
         self.bridge = None;
         let config = tls::client_config(&self.settings).map_err(|e| e.to_string())?;
-        if let Some(login) = &self.settings.login {
-            let password = read_password(&login.password_file).map_err(|e| e.to_string())?;
-            self.eventloop
-                .mqtt_options
-                .set_credentials(login.username.clone(), password.expose());
-        }
+        let password = match &self.settings.login {
+            Some(login) => Some(read_password(&login.password_file).map_err(|e| e.to_string())?),
+            None => None,
+        };
         self.eventloop.clean();
         self.eventloop.pending.clear();
         let within = Duration::from_secs(self.eventloop.network_options().connection_timeout());
         let broker = dial::dial(&self.settings.endpoint, self.settings.port, config, within)
             .await
             .map_err(|e| e.to_string())?;
-        let bridge = Bridge::start(&self.socket, broker, MAX_INCOMING_PACKET, within)
-            .map_err(|e| e.to_string())?;
-        self.bridge = Some(bridge);
+        // Bound only now: the socket exists while rumqttc is about to connect, no longer.
+        let (listener, socket) = self.sockets.bind().map_err(|e| e.to_string())?;
+        let Some(address) = socket.to_str() else {
+            let _ = std::fs::remove_file(&socket);
+            return Err(format!(
+                "bridge socket {}: not a UTF-8 path",
+                socket.display()
+            ));
+        };
+        let mut options = mqtt_options(&self.settings, address);
+        if let (Some(login), Some(password)) = (&self.settings.login, password) {
+            options.set_credentials(login.username.clone(), password.expose());
+        }
+        self.eventloop.mqtt_options = options;
+        self.bridge = Some(Bridge::start(
+            listener,
+            socket,
+            broker,
+            MAX_INCOMING_PACKET,
+            within,
+        ));
         Ok(())
     }
 
