@@ -182,14 +182,19 @@ async fn pump(
     }
 }
 
-/// Writes all of `bytes` to `to` within `WRITE_TIMEOUT`; `Ok(false)` when rumqttc's side is
-/// closed (it went away: not an error of the bridge).
+/// Writes all of `bytes` to `to` and flushes it (TLS keeps records buffered until a flush)
+/// within `WRITE_TIMEOUT`; `Ok(false)` when rumqttc's side is closed (it went away: not an
+/// error of the bridge).
 async fn send(
     to: &mut (impl AsyncWrite + Unpin),
     bytes: &[u8],
     side: Side,
 ) -> Result<bool, BridgeError> {
-    match timeout(WRITE_TIMEOUT, to.write_all(bytes)).await {
+    let written = async {
+        to.write_all(bytes).await?;
+        to.flush().await
+    };
+    match timeout(WRITE_TIMEOUT, written).await {
         Err(_) => Err(BridgeError::Stalled(side)),
         Ok(Err(_)) if side == Side::Client => Ok(false),
         Ok(Err(e)) => Err(BridgeError::Broker(e)),
