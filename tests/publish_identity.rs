@@ -30,7 +30,6 @@ fn settings(pki: &Pki, id: &Identity, port: u16) -> MqttSettings {
         thing_name: id.name.clone(),
         format_segment: "json".to_string(),
         keep_alive_secs: 30,
-        socket_dir: pki.dir.path().to_path_buf(),
     }
 }
 

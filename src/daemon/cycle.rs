@@ -126,9 +126,12 @@ impl Agent {
             thing_name: thing.clone(),
             format_segment: format.topic_segment().to_string(),
             keep_alive_secs: mqtt.keep_alive_secs,
-            socket_dir: config.state.dir.clone(),
         };
-        let publisher = Publisher::start(settings, Backoff::reconnect(random::seed()))?;
+        let publisher = Publisher::start(
+            settings,
+            Backoff::reconnect(random::seed()),
+            &config.state.dir,
+        )?;
         let topic = config
             .alarm_topic(thing)
             .map_err(|e| DaemonError::Config(format!("detect.alarm_topic: {e}")))?;

@@ -1,6 +1,7 @@
 //! Owns the publish calls: one message at a time, bounded waits for the connection, the PUBACK
 //! and (reports only) the verdict; the connection task itself is `session`. Takes bytes.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -96,8 +97,13 @@ impl Drop for Publisher {
 impl Publisher {
     /// Starts the connection task on the current tokio runtime. TLS files are read on each
     /// connection attempt, so a missing or bad file shows up as a connection error with
-    /// backoff, not here.
-    pub fn start(settings: MqttSettings, backoff: Backoff) -> Result<Publisher, PublishError> {
+    /// backoff, not here. `state_dir` (private to the agent) holds the socket between the
+    /// TLS connection and rumqttc (`dial::SocketDirs`) when systemd gives no runtime dir.
+    pub fn start(
+        settings: MqttSettings,
+        backoff: Backoff,
+        state_dir: &Path,
+    ) -> Result<Publisher, PublishError> {
         let encoding = Encoding::from_segment(&settings.format_segment)
             .ok_or_else(|| PublishError::BadFormat(settings.format_segment.clone()))?;
         for (field, value) in [
@@ -112,7 +118,7 @@ impl Publisher {
         let topics = Topics::new(&settings.thing_name, &settings.format_segment);
         // The socket is chosen on each dial (`session`), which sets these options again.
         let options = mqtt_options(&settings, "");
-        let sockets = SocketDirs::new(&settings.socket_dir);
+        let sockets = SocketDirs::new(state_dir);
         let (client, eventloop) = AsyncClient::new(options, REQUEST_CAPACITY);
         let shared = Arc::new(Shared::default());
         let (state_tx, state) = watch::channel(ConnState::Connecting { attempt: 0 });
@@ -313,9 +319,8 @@ mod tests {
                 thing_name: "t".to_string(),
                 format_segment: "json".to_string(),
                 keep_alive_secs: 30,
-                socket_dir: dir.path().to_path_buf(),
             };
-            let p = Publisher::start(settings, Backoff::reconnect(1)).unwrap();
+            let p = Publisher::start(settings, Backoff::reconnect(1), dir.path()).unwrap();
             let fut = p.publish(1, Vec::new(), Duration::ZERO);
             is_send(&fut);
             assert!(matches!(fut.await, Outcome::NotDelivered(_)));
@@ -347,15 +352,16 @@ mod tests {
                 thing_name: "t".to_string(),
                 format_segment: "xml".to_string(),
                 keep_alive_secs: 30,
-                socket_dir: dir.path().to_path_buf(),
             };
-            let err = Publisher::start(s.clone(), Backoff::reconnect(1))
+            let err = Publisher::start(s.clone(), Backoff::reconnect(1), dir.path())
                 .err()
                 .unwrap();
             assert!(err.to_string().contains("\"xml\""), "{err}");
             s.format_segment = "cbor".to_string();
             s.thing_name.clear();
-            let err = Publisher::start(s, Backoff::reconnect(1)).err().unwrap();
+            let err = Publisher::start(s, Backoff::reconnect(1), dir.path())
+                .err()
+                .unwrap();
             assert!(err.to_string().contains("thing_name"), "{err}");
         });
     }

@@ -35,9 +35,6 @@ pub struct MqttSettings {
     /// `json` or `cbor` (protocol doc §2.2).
     pub format_segment: String,
     pub keep_alive_secs: u64,
-    /// A private directory (the agent's state dir) for the socket of the in-process bridge
-    /// (`bridge`): `mqtt-bridge/`, mode 0700, is made in it.
-    pub socket_dir: PathBuf,
 }
 
 /// A PEM client certificate (chain) and its private key: `[mqtt] cert_file` and `key_file`.
