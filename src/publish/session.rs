@@ -11,8 +11,7 @@ use tokio::sync::{oneshot, watch};
 
 use super::backoff::Backoff;
 use super::bridge::Bridge;
-use super::client::MAX_INCOMING_PACKET;
-use super::client::mqtt_options;
+use super::client::{MAX_INCOMING_PACKET, mqtt_options};
 use super::conn_error::describe_error;
 use super::conn_state::ConnState;
 use super::dial::{self, SocketDirs};
