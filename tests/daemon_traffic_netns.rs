@@ -213,10 +213,25 @@ async fn a_backend_down_for_five_intervals_loses_no_traffic() {
 #[tokio::test]
 async fn a_retained_20_kib_message_on_the_verdict_topic_neither_drops_the_connection_nor_multiplies_traffic()
  {
+    a_message_on_the_verdict_topic_neither_drops_the_connection_nor_multiplies_traffic(20 * 1024)
+        .await;
+}
+
+/// Above the 129 KiB rumqttc takes: the bridge drops it.
+#[tokio::test]
+async fn a_retained_200_kib_message_on_the_verdict_topic_neither_drops_the_connection_nor_multiplies_traffic()
+ {
+    a_message_on_the_verdict_topic_neither_drops_the_connection_nor_multiplies_traffic(200 * 1024)
+        .await;
+}
+
+async fn a_message_on_the_verdict_topic_neither_drops_the_connection_nor_multiplies_traffic(
+    bytes: usize,
+) {
     let Some(net) = NetPair::create() else { return };
     let (rig, backend, agent) = Rig::start(&net).await;
     let junk = rig.work.path().join("junk");
-    std::fs::write(&junk, vec![b'x'; 20 * 1024]).unwrap();
+    std::fs::write(&junk, vec![b'x'; bytes]).unwrap();
     let topic = format!("$aws/things/{}/defender/metrics/json/accepted", rig.thing);
     rig.broker.retain(&rig.pki, &topic, &junk);
     net.send(2_500_000).await;

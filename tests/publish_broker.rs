@@ -35,8 +35,10 @@ fn fast_backoff() -> Backoff {
     Backoff::new(Duration::from_millis(100), Duration::from_secs(1), 1)
 }
 
+/// Starts a publisher; its bridge socket goes in the PKI directory (private to the test).
 fn start(s: MqttSettings) -> Publisher {
-    Publisher::start(s, fast_backoff()).unwrap()
+    let dir = s.ca_file.parent().unwrap().to_path_buf();
+    Publisher::start(s, fast_backoff(), &dir).unwrap()
 }
 
 async fn publish(p: &Publisher, id: u64, format: &str) -> Outcome {

@@ -127,7 +127,11 @@ impl Agent {
             format_segment: format.topic_segment().to_string(),
             keep_alive_secs: mqtt.keep_alive_secs,
         };
-        let publisher = Publisher::start(settings, Backoff::reconnect(random::seed()))?;
+        let publisher = Publisher::start(
+            settings,
+            Backoff::reconnect(random::seed()),
+            &config.state.dir,
+        )?;
         let topic = config
             .alarm_topic(thing)
             .map_err(|e| DaemonError::Config(format!("detect.alarm_topic: {e}")))?;

@@ -1,15 +1,18 @@
 //! Owns the publish calls: one message at a time, bounded waits for the connection, the PUBACK
 //! and (reports only) the verdict; the connection task itself is `session`. Takes bytes.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, MqttOptions, QoS};
+use rumqttc::{AsyncClient, MqttOptions, QoS, Transport};
 use tokio::sync::{oneshot, watch};
 use tokio::time::{Instant, timeout_at};
 
 use super::backoff::Backoff;
-use super::session::{ConnState, Driver, InFlight, Shared};
+use super::conn_state::ConnState;
+use super::dial::SocketDirs;
+use super::session::{Driver, InFlight, Shared};
 use super::tls::MqttSettings;
 use super::topics::Topics;
 use super::verdict::{Encoding, Status};
@@ -20,12 +23,12 @@ pub const MAX_PAYLOAD: usize = 128 * 1024;
 const MAX_OUTGOING_PACKET: usize = MAX_PAYLOAD + 1024;
 /// Verdicts are a few hundred bytes, but anyone allowed to publish on the verdict topics can
 /// leave a bigger (retained) message there, and rumqttc drops the connection on a packet above
-/// this limit: the agent would reconnect, resubscribe and get it again, forever (issue #11
+/// its limit: the agent would reconnect, resubscribe and get it again, forever (issue #11
 /// item 3). AWS IoT Core carries no message above 128 KiB, so this limit (the same as
 /// outgoing) takes any message a broker like it delivers; such a message is then ignored
-/// (not a verdict) and logged. Bigger ones exist only on brokers that allow them; there the
-/// connection still dies, and backs off like a failed one (`session`).
-const MAX_INCOMING_PACKET: usize = MAX_OUTGOING_PACKET;
+/// (not a verdict) and logged. Bigger ones (brokers that allow them) never reach rumqttc:
+/// the bridge drops them, acks them at QoS 1 and logs them (`bridge`), rate-limited.
+pub(super) const MAX_INCOMING_PACKET: usize = MAX_OUTGOING_PACKET;
 /// Small request queue: one report, a subscribe, acks.
 const REQUEST_CAPACITY: usize = 8;
 
@@ -58,6 +61,19 @@ pub enum PublishError {
     Empty { field: &'static str },
 }
 
+/// rumqttc's options, reaching the broker through the bridge's Unix socket at `socket`.
+pub(super) fn mqtt_options(settings: &MqttSettings, socket: &str) -> MqttOptions {
+    let mut options = MqttOptions::new(settings.client_id.clone(), socket, settings.port);
+    options
+        .set_transport(Transport::Unix)
+        .set_keep_alive(Duration::from_secs(settings.keep_alive_secs))
+        .set_clean_session(true)
+        .set_max_packet_size(MAX_INCOMING_PACKET, MAX_OUTGOING_PACKET)
+        .set_request_channel_capacity(REQUEST_CAPACITY)
+        .set_inflight(2);
+    options
+}
+
 /// Handle to the MQTT session. Dropping it without `shutdown` aborts the connection task
 /// (no DISCONNECT is sent).
 pub struct Publisher {
@@ -81,8 +97,13 @@ impl Drop for Publisher {
 impl Publisher {
     /// Starts the connection task on the current tokio runtime. TLS files are read on each
     /// connection attempt, so a missing or bad file shows up as a connection error with
-    /// backoff, not here.
-    pub fn start(settings: MqttSettings, backoff: Backoff) -> Result<Publisher, PublishError> {
+    /// backoff, not here. `state_dir` (private to the agent) holds the socket between the
+    /// TLS connection and rumqttc (`dial::SocketDirs`) when systemd gives no runtime dir.
+    pub fn start(
+        settings: MqttSettings,
+        backoff: Backoff,
+        state_dir: &Path,
+    ) -> Result<Publisher, PublishError> {
         let encoding = Encoding::from_segment(&settings.format_segment)
             .ok_or_else(|| PublishError::BadFormat(settings.format_segment.clone()))?;
         for (field, value) in [
@@ -95,17 +116,9 @@ impl Publisher {
             }
         }
         let topics = Topics::new(&settings.thing_name, &settings.format_segment);
-        let mut options = MqttOptions::new(
-            settings.client_id.clone(),
-            settings.endpoint.clone(),
-            settings.port,
-        );
-        options
-            .set_keep_alive(Duration::from_secs(settings.keep_alive_secs))
-            .set_clean_session(true)
-            .set_max_packet_size(MAX_INCOMING_PACKET, MAX_OUTGOING_PACKET)
-            .set_request_channel_capacity(REQUEST_CAPACITY)
-            .set_inflight(2);
+        // The socket is chosen on each dial (`session`), which sets these options again.
+        let options = mqtt_options(&settings, "");
+        let sockets = SocketDirs::new(state_dir);
         let (client, eventloop) = AsyncClient::new(options, REQUEST_CAPACITY);
         let shared = Arc::new(Shared::default());
         let (state_tx, state) = watch::channel(ConnState::Connecting { attempt: 0 });
@@ -121,6 +134,8 @@ impl Publisher {
             shared: shared.clone(),
             stopping: stop_rx,
             noise: Default::default(),
+            sockets,
+            bridge: None,
         };
         let task = tokio::spawn(driver.run());
         Ok(Publisher {
@@ -288,6 +303,7 @@ mod tests {
             .enable_all()
             .build()
             .unwrap();
+        let dir = tempfile::tempdir().unwrap();
         rt.block_on(async {
             let settings = MqttSettings {
                 endpoint: "127.0.0.1".to_string(),
@@ -304,7 +320,7 @@ mod tests {
                 format_segment: "json".to_string(),
                 keep_alive_secs: 30,
             };
-            let p = Publisher::start(settings, Backoff::reconnect(1)).unwrap();
+            let p = Publisher::start(settings, Backoff::reconnect(1), dir.path()).unwrap();
             let fut = p.publish(1, Vec::new(), Duration::ZERO);
             is_send(&fut);
             assert!(matches!(fut.await, Outcome::NotDelivered(_)));
@@ -323,6 +339,7 @@ mod tests {
             .enable_all()
             .build()
             .unwrap();
+        let dir = tempfile::tempdir().unwrap();
         rt.block_on(async {
             let mut s = MqttSettings {
                 endpoint: "127.0.0.1".to_string(),
@@ -336,13 +353,15 @@ mod tests {
                 format_segment: "xml".to_string(),
                 keep_alive_secs: 30,
             };
-            let err = Publisher::start(s.clone(), Backoff::reconnect(1))
+            let err = Publisher::start(s.clone(), Backoff::reconnect(1), dir.path())
                 .err()
                 .unwrap();
             assert!(err.to_string().contains("\"xml\""), "{err}");
             s.format_segment = "cbor".to_string();
             s.thing_name.clear();
-            let err = Publisher::start(s, Backoff::reconnect(1)).err().unwrap();
+            let err = Publisher::start(s, Backoff::reconnect(1), dir.path())
+                .err()
+                .unwrap();
             assert!(err.to_string().contains("thing_name"), "{err}");
         });
     }

@@ -6,63 +6,21 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use rumqttc::{
-    AsyncClient, Event, EventLoop, Incoming, Outgoing, QoS, SubscribeReasonCode, TlsConfiguration,
-    Transport,
-};
+use rumqttc::{AsyncClient, Event, EventLoop, Incoming, Outgoing, QoS, SubscribeReasonCode};
 use tokio::sync::{oneshot, watch};
 
 use super::backoff::Backoff;
+use super::bridge::Bridge;
+use super::client::{MAX_INCOMING_PACKET, mqtt_options};
 use super::conn_error::describe_error;
+use super::conn_state::ConnState;
+use super::dial::{self, SocketDirs};
 use super::log_limit::LogLimit;
 use super::login::read_password;
 use super::steps::Steps;
 use super::tls::{self, MqttSettings};
 use super::topics::Topics;
 use super::verdict::{self, Encoding, Status, Verdict};
-
-/// What the connection is doing, for logs and systemd `STATUS=`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ConnState {
-    Connecting {
-        attempt: u32,
-    },
-    /// Connected, waiting for the SUBACK of the verdict topics.
-    Subscribing,
-    /// Publishing allowed. `verdicts` is false when the broker refused the subscription.
-    Ready {
-        verdicts: bool,
-    },
-    Backoff {
-        attempt: u32,
-        error: String,
-        retry_in: Duration,
-    },
-    Closed,
-}
-
-impl ConnState {
-    /// One line for systemd `STATUS=`.
-    pub fn describe(&self) -> String {
-        match self {
-            ConnState::Connecting { attempt } => format!("connecting (attempt {attempt})"),
-            ConnState::Subscribing => "connected, subscribing to verdicts".to_string(),
-            ConnState::Ready { verdicts: true } => "connected".to_string(),
-            ConnState::Ready { verdicts: false } => {
-                "connected, verdict subscription refused".to_string()
-            }
-            ConnState::Backoff {
-                attempt,
-                error,
-                retry_in,
-            } => format!(
-                "disconnected after attempt {attempt}: {error}; retry in {}s",
-                retry_in.as_secs()
-            ),
-            ConnState::Closed => "closed".to_string(),
-        }
-    }
-}
 
 /// The message waiting for its PUBACK and, for a report, its verdict.
 pub(super) struct InFlight {
@@ -76,6 +34,9 @@ pub(super) struct InFlight {
 /// A connection up at least this long counts as a success: the next failure starts the
 /// reconnect backoff over.
 const STABLE_AFTER: Duration = Duration::from_secs(10);
+
+/// How long the bridge may take to pass on the last bytes when the session ends.
+const BRIDGE_FINISH: Duration = Duration::from_secs(2);
 
 /// Late verdicts kept for the daemon to collect: a few slots' worth, oldest dropped first.
 const MAX_LATE: usize = 8;
@@ -116,6 +77,10 @@ pub(super) struct Driver {
     pub(super) stopping: watch::Receiver<bool>,
     /// Rate limit of the log lines rogue or malformed verdicts cause.
     pub(super) noise: LogLimit,
+    /// Where the private Unix socket rumqttc dials goes (its `Transport::Unix` address).
+    pub(super) sockets: SocketDirs,
+    /// The bridge of the current connection attempt.
+    pub(super) bridge: Option<Bridge>,
 }
 
 impl Driver {
@@ -136,7 +101,12 @@ impl Driver {
             if !connected {
                 attempt = attempt.saturating_add(1);
                 self.state.send_replace(ConnState::Connecting { attempt });
-                if let Err(error) = self.prepare_connection() {
+                let mut stopping = self.stopping.clone();
+                let prepared = tokio::select! {
+                    prepared = self.prepare_connection() => prepared,
+                    _ = stopping.wait_for(|s| *s) => break,
+                };
+                if let Err(error) = prepared {
                     if self.back_off(attempt, error).await {
                         break;
                     }
@@ -166,6 +136,11 @@ impl Driver {
             if let Ok(event) = &polled {
                 steps.observe(event, tokio::time::Instant::now());
             }
+            // When the bridge ended on an error, that error is why rumqttc lost its socket.
+            let polled = polled.map_err(|e| match self.bridge.as_mut().and_then(Bridge::error) {
+                Some(cause) => cause.to_string(),
+                None => e,
+            });
             match polled {
                 Ok(event) => {
                     if let Event::Incoming(Incoming::ConnAck(_)) = event {
@@ -205,25 +180,54 @@ impl Driver {
             }
         }
         *self.shared.slot() = None;
+        // Closing rumqttc's socket lets the bridge pass on what it still holds (our
+        // DISCONNECT) and close the TLS session itself.
+        self.eventloop.clean();
+        if let Some(bridge) = self.bridge.take() {
+            bridge.finish(BRIDGE_FINISH).await;
+        }
         self.state.send_replace(ConnState::Closed);
     }
 
     /// Fresh TLS config and password from the files (a renewed certificate or rotated
     /// password is picked up on reconnect); drops whatever an old session left queued so a
-    /// report given up as NotDelivered is never sent late.
-    fn prepare_connection(&mut self) -> Result<(), String> {
+    /// report given up as NotDelivered is never sent late. Then dials the broker and starts
+    /// the bridge that rumqttc connects through (`bridge`), all within rumqttc's connection
+    /// timeout.
+    async fn prepare_connection(&mut self) -> Result<(), String> {
+        self.bridge = None;
         let config = tls::client_config(&self.settings).map_err(|e| e.to_string())?;
-        if let Some(login) = &self.settings.login {
-            let password = read_password(&login.password_file).map_err(|e| e.to_string())?;
-            self.eventloop
-                .mqtt_options
-                .set_credentials(login.username.clone(), password.expose());
-        }
+        let password = match &self.settings.login {
+            Some(login) => Some(read_password(&login.password_file).map_err(|e| e.to_string())?),
+            None => None,
+        };
         self.eventloop.clean();
         self.eventloop.pending.clear();
-        self.eventloop
-            .mqtt_options
-            .set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(config)));
+        let within = Duration::from_secs(self.eventloop.network_options().connection_timeout());
+        let broker = dial::dial(&self.settings.endpoint, self.settings.port, config, within)
+            .await
+            .map_err(|e| e.to_string())?;
+        // Bound only now: the socket exists while rumqttc is about to connect, no longer.
+        let (listener, socket) = self.sockets.bind().map_err(|e| e.to_string())?;
+        let Some(address) = socket.to_str() else {
+            let _ = std::fs::remove_file(&socket);
+            return Err(format!(
+                "bridge socket {}: not a UTF-8 path",
+                socket.display()
+            ));
+        };
+        let mut options = mqtt_options(&self.settings, address);
+        if let (Some(login), Some(password)) = (&self.settings.login, password) {
+            options.set_credentials(login.username.clone(), password.expose());
+        }
+        self.eventloop.mqtt_options = options;
+        self.bridge = Some(Bridge::start(
+            listener,
+            socket,
+            broker,
+            MAX_INCOMING_PACKET,
+            within,
+        ));
         Ok(())
     }
 
