@@ -242,7 +242,10 @@ impl Agent {
             {
                 return Exit::Stop;
             }
-            trim::after_first_cycle();
+            // Start-up is over once a cycle has run on a ready connection (TLS set up).
+            if matches!(*conn.borrow(), ConnState::Ready { .. }) {
+                trim::after_first_cycle();
+            }
             notifier.status(&with_refusal(
                 self.status(&conn.borrow()),
                 refused.as_deref(),
