@@ -180,6 +180,8 @@ impl Agent {
         // Why the last SIGHUP was refused: shown in STATUS= until a reload is taken, since
         // `systemctl reload` itself reports success once the signal is sent.
         let mut refused: Option<String> = None;
+        // Start-up code is paged out after the first cycle on each new connection (trim.rs).
+        let mut trim_due = true;
         notifier.status(&with_refusal(
             self.status(&conn.borrow()),
             refused.as_deref(),
@@ -209,6 +211,7 @@ impl Agent {
                         // Alarm events that waited for the broker go out as soon as it is
                         // back, not at the next slot (which may be minutes away).
                         let ready = matches!(*conn.borrow(), ConnState::Ready { .. });
+                        trim_due |= !ready;
                         if ready && self.alarms_queued() > 0 {
                             let meanwhile = self.meanwhile(&mut ticker, watchdog.is_some(), notifier);
                             if finish_unless_stopped(self.deliver_alarms(), sig, meanwhile, "alarm delivery").await {
@@ -242,9 +245,9 @@ impl Agent {
             {
                 return Exit::Stop;
             }
-            // Start-up is over once a cycle has run on a ready connection (TLS set up).
-            if matches!(*conn.borrow(), ConnState::Ready { .. }) {
-                trim::after_first_cycle();
+            if trim_due && matches!(*conn.borrow(), ConnState::Ready { .. }) {
+                trim::give_back();
+                trim_due = false;
             }
             notifier.status(&with_refusal(
                 self.status(&conn.borrow()),

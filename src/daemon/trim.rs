@@ -1,5 +1,6 @@
-//! Gives start-up memory back: after the first report cycle, the agent's own read-only file
-//! mappings (code and constants) are paged out, so only what the cycles use comes back.
+//! Gives start-up memory back: after the first report cycle on each new connection, the agent's
+//! own read-only file mappings (code and constants) are paged out, so only what the cycles use
+//! comes back (start-up, TLS set-up and reconnects touch much code that the cycles do not).
 //!
 //! Why: the kernel maps file pages in 64 KiB blocks around each fault (fault-around) and reads
 //! code ahead in blocks too, so once start-up (config, CLI, TLS set-up, profile loading) has
@@ -11,14 +12,10 @@
 //! pages is used. Here (Linux 6.18, ext4) RssFile goes 2 308 -> 660 KiB at once, then settles
 //! at ~1 830 KiB with the binary read from disk, ~980 KiB with it cached by the linker.
 
-static DONE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// `page_out_own_code` once per process, after the first cycle on a ready connection (start-up,
-/// TLS set-up included, is over), logged at debug level either way.
-pub fn after_first_cycle() {
-    if DONE.swap(true, std::sync::atomic::Ordering::Relaxed) {
-        return;
-    }
+/// Pages out `page_out_own_code`, logged at debug level either way. The caller calls it once per
+/// connection, after its first cycle (start-up or the reconnect, TLS set-up included, is over):
+/// at most once per backoff-bounded reconnect.
+pub fn give_back() {
     match page_out_own_code() {
         Ok(bytes) => tracing::debug!(bytes, "start-up code pages given back"),
         Err(e) => tracing::debug!(error = %e, "start-up code pages kept"),
