@@ -12,7 +12,8 @@ use tokio::time::{Instant, timeout_at};
 use super::backoff::Backoff;
 use super::conn_state::ConnState;
 use super::dial::SocketDirs;
-use super::session::{Driver, InFlight, Shared};
+use super::inflight::{InFlight, Shared};
+use super::session::Driver;
 use super::tls::MqttSettings;
 use super::topics::Topics;
 use super::verdict::{Encoding, Status};
@@ -290,79 +291,5 @@ impl Publisher {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::publish::ClientCert;
-
-    fn is_send<T: Send>(_: &T) {}
-
-    #[test]
-    fn publish_futures_can_be_spawned() {
-        // Compile-time check: the daemon may run publish() inside tokio::spawn.
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        rt.block_on(async {
-            let settings = MqttSettings {
-                endpoint: "127.0.0.1".to_string(),
-                port: 1,
-                ca_file: "/nonexistent/ca.pem".into(),
-                client_cert: Some(ClientCert {
-                    cert_file: "/nonexistent/cert.pem".into(),
-                    key_file: "/nonexistent/key.pem".into(),
-                }),
-                login: None,
-                tls_server_name: None,
-                client_id: "t".to_string(),
-                thing_name: "t".to_string(),
-                format_segment: "json".to_string(),
-                keep_alive_secs: 30,
-            };
-            let p = Publisher::start(settings, Backoff::reconnect(1), dir.path()).unwrap();
-            let fut = p.publish(1, Vec::new(), Duration::ZERO);
-            is_send(&fut);
-            assert!(matches!(fut.await, Outcome::NotDelivered(_)));
-            let oversized = p.publish(2, vec![0; MAX_PAYLOAD + 1], Duration::from_secs(1));
-            assert!(matches!(oversized.await, Outcome::NotDelivered(r) if r.contains("exceeds")));
-            let alarm = p.send("t/alarms", b"{}".to_vec(), Duration::from_millis(50));
-            is_send(&alarm);
-            assert!(matches!(alarm.await, Err(NotSent(r)) if r.contains("not connected")));
-            is_send(&p.shutdown(Duration::from_secs(1)));
-        });
-    }
-
-    #[test]
-    fn bad_settings_are_refused_up_front() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        rt.block_on(async {
-            let mut s = MqttSettings {
-                endpoint: "127.0.0.1".to_string(),
-                port: 1,
-                ca_file: "ca".into(),
-                client_cert: None,
-                login: None,
-                tls_server_name: None,
-                client_id: "t".to_string(),
-                thing_name: "t".to_string(),
-                format_segment: "xml".to_string(),
-                keep_alive_secs: 30,
-            };
-            let err = Publisher::start(s.clone(), Backoff::reconnect(1), dir.path())
-                .err()
-                .unwrap();
-            assert!(err.to_string().contains("\"xml\""), "{err}");
-            s.format_segment = "cbor".to_string();
-            s.thing_name.clear();
-            let err = Publisher::start(s, Backoff::reconnect(1), dir.path())
-                .err()
-                .unwrap();
-            assert!(err.to_string().contains("thing_name"), "{err}");
-        });
-    }
-}
+#[path = "client_tests.rs"]
+mod tests;

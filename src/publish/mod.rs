@@ -10,6 +10,7 @@ mod conn_error;
 mod conn_state;
 mod dial;
 mod frames;
+mod inflight;
 mod log_limit;
 pub mod login;
 mod session;

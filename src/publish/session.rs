@@ -2,12 +2,11 @@
 //! topics before anything is published, and matches PUBACKs and verdicts to the report in flight.
 //! A broker that leaves a SUBSCRIBE or PUBLISH unanswered (`steps`) gets a new connection.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rumqttc::{AsyncClient, Event, EventLoop, Incoming, Outgoing, QoS, SubscribeReasonCode};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 
 use super::backoff::Backoff;
 use super::bridge::Bridge;
@@ -15,21 +14,13 @@ use super::client::{MAX_INCOMING_PACKET, mqtt_options};
 use super::conn_error::describe_error;
 use super::conn_state::ConnState;
 use super::dial::{self, SocketDirs};
+use super::inflight::Shared;
 use super::log_limit::LogLimit;
 use super::login::read_password;
 use super::steps::Steps;
 use super::tls::{self, MqttSettings};
 use super::topics::Topics;
-use super::verdict::{self, Encoding, Status, Verdict};
-
-/// The message waiting for its PUBACK and, for a report, its verdict.
-pub(super) struct InFlight {
-    /// `None` for a plain send (an alarm): no verdict belongs to it.
-    pub(super) report_id: Option<u64>,
-    pub(super) pkid: Option<u16>,
-    pub(super) puback: Option<oneshot::Sender<()>>,
-    pub(super) verdict: Option<oneshot::Sender<Verdict>>,
-}
+use super::verdict::{self, Encoding, Status};
 
 /// A connection up at least this long counts as a success: the next failure starts the
 /// reconnect backoff over.
@@ -37,32 +28,6 @@ const STABLE_AFTER: Duration = Duration::from_secs(10);
 
 /// How long the bridge may take to pass on the last bytes when the session ends.
 const BRIDGE_FINISH: Duration = Duration::from_secs(2);
-
-/// Late verdicts kept for the daemon to collect: a few slots' worth, oldest dropped first.
-const MAX_LATE: usize = 8;
-
-#[derive(Default)]
-pub(super) struct Shared {
-    inflight: Mutex<Option<InFlight>>,
-    /// Verdicts (report id, status) that came after their report stopped waiting.
-    late: Mutex<VecDeque<(u64, Status)>>,
-}
-
-impl Shared {
-    pub(super) fn slot(&self) -> MutexGuard<'_, Option<InFlight>> {
-        // A poisoned lock only means a panic elsewhere; the slot is still consistent.
-        self.inflight.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn late(&self) -> MutexGuard<'_, VecDeque<(u64, Status)>> {
-        self.late.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Takes the late verdicts collected so far, oldest first.
-    pub(super) fn take_late(&self) -> Vec<(u64, Status)> {
-        self.late().drain(..).collect()
-    }
-}
 
 /// The background task's state.
 pub(super) struct Driver {
@@ -332,7 +297,7 @@ impl Driver {
         // flight by the thousand: their lines are rate-limited, the rest counted.
         if matched.is_none() && !self.noise.allow(now) {
             drop(slot);
-            self.keep_late(v.report_id, v.status);
+            self.shared.keep_late(v.report_id, v.status);
             return;
         }
         let report_id = v.report_id.or(matched.as_ref().and_then(|f| f.report_id));
@@ -353,19 +318,8 @@ impl Driver {
             None => {
                 tracing::info!(report_id, "verdict for a report no longer in flight");
                 drop(slot);
-                self.keep_late(report_id, v.status);
+                self.shared.keep_late(report_id, v.status);
             }
-        }
-    }
-
-    /// Keeps a verdict that came after its report stopped waiting (bounded, oldest dropped).
-    fn keep_late(&self, report_id: Option<u64>, status: Status) {
-        if let Some(id) = report_id {
-            let mut late = self.shared.late();
-            if late.len() == MAX_LATE {
-                late.pop_front();
-            }
-            late.push_back((id, status));
         }
     }
 }
