@@ -236,7 +236,9 @@ async fn down(
         // The PUBACKs owed are queued before rumqttc can see (and ack) what follows them.
         for s in seen.drain(..) {
             match s {
-                Seen::Forwarded(first) if first >> 4 == 3 && (first >> 1) & 3 == 1 => {
+                Seen::Forwarded(first)
+                    if frames::kind(first) == frames::PUBLISH && frames::qos(first) == 1 =>
+                {
                     forwarded_qos1 += 1;
                 }
                 Seen::Forwarded(_) => {}
@@ -301,7 +303,7 @@ async fn up(
                     rest = &rest[used..];
                     up.client_acks += seen
                         .drain(..)
-                        .filter(|s| matches!(s, Seen::Forwarded(first) if first >> 4 == frames::PUBACK))
+                        .filter(|s| matches!(s, Seen::Forwarded(first) if frames::kind(*first) == frames::PUBACK))
                         .count() as u64;
                     send(&mut up.to, &out, Side::Broker).await?;
                     up.ack_due().await?;

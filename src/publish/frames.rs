@@ -4,9 +4,19 @@
 //! PUBLISH's topic and packet id.
 
 /// PUBLISH packet type (MQTT 3.1.1 §2.2.1).
-const PUBLISH: u8 = 3;
+pub const PUBLISH: u8 = 3;
 /// PUBACK packet type.
 pub const PUBACK: u8 = 4;
+/// The packet type in a fixed header's first byte (MQTT 3.1.1 §2.2.1).
+pub fn kind(first: u8) -> u8 {
+    first >> 4
+}
+
+/// The QoS bits of a PUBLISH fixed header's first byte (MQTT 3.1.1 §3.3.1.2).
+pub fn qos(first: u8) -> u8 {
+    (first >> 1) & 0x03
+}
+
 /// How many bytes of a dropped message's topic are kept for the log line.
 const TOPIC_KEPT: usize = 256;
 
@@ -190,7 +200,7 @@ impl Frames {
         seen: &mut Vec<Seen>,
     ) -> Result<(), FrameError> {
         let first = header[0];
-        let kind = first >> 4;
+        let kind = kind(first);
         if size <= self.limit {
             out.extend_from_slice(header);
             seen.push(Seen::Forwarded(first));
@@ -208,7 +218,7 @@ impl Frames {
                 limit: self.limit,
             });
         }
-        self.state = State::Drop(Dropping::new((first >> 1) & 0x03, size));
+        self.state = State::Drop(Dropping::new(qos(first), size));
         Ok(())
     }
 }
