@@ -346,7 +346,7 @@ impl Config {
                 ));
             }
         }
-        if let Err(e) = parse_log_level(&config.log.level) {
+        if let Err(e) = LogLevel::parse(&config.log.level) {
             return Err(invalid("log.level", e));
         }
         if let Err(e) = check_topic(&config.detect.alarm_topic) {
@@ -450,11 +450,6 @@ fn check_topic(topic: &str) -> Result<(), String> {
         return Err(format!("{} bytes; MQTT allows at most 65535", topic.len()));
     }
     Ok(())
-}
-
-/// Parses a level or a `target=level` list (see `log_level`).
-pub fn parse_log_level(s: &str) -> Result<LogLevel, String> {
-    LogLevel::parse(s)
 }
 
 #[cfg(test)]

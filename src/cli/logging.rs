@@ -14,7 +14,7 @@ use tracing::span;
 use tracing::subscriber::Interest;
 use tracing::{Event, Level, Metadata, Subscriber};
 
-use detect_agent::config::{LogFormat, LogLevel, parse_log_level};
+use detect_agent::config::{LogFormat, LogLevel};
 
 pub fn init(log: &detect_agent::config::Log, quiet: bool) -> anyhow::Result<()> {
     let level = match std::env::var("RUST_LOG") {
@@ -22,7 +22,7 @@ pub fn init(log: &detect_agent::config::Log, quiet: bool) -> anyhow::Result<()> 
         _ if quiet => "warn".to_string(),
         _ => log.level.clone(),
     };
-    let filter = parse_log_level(&level).map_err(|e| anyhow::anyhow!("log level: {e}"))?;
+    let filter = LogLevel::parse(&level).map_err(|e| anyhow::anyhow!("log level: {e}"))?;
     let lines = Lines {
         filter,
         json: matches!(log.format, LogFormat::Json),
