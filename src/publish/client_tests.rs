@@ -3,6 +3,22 @@ use crate::publish::ClientCert;
 
 fn is_send<T: Send>(_: &T) {}
 
+/// Settings for a broker on a closed port, with no client certificate and format `format`.
+fn settings(format: &str) -> MqttSettings {
+    MqttSettings {
+        endpoint: "127.0.0.1".to_string(),
+        port: 1,
+        ca_file: "/nonexistent/ca.pem".into(),
+        client_cert: None,
+        login: None,
+        tls_server_name: None,
+        client_id: "t".to_string(),
+        thing_name: "t".to_string(),
+        format_segment: format.to_string(),
+        keep_alive_secs: 30,
+    }
+}
+
 #[test]
 fn publish_futures_can_be_spawned() {
     // Compile-time check: the daemon may run publish() inside tokio::spawn.
@@ -13,19 +29,11 @@ fn publish_futures_can_be_spawned() {
     let dir = tempfile::tempdir().unwrap();
     rt.block_on(async {
         let settings = MqttSettings {
-            endpoint: "127.0.0.1".to_string(),
-            port: 1,
-            ca_file: "/nonexistent/ca.pem".into(),
             client_cert: Some(ClientCert {
                 cert_file: "/nonexistent/cert.pem".into(),
                 key_file: "/nonexistent/key.pem".into(),
             }),
-            login: None,
-            tls_server_name: None,
-            client_id: "t".to_string(),
-            thing_name: "t".to_string(),
-            format_segment: "json".to_string(),
-            keep_alive_secs: 30,
+            ..settings("json")
         };
         let p = Publisher::start(settings, Backoff::reconnect(1), dir.path()).unwrap();
         let fut = p.publish(1, Vec::new(), Duration::ZERO);
@@ -48,18 +56,7 @@ fn bad_settings_are_refused_up_front() {
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     rt.block_on(async {
-        let mut s = MqttSettings {
-            endpoint: "127.0.0.1".to_string(),
-            port: 1,
-            ca_file: "ca".into(),
-            client_cert: None,
-            login: None,
-            tls_server_name: None,
-            client_id: "t".to_string(),
-            thing_name: "t".to_string(),
-            format_segment: "xml".to_string(),
-            keep_alive_secs: 30,
-        };
+        let mut s = settings("xml");
         let err = Publisher::start(s.clone(), Backoff::reconnect(1), dir.path())
             .err()
             .unwrap();
