@@ -1,4 +1,4 @@
-//! The one bounded wait of the tests (also included by path by fleet/tests/support).
+//! The one bounded wait of the tests (also included by path by crates/fleet/tests/support).
 
 use std::time::Duration;
 

@@ -3,19 +3,19 @@
 //! `detect-agent run` processes.
 #![allow(dead_code)]
 
-#[path = "../../../tests/common/alarms.rs"]
+#[path = "../../../../tests/common/alarms.rs"]
 pub mod alarms;
-#[path = "../../../tests/common/backend.rs"]
+#[path = "../../../../tests/common/backend.rs"]
 pub mod backend;
-#[path = "../../../tests/common/broker.rs"]
+#[path = "../../../../tests/common/broker.rs"]
 pub mod broker;
-#[path = "../../../tests/common/certs.rs"]
+#[path = "../../../../tests/common/certs.rs"]
 pub mod certs;
 
-#[path = "../../../tests/common/agent_config.rs"]
+#[path = "../../../../tests/common/agent_config.rs"]
 pub mod agent_config;
 
-#[path = "../../../tests/common/netns.rs"]
+#[path = "../../../../tests/common/netns.rs"]
 pub mod netns;
 pub use backend::Received;
 
@@ -23,6 +23,6 @@ pub mod agent;
 pub mod fleet;
 pub mod veths;
 
-#[path = "../../../tests/common/eventually.rs"]
+#[path = "../../../../tests/common/eventually.rs"]
 pub mod eventually;
 pub use eventually::eventually;

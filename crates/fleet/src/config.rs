@@ -234,7 +234,7 @@ profiles_dir = "/p"
 
     #[test]
     fn the_shipped_fleet_toml_parses_with_the_contract_keys() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/fleet.toml");
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/fleet.toml");
         let c = Config::load(&path).unwrap();
         assert_eq!(c.broker.tls_server_name.as_deref(), Some("localhost"));
         assert_eq!(

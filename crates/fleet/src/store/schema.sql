@@ -1,4 +1,4 @@
--- The detect-fleet SQLite schema (fleet/src/store/sqlite.rs runs it at every open).
+-- The detect-fleet SQLite schema (crates/fleet/src/store/sqlite.rs runs it at every open).
 CREATE TABLE IF NOT EXISTS things (
     name TEXT PRIMARY KEY,
     registered INTEGER NOT NULL DEFAULT 0,
