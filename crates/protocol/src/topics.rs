@@ -8,6 +8,12 @@ const PREFIX: &str = "$aws/things/";
 /// Between the thing name and the format segment.
 const METRICS: &str = "/defender/metrics/";
 
+/// The subscription filters that take every thing's reports, one per encoding (the fleet's).
+pub const REPORT_FILTERS: [&str; 2] = [
+    "$aws/things/+/defender/metrics/json",
+    "$aws/things/+/defender/metrics/cbor",
+];
+
 /// `$aws/things/{thing}/defender/metrics/{segment}`: the report topic.
 fn report_topic(thing: &str, segment: &str) -> String {
     format!("{PREFIX}{thing}{METRICS}{segment}")
@@ -123,6 +129,12 @@ mod tests {
         );
         assert!(ReportTopic::parse("$aws/things/gw-1/defender/metrics/json/accepted").is_none());
         assert!(ReportTopic::parse("$aws/things/gw-1/defender/metrics/JSON").is_none());
+    }
+
+    #[test]
+    fn report_filters_are_the_report_topics_of_any_thing() {
+        let built = [Encoding::Json, Encoding::Cbor].map(|e| report_topic("+", e.segment()));
+        assert_eq!(REPORT_FILTERS.map(String::from), built);
     }
 
     #[test]
