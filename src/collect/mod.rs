@@ -209,13 +209,9 @@ pub fn lossless_text(bytes: &[u8]) -> String {
     out
 }
 
-/// Unwraps an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) to plain IPv4.
-pub(crate) fn unmap_ip(ip: std::net::IpAddr) -> std::net::IpAddr {
-    match ip {
-        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, std::net::IpAddr::V4),
-        v4 => v4,
-    }
-}
+/// Unwraps an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) to plain IPv4 (one rule, in
+/// the protocol crate).
+pub(crate) use protocol::unmap_ip;
 
 /// `unmap_ip` for a socket address; other addresses are returned unchanged.
 pub(crate) fn unmap(addr: std::net::SocketAddr) -> std::net::SocketAddr {

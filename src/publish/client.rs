@@ -5,6 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use protocol::MAX_PUBLISH_BYTES;
 use rumqttc::{AsyncClient, MqttOptions, QoS, Transport};
 use tokio::sync::{oneshot, watch};
 use tokio::time::{Instant, timeout_at};
@@ -18,10 +19,9 @@ use super::tls::MqttSettings;
 use super::topics::Topics;
 use super::verdict::{Encoding, Status};
 
-/// AWS IoT Core drops PUBLISH payloads above 128 KiB (protocol doc §4, §7.1 item 16).
-pub const MAX_PAYLOAD: usize = 128 * 1024;
-/// Room for the fixed header and topic around a maximal payload.
-const MAX_OUTGOING_PACKET: usize = MAX_PAYLOAD + 1024;
+/// Room for the fixed header and topic around a maximal payload (`MAX_PUBLISH_BYTES`: AWS
+/// IoT Core drops PUBLISH payloads above 128 KiB, protocol doc §4, §7.1 item 16).
+const MAX_OUTGOING_PACKET: usize = MAX_PUBLISH_BYTES + 1024;
 /// Verdicts are a few hundred bytes, but anyone allowed to publish on the verdict topics can
 /// leave a bigger (retained) message there, and rumqttc drops the connection on a packet above
 /// its limit: the agent would reconnect, resubscribe and get it again, forever (issue #11
@@ -229,9 +229,9 @@ impl Publisher {
         report_id: Option<u64>,
         verdict: Option<oneshot::Sender<super::verdict::Verdict>>,
     ) -> Result<bool, NotSent> {
-        if payload.len() > MAX_PAYLOAD {
+        if payload.len() > MAX_PUBLISH_BYTES {
             return Err(NotSent(format!(
-                "payload of {} bytes exceeds the {MAX_PAYLOAD}-byte limit",
+                "payload of {} bytes exceeds the {MAX_PUBLISH_BYTES}-byte limit",
                 payload.len()
             )));
         }

@@ -39,7 +39,7 @@ fn publish_futures_can_be_spawned() {
         let fut = p.publish(1, Vec::new(), Duration::ZERO);
         is_send(&fut);
         assert!(matches!(fut.await, Outcome::NotDelivered(_)));
-        let oversized = p.publish(2, vec![0; MAX_PAYLOAD + 1], Duration::from_secs(1));
+        let oversized = p.publish(2, vec![0; MAX_PUBLISH_BYTES + 1], Duration::from_secs(1));
         assert!(matches!(oversized.await, Outcome::NotDelivered(r) if r.contains("exceeds")));
         let alarm = p.send("t/alarms", b"{}".to_vec(), Duration::from_millis(50));
         is_send(&alarm);

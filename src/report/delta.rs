@@ -5,15 +5,7 @@
 use std::collections::BTreeMap;
 
 use crate::collect::Counters;
-
-/// Bytes and packets since the previous report, summed over interfaces; never negative.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct NetworkStats {
-    pub bytes_in: u64,
-    pub bytes_out: u64,
-    pub packets_in: u64,
-    pub packets_out: u64,
-}
+pub use protocol::NetworkStats;
 
 /// Counters at the previous report, per interface, with the boot they belong to.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

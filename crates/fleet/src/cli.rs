@@ -201,7 +201,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 attachments,
                 config.fleet.min_interval_secs,
                 config.fleet.duration_override_secs,
-                detect_agent::daemon::random::ids(),
+                link::random::ids(detect_agent::detect::engine::seeded_ids),
             );
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -277,12 +277,12 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 name,
                 groups,
             } => {
-                if !detect_agent::identity::is_registry_name(&name) {
+                if !protocol::identity::is_registry_name(&name) {
                     bail!("thing name {name:?}: 1–128 characters of [a-zA-Z0-9:_-] (CreateThing)");
                 }
                 if let Some(g) = groups
                     .iter()
-                    .find(|g| !detect_agent::identity::is_registry_name(g))
+                    .find(|g| !protocol::identity::is_registry_name(g))
                 {
                     bail!("--group {g:?}: 1–128 characters of [a-zA-Z0-9:_-]");
                 }

@@ -1,65 +1,16 @@
 //! Judges one incoming report as AWS does (protocol doc §1–§4, §7): topic and thing name,
-//! size, structure via the agent's decoder, report_id increasing per thing, throttling; and
+//! size, structure via the protocol decoder, report_id increasing per thing, throttling; and
 //! builds the `accepted` / `rejected` answer of §3 in the report's encoding. No I/O, no store.
 
-use detect_agent::report::decode;
-use detect_agent::report::decode::Decoded;
+use protocol::verdict;
+use protocol::{Decoded, MAX_PUBLISH_BYTES, decode};
 
-/// IoT Core drops PUBLISH payloads above 128 KB (protocol doc §4, §7.1 item 16).
-pub const MAX_REPORT_BYTES: usize = 128 * 1024;
+pub use protocol::{Encoding, ReportTopic};
 
 /// The only error code AWS documents for a bad report (protocol doc §3.3).
 pub const INVALID_PAYLOAD: &str = "InvalidPayload";
 /// Reports of one thing closer than the minimum interval (protocol doc §3.3, §4).
 pub const THROTTLED: &str = "Throttled";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Encoding {
-    Json,
-    Cbor,
-}
-
-impl Encoding {
-    pub fn segment(self) -> &'static str {
-        match self {
-            Encoding::Json => "json",
-            Encoding::Cbor => "cbor",
-        }
-    }
-}
-
-/// A report topic `$aws/things/{thing}/defender/metrics/{json|cbor}` (protocol doc §2.2).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReportTopic {
-    pub thing: String,
-    pub encoding: Encoding,
-}
-
-impl ReportTopic {
-    /// `None` for any other topic (including the answer topics).
-    pub fn parse(topic: &str) -> Option<ReportTopic> {
-        let rest = topic.strip_prefix("$aws/things/")?;
-        let (thing, format) = rest.rsplit_once("/defender/metrics/")?;
-        let encoding = match format {
-            "json" => Encoding::Json,
-            "cbor" => Encoding::Cbor,
-            _ => return None,
-        };
-        Some(ReportTopic {
-            thing: thing.to_string(),
-            encoding,
-        })
-    }
-
-    pub fn answer_topic(&self, accepted: bool) -> String {
-        let suffix = if accepted { "accepted" } else { "rejected" };
-        format!(
-            "$aws/things/{}/defender/metrics/{}/{suffix}",
-            self.thing,
-            self.encoding.segment()
-        )
-    }
-}
 
 /// Why a report was rejected: the `statusDetails` of §3.2.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,16 +29,17 @@ fn invalid(message: impl Into<String>) -> Rejection {
 /// Checks the parts that need no history: thing name, size, structure, encoding.
 /// Returns the decoded report, or the rejection with the report id when it could be read.
 pub fn structure(topic: &ReportTopic, payload: &[u8]) -> Result<Decoded, (Rejection, Option<u64>)> {
-    if let Err(e) = detect_agent::identity::check(&topic.thing) {
+    if let Err(e) = protocol::identity::check(&topic.thing) {
         return Err((
             invalid(format!("Malformed metrics report: thing name: {e}")),
             None,
         ));
     }
-    if payload.len() > MAX_REPORT_BYTES {
+    // IoT Core drops PUBLISH payloads above 128 KiB (protocol doc §4, §7.1 item 16).
+    if payload.len() > MAX_PUBLISH_BYTES {
         return Err((
             invalid(format!(
-                "Malformed metrics report: {} bytes, more than {MAX_REPORT_BYTES}",
+                "Malformed metrics report: {} bytes, more than {MAX_PUBLISH_BYTES}",
                 payload.len()
             )),
             None,
@@ -95,11 +47,11 @@ pub fn structure(topic: &ReportTopic, payload: &[u8]) -> Result<Decoded, (Reject
     }
     let decoded =
         decode(payload).map_err(|e| (invalid(format!("Malformed metrics report: {e}")), None))?;
-    let cbor = decoded.format.is_cbor();
-    if cbor != (topic.encoding == Encoding::Cbor) {
+    let encoding = decoded.format.encoding();
+    if encoding != topic.encoding {
         let m = format!(
             "Malformed metrics report: a {} payload on the {} topic",
-            if cbor { "CBOR" } else { "JSON" },
+            encoding.label(),
             topic.encoding.segment()
         );
         return Err((invalid(m), Some(decoded.report.header.report_id)));
@@ -136,58 +88,25 @@ pub fn sequence(
     Ok(())
 }
 
-/// The answer payload (protocol doc §3.1, §3.2) as a JSON value.
+/// The answer payload (protocol doc §3.1, §3.2) as a JSON value (`protocol::verdict`).
 pub fn answer(
     thing: &str,
     report_id: Option<u64>,
     outcome: Result<(), &Rejection>,
     now_ms: u64,
 ) -> serde_json::Value {
-    let mut v = serde_json::json!({ "thingName": thing });
-    if let Some(id) = report_id {
-        v["reportId"] = id.into();
-    }
-    match outcome {
-        Ok(()) => v["status"] = "ACCEPTED".into(),
-        Err(r) => {
-            v["status"] = "REJECTED".into();
-            v["statusDetails"] =
-                serde_json::json!({ "ErrorCode": r.code, "ErrorMessage": r.message });
-        }
-    }
-    v["timestamp"] = now_ms.into();
-    v
+    let rejection = outcome.err().map(|r| (r.code, r.message.as_str()));
+    verdict::compose(thing, report_id, rejection, now_ms)
 }
 
 /// The answer in the report's encoding (§2.1: CBOR on /cbor, JSON on /json).
 pub fn encode_answer(v: &serde_json::Value, encoding: Encoding) -> Vec<u8> {
-    match encoding {
-        Encoding::Json => serde_json::to_vec(v).unwrap_or_default(),
-        Encoding::Cbor => {
-            let mut out = Vec::new();
-            // Writing a serde_json value into a Vec cannot fail.
-            let _ = ciborium::into_writer(v, &mut out);
-            out
-        }
-    }
+    verdict::to_bytes(v, encoding)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn report_topics_parse_and_answer_topics_do_not() {
-        let t = ReportTopic::parse("$aws/things/gw-1/defender/metrics/cbor").unwrap();
-        assert_eq!(t.thing, "gw-1");
-        assert_eq!(t.encoding, Encoding::Cbor);
-        assert_eq!(
-            t.answer_topic(false),
-            "$aws/things/gw-1/defender/metrics/cbor/rejected"
-        );
-        assert!(ReportTopic::parse("$aws/things/gw-1/defender/metrics/json/accepted").is_none());
-        assert!(ReportTopic::parse("$aws/things/gw-1/defender/metrics/JSON").is_none());
-    }
 
     #[test]
     fn ids_must_grow_and_reports_must_be_spaced() {

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use detect_agent::detect::{Engine, EngineState, Event, IdSource, Profile, STALE_AFTER_MS};
-use detect_agent::report::Report;
+use protocol::Report;
 
 use crate::intake::{self, ReportTopic};
 use crate::statistical::{self, Statistical};

@@ -11,7 +11,7 @@ use std::path::Path;
 
 use detect_agent::detect::metrics::{self, Datapoint, Kind, MetricRef};
 use detect_agent::detect::{Behavior, Profile, profile};
-use detect_agent::report::Report;
+use protocol::Report;
 use serde_json::Value;
 
 use crate::store::{Sample, Store, StoreError};

@@ -24,7 +24,7 @@ impl Target {
             "registered" => Ok(Target::Registered),
             "unregistered" => Ok(Target::Unregistered),
             _ => match s.strip_prefix("group:") {
-                Some(g) if detect_agent::identity::is_registry_name(g) => {
+                Some(g) if protocol::identity::is_registry_name(g) => {
                     Ok(Target::Group(g.to_string()))
                 }
                 _ => Err(format!(

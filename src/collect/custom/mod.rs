@@ -8,7 +8,6 @@ pub mod parse;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
@@ -20,63 +19,9 @@ pub use parse::ParseError;
 /// that metric (the report cut in `report::limits` handles what does fit).
 pub const MAX_OUTPUT_BYTES: usize = 64 * 1024;
 
-/// The registered metric type (CreateCustomMetric `metricType`, protocol doc §1.5).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MetricType {
-    Number,
-    NumberList,
-    StringList,
-    IpAddressList,
-}
-
-impl MetricType {
-    pub const ALL: [MetricType; 4] = [
-        MetricType::Number,
-        MetricType::NumberList,
-        MetricType::StringList,
-        MetricType::IpAddressList,
-    ];
-
-    /// The config spelling, the same as AWS's `metricType`.
-    pub fn name(self) -> &'static str {
-        match self {
-            MetricType::Number => "number",
-            MetricType::NumberList => "number-list",
-            MetricType::StringList => "string-list",
-            MetricType::IpAddressList => "ip-address-list",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|t| t.name() == name)
-    }
-}
-
-impl fmt::Display for MetricType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// One custom metric value; the report encodes it as a one-element array of one object.
-#[derive(Debug, Clone, PartialEq)]
-pub enum CustomValue {
-    Number(f64),
-    NumberList(Vec<f64>),
-    StringList(Vec<String>),
-    IpList(Vec<IpAddr>),
-}
-
-impl CustomValue {
-    pub fn metric_type(&self) -> MetricType {
-        match self {
-            CustomValue::Number(_) => MetricType::Number,
-            CustomValue::NumberList(_) => MetricType::NumberList,
-            CustomValue::StringList(_) => MetricType::StringList,
-            CustomValue::IpList(_) => MetricType::IpAddressList,
-        }
-    }
-}
+/// The metric type and value are protocol data (protocol doc §1.5); their one definition
+/// is in the protocol crate.
+pub use protocol::{CustomValue, MetricType};
 
 /// Where a metric's value comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,16 +4,14 @@
 
 use std::time::Duration;
 
-use detect_agent::publish::backoff::Backoff;
-use detect_agent::publish::login::{Login, read_password};
-use detect_agent::publish::tls::{ClientCert, MqttSettings, client_config};
+use link::{Backoff, ClientCert, Login, MqttSettings, client_config, read_password};
+use protocol::MAX_PUBLISH_BYTES;
 use rumqttc::{Event, EventLoop, MqttOptions, TlsConfiguration, Transport};
 use tokio::sync::mpsc;
 
 use crate::config::Config;
-use crate::intake::MAX_REPORT_BYTES;
 
-/// Largest incoming packet read: reports above `MAX_REPORT_BYTES` are read and rejected, but a
+/// Largest incoming packet read: reports above `MAX_PUBLISH_BYTES` are read and rejected, but a
 /// packet above this limit breaks the connection (rumqttc) and the broker would redeliver it
 /// forever; the README tells to set the broker's own limit (mosquitto `message_size_limit`)
 /// below it.
@@ -33,7 +31,7 @@ pub fn options(
         .set_clean_session(!persistent)
         .set_manual_acks(persistent)
         .set_inflight(inflight)
-        .set_max_packet_size(MAX_INCOMING_PACKET, MAX_REPORT_BYTES * 2);
+        .set_max_packet_size(MAX_INCOMING_PACKET, MAX_PUBLISH_BYTES * 2);
     if let (Some(user), Some(file)) = (&b.username, &b.password_file) {
         let password = read_password(file).map_err(|e| e.to_string())?;
         o.set_credentials(user.clone(), password.expose());
@@ -93,7 +91,7 @@ pub async fn drive(
     let mut backoff = Backoff::new(
         Duration::from_millis(200),
         Duration::from_secs(30),
-        detect_agent::daemon::random::seed(),
+        link::random::seed(),
     );
     loop {
         match eventloop.poll().await {

@@ -19,10 +19,7 @@ use crate::judge::Judge;
 use crate::store::{Store, StoreError, registry};
 use connection::{Polled, drive, options};
 
-pub const REPORT_TOPICS: [&str; 2] = [
-    "$aws/things/+/defender/metrics/json",
-    "$aws/things/+/defender/metrics/cbor",
-];
+pub const REPORT_TOPICS: [&str; 2] = protocol::topics::REPORT_FILTERS;
 
 /// Requests queued to the MQTT event loop; the service waits when it is full.
 const REQUEST_CAPACITY: usize = 1024;

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use detect_agent::publish::backoff::Backoff;
+use link::Backoff;
 use tokio::sync::Notify;
 
 use super::RunError;
@@ -30,7 +30,7 @@ pub async fn run(
     let mut backoff = Backoff::new(
         Duration::from_secs(1),
         Duration::from_secs(300),
-        detect_agent::daemon::random::seed(),
+        link::random::seed(),
     );
     loop {
         'batch: for u in store.unsent(Channel::Webhook, BATCH)? {

@@ -1,7 +1,9 @@
-//! Owns parsing of the backend's answer on `/accepted` or `/rejected` (protocol doc §3),
-//! in JSON or CBOR. Does not match verdicts to reports in flight (that is `client`).
+//! Owns the backend's answer on `/accepted` or `/rejected` (protocol doc §3), in JSON or
+//! CBOR: parsed by the agent, composed by the fleet. Does not match verdicts to reports.
 
 use serde::{Deserialize, Deserializer};
+
+pub use crate::format::Encoding;
 
 /// Which response topic a verdict came on; the topic decides (protocol doc §3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,24 +17,6 @@ impl Status {
         match self {
             Status::Accepted => "accepted",
             Status::Rejected => "rejected",
-        }
-    }
-}
-
-/// Payload encoding of a verdict: the same as the report's format segment (protocol doc §2.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Encoding {
-    Json,
-    Cbor,
-}
-
-impl Encoding {
-    /// `json` / `cbor`, any case; anything else is `None`.
-    pub fn from_segment(segment: &str) -> Option<Encoding> {
-        match segment.to_ascii_lowercase().as_str() {
-            "json" => Some(Encoding::Json),
-            "cbor" => Some(Encoding::Cbor),
-            _ => None,
         }
     }
 }
@@ -123,10 +107,7 @@ fn whole_number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error
 pub fn parse(payload: &[u8], encoding: Encoding, status: Status) -> Result<Verdict, VerdictError> {
     let decode_error = |reason: String| VerdictError::Decode {
         topic: status.as_str(),
-        encoding: match encoding {
-            Encoding::Json => "JSON",
-            Encoding::Cbor => "CBOR",
-        },
+        encoding: encoding.label(),
         reason,
     };
     let raw: Raw = match encoding {
@@ -161,6 +142,42 @@ pub fn parse(payload: &[u8], encoding: Encoding, status: Status) -> Result<Verdi
         error_message,
         timestamp: raw.timestamp,
     })
+}
+
+/// The answer to one report (protocol doc §3.1, §3.2) as a JSON value: ACCEPTED, or REJECTED
+/// with `rejection` = (ErrorCode, ErrorMessage). `timestamp` is epoch milliseconds.
+pub fn compose(
+    thing: &str,
+    report_id: Option<u64>,
+    rejection: Option<(&str, &str)>,
+    timestamp: u64,
+) -> serde_json::Value {
+    let mut v = serde_json::json!({ "thingName": thing });
+    if let Some(id) = report_id {
+        v["reportId"] = id.into();
+    }
+    match rejection {
+        None => v["status"] = "ACCEPTED".into(),
+        Some((code, message)) => {
+            v["status"] = "REJECTED".into();
+            v["statusDetails"] = serde_json::json!({ "ErrorCode": code, "ErrorMessage": message });
+        }
+    }
+    v["timestamp"] = timestamp.into();
+    v
+}
+
+/// An answer's bytes in the report's encoding (§2.1: CBOR on /cbor, JSON on /json).
+pub fn to_bytes(v: &serde_json::Value, encoding: Encoding) -> Vec<u8> {
+    match encoding {
+        Encoding::Json => serde_json::to_vec(v).unwrap_or_default(),
+        Encoding::Cbor => {
+            let mut out = Vec::new();
+            // Writing a serde_json value into a Vec cannot fail.
+            let _ = ciborium::into_writer(v, &mut out);
+            out
+        }
+    }
 }
 
 #[cfg(test)]
@@ -252,9 +269,16 @@ mod tests {
     }
 
     #[test]
-    fn format_segments() {
-        assert_eq!(Encoding::from_segment("json"), Some(Encoding::Json));
-        assert_eq!(Encoding::from_segment("CBOR"), Some(Encoding::Cbor));
-        assert_eq!(Encoding::from_segment("xml"), None);
+    fn composed_answers_parse_back() {
+        for encoding in [Encoding::Json, Encoding::Cbor] {
+            let ok = to_bytes(&compose("gw", Some(9), None, 5), encoding);
+            let v = parse(&ok, encoding, Status::Accepted).unwrap();
+            assert_eq!((v.report_id, v.timestamp), (Some(9), Some(5)));
+            let no = compose("gw", None, Some(("Throttled", "slow down")), 6);
+            let v = parse(&to_bytes(&no, encoding), encoding, Status::Rejected).unwrap();
+            assert_eq!(v.error_code.as_deref(), Some("Throttled"));
+            assert_eq!(v.error_message.as_deref(), Some("slow down"));
+            assert_eq!(v.thing_name.as_deref(), Some("gw"));
+        }
     }
 }

@@ -1,4 +1,4 @@
-//! The payload size limit (protocol doc §4, §7.1 item 16) and the deterministic policy that
+//! The payload size limits (protocol doc §4, §7.1 item 16) and the deterministic policy that
 //! chooses which list entries to keep when a report would exceed it. Pure arithmetic on entry
 //! sizes measured by `measure.rs`; does not encode or log.
 //!
@@ -33,9 +33,15 @@
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
-/// AWS IoT Core rejects PUBLISH payloads over 128 KB (protocol doc §4); encoded reports are
-/// always strictly smaller than this many bytes (the legacy AWS C agent's MAX_REPORT_SIZE).
-pub const MAX_PAYLOAD_BYTES: usize = 128_000;
+/// The report cap: encoded reports are always strictly smaller than this many bytes (the
+/// legacy AWS C agent's MAX_REPORT_SIZE), a margin under `MAX_PUBLISH_BYTES`. The encoder
+/// cuts lists to stay under it; nothing else uses it.
+pub const MAX_REPORT_BYTES: usize = 128_000;
+
+/// The transport cap: AWS IoT Core drops PUBLISH payloads above 128 KiB (protocol doc §4,
+/// §7.1 item 16). The agent refuses to publish more, the fleet rejects more as
+/// `InvalidPayload`, and both size their MQTT packet limits from it.
+pub const MAX_PUBLISH_BYTES: usize = 128 * 1024;
 
 /// The part of the socket budget (1/`SECTION_SHARE`) that each list may always use in
 /// round 1 of the cut.
@@ -164,7 +170,7 @@ pub(crate) struct Facts<'a> {
 /// entries: bounded by their number, no re-encoding.
 pub(crate) fn plan(sizes: &Sizes<'_>, facts: &Facts<'_>) -> Selection {
     let fixed = sizes.base + 3 * sizes.slack_per_list;
-    let mut budget = (MAX_PAYLOAD_BYTES - 1).saturating_sub(fixed);
+    let mut budget = (MAX_REPORT_BYTES - 1).saturating_sub(fixed);
     let share = budget / SECTION_SHARE;
     let orders = [
         port_priority(facts.tcp),

@@ -1,11 +1,45 @@
-//! The four report encodings (JSON/CBOR × long/short keys) and their names in config and CLI.
-//! Does not encode anything itself (see `encode.rs`) and knows nothing of MQTT topics beyond
-//! the lowercase format segment.
+//! The wire encoding (JSON or CBOR, the topics' format segment) and the four report formats
+//! (encoding × long/short keys) with their names in config and CLI. Encodes nothing itself.
 
 use std::fmt;
 use std::str::FromStr;
 
-/// Report encoding: protocol doc §2.1 (JSON or CBOR, long or short keys, never mixed).
+/// The payload encoding of reports and verdicts, named by the topics' format segment
+/// (protocol doc §2.1, §2.2). The one such type: topics, verdicts and the fleet use it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Encoding {
+    Json,
+    Cbor,
+}
+
+impl Encoding {
+    /// `json` / `cbor`, any case; anything else is `None`.
+    pub fn from_segment(segment: &str) -> Option<Encoding> {
+        match segment.to_ascii_lowercase().as_str() {
+            "json" => Some(Encoding::Json),
+            "cbor" => Some(Encoding::Cbor),
+            _ => None,
+        }
+    }
+
+    /// The format segment of the Defender topics, always lowercase (protocol doc §2.2).
+    pub fn segment(self) -> &'static str {
+        match self {
+            Encoding::Json => "json",
+            Encoding::Cbor => "cbor",
+        }
+    }
+
+    /// `JSON` / `CBOR`, for messages.
+    pub fn label(self) -> &'static str {
+        match self {
+            Encoding::Json => "JSON",
+            Encoding::Cbor => "CBOR",
+        }
+    }
+}
+
+/// Report format: protocol doc §2.1 (JSON or CBOR, long or short keys, never mixed).
 #[derive(
     Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Deserialize, serde::Serialize,
 )]
@@ -30,8 +64,15 @@ impl Format {
         Format::CborShort,
     ];
 
+    pub fn encoding(self) -> Encoding {
+        match self {
+            Format::Json | Format::JsonShort => Encoding::Json,
+            Format::Cbor | Format::CborShort => Encoding::Cbor,
+        }
+    }
+
     pub fn is_cbor(self) -> bool {
-        matches!(self, Format::Cbor | Format::CborShort)
+        self.encoding() == Encoding::Cbor
     }
 
     pub fn short_keys(self) -> bool {
@@ -40,7 +81,7 @@ impl Format {
 
     /// Format segment of the Defender topics, always lowercase (protocol doc §2.2, §7.1 item 13).
     pub fn topic_segment(self) -> &'static str {
-        if self.is_cbor() { "cbor" } else { "json" }
+        self.encoding().segment()
     }
 
     pub fn name(self) -> &'static str {
@@ -112,5 +153,15 @@ mod tests {
         assert!(Format::CborShort.is_cbor() && Format::CborShort.short_keys());
         assert!(!Format::Json.is_cbor() && !Format::Json.short_keys());
         assert_eq!(Format::default(), Format::Json);
+        assert_eq!(Format::JsonShort.encoding(), Encoding::Json);
+        assert_eq!(Format::CborShort.encoding(), Encoding::Cbor);
+    }
+
+    #[test]
+    fn encoding_segments() {
+        assert_eq!(Encoding::from_segment("json"), Some(Encoding::Json));
+        assert_eq!(Encoding::from_segment("CBOR"), Some(Encoding::Cbor));
+        assert_eq!(Encoding::from_segment("xml"), None);
+        assert_eq!(Encoding::Cbor.segment(), "cbor");
     }
 }

@@ -2,8 +2,8 @@
 //! example, absent sections, and errors that name the key path.
 
 use super::*;
-use crate::report::encode;
-use crate::report::model::{Connection, CustomValue, Header, NetworkStats, Port};
+use crate::encode;
+use crate::model::{Connection, CustomValue, Header, NetworkStats, Port};
 
 fn sample() -> Report {
     let conn = |remote: &str, lp: u16, li: Option<&str>| Connection {

@@ -4,8 +4,8 @@
 use super::*;
 use std::net::IpAddr;
 
-use crate::report::ListCut;
-use crate::report::model::{ConnectionList, Header, Metrics, NetworkStats};
+use crate::ListCut;
+use crate::model::{ConnectionList, Header, Metrics, NetworkStats};
 
 fn report(custom: &[(&str, CustomValue)]) -> Report {
     Report {
@@ -29,7 +29,7 @@ fn report(custom: &[(&str, CustomValue)]) -> Report {
 /// (limits.rs module doc) choose.
 mod reference {
     use super::*;
-    use crate::report::limits::{Facts, PortFacts, Sizes, plan};
+    use crate::limits::{Facts, PortFacts, Sizes, plan};
     use ciborium::Value;
 
     fn bytes(v: &Value, format: Format) -> Vec<u8> {
@@ -167,7 +167,7 @@ mod reference {
             all(m.established.connections.len()),
         );
         let out = bytes(&whole(r, short, &nt, &nu, &nc), f);
-        if out.len() < MAX_PAYLOAD_BYTES {
+        if out.len() < MAX_REPORT_BYTES {
             return (out, None);
         }
         let sep = usize::from(!f.is_cbor());

@@ -9,8 +9,8 @@ use super::{
     DecodeError, array, at, count, get, integer, invalid, join, missing, object, spelling, text,
     unmap,
 };
-use crate::report::keys::{Key, TABLE};
-use crate::report::model::{
+use crate::keys::{Key, TABLE};
+use crate::model::{
     Connection, ConnectionList, Header, Metrics, Missing, NetworkStats, Port, PortList,
 };
 

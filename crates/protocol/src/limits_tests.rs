@@ -97,7 +97,7 @@ fn a_flood_of_one_list_leaves_every_other_list_its_share() {
     let sel = plan(&sizes, &facts);
     assert_eq!((sel.udp.len(), sel.connections.len()), (1, 1));
     // TCP gets the rest of the budget.
-    assert_eq!(sel.tcp.len(), (MAX_PAYLOAD_BYTES - 1 - 112 - 20) / 100);
+    assert_eq!(sel.tcp.len(), (MAX_REPORT_BYTES - 1 - 112 - 20) / 100);
 }
 
 #[test]

@@ -4,11 +4,7 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 
-pub use super::delta::NetworkStats;
-pub use crate::collect::custom::CustomValue;
-/// IPv4-mapped IPv6 → IPv4: the one rule, shared with the detect engine (which reads
-/// reports, never `collect`).
-pub(crate) use crate::collect::unmap_ip;
+use std::fmt;
 
 /// Report format version; every reference agent sends "1.0" (protocol doc §1.3).
 pub const VERSION: &str = "1.0";
@@ -89,6 +85,82 @@ impl Connection {
             IpAddr::V4(ip) => format!("{ip}:{}", self.remote.port()),
             IpAddr::V6(ip) => format!("[{ip}]:{}", self.remote.port()),
         }
+    }
+}
+
+/// The registered metric type (CreateCustomMetric `metricType`, protocol doc §1.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricType {
+    Number,
+    NumberList,
+    StringList,
+    IpAddressList,
+}
+
+impl MetricType {
+    pub const ALL: [MetricType; 4] = [
+        MetricType::Number,
+        MetricType::NumberList,
+        MetricType::StringList,
+        MetricType::IpAddressList,
+    ];
+
+    /// The config spelling, the same as AWS's `metricType`.
+    pub fn name(self) -> &'static str {
+        match self {
+            MetricType::Number => "number",
+            MetricType::NumberList => "number-list",
+            MetricType::StringList => "string-list",
+            MetricType::IpAddressList => "ip-address-list",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.name() == name)
+    }
+}
+
+impl fmt::Display for MetricType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One custom metric value; the report encodes it as a one-element array of one object.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CustomValue {
+    Number(f64),
+    NumberList(Vec<f64>),
+    StringList(Vec<String>),
+    IpList(Vec<IpAddr>),
+}
+
+impl CustomValue {
+    pub fn metric_type(&self) -> MetricType {
+        match self {
+            CustomValue::Number(_) => MetricType::Number,
+            CustomValue::NumberList(_) => MetricType::NumberList,
+            CustomValue::StringList(_) => MetricType::StringList,
+            CustomValue::IpList(_) => MetricType::IpAddressList,
+        }
+    }
+}
+
+/// Bytes and packets since the previous report, summed over interfaces; never negative.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NetworkStats {
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub packets_in: u64,
+    pub packets_out: u64,
+}
+
+/// Unwraps an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) to plain IPv4: the one rule, used
+/// by the agent's collectors, the report and the detect engine.
+pub fn unmap_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
     }
 }
 

@@ -7,7 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use super::custom_cut;
 use super::encode::{ConnectionEntry, PortEntry, ReportError, size_of, to_bytes, tree};
 use super::format::Format;
-use super::limits::{self, Facts, MAX_PAYLOAD_BYTES, PortFacts, Selection, Sizes};
+use super::limits::{self, Facts, MAX_REPORT_BYTES, PortFacts, Selection, Sizes};
 use super::model::{Connection, CustomValue, Port, PortList, Report};
 
 /// The loopback interface: a port whose bind address it owns is reachable from this host
@@ -46,7 +46,7 @@ impl Measured {
     pub(super) fn plan(&self, report: &Report) -> Selection {
         let custom_slack = SLACK_PER_LIST * self.custom.len();
         let room =
-            (MAX_PAYLOAD_BYTES - 1).saturating_sub(self.base + 3 * SLACK_PER_LIST + custom_slack);
+            (MAX_REPORT_BYTES - 1).saturating_sub(self.base + 3 * SLACK_PER_LIST + custom_slack);
         let sockets: usize = [&self.tcp, &self.udp, &self.connections]
             .iter()
             .map(|l| l.iter().sum::<usize>())

@@ -7,8 +7,8 @@ use std::net::IpAddr;
 use serde_json::Value;
 
 use super::{DecodeError, invalid, join, object};
-use crate::report::keys::{IP_LIST, NUMBER, NUMBER_LIST, STRING_LIST, is_custom_metric_name};
-use crate::report::model::CustomValue;
+use crate::keys::{IP_LIST, NUMBER, NUMBER_LIST, STRING_LIST, is_custom_metric_name};
+use crate::model::CustomValue;
 
 /// `custom_metrics`: `{name: [{value_key: value}]}` (protocol doc §1.5).
 pub(super) fn custom(v: &Value, path: &str) -> Result<BTreeMap<String, CustomValue>, DecodeError> {
