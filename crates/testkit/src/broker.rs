@@ -106,7 +106,7 @@ impl Broker {
             )
         };
         let text = format!(
-            "# written by tests/common/broker.rs\n\
+            "# written by crates/testkit/src/broker.rs\n\
              user root\n\
              persistence false\n\
              log_dest stderr\n\

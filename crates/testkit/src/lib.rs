@@ -16,6 +16,7 @@ pub mod netns;
 pub mod notify;
 pub mod run;
 pub mod sockets;
+mod validate;
 pub mod veths;
 
 pub use backend::{Backend, Mode, Received};
