@@ -4,20 +4,17 @@
 //! profile on all things. Prints sustained answered reports/s, verdict latency p50/p99 (publish
 //! to answer, both seen by this process), detect-fleet's RSS and the database size per 1 000
 //! things. Numbers only; nothing is asserted.
-#[path = "../tests/support/mod.rs"]
-mod support;
-
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use detect_testkit::backend::tls;
+use detect_testkit::broker::Broker;
+use detect_testkit::certs::Pki;
+use detect_testkit::eventually;
+use detect_testkit::fleet::Fleet;
 use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS, Transport};
 use serde_json::json;
-use support::backend::tls;
-use support::broker::Broker;
-use support::certs::Pki;
-use support::eventually;
-use support::fleet::Fleet;
 
 fn env(name: &str, default: u64) -> u64 {
     std::env::var(name)

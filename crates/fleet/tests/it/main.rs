@@ -1,0 +1,9 @@
+//! detect-fleet's integration tests, one binary: the `detect-fleet` binary under test (cargo
+//! builds it), real `detect-agent` processes (taken by path: `$DETECT_AGENT_BIN` or
+//! target/debug/detect-agent, see detect_testkit::bin) and a real mosquitto.
+
+mod agents;
+mod answers;
+mod crash;
+mod statistical;
+mod webhook;

@@ -1,0 +1,201 @@
+//! Runs a real mosquitto with TLS on a free loopback port, logging clients in by certificate,
+//! password, or both; stop/start keep the port.
+//! Killed on Drop. Needs the `mosquitto` binary (PATH or /usr/sbin).
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use super::certs::Pki;
+
+pub struct Broker {
+    pub port: u16,
+    conf: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+fn mosquitto_binary() -> PathBuf {
+    let from_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join("mosquitto"))
+            .find(|p| p.is_file())
+    });
+    from_path.unwrap_or_else(|| PathBuf::from("/usr/sbin/mosquitto"))
+}
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// How the broker lets clients in. TLS with the test CA's server certificate, except
+/// `PlainPassword`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Login {
+    /// Client certificate only; its CN is the user name (the AWS IoT way).
+    Certificate,
+    /// User name and password from a mosquitto `password_file`, and a client certificate.
+    PasswordAndCertificate,
+    /// User name and password only (`require_certificate false`).
+    Password,
+    /// Plain MQTT (no TLS) on the loopback listener, user name and password only.
+    PlainPassword,
+}
+
+/// (user, password) pairs written with `mosquitto_passwd` for the password logins.
+pub const USERS: &[(&str, &str)] = &[
+    ("thing-ec", "thing-ec password, with spaces"),
+    ("defender-backend", "backend-secret"),
+];
+
+fn mosquitto_passwd(file: &Path, create: bool, user: &str, password: &str) {
+    let mut cmd = Command::new("mosquitto_passwd");
+    cmd.arg("-b");
+    if create {
+        cmd.arg("-c");
+    }
+    let out = cmd
+        .arg(file)
+        .arg(user)
+        .arg(password)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run mosquitto_passwd (apt-get install mosquitto): {e}"));
+    assert!(out.status.success(), "mosquitto_passwd: {out:?}");
+}
+
+impl Broker {
+    /// Writes the config into the PKI directory and starts mosquitto (client certificates).
+    pub fn start(pki: &Pki) -> Broker {
+        Broker::start_with(pki, Login::Certificate)
+    }
+
+    /// Starts mosquitto with the given login; a password file for `USERS` is made with
+    /// `mosquitto_passwd -b -c` in the PKI directory when the login needs one.
+    pub fn start_with(pki: &Pki, login: Login) -> Broker {
+        let port = free_port();
+        let dir = pki.dir.path();
+        let conf = dir.join(format!("mosquitto-{port}.conf"));
+        let log = dir.join(format!("mosquitto-{port}.log"));
+        let auth = match login {
+            Login::Certificate => {
+                "require_certificate true\nuse_identity_as_username true\n".to_string()
+            }
+            Login::PasswordAndCertificate | Login::Password | Login::PlainPassword => {
+                let passwords = dir.join(format!("mosquitto-{port}.passwd"));
+                for (i, (user, password)) in USERS.iter().enumerate() {
+                    mosquitto_passwd(&passwords, i == 0, user, password);
+                }
+                let require = match login {
+                    Login::PasswordAndCertificate => "require_certificate true\n",
+                    Login::Password => "require_certificate false\n",
+                    _ => "",
+                };
+                format!("{require}password_file {}\n", passwords.display())
+            }
+        };
+        let tls = if login == Login::PlainPassword {
+            String::new()
+        } else {
+            format!(
+                "cafile {ca}\ncertfile {cert}\nkeyfile {key}\n",
+                ca = pki.ca.display(),
+                cert = pki.server.cert.display(),
+                key = pki.server.key.display(),
+            )
+        };
+        let text = format!(
+            "# written by crates/testkit/src/broker.rs\n\
+             user root\n\
+             persistence false\n\
+             log_dest stderr\n\
+             log_type all\n\
+             listener {port} 127.0.0.1\n\
+             {tls}\
+             {auth}\
+             allow_anonymous false\n",
+        );
+        std::fs::write(&conf, text).unwrap();
+        let mut broker = Broker {
+            port,
+            conf,
+            log,
+            child: None,
+        };
+        broker.start_again();
+        broker
+    }
+
+    /// Starts mosquitto (again) on the same port and waits until it accepts connections.
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "broker already running");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = Command::new(mosquitto_binary())
+            .arg("-c")
+            .arg(&self.conf)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start mosquitto (apt-get install mosquitto): {e}"));
+        self.child = Some(child);
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+        for _ in 0..200 {
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
+                return;
+            }
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
+                panic!("mosquitto exited with {status}; log:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("mosquitto did not listen on {addr}; log:\n{}", self.log());
+    }
+
+    /// Kills mosquitto and waits for it to exit; the port is free afterwards.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Publishes `file` retained on `topic` with mosquitto_pub, as the backend's identity.
+    pub fn retain(&self, pki: &Pki, topic: &str, file: &Path) {
+        let out = Command::new("mosquitto_pub")
+            .args(["-h", "127.0.0.1", "--insecure", "-q", "1", "-r"])
+            .args(["-p", &self.port.to_string(), "-t", topic])
+            .arg("--cafile")
+            .arg(&pki.ca)
+            .arg("--cert")
+            .arg(&pki.backend.cert)
+            .arg("--key")
+            .arg(&pki.backend.key)
+            .arg("-f")
+            .arg(file)
+            .output()
+            .unwrap_or_else(|e| {
+                panic!("cannot run mosquitto_pub (apt-get install mosquitto-clients): {e}")
+            });
+        assert!(out.status.success(), "mosquitto_pub: {out:?}");
+    }
+
+    pub fn conf(&self) -> &Path {
+        &self.conf
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
