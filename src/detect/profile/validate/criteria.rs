@@ -3,12 +3,12 @@
 
 use serde_json::{Map, Value};
 
-use super::Ctx;
-use super::behavior::Class;
+use super::context::Ctx;
 use super::value::{reference, value_field};
-use crate::detect::metrics::{CustomKind, DURATIONS, Kind, MetricRef};
+use crate::detect::criteria::{Criterion, StaticThreshold, StatisticalThreshold};
+use crate::detect::metrics::{CustomKind, DURATIONS, Kind, MetricRef, MetricSpec};
 use crate::detect::operators::Operator;
-use crate::detect::profile::Rule;
+use crate::detect::profile::model::Rule;
 
 const CRITERIA_KEYS: [&str; 7] = [
     "comparisonOperator",
@@ -23,9 +23,18 @@ const STATISTICS: [&str; 11] = [
     "p0", "p0.1", "p0.01", "p1", "p10", "p50", "p90", "p99", "p99.9", "p99.99", "p100",
 ];
 
+/// Where a behavior's metric lives.
+pub(super) enum Class {
+    Device(&'static MetricSpec),
+    Cloud { ml: bool },
+    Custom,
+}
+
 pub(super) struct CriteriaOut {
-    /// `Ok(Some)`: evaluated; `Ok(None)`: problems were recorded; `Err`: loads, not evaluated.
-    pub(super) evaluated: Result<Option<Rule>, String>,
+    /// `None` when problems were recorded or nothing can evaluate it.
+    pub(super) rule: Option<Rule>,
+    /// Why the device does not evaluate it (a warning), when it loads.
+    pub(super) not_evaluated: Option<String>,
     pub(super) elements: usize,
     pub(super) digest: String,
 }
@@ -73,18 +82,19 @@ pub(super) fn criteria(
         op
     });
     let mut out = CriteriaOut {
-        evaluated: Ok(None),
+        rule: None,
+        not_evaluated: None,
         elements: 0,
         digest: String::new(),
     };
     if let Some(ml) = c.get("mlDetectionConfig") {
         ml_config(cx, c, ml, class, metric);
-        out.evaluated =
-            Err("ML Detect (mlDetectionConfig) needs a model trained on the fleet (§5)".into());
+        out.not_evaluated =
+            Some("ML Detect (mlDetectionConfig) needs a model trained on the fleet (§5)".into());
         return out;
     }
     if let Some(st) = c.get("statisticalThreshold") {
-        statistical(cx, c, st, operator, duration);
+        let percentile = statistical(cx, c, st, operator, duration);
         if let Class::Custom = class
             && operator.is_some_and(|o| !o.is_numeric())
         {
@@ -93,7 +103,32 @@ pub(super) fn criteria(
                 "a custom number metric takes lt, lte, gt or gte",
             );
         }
-        out.evaluated = Err("statisticalThreshold needs the fleet's percentile (§4.8)".into());
+        out.not_evaluated = Some("statisticalThreshold needs the fleet's percentile (§4.8)".into());
+        // Numeric metrics only: counts and traffic, custom numbers (the type it implies).
+        let metric = match class {
+            Class::Device(spec) if matches!(spec.kind, Kind::Count | Kind::Traffic) => {
+                Some(MetricRef::Aws(spec))
+            }
+            Class::Custom => Some(MetricRef::Custom {
+                name: metric.to_string(),
+                kind: CustomKind::Number,
+            }),
+            _ => None,
+        };
+        if let (Some(metric), Some(operator), Some(percentile)) = (metric, operator, percentile) {
+            let criterion = StatisticalThreshold {
+                operator,
+                percentile,
+                threshold: None,
+            };
+            out.rule = Some(Rule {
+                metric,
+                criterion: Criterion::Statistical(criterion),
+                duration_secs: duration,
+                to_alarm,
+                to_clear,
+            });
+        }
         return out;
     }
     let Some(operator) = operator else {
@@ -188,19 +223,21 @@ pub(super) fn criteria(
     out.digest = digest;
     match metric_ref {
         None => {
-            out.evaluated = Err(format!(
+            out.not_evaluated = Some(format!(
                 "{metric} is a cloud-side metric (§3.3), measured by the broker"
             ));
         }
         Some(metric) if field_ok => {
-            out.evaluated = Ok(Some(Rule {
+            out.rule = Some(Rule {
                 metric,
-                operator,
-                reference,
+                criterion: Criterion::Static(StaticThreshold {
+                    operator,
+                    reference,
+                }),
                 duration_secs: duration,
                 to_alarm,
                 to_clear,
-            }))
+            })
         }
         Some(_) => {}
     }
@@ -250,11 +287,14 @@ fn statistical(
     st: &Value,
     operator: Option<Operator>,
     duration: Option<u64>,
-) {
+) -> Option<f64> {
+    let mut percentile = None;
     if let Some(s) = cx.object("criteria.statisticalThreshold", st) {
         cx.keys("criteria.statisticalThreshold", s, &["statistic"], &[]);
         match s.get("statistic").and_then(Value::as_str) {
-            Some(p) if STATISTICS.contains(&p) => {}
+            Some(p) if STATISTICS.contains(&p) => {
+                percentile = p.strip_prefix('p').and_then(|n| n.parse().ok())
+            }
             _ => cx.err(
                 "criteria.statisticalThreshold.statistic",
                 format!("must be one of {}", STATISTICS.join(", ")),
@@ -282,4 +322,5 @@ fn statistical(
         ),
         None => {}
     }
+    percentile
 }

@@ -1,0 +1,45 @@
+//! A behavior's criterion, one of a closed set (detect-rules §2.3): `Static` (a fixed value)
+//! and `Statistical` (a percentile handed in by the caller), one file each. ML is refused.
+
+pub mod static_threshold;
+pub mod statistical;
+
+pub use static_threshold::{Judgement, PortSet, Reference, StaticThreshold, judge};
+pub use statistical::StatisticalThreshold;
+
+use crate::detect::metrics::Datapoint;
+use crate::detect::operators::Operator;
+
+/// What a behavior's datapoints are judged against.
+#[derive(Debug, Clone)]
+pub enum Criterion {
+    Static(StaticThreshold),
+    Statistical(StatisticalThreshold),
+}
+
+impl Criterion {
+    pub fn operator(&self) -> Operator {
+        match self {
+            Criterion::Static(c) => c.operator,
+            Criterion::Statistical(c) => c.operator,
+        }
+    }
+
+    /// Can it judge now? A static criterion always; a statistical one once its threshold is
+    /// handed in.
+    pub fn ready(&self) -> bool {
+        match self {
+            Criterion::Static(_) => true,
+            Criterion::Statistical(c) => c.threshold.is_some(),
+        }
+    }
+
+    /// Does `dp` violate the criterion? `None` when it is not `ready`. `limit` caps the
+    /// offending elements listed (see `static_threshold::judge`).
+    pub fn judge(&self, dp: &Datapoint, limit: usize) -> Option<Judgement> {
+        match self {
+            Criterion::Static(c) => Some(c.judge(dp, limit)),
+            Criterion::Statistical(c) => c.judge(dp, limit),
+        }
+    }
+}
