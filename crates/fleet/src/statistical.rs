@@ -133,24 +133,21 @@ pub fn override_durations(profile: &mut Profile, secs: u64) {
 }
 
 fn stat(p: &Profile, index: usize, b: &Behavior, duration_override: Option<u64>) -> Option<Stat> {
+    let criteria = b.json.get("criteria")?;
     let Some(Rule {
         metric,
         criterion: Criterion::Statistical(c),
-        duration_secs,
         ..
     }) = &b.rule
     else {
-        let statistical = b
-            .json
-            .get("criteria")?
-            .get("statisticalThreshold")
-            .is_some();
-        if statistical {
+        if criteria.get("statisticalThreshold").is_some() {
             tracing::warn!(profile = %p.name, behavior = %b.name, "statistical behavior cannot be resolved; not evaluated");
         }
         return None;
     };
-    let window_ms = duration_override.or(*duration_secs)?.checked_mul(1000)?;
+    // As written: the rule's own may already be `override_durations`'.
+    let duration = criteria.get("durationSeconds")?.as_u64()?;
+    let window_ms = duration_override.unwrap_or(duration).checked_mul(1000)?;
     Some(Stat {
         index,
         name: b.name.clone(),
