@@ -3,7 +3,7 @@
 
 use super::event::MetricValue;
 use super::observation::Observation;
-use super::profile::{Behavior, Profile};
+use super::profile::Profile;
 
 /// One behavior judged on one sample (`dump --profile`).
 #[derive(Debug, Clone, PartialEq)]
@@ -41,39 +41,35 @@ pub fn check<O: Observation + ?Sized>(profiles: &[Profile], observation: &O) -> 
     let mut out = Vec::new();
     for profile in profiles {
         for behavior in &profile.behaviors {
+            let outcome = match behavior.evaluated_rule() {
+                None => CheckOutcome::NotEvaluated {
+                    why: behavior.not_evaluated.clone().unwrap_or_default(),
+                },
+                Some(rule) => match observation.datapoint(&rule.metric) {
+                    None => CheckOutcome::NoDatapoint {
+                        why: observation.missing(&rule.metric),
+                    },
+                    Some(dp) => {
+                        let j = rule.criterion.judge(&dp, CHECK_OFFENDING_MAX);
+                        let value = MetricValue::from(&dp);
+                        if j.violating {
+                            CheckOutcome::Violating {
+                                value,
+                                offending: j.offending,
+                            }
+                        } else {
+                            CheckOutcome::Normal { value }
+                        }
+                    }
+                },
+            };
             out.push(BehaviorCheck {
                 profile: profile.name.clone(),
                 behavior: behavior.name.clone(),
                 metric: behavior.metric.clone(),
-                outcome: outcome(behavior, observation),
+                outcome,
             });
         }
     }
     out
-}
-
-fn outcome<O: Observation + ?Sized>(behavior: &Behavior, observation: &O) -> CheckOutcome {
-    let not_evaluated = || CheckOutcome::NotEvaluated {
-        why: behavior.not_evaluated.clone().unwrap_or_default(),
-    };
-    let Some(rule) = behavior.evaluated_rule() else {
-        return not_evaluated();
-    };
-    let Some(dp) = observation.datapoint(&rule.metric) else {
-        return CheckOutcome::NoDatapoint {
-            why: observation.missing(&rule.metric),
-        };
-    };
-    let Some(j) = rule.criterion.judge(&dp, CHECK_OFFENDING_MAX) else {
-        return not_evaluated();
-    };
-    let value = MetricValue::from(&dp);
-    if j.violating {
-        CheckOutcome::Violating {
-            value,
-            offending: j.offending,
-        }
-    } else {
-        CheckOutcome::Normal { value }
-    }
 }

@@ -108,10 +108,7 @@ impl Engine {
                 let Some(dp) = extracted.datapoint(rule, time_ms, &self.traffic) else {
                     continue; // no datapoint: runs stay as they are (§4.6)
                 };
-                let Some(judgement) = rule.criterion.judge(&dp, 1) else {
-                    continue;
-                };
-                let violating = judgement.violating;
+                let violating = rule.criterion.judge(&dp, 1).violating;
                 let track = &mut self.tracks[p][b];
                 if let Some((kind, id)) = step(track, rule, violating, time_ms, &mut self.ids) {
                     let cause = Some((&*dp, report_id));

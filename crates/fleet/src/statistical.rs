@@ -11,7 +11,6 @@ use std::collections::HashMap;
 use detect_agent::detect::{
     Behavior, Criterion, Datapoint, Kind, MetricRef, Observation, Profile, Rule,
 };
-use detect_agent::report::Report;
 
 use crate::store::{Sample, Store, StoreError};
 
@@ -57,15 +56,21 @@ impl Statistical {
         }
     }
 
-    /// This report's samples for the statistical behaviors of `profile`.
-    pub fn samples(&self, profile: &str, thing: &str, report: &Report, now_ms: u64) -> Vec<Sample> {
+    /// This observation's (a report's) samples for the statistical behaviors of `profile`.
+    pub fn samples<O: Observation + ?Sized>(
+        &self,
+        profile: &str,
+        thing: &str,
+        observation: &O,
+        now_ms: u64,
+    ) -> Vec<Sample> {
         let Some(stats) = self.by_profile.get(profile) else {
             return Vec::new();
         };
         stats
             .iter()
             .filter_map(|s| {
-                let value = match report.datapoint(&s.metric)? {
+                let value = match observation.datapoint(&s.metric)? {
                     Datapoint::Count(n) => n as f64,
                     Datapoint::Number(x) if x >= 0.0 => x,
                     _ => return None, // negative custom values: no percentile (§4.8)
@@ -151,21 +156,17 @@ fn stat(p: &Profile, index: usize, b: &Behavior, duration_override: Option<u64>)
     Some(Stat {
         index,
         name: b.name.clone(),
-        percent: c.percentile,
+        percent: c.percentile()?,
         window_ms: window_ms.max(1),
         metric: metric.clone(),
     })
 }
 
-/// Hands `threshold` to the statistical criterion of `b`. One that is not a finite number
-/// (a custom metric reported infinity) leaves it unevaluated.
+/// Hands `threshold` to the statistical criterion of `b` (the detect crate's rounding and
+/// checks apply: a threshold that is not a finite number leaves it unevaluated).
 fn arm(b: &mut Behavior, threshold: f64) {
-    if let Some(Rule {
-        criterion: Criterion::Statistical(c),
-        ..
-    }) = &mut b.rule
-    {
-        c.threshold = Some(threshold).filter(|t| t.is_finite());
+    if let Some(rule) = &mut b.rule {
+        rule.set_threshold(Some(threshold));
     }
 }
 

@@ -30,16 +30,20 @@ impl Criterion {
     pub fn ready(&self) -> bool {
         match self {
             Criterion::Static(_) => true,
-            Criterion::Statistical(c) => c.threshold.is_some(),
+            Criterion::Statistical(c) => c.threshold().is_some(),
         }
     }
 
-    /// Does `dp` violate the criterion? `None` when it is not `ready`. `limit` caps the
-    /// offending elements listed (see `static_threshold::judge`).
-    pub fn judge(&self, dp: &Datapoint, limit: usize) -> Option<Judgement> {
-        match self {
-            Criterion::Static(c) => Some(c.judge(dp, limit)),
-            Criterion::Statistical(c) => c.judge(dp, limit),
-        }
+    /// Does `dp` violate the criterion? A criterion that is not `ready` finds nothing. `limit`
+    /// caps the offending elements listed (see `static_threshold::judge`).
+    pub fn judge(&self, dp: &Datapoint, limit: usize) -> Judgement {
+        let (operator, reference) = match self {
+            Criterion::Static(c) => (c.operator, &c.reference),
+            Criterion::Statistical(c) => match c.threshold() {
+                Some(t) => (c.operator, t),
+                None => return Judgement::default(),
+            },
+        };
+        judge(operator, reference, dp, limit)
     }
 }

@@ -17,13 +17,6 @@ pub struct StaticThreshold {
     pub reference: Reference,
 }
 
-impl StaticThreshold {
-    /// Does `dp` violate this criterion? See `judge`.
-    pub fn judge(&self, dp: &Datapoint, limit: usize) -> Judgement {
-        judge(self.operator, &self.reference, dp, limit)
-    }
-}
-
 /// The `value` of a behavior, parsed (§2.4, plus our `cidrsFile`).
 #[derive(Debug, Clone)]
 pub enum Reference {

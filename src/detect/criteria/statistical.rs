@@ -1,59 +1,78 @@
 //! The statistical criterion (detect-rules §4.8): an operator against a percentile of the
 //! fleet's values. The threshold is a value handed in by whoever computes it; keeps no state.
 
-use super::static_threshold::{Judgement, Reference, judge};
-use crate::detect::metrics::Datapoint;
+use super::static_threshold::Reference;
 use crate::detect::operators::Operator;
 
 /// `comparisonOperator` with `statisticalThreshold`.
 #[derive(Debug, Clone)]
 pub struct StatisticalThreshold {
     pub operator: Operator,
-    /// N of the `statistic` `pN` (0–100).
-    pub percentile: f64,
-    /// This window's threshold, set by the caller that computes percentiles (the fleet);
-    /// `None` (always on the device): the behavior is not evaluated.
-    pub threshold: Option<f64>,
+    /// The `statistic` as written: `pN`, N of 0–100 (validated by the loader).
+    pub statistic: &'static str,
+    /// This window's threshold as the value datapoints are compared with; `None` (always on
+    /// the device): the behavior is not evaluated.
+    threshold: Option<Reference>,
 }
 
 impl StatisticalThreshold {
-    /// Does `dp` violate the criterion with its threshold? `None` without a threshold. A count
-    /// is compared with the threshold rounded up, a number with the threshold as it is.
-    pub fn judge(&self, dp: &Datapoint, limit: usize) -> Option<Judgement> {
-        let t = self.threshold?;
-        let reference = match dp {
-            Datapoint::Count(_) => Reference::Count(t.ceil() as u64),
-            _ => Reference::Number(t),
-        };
-        Some(judge(self.operator, &reference, dp, limit))
+    /// Without a threshold until one is handed in.
+    pub fn new(operator: Operator, statistic: &'static str) -> Self {
+        StatisticalThreshold {
+            operator,
+            statistic,
+            threshold: None,
+        }
+    }
+
+    /// N of the `statistic` `pN`.
+    pub fn percentile(&self) -> Option<f64> {
+        self.statistic.strip_prefix('p')?.parse().ok()
+    }
+
+    /// Hands in this window's threshold (the caller computes percentiles: the fleet). `None`,
+    /// or a value that is not a finite number, leaves the behavior unevaluated. For a metric
+    /// whose datapoints are counts, the threshold compares rounded up (as `{"count": ⌈t⌉}`);
+    /// for a number metric, as it is (`{"number": t}`).
+    pub fn set_threshold(&mut self, threshold: Option<f64>, counts: bool) {
+        self.threshold = threshold.filter(|t| t.is_finite()).map(|t| {
+            if counts {
+                Reference::Count(t.ceil() as u64)
+            } else {
+                Reference::Number(t)
+            }
+        });
+    }
+
+    /// The value datapoints are compared with, once a threshold is handed in.
+    pub fn threshold(&self) -> Option<&Reference> {
+        self.threshold.as_ref()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::detect::criteria::static_threshold::judge;
+    use crate::detect::metrics::Datapoint;
 
     #[test]
-    fn a_threshold_is_needed_and_counts_compare_with_it_rounded_up() {
-        let mut c = StatisticalThreshold {
-            operator: Operator::GreaterThan,
-            percentile: 90.0,
-            threshold: None,
+    fn a_count_compares_with_the_threshold_rounded_up_a_number_as_it_is() {
+        let mut c = StatisticalThreshold::new(Operator::GreaterThan, "p90");
+        assert_eq!(c.percentile(), Some(90.0));
+        assert!(c.threshold().is_none());
+        let violates = |c: &StatisticalThreshold, dp: Datapoint| {
+            judge(c.operator, c.threshold().unwrap(), &dp, 1).violating
         };
-        assert_eq!(c.judge(&Datapoint::Count(8), 1), None);
-        c.threshold = Some(7.5);
-        // 8 > ceil(7.5) = 8 is false: a violation, as with the static value {"count": 8}.
-        assert_eq!(
-            c.judge(&Datapoint::Count(8), 1).map(|j| j.violating),
-            Some(true)
-        );
-        assert_eq!(
-            c.judge(&Datapoint::Count(9), 1).map(|j| j.violating),
-            Some(false)
-        );
-        assert_eq!(
-            c.judge(&Datapoint::Number(8.0), 1).map(|j| j.violating),
-            Some(false)
-        );
+        c.set_threshold(Some(7.5), true);
+        // 8 > ⌈7.5⌉ = 8 is false: a violation, as with the static value {"count": 8}.
+        assert!(violates(&c, Datapoint::Count(8)));
+        assert!(!violates(&c, Datapoint::Count(9)));
+        c.set_threshold(Some(7.5), false);
+        assert!(!violates(&c, Datapoint::Number(8.0)));
+        c.set_threshold(Some(f64::INFINITY), false);
+        assert!(c.threshold().is_none(), "not a value a profile could hold");
+        c.set_threshold(None, true);
+        assert!(c.threshold().is_none());
     }
 }

@@ -54,6 +54,17 @@ pub struct Rule {
     pub to_clear: u32,
 }
 
+impl Rule {
+    /// Hands a statistical rule this window's threshold (see
+    /// `StatisticalThreshold::set_threshold`); a static rule keeps its value.
+    pub fn set_threshold(&mut self, threshold: Option<f64>) {
+        let counts = matches!(self.metric, MetricRef::Aws(_));
+        if let Criterion::Statistical(c) = &mut self.criterion {
+            c.set_threshold(threshold, counts);
+        }
+    }
+}
+
 /// One problem in a profile: file, behavior (name or `behaviors[i]`), field, what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {

@@ -94,7 +94,7 @@ pub(super) fn criteria(
         return out;
     }
     if let Some(st) = c.get("statisticalThreshold") {
-        let percentile = statistical(cx, c, st, operator, duration);
+        let statistic = statistical(cx, c, st, operator, duration);
         if let Class::Custom = class
             && operator.is_some_and(|o| !o.is_numeric())
         {
@@ -115,12 +115,8 @@ pub(super) fn criteria(
             }),
             _ => None,
         };
-        if let (Some(metric), Some(operator), Some(percentile)) = (metric, operator, percentile) {
-            let criterion = StatisticalThreshold {
-                operator,
-                percentile,
-                threshold: None,
-            };
+        if let (Some(metric), Some(operator), Some(statistic)) = (metric, operator, statistic) {
+            let criterion = StatisticalThreshold::new(operator, statistic);
             out.rule = Some(Rule {
                 metric,
                 criterion: Criterion::Statistical(criterion),
@@ -287,18 +283,17 @@ fn statistical(
     st: &Value,
     operator: Option<Operator>,
     duration: Option<u64>,
-) -> Option<f64> {
-    let mut percentile = None;
+) -> Option<&'static str> {
+    let mut statistic = None;
     if let Some(s) = cx.object("criteria.statisticalThreshold", st) {
         cx.keys("criteria.statisticalThreshold", s, &["statistic"], &[]);
-        match s.get("statistic").and_then(Value::as_str) {
-            Some(p) if STATISTICS.contains(&p) => {
-                percentile = p.strip_prefix('p').and_then(|n| n.parse().ok())
-            }
-            _ => cx.err(
+        let written = s.get("statistic").and_then(Value::as_str);
+        statistic = STATISTICS.into_iter().find(|p| Some(*p) == written);
+        if statistic.is_none() {
+            cx.err(
                 "criteria.statisticalThreshold.statistic",
                 format!("must be one of {}", STATISTICS.join(", ")),
-            ),
+            );
         }
     }
     if c.contains_key("value") {
@@ -322,5 +317,5 @@ fn statistical(
         ),
         None => {}
     }
-    percentile
+    statistic
 }
