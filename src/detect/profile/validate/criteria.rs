@@ -93,40 +93,69 @@ pub(super) fn criteria(
             Some("ML Detect (mlDetectionConfig) needs a model trained on the fleet (§5)".into());
         return out;
     }
-    if let Some(st) = c.get("statisticalThreshold") {
-        let statistic = statistical(cx, c, st, operator, duration);
-        if let Class::Custom = class
-            && operator.is_some_and(|o| !o.is_numeric())
-        {
-            cx.err(
-                "criteria.comparisonOperator",
-                "a custom number metric takes lt, lte, gt or gte",
-            );
-        }
-        out.not_evaluated = Some("statisticalThreshold needs the fleet's percentile (§4.8)".into());
-        // Numeric metrics only: counts and traffic, custom numbers (the type it implies).
-        let metric = match class {
-            Class::Device(spec) if matches!(spec.kind, Kind::Count | Kind::Traffic) => {
-                Some(MetricRef::Aws(spec))
-            }
-            Class::Custom => Some(MetricRef::Custom {
-                name: metric.to_string(),
-                kind: CustomKind::Number,
-            }),
-            _ => None,
-        };
-        if let (Some(metric), Some(operator), Some(statistic)) = (metric, operator, statistic) {
-            let criterion = StatisticalThreshold::new(operator, statistic);
-            out.rule = Some(Rule {
-                metric,
-                criterion: Criterion::Statistical(criterion),
-                duration_secs: duration,
-                to_alarm,
-                to_clear,
-            });
-        }
-        return out;
+    let judged = match c.get("statisticalThreshold") {
+        Some(st) => statistical_rule(cx, c, st, class, metric, operator, duration, &mut out),
+        None => static_rule(cx, c, class, metric, operator, duration, &mut out),
+    };
+    if let Some((metric, criterion)) = judged {
+        out.rule = Some(Rule {
+            metric,
+            criterion,
+            duration_secs: duration,
+            to_alarm,
+            to_clear,
+        });
     }
+    out
+}
+
+/// A statistical criterion (§4.8): its metric and criterion when the fleet can evaluate it.
+#[allow(clippy::too_many_arguments)]
+fn statistical_rule(
+    cx: &mut Ctx,
+    c: &Map<String, Value>,
+    st: &Value,
+    class: &Class,
+    metric: &str,
+    operator: Option<Operator>,
+    duration: Option<u64>,
+    out: &mut CriteriaOut,
+) -> Option<(MetricRef, Criterion)> {
+    let statistic = statistical(cx, c, st, operator, duration);
+    if let Class::Custom = class
+        && operator.is_some_and(|o| !o.is_numeric())
+    {
+        cx.err(
+            "criteria.comparisonOperator",
+            "a custom number metric takes lt, lte, gt or gte",
+        );
+    }
+    out.not_evaluated = Some("statisticalThreshold needs the fleet's percentile (§4.8)".into());
+    // Numeric metrics only: counts and traffic, custom numbers (the type it implies).
+    let metric = match class {
+        Class::Device(spec) if matches!(spec.kind, Kind::Count | Kind::Traffic) => {
+            MetricRef::Aws(spec)
+        }
+        Class::Custom => MetricRef::Custom {
+            name: metric.to_string(),
+            kind: CustomKind::Number,
+        },
+        _ => return None,
+    };
+    let criterion = StatisticalThreshold::new(operator?, statistic?);
+    Some((metric, Criterion::Statistical(criterion)))
+}
+
+/// A static criterion (§2.3, §2.4): its metric and criterion when the device evaluates it.
+fn static_rule(
+    cx: &mut Ctx,
+    c: &Map<String, Value>,
+    class: &Class,
+    metric: &str,
+    operator: Option<Operator>,
+    duration: Option<u64>,
+    out: &mut CriteriaOut,
+) -> Option<(MetricRef, Criterion)> {
     let Some(operator) = operator else {
         if !c.contains_key("comparisonOperator") {
             cx.err(
@@ -134,18 +163,16 @@ pub(super) fn criteria(
                 "is required (or statisticalThreshold / mlDetectionConfig)",
             );
         }
-        return out;
+        return None;
     };
     let Some(value) = c.get("value") else {
         cx.err(
             "criteria.value",
             "is required with a static comparisonOperator",
         );
-        return out;
+        return None;
     };
-    let Some((field, raw)) = value_field(cx, value) else {
-        return out;
-    };
+    let (field, raw) = value_field(cx, value)?;
     // What the metric takes: its kind's operators, value field, durations.
     let (operators, want_field, takes_duration, metric_ref): (
         &[Operator],
@@ -167,7 +194,7 @@ pub(super) fn criteria(
                         &format!("criteria.value.{field}"),
                         "a custom metric takes number, numbers, strings or cidrs (its type is inferred from the field)",
                     );
-                return out;
+                return None;
             };
             (
                 kind.operators(),
@@ -212,9 +239,7 @@ pub(super) fn criteria(
             format!("not allowed for the list metric {metric}"),
         );
     }
-    let Some((reference, elements, digest)) = reference(cx, field, raw) else {
-        return out;
-    };
+    let (reference, elements, digest) = reference(cx, field, raw)?;
     out.elements = elements;
     out.digest = digest;
     match metric_ref {
@@ -222,22 +247,17 @@ pub(super) fn criteria(
             out.not_evaluated = Some(format!(
                 "{metric} is a cloud-side metric (§3.3), measured by the broker"
             ));
+            None
         }
-        Some(metric) if field_ok => {
-            out.rule = Some(Rule {
-                metric,
-                criterion: Criterion::Static(StaticThreshold {
-                    operator,
-                    reference,
-                }),
-                duration_secs: duration,
-                to_alarm,
-                to_clear,
-            })
-        }
-        Some(_) => {}
+        Some(metric) if field_ok => Some((
+            metric,
+            Criterion::Static(StaticThreshold {
+                operator,
+                reference,
+            }),
+        )),
+        Some(_) => None,
     }
-    out
 }
 
 fn ml_config(cx: &mut Ctx, c: &Map<String, Value>, ml: &Value, class: &Class, metric: &str) {
