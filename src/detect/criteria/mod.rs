@@ -5,7 +5,9 @@ pub mod static_threshold;
 pub mod statistical;
 
 pub use static_threshold::{Judgement, PortSet, Reference, StaticThreshold, judge};
-pub use statistical::StatisticalThreshold;
+pub use statistical::{StatisticalThreshold, Threshold};
+
+use std::mem::ManuallyDrop;
 
 use crate::detect::metrics::Datapoint;
 use crate::detect::operators::Operator;
@@ -37,10 +39,16 @@ impl Criterion {
     /// Does `dp` violate the criterion? A criterion that is not `ready` finds nothing. `limit`
     /// caps the offending elements listed (see `static_threshold::judge`).
     pub fn judge(&self, dp: &Datapoint, limit: usize) -> Judgement {
+        // A statistical threshold is a count or a number, which own nothing: not dropping it
+        // keeps drop glue out of this function (the agent binary's size).
+        let threshold;
         let (operator, reference) = match self {
             Criterion::Static(c) => (c.operator, &c.reference),
             Criterion::Statistical(c) => match c.threshold() {
-                Some(t) => (c.operator, t),
+                Some(t) => {
+                    threshold = ManuallyDrop::new(t.reference());
+                    (c.operator, &*threshold)
+                }
                 None => return Judgement::default(),
             },
         };

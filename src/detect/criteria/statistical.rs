@@ -10,9 +10,26 @@ pub struct StatisticalThreshold {
     pub operator: Operator,
     /// The `statistic` as written: `pN`, N of 0–100 (validated by the loader).
     pub statistic: &'static str,
-    /// This window's threshold as the value datapoints are compared with; `None` (always on
-    /// the device): the behavior is not evaluated.
-    threshold: Option<Reference>,
+    /// This window's threshold, as datapoints are compared with it; `None` (always on the
+    /// device): the behavior is not evaluated.
+    threshold: Option<Threshold>,
+}
+
+/// A handed-in threshold as the static value it stands for: `{"count": n}` or `{"number": x}`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Threshold {
+    Count(u64),
+    Number(f64),
+}
+
+impl Threshold {
+    /// The static value (a count or a number: nothing to free, see `Criterion::judge`).
+    pub fn reference(self) -> Reference {
+        match self {
+            Threshold::Count(n) => Reference::Count(n),
+            Threshold::Number(x) => Reference::Number(x),
+        }
+    }
 }
 
 impl StatisticalThreshold {
@@ -37,16 +54,16 @@ impl StatisticalThreshold {
     pub fn set_threshold(&mut self, threshold: Option<f64>, counts: bool) {
         self.threshold = threshold.filter(|t| t.is_finite()).map(|t| {
             if counts {
-                Reference::Count(t.ceil() as u64)
+                Threshold::Count(t.ceil() as u64)
             } else {
-                Reference::Number(t)
+                Threshold::Number(t)
             }
         });
     }
 
     /// The value datapoints are compared with, once a threshold is handed in.
-    pub fn threshold(&self) -> Option<&Reference> {
-        self.threshold.as_ref()
+    pub fn threshold(&self) -> Option<Threshold> {
+        self.threshold
     }
 }
 
@@ -62,7 +79,7 @@ mod tests {
         assert_eq!(c.percentile(), Some(90.0));
         assert!(c.threshold().is_none());
         let violates = |c: &StatisticalThreshold, dp: Datapoint| {
-            judge(c.operator, c.threshold().unwrap(), &dp, 1).violating
+            judge(c.operator, &c.threshold().unwrap().reference(), &dp, 1).violating
         };
         c.set_threshold(Some(7.5), true);
         // 8 > ⌈7.5⌉ = 8 is false: a violation, as with the static value {"count": 8}.
