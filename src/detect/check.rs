@@ -1,11 +1,9 @@
-//! The one-sample check of `dump --profile`: every behavior judged on one report without
-//! state, with the offending elements. Does not raise alarms (see `engine.rs`).
+//! The one-sample check of `dump --profile`: every behavior judged on one observation
+//! without state, with the offending elements. Does not raise alarms (see `engine.rs`).
 
 use super::event::MetricValue;
-use super::metrics::{self, Kind, MetricRef};
-use super::operators::judge;
+use super::observation::Observation;
 use super::profile::Profile;
-use crate::report::Report;
 
 /// One behavior judged on one sample (`dump --profile`).
 #[derive(Debug, Clone, PartialEq)]
@@ -37,22 +35,22 @@ pub enum CheckOutcome {
 /// How many offending elements a check lists.
 const CHECK_OFFENDING_MAX: usize = 20;
 
-/// Judges every behavior of `profiles` on this one report, without state: traffic metrics use
-/// the report's own delta (one sample has no window), datapoint counts are not applied.
-pub fn check(profiles: &[Profile], report: &Report) -> Vec<BehaviorCheck> {
+/// Judges every behavior of `profiles` on this one observation, without state: traffic metrics
+/// use its own delta (one sample has no window), datapoint counts are not applied.
+pub fn check<O: Observation + ?Sized>(profiles: &[Profile], observation: &O) -> Vec<BehaviorCheck> {
     let mut out = Vec::new();
     for profile in profiles {
         for behavior in &profile.behaviors {
-            let outcome = match &behavior.rule {
+            let outcome = match behavior.evaluated_rule() {
                 None => CheckOutcome::NotEvaluated {
                     why: behavior.not_evaluated.clone().unwrap_or_default(),
                 },
-                Some(rule) => match metrics::extract(&rule.metric, report) {
+                Some(rule) => match observation.datapoint(&rule.metric) {
                     None => CheckOutcome::NoDatapoint {
-                        why: missing_why(&rule.metric),
+                        why: observation.missing(&rule.metric),
                     },
                     Some(dp) => {
-                        let j = judge(rule.operator, &rule.reference, &dp, CHECK_OFFENDING_MAX);
+                        let j = rule.criterion.judge(&dp, CHECK_OFFENDING_MAX);
                         let value = MetricValue::from(&dp);
                         if j.violating {
                             CheckOutcome::Violating {
@@ -74,19 +72,4 @@ pub fn check(profiles: &[Profile], report: &Report) -> Vec<BehaviorCheck> {
         }
     }
     out
-}
-
-fn missing_why(metric: &MetricRef) -> String {
-    match metric {
-        MetricRef::Aws(spec) if spec.kind == Kind::Traffic => {
-            "no network_stats in this sample (a delta needs two samples: dump --delta)".into()
-        }
-        MetricRef::Aws(spec) => format!("the report has no section for {}", spec.name),
-        MetricRef::Custom { name, kind } => {
-            format!(
-                "no custom metric {name:?} of type {} in the report",
-                kind.name()
-            )
-        }
-    }
 }

@@ -1,21 +1,23 @@
-//! The alarm state machine of detect-rules §4.7 for ONE thing and N profiles: datapoints
-//! (with the §4.4 traffic window), one event per transition, stable violation ids, staleness
-//! (§4.6). Persisting and reloading: `snapshot.rs`; the one-sample check: `check.rs`. Time and
-//! ids come in from the caller; no I/O.
+//! The alarm state machine of detect-rules §4.7 for ONE thing and N profiles: observations
+//! judged by each behavior's criterion (with the §4.4 traffic window), one event per
+//! transition, stable violation ids, staleness (§4.6). Persisting and reloading: `snapshot.rs`;
+//! the one-sample check: `check.rs`. Time and ids come in from the caller; no I/O.
 
 use std::borrow::Cow;
 use std::cell::OnceCell;
 use std::collections::VecDeque;
 
-use super::event::{Event, EventType, MetricValue, VERIFICATION_STATE, violation_id};
+use super::check::{BehaviorCheck, check};
+use super::event::{Event, EventType, event_of, violation_id};
 use super::metrics::{self, Datapoint, Kind, MetricRef};
-use super::operators::judge;
+use super::observation::Observation;
 use super::profile::{Behavior, Profile, Rule};
-use crate::report::{NetworkStats, Report};
+use super::state::{Alarm, Track, TrafficEntry};
+use crate::report::NetworkStats;
 
-pub use super::check::{BehaviorCheck, CheckOutcome, check};
+// Older paths of these (`detect::engine::...`), kept for callers outside detect.
 pub use super::ids::{IdSource, seeded_ids};
-pub use super::snapshot::{Alarm, BehaviorState, EngineState, Track, TrafficEntry};
+pub use super::state::BehaviorState;
 
 /// No accepted report for more than 2 days while an alarm is active: `alarm-invalidated` (§4.6).
 pub const STALE_AFTER_MS: u64 = 48 * 3600 * 1000;
@@ -78,14 +80,14 @@ impl Engine {
             .count()
     }
 
-    /// Evaluates one report (the full, uncut sample) as a datapoint at `time_ms`. Events come
-    /// in profile order, then behavior order (§4.10). A gap of more than `STALE_AFTER_MS` since
-    /// the previous report first invalidates active alarms.
-    ///
-    /// `report.metrics.network_stats` must be the traffic since the previous *sample* (issue #8
-    /// item 2): a delta that rolls an outage's unsettled traffic into one report would fake a
-    /// spike. `None` gives the four traffic metrics no datapoint.
-    pub fn evaluate(&mut self, report: &Report, time_ms: u64) -> Vec<Event> {
+    /// Evaluates one observation (for a device: the full, uncut report) at `time_ms`. Events
+    /// come in profile order, then behavior order (§4.10). A gap of more than `STALE_AFTER_MS`
+    /// since the previous observation first invalidates active alarms.
+    pub fn evaluate<O: Observation + ?Sized>(
+        &mut self,
+        observation: &O,
+        time_ms: u64,
+    ) -> Vec<Event> {
         let mut events = match self.last_report_ms {
             Some(last) if time_ms.saturating_sub(last) > STALE_AFTER_MS => {
                 self.expire(last + STALE_AFTER_MS)
@@ -93,18 +95,20 @@ impl Engine {
             _ => Vec::new(),
         };
         self.last_report_ms = Some(time_ms);
-        if let Some(stats) = report.metrics.network_stats {
+        if let Some(stats) = observation.traffic() {
             self.remember_traffic(time_ms, stats);
         }
-        let report_id = report.header.report_id;
-        let extracted = Extracted::new(report);
+        let report_id = observation.id();
+        let extracted = Extracted::new(observation);
         for (p, profile) in self.profiles.iter().enumerate() {
             for (b, behavior) in profile.behaviors.iter().enumerate() {
-                let Some(rule) = &behavior.rule else { continue };
+                let Some(rule) = behavior.evaluated_rule() else {
+                    continue;
+                };
                 let Some(dp) = extracted.datapoint(rule, time_ms, &self.traffic) else {
                     continue; // no datapoint: runs stay as they are (§4.6)
                 };
-                let violating = judge(rule.operator, &rule.reference, &dp, 1).violating;
+                let violating = rule.criterion.judge(&dp, 1).violating;
                 let track = &mut self.tracks[p][b];
                 if let Some((kind, id)) = step(track, rule, violating, time_ms, &mut self.ids) {
                     let cause = Some((&*dp, report_id));
@@ -135,8 +139,8 @@ impl Engine {
     }
 
     /// The one-sample check of `dump --profile` over this engine's profiles (no state).
-    pub fn check(&self, report: &Report) -> Vec<BehaviorCheck> {
-        check(&self.profiles, report)
+    pub fn check<O: Observation + ?Sized>(&self, observation: &O) -> Vec<BehaviorCheck> {
+        check(&self.profiles, observation)
     }
 
     fn remember_traffic(&mut self, time_ms: u64, stats: NetworkStats) {
@@ -200,24 +204,24 @@ fn step(
     }
 }
 
-/// The device-side datapoints of one report, each extracted at most once (20 behaviors on
-/// the destination addresses of 10 000 connections share one sorted list).
-struct Extracted<'r> {
-    report: &'r Report,
+/// The device-side datapoints of one observation, each extracted at most once (20 behaviors
+/// on the destination addresses of 10 000 connections share one sorted list).
+struct Extracted<'o, O: ?Sized> {
+    observation: &'o O,
     aws: [OnceCell<Option<Datapoint>>; metrics::TABLE.len()],
 }
 
-impl<'r> Extracted<'r> {
-    fn new(report: &'r Report) -> Self {
+impl<'o, O: Observation + ?Sized> Extracted<'o, O> {
+    fn new(observation: &'o O) -> Self {
         Extracted {
-            report,
+            observation,
             aws: Default::default(),
         }
     }
 
     /// The datapoint of `rule`; traffic metrics with `durationSeconds` sum the deltas of the
-    /// reports in `(t − d, t]` (§4.4), the current report included (it must carry
-    /// network_stats, else there is no datapoint).
+    /// observations in `(t − d, t]` (§4.4), the current one included (it must carry traffic,
+    /// else there is no datapoint).
     fn datapoint(
         &self,
         rule: &Rule,
@@ -225,11 +229,11 @@ impl<'r> Extracted<'r> {
         traffic: &VecDeque<TrafficEntry>,
     ) -> Option<Cow<'_, Datapoint>> {
         let MetricRef::Aws(spec) = &rule.metric else {
-            return metrics::extract(&rule.metric, self.report).map(Cow::Owned);
+            return self.observation.datapoint(&rule.metric).map(Cow::Owned);
         };
         let cell = &self.aws[spec.source as usize];
         let dp = cell
-            .get_or_init(|| metrics::extract(&rule.metric, self.report))
+            .get_or_init(|| self.observation.datapoint(&rule.metric))
             .as_ref()?;
         match rule.duration_secs {
             Some(d) if spec.kind == Kind::Traffic => {
@@ -267,29 +271,6 @@ fn event(
         cause,
         violation_id,
     )
-}
-
-/// One event of a behavior known by its profile name and JSON (also a saved one, on restore).
-pub(super) fn event_of(
-    thing: &str,
-    profile: &str,
-    behavior: &serde_json::Value,
-    kind: EventType,
-    time_ms: u64,
-    cause: Option<(&Datapoint, u64)>,
-    violation_id: String,
-) -> Event {
-    Event {
-        violation_event_time: time_ms,
-        thing_name: thing.to_string(),
-        security_profile_name: profile.to_string(),
-        behavior: behavior.clone(),
-        violation_event_type: kind,
-        metric_value: cause.map(|(dp, _)| MetricValue::from(dp)),
-        violation_id,
-        verification_state: VERIFICATION_STATE.to_string(),
-        report_id: cause.map(|(_, id)| id),
-    }
 }
 
 #[cfg(test)]

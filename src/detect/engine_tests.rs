@@ -2,8 +2,11 @@
 //! defaults, traffic windows, restore and invalidation, staleness.
 
 use super::*;
+use crate::detect::check::CheckOutcome;
+use crate::detect::event::MetricValue;
 use crate::detect::profile::parse;
-use crate::report::decode;
+use crate::detect::state::EngineState;
+use crate::report::{Report, decode};
 use serde_json::json;
 use std::path::Path;
 

@@ -105,6 +105,29 @@ pub fn violation_id(bits: u128) -> String {
     format!("{bits:032x}")
 }
 
+/// One event of a behavior known by its profile name and JSON (also a saved one, on restore).
+pub(super) fn event_of(
+    thing: &str,
+    profile: &str,
+    behavior: &serde_json::Value,
+    kind: EventType,
+    time_ms: u64,
+    cause: Option<(&Datapoint, u64)>,
+    violation_id: String,
+) -> Event {
+    Event {
+        violation_event_time: time_ms,
+        thing_name: thing.to_string(),
+        security_profile_name: profile.to_string(),
+        behavior: behavior.clone(),
+        violation_event_type: kind,
+        metric_value: cause.map(|(dp, _)| MetricValue::from(dp)),
+        violation_id,
+        verification_state: VERIFICATION_STATE.to_string(),
+        report_id: cause.map(|(_, id)| id),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

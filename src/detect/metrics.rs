@@ -1,13 +1,11 @@
-//! The `aws:` device-side metrics as one table (detect-rules §3.1) and the extraction of one
-//! datapoint from a report, for them and for custom metrics (§3.2). Does not compare anything
-//! (see `operators.rs`) nor sum traffic over a window (the engine keeps that history).
+//! The metric vocabulary: the `aws:` device-side metrics as one table (detect-rules §3.1),
+//! custom metric types (§3.2), `MetricRef` and `Datapoint`. Reads no report (`from_report.rs`
+//! does), compares nothing (`criteria/`), sums no window (the engine keeps that history).
 
 use std::net::IpAddr;
 
 use super::operators::Operator;
-/// IPv4-mapped IPv6 addresses are matched and shown as IPv4 (§3.1 notes).
-pub(crate) use crate::report::model::unmap_ip as unmap;
-use crate::report::{CustomValue, NetworkStats, Report};
+use crate::report::NetworkStats;
 
 /// What a metric's datapoint is, which decides its operators and value field (§3.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -231,50 +229,6 @@ pub enum Datapoint {
     Strings(Vec<String>),
 }
 
-/// The datapoint of `metric` in one report, or `None` when the report lacks the section or
-/// custom metric (§4.6). Traffic metrics give this report's delta; the window sum of §4.4 is
-/// the engine's. A custom metric whose reported type differs from the profile's gives none.
-pub fn extract(metric: &MetricRef, report: &Report) -> Option<Datapoint> {
-    match metric {
-        MetricRef::Aws(spec) => extract_aws(spec.source, report),
-        MetricRef::Custom { name, kind } => extract_custom(*kind, report.custom_metrics.get(name)?),
-    }
-}
-
-fn extract_aws(source: Source, report: &Report) -> Option<Datapoint> {
-    let m = &report.metrics;
-    let missing = &m.missing;
-    let stats = || m.network_stats.as_ref();
-    Some(match source {
-        // `total` wins over the list length: lists may be sampled (§3.1 notes); a decoded report
-        // without `total` has it filled from the list (report::decode).
-        Source::TcpPortCount if !missing.listening_tcp_ports => {
-            Datapoint::Count(m.listening_tcp_ports.total)
-        }
-        Source::UdpPortCount if !missing.listening_udp_ports => {
-            Datapoint::Count(m.listening_udp_ports.total)
-        }
-        Source::EstablishedCount if !missing.tcp_connections => {
-            Datapoint::Count(m.established.total)
-        }
-        // Interface ignored, duplicates collapse (§3.1).
-        Source::TcpPorts if !missing.listening_tcp_ports => {
-            Datapoint::Ports(sorted(m.listening_tcp_ports.ports.iter().map(|p| p.port)))
-        }
-        Source::UdpPorts if !missing.listening_udp_ports => {
-            Datapoint::Ports(sorted(m.listening_udp_ports.ports.iter().map(|p| p.port)))
-        }
-        // Addresses of the listed connections, port dropped, IPv4-mapped read as IPv4.
-        Source::DestinationIps if !missing.tcp_connections => Datapoint::Addresses(sorted(
-            m.established
-                .connections
-                .iter()
-                .map(|c| unmap(c.remote.ip())),
-        )),
-        _ => Datapoint::Count(traffic(source, stats()?)?),
-    })
-}
-
 /// The field of a network_stats delta that a traffic metric reads.
 pub fn traffic(source: Source, stats: &NetworkStats) -> Option<u64> {
     match source {
@@ -284,32 +238,6 @@ pub fn traffic(source: Source, stats: &NetworkStats) -> Option<u64> {
         Source::PacketsOut => Some(stats.packets_out),
         _ => None,
     }
-}
-
-fn extract_custom(kind: CustomKind, value: &CustomValue) -> Option<Datapoint> {
-    Some(match (kind, value) {
-        (CustomKind::Number, CustomValue::Number(x)) => Datapoint::Number(*x),
-        (CustomKind::NumberList, CustomValue::NumberList(xs)) => {
-            let mut xs = xs.clone();
-            xs.sort_by(f64::total_cmp);
-            xs.dedup();
-            Datapoint::Numbers(xs)
-        }
-        (CustomKind::StringList, CustomValue::StringList(xs)) => {
-            Datapoint::Strings(sorted(xs.iter().cloned()))
-        }
-        (CustomKind::IpAddressList, CustomValue::IpList(ips)) => {
-            Datapoint::Addresses(sorted(ips.iter().map(|ip| unmap(*ip))))
-        }
-        _ => return None,
-    })
-}
-
-fn sorted<T: Ord>(items: impl Iterator<Item = T>) -> Vec<T> {
-    let mut v: Vec<T> = items.collect();
-    v.sort_unstable();
-    v.dedup();
-    v
 }
 
 #[cfg(test)]

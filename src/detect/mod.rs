@@ -1,25 +1,43 @@
-//! Detect on the device (detect-rules.md): AWS security profiles, metric extraction from a
-//! report, operators, the alarm state machine and its events. No I/O except the profile loader
-//! reading the profile file and its cidrsFile; knows nothing of collect, publish or the daemon.
+//! Detect on the device (detect-rules.md): AWS security profiles, the criteria a behavior is
+//! judged by, the alarm state machine over observations (a device report is one) and its events.
+//!
+//! Layers, each module importing only from the ones above it in this list (checked by
+//! `scripts/check-imports`; no module imports this file's re-exports):
+//! 1. vocabulary: `operators`, `cidr`, `ids`, then `metrics` (names, kinds, `MetricRef`,
+//!    `Datapoint`), `event`;
+//! 2. observations: `observation` (the trait the engine reads), `from_report` (a report as one);
+//! 3. `criteria/`: the closed set of criteria (static, statistical) and judging a datapoint;
+//! 4. `profile/`: the loaded model, then loading and validating files;
+//! 5. `state` (what is persisted), then `check` (one sample, no state) and `engine`;
+//! 6. `snapshot`: saving and restoring an engine.
+//!
+//! No I/O except the profile loader reading the profile file and its cidrsFile; from outside
+//! detect it imports `crate::report` only (not collect, publish, config or the daemon).
 
 pub mod check;
 pub mod cidr;
+pub mod criteria;
 pub mod engine;
 pub mod event;
+pub mod from_report;
 pub mod ids;
 pub mod metrics;
+pub mod observation;
 pub mod operators;
 pub mod profile;
 pub mod snapshot;
-mod validate;
+pub mod state;
 
 #[cfg(test)]
 mod matrix_tests;
 
-pub use engine::{
-    BehaviorCheck, CheckOutcome, Engine, EngineState, IdSource, STALE_AFTER_MS, check, seeded_ids,
-};
+pub use check::{BehaviorCheck, CheckOutcome, check};
+pub use criteria::{Criterion, Reference, StaticThreshold, StatisticalThreshold};
+pub use engine::{Engine, STALE_AFTER_MS};
 pub use event::{Event, EventType, MetricValue};
+pub use ids::{IdSource, seeded_ids};
 pub use metrics::{CustomKind, Datapoint, Kind, MetricRef, MetricSpec};
+pub use observation::Observation;
 pub use operators::Operator;
-pub use profile::{Behavior, Loaded, Problem, Profile, ProfileError, Reference, Rule, Warning};
+pub use profile::{Behavior, Loaded, Problem, Profile, ProfileError, Rule, Warning};
+pub use state::{Alarm, BehaviorState, EngineState, Track, TrafficEntry};

@@ -1,57 +1,12 @@
-//! What the engine keeps across restarts and reloads (detect-rules §6.1): the serde state,
-//! `Engine::snapshot`, and `Engine::restore` / `reload`, which invalidate the alarms of removed
-//! or changed behaviors. Does not write files (the daemon's state module does).
+//! Carrying the engine across restarts and reloads (detect-rules §6.1): `Engine::snapshot`,
+//! and `Engine::restore` / `reload`, which invalidate the alarms of removed or changed
+//! behaviors. The saved shape: `state.rs`. Does not write files (the daemon's state module does).
 
-use super::engine::{Engine, event_of};
-use super::event::{Event, EventType};
+use super::engine::Engine;
+use super::event::{Event, EventType, event_of};
 use super::ids::IdSource;
 use super::profile::Profile;
-use crate::report::NetworkStats;
-
-/// The state of one (profile, behavior).
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Track {
-    pub bad_run: u32,
-    pub good_run: u32,
-    pub alarm: Option<Alarm>,
-}
-
-/// An active alarm (the ActiveViolation of §6.3).
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Alarm {
-    pub violation_id: String,
-    pub start_ms: u64,
-    /// `lastViolationTime`. The value is not kept: it may be 10 000 addresses, persisted
-    /// every cycle.
-    pub last_violation_ms: u64,
-}
-
-/// One report's traffic deltas, for windowed sums.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct TrafficEntry {
-    pub time_ms: u64,
-    pub stats: NetworkStats,
-}
-
-/// A saved (profile, behavior) state with what it evaluated.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BehaviorState {
-    pub profile: String,
-    pub behavior: String,
-    pub fingerprint: String,
-    /// The behavior object, for the `alarm-invalidated` event if it is gone on restore.
-    pub json: serde_json::Value,
-    #[serde(flatten)]
-    pub track: Track,
-}
-
-/// Everything the engine must keep across restarts (the daemon persists it as JSON).
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct EngineState {
-    pub last_report_ms: Option<u64>,
-    pub behaviors: Vec<BehaviorState>,
-    pub traffic: Vec<TrafficEntry>,
-}
+use super::state::{BehaviorState, EngineState, Track};
 
 impl Engine {
     /// The state to persist.
@@ -97,7 +52,7 @@ impl Engine {
                     profile.name == saved.profile
                         && b.name == saved.behavior
                         && b.fingerprint == saved.fingerprint
-                        && b.rule.is_some()
+                        && b.evaluated_rule().is_some()
                 })?;
                 Some((p, b))
             });

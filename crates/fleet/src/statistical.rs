@@ -1,18 +1,16 @@
 //! Statistical thresholds across a profile's devices (detect-rules §4.8, with its inferred
 //! choices): windows aligned to multiples of `durationSeconds` since the epoch; per device one
 //! value per window (sum of deltas for bytes/packets, last value for gauges); the threshold is
-//! the nearest-rank percentile of the previous complete window's values. The resolved
-//! threshold turns the behavior into a static one (`value`), which the agent's `detect::Engine`
-//! evaluates; its fingerprint and JSON stay the original's, so alarms survive new thresholds.
-//! Reads and writes samples only through the store; no other I/O.
+//! the nearest-rank percentile of the previous complete window's values. The threshold is
+//! handed to the behavior's statistical criterion as a value, which the agent's
+//! `detect::Engine` evaluates; its fingerprint and JSON stay as written, so alarms survive new
+//! thresholds. Reads and writes samples only through the store; no other I/O.
 
 use std::collections::HashMap;
-use std::path::Path;
 
-use detect_agent::detect::metrics::{self, Datapoint, Kind, MetricRef};
-use detect_agent::detect::{Behavior, Profile, profile};
-use protocol::Report;
-use serde_json::Value;
+use detect_agent::detect::{
+    Behavior, Criterion, Datapoint, Kind, MetricRef, Observation, Profile, Rule,
+};
 
 use crate::store::{Sample, Store, StoreError};
 
@@ -25,12 +23,6 @@ struct Stat {
     percent: f64,
     window_ms: u64,
     metric: MetricRef,
-    /// The behavior JSON with a placeholder `value`, to resolve.
-    template: Value,
-    /// The value key: `count` for `aws:` metrics, `number` for custom numbers.
-    value_key: &'static str,
-    /// `[fleet] duration_override_secs`: replaces `durationSeconds` once resolved.
-    duration_override: Option<u64>,
 }
 
 #[derive(Default)]
@@ -41,8 +33,8 @@ pub struct Statistical {
 }
 
 impl Statistical {
-    /// Finds the statistical behaviors of `profiles`; a behavior the agent's loader refuses
-    /// once resolved is skipped with a warning. `duration_override_secs` (`[fleet]
+    /// Finds the statistical behaviors of `profiles`; one on a metric that is not a number
+    /// (a list, or cloud-side) is skipped with a warning. `duration_override_secs` (`[fleet]
     /// duration_override_secs`, tests and demos) replaces every `durationSeconds` as the
     /// window length.
     pub fn new(profiles: &[Profile], duration_override_secs: Option<u64>) -> Statistical {
@@ -64,15 +56,21 @@ impl Statistical {
         }
     }
 
-    /// This report's samples for the statistical behaviors of `profile`.
-    pub fn samples(&self, profile: &str, thing: &str, report: &Report, now_ms: u64) -> Vec<Sample> {
+    /// This observation's (a report's) samples for the statistical behaviors of `profile`.
+    pub fn samples<O: Observation + ?Sized>(
+        &self,
+        profile: &str,
+        thing: &str,
+        observation: &O,
+        now_ms: u64,
+    ) -> Vec<Sample> {
         let Some(stats) = self.by_profile.get(profile) else {
             return Vec::new();
         };
         stats
             .iter()
             .filter_map(|s| {
-                let value = match metrics::extract(&s.metric, report)? {
+                let value = match observation.datapoint(&s.metric)? {
                     Datapoint::Count(n) => n as f64,
                     Datapoint::Number(x) if x >= 0.0 => x,
                     _ => return None, // negative custom values: no percentile (§4.8)
@@ -89,7 +87,7 @@ impl Statistical {
             .collect()
     }
 
-    /// `profile` with each statistical behavior resolved against the previous complete
+    /// `profile` with each statistical behavior given the threshold of the previous complete
     /// window at `now_ms`; behaviors without a population stay unevaluated.
     pub fn resolve(
         &mut self,
@@ -118,10 +116,8 @@ impl Statistical {
                     t
                 }
             };
-            if let Some(t) = threshold
-                && let Some(b) = resolved(&profile, s, t)
-            {
-                profile.behaviors[s.index] = b;
+            if let Some(t) = threshold {
+                arm(&mut profile.behaviors[s.index], t);
             }
         }
         Ok(profile)
@@ -143,65 +139,35 @@ pub fn override_durations(profile: &mut Profile, secs: u64) {
 
 fn stat(p: &Profile, index: usize, b: &Behavior, duration_override: Option<u64>) -> Option<Stat> {
     let criteria = b.json.get("criteria")?;
-    let statistic = criteria
-        .get("statisticalThreshold")?
-        .get("statistic")?
-        .as_str()?;
-    let percent: f64 = statistic.strip_prefix('p')?.parse().ok()?;
+    let Some(Rule {
+        metric,
+        criterion: Criterion::Statistical(c),
+        ..
+    }) = &b.rule
+    else {
+        if criteria.get("statisticalThreshold").is_some() {
+            tracing::warn!(profile = %p.name, behavior = %b.name, "statistical behavior cannot be resolved; not evaluated");
+        }
+        return None;
+    };
+    // As written: the rule's own may already be `override_durations`'.
     let duration = criteria.get("durationSeconds")?.as_u64()?;
     let window_ms = duration_override.unwrap_or(duration).checked_mul(1000)?;
-    let mut template = b.json.clone();
-    let c = template.get_mut("criteria")?.as_object_mut()?;
-    c.remove("statisticalThreshold");
-    let value_key = if b.metric.starts_with("aws:") {
-        "count"
-    } else {
-        "number"
-    };
-    c.insert("value".into(), serde_json::json!({ value_key: 0 }));
-    let mut s = Stat {
+    Some(Stat {
         index,
         name: b.name.clone(),
-        percent,
+        percent: c.percentile()?,
         window_ms: window_ms.max(1),
-        metric: MetricRef::Custom {
-            name: String::new(),
-            kind: metrics::CustomKind::Number,
-        },
-        template,
-        value_key,
-        duration_override,
-    };
-    match resolved(p, &s, 0.0) {
-        Some(r) => s.metric = r.rule?.metric,
-        None => {
-            tracing::warn!(profile = %p.name, behavior = %b.name, "statistical behavior cannot be resolved; not evaluated");
-            return None;
-        }
-    }
-    Some(s)
+        metric: metric.clone(),
+    })
 }
 
-/// The behavior with `threshold` as its static value, parsed by the agent's loader.
-fn resolved(p: &Profile, s: &Stat, threshold: f64) -> Option<Behavior> {
-    let mut json = s.template.clone();
-    let v = if s.value_key == "count" {
-        Value::from(threshold.ceil() as u64)
-    } else {
-        Value::from(threshold)
-    };
-    json["criteria"]["value"][s.value_key] = v;
-    let doc = serde_json::json!({"securityProfileName": p.name, "behaviors": [json]});
-    let (parsed, _) = profile::parse(&doc.to_string(), Path::new(&p.path)).ok()?;
-    let mut b = parsed.behaviors.into_iter().next()?;
-    let original = &p.behaviors[s.index];
-    b.json = original.json.clone();
-    b.fingerprint = original.fingerprint.clone();
-    let rule = b.rule.as_mut()?;
-    if let Some(secs) = s.duration_override {
-        rule.duration_secs = Some(secs);
+/// Hands `threshold` to the statistical criterion of `b` (the detect crate's rounding and
+/// checks apply: a threshold that is not a finite number leaves it unevaluated).
+fn arm(b: &mut Behavior, threshold: f64) {
+    if let Some(rule) = &mut b.rule {
+        rule.set_threshold(Some(threshold));
     }
-    Some(b)
 }
 
 /// Nearest-rank percentile: the value at rank ⌈N/100 × n⌉ (at least 1) of the sorted values.
@@ -216,6 +182,10 @@ pub fn percentile(mut values: Vec<f64>, percent: f64) -> Option<f64> {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
+    use detect_agent::detect::profile;
+
     use super::*;
 
     #[test]
@@ -233,7 +203,10 @@ mod tests {
         let stats = Statistical::new(std::slice::from_ref(&p), Some(12));
         let s = &stats.by_profile["p"][0];
         assert_eq!(s.window_ms, 12_000);
-        let r = resolved(&p, s, 7.0).unwrap();
+        let mut r = p.behaviors[s.index].clone();
+        assert!(r.evaluated_rule().is_none(), "no threshold yet");
+        arm(&mut r, 7.0);
+        assert!(r.evaluated_rule().is_some());
         assert_eq!(duration(&r), Some(12));
         // Events keep the behavior as written.
         assert_eq!(r.json["criteria"]["durationSeconds"], 300);

@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::Ctx;
+use super::context::Ctx;
 use crate::detect::cidr::{Block, CidrSet, parse_block};
-use crate::detect::profile::Reference;
+use crate::detect::criteria::Reference;
 
 /// MetricValue fields (§2.4) and ours, `cidrsFile`.
 const VALUE_KEYS: [&str; 7] = [

@@ -3,12 +3,12 @@
 
 use serde_json::{Map, Value};
 
-use super::Ctx;
-use super::behavior::Class;
+use super::context::Ctx;
 use super::value::{reference, value_field};
-use crate::detect::metrics::{CustomKind, DURATIONS, Kind, MetricRef};
+use crate::detect::criteria::{Criterion, StaticThreshold, StatisticalThreshold};
+use crate::detect::metrics::{CustomKind, DURATIONS, Kind, MetricRef, MetricSpec};
 use crate::detect::operators::Operator;
-use crate::detect::profile::Rule;
+use crate::detect::profile::model::Rule;
 
 const CRITERIA_KEYS: [&str; 7] = [
     "comparisonOperator",
@@ -23,9 +23,18 @@ const STATISTICS: [&str; 11] = [
     "p0", "p0.1", "p0.01", "p1", "p10", "p50", "p90", "p99", "p99.9", "p99.99", "p100",
 ];
 
+/// Where a behavior's metric lives.
+pub(super) enum Class {
+    Device(&'static MetricSpec),
+    Cloud { ml: bool },
+    Custom,
+}
+
 pub(super) struct CriteriaOut {
-    /// `Ok(Some)`: evaluated; `Ok(None)`: problems were recorded; `Err`: loads, not evaluated.
-    pub(super) evaluated: Result<Option<Rule>, String>,
+    /// `None` when problems were recorded or nothing can evaluate it.
+    pub(super) rule: Option<Rule>,
+    /// Why the device does not evaluate it (a warning), when it loads.
+    pub(super) not_evaluated: Option<String>,
     pub(super) elements: usize,
     pub(super) digest: String,
 }
@@ -73,29 +82,80 @@ pub(super) fn criteria(
         op
     });
     let mut out = CriteriaOut {
-        evaluated: Ok(None),
+        rule: None,
+        not_evaluated: None,
         elements: 0,
         digest: String::new(),
     };
     if let Some(ml) = c.get("mlDetectionConfig") {
         ml_config(cx, c, ml, class, metric);
-        out.evaluated =
-            Err("ML Detect (mlDetectionConfig) needs a model trained on the fleet (§5)".into());
+        out.not_evaluated =
+            Some("ML Detect (mlDetectionConfig) needs a model trained on the fleet (§5)".into());
         return out;
     }
-    if let Some(st) = c.get("statisticalThreshold") {
-        statistical(cx, c, st, operator, duration);
-        if let Class::Custom = class
-            && operator.is_some_and(|o| !o.is_numeric())
-        {
-            cx.err(
-                "criteria.comparisonOperator",
-                "a custom number metric takes lt, lte, gt or gte",
-            );
+    let judged = match c.get("statisticalThreshold") {
+        Some(st) => statistical_rule(cx, c, st, class, metric, operator, duration, &mut out),
+        None => static_rule(cx, c, class, metric, operator, duration, &mut out),
+    };
+    if let Some((metric, criterion)) = judged {
+        out.rule = Some(Rule {
+            metric,
+            criterion,
+            duration_secs: duration,
+            to_alarm,
+            to_clear,
+        });
+    }
+    out
+}
+
+/// A statistical criterion (§4.8): its metric and criterion when the fleet can evaluate it.
+#[allow(clippy::too_many_arguments)]
+fn statistical_rule(
+    cx: &mut Ctx,
+    c: &Map<String, Value>,
+    st: &Value,
+    class: &Class,
+    metric: &str,
+    operator: Option<Operator>,
+    duration: Option<u64>,
+    out: &mut CriteriaOut,
+) -> Option<(MetricRef, Criterion)> {
+    let statistic = statistical(cx, c, st, operator, duration);
+    if let Class::Custom = class
+        && operator.is_some_and(|o| !o.is_numeric())
+    {
+        cx.err(
+            "criteria.comparisonOperator",
+            "a custom number metric takes lt, lte, gt or gte",
+        );
+    }
+    out.not_evaluated = Some("statisticalThreshold needs the fleet's percentile (§4.8)".into());
+    // Numeric metrics only: counts and traffic, custom numbers (the type it implies).
+    let metric = match class {
+        Class::Device(spec) if matches!(spec.kind, Kind::Count | Kind::Traffic) => {
+            MetricRef::Aws(spec)
         }
-        out.evaluated = Err("statisticalThreshold needs the fleet's percentile (§4.8)".into());
-        return out;
-    }
+        Class::Custom => MetricRef::Custom {
+            name: metric.to_string(),
+            kind: CustomKind::Number,
+        },
+        _ => return None,
+    };
+    let criterion = StatisticalThreshold::new(operator?, statistic?);
+    Some((metric, Criterion::Statistical(criterion)))
+}
+
+/// A static criterion (§2.3, §2.4): its metric and criterion when the device evaluates it.
+fn static_rule(
+    cx: &mut Ctx,
+    c: &Map<String, Value>,
+    class: &Class,
+    metric: &str,
+    operator: Option<Operator>,
+    duration: Option<u64>,
+    out: &mut CriteriaOut,
+) -> Option<(MetricRef, Criterion)> {
     let Some(operator) = operator else {
         if !c.contains_key("comparisonOperator") {
             cx.err(
@@ -103,18 +163,16 @@ pub(super) fn criteria(
                 "is required (or statisticalThreshold / mlDetectionConfig)",
             );
         }
-        return out;
+        return None;
     };
     let Some(value) = c.get("value") else {
         cx.err(
             "criteria.value",
             "is required with a static comparisonOperator",
         );
-        return out;
+        return None;
     };
-    let Some((field, raw)) = value_field(cx, value) else {
-        return out;
-    };
+    let (field, raw) = value_field(cx, value)?;
     // What the metric takes: its kind's operators, value field, durations.
     let (operators, want_field, takes_duration, metric_ref): (
         &[Operator],
@@ -136,7 +194,7 @@ pub(super) fn criteria(
                         &format!("criteria.value.{field}"),
                         "a custom metric takes number, numbers, strings or cidrs (its type is inferred from the field)",
                     );
-                return out;
+                return None;
             };
             (
                 kind.operators(),
@@ -181,30 +239,25 @@ pub(super) fn criteria(
             format!("not allowed for the list metric {metric}"),
         );
     }
-    let Some((reference, elements, digest)) = reference(cx, field, raw) else {
-        return out;
-    };
+    let (reference, elements, digest) = reference(cx, field, raw)?;
     out.elements = elements;
     out.digest = digest;
     match metric_ref {
         None => {
-            out.evaluated = Err(format!(
+            out.not_evaluated = Some(format!(
                 "{metric} is a cloud-side metric (§3.3), measured by the broker"
             ));
+            None
         }
-        Some(metric) if field_ok => {
-            out.evaluated = Ok(Some(Rule {
-                metric,
+        Some(metric) if field_ok => Some((
+            metric,
+            Criterion::Static(StaticThreshold {
                 operator,
                 reference,
-                duration_secs: duration,
-                to_alarm,
-                to_clear,
-            }))
-        }
-        Some(_) => {}
+            }),
+        )),
+        Some(_) => None,
     }
-    out
 }
 
 fn ml_config(cx: &mut Ctx, c: &Map<String, Value>, ml: &Value, class: &Class, metric: &str) {
@@ -250,15 +303,17 @@ fn statistical(
     st: &Value,
     operator: Option<Operator>,
     duration: Option<u64>,
-) {
+) -> Option<&'static str> {
+    let mut statistic = None;
     if let Some(s) = cx.object("criteria.statisticalThreshold", st) {
         cx.keys("criteria.statisticalThreshold", s, &["statistic"], &[]);
-        match s.get("statistic").and_then(Value::as_str) {
-            Some(p) if STATISTICS.contains(&p) => {}
-            _ => cx.err(
+        let written = s.get("statistic").and_then(Value::as_str);
+        statistic = STATISTICS.into_iter().find(|p| Some(*p) == written);
+        if statistic.is_none() {
+            cx.err(
                 "criteria.statisticalThreshold.statistic",
                 format!("must be one of {}", STATISTICS.join(", ")),
-            ),
+            );
         }
     }
     if c.contains_key("value") {
@@ -282,4 +337,5 @@ fn statistical(
         ),
         None => {}
     }
+    statistic
 }

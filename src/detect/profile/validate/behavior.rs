@@ -3,10 +3,11 @@
 
 use serde_json::Value;
 
-use super::criteria::criteria;
-use super::{Ctx, is_name};
+use super::context::Ctx;
+use super::criteria::{Class, criteria};
 use crate::detect::metrics::{self, CLOUD_SIDE};
-use crate::detect::profile::Behavior;
+use crate::detect::profile::model::Behavior;
+use crate::report::keys::is_name;
 
 const BEHAVIOR_KEYS: [&str; 6] = [
     "name",
@@ -23,13 +24,6 @@ const DIMENSION_METRICS: [&str; 4] = [
     "aws:message-byte-size",
     "aws:num-authorization-failures",
 ];
-
-/// Where a behavior's metric lives.
-pub(super) enum Class {
-    Device(&'static metrics::MetricSpec),
-    Cloud { ml: bool },
-    Custom,
-}
 
 /// One behavior; returns it with its number of value elements (§2.5), or `None` on problems.
 pub(super) fn behavior(cx: &mut Ctx, b: &Value) -> Option<(Behavior, usize)> {
@@ -71,10 +65,8 @@ pub(super) fn behavior(cx: &mut Ctx, b: &Value) -> Option<(Behavior, usize)> {
                 let out = criteria(cx, c, class, metric.as_deref().unwrap_or(""));
                 elements = out.elements;
                 digest = out.digest;
-                match out.evaluated {
-                    Ok(r) => rule = r,
-                    Err(why) => not_evaluated = Some(why),
-                }
+                rule = out.rule;
+                not_evaluated = out.not_evaluated;
             }
         }
         (Some(_), None) => {}

@@ -1,8 +1,10 @@
 //! The checks of detect-rules §2 on a parsed profile document, collecting every problem, and
 //! the translation into `Profile`: profile-level keys here, one behavior in `behavior.rs`, its
-//! criteria in `criteria.rs`, its value (and our cidrsFile) in `value.rs`. Evaluates nothing.
+//! criteria in `criteria.rs`, its value (and our cidrsFile) in `value.rs`, the problem list in
+//! `context.rs`. Evaluates nothing.
 
 mod behavior;
+mod context;
 mod criteria;
 mod value;
 
@@ -11,7 +13,9 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
-use super::profile::{Problem, Profile, Warning};
+use crate::detect::profile::model::{Problem, Profile, Warning};
+use crate::report::keys::is_name;
+use context::Ctx;
 
 const PROFILE_KEYS: [&str; 6] = [
     "securityProfileName",
@@ -33,108 +37,9 @@ const IGNORED_KEYS: [&str; 6] = [
 const MAX_BEHAVIORS: usize = 100;
 const MAX_VALUE_ELEMENTS: usize = 1000;
 
-struct Ctx<'a> {
-    path: &'a Path,
-    behavior: Option<String>,
-    problems: Vec<Problem>,
-    warnings: Vec<Warning>,
-}
-
-impl Ctx<'_> {
-    fn item(&self, field: &str, message: String) -> Problem {
-        Problem {
-            path: self.path.to_path_buf(),
-            behavior: self.behavior.clone(),
-            field: field.to_string(),
-            message,
-        }
-    }
-
-    fn err(&mut self, field: &str, message: impl Into<String>) {
-        let p = self.item(field, message.into());
-        self.problems.push(p);
-    }
-
-    fn warn(&mut self, field: &str, message: impl Into<String>) {
-        let p = self.item(field, message.into());
-        self.warnings.push(p);
-    }
-
-    /// Flags keys outside `known` (and not in `ignored`) as unknown.
-    fn keys(&mut self, field: &str, obj: &Map<String, Value>, known: &[&str], ignored: &[&str]) {
-        for k in obj.keys() {
-            if !known.contains(&k.as_str()) && !ignored.contains(&k.as_str()) {
-                let at = if field.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{field}.{k}")
-                };
-                self.err(&at, format!("unknown key (known: {})", known.join(", ")));
-            }
-        }
-    }
-
-    fn object<'v>(&mut self, field: &str, v: &'v Value) -> Option<&'v Map<String, Value>> {
-        let o = v.as_object();
-        if o.is_none() {
-            self.err(field, "must be an object");
-        }
-        o
-    }
-
-    fn name(&mut self, field: &str, v: Option<&Value>, required: bool) -> Option<String> {
-        match v {
-            None if required => {
-                self.err(field, "is required");
-                None
-            }
-            None => None,
-            Some(Value::String(s)) if is_name(s) => Some(s.clone()),
-            Some(Value::String(s)) => {
-                self.err(
-                    field,
-                    format!("{s:?} must be 1-128 characters of [a-zA-Z0-9:_-]"),
-                );
-                None
-            }
-            Some(_) => {
-                self.err(field, "must be a string");
-                None
-            }
-        }
-    }
-
-    fn boolean(&mut self, field: &str, v: Option<&Value>) -> bool {
-        match v {
-            None => false,
-            Some(Value::Bool(b)) => *b,
-            Some(_) => {
-                self.err(field, "must be true or false");
-                false
-            }
-        }
-    }
-
-    fn string_len(&mut self, field: &str, v: Option<&Value>, min: usize, max: usize) {
-        match v {
-            None => self.err(field, "is required"),
-            Some(Value::String(s)) if (min..=max).contains(&s.chars().count()) => {}
-            Some(Value::String(_)) => self.err(field, format!("must be {min}-{max} characters")),
-            Some(_) => self.err(field, "must be a string"),
-        }
-    }
-}
-
-pub(super) use crate::report::keys::is_name;
-
 /// Validates a whole profile document; every problem is collected.
 pub(super) fn profile(path: &Path, root: &Value) -> Result<(Profile, Vec<Warning>), Vec<Problem>> {
-    let mut cx = Ctx {
-        path,
-        behavior: None,
-        problems: Vec::new(),
-        warnings: Vec::new(),
-    };
+    let mut cx = Ctx::new(path);
     let Some(obj) = cx.object("file", root) else {
         return Err(cx.problems);
     };

@@ -1,7 +1,10 @@
 //! Loader tests: the §2.7 and §9 profiles load; every §2 rule rejects with one line naming
 //! file, behavior and field; warnings for what the device does not evaluate; cidrsFile.
 
+use std::path::{Path, PathBuf};
+
 use super::*;
+use crate::detect::criteria::{Criterion, Reference};
 
 fn parse_text(text: &str) -> Result<(Profile, Vec<Warning>), ProfileError> {
     parse(text, Path::new("/p/edge.json"))
@@ -10,13 +13,13 @@ fn parse_text(text: &str) -> Result<(Profile, Vec<Warning>), ProfileError> {
 #[test]
 fn the_worked_example_profile_loads() {
     let (p, w) = parse_text(include_str!(
-        "../../tests/fixtures/detect-worked-example/profile.json"
+        "../../../tests/fixtures/detect-worked-example/profile.json"
     ))
     .unwrap();
     assert_eq!(p.name, "edge-baseline");
     assert_eq!(p.behaviors.len(), 4);
     assert!(w.is_empty(), "{w:?}");
-    assert!(p.behaviors.iter().all(|b| b.rule.is_some()));
+    assert!(p.behaviors.iter().all(|b| b.evaluated_rule().is_some()));
 }
 
 /// The problems of a profile holding `behaviors`, one line each.
@@ -311,7 +314,7 @@ fn describe_output_keys_are_ignored_and_not_evaluated_behaviors_warn() {
     let evaluated: Vec<&str> = p
         .behaviors
         .iter()
-        .filter(|b| b.rule.is_some())
+        .filter(|b| b.evaluated_rule().is_some())
         .map(|b| b.name.as_str())
         .collect();
     assert_eq!(evaluated, vec!["ok"]);
@@ -347,8 +350,11 @@ fn cidrs_file_is_read_relative_to_the_profile_and_scales_to_100_000_entries() {
     .unwrap();
     let loaded = load(&profile).unwrap();
     let rule = loaded.profiles[0].behaviors[0].rule.as_ref().unwrap();
-    let Reference::Cidrs(set) = &rule.reference else {
-        panic!("{:?}", rule.reference)
+    let Criterion::Static(c) = &rule.criterion else {
+        panic!("{:?}", rule.criterion)
+    };
+    let Reference::Cidrs(set) = &c.reference else {
+        panic!("{:?}", c.reference)
     };
     assert_eq!(set.len(), 100_002);
     assert!(set.contains("11.1.134.9".parse().unwrap()));

@@ -1,0 +1,57 @@
+//! A behavior's criterion, one of a closed set (detect-rules §2.3): `Static` (a fixed value)
+//! and `Statistical` (a percentile handed in by the caller), one file each. ML is refused.
+
+pub mod static_threshold;
+pub mod statistical;
+
+pub use static_threshold::{Judgement, PortSet, Reference, StaticThreshold, judge};
+pub use statistical::{StatisticalThreshold, Threshold};
+
+use std::mem::ManuallyDrop;
+
+use crate::detect::metrics::Datapoint;
+use crate::detect::operators::Operator;
+
+/// What a behavior's datapoints are judged against.
+#[derive(Debug, Clone)]
+pub enum Criterion {
+    Static(StaticThreshold),
+    Statistical(StatisticalThreshold),
+}
+
+impl Criterion {
+    pub fn operator(&self) -> Operator {
+        match self {
+            Criterion::Static(c) => c.operator,
+            Criterion::Statistical(c) => c.operator,
+        }
+    }
+
+    /// Can it judge now? A static criterion always; a statistical one once its threshold is
+    /// handed in.
+    pub fn ready(&self) -> bool {
+        match self {
+            Criterion::Static(_) => true,
+            Criterion::Statistical(c) => c.threshold().is_some(),
+        }
+    }
+
+    /// Does `dp` violate the criterion? A criterion that is not `ready` finds nothing. `limit`
+    /// caps the offending elements listed (see `static_threshold::judge`).
+    pub fn judge(&self, dp: &Datapoint, limit: usize) -> Judgement {
+        // A statistical threshold is a count or a number, which own nothing: not dropping it
+        // keeps drop glue out of this function (the agent binary's size).
+        let threshold;
+        let (operator, reference) = match self {
+            Criterion::Static(c) => (c.operator, &c.reference),
+            Criterion::Statistical(c) => match c.threshold() {
+                Some(t) => {
+                    threshold = ManuallyDrop::new(t.reference());
+                    (c.operator, &*threshold)
+                }
+                None => return Judgement::default(),
+            },
+        };
+        judge(operator, reference, dp, limit)
+    }
+}
