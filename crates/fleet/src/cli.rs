@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
-use detect_agent::detect::profile;
+use detect::profile;
 
 use crate::config::{self, Config};
 use crate::judge::Judge;
@@ -201,7 +201,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 attachments,
                 config.fleet.min_interval_secs,
                 config.fleet.duration_override_secs,
-                link::random::ids(detect_agent::detect::engine::seeded_ids),
+                link::random::ids(detect::engine::seeded_ids),
             );
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
-use detect_agent::detect::{Engine, EngineState, Event, IdSource, Profile, STALE_AFTER_MS};
+use detect::{Engine, EngineState, Event, IdSource, Profile, STALE_AFTER_MS};
 use protocol::Report;
 
 use crate::intake::{self, ReportTopic};

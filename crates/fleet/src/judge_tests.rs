@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use detect_agent::detect::{Profile, profile, seeded_ids};
+use detect::{Profile, profile, seeded_ids};
 use serde_json::json;
 
 use super::*;

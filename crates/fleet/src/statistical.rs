@@ -8,9 +8,7 @@
 
 use std::collections::HashMap;
 
-use detect_agent::detect::{
-    Behavior, Criterion, Datapoint, Kind, MetricRef, Observation, Profile, Rule,
-};
+use detect::{Behavior, Criterion, Datapoint, Kind, MetricRef, Observation, Profile, Rule};
 
 use crate::store::{Sample, Store, StoreError};
 
@@ -184,7 +182,7 @@ pub fn percentile(mut values: Vec<f64>, percent: f64) -> Option<f64> {
 mod tests {
     use std::path::Path;
 
-    use detect_agent::detect::profile;
+    use detect::profile;
 
     use super::*;
 

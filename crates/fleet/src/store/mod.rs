@@ -9,7 +9,7 @@ mod sqlite_write;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use detect_agent::detect::{EngineState, Event};
+use detect::{EngineState, Event};
 
 pub use sqlite::Sqlite;
 

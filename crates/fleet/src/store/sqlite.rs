@@ -8,7 +8,7 @@ use std::path::Path;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{Channel, Filter, StoreError, StoredReport, Thing, Unsent, Violation, Write};
-use detect_agent::detect::EngineState;
+use detect::EngineState;
 
 const SCHEMA: &str = include_str!("schema.sql");
 

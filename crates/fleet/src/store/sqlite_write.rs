@@ -5,7 +5,7 @@ use rusqlite::{Connection, params};
 
 use super::sqlite::{ms, text};
 use super::{Recorded, StoreError, Write};
-use detect_agent::detect::EventType;
+use detect::EventType;
 
 pub(super) fn apply(conn: &mut Connection, path: &str, write: &Write) -> Result<(), StoreError> {
     let err = |source| StoreError::Sqlite {

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use super::*;
-use crate::detect::criteria::{Criterion, Reference};
+use crate::criteria::{Criterion, Reference};
 
 fn parse_text(text: &str) -> Result<(Profile, Vec<Warning>), ProfileError> {
     parse(text, Path::new("/p/edge.json"))
@@ -13,7 +13,7 @@ fn parse_text(text: &str) -> Result<(Profile, Vec<Warning>), ProfileError> {
 #[test]
 fn the_worked_example_profile_loads() {
     let (p, w) = parse_text(include_str!(
-        "../../../tests/fixtures/detect-worked-example/profile.json"
+        "../../../../tests/fixtures/detect-worked-example/profile.json"
     ))
     .unwrap();
     assert_eq!(p.name, "edge-baseline");

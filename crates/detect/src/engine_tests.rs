@@ -2,15 +2,18 @@
 //! defaults, traffic windows, restore and invalidation, staleness.
 
 use super::*;
-use crate::detect::check::CheckOutcome;
-use crate::detect::event::MetricValue;
-use crate::detect::profile::parse;
-use crate::detect::state::EngineState;
-use crate::report::{Report, decode};
+use crate::check::CheckOutcome;
+use crate::event::MetricValue;
+use crate::profile::parse;
+use crate::state::EngineState;
+use protocol::{Report, decode};
 use serde_json::json;
 use std::path::Path;
 
-const FIXTURE: &str = "tests/fixtures/detect-worked-example";
+const FIXTURE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../tests/fixtures/detect-worked-example"
+);
 const FIRST_ID: u128 = 0x5f0c1a2b3c4d4e5f8a9b0c1d2e3f4a51;
 
 /// Ids 5f0c…4a51, …4a52, … in order of use.
@@ -330,7 +333,7 @@ fn two_silent_days_invalidate_active_alarms_before_the_next_datapoint() {
 
 #[test]
 fn custom_metrics_are_evaluated_by_their_inferred_type() {
-    use crate::report::CustomValue;
+    use protocol::CustomValue;
     let p = profile_from(
         &json!({"securityProfileName": "p", "behaviors": [
             {"name": "battery", "metric": "battery_pct",

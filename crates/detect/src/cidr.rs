@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use crate::report::model::unmap_ip as unmap;
+use protocol::model::unmap_ip as unmap;
 
 /// Merged, sorted, disjoint inclusive ranges per family.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -13,9 +13,9 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
-use crate::detect::profile::model::{Problem, Profile, Warning};
-use crate::report::keys::is_name;
+use crate::profile::model::{Problem, Profile, Warning};
 use context::Ctx;
+use protocol::keys::is_name;
 
 const PROFILE_KEYS: [&str; 6] = [
     "securityProfileName",

@@ -5,9 +5,9 @@ use serde_json::Value;
 
 use super::context::Ctx;
 use super::criteria::{Class, criteria};
-use crate::detect::metrics::{self, CLOUD_SIDE};
-use crate::detect::profile::model::Behavior;
-use crate::report::keys::is_name;
+use crate::metrics::{self, CLOUD_SIDE};
+use crate::profile::model::Behavior;
+use protocol::keys::is_name;
 
 const BEHAVIOR_KEYS: [&str; 6] = [
     "name",

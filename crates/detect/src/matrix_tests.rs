@@ -11,8 +11,8 @@ use super::event::EventType;
 use super::metrics::{CustomKind, Kind, Source, TABLE};
 use super::operators::Operator;
 use super::profile::parse;
-use crate::report::decode::decode_value;
-use crate::report::{CustomValue, Report};
+use protocol::decode::decode_value;
+use protocol::{CustomValue, Report};
 
 /// A report whose only datapoint for `source` is `v` (ports, addresses or a count).
 fn device_report(source: Source, v: &Value) -> Report {

@@ -5,10 +5,10 @@ use serde_json::{Map, Value};
 
 use super::context::Ctx;
 use super::value::{reference, value_field};
-use crate::detect::criteria::{Criterion, StaticThreshold, StatisticalThreshold};
-use crate::detect::metrics::{CustomKind, DURATIONS, Kind, MetricRef, MetricSpec};
-use crate::detect::operators::Operator;
-use crate::detect::profile::model::Rule;
+use crate::criteria::{Criterion, StaticThreshold, StatisticalThreshold};
+use crate::metrics::{CustomKind, DURATIONS, Kind, MetricRef, MetricSpec};
+use crate::operators::Operator;
+use crate::profile::model::Rule;
 
 const CRITERIA_KEYS: [&str; 7] = [
     "comparisonOperator",

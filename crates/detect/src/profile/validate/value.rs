@@ -8,8 +8,8 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::context::Ctx;
-use crate::detect::cidr::{Block, CidrSet, parse_block};
-use crate::detect::criteria::Reference;
+use crate::cidr::{Block, CidrSet, parse_block};
+use crate::criteria::Reference;
 
 /// MetricValue fields (§2.4) and ours, `cidrsFile`.
 const VALUE_KEYS: [&str; 7] = [

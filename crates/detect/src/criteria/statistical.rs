@@ -2,7 +2,7 @@
 //! fleet's values. The threshold is a value handed in by whoever computes it; keeps no state.
 
 use super::static_threshold::Reference;
-use crate::detect::operators::Operator;
+use crate::operators::Operator;
 
 /// `comparisonOperator` with `statisticalThreshold`.
 #[derive(Debug, Clone)]
@@ -70,8 +70,8 @@ impl StatisticalThreshold {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::detect::criteria::static_threshold::judge;
-    use crate::detect::metrics::Datapoint;
+    use crate::criteria::static_threshold::judge;
+    use crate::metrics::Datapoint;
 
     #[test]
     fn a_count_compares_with_the_threshold_rounded_up_a_number_as_it_is() {

@@ -2,7 +2,7 @@
 //! family mismatches, exact integers and IEEE doubles.
 
 use super::*;
-use crate::detect::cidr::parse_block;
+use crate::cidr::parse_block;
 
 fn violates(op: Operator, r: &Reference, d: &Datapoint) -> bool {
     judge(op, r, d, 10).violating

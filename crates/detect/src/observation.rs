@@ -2,7 +2,7 @@
 //! per metric. A device report is one kind (`from_report.rs`). Judges nothing itself.
 
 use super::metrics::{Datapoint, MetricRef};
-use crate::report::NetworkStats;
+use protocol::NetworkStats;
 
 /// One observation of a thing: the datapoints of its metrics at one time.
 pub trait Observation {

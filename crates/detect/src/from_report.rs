@@ -4,8 +4,8 @@
 use super::metrics::{CustomKind, Datapoint, Kind, MetricRef, Source, traffic};
 use super::observation::Observation;
 /// IPv4-mapped IPv6 addresses are matched and shown as IPv4 (§3.1 notes).
-use crate::report::model::unmap_ip as unmap;
-use crate::report::{CustomValue, NetworkStats, Report};
+use protocol::model::unmap_ip as unmap;
+use protocol::{CustomValue, NetworkStats, Report};
 
 /// `datapoint` is `None` when the report lacks the section or custom metric (§4.6). Traffic
 /// metrics give this report's delta. A custom metric whose reported type differs from the

@@ -1,7 +1,7 @@
 //! What the engine keeps across restarts (detect-rules §6.1), as the daemon and the fleet
 //! persist it: runs and active alarms per (profile, behavior), and recent traffic deltas.
 
-use crate::report::NetworkStats;
+use protocol::NetworkStats;
 
 /// The state of one (profile, behavior).
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]

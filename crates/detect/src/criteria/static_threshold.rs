@@ -5,9 +5,9 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use crate::detect::cidr::CidrSet;
-use crate::detect::metrics::Datapoint;
-use crate::detect::operators::Operator;
+use crate::cidr::CidrSet;
+use crate::metrics::Datapoint;
+use crate::operators::Operator;
 
 /// `comparisonOperator` with a `value`: criteria describe NORMAL behaviour (§1), so a
 /// datapoint violates when the condition is false.

@@ -5,8 +5,8 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
-use crate::detect::profile::model::{Problem, Warning};
-use crate::report::keys::is_name;
+use crate::profile::model::{Problem, Warning};
+use protocol::keys::is_name;
 
 /// Where the checks are (file, behavior) and what they found.
 pub(super) struct Ctx<'a> {

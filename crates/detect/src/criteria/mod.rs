@@ -9,8 +9,8 @@ pub use statistical::{StatisticalThreshold, Threshold};
 
 use std::mem::ManuallyDrop;
 
-use crate::detect::metrics::Datapoint;
-use crate::detect::operators::Operator;
+use crate::metrics::Datapoint;
+use crate::operators::Operator;
 
 /// What a behavior's datapoints are judged against.
 #[derive(Debug, Clone)]

@@ -4,8 +4,8 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use crate::detect::criteria::Criterion;
-use crate::detect::metrics::MetricRef;
+use crate::criteria::Criterion;
+use crate::metrics::MetricRef;
 
 /// One loaded profile.
 #[derive(Debug, Clone)]

@@ -12,7 +12,7 @@
 //! 6. `snapshot`: saving and restoring an engine.
 //!
 //! No I/O except the profile loader reading the profile file and its cidrsFile; from outside
-//! detect it imports `crate::report` only (not collect, publish, config or the daemon).
+//! detect it imports `protocol` only (not collect, publish, config or the daemon).
 
 pub mod check;
 pub mod cidr;

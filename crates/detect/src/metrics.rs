@@ -5,7 +5,7 @@
 use std::net::IpAddr;
 
 use super::operators::Operator;
-use crate::report::NetworkStats;
+use protocol::NetworkStats;
 
 /// What a metric's datapoint is, which decides its operators and value field (§3.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

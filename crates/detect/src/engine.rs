@@ -13,7 +13,7 @@ use super::metrics::{self, Datapoint, Kind, MetricRef};
 use super::observation::Observation;
 use super::profile::{Behavior, Profile, Rule};
 use super::state::{Alarm, Track, TrafficEntry};
-use crate::report::NetworkStats;
+use protocol::NetworkStats;
 
 // Older paths of these (`detect::engine::...`), kept for callers outside detect.
 pub use super::ids::{IdSource, seeded_ids};
