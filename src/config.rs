@@ -78,7 +78,7 @@ pub struct Report {
     #[serde(default = "default_verdict_timeout")]
     pub verdict_timeout_secs: u64,
     /// Whether a backend answers reports with verdicts, which decides what settles a
-    /// report's traffic (README, "network_stats").
+    /// report's traffic (docs/metrics.md, "What settles a report's traffic").
     #[serde(default)]
     pub backend: Backend,
 }

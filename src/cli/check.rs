@@ -50,7 +50,7 @@ pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
         }
         Some(m) => {
             // A /run/credentials/<unit>/ path is checked at its LoadCredential= source
-            // while the unit is not running (the README's install sequence).
+            // while the unit is not running (the install sequence of docs/operations.md).
             let unit_dirs = credential::unit_dirs();
             let mut mapped = |key: &str, file: &Path| -> PathBuf {
                 match credential::map(file, &unit_dirs) {

@@ -15,7 +15,7 @@ pub const DEFAULT_TIMEOUT_SECS: u64 = 5;
 /// The longest `timeout_secs` allowed (the daemon's sample timeout leaves room for it).
 pub const MAX_TIMEOUT_SECS: u64 = 60;
 
-/// One `[[custom_metrics]]` table (README "Configuration").
+/// One `[[custom_metrics]]` table (docs/configuration.md, "Custom metrics").
 #[derive(Debug, Clone, Deserialize)]
 pub struct CustomMetric {
     /// Registered name: 1–128 of [a-zA-Z0-9:_-], not starting with "aws:" (protocol doc §1.5).

@@ -1,7 +1,7 @@
 //! Owns reading a certificate's validity window (notBefore/notAfter) from its DER bytes.
 //! Does not verify signatures or chains; that is rustls' job during the handshake.
 
-// A small DER walk instead of an X.509 crate (binary size matters, see README):
+// A small DER walk instead of an X.509 crate (binary size matters, see docs/footprint.md):
 //   Certificate    ::= SEQUENCE { tbsCertificate, signatureAlgorithm, signature }
 //   TBSCertificate ::= SEQUENCE { [0] EXPLICIT version OPTIONAL, serialNumber INTEGER,
 //                                 signature AlgorithmIdentifier, issuer Name,

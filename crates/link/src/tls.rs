@@ -1,6 +1,7 @@
 //! Owns the MQTT connection settings and the rustls client configuration (ring provider,
 //! TLS 1.2/1.3, server always verified against the CA file, optional client cert + key from
-//! PEM). Does not open connections (that is `client`) and has no switch to skip verification.
+//! PEM). Does not open connections (the agent's `publish::session`, the fleet's
+//! `service::connection`) and has no switch to skip verification.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -1,6 +1,6 @@
 //! Encodes a report model as JSON or CBOR with long or short keys (protocol doc §1.1, §2.1):
-//! one key-value tree, two serializers, omitted optional keys, size limit applied.
-//! Does not decide what the report contains (see `build.rs`) nor where it is sent.
+//! one key-value tree, two serializers, omitted optional keys, size limit applied. Does not
+//! decide what the report contains (the agent's `src/report/build.rs`) nor where it is sent.
 
 use std::borrow::Cow;
 

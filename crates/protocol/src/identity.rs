@@ -38,7 +38,7 @@ pub struct IdentityWarning {
 
 /// Characters outside `[a-zA-Z0-9:_-]` that MQTT brokers other than AWS IoT cannot carry in
 /// the thing's topics, and what happens (issue #12, seen with NATS 2.9 and RabbitMQ 3.10).
-/// The README's "Thing name" list says the same.
+/// The "Thing name" item of docs/metrics.md says the same.
 pub const BROKER_BREAKERS: &[(char, &str)] = &[
     (
         '.',

@@ -818,8 +818,9 @@ fn the_daemon_refuses_to_start_on_a_bad_custom_metric_naming_the_metric_and_the_
 
 #[test]
 fn a_credential_key_file_is_checked_at_the_units_load_credential_source() {
-    // The README's install steps: key_file names the credential, which exists only while the
-    // service runs; check-config (run by root before the first start) reads the unit's source.
+    // The install steps of docs/operations.md: key_file names the credential, which exists
+    // only while the service runs; check-config (run by root before the first start) reads
+    // the unit's source.
     let pki = Pki::generate();
     let units = tempfile::tempdir().unwrap();
     let unit = "detect-agent-check-test.service";

@@ -1,6 +1,6 @@
 //! Issue #11 item 5 for real: 12 000 listeners opened by `nobody` on 127.0.0.1 must not push
 //! a wildcard backdoor, a UDP listener or non-loopback connections out of `dump` (cut order in
-//! src/report/limits.rs). Runs in a network namespace the test creates; needs root.
+//! crates/protocol/src/limits.rs). Runs in a network namespace the test creates; needs root.
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};

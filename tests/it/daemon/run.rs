@@ -1,6 +1,6 @@
 //! `detect-agent run` end to end: the real binary against a real mosquitto with mutual TLS
 //! and the strict test backend — all four formats accepted, ids rising across restarts,
-//! TLS failures, signals, systemd notify. Traffic accounting is in `daemon_traffic.rs`.
+//! TLS failures, signals, systemd notify. Traffic accounting is in `traffic.rs`.
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 

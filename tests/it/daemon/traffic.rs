@@ -202,7 +202,7 @@ async fn reports_go_on_when_the_state_dir_takes_no_writes() {
     let work = tempfile::tempdir().unwrap();
     let state = work.path().join("state");
     // A directory where the report id's atomic write puts its temp file: that write fails,
-    // even as root. (The baseline is rewritten in place; daemon_traffic_netns.rs makes the
+    // even as root. (The baseline is rewritten in place; traffic_netns.rs makes the
     // whole directory read-only.)
     std::fs::create_dir_all(state.join(".report_id.tmp")).unwrap();
     let cfg = config(&Setup {

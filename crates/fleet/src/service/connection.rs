@@ -13,7 +13,7 @@ use crate::config::Config;
 
 /// Largest incoming packet read: reports above `MAX_PUBLISH_BYTES` are read and rejected, but a
 /// packet above this limit breaks the connection (rumqttc) and the broker would redeliver it
-/// forever; the README tells to set the broker's own limit (mosquitto `message_size_limit`)
+/// forever; docs/fleet.md tells to set the broker's own limit (mosquitto `message_size_limit`)
 /// below it.
 const MAX_INCOMING_PACKET: usize = 16 * 1024 * 1024;
 

@@ -5,7 +5,7 @@
 //! Each agent counts its own veth interface (detect_testkit::veths, root only), so the ten
 //! devices report different traffic although they share one host. `[fleet]
 //! duration_override_secs = 12` makes the profile's `durationSeconds: 300` a 12 s window
-//! (README, config/fleet.toml), so two windows pass in well under a minute.
+//! (docs/fleet.md, config/fleet.toml), so two windows pass in well under a minute.
 use std::net::UdpSocket;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

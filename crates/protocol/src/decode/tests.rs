@@ -1,4 +1,4 @@
-//! Tests of decode.rs: round trips through `encode` in all four formats, the protocol's own
+//! Tests of decode/mod.rs: round trips through `encode` in all four formats, the protocol's own
 //! example, absent sections, and errors that name the key path.
 
 use super::*;
