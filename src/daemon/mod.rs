@@ -3,6 +3,7 @@
 //! Never parses /proc or MQTT itself.
 
 mod alarms;
+mod broker;
 mod cycle;
 pub mod notify;
 pub mod random;
@@ -151,7 +152,7 @@ fn validate(config: &Config) -> Result<Vec<Profile>, DaemonError> {
     Ok(loaded.profiles)
 }
 
-impl Agent {
+impl<B: broker::Broker> Agent<B> {
     /// What runs beside a cycle or an alarm delivery: watchdog pings while the loop is
     /// healthy and the work within its bound, and the switch that kills custom commands.
     fn meanwhile<'a>(
