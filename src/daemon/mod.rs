@@ -12,6 +12,13 @@ mod settled;
 mod trim;
 mod verdicts;
 
+#[cfg(test)]
+mod alarm_tests;
+#[cfg(test)]
+mod fake_broker;
+#[cfg(test)]
+mod settle_tests;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
