@@ -39,6 +39,7 @@ async fn an_alarm_raised_while_the_broker_is_down_arrives_once_after_it_is_back(
     cycle(&mut agent, rig.interval()).await;
     assert!(rig.broker.alarms().is_empty());
     assert_eq!(agent.alarms_queued(), 1);
+    assert!(rig.state_file("outbox.jsonl").contains("in-alarm"));
     assert!(
         agent
             .status(&ConnState::Connecting { attempt: 1 })
@@ -56,6 +57,7 @@ async fn an_alarm_raised_while_the_broker_is_down_arrives_once_after_it_is_back(
     }
     assert_eq!(rig.broker.alarms().len(), 1);
     assert_eq!(rig.broker.alarms()[0]["thingName"], "gw-1");
+    assert!(rig.state_file("outbox.jsonl").is_empty());
 }
 
 #[tokio::test(start_paused = true)]
@@ -67,6 +69,8 @@ async fn a_restart_neither_repeats_the_alarm_nor_loses_its_clear() {
     assert_eq!(kinds(&rig.broker.alarms()), ["in-alarm"]);
     agent.save_state();
     drop(agent);
+    let id = rig.broker.alarms()[0]["violationId"].clone();
+    assert!(rig.state_file("alarms.json").contains(id.as_str().unwrap()));
 
     let mut agent = rig.agent();
     assert!(
@@ -84,7 +88,11 @@ async fn a_restart_neither_repeats_the_alarm_nor_loses_its_clear() {
     cycle(&mut agent, rig.interval()).await;
     let alarms = rig.broker.alarms();
     assert_eq!(kinds(&alarms), ["in-alarm", "alarm-cleared"]);
-    assert_eq!(alarms[0]["violationId"], alarms[1]["violationId"]);
+    assert_eq!(alarms[1]["violationId"], id);
+    let status = agent.status(&ConnState::Ready { verdicts: true });
+    assert!(status.ends_with("active alarms: 0"), "{status}");
+    agent.save_state();
+    assert!(rig.state_file("outbox.jsonl").is_empty());
 }
 
 #[tokio::test(start_paused = true)]

@@ -25,6 +25,8 @@ pub(super) enum Reply {
     Silent,
     /// PUBACK, no verdict within the wait, an "accepted" just after it.
     AcceptLate,
+    /// The same with a "rejected".
+    RejectLate,
 }
 
 /// One report as it reached the broker.
@@ -127,14 +129,16 @@ impl Broker for FakeBroker {
                 code: code.into(),
                 message: None,
             },
-            Reply::Silent | Reply::AcceptLate => {
+            Reply::Silent | Reply::AcceptLate | Reply::RejectLate => {
                 sleep(wait.saturating_sub(start.elapsed())).await;
                 Outcome::Acked
             }
         };
         let mut inner = self.inner();
-        if let Reply::AcceptLate = reply {
-            inner.late.push((report_id, Status::Accepted));
+        match reply {
+            Reply::AcceptLate => inner.late.push((report_id, Status::Accepted)),
+            Reply::RejectLate => inner.late.push((report_id, Status::Rejected)),
+            _ => {}
         }
         inner.reports.push(Received {
             report: serde_json::from_slice(&payload).unwrap_or_default(),
@@ -208,6 +212,11 @@ impl Rig {
         let mut agent = Agent::assemble(&self.config, profiles, None, |_| Ok(broker)).unwrap();
         agent.collect.root = self.root();
         agent
+    }
+
+    /// A file of the state directory ("" when missing).
+    pub(super) fn state_file(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join("state").join(name)).unwrap_or_default()
     }
 
     pub(super) fn interval(&self) -> Duration {

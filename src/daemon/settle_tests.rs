@@ -97,6 +97,13 @@ async fn a_verdict_after_the_wait_settles_its_report_as_late_before_the_next_sam
     cycle(&mut agent, rig.interval()).await;
     // Settled by the late "accepted": the next report does not count its 500 bytes again.
     assert_eq!(rig.broker.reports()[2].bytes_in(), Some(100));
+    // A late "rejected" settles nothing: its traffic rolls into the next report.
+    rig.broker.script(&[Reply::RejectLate]);
+    for c in [1_700, 1_800] {
+        rig.counters(c);
+        cycle(&mut agent, rig.interval()).await;
+    }
+    assert_eq!(rig.broker.reports()[4].bytes_in(), Some(200));
 }
 
 #[tokio::test(start_paused = true)]
