@@ -4,8 +4,7 @@
 
 use serde_json::Value;
 
-use super::broker::Broker;
-use super::fake_broker::{FakeBroker, Rig, cycle};
+use super::fake_broker::{Rig, cycle};
 use crate::publish::ConnState;
 
 const REPORT: &str = "interval_secs = 60\nverdict_timeout_secs = 10";
@@ -22,7 +21,7 @@ fn kinds(events: &[Value]) -> Vec<&str> {
 }
 
 /// What `serve` does when the connection state changes: deliver the queued events at once.
-async fn on_reconnect(agent: &mut super::cycle::Agent<FakeBroker>) {
+async fn on_reconnect(agent: &mut super::cycle::Agent) {
     let ready = matches!(*agent.publisher.state().borrow(), ConnState::Ready { .. });
     if ready && agent.alarms_queued() > 0 {
         agent.deliver_alarms().await;

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::DaemonError;
 use super::alarms::Alarms;
-use super::broker::Broker;
+use super::broker::Session;
 use super::random;
 use super::settled::{self, Carried};
 use super::verdicts::{Unsettled, Verdicts};
@@ -17,9 +17,7 @@ use crate::collect::custom::{self, CustomState, CustomValue, MetricSpec, Reading
 use crate::collect::{self, CollectError, CollectOptions, Sample};
 use crate::config::Config;
 use crate::detect::Profile;
-use crate::publish::{
-    Backoff, ClientCert, ConnState, Login, MqttSettings, Outcome, Publisher, Status,
-};
+use crate::publish::{Backoff, ClientCert, ConnState, Login, MqttSettings, Outcome, Status};
 use crate::report::{self, Baseline, Format, NetworkStats, Report};
 use crate::state::{State, epoch_ms};
 
@@ -56,9 +54,8 @@ struct Published {
     outcome: Outcome,
 }
 
-/// Everything one configuration generation needs. `B` is the MQTT session: `Publisher` in
-/// the agent, a scripted one in the in-process tests.
-pub(super) struct Agent<B = Publisher> {
+/// Everything one configuration generation needs.
+pub(super) struct Agent {
     pub(super) thing: String,
     pub(super) format: Format,
     pub(super) interval: Duration,
@@ -66,7 +63,7 @@ pub(super) struct Agent<B = Publisher> {
     pub(super) collect: CollectOptions,
     pub(super) state: State,
     pub(super) baseline: Baseline,
-    pub(super) publisher: B,
+    pub(super) publisher: Session,
     pub(super) failures: u32,
     pub(super) last_verdict: String,
     verdicts: Verdicts,
@@ -81,31 +78,13 @@ pub(super) struct Agent<B = Publisher> {
     pub(super) stop_commands: Arc<AtomicBool>,
 }
 
-impl Agent<Publisher> {
+impl Agent {
     /// Starts on a config that `validate` has passed (and logged the warnings of), with the
     /// profiles it loaded.
     pub(super) fn start(
         config: &Config,
         profiles: Vec<Profile>,
         carried: Option<Carried>,
-    ) -> Result<Self, DaemonError> {
-        Agent::assemble(config, profiles, carried, |settings| {
-            Ok(Publisher::start(
-                settings,
-                Backoff::reconnect(random::seed()),
-                &config.state.dir,
-            )?)
-        })
-    }
-}
-
-impl<B: Broker> Agent<B> {
-    /// `start` with the MQTT session made by `connect` from the config's settings.
-    pub(super) fn assemble(
-        config: &Config,
-        profiles: Vec<Profile>,
-        carried: Option<Carried>,
-        connect: impl FnOnce(MqttSettings) -> Result<B, DaemonError>,
     ) -> Result<Self, DaemonError> {
         let (Some(thing), Some(mqtt), Some(client_id)) =
             (&config.thing_name, &config.mqtt, config.client_id())
@@ -147,7 +126,11 @@ impl<B: Broker> Agent<B> {
             format_segment: format.topic_segment().to_string(),
             keep_alive_secs: mqtt.keep_alive_secs,
         };
-        let publisher = connect(settings)?;
+        let publisher = Session::start(
+            settings,
+            Backoff::reconnect(random::seed()),
+            &config.state.dir,
+        )?;
         let topic = config
             .alarm_topic(thing)
             .map_err(|e| DaemonError::Config(format!("detect.alarm_topic: {e}")))?;

@@ -1,5 +1,5 @@
-//! The in-process tests' MQTT session: a scripted `Broker` (one reply per report, a
-//! connection state the test sets) that records what went out, and the `Rig` around an agent.
+//! The in-process tests' MQTT session (`broker::Session` under cfg(test)): scripted replies,
+//! a connection state the test sets, a record of what went out; and the `Rig` around an agent.
 //! No socket, no broker process: the waits are tokio's, so a paused clock runs them at once.
 
 use std::collections::VecDeque;
@@ -11,10 +11,11 @@ use serde_json::Value;
 use tokio::sync::watch;
 use tokio::time::{Instant, sleep, timeout};
 
-use super::broker::Broker;
 use super::cycle::Agent;
 use crate::config::Config;
-use crate::publish::{ConnState, NotSent, Outcome, Status, Topics};
+use crate::publish::{
+    Backoff, ConnState, MqttSettings, NotSent, Outcome, PublishError, Status, Topics,
+};
 
 /// What the backend does with the next report.
 #[derive(Debug, Clone, Copy)]
@@ -104,20 +105,39 @@ impl FakeBroker {
     }
 }
 
-impl Broker for FakeBroker {
-    fn state(&self) -> watch::Receiver<ConnState> {
+/// The methods of `Publisher` the daemon calls, with their signatures.
+impl FakeBroker {
+    /// A fresh broker, up, every report accepted (`Rig::agent` swaps in the rig's own).
+    pub(crate) fn start(
+        settings: MqttSettings,
+        _backoff: Backoff,
+        _state_dir: &Path,
+    ) -> Result<FakeBroker, PublishError> {
+        let mut fake = FakeBroker::new(&settings.thing_name);
+        fake.topics = Topics::new(&settings.thing_name, &settings.format_segment);
+        Ok(fake)
+    }
+
+    pub(crate) fn state(&self) -> watch::Receiver<ConnState> {
         self.state.subscribe()
     }
 
-    fn topics(&self) -> &Topics {
+    pub(crate) fn topics(&self) -> &Topics {
         &self.topics
     }
 
-    fn late_verdicts(&self) -> Vec<(u64, Status)> {
+    pub(crate) fn late_verdicts(&self) -> Vec<(u64, Status)> {
         std::mem::take(&mut self.inner().late)
     }
 
-    async fn publish(&self, report_id: u64, payload: Vec<u8>, wait: Duration) -> Outcome {
+    pub(crate) async fn shutdown(self, _within: Duration) {}
+
+    pub(crate) async fn publish(
+        &self,
+        report_id: u64,
+        payload: Vec<u8>,
+        wait: Duration,
+    ) -> Outcome {
         let start = Instant::now();
         if !self.connected(wait).await {
             return Outcome::NotDelivered("not connected".into());
@@ -148,7 +168,12 @@ impl Broker for FakeBroker {
         outcome
     }
 
-    async fn send(&self, _topic: &str, payload: Vec<u8>, wait: Duration) -> Result<(), NotSent> {
+    pub(crate) async fn send(
+        &self,
+        _topic: &str,
+        payload: Vec<u8>,
+        wait: Duration,
+    ) -> Result<(), NotSent> {
         if !self.connected(wait).await {
             return Err(NotSent("not connected".into()));
         }
@@ -198,7 +223,7 @@ impl Rig {
     }
 
     /// A new agent on the rig's state directory (a start, or a restart).
-    pub(super) fn agent(&self) -> Agent<FakeBroker> {
+    pub(super) fn agent(&self) -> Agent {
         let profiles = self
             .profile
             .iter()
@@ -208,8 +233,8 @@ impl Rig {
                     .0
             })
             .collect();
-        let broker = self.broker.clone();
-        let mut agent = Agent::assemble(&self.config, profiles, None, |_| Ok(broker)).unwrap();
+        let mut agent = Agent::start(&self.config, profiles, None).unwrap();
+        agent.publisher = self.broker.clone();
         agent.collect.root = self.root();
         agent
     }
@@ -250,7 +275,7 @@ impl Rig {
 }
 
 /// One cycle, its next slot one interval away (as `serve` runs it at a slot).
-pub(super) async fn cycle(agent: &mut Agent<FakeBroker>, interval: Duration) {
+pub(super) async fn cycle(agent: &mut Agent, interval: Duration) {
     agent.cycle(Instant::now() + interval).await;
 }
 

@@ -159,7 +159,7 @@ fn validate(config: &Config) -> Result<Vec<Profile>, DaemonError> {
     Ok(loaded.profiles)
 }
 
-impl<B: broker::Broker> Agent<B> {
+impl Agent {
     /// What runs beside a cycle or an alarm delivery: watchdog pings while the loop is
     /// healthy and the work within its bound, and the switch that kills custom commands.
     fn meanwhile<'a>(
