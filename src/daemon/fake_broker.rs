@@ -224,6 +224,16 @@ impl Rig {
 
     /// A new agent on the rig's state directory (a start, or a restart).
     pub(super) fn agent(&self) -> Agent {
+        self.start(None)
+    }
+
+    /// What a SIGHUP does: the old agent hands its in-memory state to the next.
+    pub(super) fn reload(&self, mut old: Agent) -> Agent {
+        old.save_state();
+        self.start(Some(old.carry()))
+    }
+
+    fn start(&self, carried: Option<super::settled::Carried>) -> Agent {
         let profiles = self
             .profile
             .iter()
@@ -233,7 +243,7 @@ impl Rig {
                     .0
             })
             .collect();
-        let mut agent = Agent::start(&self.config, profiles, None).unwrap();
+        let mut agent = Agent::start(&self.config, profiles, carried).unwrap();
         agent.publisher = self.broker.clone();
         agent.collect.root = self.root();
         agent

@@ -162,3 +162,23 @@ async fn none_settles_on_every_puback_even_after_a_verdict() {
     let got = run(&rig, &[1_000, 1_500, 1_700, 2_000]).await;
     assert_eq!(got[1..], [Some(500), Some(200), Some(300)]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_reload_carries_the_unsettled_reports_so_a_late_verdict_still_settles() {
+    let rig = Rig::new(VERDICTS);
+    rig.broker.script(&[Reply::Accept, Reply::AcceptLate]);
+    let mut agent = rig.agent();
+    for c in [1_000, 1_500] {
+        rig.counters(c);
+        cycle(&mut agent, rig.interval()).await;
+    }
+    let mut agent = rig.reload(agent);
+    rig.counters(1_600);
+    cycle(&mut agent, rig.interval()).await;
+    assert_eq!(rig.broker.reports()[2].bytes_in(), Some(100));
+    assert!(
+        agent.last_verdict.ends_with("accepted"),
+        "{}",
+        agent.last_verdict
+    );
+}
