@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use super::fake_broker::{Rig, cycle};
+use super::rig::{Rig, cycle};
 use crate::publish::ConnState;
 
 const REPORT: &str = "interval_secs = 60\nverdict_timeout_secs = 10";

@@ -17,6 +17,8 @@ mod alarm_tests;
 #[cfg(test)]
 mod fake_broker;
 #[cfg(test)]
+mod rig;
+#[cfg(test)]
 mod settle_tests;
 
 use std::path::{Path, PathBuf};

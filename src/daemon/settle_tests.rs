@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use super::fake_broker::{Reply, Rig, cycle};
+use super::fake_broker::Reply;
+use super::rig::{Rig, cycle};
 
 const VERDICTS: &str = "interval_secs = 60\nverdict_timeout_secs = 10\nbackend = \"verdicts\"";
 
