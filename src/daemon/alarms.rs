@@ -19,10 +19,11 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::broker::Session;
 use super::random;
 use crate::collect::Sample;
 use crate::detect::{Engine, EngineState, Event, EventType, Profile};
-use crate::publish::{ConnState, Publisher};
+use crate::publish::ConnState;
 use crate::report::{Baseline, NetworkStats, Report};
 use crate::state::{Limits, Message, Outbox, State};
 
@@ -132,7 +133,7 @@ impl Alarms {
     /// Sends queued messages oldest first while connected: bounded in count and time, each
     /// removed only once the broker acknowledged it; the first failure ends the drain. The
     /// outbox file is written once after the batch (and by `flush` if the drain was cut off).
-    pub(super) async fn drain(&mut self, publisher: &Publisher) {
+    pub(super) async fn drain(&mut self, publisher: &Session) {
         if self.outbox.is_empty() || !matches!(*publisher.state().borrow(), ConnState::Ready { .. })
         {
             return;

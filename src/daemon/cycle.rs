@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use super::DaemonError;
 use super::alarms::Alarms;
+use super::broker::Session;
 use super::random;
 use super::settled::{self, Carried};
 use super::verdicts::{Unsettled, Verdicts};
@@ -16,9 +17,7 @@ use crate::collect::custom::{self, CustomState, CustomValue, MetricSpec, Reading
 use crate::collect::{self, CollectError, CollectOptions, Sample};
 use crate::config::Config;
 use crate::detect::Profile;
-use crate::publish::{
-    Backoff, ClientCert, ConnState, Login, MqttSettings, Outcome, Publisher, Status,
-};
+use crate::publish::{Backoff, ClientCert, ConnState, Login, MqttSettings, Outcome, Status};
 use crate::report::{self, Baseline, Format, NetworkStats, Report};
 use crate::state::{State, epoch_ms};
 
@@ -64,7 +63,7 @@ pub(super) struct Agent {
     pub(super) collect: CollectOptions,
     pub(super) state: State,
     pub(super) baseline: Baseline,
-    pub(super) publisher: Publisher,
+    pub(super) publisher: Session,
     pub(super) failures: u32,
     pub(super) last_verdict: String,
     verdicts: Verdicts,
@@ -127,7 +126,7 @@ impl Agent {
             format_segment: format.topic_segment().to_string(),
             keep_alive_secs: mqtt.keep_alive_secs,
         };
-        let publisher = Publisher::start(
+        let publisher = Session::start(
             settings,
             Backoff::reconnect(random::seed()),
             &config.state.dir,

@@ -3,6 +3,7 @@
 //! Never parses /proc or MQTT itself.
 
 mod alarms;
+mod broker;
 mod cycle;
 pub mod notify;
 pub mod random;
@@ -10,6 +11,15 @@ pub mod schedule;
 mod settled;
 mod trim;
 mod verdicts;
+
+#[cfg(test)]
+mod alarm_tests;
+#[cfg(test)]
+mod fake_broker;
+#[cfg(test)]
+mod rig;
+#[cfg(test)]
+mod settle_tests;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
