@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::*;
 use crate::config::Attach;
-use crate::store::{Channel, Sqlite};
+use crate::store::{Outbox, Registry, Sink, Sqlite, ViolationIndex};
 
 /// A window boundary of 300 s, in 2027.
 const T0: u64 = 1_800_000_000_000; // a multiple of 300 000
@@ -45,6 +45,28 @@ fn topic(thing: &str) -> ReportTopic {
     ReportTopic::parse(&format!("$aws/things/{thing}/defender/metrics/json")).unwrap()
 }
 
+impl Judge {
+    /// One report, committed on its own.
+    fn handle_one(
+        &mut self,
+        store: &mut dyn Store,
+        topic: &ReportTopic,
+        payload: &[u8],
+        now_ms: u64,
+    ) -> Result<Handled, StoreError> {
+        let mut batch = Batch::new(store);
+        let handled = self.handle(&mut batch, topic, payload, now_ms)?;
+        batch.flush()?;
+        Ok(handled)
+    }
+}
+
+/// Stored (thing, profile) engine states.
+fn states(s: &mut dyn Store) -> usize {
+    let records = s.with_state().unwrap();
+    records.iter().map(|(_, l)| l.record.states.len()).sum()
+}
+
 fn store() -> (tempfile::TempDir, Sqlite) {
     let dir = tempfile::tempdir().unwrap();
     let s = Sqlite::open(&dir.path().join("fleet.db")).unwrap();
@@ -72,7 +94,7 @@ fn a_p90_threshold_flags_the_one_device_of_ten_far_above_the_others() {
     // Window 1: the population; nothing can be judged yet (no previous window).
     for i in 0..10 {
         let h = j
-            .handle(
+            .handle_one(
                 &mut s,
                 &topic(&format!("dev-{i}")),
                 &report(1, bytes(i)),
@@ -86,7 +108,7 @@ fn a_p90_threshold_flags_the_one_device_of_ten_far_above_the_others() {
     // Window 2: the same traffic, judged against window 1's p90 (1 080, the 9th of 10).
     for i in 0..10 {
         let h = j
-            .handle(
+            .handle_one(
                 &mut s,
                 &topic(&format!("dev-{i}")),
                 &report(2, bytes(i)),
@@ -106,8 +128,8 @@ fn a_p90_threshold_flags_the_one_device_of_ten_far_above_the_others() {
     );
     // Until marked sent, every read of the outbox gives the same bytes, the event as recorded:
     // a resend after a crash before the PUBACK is byte-identical.
-    let first = s.unsent(Channel::Mqtt, 10).unwrap();
-    let again = s.unsent(Channel::Mqtt, 10).unwrap();
+    let first = s.pending(Sink::Mqtt, 10).unwrap();
+    let again = s.pending(Sink::Mqtt, 10).unwrap();
     assert_eq!(first.len(), 1);
     assert_eq!(first[0].payload, again[0].payload);
     assert_eq!(first[0].payload, serde_json::to_vec(e).unwrap());
@@ -116,7 +138,7 @@ fn a_p90_threshold_flags_the_one_device_of_ten_far_above_the_others() {
     let mut later = Vec::new();
     for i in 0..10 {
         let h = j
-            .handle(
+            .handle_one(
                 &mut s,
                 &topic(&format!("dev-{i}")),
                 &report(3, bytes(i)),
@@ -128,7 +150,7 @@ fn a_p90_threshold_flags_the_one_device_of_ten_far_above_the_others() {
     assert!(later.is_empty(), "{later:?}");
     // When dev-7 calms down (its last 300 s hold only the calm report), its alarm clears.
     let h = j
-        .handle(&mut s, &topic("dev-7"), &report(4, 1_000), T0 + 920_000)
+        .handle_one(&mut s, &topic("dev-7"), &report(4, 1_000), T0 + 920_000)
         .unwrap();
     assert_eq!(h.events.len(), 1);
     assert_eq!(
@@ -155,9 +177,11 @@ fn the_sweep_invalidates_alarms_of_silent_things_and_of_things_no_longer_watched
     s.register("a", &["gw".to_string()].into()).unwrap();
     s.register("b", &["gw".to_string()].into()).unwrap();
     j.set_registry(crate::store::registry(&s.things().unwrap()));
-    let a = j.handle(&mut s, &topic("a"), &report(1, 1), T0).unwrap();
+    let a = j
+        .handle_one(&mut s, &topic("a"), &report(1, 1), T0)
+        .unwrap();
     let b = j
-        .handle(&mut s, &topic("b"), &report(1, 1), T0 + 1)
+        .handle_one(&mut s, &topic("b"), &report(1, 1), T0 + 1)
         .unwrap();
     assert_eq!(a.events.len() + b.events.len(), 2);
     assert!(j.sweep(&mut s, T0 + 1000).unwrap().events.is_empty());
@@ -172,7 +196,7 @@ fn the_sweep_invalidates_alarms_of_silent_things_and_of_things_no_longer_watched
         w.events[0].event.violation_event_type.name(),
         "alarm-invalidated"
     );
-    assert_eq!(s.states().unwrap().len(), 1);
+    assert_eq!(states(&mut s), 1);
 
     // a goes silent for more than 2 days.
     let w = j.sweep(&mut s, T0 + STALE_AFTER_MS).unwrap();

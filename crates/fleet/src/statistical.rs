@@ -14,7 +14,7 @@ use detect_agent::detect::{Behavior, Profile, profile};
 use detect_agent::report::Report;
 use serde_json::Value;
 
-use crate::store::{Sample, Store, StoreError};
+use crate::store::{Sample, Samples, StoreError};
 
 /// One statistical behavior of a profile.
 #[derive(Debug, Clone)]
@@ -93,7 +93,7 @@ impl Statistical {
     /// window at `now_ms`; behaviors without a population stay unevaluated.
     pub fn resolve(
         &mut self,
-        store: &mut dyn Store,
+        store: &mut dyn Samples,
         mut profile: Profile,
         now_ms: u64,
     ) -> Result<Profile, StoreError> {

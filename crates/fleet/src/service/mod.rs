@@ -16,7 +16,7 @@ use tokio::sync::{Notify, mpsc};
 use crate::config::Config;
 use crate::intake::ReportTopic;
 use crate::judge::Judge;
-use crate::store::{Store, StoreError, registry};
+use crate::store::{Batch, Outbox, Store, StoreError, registry};
 use connection::{Polled, drive, options};
 
 pub const REPORT_TOPICS: [&str; 2] = [
@@ -69,8 +69,8 @@ impl Service {
         config: Config,
         judge: Judge,
         store: Box<dyn Store + Send>,
-        alert_store: Box<dyn Store + Send>,
-        webhook_store: Option<Box<dyn Store + Send>>,
+        alert_store: Box<dyn Outbox + Send>,
+        webhook_store: Option<Box<dyn Outbox + Send>>,
     ) -> Result<(), RunError> {
         let id = config.broker.client_id.clone();
         let opts = options(&config, &id, true, INFLIGHT).map_err(RunError::Setup)?;
@@ -188,22 +188,20 @@ impl Service {
         Ok(())
     }
 
-    /// Judges and stores a batch of reports in one transaction, then answers and
+    /// Judges a batch of reports and commits their records together, then answers and
     /// acknowledges them (nothing is acknowledged before its outcome is committed).
     async fn on_reports(&mut self, batch: Vec<rumqttc::Publish>) -> Result<(), RunError> {
         let mut answers = Vec::with_capacity(batch.len());
-        self.store.begin()?;
+        let mut staged = Batch::new(self.store.as_mut());
         for p in &batch {
             if let Some(topic) = ReportTopic::parse(&p.topic) {
-                answers.push(self.judge.handle(
-                    self.store.as_mut(),
-                    &topic,
-                    &p.payload,
-                    now_ms(),
-                )?);
+                answers.push(
+                    self.judge
+                        .handle(&mut staged, &topic, &p.payload, now_ms())?,
+                );
             }
         }
-        self.store.commit()?;
+        staged.flush()?;
         for handled in answers {
             if let Err(e) = self
                 .client
