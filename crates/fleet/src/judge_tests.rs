@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::*;
 use crate::config::Attach;
-use crate::store::{Outbox, Registry, Sink, Sqlite, ViolationIndex};
+use crate::store::{Sink, Sqlite};
 
 /// A window boundary of 300 s, in 2027.
 const T0: u64 = 1_800_000_000_000; // a multiple of 300 000
@@ -73,8 +73,35 @@ fn store() -> (tempfile::TempDir, Sqlite) {
     (dir, s)
 }
 
-#[test]
-fn a_p90_threshold_flags_the_one_device_of_ten_far_above_the_others() {
+/// Each test runs against both backends (the judge needs nothing of SQLite).
+macro_rules! on_every_backend {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[test]
+                fn $name() {
+                    let (_dir, s) = super::store();
+                    super::$name(s);
+                }
+            )*
+        }
+        mod memory {
+            $(
+                #[test]
+                fn $name() {
+                    super::$name(crate::store::Memory::new());
+                }
+            )*
+        }
+    };
+}
+
+on_every_backend!(
+    a_p90_threshold_flags_the_one_device_of_ten_far_above_the_others,
+    the_sweep_invalidates_alarms_of_silent_things_and_of_things_no_longer_watched,
+);
+
+fn a_p90_threshold_flags_the_one_device_of_ten_far_above_the_others<S: Store>(mut s: S) {
     let p = profile_of(json!({
         "securityProfileName": "fleet-traffic",
         "behaviors": [{
@@ -88,7 +115,6 @@ fn a_p90_threshold_flags_the_one_device_of_ten_far_above_the_others() {
         }]
     }));
     let mut j = judge(vec![p], "all-things");
-    let (_dir, mut s) = store();
     let bytes = |i: u64| if i == 7 { 5_000_000 } else { 1_000 + i * 10 };
     let mut events = Vec::new();
     // Window 1: the population; nothing can be judged yet (no previous window).
@@ -170,9 +196,9 @@ fn no_ssh() -> Profile {
     }))
 }
 
-#[test]
-fn the_sweep_invalidates_alarms_of_silent_things_and_of_things_no_longer_watched() {
-    let (_dir, mut s) = store();
+fn the_sweep_invalidates_alarms_of_silent_things_and_of_things_no_longer_watched<S: Store>(
+    mut s: S,
+) {
     let mut j = judge(vec![no_ssh()], "group:gw");
     s.register("a", &["gw".to_string()].into()).unwrap();
     s.register("b", &["gw".to_string()].into()).unwrap();
@@ -228,4 +254,21 @@ fn the_sweep_invalidates_alarms_of_silent_things_and_of_things_no_longer_watched
             .events
             .is_empty()
     );
+}
+
+#[test]
+fn deciding_a_report_needs_no_store() {
+    let j = judge(vec![no_ssh()], "all-things");
+    let decoded = intake::structure(&topic("a"), &report(5, 1)).unwrap();
+    let d = j.decide("a", &Record::default(), &decoded.report, T0, vec![no_ssh()]);
+    assert_eq!(d.record.last_report, Some((5, T0)));
+    assert_eq!(d.record.states.keys().collect::<Vec<_>>(), ["no-ssh"]);
+    assert_eq!(d.events.len(), 1);
+    let e = &d.events[0].event;
+    assert_eq!(e.violation_event_type.name(), "in-alarm");
+    assert_eq!(d.touched, [(e.violation_id.clone(), T0)]);
+    // The same report against the record it produced: still in alarm, nothing new.
+    let again = j.decide("a", &d.record, &decoded.report, T0 + 1, vec![no_ssh()]);
+    assert!(again.events.is_empty());
+    assert_eq!(again.touched, [(e.violation_id.clone(), T0 + 1)]);
 }

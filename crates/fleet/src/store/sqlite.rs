@@ -232,3 +232,7 @@ impl super::Store for Sqlite {
         Ok(n)
     }
 }
+
+#[cfg(test)]
+#[path = "sqlite_tests.rs"]
+mod tests;
