@@ -6,14 +6,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
-use detect_agent::detect::{Engine, EngineState, Event, IdSource, Profile, STALE_AFTER_MS};
+use detect_agent::detect::{Engine, EngineState, Event, IdSource, Profile};
 use detect_agent::report::Report;
 
 use crate::intake::{self, ReportTopic};
 use crate::statistical::{self, Statistical};
-use crate::store::{
-    Batch, Commit, Record, Recorded, Sample, Samples, Store, StoreError, StoredReport,
-};
+use crate::store::{Batch, Commit, Record, Recorded, Sample, Samples, StoreError, StoredReport};
 use crate::targets::Attachments;
 
 /// What to send for one report.
@@ -144,7 +142,7 @@ impl Judge {
                 if batch.flushes() != flushes {
                     loaded = batch.load(thing)?; // same record, newer version
                 }
-                let d = self.decide(thing, &loaded.record, &decoded.report, now_ms, profiles);
+                let d = self.decide(thing, loaded.record, &decoded.report, now_ms, profiles);
                 (commit.record, commit.events, commit.touched, commit.samples) =
                     (d.record, d.events, d.touched, d.samples);
             }
@@ -178,13 +176,13 @@ impl Judge {
     pub fn decide(
         &self,
         thing: &str,
-        record: &Record,
+        record: Record,
         report: &Report,
         now_ms: u64,
         profiles: Vec<Profile>,
     ) -> Decision {
         let mut d = Decision {
-            record: record.clone(),
+            record,
             ..Decision::default()
         };
         d.record.last_report = Some((report.header.report_id, now_ms));
@@ -244,94 +242,6 @@ impl Judge {
         }
         d.record.states.insert(profile.to_string(), snapshot);
     }
-
-    /// The periodic sweep at `now_ms`: a (thing, profile) no longer watched (profile gone or
-    /// detached, thing left the group) invalidates its alarms and drops its state; a thing
-    /// silent for more than 2 days invalidates its alarms (detect-rules §6.1); a changed
-    /// profile invalidates the alarms of changed behaviors (the engine's restore). Loads every
-    /// record with state, decides each (`sweep_one`), commits the changed ones together.
-    pub fn sweep(&mut self, store: &mut dyn Store, now_ms: u64) -> Result<Swept, StoreError> {
-        let mut commits = Vec::new();
-        for (thing, loaded) in store.with_state()? {
-            let mut watched = BTreeMap::new();
-            for name in loaded.record.states.keys() {
-                let p = self
-                    .watching(&thing)
-                    .into_iter()
-                    .find(|p| &p.name == name)
-                    .cloned();
-                let p = match p {
-                    Some(p) => Some(self.statistical.resolve(store, p, now_ms)?),
-                    None => None,
-                };
-                watched.insert(name.clone(), p);
-            }
-            if let Some(d) = self.sweep_one(&thing, &loaded.record, watched, now_ms) {
-                commits.push(Commit {
-                    thing,
-                    expected: loaded.version,
-                    record: d.record,
-                    events: d.events,
-                    touched: d.touched,
-                    ..Commit::default()
-                });
-            }
-        }
-        if !commits.is_empty() {
-            store.commit(&commits)?;
-        }
-        let events = commits.into_iter().flat_map(|c| c.events).collect();
-        Ok(Swept { events })
-    }
-
-    /// The sweep of one record (pure): `watched` maps each profile it has state for to the
-    /// profile watching now (resolved), or `None`. `None` when nothing changes.
-    pub fn sweep_one(
-        &self,
-        thing: &str,
-        record: &Record,
-        watched: BTreeMap<String, Option<Profile>>,
-        now_ms: u64,
-    ) -> Option<Decision> {
-        let mut d = Decision {
-            record: record.clone(),
-            ..Decision::default()
-        };
-        let mut changed = false;
-        for (profile, watching) in watched {
-            let Some(state) = d.record.states.remove(&profile) else {
-                continue;
-            };
-            let silent_since = state
-                .last_report_ms
-                .filter(|last| now_ms.saturating_sub(*last) > STALE_AFTER_MS);
-            let has_alarm = state.behaviors.iter().any(|b| b.track.alarm.is_some());
-            match watching {
-                None => {
-                    let (_, events) = Engine::restore(thing, Vec::new(), self.ids(), state, now_ms);
-                    for event in events {
-                        let suppressed = event.suppressed();
-                        d.events.push(Recorded { event, suppressed });
-                    }
-                    changed = true;
-                }
-                Some(p) => {
-                    let before = state.clone();
-                    let (mut engine, mut events) = self.engine(thing, p, Some(state), now_ms);
-                    if let (Some(last), true) = (silent_since, has_alarm) {
-                        events.extend(engine.expire(last + STALE_AFTER_MS));
-                    }
-                    if events.is_empty() && engine.snapshot() == before {
-                        d.record.states.insert(profile, before);
-                        continue;
-                    }
-                    changed = true;
-                    self.finish(thing, &profile, engine, events, &mut d);
-                }
-            }
-        }
-        changed.then_some(d)
-    }
 }
 
 /// One step's effect on a thing, as `decide` and `sweep_one` compute it.
@@ -344,11 +254,8 @@ pub struct Decision {
     pub samples: Vec<Sample>,
 }
 
-/// What a sweep recorded.
-#[derive(Debug, Clone, Default)]
-pub struct Swept {
-    pub events: Vec<Recorded>,
-}
+#[path = "judge_sweep.rs"]
+mod sweep;
 
 #[cfg(test)]
 #[path = "judge_tests.rs"]

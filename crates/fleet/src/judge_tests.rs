@@ -3,12 +3,12 @@
 
 use std::path::Path;
 
-use detect_agent::detect::{Profile, profile, seeded_ids};
+use detect_agent::detect::{Profile, STALE_AFTER_MS, profile, seeded_ids};
 use serde_json::json;
 
 use super::*;
 use crate::config::Attach;
-use crate::store::{Sink, Sqlite};
+use crate::store::{Sink, Sqlite, Store};
 
 /// A window boundary of 300 s, in 2027.
 const T0: u64 = 1_800_000_000_000; // a multiple of 300 000
@@ -260,7 +260,7 @@ fn the_sweep_invalidates_alarms_of_silent_things_and_of_things_no_longer_watched
 fn deciding_a_report_needs_no_store() {
     let j = judge(vec![no_ssh()], "all-things");
     let decoded = intake::structure(&topic("a"), &report(5, 1)).unwrap();
-    let d = j.decide("a", &Record::default(), &decoded.report, T0, vec![no_ssh()]);
+    let d = j.decide("a", Record::default(), &decoded.report, T0, vec![no_ssh()]);
     assert_eq!(d.record.last_report, Some((5, T0)));
     assert_eq!(d.record.states.keys().collect::<Vec<_>>(), ["no-ssh"]);
     assert_eq!(d.events.len(), 1);
@@ -268,7 +268,13 @@ fn deciding_a_report_needs_no_store() {
     assert_eq!(e.violation_event_type.name(), "in-alarm");
     assert_eq!(d.touched, [(e.violation_id.clone(), T0)]);
     // The same report against the record it produced: still in alarm, nothing new.
-    let again = j.decide("a", &d.record, &decoded.report, T0 + 1, vec![no_ssh()]);
+    let again = j.decide(
+        "a",
+        d.record.clone(),
+        &decoded.report,
+        T0 + 1,
+        vec![no_ssh()],
+    );
     assert!(again.events.is_empty());
     assert_eq!(again.touched, [(e.violation_id.clone(), T0 + 1)]);
 }
