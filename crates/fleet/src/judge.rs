@@ -11,7 +11,7 @@ use detect_agent::report::Report;
 
 use crate::intake::{self, ReportTopic};
 use crate::statistical::{self, Statistical};
-use crate::store::{Batch, Commit, Record, Recorded, Sample, Samples, StoreError, StoredReport};
+use crate::store::{Commit, Record, Recorded, Sample, Samples, Store, StoreError, StoredReport};
 use crate::targets::Attachments;
 
 /// What to send for one report.
@@ -86,11 +86,11 @@ impl Judge {
     }
 
     /// Judges and evaluates one report received at `now_ms`: load (the stored answer of a
-    /// redelivery, else the thing's record and the resolved profiles) → `decide` → stage in
-    /// `batch`, which the caller flushes before sending anything.
+    /// redelivery, else the thing's record and the resolved profiles) → `decide` → commit.
+    /// The caller syncs the store before sending anything.
     pub fn handle(
         &mut self,
-        batch: &mut Batch<'_>,
+        store: &mut dyn Store,
         topic: &ReportTopic,
         payload: &[u8],
         now_ms: u64,
@@ -112,7 +112,7 @@ impl Judge {
             }
         };
         let report_id = decoded.report.header.report_id;
-        if let Some(stored) = batch.answer(thing, report_id)? {
+        if let Some(stored) = store.answer(thing, report_id)? {
             tracing::debug!(
                 thing,
                 report_id,
@@ -120,7 +120,7 @@ impl Judge {
             );
             return Ok(reply(&stored.answer, stored.accepted, true, Vec::new()));
         }
-        let mut loaded = batch.load(thing)?;
+        let loaded = store.load(thing)?;
         let last = loaded.record.last_report;
         let outcome = intake::sequence(report_id, now_ms, last, self.min_interval_ms);
         let answer = intake::answer(thing, Some(report_id), outcome.as_ref().map(|_| ()), now_ms);
@@ -137,11 +137,7 @@ impl Judge {
         };
         match &outcome {
             Ok(()) => {
-                let flushes = batch.flushes();
-                let profiles = self.resolve(batch, thing, now_ms)?;
-                if batch.flushes() != flushes {
-                    loaded = batch.load(thing)?; // same record, newer version
-                }
+                let profiles = self.resolve(store, thing, now_ms)?;
                 let d = self.decide(thing, loaded.record, &decoded.report, now_ms, profiles);
                 (commit.record, commit.events, commit.touched, commit.samples) =
                     (d.record, d.events, d.touched, d.samples);
@@ -153,7 +149,7 @@ impl Judge {
         }
         commit.expected = loaded.version;
         let events = commit.events.clone();
-        batch.stage(commit)?;
+        store.commit(std::slice::from_ref(&commit))?;
         Ok(reply(&answer, outcome.is_ok(), false, events))
     }
 

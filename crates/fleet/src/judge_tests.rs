@@ -46,7 +46,7 @@ fn topic(thing: &str) -> ReportTopic {
 }
 
 impl Judge {
-    /// One report, committed on its own.
+    /// One report, synced on its own.
     fn handle_one(
         &mut self,
         store: &mut dyn Store,
@@ -54,9 +54,8 @@ impl Judge {
         payload: &[u8],
         now_ms: u64,
     ) -> Result<Handled, StoreError> {
-        let mut batch = Batch::new(store);
-        let handled = self.handle(&mut batch, topic, payload, now_ms)?;
-        batch.flush()?;
+        let handled = self.handle(store, topic, payload, now_ms)?;
+        store.sync()?;
         Ok(handled)
     }
 }

@@ -16,7 +16,7 @@ use tokio::sync::{Notify, mpsc};
 use crate::config::Config;
 use crate::intake::ReportTopic;
 use crate::judge::Judge;
-use crate::store::{Batch, Outbox, Store, StoreError, registry};
+use crate::store::{Outbox, Store, StoreError, registry};
 use connection::{Polled, drive, options};
 
 pub const REPORT_TOPICS: [&str; 2] = [
@@ -140,6 +140,7 @@ impl Service {
                 _ = refresh.tick() => self.refresh()?,
                 _ = sweep.tick() => {
                     let w = self.judge.sweep(self.store.as_mut(), now_ms())?;
+                    self.store.sync()?;
                     if !w.events.is_empty() {
                         tracing::info!(events = w.events.len(), "sweep: alarms invalidated");
                         self.wake_alerts.notify_one();
@@ -188,20 +189,17 @@ impl Service {
         Ok(())
     }
 
-    /// Judges a batch of reports and commits their records together, then answers and
+    /// Judges a batch of reports, commits each and syncs once, then answers and
     /// acknowledges them (nothing is acknowledged before its outcome is committed).
     async fn on_reports(&mut self, batch: Vec<rumqttc::Publish>) -> Result<(), RunError> {
         let mut answers = Vec::with_capacity(batch.len());
-        let mut staged = Batch::new(self.store.as_mut());
         for p in &batch {
             if let Some(topic) = ReportTopic::parse(&p.topic) {
-                answers.push(
-                    self.judge
-                        .handle(&mut staged, &topic, &p.payload, now_ms())?,
-                );
+                let store = self.store.as_mut();
+                answers.push(self.judge.handle(store, &topic, &p.payload, now_ms())?);
             }
         }
-        staged.flush()?;
+        self.store.sync()?;
         for handled in answers {
             if let Err(e) = self
                 .client

@@ -172,15 +172,15 @@ pub fn commits_keep_the_violation_index<S: Store>(mut s: S) {
     ];
     c.touched = vec![("v1".into(), 1000), ("v2".into(), 1000)];
     s.commit(&[c]).unwrap();
-    // A later step touched v1 and the one after ended it (as a batch merges them).
+    // A later step touched v1 and v2, the one after ended v1.
     let mut later = step("t1", 1, 2, &["p"]);
     later.touched = vec![("v1".into(), 2000), ("v2".into(), 2000)];
-    later.merge(Commit {
-        events: vec![event("v1", "alarm-cleared", 3000, false)],
-        touched: vec![("v2".into(), 3000)],
-        ..Commit::default()
-    });
     s.commit(&[later]).unwrap();
+    let mut end = step("t1", 2, 3, &["p"]);
+    end.events = vec![event("v1", "alarm-cleared", 3000, false)];
+    end.touched = vec![("v2".into(), 3000)];
+    s.commit(&[end]).unwrap();
+    s.sync().unwrap();
     let all = s.violations(&Filter::default()).unwrap();
     let v1 = &all[0];
     assert_eq!(
@@ -262,6 +262,28 @@ pub fn prune_drops_old_history_and_answers_only<S: Store>(mut s: S) {
     assert_eq!(s.load("t1").unwrap().record.states.len(), 1);
 }
 
+pub fn a_commit_is_read_back_at_once_and_by_every_handle_after_sync<S: Store>(
+    mut s: S,
+    mut other: S,
+) {
+    s.commit(&[step("t1", 0, 1, &["p"])]).unwrap();
+    assert_eq!(s.load("t1").unwrap().version, 1);
+    s.commit(&[step("t1", 1, 2, &["p"])]).unwrap();
+    s.sync().unwrap();
+    assert_eq!(other.load("t1").unwrap().version, 2);
+    assert!(other.answer("t1", 2).unwrap().is_some());
+    // The other handle commits next; this one's version 2 is stale now.
+    other.commit(&[step("t1", 2, 3, &["p"])]).unwrap();
+    other.sync().unwrap();
+    let e = s.commit(&[step("t1", 2, 4, &["p"])]).unwrap_err();
+    assert!(matches!(e, StoreError::Conflict { .. }), "{e}");
+    // The failed commit left this handle usable: a fresh load commits.
+    let v = s.load("t1").unwrap().version;
+    s.commit(&[step("t1", v, 5, &["p"])]).unwrap();
+    s.sync().unwrap();
+    assert_eq!(other.load("t1").unwrap().version, 4);
+}
+
 macro_rules! conformance {
     ($backend:ident, $open:expr, [$($check:ident),* $(,)?]) => {
         mod $backend {
@@ -285,6 +307,22 @@ macro_rules! every_backend {
         }, [$($check),*]);
         conformance!(memory, ((), super::Memory::new()), [$($check),*]);
     };
+}
+
+/// Checks that take two handles on one store.
+mod two_handles {
+    #[test]
+    fn sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = || super::Sqlite::open(&dir.path().join("fleet.db")).unwrap();
+        super::a_commit_is_read_back_at_once_and_by_every_handle_after_sync(open(), open());
+    }
+
+    #[test]
+    fn memory() {
+        let m = super::Memory::new();
+        super::a_commit_is_read_back_at_once_and_by_every_handle_after_sync(m.clone(), m);
+    }
 }
 
 every_backend!(

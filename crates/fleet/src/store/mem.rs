@@ -195,6 +195,10 @@ impl ThingRecords for Memory {
         commits.iter().for_each(|c| inner.apply(c));
         Ok(())
     }
+
+    fn sync(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 impl Outbox for Memory {

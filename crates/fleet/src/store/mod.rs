@@ -6,8 +6,10 @@
 //!   KV store (NATS JetStream KV) can keep it. A commit also carries the report's stored
 //!   answer (read back by `answer` on a redelivery), its events, the alarms it touched and its
 //!   population samples: one report's whole effect is one commit. A stale version fails with
-//!   [`StoreError::Conflict`] and writes nothing. `commit` takes several records at once so
-//!   SQLite can group a batch of reports in one transaction; it is all or nothing.
+//!   [`StoreError::Conflict`] and writes nothing. A commit is visible to this handle at once
+//!   and durable at the next `sync` at the latest: the service commits each report of a batch,
+//!   syncs once, then acknowledges them (SQLite groups the batch in one transaction, as before
+//!   the split; a KV backend whose commits are durable on return syncs for nothing).
 //! - [`Outbox`]: append-only alert events with idempotent ids (`{violationId}:{type}`, unique
 //!   per transition) at increasing positions, and a cursor per [`Sink`]. Events ride in the
 //!   thing's commit and reach the outbox with it (the transactional outbox): SQLite and the
@@ -18,14 +20,13 @@
 //!   [`ViolationIndex`] (the CLI's `violations` and `verify`, later HTTP; kept by commits).
 //!
 //! Synchronous on purpose: both backends today never wait on anything but a local file or
-//! memory, the service runs them inline on its one-thread runtime as before (a batch commit is
-//! one fsync-free WAL append), and the judge's `decide` in between is pure. `async fn` here
+//! memory, the service runs them inline on its one-thread runtime as before (a batch's `sync`
+//! is one WAL append, no fsync), and the judge's `decide` in between is pure. `async fn` here
 //! would mean boxing every call (`dyn` traits) on the hot path or giving up `dyn` for nothing
 //! yet. The NATS backend will change that: every method is one round trip with owned data in
 //! and out (no borrow held across calls), so the traits turn into `async fn` mechanically then,
 //! and the judge only awaits at its two edges (load, commit).
 
-mod batch;
 #[cfg(test)]
 mod mem;
 mod model;
@@ -37,7 +38,6 @@ mod conformance;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-pub use batch::Batch;
 #[cfg(test)]
 pub use mem::Memory;
 pub use model::*;
@@ -72,8 +72,11 @@ pub trait ThingRecords {
     /// Every record holding engine state, by thing name (the sweep).
     fn with_state(&mut self) -> Result<Vec<(String, Loaded)>, StoreError>;
     /// Commits every record whole if each still has its expected version, else nothing
-    /// (`Conflict`). One thing appears at most once.
+    /// (`Conflict`). One thing appears at most once. Visible to this handle's reads at once.
     fn commit(&mut self, commits: &[Commit]) -> Result<(), StoreError>;
+    /// Makes every commit so far durable and visible to every handle; inputs are
+    /// acknowledged only after it returned.
+    fn sync(&mut self) -> Result<(), StoreError>;
 }
 
 /// The alert outbox: append-only, idempotent ids, a cursor per sink.

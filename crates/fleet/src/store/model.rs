@@ -41,17 +41,6 @@ pub struct Commit {
     pub samples: Vec<Sample>,
 }
 
-impl Commit {
-    /// Folds a later step of the same thing into this one (the record is the later one).
-    pub fn merge(&mut self, later: Commit) {
-        self.record = later.record;
-        self.answers.extend(later.answers);
-        self.events.extend(later.events);
-        self.touched.extend(later.touched);
-        self.samples.extend(later.samples);
-    }
-}
-
 /// A thing as the registry and the reports know it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Thing {

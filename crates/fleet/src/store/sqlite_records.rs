@@ -1,10 +1,10 @@
 //! SQLite's thing records and outbox: a record is the `things` row (version, last report) and
-//! the thing's `states` rows; a commit batch is one transaction, each row checked against its
-//! expected version; the outbox is the `events` table (position = its row id).
+//! the thing's `states` rows; commits join one transaction until `sync` (each in a savepoint,
+//! each row checked against its expected version); the outbox is `events` (position = row id).
 
 use std::collections::BTreeMap;
 
-use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::sqlite::{backend, ms, text};
 use super::{
@@ -117,12 +117,11 @@ impl ThingRecords for Sqlite {
     fn commit(&mut self, commits: &[Commit]) -> Result<(), StoreError> {
         let path = self.path.clone();
         let err = |e| backend(&path, e);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(err)?;
+        self.group().map_err(err)?;
+        // A savepoint per call: a conflict undoes this call only, not the group.
+        let sp = self.conn.savepoint().map_err(err)?;
         for c in commits {
-            write(&tx, c).map_err(|e| match e {
+            write(&sp, c).map_err(|e| match e {
                 Failed::Conflict => StoreError::Conflict {
                     thing: c.thing.clone(),
                     expected: c.expected,
@@ -130,7 +129,25 @@ impl ThingRecords for Sqlite {
                 Failed::Sqlite(e) => err(e),
             })?;
         }
-        tx.commit().map_err(err)
+        sp.commit().map_err(err)
+    }
+
+    fn sync(&mut self) -> Result<(), StoreError> {
+        if self.conn.is_autocommit() {
+            return Ok(());
+        }
+        self.conn.execute_batch("COMMIT").map_err(|e| self.err(e))
+    }
+}
+
+impl Sqlite {
+    /// Opens the group transaction that commits join until `sync` (`BEGIN IMMEDIATE`: takes
+    /// the write lock now, waiting up to the busy timeout, so no commit fails half-way on it).
+    fn group(&mut self) -> rusqlite::Result<()> {
+        if self.conn.is_autocommit() {
+            self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        }
+        Ok(())
     }
 }
 
@@ -145,10 +162,9 @@ impl From<rusqlite::Error> for Failed {
     }
 }
 
-/// One record's commit inside the batch's transaction. Violations: starts, then the alarms
-/// still active, then ends, which is the order of a single step and stays right for steps
-/// merged by a `Batch` (an alarm touched in one step and ended in a later one).
-fn write(tx: &Transaction, c: &Commit) -> Result<(), Failed> {
+/// One record's commit inside the group transaction. Violations: starts, then the alarms
+/// still active, then ends (the order of one step: an ended alarm is not active after it).
+fn write(tx: &Connection, c: &Commit) -> Result<(), Failed> {
     let (id, time) = c.record.last_report.unzip();
     let n = tx
         .prepare_cached(
@@ -256,7 +272,7 @@ fn is_start(r: &Recorded) -> bool {
 }
 
 /// Appends events whose (violation, type) is not in the outbox yet.
-fn append(tx: &Transaction, events: &[Recorded]) -> rusqlite::Result<()> {
+fn append(tx: &Connection, events: &[Recorded]) -> rusqlite::Result<()> {
     for Recorded {
         event: e,
         suppressed,
@@ -281,12 +297,9 @@ fn append(tx: &Transaction, events: &[Recorded]) -> rusqlite::Result<()> {
 impl Outbox for Sqlite {
     fn append(&mut self, events: &[Recorded]) -> Result<(), StoreError> {
         let path = self.path.clone();
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|e| backend(&path, e))?;
-        append(&tx, events).map_err(|e| backend(&path, e))?;
-        tx.commit().map_err(|e| backend(&path, e))
+        let sp = self.conn.savepoint().map_err(|e| backend(&path, e))?;
+        append(&sp, events).map_err(|e| backend(&path, e))?;
+        sp.commit().map_err(|e| backend(&path, e))
     }
 
     fn pending(&mut self, sink: Sink, limit: usize) -> Result<Vec<Pending>, StoreError> {

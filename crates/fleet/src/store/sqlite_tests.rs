@@ -1,5 +1,5 @@
 //! SQLite only: a database written before record versions (issue #16) opens, keeps its data
-//! and takes versioned commits.
+//! and takes versioned commits; a commit not synced does not survive.
 
 use rusqlite::Connection;
 
@@ -34,6 +34,7 @@ fn a_database_from_before_versions_opens_with_version_zero() {
         ..Commit::default()
     };
     s.commit(&[commit]).unwrap();
+    s.sync().unwrap();
     drop(s);
     let mut s = Sqlite::open(&path).unwrap();
     assert_eq!(s.load("gw-1").unwrap().version, 1);
@@ -42,4 +43,20 @@ fn a_database_from_before_versions_opens_with_version_zero() {
         (things[0].registered, things[0].last_report_id),
         (true, Some(42))
     );
+}
+
+#[test]
+fn a_commit_not_synced_is_gone_after_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fleet.db");
+    let mut s = Sqlite::open(&path).unwrap();
+    let commit = Commit {
+        thing: "gw-1".into(),
+        ..Commit::default()
+    };
+    s.commit(&[commit]).unwrap();
+    drop(s); // the process ends before `sync`: its reports were never acknowledged
+    let mut s = Sqlite::open(&path).unwrap();
+    assert_eq!(s.load("gw-1").unwrap().version, 0);
+    assert!(s.things().unwrap().is_empty());
 }
