@@ -76,6 +76,12 @@ pub fn a_record_commits_whole_against_its_version<S: Store>(mut s: S) {
     assert_eq!(l.record.last_report, Some((2, 2000)));
     let swept = s.with_state().unwrap();
     assert_eq!(swept, vec![("t1".to_string(), l)]);
+    s.commit(&[step("t1", 2, 3, &["p", "r"])]).unwrap();
+    let l = s.load("t1").unwrap();
+    assert_eq!(l.record.states.keys().collect::<Vec<_>>(), ["p", "r"]);
+    s.commit(&[step("t1", 3, 4, &[])]).unwrap();
+    assert!(s.with_state().unwrap().is_empty());
+    assert_eq!(s.load("t1").unwrap().version, 4);
 }
 
 pub fn a_stale_version_conflicts_and_writes_nothing<S: Store>(mut s: S) {

@@ -192,11 +192,24 @@ fn write(tx: &Connection, c: &Commit) -> Result<(), Failed> {
         )?
         .execute(params![c.thing, profile, text(state)])?;
     }
-    let kept: Vec<&String> = c.record.states.keys().collect();
-    tx.prepare_cached(
-        "DELETE FROM states WHERE thing = ?1 AND profile NOT IN (SELECT value FROM json_each(?2))",
-    )?
-    .execute(params![c.thing, text(&kept)])?;
+    // The profiles the record no longer has (one or none kept: a plain statement).
+    let mut kept = c.record.states.keys();
+    match (kept.next(), kept.next()) {
+        (None, _) => tx
+            .prepare_cached("DELETE FROM states WHERE thing = ?1")?
+            .execute(params![c.thing])?,
+        (Some(only), None) => tx
+            .prepare_cached("DELETE FROM states WHERE thing = ?1 AND profile <> ?2")?
+            .execute(params![c.thing, only])?,
+        _ => {
+            let all: Vec<&String> = c.record.states.keys().collect();
+            tx.prepare_cached(
+                "DELETE FROM states WHERE thing = ?1
+                 AND profile NOT IN (SELECT value FROM json_each(?2))",
+            )?
+            .execute(params![c.thing, text(&all)])?
+        }
+    };
     for r in &c.answers {
         tx.prepare_cached(
             "INSERT OR IGNORE INTO reports (thing, report_id, time_ms, accepted, answer)
