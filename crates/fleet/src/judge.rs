@@ -1,7 +1,7 @@
 //! One report from payload to stored outcome (issue #9 items 2–4): intake checks, the stored
 //! answer on redelivery, evaluation per (thing, profile) with the agent's `detect::Engine`,
 //! and the periodic sweep (staleness, monitoring that stopped). Each is load → decide (pure,
-//! no store) → commit; sends nothing: the caller publishes after the batch is flushed.
+//! no store) → commit; sends nothing: the caller publishes after the store's `sync`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};

@@ -19,6 +19,11 @@
 //! - [`Samples`] (statistical windows, written by commits), [`Registry`] (things and groups),
 //!   [`ViolationIndex`] (the CLI's `violations` and `verify`, later HTTP; kept by commits).
 //!
+//! The service treats a `Conflict` like any store failure: it stops without acknowledging, and
+//! the broker redelivers the reports (today there is one writer, so it means a second instance
+//! on the same database). The outbox's ids are idempotent within the history kept (`prune`).
+//! SQLite keeps its schema and file; a database from before gets `things.version` (0) at open.
+//!
 //! Synchronous on purpose: both backends today never wait on anything but a local file or
 //! memory, the service runs them inline on its one-thread runtime as before (a batch's `sync`
 //! is one WAL append, no fsync), and the judge's `decide` in between is pure. `async fn` here
@@ -31,6 +36,7 @@
 mod mem;
 mod model;
 mod sqlite;
+mod sqlite_outbox;
 mod sqlite_records;
 
 #[cfg(test)]

@@ -1,16 +1,13 @@
 //! SQLite's thing records and outbox: a record is the `things` row (version, last report) and
 //! the thing's `states` rows; commits join one transaction until `sync` (each in a savepoint,
-//! each row checked against its expected version); the outbox is `events` (position = row id).
+//! each row checked against its expected version). The outbox is in `sqlite_outbox.rs`.
 
 use std::collections::BTreeMap;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::sqlite::{backend, ms, text};
-use super::{
-    Commit, Loaded, Outbox, Pending, Record, Recorded, Sink, Sqlite, StoreError, StoredReport,
-    ThingRecords,
-};
+use super::{Commit, Loaded, Record, Recorded, Sqlite, StoreError, StoredReport, ThingRecords};
 use detect_agent::detect::EventType;
 
 impl ThingRecords for Sqlite {
@@ -223,7 +220,7 @@ fn write(tx: &Connection, c: &Commit) -> Result<(), Failed> {
             text(&r.answer)
         ])?;
     }
-    append(tx, &c.events)?;
+    super::sqlite_outbox::append(tx, &c.events)?;
     let starts = c.events.iter().filter(|r| is_start(r));
     for Recorded {
         event: e,
@@ -282,81 +279,4 @@ fn write(tx: &Connection, c: &Commit) -> Result<(), Failed> {
 
 fn is_start(r: &Recorded) -> bool {
     r.event.violation_event_type == EventType::InAlarm
-}
-
-/// Appends events whose (violation, type) is not in the outbox yet.
-fn append(tx: &Connection, events: &[Recorded]) -> rusqlite::Result<()> {
-    for Recorded {
-        event: e,
-        suppressed,
-    } in events
-    {
-        tx.prepare_cached(
-            "INSERT INTO events (violation_id, time_ms, event, suppressed)
-             SELECT ?1, ?2, ?3, ?4 WHERE NOT EXISTS (SELECT 1 FROM events
-               WHERE violation_id = ?1 AND json_extract(event, '$.violationEventType') = ?5)",
-        )?
-        .execute(params![
-            e.violation_id,
-            ms(e.violation_event_time),
-            text(e),
-            suppressed,
-            e.violation_event_type.name()
-        ])?;
-    }
-    Ok(())
-}
-
-impl Outbox for Sqlite {
-    fn append(&mut self, events: &[Recorded]) -> Result<(), StoreError> {
-        let path = self.path.clone();
-        let sp = self.conn.savepoint().map_err(|e| backend(&path, e))?;
-        append(&sp, events).map_err(|e| backend(&path, e))?;
-        sp.commit().map_err(|e| backend(&path, e))
-    }
-
-    fn pending(&mut self, sink: Sink, limit: usize) -> Result<Vec<Pending>, StoreError> {
-        let sql = match sink {
-            Sink::Mqtt => {
-                "SELECT id, event FROM events WHERE sent = 0 AND suppressed = 0 ORDER BY id LIMIT ?1"
-            }
-            Sink::Webhook => {
-                "SELECT id, event FROM events WHERE webhook_sent = 0 AND suppressed = 0 ORDER BY id LIMIT ?1"
-            }
-        };
-        let rows: Vec<(i64, String)> = self
-            .conn
-            .prepare_cached(sql)
-            .and_then(|mut s| {
-                s.query_map(params![limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
-                    .collect()
-            })
-            .map_err(|e| self.err(e))?;
-        rows.into_iter()
-            .map(|(id, e)| {
-                Ok(Pending {
-                    position: id as u64,
-                    event: self.json("events.event", &e)?,
-                    payload: e.into_bytes(),
-                })
-            })
-            .collect()
-    }
-
-    fn ack(&mut self, sink: Sink, position: u64) -> Result<(), StoreError> {
-        // The flags are the cursor: every unsent row up to `position` is marked.
-        let sql = match sink {
-            Sink::Mqtt => {
-                "UPDATE events SET sent = 1 WHERE sent = 0 AND suppressed = 0 AND id <= ?1"
-            }
-            Sink::Webhook => {
-                "UPDATE events SET webhook_sent = 1 WHERE webhook_sent = 0 AND suppressed = 0 AND id <= ?1"
-            }
-        };
-        self.conn
-            .prepare_cached(sql)
-            .and_then(|mut s| s.execute(params![ms(position)]))
-            .map_err(|e| self.err(e))?;
-        Ok(())
-    }
 }
