@@ -12,7 +12,7 @@ use detect::profile;
 use crate::config::{self, Config};
 use crate::judge::Judge;
 use crate::service::Service;
-use crate::store::{Filter, Sqlite, Store};
+use crate::store::{Filter, Outbox, Registry, Sqlite, ViolationIndex};
 use crate::targets::Attachments;
 
 #[derive(Parser)]
@@ -186,7 +186,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             let store = open(&config)?;
             let alert_store = open(&config)?;
             let webhook_store = match &config.alerts.webhook_url {
-                Some(_) => Some(Box::new(open(&config)?) as Box<dyn Store + Send>),
+                Some(_) => Some(Box::new(open(&config)?) as Box<dyn Outbox + Send>),
                 None => None,
             };
             let attachments = Attachments::new(&config.attach);

@@ -1,17 +1,17 @@
 //! One report from payload to stored outcome (issue #9 items 2–4): intake checks, the stored
 //! answer on redelivery, evaluation per (thing, profile) with the agent's `detect::Engine`,
-//! and the periodic sweep (staleness, monitoring that stopped). Sends nothing; the caller
-//! publishes the answer and the events after `Store::apply` returned.
+//! and the periodic sweep (staleness, monitoring that stopped). Each is load → decide (pure,
+//! no store) → commit; sends nothing: the caller publishes after the store's `sync`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
-use detect::{Engine, EngineState, Event, IdSource, Profile, STALE_AFTER_MS};
+use detect::{Engine, EngineState, Event, IdSource, Profile};
 use protocol::Report;
 
 use crate::intake::{self, ReportTopic};
 use crate::statistical::{self, Statistical};
-use crate::store::{Recorded, Store, StoreError, StoredReport, Write};
+use crate::store::{Commit, Record, Recorded, Sample, Samples, Store, StoreError, StoredReport};
 use crate::targets::Attachments;
 
 /// What to send for one report.
@@ -85,7 +85,9 @@ impl Judge {
             .collect()
     }
 
-    /// Judges, evaluates and stores one report received at `now_ms`.
+    /// Judges and evaluates one report received at `now_ms`: load (the stored answer of a
+    /// redelivery, else the thing's record and the resolved profiles) → `decide` → commit.
+    /// The caller syncs the store before sending anything.
     pub fn handle(
         &mut self,
         store: &mut dyn Store,
@@ -110,7 +112,7 @@ impl Judge {
             }
         };
         let report_id = decoded.report.header.report_id;
-        if let Some(stored) = store.report(thing, report_id)? {
+        if let Some(stored) = store.answer(thing, report_id)? {
             tracing::debug!(
                 thing,
                 report_id,
@@ -118,56 +120,82 @@ impl Judge {
             );
             return Ok(reply(&stored.answer, stored.accepted, true, Vec::new()));
         }
-        let last = store
-            .thing(thing)?
-            .and_then(|t| Some((t.last_report_id?, t.last_report_ms?)));
+        let loaded = store.load(thing)?;
+        let last = loaded.record.last_report;
         let outcome = intake::sequence(report_id, now_ms, last, self.min_interval_ms);
         let answer = intake::answer(thing, Some(report_id), outcome.as_ref().map(|_| ()), now_ms);
-        let mut write = Write {
-            report: Some(StoredReport {
+        let mut commit = Commit {
+            thing: thing.to_string(),
+            answers: vec![StoredReport {
                 thing: thing.to_string(),
                 report_id,
                 time_ms: now_ms,
                 accepted: outcome.is_ok(),
                 answer: answer.clone(),
-            }),
-            ..Write::default()
+            }],
+            ..Commit::default()
         };
         match &outcome {
-            Ok(()) => self.evaluate(store, thing, &decoded.report, now_ms, &mut write)?,
+            Ok(()) => {
+                let profiles = self.resolve(store, thing, now_ms)?;
+                let d = self.decide(thing, loaded.record, &decoded.report, now_ms, profiles);
+                (commit.record, commit.events, commit.touched, commit.samples) =
+                    (d.record, d.events, d.touched, d.samples);
+            }
             Err(r) => {
-                tracing::info!(thing, report_id, code = r.code, reason = %r.message, "report rejected")
+                tracing::info!(thing, report_id, code = r.code, reason = %r.message, "report rejected");
+                commit.record = loaded.record;
             }
         }
-        store.apply(&write)?;
-        Ok(reply(&answer, outcome.is_ok(), false, write.events))
+        commit.expected = loaded.version;
+        let events = commit.events.clone();
+        store.commit(std::slice::from_ref(&commit))?;
+        Ok(reply(&answer, outcome.is_ok(), false, events))
     }
 
-    fn evaluate(
+    /// The profiles watching `thing`, statistical thresholds resolved (reads populations).
+    fn resolve(
         &mut self,
-        store: &mut dyn Store,
+        samples: &mut dyn Samples,
         thing: &str,
+        now_ms: u64,
+    ) -> Result<Vec<Profile>, StoreError> {
+        let profiles: Vec<Profile> = self.watching(thing).into_iter().cloned().collect();
+        profiles
+            .into_iter()
+            .map(|p| self.statistical.resolve(samples, p, now_ms))
+            .collect()
+    }
+
+    /// What one accepted report does to a thing (pure: no store): its new record (last
+    /// report, engine state of each watching profile), events, active alarms and samples.
+    pub fn decide(
+        &self,
+        thing: &str,
+        record: Record,
         report: &Report,
         now_ms: u64,
-        write: &mut Write,
-    ) -> Result<(), StoreError> {
-        let profiles: Vec<Profile> = self.watching(thing).into_iter().cloned().collect();
+        profiles: Vec<Profile>,
+    ) -> Decision {
+        let mut d = Decision {
+            record,
+            ..Decision::default()
+        };
+        d.record.last_report = Some((report.header.report_id, now_ms));
         for profile in profiles {
             let name = profile.name.clone();
-            write
-                .samples
+            d.samples
                 .extend(self.statistical.samples(&name, thing, report, now_ms));
-            let profile = self.statistical.resolve(store, profile, now_ms)?;
-            let state = store.state(thing, &name)?;
+            let state = d.record.states.remove(&name);
             let (mut engine, mut events) = self.engine(thing, profile, state, now_ms);
             events.extend(engine.evaluate(report, now_ms));
-            self.finish(thing, &name, engine, events, write);
+            self.finish(thing, &name, engine, events, &mut d);
         }
-        Ok(())
+        d
     }
 
     fn engine(
-        &mut self,
+        &self,
         thing: &str,
         profile: Profile,
         state: Option<EngineState>,
@@ -180,20 +208,19 @@ impl Judge {
         }
     }
 
-    /// Records the engine's state and events into `write` and takes its id source back.
+    /// Records the engine's state, active alarms and events into `d`.
     fn finish(
         &self,
         thing: &str,
         profile: &str,
         engine: Engine,
         events: Vec<Event>,
-        write: &mut Write,
+        d: &mut Decision,
     ) {
         let snapshot = engine.snapshot();
         for b in &snapshot.behaviors {
             if let Some(a) = &b.track.alarm {
-                write
-                    .touched
+                d.touched
                     .push((a.violation_id.clone(), a.last_violation_ms));
             }
         }
@@ -207,59 +234,24 @@ impl Judge {
                 "violation event"
             );
             let suppressed = event.suppressed();
-            write.events.push(Recorded { event, suppressed });
+            d.events.push(Recorded { event, suppressed });
         }
-        write
-            .states
-            .push((thing.to_string(), profile.to_string(), Some(snapshot)));
-    }
-
-    /// The periodic sweep at `now_ms`: a (thing, profile) no longer watched (profile gone or
-    /// detached, thing left the group) invalidates its alarms and drops its state; a thing
-    /// silent for more than 2 days invalidates its alarms (detect-rules §6.1); a changed
-    /// profile invalidates the alarms of changed behaviors (the engine's restore).
-    pub fn sweep(&mut self, store: &mut dyn Store, now_ms: u64) -> Result<Write, StoreError> {
-        let mut write = Write::default();
-        for (thing, profile, state) in store.states()? {
-            let watched = self
-                .watching(&thing)
-                .into_iter()
-                .find(|p| p.name == profile)
-                .cloned();
-            let silent_since = state
-                .last_report_ms
-                .filter(|last| now_ms.saturating_sub(*last) > STALE_AFTER_MS);
-            let has_alarm = state.behaviors.iter().any(|b| b.track.alarm.is_some());
-            match watched {
-                None => {
-                    let ids = self.ids();
-                    let (_, events) = Engine::restore(&*thing, Vec::new(), ids, state, now_ms);
-                    for event in events {
-                        let suppressed = event.suppressed();
-                        write.events.push(Recorded { event, suppressed });
-                    }
-                    write.states.push((thing, profile, None));
-                }
-                Some(p) => {
-                    let p = self.statistical.resolve(store, p, now_ms)?;
-                    let before = state.clone();
-                    let (mut engine, mut events) = self.engine(&thing, p, Some(state), now_ms);
-                    if let (Some(last), true) = (silent_since, has_alarm) {
-                        events.extend(engine.expire(last + STALE_AFTER_MS));
-                    }
-                    if events.is_empty() && engine.snapshot() == before {
-                        continue;
-                    }
-                    self.finish(&thing, &profile, engine, events, &mut write);
-                }
-            }
-        }
-        if !write.events.is_empty() || !write.states.is_empty() {
-            store.apply(&write)?;
-        }
-        Ok(write)
+        d.record.states.insert(profile.to_string(), snapshot);
     }
 }
+
+/// One step's effect on a thing, as `decide` and `sweep_one` compute it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Decision {
+    pub record: Record,
+    pub events: Vec<Recorded>,
+    /// (violation id, lastViolationTime) of alarms still active.
+    pub touched: Vec<(String, u64)>,
+    pub samples: Vec<Sample>,
+}
+
+#[path = "judge_sweep.rs"]
+mod sweep;
 
 #[cfg(test)]
 #[path = "judge_tests.rs"]

@@ -3,12 +3,12 @@
 
 use std::path::Path;
 
-use detect::{Profile, profile, seeded_ids};
+use detect::{Profile, STALE_AFTER_MS, profile, seeded_ids};
 use serde_json::json;
 
 use super::*;
 use crate::config::Attach;
-use crate::store::{Channel, Sqlite};
+use crate::store::{Sink, Sqlite, Store};
 
 /// A window boundary of 300 s, in 2027.
 const T0: u64 = 1_800_000_000_000; // a multiple of 300 000
@@ -45,14 +45,62 @@ fn topic(thing: &str) -> ReportTopic {
     ReportTopic::parse(&format!("$aws/things/{thing}/defender/metrics/json")).unwrap()
 }
 
+impl Judge {
+    /// One report, synced on its own.
+    fn handle_one(
+        &mut self,
+        store: &mut dyn Store,
+        topic: &ReportTopic,
+        payload: &[u8],
+        now_ms: u64,
+    ) -> Result<Handled, StoreError> {
+        let handled = self.handle(store, topic, payload, now_ms)?;
+        store.sync()?;
+        Ok(handled)
+    }
+}
+
+/// Stored (thing, profile) engine states.
+fn states(s: &mut dyn Store) -> usize {
+    let records = s.with_state().unwrap();
+    records.iter().map(|(_, l)| l.record.states.len()).sum()
+}
+
 fn store() -> (tempfile::TempDir, Sqlite) {
     let dir = tempfile::tempdir().unwrap();
     let s = Sqlite::open(&dir.path().join("fleet.db")).unwrap();
     (dir, s)
 }
 
-#[test]
-fn a_p90_threshold_flags_the_one_device_of_ten_far_above_the_others() {
+/// Each test runs against both backends (the judge needs nothing of SQLite).
+macro_rules! on_every_backend {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[test]
+                fn $name() {
+                    let (_dir, s) = super::store();
+                    super::$name(s);
+                }
+            )*
+        }
+        mod memory {
+            $(
+                #[test]
+                fn $name() {
+                    super::$name(crate::store::Memory::new());
+                }
+            )*
+        }
+    };
+}
+
+on_every_backend!(
+    a_p90_threshold_flags_the_one_device_of_ten_far_above_the_others,
+    the_sweep_invalidates_alarms_of_silent_things_and_of_things_no_longer_watched,
+);
+
+fn a_p90_threshold_flags_the_one_device_of_ten_far_above_the_others<S: Store>(mut s: S) {
     let p = profile_of(json!({
         "securityProfileName": "fleet-traffic",
         "behaviors": [{
@@ -66,13 +114,12 @@ fn a_p90_threshold_flags_the_one_device_of_ten_far_above_the_others() {
         }]
     }));
     let mut j = judge(vec![p], "all-things");
-    let (_dir, mut s) = store();
     let bytes = |i: u64| if i == 7 { 5_000_000 } else { 1_000 + i * 10 };
     let mut events = Vec::new();
     // Window 1: the population; nothing can be judged yet (no previous window).
     for i in 0..10 {
         let h = j
-            .handle(
+            .handle_one(
                 &mut s,
                 &topic(&format!("dev-{i}")),
                 &report(1, bytes(i)),
@@ -86,7 +133,7 @@ fn a_p90_threshold_flags_the_one_device_of_ten_far_above_the_others() {
     // Window 2: the same traffic, judged against window 1's p90 (1 080, the 9th of 10).
     for i in 0..10 {
         let h = j
-            .handle(
+            .handle_one(
                 &mut s,
                 &topic(&format!("dev-{i}")),
                 &report(2, bytes(i)),
@@ -106,8 +153,8 @@ fn a_p90_threshold_flags_the_one_device_of_ten_far_above_the_others() {
     );
     // Until marked sent, every read of the outbox gives the same bytes, the event as recorded:
     // a resend after a crash before the PUBACK is byte-identical.
-    let first = s.unsent(Channel::Mqtt, 10).unwrap();
-    let again = s.unsent(Channel::Mqtt, 10).unwrap();
+    let first = s.pending(Sink::Mqtt, 10).unwrap();
+    let again = s.pending(Sink::Mqtt, 10).unwrap();
     assert_eq!(first.len(), 1);
     assert_eq!(first[0].payload, again[0].payload);
     assert_eq!(first[0].payload, serde_json::to_vec(e).unwrap());
@@ -116,7 +163,7 @@ fn a_p90_threshold_flags_the_one_device_of_ten_far_above_the_others() {
     let mut later = Vec::new();
     for i in 0..10 {
         let h = j
-            .handle(
+            .handle_one(
                 &mut s,
                 &topic(&format!("dev-{i}")),
                 &report(3, bytes(i)),
@@ -128,7 +175,7 @@ fn a_p90_threshold_flags_the_one_device_of_ten_far_above_the_others() {
     assert!(later.is_empty(), "{later:?}");
     // When dev-7 calms down (its last 300 s hold only the calm report), its alarm clears.
     let h = j
-        .handle(&mut s, &topic("dev-7"), &report(4, 1_000), T0 + 920_000)
+        .handle_one(&mut s, &topic("dev-7"), &report(4, 1_000), T0 + 920_000)
         .unwrap();
     assert_eq!(h.events.len(), 1);
     assert_eq!(
@@ -148,16 +195,18 @@ fn no_ssh() -> Profile {
     }))
 }
 
-#[test]
-fn the_sweep_invalidates_alarms_of_silent_things_and_of_things_no_longer_watched() {
-    let (_dir, mut s) = store();
+fn the_sweep_invalidates_alarms_of_silent_things_and_of_things_no_longer_watched<S: Store>(
+    mut s: S,
+) {
     let mut j = judge(vec![no_ssh()], "group:gw");
     s.register("a", &["gw".to_string()].into()).unwrap();
     s.register("b", &["gw".to_string()].into()).unwrap();
     j.set_registry(crate::store::registry(&s.things().unwrap()));
-    let a = j.handle(&mut s, &topic("a"), &report(1, 1), T0).unwrap();
+    let a = j
+        .handle_one(&mut s, &topic("a"), &report(1, 1), T0)
+        .unwrap();
     let b = j
-        .handle(&mut s, &topic("b"), &report(1, 1), T0 + 1)
+        .handle_one(&mut s, &topic("b"), &report(1, 1), T0 + 1)
         .unwrap();
     assert_eq!(a.events.len() + b.events.len(), 2);
     assert!(j.sweep(&mut s, T0 + 1000).unwrap().events.is_empty());
@@ -172,7 +221,7 @@ fn the_sweep_invalidates_alarms_of_silent_things_and_of_things_no_longer_watched
         w.events[0].event.violation_event_type.name(),
         "alarm-invalidated"
     );
-    assert_eq!(s.states().unwrap().len(), 1);
+    assert_eq!(states(&mut s), 1);
 
     // a goes silent for more than 2 days.
     let w = j.sweep(&mut s, T0 + STALE_AFTER_MS).unwrap();
@@ -204,4 +253,27 @@ fn the_sweep_invalidates_alarms_of_silent_things_and_of_things_no_longer_watched
             .events
             .is_empty()
     );
+}
+
+#[test]
+fn deciding_a_report_needs_no_store() {
+    let j = judge(vec![no_ssh()], "all-things");
+    let decoded = intake::structure(&topic("a"), &report(5, 1)).unwrap();
+    let d = j.decide("a", Record::default(), &decoded.report, T0, vec![no_ssh()]);
+    assert_eq!(d.record.last_report, Some((5, T0)));
+    assert_eq!(d.record.states.keys().collect::<Vec<_>>(), ["no-ssh"]);
+    assert_eq!(d.events.len(), 1);
+    let e = &d.events[0].event;
+    assert_eq!(e.violation_event_type.name(), "in-alarm");
+    assert_eq!(d.touched, [(e.violation_id.clone(), T0)]);
+    // The same report against the record it produced: still in alarm, nothing new.
+    let again = j.decide(
+        "a",
+        d.record.clone(),
+        &decoded.report,
+        T0 + 1,
+        vec![no_ssh()],
+    );
+    assert!(again.events.is_empty());
+    assert_eq!(again.touched, [(e.violation_id.clone(), T0 + 1)]);
 }

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 use detect::{Behavior, Criterion, Datapoint, Kind, MetricRef, Observation, Profile, Rule};
 
-use crate::store::{Sample, Store, StoreError};
+use crate::store::{Sample, Samples, StoreError};
 
 /// One statistical behavior of a profile.
 #[derive(Debug, Clone)]
@@ -89,7 +89,7 @@ impl Statistical {
     /// window at `now_ms`; behaviors without a population stay unevaluated.
     pub fn resolve(
         &mut self,
-        store: &mut dyn Store,
+        store: &mut dyn Samples,
         mut profile: Profile,
         now_ms: u64,
     ) -> Result<Profile, StoreError> {

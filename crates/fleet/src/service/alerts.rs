@@ -14,7 +14,7 @@ use tokio::sync::{Notify, mpsc};
 use super::RunError;
 use super::connection::{Polled, drive, options};
 use crate::config::Config;
-use crate::store::{Channel, Store, StoreError};
+use crate::store::{Outbox, Sink, StoreError};
 
 /// Unsent alerts read from the store at once.
 const BATCH: usize = 200;
@@ -25,7 +25,7 @@ const ACK_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub async fn run(
     config: Config,
-    mut store: Box<dyn Store + Send>,
+    mut store: Box<dyn Outbox + Send>,
     wake: Arc<Notify>,
 ) -> Result<(), RunError> {
     let client_id = format!("{}-alerts", config.broker.client_id);
@@ -54,12 +54,12 @@ pub async fn run(
 /// Sends every unsent alert, one PUBACK at a time; false when the connection broke.
 async fn send_all(
     config: &Config,
-    store: &mut (dyn Store + Send),
+    store: &mut (dyn Outbox + Send),
     client: &AsyncClient,
     rx: &mut mpsc::UnboundedReceiver<Polled>,
 ) -> Result<bool, StoreError> {
     loop {
-        let batch = store.unsent(Channel::Mqtt, BATCH)?;
+        let batch = store.pending(Sink::Mqtt, BATCH)?;
         if batch.is_empty() {
             return Ok(true);
         }
@@ -93,7 +93,7 @@ async fn send_all(
                     return Ok(true);
                 }
             }
-            store.mark_sent(Channel::Mqtt, u.id)?;
+            store.ack(Sink::Mqtt, u.position)?;
             tracing::debug!(violation_id = %u.event.violation_id, event = u.event.violation_event_type.name(), "alert sent");
         }
     }

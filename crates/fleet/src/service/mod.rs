@@ -16,7 +16,7 @@ use tokio::sync::{Notify, mpsc};
 use crate::config::Config;
 use crate::intake::ReportTopic;
 use crate::judge::Judge;
-use crate::store::{Store, StoreError, registry};
+use crate::store::{Outbox, Store, StoreError, registry};
 use connection::{Polled, drive, options};
 
 pub const REPORT_TOPICS: [&str; 2] = protocol::topics::REPORT_FILTERS;
@@ -66,8 +66,8 @@ impl Service {
         config: Config,
         judge: Judge,
         store: Box<dyn Store + Send>,
-        alert_store: Box<dyn Store + Send>,
-        webhook_store: Option<Box<dyn Store + Send>>,
+        alert_store: Box<dyn Outbox + Send>,
+        webhook_store: Option<Box<dyn Outbox + Send>>,
     ) -> Result<(), RunError> {
         let id = config.broker.client_id.clone();
         let opts = options(&config, &id, true, INFLIGHT).map_err(RunError::Setup)?;
@@ -137,6 +137,7 @@ impl Service {
                 _ = refresh.tick() => self.refresh()?,
                 _ = sweep.tick() => {
                     let w = self.judge.sweep(self.store.as_mut(), now_ms())?;
+                    self.store.sync()?;
                     if !w.events.is_empty() {
                         tracing::info!(events = w.events.len(), "sweep: alarms invalidated");
                         self.wake_alerts.notify_one();
@@ -185,22 +186,17 @@ impl Service {
         Ok(())
     }
 
-    /// Judges and stores a batch of reports in one transaction, then answers and
+    /// Judges a batch of reports, commits each and syncs once, then answers and
     /// acknowledges them (nothing is acknowledged before its outcome is committed).
     async fn on_reports(&mut self, batch: Vec<rumqttc::Publish>) -> Result<(), RunError> {
         let mut answers = Vec::with_capacity(batch.len());
-        self.store.begin()?;
         for p in &batch {
             if let Some(topic) = ReportTopic::parse(&p.topic) {
-                answers.push(self.judge.handle(
-                    self.store.as_mut(),
-                    &topic,
-                    &p.payload,
-                    now_ms(),
-                )?);
+                let store = self.store.as_mut();
+                answers.push(self.judge.handle(store, &topic, &p.payload, now_ms())?);
             }
         }
-        self.store.commit()?;
+        self.store.sync()?;
         for handled in answers {
             if let Err(e) = self
                 .client

@@ -10,7 +10,7 @@ use link::Backoff;
 use tokio::sync::Notify;
 
 use super::RunError;
-use crate::store::{Channel, Store};
+use crate::store::{Outbox, Sink};
 
 const BATCH: usize = 100;
 const POLL_EVERY: Duration = Duration::from_secs(1);
@@ -19,7 +19,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub async fn run(
     url: String,
-    mut store: Box<dyn Store + Send>,
+    mut store: Box<dyn Outbox + Send>,
     wake: Arc<Notify>,
 ) -> Result<(), RunError> {
     let config = ureq::Agent::config_builder()
@@ -33,7 +33,7 @@ pub async fn run(
         link::random::seed(),
     );
     loop {
-        'batch: for u in store.unsent(Channel::Webhook, BATCH)? {
+        'batch: for u in store.pending(Sink::Webhook, BATCH)? {
             let body = u.payload;
             loop {
                 let (agent, url, body) = (agent.clone(), url.clone(), body.clone());
@@ -54,7 +54,7 @@ pub async fn run(
                 match outcome {
                     Ok(status) => {
                         backoff.reset();
-                        store.mark_sent(Channel::Webhook, u.id)?;
+                        store.ack(Sink::Webhook, u.position)?;
                         tracing::debug!(violation_id = %u.event.violation_id, status, "webhook alert sent");
                         break;
                     }

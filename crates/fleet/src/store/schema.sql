@@ -4,7 +4,9 @@ CREATE TABLE IF NOT EXISTS things (
     registered INTEGER NOT NULL DEFAULT 0,
     groups TEXT NOT NULL DEFAULT '[]',
     last_report_id INTEGER,
-    last_report_ms INTEGER
+    last_report_ms INTEGER,
+    -- The record's version (issue #16); databases from before get it at open.
+    version INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS reports (
     thing TEXT NOT NULL,
@@ -54,3 +56,7 @@ CREATE TABLE IF NOT EXISTS samples (
     PRIMARY KEY (profile, behavior, window_start_ms, thing)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS events_unsent ON events (sent, suppressed, id);
+-- Issue #16: the outbox's idempotent append looks events up by violation; the webhook
+-- cursor moves like the MQTT one.
+CREATE INDEX IF NOT EXISTS events_violation ON events (violation_id);
+CREATE INDEX IF NOT EXISTS events_webhook_unsent ON events (webhook_sent, suppressed, id);

@@ -1,30 +1,28 @@
 //! The embedded store: one SQLite file in WAL mode (synchronous=NORMAL: a committed step
 //! survives a process crash; a power cut may lose the last commits, which the broker then
-//! redelivers because they were not acknowledged). Schema and queries only.
+//! redelivers because they were not acknowledged). Opening, the registry, samples, the
+//! violation index and pruning; records and the outbox are in `sqlite_records.rs`.
 
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 
-use super::{Channel, Filter, StoreError, StoredReport, Thing, Unsent, Violation, Write};
-use detect::EngineState;
+use super::{Filter, Registry, Samples, StoreError, Thing, Violation, ViolationIndex};
 
 const SCHEMA: &str = include_str!("schema.sql");
 
 pub struct Sqlite {
-    conn: Connection,
-    path: String,
+    pub(super) conn: Connection,
+    pub(super) path: String,
 }
 
 impl Sqlite {
-    /// Opens (creating) the database file and its schema.
+    /// Opens (creating) the database file and its schema. A database from before record
+    /// versions (issue #16) gets the `things.version` column, 0 for every thing.
     pub fn open(path: &Path) -> Result<Sqlite, StoreError> {
         let name = path.display().to_string();
-        let err = |source| StoreError::Sqlite {
-            path: name.clone(),
-            source,
-        };
+        let err = |source| backend(&name, source);
         let conn = Connection::open(path).map_err(err)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(err)?;
@@ -33,17 +31,25 @@ impl Sqlite {
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
+        let versioned: bool = conn
+            .query_row(
+                "SELECT count(*) FROM pragma_table_info('things') WHERE name = 'version'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(err)?;
+        if !versioned {
+            conn.execute_batch("ALTER TABLE things ADD COLUMN version INTEGER NOT NULL DEFAULT 0")
+                .map_err(err)?;
+        }
         Ok(Sqlite { conn, path: name })
     }
 
-    fn err(&self, source: rusqlite::Error) -> StoreError {
-        StoreError::Sqlite {
-            path: self.path.clone(),
-            source,
-        }
+    pub(super) fn err(&self, source: rusqlite::Error) -> StoreError {
+        backend(&self.path, source)
     }
 
-    fn json<T: serde::de::DeserializeOwned>(
+    pub(super) fn json<T: serde::de::DeserializeOwned>(
         &self,
         what: &str,
         text: &str,
@@ -53,6 +59,13 @@ impl Sqlite {
             what: what.to_string(),
             source,
         })
+    }
+}
+
+pub(super) fn backend(path: &str, source: rusqlite::Error) -> StoreError {
+    StoreError::Backend {
+        path: path.to_string(),
+        source: Box::new(source),
     }
 }
 
@@ -66,85 +79,32 @@ pub(super) fn ms(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-/// name, registered, groups (JSON), last report id, last report time.
-type ThingRow = (String, bool, String, Option<i64>, Option<i64>);
-
-fn thing_row(row: &rusqlite::Row) -> rusqlite::Result<ThingRow> {
-    Ok((
-        row.get(0)?,
-        row.get(1)?,
-        row.get(2)?,
-        row.get(3)?,
-        row.get(4)?,
-    ))
-}
-
-impl Sqlite {
-    fn to_thing(
-        &self,
-        (name, registered, groups, id, time): ThingRow,
-    ) -> Result<Thing, StoreError> {
-        let groups: BTreeSet<String> = self.json("things.groups", &groups)?;
-        Ok(Thing {
-            name,
-            registered,
-            groups,
-            last_report_id: id.map(|v| v as u64),
-            last_report_ms: time.map(|v| v as u64),
-        })
-    }
-}
-
-impl super::Store for Sqlite {
-    fn report(&mut self, thing: &str, report_id: u64) -> Result<Option<StoredReport>, StoreError> {
-        let row = self
-            .conn
-            .prepare_cached(
-                "SELECT time_ms, accepted, answer FROM reports WHERE thing = ?1 AND report_id = ?2",
-            )
-            .and_then(|mut s| {
-                s.query_row(params![thing, ms(report_id)], |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, bool>(1)?,
-                        r.get::<_, String>(2)?,
-                    ))
-                })
-                .optional()
-            })
-            .map_err(|e| self.err(e))?;
-        let Some((time, accepted, answer)) = row else {
-            return Ok(None);
-        };
-        Ok(Some(StoredReport {
-            thing: thing.to_string(),
-            report_id,
-            time_ms: time as u64,
-            accepted,
-            answer: self.json("reports.answer", &answer)?,
-        }))
-    }
-
-    fn thing(&mut self, name: &str) -> Result<Option<Thing>, StoreError> {
-        let row = self
-            .conn
-            .prepare_cached(
-                "SELECT name, registered, groups, last_report_id, last_report_ms FROM things WHERE name = ?1",
-            )
-            .and_then(|mut s| s.query_row(params![name], thing_row).optional())
-            .map_err(|e| self.err(e))?;
-        row.map(|r| self.to_thing(r)).transpose()
-    }
-
+impl Registry for Sqlite {
     fn things(&mut self) -> Result<Vec<Thing>, StoreError> {
-        let rows = self
+        type Row = (String, bool, String, Option<i64>, Option<i64>);
+        let rows: Vec<Row> = self
             .conn
             .prepare_cached(
                 "SELECT name, registered, groups, last_report_id, last_report_ms FROM things ORDER BY name",
             )
-            .and_then(|mut s| s.query_map([], thing_row)?.collect::<Result<Vec<_>, _>>())
+            .and_then(|mut s| {
+                s.query_map([], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                })?
+                .collect()
+            })
             .map_err(|e| self.err(e))?;
-        rows.into_iter().map(|r| self.to_thing(r)).collect()
+        rows.into_iter()
+            .map(|(name, registered, groups, id, time)| {
+                Ok(Thing {
+                    name,
+                    registered,
+                    groups: self.json("things.groups", &groups)?,
+                    last_report_id: id.map(|v| v as u64),
+                    last_report_ms: time.map(|v| v as u64),
+                })
+            })
+            .collect()
     }
 
     fn register(&mut self, name: &str, groups: &BTreeSet<String>) -> Result<(), StoreError> {
@@ -157,48 +117,9 @@ impl super::Store for Sqlite {
             .map_err(|e| self.err(e))?;
         Ok(())
     }
+}
 
-    fn state(&mut self, thing: &str, profile: &str) -> Result<Option<EngineState>, StoreError> {
-        let row: Option<String> = self
-            .conn
-            .prepare_cached("SELECT state FROM states WHERE thing = ?1 AND profile = ?2")
-            .and_then(|mut s| {
-                s.query_row(params![thing, profile], |r| r.get(0))
-                    .optional()
-            })
-            .map_err(|e| self.err(e))?;
-        row.map(|t| self.json("states.state", &t)).transpose()
-    }
-
-    fn states(&mut self) -> Result<Vec<(String, String, EngineState)>, StoreError> {
-        let rows: Vec<(String, String, String)> = self
-            .conn
-            .prepare_cached("SELECT thing, profile, state FROM states ORDER BY thing, profile")
-            .and_then(|mut s| {
-                s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-                    .collect()
-            })
-            .map_err(|e| self.err(e))?;
-        rows.into_iter()
-            .map(|(t, p, s)| Ok((t, p, self.json("states.state", &s)?)))
-            .collect()
-    }
-
-    fn begin(&mut self) -> Result<(), StoreError> {
-        self.conn
-            .execute_batch("BEGIN IMMEDIATE")
-            .map_err(|e| self.err(e))
-    }
-
-    fn commit(&mut self) -> Result<(), StoreError> {
-        self.conn.execute_batch("COMMIT").map_err(|e| self.err(e))
-    }
-
-    fn apply(&mut self, write: &Write) -> Result<(), StoreError> {
-        let path = self.path.clone();
-        super::sqlite_write::apply(&mut self.conn, &path, write)
-    }
-
+impl Samples for Sqlite {
     fn window(
         &mut self,
         profile: &str,
@@ -215,63 +136,13 @@ impl super::Store for Sqlite {
             })
             .map_err(|e| self.err(e))
     }
+}
 
-    fn unsent(&mut self, channel: Channel, limit: usize) -> Result<Vec<Unsent>, StoreError> {
-        let sql = match channel {
-            Channel::Mqtt => {
-                "SELECT id, event FROM events WHERE sent = 0 AND suppressed = 0 ORDER BY id LIMIT ?1"
-            }
-            Channel::Webhook => {
-                "SELECT id, event FROM events WHERE webhook_sent = 0 AND suppressed = 0 ORDER BY id LIMIT ?1"
-            }
-        };
-        let rows: Vec<(i64, String)> = self
-            .conn
-            .prepare_cached(sql)
-            .and_then(|mut s| {
-                s.query_map(params![limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
-                    .collect()
-            })
-            .map_err(|e| self.err(e))?;
-        rows.into_iter()
-            .map(|(id, e)| {
-                Ok(Unsent {
-                    id,
-                    event: self.json("events.event", &e)?,
-                    payload: e.into_bytes(),
-                })
-            })
-            .collect()
-    }
-
-    fn mark_sent(&mut self, channel: Channel, id: i64) -> Result<(), StoreError> {
-        let sql = match channel {
-            Channel::Mqtt => "UPDATE events SET sent = 1 WHERE id = ?1",
-            Channel::Webhook => "UPDATE events SET webhook_sent = 1 WHERE id = ?1",
-        };
-        self.conn
-            .prepare_cached(sql)
-            .and_then(|mut s| s.execute(params![id]))
-            .map_err(|e| self.err(e))?;
-        Ok(())
-    }
-
+impl ViolationIndex for Sqlite {
     fn violations(&mut self, f: &Filter) -> Result<Vec<Violation>, StoreError> {
-        type Row = (
-            String,
-            String,
-            String,
-            String,
-            i64,
-            i64,
-            Option<String>,
-            Option<i64>,
-            Option<String>,
-            bool,
-            String,
-            Option<String>,
-        );
-        let rows: Vec<Row> = self
+        type Row = (String, String, String, String, i64, i64, Option<String>);
+        type Tail = (Option<i64>, Option<String>, bool, String, Option<String>);
+        let rows: Vec<(Row, Tail)> = self
             .conn
             .prepare_cached(
                 "SELECT violation_id, thing, profile, behavior, start_ms, last_violation_ms,
@@ -283,26 +154,14 @@ impl super::Store for Sqlite {
             )
             .and_then(|mut s| {
                 s.query_map(params![f.active_only, f.thing, f.profile], |r| {
-                    Ok((
-                        r.get(0)?,
-                        r.get(1)?,
-                        r.get(2)?,
-                        r.get(3)?,
-                        r.get(4)?,
-                        r.get(5)?,
-                        r.get(6)?,
-                        r.get(7)?,
-                        r.get(8)?,
-                        r.get(9)?,
-                        r.get(10)?,
-                        r.get(11)?,
-                    ))
+                    let row = (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?);
+                    Ok((row, (r.get(7)?, r.get(8)?, r.get(9)?, r.get(10)?, r.get(11)?)))
                 })?
                 .collect()
             })
             .map_err(|e| self.err(e))?;
         rows.into_iter()
-            .map(|r| {
+            .map(|(r, t)| {
                 Ok(Violation {
                     violation_id: r.0,
                     thing_name: r.1,
@@ -314,11 +173,11 @@ impl super::Store for Sqlite {
                         .6
                         .map(|v| self.json("violations.last_value", &v))
                         .transpose()?,
-                    violation_end_time: r.7.map(|v| v as u64),
-                    end_event_type: r.8,
-                    suppressed: r.9,
-                    verification_state: r.10,
-                    verification_state_description: r.11,
+                    violation_end_time: t.0.map(|v| v as u64),
+                    end_event_type: t.1,
+                    suppressed: t.2,
+                    verification_state: t.3,
+                    verification_state_description: t.4,
                 })
             })
             .collect()
@@ -340,7 +199,9 @@ impl super::Store for Sqlite {
             .map_err(|e| self.err(e))?;
         Ok(n > 0)
     }
+}
 
+impl super::Store for Sqlite {
     fn prune(
         &mut self,
         history_before_ms: u64,
@@ -371,3 +232,7 @@ impl super::Store for Sqlite {
         Ok(n)
     }
 }
+
+#[cfg(test)]
+#[path = "sqlite_tests.rs"]
+mod tests;

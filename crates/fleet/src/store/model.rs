@@ -1,0 +1,140 @@
+//! The plain data the store traits take and give: records, commits, outbox entries, things,
+//! violations. No behaviour beyond small derivations (an event's idempotent id).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use detect::{EngineState, Event};
+
+/// A record's version: 0 for a thing never committed, +1 per commit.
+pub type Version = u64;
+
+/// One thing's record, committed whole.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Record {
+    /// The last accepted report: (report_id, receive time ms).
+    pub last_report: Option<(u64, u64)>,
+    /// Engine state per watched profile; a profile absent here has none (any stored is dropped).
+    pub states: BTreeMap<String, EngineState>,
+}
+
+/// A record as loaded, with the version to commit against.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Loaded {
+    pub version: Version,
+    pub record: Record,
+}
+
+/// One thing's new record and everything that rides with it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Commit {
+    pub thing: String,
+    /// The version loaded; the commit fails if the stored one differs.
+    pub expected: Version,
+    pub record: Record,
+    /// The answers sent, kept to answer redeliveries (one per report of this commit).
+    pub answers: Vec<StoredReport>,
+    /// The events of this step: they reach the outbox and the violation index.
+    pub events: Vec<Recorded>,
+    /// (violation id, lastViolationTime) of alarms still active after this step.
+    pub touched: Vec<(String, u64)>,
+    /// This thing's values for statistical windows.
+    pub samples: Vec<Sample>,
+}
+
+/// A thing as the registry and the reports know it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Thing {
+    pub name: String,
+    pub registered: bool,
+    pub groups: BTreeSet<String>,
+    pub last_report_id: Option<u64>,
+    pub last_report_ms: Option<u64>,
+}
+
+/// The stored outcome of one report: the answer sent, to send again on redelivery.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredReport {
+    pub thing: String,
+    pub report_id: u64,
+    pub time_ms: u64,
+    pub accepted: bool,
+    /// The answer payload as JSON (re-encoded as the report's encoding when sent).
+    pub answer: serde_json::Value,
+}
+
+/// An event to record; `suppressed` ones are never sent (detect-rules §6.6).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recorded {
+    pub event: Event,
+    pub suppressed: bool,
+}
+
+impl Recorded {
+    /// The outbox's idempotent id: one transition of one alarm (SQLite looks up the same
+    /// pair, `violation_id` and the event's type, in `events`).
+    #[allow(
+        dead_code,
+        reason = "read by the memory store (tests) and a KV backend later"
+    )]
+    pub fn key(&self) -> String {
+        let e = &self.event;
+        format!("{}:{}", e.violation_id, e.violation_event_type.name())
+    }
+}
+
+/// One device's value in a statistical window (detect-rules §4.8): `sum` adds it to the
+/// window's value (bytes/packets), else it replaces it (gauges: the last value counts).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub profile: String,
+    pub behavior: String,
+    pub window_start_ms: u64,
+    pub thing: String,
+    pub value: f64,
+    pub sum: bool,
+}
+
+/// Where alerts go; each has its own cursor in the outbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sink {
+    /// `[alerts] mqtt_topic`, sent on the broker's PUBACK.
+    Mqtt,
+    /// `[alerts] webhook_url`, sent on a 2xx answer.
+    Webhook,
+}
+
+/// An outbox event not yet past a sink's cursor.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pending {
+    /// Its place in the outbox (increasing; what a cursor points at).
+    pub position: u64,
+    pub event: Event,
+    /// The event's JSON exactly as stored when it was recorded: every send of one event
+    /// (a resend after a crash before the PUBACK or the 2xx included) carries these bytes.
+    pub payload: Vec<u8>,
+}
+
+/// A violation, active (`end_ms` None) or past.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Violation {
+    pub violation_id: String,
+    pub thing_name: String,
+    pub security_profile_name: String,
+    pub behavior: serde_json::Value,
+    pub violation_start_time: u64,
+    pub last_violation_time: u64,
+    pub last_violation_value: Option<serde_json::Value>,
+    pub violation_end_time: Option<u64>,
+    pub end_event_type: Option<String>,
+    pub suppressed: bool,
+    pub verification_state: String,
+    pub verification_state_description: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub active_only: bool,
+    pub thing: Option<String>,
+    pub profile: Option<String>,
+}
