@@ -88,6 +88,16 @@ pub fn sequence(
     Ok(())
 }
 
+/// SHA-256 of a report's payload: a redelivery is these same bytes (issue #17). Stored with
+/// each answer and compared on every report, so stable across builds (std's hashers are
+/// not) and collision-resistant: a device must not be able to make a different report
+/// pass for one already answered, which a 64-bit keyless hash would not rule out.
+pub fn digest(payload: &[u8]) -> crate::store::Digest {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, payload).as_ref());
+    out
+}
+
 /// The answer payload (protocol doc §3.1, §3.2) as a JSON value (`protocol::verdict`).
 pub fn answer(
     thing: &str,
