@@ -59,8 +59,38 @@ pub fn structure(topic: &ReportTopic, payload: &[u8]) -> Result<Decoded, (Reject
     Ok(decoded)
 }
 
+/// A report_id read as its send time may be this far ahead of our clock (device clock skew).
+pub const SENT_AHEAD_MS: u64 = 60_000;
+/// ... and at most this far behind it: the broker's backlog of an outage; older ids, and ids
+/// that only look like times (a monotonic millisecond clock), are not read as times.
+pub const SENT_BEHIND_MS: u64 = 2 * 24 * 3600 * 1000;
+
+/// The epoch time a report_id stands for, in ms, with its unit (true: seconds): AWS suggests
+/// epoch time (protocol doc §1.3), in seconds (AWS's Python and C agents) or milliseconds
+/// (ours). Ten digits are seconds, thirteen milliseconds (2001–2286); anything else is no time.
+fn id_time(report_id: u64) -> Option<(u64, bool)> {
+    match report_id {
+        1_000_000_000..10_000_000_000 => Some((report_id * 1000, true)),
+        1_000_000_000_000..10_000_000_000_000 => Some((report_id, false)),
+        _ => None,
+    }
+}
+
+/// How far apart the two reports were SENT, by their report_ids, when both read as epoch
+/// times in one unit and the new one is within [now − 2 days, now + 60 s] (issue #17 item 1).
+fn sent_spacing(report_id: u64, last_id: u64, now_ms: u64) -> Option<u64> {
+    let (sent, unit) = id_time(report_id)?;
+    let (last, last_unit) = id_time(last_id)?;
+    let plausible = sent <= now_ms.saturating_add(SENT_AHEAD_MS)
+        && sent.saturating_add(SENT_BEHIND_MS) >= now_ms;
+    (unit == last_unit && plausible).then(|| sent.saturating_sub(last))
+}
+
 /// The checks against the thing's last accepted report: report_id must increase (protocol
-/// doc §1.3, §4), and reports closer than `min_interval_ms` are `Throttled` (§4).
+/// doc §1.3, §4), and reports closer than `min_interval_ms` are `Throttled` (§4). Closer
+/// means both when received (`now_ms` against the last receive time) and when sent (the
+/// report_ids read as epoch times, `sent_spacing`): a backlog the broker held while we were
+/// away was received at once but sent at the device's interval, and is accepted in order.
 pub fn sequence(
     report_id: u64,
     now_ms: u64,
@@ -75,17 +105,27 @@ pub fn sequence(
             "Malformed metrics report: report_id {report_id} is not greater than the last accepted {last_id}"
         )));
     }
-    if now_ms < last_ms.saturating_add(min_interval_ms) {
+    let received = now_ms.saturating_sub(last_ms);
+    let spacing = received.max(sent_spacing(report_id, last_id, now_ms).unwrap_or(0));
+    if spacing < min_interval_ms {
         return Err(Rejection {
             code: THROTTLED,
             message: format!(
-                "Report sent {} ms after the previous accepted one; the minimum interval is {} ms",
-                now_ms.saturating_sub(last_ms),
-                min_interval_ms
+                "Report sent {spacing} ms after the previous accepted one; the minimum interval is {min_interval_ms} ms"
             ),
         });
     }
     Ok(())
+}
+
+/// SHA-256 of a report's payload: a redelivery is these same bytes (issue #17). Stored with
+/// each answer and compared on every report, so stable across builds (std's hashers are
+/// not) and collision-resistant: a device must not be able to make a different report
+/// pass for one already answered, which a 64-bit keyless hash would not rule out.
+pub fn digest(payload: &[u8]) -> crate::store::Digest {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, payload).as_ref());
+    out
 }
 
 /// The answer payload (protocol doc §3.1, §3.2) as a JSON value (`protocol::verdict`).
@@ -120,6 +160,30 @@ mod tests {
             THROTTLED
         );
         assert!(sequence(6, 300_000, Some((5, 0)), 300_000).is_ok());
+    }
+
+    /// Issue #17 item 1: report_ids that are epoch times measure when reports were sent.
+    #[test]
+    fn a_backlog_sent_at_the_interval_is_not_throttled() {
+        let now = 1_800_000_000_000; // 2027, ms
+        let s = 1_799_999_990; // epoch seconds, 10 s ago
+        // Received 1 ms apart, sent 7 s apart (seconds), or 7 s apart (ms ids).
+        assert!(sequence(s + 7, now + 1, Some((s, now)), 5_000).is_ok());
+        let m = s * 1000;
+        assert!(sequence(m + 7_000, now + 1, Some((m, now)), 5_000).is_ok());
+        // Sent 2 s apart: throttled; a unit change or a future id does not count as sent.
+        let closer = sequence(s + 2, now + 1, Some((s, now)), 5_000).unwrap_err();
+        assert_eq!(closer.code, THROTTLED);
+        assert!(closer.message.contains("2000 ms"), "{}", closer.message);
+        let mixed = sequence(m + 7_000, now + 1, Some((s, now)), 5_000);
+        assert_eq!(mixed.unwrap_err().code, THROTTLED);
+        let ahead = 1_800_000_000 + 120;
+        let future = sequence(ahead, now + 1, Some((s, now)), 5_000);
+        assert_eq!(future.unwrap_err().code, THROTTLED);
+        // Older than the backlog window: not read as a time (monotonic clocks alias there).
+        let old = 1_000_000_000;
+        let stale = sequence(old + 7, now + 1, Some((old, now)), 5_000);
+        assert_eq!(stale.unwrap_err().code, THROTTLED);
     }
 
     #[test]

@@ -87,6 +87,8 @@ impl Judge {
 
     /// Judges and evaluates one report received at `now_ms`: load (the stored answer of a
     /// redelivery, else the thing's record and the resolved profiles) → `decide` → commit.
+    /// A redelivery is the same bytes under an id whose report was accepted; a different
+    /// report under that id, or a rejected report sent again, is judged like any other.
     /// The caller syncs the store before sending anything.
     pub fn handle(
         &mut self,
@@ -112,13 +114,28 @@ impl Judge {
             }
         };
         let report_id = decoded.report.header.report_id;
+        let digest = intake::digest(payload);
         if let Some(stored) = store.answer(thing, report_id)? {
-            tracing::debug!(
-                thing,
-                report_id,
-                "redelivered report: stored answer sent again"
-            );
-            return Ok(reply(&stored.answer, stored.accepted, true, Vec::new()));
+            // Answers stored before digests were kept (no digest) count as the same bytes.
+            let same = stored.digest.is_none_or(|d| d == digest);
+            if same && stored.accepted {
+                tracing::debug!(
+                    thing,
+                    report_id,
+                    "redelivered report: stored answer sent again"
+                );
+                return Ok(reply(&stored.answer, true, true, Vec::new()));
+            }
+            if same {
+                // A rejection changed nothing: the same report is judged again.
+                tracing::debug!(thing, report_id, "rejected report sent again: judged again");
+            } else {
+                tracing::info!(
+                    thing,
+                    report_id,
+                    "report_id reused with different bytes: not a redelivery, judged by the sequence rule"
+                );
+            }
         }
         let loaded = store.load(thing)?;
         let last = loaded.record.last_report;
@@ -132,6 +149,7 @@ impl Judge {
                 time_ms: now_ms,
                 accepted: outcome.is_ok(),
                 answer: answer.clone(),
+                digest: Some(digest),
             }],
             ..Commit::default()
         };

@@ -96,6 +96,7 @@ macro_rules! on_every_backend {
 }
 
 on_every_backend!(
+    only_the_same_bytes_are_a_redelivery,
     a_p90_threshold_flags_the_one_device_of_ten_far_above_the_others,
     the_sweep_invalidates_alarms_of_silent_things_and_of_things_no_longer_watched,
 );
@@ -182,6 +183,35 @@ fn a_p90_threshold_flags_the_one_device_of_ten_far_above_the_others<S: Store>(mu
         h.events[0].event.violation_event_type.name(),
         "alarm-cleared"
     );
+}
+
+/// Issue #17 item 2: a different report under an accepted id is judged by the sequence
+/// rule (and evaluated if it passes), the same bytes get the stored answer, and a report
+/// answered `Throttled` sent again later is judged again, not answered from the store.
+fn only_the_same_bytes_are_a_redelivery<S: Store>(mut s: S) {
+    let mut j = judge(vec![no_ssh()], "all");
+    let t = topic("gw-1");
+    let first = report(100, 1);
+    let h = j.handle_one(&mut s, &t, &first, T0).unwrap();
+    assert!(h.accepted && !h.replayed);
+    // Another report under id 100: not a redelivery; 100 is not above the last accepted 100.
+    let other = report(100, 2);
+    let h = j.handle_one(&mut s, &t, &other, T0 + 300).unwrap();
+    assert!(!h.accepted && !h.replayed);
+    assert!(String::from_utf8_lossy(&h.answer).contains("is not greater than"));
+    // The first report's bytes again: the stored ACCEPTED.
+    let h = j.handle_one(&mut s, &t, &first, T0 + 400).unwrap();
+    assert!(h.accepted && h.replayed);
+    // Throttled (min interval 1 s), then the same bytes 1.4 s later: judged again and evaluated.
+    let next = report(101, 3);
+    let h = j.handle_one(&mut s, &t, &next, T0 + 600).unwrap();
+    assert!(!h.accepted && String::from_utf8_lossy(&h.answer).contains("Throttled"));
+    let h = j.handle_one(&mut s, &t, &next, T0 + 2_000).unwrap();
+    assert!(h.accepted && !h.replayed);
+    let last = s.load("gw-1").unwrap().record.last_report;
+    assert_eq!(last, Some((101, T0 + 2_000)), "evaluated when judged again");
+    let h = j.handle_one(&mut s, &t, &next, T0 + 2_500).unwrap();
+    assert!(h.accepted && h.replayed);
 }
 
 fn no_ssh() -> Profile {

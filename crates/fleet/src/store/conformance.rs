@@ -39,6 +39,7 @@ fn answer(thing: &str, report_id: u64, time_ms: u64, accepted: bool) -> StoredRe
         time_ms,
         accepted,
         answer: json!({"reportId": report_id, "status": if accepted {"ACCEPTED"} else {"REJECTED"}}),
+        digest: Some([time_ms as u8; 32]),
     }
 }
 
@@ -106,6 +107,24 @@ pub fn a_stale_version_conflicts_and_writes_nothing<S: Store>(mut s: S) {
     ));
     s.commit(&[fresh]).unwrap();
     assert_eq!(s.load("t2").unwrap().version, 1);
+}
+
+/// Issue #17: the answer to an id is replaced while it is a rejection, never once accepted.
+pub fn a_rejected_answer_gives_way_and_an_accepted_one_stays<S: Store>(mut s: S) {
+    let mut c = step("t1", 0, 5, &[]);
+    c.record = Record::default();
+    c.answers = vec![answer("t1", 6, 1, false)];
+    s.commit(&[c]).unwrap();
+    assert_eq!(s.answer("t1", 6).unwrap(), Some(answer("t1", 6, 1, false)));
+    let mut c = step("t1", 1, 6, &[]);
+    c.answers = vec![answer("t1", 6, 2, true)];
+    s.commit(&[c]).unwrap();
+    assert_eq!(s.answer("t1", 6).unwrap(), Some(answer("t1", 6, 2, true)));
+    let mut c = step("t1", 2, 6, &[]);
+    c.answers = vec![answer("t1", 6, 3, false)];
+    s.commit(&[c]).unwrap();
+    s.sync().unwrap();
+    assert_eq!(s.answer("t1", 6).unwrap(), Some(answer("t1", 6, 2, true)));
 }
 
 pub fn registering_keeps_the_record_and_its_version<S: Store>(mut s: S) {
@@ -332,6 +351,7 @@ mod two_handles {
 }
 
 every_backend!(
+    a_rejected_answer_gives_way_and_an_accepted_one_stays,
     a_record_commits_whole_against_its_version,
     a_stale_version_conflicts_and_writes_nothing,
     registering_keeps_the_record_and_its_version,

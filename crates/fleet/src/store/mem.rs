@@ -81,10 +81,10 @@ impl Inner {
         entry.version += 1;
         entry.record = c.record.clone();
         for a in &c.answers {
-            entry
-                .answers
-                .entry(a.report_id)
-                .or_insert_with(|| a.clone());
+            let kept = entry.answers.get(&a.report_id).is_some_and(|o| o.accepted);
+            if !kept {
+                entry.answers.insert(a.report_id, a.clone());
+            }
         }
         self.append(&c.events);
         for Recorded {

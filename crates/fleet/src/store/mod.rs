@@ -22,7 +22,8 @@
 //! The service treats a `Conflict` like any store failure: it stops without acknowledging, and
 //! the broker redelivers the reports (today there is one writer, so it means a second instance
 //! on the same database). The outbox's ids are idempotent within the history kept (`prune`).
-//! SQLite keeps its schema and file; a database from before gets `things.version` (0) at open.
+//! SQLite keeps its schema and file; a database from before gets `things.version` (0) and
+//! `reports.digest` (NULL) at open.
 //!
 //! Synchronous on purpose: both backends today never wait on anything but a local file or
 //! memory, the service runs them inline on its one-thread runtime as before (a batch's `sync`
@@ -80,7 +81,8 @@ pub trait ThingRecords {
     /// The record of `thing` and its version (version 0, empty, for a thing never committed).
     fn load(&mut self, thing: &str) -> Result<Loaded, StoreError>;
     /// The answer committed for (thing, report_id), if that report was seen: part of the
-    /// record, read one at a time (a thing keeps two days of them).
+    /// record, read one at a time (a thing keeps two days of them). An accepted answer is
+    /// never replaced; a rejected one is by the next commit answering the same id.
     fn answer(&mut self, thing: &str, report_id: u64) -> Result<Option<StoredReport>, StoreError>;
     /// Every record holding engine state, by thing name (the sweep).
     fn with_state(&mut self) -> Result<Vec<(String, Loaded)>, StoreError>;

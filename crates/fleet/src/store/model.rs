@@ -31,7 +31,8 @@ pub struct Commit {
     /// The version loaded; the commit fails if the stored one differs.
     pub expected: Version,
     pub record: Record,
-    /// The answers sent, kept to answer redeliveries (one per report of this commit).
+    /// The answers sent, kept to answer redeliveries (one per report of this commit). An
+    /// accepted answer stays; a rejected one is replaced by the next answer to its id.
     pub answers: Vec<StoredReport>,
     /// The events of this step: they reach the outbox and the violation index.
     pub events: Vec<Recorded>,
@@ -60,7 +61,13 @@ pub struct StoredReport {
     pub accepted: bool,
     /// The answer payload as JSON (re-encoded as the report's encoding when sent).
     pub answer: serde_json::Value,
+    /// SHA-256 of the report's payload: only the same bytes are a redelivery (issue #17).
+    /// `None` for answers stored before digests were kept.
+    pub digest: Option<Digest>,
 }
+
+/// A payload's SHA-256 (`intake::digest`).
+pub type Digest = [u8; 32];
 
 /// An event to record; `suppressed` ones are never sent (detect-rules §6.6).
 #[derive(Debug, Clone, PartialEq)]

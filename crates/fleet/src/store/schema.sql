@@ -14,6 +14,8 @@ CREATE TABLE IF NOT EXISTS reports (
     time_ms INTEGER NOT NULL,
     accepted INTEGER NOT NULL,
     answer TEXT NOT NULL,
+    -- SHA-256 of the report's payload (issue #17); databases from before get it (NULL) at open.
+    digest BLOB,
     PRIMARY KEY (thing, report_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS reports_time ON reports (time_ms);

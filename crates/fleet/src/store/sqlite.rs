@@ -19,7 +19,8 @@ pub struct Sqlite {
 
 impl Sqlite {
     /// Opens (creating) the database file and its schema. A database from before record
-    /// versions (issue #16) gets the `things.version` column, 0 for every thing.
+    /// versions (issue #16) gets the `things.version` column, 0 for every thing; one from
+    /// before payload digests (issue #17) gets `reports.digest`, NULL for the answers kept.
     pub fn open(path: &Path) -> Result<Sqlite, StoreError> {
         let name = path.display().to_string();
         let err = |source| backend(&name, source);
@@ -31,16 +32,22 @@ impl Sqlite {
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
-        let versioned: bool = conn
-            .query_row(
-                "SELECT count(*) FROM pragma_table_info('things') WHERE name = 'version'",
-                [],
-                |r| r.get(0),
-            )
-            .map_err(err)?;
-        if !versioned {
-            conn.execute_batch("ALTER TABLE things ADD COLUMN version INTEGER NOT NULL DEFAULT 0")
+        let added = [
+            ("things", "version", "INTEGER NOT NULL DEFAULT 0"),
+            ("reports", "digest", "BLOB"),
+        ];
+        for (table, column, kind) in added {
+            let present: bool = conn
+                .query_row(
+                    "SELECT count(*) FROM pragma_table_info(?1) WHERE name = ?2",
+                    params![table, column],
+                    |r| r.get(0),
+                )
                 .map_err(err)?;
+            if !present {
+                conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {kind}"))
+                    .map_err(err)?;
+            }
         }
         Ok(Sqlite { conn, path: name })
     }

@@ -47,19 +47,21 @@ impl ThingRecords for Sqlite {
     }
 
     fn answer(&mut self, thing: &str, report_id: u64) -> Result<Option<StoredReport>, StoreError> {
-        let row: Option<(i64, bool, String)> = self
+        type Row = (i64, bool, String, Option<Vec<u8>>);
+        let row: Option<Row> = self
             .conn
             .prepare_cached(
-                "SELECT time_ms, accepted, answer FROM reports WHERE thing = ?1 AND report_id = ?2",
+                "SELECT time_ms, accepted, answer, digest FROM reports
+                 WHERE thing = ?1 AND report_id = ?2",
             )
             .and_then(|mut s| {
                 s.query_row(params![thing, ms(report_id)], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
                 })
                 .optional()
             })
             .map_err(|e| self.err(e))?;
-        let Some((time, accepted, answer)) = row else {
+        let Some((time, accepted, answer, digest)) = row else {
             return Ok(None);
         };
         Ok(Some(StoredReport {
@@ -68,6 +70,8 @@ impl ThingRecords for Sqlite {
             time_ms: time as u64,
             accepted,
             answer: self.json("reports.answer", &answer)?,
+            // A digest of another length is no digest of ours: nothing matches it.
+            digest: digest.map(|d| d.try_into().unwrap_or([0; 32])),
         }))
     }
 
@@ -207,17 +211,22 @@ fn write(tx: &Connection, c: &Commit) -> Result<(), Failed> {
             .execute(params![c.thing, text(&all)])?
         }
     };
+    // An accepted answer stays (no later report can be accepted under its id); a rejected
+    // one gives way to the next answer to its id (issue #17).
     for r in &c.answers {
         tx.prepare_cached(
-            "INSERT OR IGNORE INTO reports (thing, report_id, time_ms, accepted, answer)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT INTO reports (thing, report_id, time_ms, accepted, answer, digest)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (thing, report_id) DO UPDATE SET time_ms = ?3, accepted = ?4,
+             answer = ?5, digest = ?6 WHERE NOT reports.accepted",
         )?
         .execute(params![
             r.thing,
             ms(r.report_id),
             ms(r.time_ms),
             r.accepted,
-            text(&r.answer)
+            text(&r.answer),
+            r.digest.as_ref().map(|d| d.as_slice())
         ])?;
     }
     super::sqlite_outbox::append(tx, &c.events)?;

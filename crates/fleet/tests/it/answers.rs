@@ -11,10 +11,10 @@ use detect_testkit::fleet::Fleet;
 use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS, Transport};
 use serde_json::{Value, json};
 
-type Got = Arc<Mutex<Vec<(String, Value)>>>;
+pub(crate) type Got = Arc<Mutex<Vec<(String, Value)>>>;
 
 /// A device-like client that subscribes to every answer topic; CBOR answers are decoded.
-async fn client(pki: &Pki, port: u16) -> (AsyncClient, Got) {
+pub(crate) async fn client(pki: &Pki, port: u16) -> (AsyncClient, Got) {
     connect(Some(pki), port, None).await
 }
 
@@ -84,7 +84,7 @@ fn cbor(v: &Value) -> Vec<u8> {
 
 /// Publishes `payload` for `thing` and waits for the answer count of that thing to grow;
 /// returns (topic, answer).
-async fn send(
+pub(crate) async fn send(
     c: &AsyncClient,
     got: &Got,
     thing: &str,
@@ -121,7 +121,7 @@ async fn send(
         .unwrap()
 }
 
-fn rejected(answer: &(String, Value), code: &str, thing: &str, format: &str) {
+pub(crate) fn rejected(answer: &(String, Value), code: &str, thing: &str, format: &str) {
     let (topic, v) = answer;
     assert_eq!(
         topic,

@@ -5,5 +5,6 @@
 mod agents;
 mod answers;
 mod crash;
+mod sequence;
 mod statistical;
 mod webhook;
