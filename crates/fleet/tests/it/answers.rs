@@ -11,10 +11,10 @@ use detect_testkit::fleet::Fleet;
 use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS, Transport};
 use serde_json::{Value, json};
 
-type Got = Arc<Mutex<Vec<(String, Value)>>>;
+pub(super) type Got = Arc<Mutex<Vec<(String, Value)>>>;
 
 /// A device-like client that subscribes to every answer topic; CBOR answers are decoded.
-async fn client(pki: &Pki, port: u16) -> (AsyncClient, Got) {
+pub(super) async fn client(pki: &Pki, port: u16) -> (AsyncClient, Got) {
     connect(Some(pki), port, None).await
 }
 
@@ -76,7 +76,7 @@ fn report(id: u64) -> Value {
     })
 }
 
-fn cbor(v: &Value) -> Vec<u8> {
+pub(super) fn cbor(v: &Value) -> Vec<u8> {
     let mut out = Vec::new();
     ciborium::into_writer(v, &mut out).unwrap();
     out
@@ -84,7 +84,7 @@ fn cbor(v: &Value) -> Vec<u8> {
 
 /// Publishes `payload` for `thing` and waits for the answer count of that thing to grow;
 /// returns (topic, answer).
-async fn send(
+pub(super) async fn send(
     c: &AsyncClient,
     got: &Got,
     thing: &str,
@@ -121,7 +121,7 @@ async fn send(
         .unwrap()
 }
 
-fn rejected(answer: &(String, Value), code: &str, thing: &str, format: &str) {
+pub(super) fn rejected(answer: &(String, Value), code: &str, thing: &str, format: &str) {
     let (topic, v) = answer;
     assert_eq!(
         topic,

@@ -5,5 +5,6 @@
 mod agents;
 mod answers;
 mod crash;
+mod payloads;
 mod statistical;
 mod webhook;

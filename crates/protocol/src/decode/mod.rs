@@ -7,7 +7,8 @@
 //! section without its list holds an empty list; a missing `total` is filled from the list
 //! (distinct ports, or the number of connections; detect-rules §3.1); `network_stats` must
 //! carry all four deltas (every reference agent sends them together); custom metrics are an
-//! array of exactly one object (§1.5). Lists are sorted as the model requires.
+//! array of exactly one object (§1.5); `null` in an optional key (or as a custom metric)
+//! reads as absent, in a required one it is refused. Lists are sorted as the model requires.
 
 mod cbor;
 mod custom;
@@ -221,5 +222,7 @@ fn invalid(path: &str, message: &str) -> DecodeError {
     }
 }
 
+#[cfg(test)]
+mod null_tests;
 #[cfg(test)]
 mod tests;

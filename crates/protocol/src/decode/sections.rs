@@ -24,7 +24,9 @@ impl Reader {
         k.name(self.short == Some(true))
     }
 
-    /// The structural keys of `obj`, each one of `allowed`, all in the report's spelling.
+    /// The structural keys of `obj`, each one of `allowed`, all in the report's spelling. An
+    /// optional key whose value is `null` (JSON `null`, CBOR 0xf6) is left out, as if absent;
+    /// a required one keeps its `null` for the caller to refuse by name.
     pub(super) fn fields<'v>(
         &mut self,
         obj: &'v Map<String, Value>,
@@ -54,6 +56,9 @@ impl Reader {
                     });
                 }
                 Some(_) => {}
+            }
+            if v.is_null() && key.optional() {
+                continue;
             }
             out.push((*key, v));
         }

@@ -5,7 +5,7 @@ use super::*;
 use crate::encode;
 use crate::model::{Connection, CustomValue, Header, NetworkStats, Port};
 
-fn sample() -> Report {
+pub(super) fn sample() -> Report {
     let conn = |remote: &str, lp: u16, li: Option<&str>| Connection {
         remote: remote.parse().unwrap(),
         local_port: lp,
