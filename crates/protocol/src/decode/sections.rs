@@ -19,6 +19,15 @@ pub(super) struct Reader {
     pub(super) short: Option<bool>,
 }
 
+/// The major number of a `Major.Minor` version (the whole text when it has no dot).
+fn major(version: &str) -> Option<u64> {
+    let major = version.split('.').next()?;
+    if major.is_empty() || !major.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    major.parse().ok()
+}
+
 impl Reader {
     pub(super) fn name(&self, k: Key) -> &'static str {
         k.name(self.short == Some(true))
@@ -77,7 +86,12 @@ impl Reader {
         };
         let v_path = join(path, self.name(Key::Version));
         match get(&f, Key::Version) {
-            Some(Value::String(_)) => {}
+            // A major version adds or removes metrics (protocol doc §1.3): only 1 is known.
+            Some(Value::String(s)) if major(s) == Some(1) => {}
+            Some(Value::String(s)) => {
+                let m = format!("{s:?} is not version 1.x, the only one understood");
+                return Err(invalid(&v_path, &m));
+            }
             Some(v) => return Err(invalid(&v_path, &format!("{v} is not a string"))),
             None => return Err(missing(&v_path)),
         }

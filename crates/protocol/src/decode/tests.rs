@@ -173,3 +173,32 @@ fn errors_name_the_key_path() {
     let cbor_junk = decode(&[0xa1, 0x00]).unwrap_err().to_string();
     assert!(cbor_junk.starts_with("not a CBOR report"), "{cbor_junk}");
 }
+
+#[test]
+fn only_major_version_1_is_understood() {
+    let report = |h: Value| serde_json::json!({"header": h, "metrics": {}});
+    for v in ["1.0", "1.1", "1.10"] {
+        let r = report(serde_json::json!({"report_id": 1, "version": v}));
+        assert!(decode_value(&r).is_ok(), "{v}");
+        let short = serde_json::json!({"hed": {"rid": 1, "v": v}, "met": {}});
+        assert!(decode_value(&short).is_ok(), "{v}");
+    }
+    for (v, path) in [
+        ("2.0", "header.version"),
+        ("0.9", "hed.v"),
+        ("+1.0", "hed.v"),
+    ] {
+        let r = if path.starts_with("hed") {
+            serde_json::json!({"hed": {"rid": 1, "v": v}, "met": {}})
+        } else {
+            report(serde_json::json!({"report_id": 1, "version": v}))
+        };
+        let mut cbor = Vec::new();
+        ciborium::into_writer(&r, &mut cbor).unwrap();
+        for bytes in [serde_json::to_vec(&r).unwrap(), cbor] {
+            let err = decode(&bytes).unwrap_err().to_string();
+            let want = format!("{path}: {v:?} is not version 1.x, the only one understood");
+            assert_eq!(err, want);
+        }
+    }
+}
