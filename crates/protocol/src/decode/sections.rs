@@ -11,7 +11,8 @@ use super::{
 };
 use crate::keys::{Key, TABLE};
 use crate::model::{
-    Connection, ConnectionList, Header, Metrics, Missing, NetworkStats, Port, PortList,
+    Connection, ConnectionList, Header, MAX_DECODED_REPORT_ID, Metrics, Missing, NetworkStats,
+    Port, PortList,
 };
 
 pub(super) struct Reader {
@@ -79,7 +80,13 @@ impl Reader {
         let id_path = join(path, self.name(Key::ReportId));
         let report_id = match get(&f, Key::ReportId) {
             Some(v) => match integer(v) {
-                Some(id) if id > 0 => id,
+                Some(id @ 1..=MAX_DECODED_REPORT_ID) => id,
+                Some(id) if id > MAX_DECODED_REPORT_ID => {
+                    let m = format!(
+                        "{id} is above {MAX_DECODED_REPORT_ID}, the largest report_id accepted"
+                    );
+                    return Err(invalid(&id_path, &m));
+                }
                 _ => return Err(invalid(&id_path, &format!("{v} is not a positive integer"))),
             },
             None => return Err(missing(&id_path)),

@@ -202,3 +202,42 @@ fn only_major_version_1_is_understood() {
         }
     }
 }
+
+#[test]
+fn a_report_id_a_signed_64_bit_store_cannot_hold_is_refused() {
+    use crate::model::MAX_DECODED_REPORT_ID;
+    let report = |id: Value| serde_json::json!({"hed": {"rid": id, "v": "1.0"}, "met": {}});
+    let as_cbor = |v: &Value| {
+        let mut out = Vec::new();
+        ciborium::into_writer(v, &mut out).unwrap();
+        out
+    };
+    // The largest one is kept exactly, in JSON and CBOR.
+    let top = report(MAX_DECODED_REPORT_ID.into());
+    for bytes in [serde_json::to_vec(&top).unwrap(), as_cbor(&top)] {
+        assert_eq!(
+            decode(&bytes).unwrap().report.header.report_id,
+            MAX_DECODED_REPORT_ID
+        );
+    }
+    let above = "is above 9223372036854775807, the largest report_id accepted";
+    for id in [
+        Value::from(MAX_DECODED_REPORT_ID + 1),
+        Value::from(u64::MAX),
+    ] {
+        let r = report(id.clone());
+        for bytes in [serde_json::to_vec(&r).unwrap(), as_cbor(&r)] {
+            let err = decode(&bytes).unwrap_err().to_string();
+            assert_eq!(err, format!("hed.rid: {id} {above}"));
+        }
+    }
+    // 2^63 written as a double (aws-c-iot writes its ids as doubles).
+    let err =
+        decode(br#"{"header":{"report_id":9.223372036854775808e18,"version":"1.0"},"metrics":{}}"#)
+            .unwrap_err()
+            .to_string();
+    assert_eq!(
+        err,
+        format!("header.report_id: 9223372036854775808 {above}")
+    );
+}
