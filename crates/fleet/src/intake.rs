@@ -196,4 +196,20 @@ mod tests {
         let c = ReportTopic::parse("$aws/things/gw/defender/metrics/cbor").unwrap();
         assert_eq!(structure(&c, good).unwrap_err().1, Some(7));
     }
+
+    #[test]
+    fn a_major_version_other_than_1_is_an_invalid_payload() {
+        let t = ReportTopic::parse("$aws/things/gw/defender/metrics/json").unwrap();
+        let v2 = br#"{"header":{"report_id":7,"version":"2.0"},"metrics":{}}"#;
+        let (r, _) = structure(&t, v2).unwrap_err();
+        assert_eq!(r.code, INVALID_PAYLOAD);
+        assert!(
+            r.message
+                .contains("header.version: \"2.0\" is not version 1.x"),
+            "{}",
+            r.message
+        );
+        let v1 = br#"{"header":{"report_id":7,"version":"1.1"},"metrics":{}}"#;
+        assert!(structure(&t, v1).is_ok());
+    }
 }

@@ -69,6 +69,24 @@ impl Key {
         let (_, long, short_name) = TABLE[self as usize];
         if short { short_name } else { long }
     }
+
+    /// Whether a report may leave this key out (protocol doc §1.2–§1.4); a `null` value of an
+    /// optional key reads as absent. `metrics` and `custom_metrics` are each optional, one of
+    /// the two must be there; the four `network_stats` counters come together or not at all.
+    pub fn optional(self) -> bool {
+        !matches!(
+            self,
+            Key::Header
+                | Key::ReportId
+                | Key::Version
+                | Key::RemoteAddr
+                | Key::Port
+                | Key::BytesIn
+                | Key::BytesOut
+                | Key::PacketsIn
+                | Key::PacketsOut
+        )
+    }
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ pub use encode::{Encoded, ReportError, encode};
 pub use format::{Encoding, Format, UnknownFormat};
 pub use limits::{Cut, ListCut, MAX_PUBLISH_BYTES, MAX_REPORT_BYTES};
 pub use model::{
-    Connection, ConnectionList, CustomValue, Header, MetricType, Metrics, Missing, NetworkStats,
-    Port, PortList, Report, unmap_ip,
+    Connection, ConnectionList, CustomValue, Header, MAX_DECODED_REPORT_ID, MetricType, Metrics,
+    Missing, NetworkStats, Port, PortList, Report, unmap_ip,
 };
 pub use topics::{ReportTopic, Topics};

@@ -19,9 +19,13 @@ pub struct Report {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
-    /// Positive, increasing; chosen by the caller (protocol doc §1.3, §10).
+    /// 1..=`MAX_DECODED_REPORT_ID`, increasing; chosen by the caller (protocol doc §1.3, §10).
     pub report_id: u64,
 }
+
+/// The largest `report_id` a decoded report may carry: the largest a signed 64-bit store
+/// column (SQLite INTEGER) holds exactly; above it the decoder refuses the report (§1.3).
+pub const MAX_DECODED_REPORT_ID: u64 = i64::MAX as u64;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Metrics {

@@ -261,3 +261,37 @@ fn summary_any(lines: &[String]) -> Vec<(String, Value)> {
         })
         .collect()
 }
+
+#[test]
+fn a_report_with_null_local_interfaces_is_evaluated_whole() {
+    // AWS's Python agent on a dual-stack server writes `"local_interface": null` for every
+    // IPv4 client; the report is read as if the key were absent (protocol doc §1.4).
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(
+        dir.path(),
+        "p.json",
+        r#"{"securityProfileName": "p", "behaviors": [
+            {"name": "no-private-dest", "metric": "aws:destination-ip-addresses",
+             "criteria": {"comparisonOperator": "not-in-cidr-set", "value": {"cidrs": ["10.0.0.0/8"]}}}]}"#,
+    );
+    let long = json!({"header": {"report_id": 1796551004, "version": "1.0"},
+        "metrics": {"tcp_connections": {"established_connections": {"connections": [
+            {"remote_addr": "192.0.2.10:50000", "local_port": 8080, "local_interface": null},
+            {"remote_addr": "10.1.2.3:445", "local_port": 41000, "local_interface": "eth0"}],
+            "total": 2}}}});
+    let short = json!({"hed": {"rid": 1796551005, "v": "1.0"},
+        "met": {"tc": {"ec": {"cs": [
+            {"rad": "10.1.2.3:445", "lp": 41000, "li": null},
+            {"rad": "192.0.2.10:50000", "lp": 8080, "li": null}]}}}});
+    let file = write(dir.path(), "r.json", &long.to_string());
+    let run = evaluate(&["--profile", &p, &file, "-"], short.to_string().as_bytes());
+    assert_eq!(run.code, 0, "{:?}", run.stderr);
+    assert!(run.stderr.is_empty(), "{:?}", run.stderr);
+    assert_eq!(
+        summary_any(&run.stdout),
+        vec![(
+            "no-private-dest".to_string(),
+            json!({"cidrs": ["10.1.2.3", "192.0.2.10"]})
+        )]
+    );
+}

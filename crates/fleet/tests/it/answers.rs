@@ -76,7 +76,7 @@ fn report(id: u64) -> Value {
     })
 }
 
-fn cbor(v: &Value) -> Vec<u8> {
+pub(super) fn cbor(v: &Value) -> Vec<u8> {
     let mut out = Vec::new();
     ciborium::into_writer(v, &mut out).unwrap();
     out

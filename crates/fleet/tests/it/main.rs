@@ -5,6 +5,7 @@
 mod agents;
 mod answers;
 mod crash;
+mod payloads;
 mod sequence;
 mod statistical;
 mod webhook;

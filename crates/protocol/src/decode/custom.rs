@@ -1,5 +1,5 @@
 //! `custom_metrics` (protocol doc §1.5): names and value keys are never abbreviated, each
-//! metric is an array of exactly one object with one value key.
+//! metric is an array of exactly one object with one value key (a `null` metric is absent).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -20,6 +20,10 @@ pub(super) fn custom(v: &Value, path: &str) -> Result<BTreeMap<String, CustomVal
                 &p,
                 "a custom metric name is 1-128 characters of [a-zA-Z0-9:_-], not starting with \"aws:\"",
             ));
+        }
+        // A metric is optional in every report: `null` reads as not reported.
+        if value.is_null() {
+            continue;
         }
         let one = match value.as_array().map(Vec::as_slice) {
             Some([one]) => one,

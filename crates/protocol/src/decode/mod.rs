@@ -2,12 +2,14 @@
 //! §2.1) into the `Report` model, with errors that name the key path. Does not judge the
 //! report's content (detect does) nor read files.
 //!
-//! Rules: one spelling per report (mixing is an error, §2.1); unknown keys are errors; every
-//! `metrics` section is optional (an absent one is recorded in `Metrics::missing`); a present
-//! section without its list holds an empty list; a missing `total` is filled from the list
+//! Rules: one spelling per report (mixing is an error, §2.1); unknown keys are errors; the
+//! header's `version` must have major 1 (§1.3); every `metrics` section is optional (an
+//! absent one is recorded in `Metrics::missing`); a present section without its list holds an
+//! empty list; a missing `total` is filled from the list
 //! (distinct ports, or the number of connections; detect-rules §3.1); `network_stats` must
 //! carry all four deltas (every reference agent sends them together); custom metrics are an
-//! array of exactly one object (§1.5). Lists are sorted as the model requires.
+//! array of exactly one object (§1.5); `null` in an optional key (or as a custom metric)
+//! reads as absent, in a required one it is refused. Lists are sorted as the model requires.
 
 mod cbor;
 mod custom;
@@ -221,5 +223,7 @@ fn invalid(path: &str, message: &str) -> DecodeError {
     }
 }
 
+#[cfg(test)]
+mod null_tests;
 #[cfg(test)]
 mod tests;

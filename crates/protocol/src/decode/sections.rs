@@ -11,7 +11,8 @@ use super::{
 };
 use crate::keys::{Key, TABLE};
 use crate::model::{
-    Connection, ConnectionList, Header, Metrics, Missing, NetworkStats, Port, PortList,
+    Connection, ConnectionList, Header, MAX_DECODED_REPORT_ID, Metrics, Missing, NetworkStats,
+    Port, PortList,
 };
 
 pub(super) struct Reader {
@@ -19,12 +20,23 @@ pub(super) struct Reader {
     pub(super) short: Option<bool>,
 }
 
+/// The major number of a `Major.Minor` version (the whole text when it has no dot).
+fn major(version: &str) -> Option<u64> {
+    let major = version.split('.').next()?;
+    if major.is_empty() || !major.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    major.parse().ok()
+}
+
 impl Reader {
     pub(super) fn name(&self, k: Key) -> &'static str {
         k.name(self.short == Some(true))
     }
 
-    /// The structural keys of `obj`, each one of `allowed`, all in the report's spelling.
+    /// The structural keys of `obj`, each one of `allowed`, all in the report's spelling. An
+    /// optional key whose value is `null` (JSON `null`, CBOR 0xf6) is left out, as if absent;
+    /// a required one keeps its `null` for the caller to refuse by name.
     pub(super) fn fields<'v>(
         &mut self,
         obj: &'v Map<String, Value>,
@@ -55,6 +67,9 @@ impl Reader {
                 }
                 Some(_) => {}
             }
+            if v.is_null() && key.optional() {
+                continue;
+            }
             out.push((*key, v));
         }
         Ok(out)
@@ -65,14 +80,25 @@ impl Reader {
         let id_path = join(path, self.name(Key::ReportId));
         let report_id = match get(&f, Key::ReportId) {
             Some(v) => match integer(v) {
-                Some(id) if id > 0 => id,
+                Some(id @ 1..=MAX_DECODED_REPORT_ID) => id,
+                Some(id) if id > MAX_DECODED_REPORT_ID => {
+                    let m = format!(
+                        "{id} is above {MAX_DECODED_REPORT_ID}, the largest report_id accepted"
+                    );
+                    return Err(invalid(&id_path, &m));
+                }
                 _ => return Err(invalid(&id_path, &format!("{v} is not a positive integer"))),
             },
             None => return Err(missing(&id_path)),
         };
         let v_path = join(path, self.name(Key::Version));
         match get(&f, Key::Version) {
-            Some(Value::String(_)) => {}
+            // A major version adds or removes metrics (protocol doc §1.3): only 1 is known.
+            Some(Value::String(s)) if major(s) == Some(1) => {}
+            Some(Value::String(s)) => {
+                let m = format!("{s:?} is not version 1.x, the only one understood");
+                return Err(invalid(&v_path, &m));
+            }
             Some(v) => return Err(invalid(&v_path, &format!("{v} is not a string"))),
             None => return Err(missing(&v_path)),
         }

@@ -5,7 +5,7 @@ use super::*;
 use crate::encode;
 use crate::model::{Connection, CustomValue, Header, NetworkStats, Port};
 
-fn sample() -> Report {
+pub(super) fn sample() -> Report {
     let conn = |remote: &str, lp: u16, li: Option<&str>| Connection {
         remote: remote.parse().unwrap(),
         local_port: lp,
@@ -172,4 +172,72 @@ fn errors_name_the_key_path() {
     }
     let cbor_junk = decode(&[0xa1, 0x00]).unwrap_err().to_string();
     assert!(cbor_junk.starts_with("not a CBOR report"), "{cbor_junk}");
+}
+
+#[test]
+fn only_major_version_1_is_understood() {
+    let report = |h: Value| serde_json::json!({"header": h, "metrics": {}});
+    for v in ["1.0", "1.1", "1.10"] {
+        let r = report(serde_json::json!({"report_id": 1, "version": v}));
+        assert!(decode_value(&r).is_ok(), "{v}");
+        let short = serde_json::json!({"hed": {"rid": 1, "v": v}, "met": {}});
+        assert!(decode_value(&short).is_ok(), "{v}");
+    }
+    for (v, path) in [
+        ("2.0", "header.version"),
+        ("0.9", "hed.v"),
+        ("+1.0", "hed.v"),
+    ] {
+        let r = if path.starts_with("hed") {
+            serde_json::json!({"hed": {"rid": 1, "v": v}, "met": {}})
+        } else {
+            report(serde_json::json!({"report_id": 1, "version": v}))
+        };
+        let mut cbor = Vec::new();
+        ciborium::into_writer(&r, &mut cbor).unwrap();
+        for bytes in [serde_json::to_vec(&r).unwrap(), cbor] {
+            let err = decode(&bytes).unwrap_err().to_string();
+            let want = format!("{path}: {v:?} is not version 1.x, the only one understood");
+            assert_eq!(err, want);
+        }
+    }
+}
+
+#[test]
+fn a_report_id_a_signed_64_bit_store_cannot_hold_is_refused() {
+    use crate::model::MAX_DECODED_REPORT_ID;
+    let report = |id: Value| serde_json::json!({"hed": {"rid": id, "v": "1.0"}, "met": {}});
+    let as_cbor = |v: &Value| {
+        let mut out = Vec::new();
+        ciborium::into_writer(v, &mut out).unwrap();
+        out
+    };
+    // The largest one is kept exactly, in JSON and CBOR.
+    let top = report(MAX_DECODED_REPORT_ID.into());
+    for bytes in [serde_json::to_vec(&top).unwrap(), as_cbor(&top)] {
+        assert_eq!(
+            decode(&bytes).unwrap().report.header.report_id,
+            MAX_DECODED_REPORT_ID
+        );
+    }
+    let above = "is above 9223372036854775807, the largest report_id accepted";
+    for id in [
+        Value::from(MAX_DECODED_REPORT_ID + 1),
+        Value::from(u64::MAX),
+    ] {
+        let r = report(id.clone());
+        for bytes in [serde_json::to_vec(&r).unwrap(), as_cbor(&r)] {
+            let err = decode(&bytes).unwrap_err().to_string();
+            assert_eq!(err, format!("hed.rid: {id} {above}"));
+        }
+    }
+    // 2^63 written as a double (aws-c-iot writes its ids as doubles).
+    let err =
+        decode(br#"{"header":{"report_id":9.223372036854775808e18,"version":"1.0"},"metrics":{}}"#)
+            .unwrap_err()
+            .to_string();
+    assert_eq!(
+        err,
+        format!("header.report_id: 9223372036854775808 {above}")
+    );
 }
