@@ -5,6 +5,7 @@ mod cli;
 mod cli_table;
 mod config;
 mod intake;
+mod intake_peek;
 mod judge;
 mod service;
 mod statistical;
