@@ -321,3 +321,44 @@ async fn detect_fleet_answers_over_plain_mqtt_to_a_loopback_broker_with_a_user_n
         broker.log()
     );
 }
+
+/// A QoS 0 report published while detect-fleet is stopped waits in its persistent session
+/// (the shipped `queue_qos0_messages true`) and is answered once it is back.
+#[tokio::test]
+async fn a_qos0_report_sent_while_the_fleet_is_stopped_is_answered_after_it_starts() {
+    assert!(
+        detect_testkit::broker::SHIPPED_FLEET_CONF
+            .lines()
+            .any(|l| l.trim() == "queue_qos0_messages true"),
+        "config/mosquitto-fleet.conf must set queue_qos0_messages"
+    );
+    let pki = Pki::generate();
+    let broker = Broker::start(&pki);
+    let work = tempfile::tempdir().unwrap();
+    let mut fleet = Fleet::configure(work.path(), &pki, &broker, &[], &[], 1);
+    fleet.start_subscribed().await;
+    let (c, got) = client(&pki, broker.port).await;
+    fleet.kill9();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let payload = serde_json::to_vec(&report(41)).unwrap();
+    c.publish(
+        "$aws/things/away/defender/metrics/json",
+        QoS::AtMostOnce,
+        false,
+        payload,
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    fleet.start_subscribed().await;
+    let answered = || {
+        got.lock().unwrap().iter().any(|(t, v)| {
+            t.ends_with("/away/defender/metrics/json/accepted") && v["reportId"] == 41
+        })
+    };
+    assert!(
+        eventually(Duration::from_secs(20), answered).await,
+        "the QoS 0 report was lost:\n{}",
+        fleet.log()
+    );
+}
