@@ -70,6 +70,14 @@ pub fn things(list: &[Thing]) -> String {
                 t.groups.iter().cloned().collect::<Vec<_>>().join(","),
                 t.last_report_id.map(|i| i.to_string()).unwrap_or_default(),
                 t.last_report_ms.map(utc).unwrap_or_default(),
+                t.last_rejection
+                    .as_ref()
+                    .map(|r| utc(r.time_ms))
+                    .unwrap_or_default(),
+                t.last_rejection
+                    .as_ref()
+                    .map(|r| format!("{}: {}", r.code, r.message))
+                    .unwrap_or_default(),
             ]
         })
         .collect();
@@ -80,6 +88,8 @@ pub fn things(list: &[Thing]) -> String {
             "GROUPS",
             "LAST_REPORT_ID",
             "LAST_REPORT",
+            "LAST_REJECTED",
+            "REJECTION",
         ],
         rows,
     )
@@ -122,6 +132,7 @@ mod tests {
             groups: Default::default(),
             last_report_id: Some(9),
             last_report_ms: Some(1_796_555_454_260),
+            last_rejection: None,
         };
         let out = things(&[t]);
         assert!(out.starts_with("THING"), "{out}");
