@@ -4,6 +4,7 @@
 mod cli;
 mod cli_table;
 mod config;
+mod coverage;
 mod intake;
 mod intake_peek;
 mod judge;
