@@ -76,7 +76,7 @@ pub fn things(list: &[Thing]) -> String {
                     .unwrap_or_default(),
                 t.last_rejection
                     .as_ref()
-                    .map(|r| format!("{}: {}", r.code, r.message))
+                    .map(|r| printable(&format!("{}: {}", r.code, r.message)))
                     .unwrap_or_default(),
             ]
         })
@@ -93,6 +93,13 @@ pub fn things(list: &[Thing]) -> String {
         ],
         rows,
     )
+}
+
+/// `s` with control characters (a device's own key names may hold some) shown as `?`.
+fn printable(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
 }
 
 /// Epoch milliseconds as `YYYY-MM-DDTHH:MM:SSZ` (UTC, whole seconds; H. Hinnant's
@@ -132,7 +139,11 @@ mod tests {
             groups: Default::default(),
             last_report_id: Some(9),
             last_report_ms: Some(1_796_555_454_260),
-            last_rejection: None,
+            last_rejection: Some(crate::store::LastRejection::new(
+                1_796_555_454_260,
+                "InvalidPayload",
+                "key \"\u{1b}[2J\"",
+            )),
         };
         let out = things(&[t]);
         assert!(out.starts_with("THING"), "{out}");
@@ -141,6 +152,7 @@ mod tests {
             "{out}"
         );
         assert!(!out.contains("_MS"), "{out}");
+        assert!(out.contains("InvalidPayload: key \"?[2J\""), "{out}");
         assert!(out.contains("2026-12-06T11:10:54Z"), "{out}");
     }
 }

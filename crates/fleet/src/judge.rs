@@ -109,8 +109,11 @@ impl Judge {
             Ok(d) => d,
             Err((rejection, id)) => {
                 tracing::info!(thing, report_id = ?id, code = rejection.code, reason = %rejection.message, "report rejected");
-                let last = LastRejection::new(now_ms, rejection.code, &rejection.message);
-                store.note_rejection(thing, &last)?;
+                // Not for a name AWS refuses (it may hold control characters): no thing.
+                if protocol::identity::check(thing).is_ok() {
+                    let last = LastRejection::new(now_ms, rejection.code, &rejection.message);
+                    store.note_rejection(thing, &last)?;
+                }
                 let a = intake::answer(thing, id, Err(&rejection), now_ms);
                 return Ok(reply(&a, false, false, Vec::new()));
             }
