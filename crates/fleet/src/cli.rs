@@ -160,8 +160,17 @@ fn profiles(config: &Config) -> anyhow::Result<Vec<profile::Profile>> {
     paths.sort();
     let loaded = profile::load_all(&paths).map_err(|e| anyhow::anyhow!("profiles: {e}"))?;
     for w in &loaded.warnings {
-        if !w.message.contains("AWS attaches at most") {
+        // The agent's "not evaluated on the device" is said in the fleet's terms below.
+        let device_only = w.message.starts_with("not evaluated on the device");
+        if !w.message.contains("AWS attaches at most") && !device_only {
             tracing::warn!(profile = %w.path.display(), behavior = ?w.behavior, field = %w.field, "{}", w.message);
+        }
+    }
+    for p in &loaded.profiles {
+        for b in &p.behaviors {
+            if let Some(why) = crate::coverage::not_evaluated(b) {
+                tracing::warn!(profile = %p.name, behavior = %b.name, "not evaluated by detect-fleet: {why}");
+            }
         }
     }
     let names: BTreeSet<&str> = loaded.profiles.iter().map(|p| p.name.as_str()).collect();
@@ -225,6 +234,9 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 profiles.len(),
                 config.attach.len()
             );
+            for line in profiles.iter().flat_map(crate::coverage::describe) {
+                println!("{line}");
+            }
             if let Some(secs) = config.fleet.duration_override_secs {
                 println!(
                     "note: [fleet] duration_override_secs = {secs}: every durationSeconds is evaluated as {secs} s (tests and demos only)"

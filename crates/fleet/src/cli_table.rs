@@ -1,4 +1,5 @@
-//! Plain-text tables for `violations` and `things list`. Formatting only.
+//! Plain-text tables for `violations` and `things list`, times as UTC ISO 8601 for a person
+//! (`--format json` keeps epoch milliseconds). Formatting only.
 
 use crate::store::{Thing, Violation};
 
@@ -39,7 +40,7 @@ pub fn violations(list: &[Violation]) -> String {
                     .and_then(|n| n.as_str())
                     .unwrap_or("?")
                     .to_string(),
-                v.violation_start_time.to_string(),
+                utc(v.violation_start_time),
                 v.end_event_type.clone().unwrap_or_else(|| "active".into()),
                 v.verification_state.clone(),
             ]
@@ -51,7 +52,7 @@ pub fn violations(list: &[Violation]) -> String {
             "THING",
             "PROFILE",
             "BEHAVIOR",
-            "START_MS",
+            "START",
             "STATE",
             "VERIFICATION",
         ],
@@ -68,7 +69,15 @@ pub fn things(list: &[Thing]) -> String {
                 if t.registered { "yes" } else { "no" }.to_string(),
                 t.groups.iter().cloned().collect::<Vec<_>>().join(","),
                 t.last_report_id.map(|i| i.to_string()).unwrap_or_default(),
-                t.last_report_ms.map(|i| i.to_string()).unwrap_or_default(),
+                t.last_report_ms.map(utc).unwrap_or_default(),
+                t.last_rejection
+                    .as_ref()
+                    .map(|r| utc(r.time_ms))
+                    .unwrap_or_default(),
+                t.last_rejection
+                    .as_ref()
+                    .map(|r| printable(&format!("{}: {}", r.code, r.message)))
+                    .unwrap_or_default(),
             ]
         })
         .collect();
@@ -78,8 +87,72 @@ pub fn things(list: &[Thing]) -> String {
             "REGISTERED",
             "GROUPS",
             "LAST_REPORT_ID",
-            "LAST_REPORT_MS",
+            "LAST_REPORT",
+            "LAST_REJECTED",
+            "REJECTION",
         ],
         rows,
     )
+}
+
+/// `s` with control characters (a device's own key names may hold some) shown as `?`.
+fn printable(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+/// Epoch milliseconds as `YYYY-MM-DDTHH:MM:SSZ` (UTC, whole seconds; H. Hinnant's
+/// `civil_from_days`).
+pub fn utc(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_show_utc_iso_8601_times() {
+        assert_eq!(utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(utc(951_782_400_000), "2000-02-29T00:00:00Z");
+        assert_eq!(utc(1_796_555_454_260), "2026-12-06T11:10:54Z");
+        let t = Thing {
+            name: "gw".into(),
+            registered: false,
+            groups: Default::default(),
+            last_report_id: Some(9),
+            last_report_ms: Some(1_796_555_454_260),
+            last_rejection: Some(crate::store::LastRejection::new(
+                1_796_555_454_260,
+                "InvalidPayload",
+                "key \"\u{1b}[2J\"",
+            )),
+        };
+        let out = things(&[t]);
+        assert!(out.starts_with("THING"), "{out}");
+        assert!(
+            out.contains("LAST_REPORT ") || out.contains("LAST_REPORT\n"),
+            "{out}"
+        );
+        assert!(!out.contains("_MS"), "{out}");
+        assert!(out.contains("InvalidPayload: key \"?[2J\""), "{out}");
+        assert!(out.contains("2026-12-06T11:10:54Z"), "{out}");
+    }
 }

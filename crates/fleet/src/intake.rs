@@ -27,12 +27,16 @@ fn invalid(message: impl Into<String>) -> Rejection {
 }
 
 /// Checks the parts that need no history: thing name, size, structure, encoding.
-/// Returns the decoded report, or the rejection with the report id when it could be read.
+/// Returns the decoded report, or the rejection with the report id whenever the header was
+/// readable (the embedded-C demo reads `reportId` from rejections, protocol doc §3.2).
 pub fn structure(topic: &ReportTopic, payload: &[u8]) -> Result<Decoded, (Rejection, Option<u64>)> {
     if let Err(e) = protocol::identity::check(&topic.thing) {
+        let id = (payload.len() <= MAX_PUBLISH_BYTES)
+            .then(|| crate::intake_peek::report_id(payload))
+            .flatten();
         return Err((
             invalid(format!("Malformed metrics report: thing name: {e}")),
-            None,
+            id,
         ));
     }
     // IoT Core drops PUBLISH payloads above 128 KiB (protocol doc §4, §7.1 item 16).
@@ -45,8 +49,10 @@ pub fn structure(topic: &ReportTopic, payload: &[u8]) -> Result<Decoded, (Reject
             None,
         ));
     }
-    let decoded =
-        decode(payload).map_err(|e| (invalid(format!("Malformed metrics report: {e}")), None))?;
+    let decoded = decode(payload).map_err(|e| {
+        let id = crate::intake_peek::report_id(payload);
+        (invalid(format!("Malformed metrics report: {e}")), id)
+    })?;
     let encoding = decoded.format.encoding();
     if encoding != topic.encoding {
         let m = format!(
@@ -190,7 +196,25 @@ mod tests {
     fn mixed_keys_and_wrong_encodings_are_invalid_payloads() {
         let t = ReportTopic::parse("$aws/things/gw/defender/metrics/json").unwrap();
         let mixed = br#"{"hed":{"report_id":1,"version":"1.0"},"metrics":{}}"#;
-        assert_eq!(structure(&t, mixed).unwrap_err().0.code, INVALID_PAYLOAD);
+        let (rejection, id) = structure(&t, mixed).unwrap_err();
+        assert_eq!(rejection.code, INVALID_PAYLOAD);
+        assert_eq!(
+            id,
+            Some(1),
+            "the header's id is readable, mixed keys or not"
+        );
+        let (rejection, id) =
+            structure(&t, br#"{"hed":{"rid":4,"version":"1.0"},"met":{}}"#).unwrap_err();
+        assert_eq!(
+            id,
+            Some(4),
+            "header readable, so the answer carries reportId"
+        );
+        let m = &rejection.message;
+        assert!(!m.contains('§') && !m.contains("protocol doc"), "{m}");
+        let (rejection, _) =
+            structure(&t, br#"{"header":{"report_id":2,"version":"1.0"}}"#).unwrap_err();
+        assert!(!rejection.message.contains('§'), "{}", rejection.message);
         let good = br#"{"header":{"report_id":7,"version":"1.0"},"metrics":{}}"#;
         assert!(structure(&t, good).is_ok());
         let c = ReportTopic::parse("$aws/things/gw/defender/metrics/cbor").unwrap();

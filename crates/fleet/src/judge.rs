@@ -11,7 +11,9 @@ use protocol::Report;
 
 use crate::intake::{self, ReportTopic};
 use crate::statistical::{self, Statistical};
-use crate::store::{Commit, Record, Recorded, Sample, Samples, Store, StoreError, StoredReport};
+use crate::store::{
+    Commit, LastRejection, Record, Recorded, Sample, Samples, Store, StoreError, StoredReport,
+};
 use crate::targets::Attachments;
 
 /// What to send for one report.
@@ -109,6 +111,11 @@ impl Judge {
             Ok(d) => d,
             Err((rejection, id)) => {
                 tracing::info!(thing, report_id = ?id, code = rejection.code, reason = %rejection.message, "report rejected");
+                // Not for a name AWS refuses (it may hold control characters): no thing.
+                if protocol::identity::check(thing).is_ok() {
+                    let last = LastRejection::new(now_ms, rejection.code, &rejection.message);
+                    store.note_rejection(thing, &last)?;
+                }
                 let a = intake::answer(thing, id, Err(&rejection), now_ms);
                 return Ok(reply(&a, false, false, Vec::new()));
             }
@@ -163,6 +170,7 @@ impl Judge {
             Err(r) => {
                 tracing::info!(thing, report_id, code = r.code, reason = %r.message, "report rejected");
                 commit.record = loaded.record;
+                store.note_rejection(thing, &LastRejection::new(now_ms, r.code, &r.message))?;
             }
         }
         commit.expected = loaded.version;

@@ -4,7 +4,9 @@
 mod cli;
 mod cli_table;
 mod config;
+mod coverage;
 mod intake;
+mod intake_peek;
 mod judge;
 mod service;
 mod statistical;

@@ -37,7 +37,7 @@ pub enum ReportError {
         limit: usize,
     },
     #[error(
-        "custom metric name {name:?} is invalid: 1–128 characters of [a-zA-Z0-9:_-], not starting with \"aws:\" (protocol doc §1.5)"
+        "custom metric name {name:?} is invalid: 1–128 characters of [a-zA-Z0-9:_-], not starting with \"aws:\""
     )]
     MetricName { name: String },
     #[error("custom metric {name:?} holds a number that is not finite ({value})")]

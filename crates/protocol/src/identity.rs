@@ -12,12 +12,10 @@ pub const MAX_NAME_BYTES: usize = 128;
 pub enum IdentityError {
     #[error("name is empty: a thing name / client ID needs 1 to 128 bytes of UTF-8")]
     Empty,
-    #[error(
-        "name {value} is {len} bytes of UTF-8: at most {MAX_NAME_BYTES} are allowed (protocol doc §4)"
-    )]
+    #[error("name {value} is {len} bytes of UTF-8: at most {MAX_NAME_BYTES} are allowed")]
     TooLong { value: String, len: usize },
     #[error(
-        "name {value} contains the control character {ch:?} at byte {at}: control characters are rejected (protocol doc §4)"
+        "name {value} contains the control character {ch:?} at byte {at}: a thing name / client ID cannot contain control characters"
     )]
     ControlChar { value: String, ch: char, at: usize },
     #[error(

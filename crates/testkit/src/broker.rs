@@ -9,6 +9,10 @@ use std::time::Duration;
 
 use super::certs::Pki;
 
+/// The broker lines shipped for detect-fleet (config/mosquitto-fleet.conf): every test broker
+/// runs with them, so the tests see what a user's broker does.
+pub const SHIPPED_FLEET_CONF: &str = include_str!("../../../config/mosquitto-fleet.conf");
+
 pub struct Broker {
     pub port: u16,
     conf: PathBuf,
@@ -114,7 +118,9 @@ impl Broker {
              listener {port} 127.0.0.1\n\
              {tls}\
              {auth}\
-             allow_anonymous false\n",
+             allow_anonymous false\n\
+             {shipped}",
+            shipped = SHIPPED_FLEET_CONF,
         );
         std::fs::write(&conf, text).unwrap();
         let mut broker = Broker {

@@ -188,7 +188,7 @@ fn a_bad_report_is_one_error_line_naming_file_and_report_index() {
     assert_eq!(
         run.stderr,
         vec![format!(
-            "detect-agent: error: {file}: report 2: hed: key \"version\" is a long key but this report uses short keys (never mix, protocol doc §2.1)"
+            "detect-agent: error: {file}: report 2: hed: key \"version\" is a long key but this report uses short keys: a report uses long keys or short keys throughout, never both"
         )]
     );
     let run = evaluate(&["--profile", &profile], b"{\"header\": ");

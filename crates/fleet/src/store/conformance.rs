@@ -309,6 +309,27 @@ pub fn a_commit_is_read_back_at_once_and_by_every_handle_after_sync<S: Store>(
     assert_eq!(other.load("t1").unwrap().version, 4);
 }
 
+pub fn a_thing_only_rejected_is_listed_with_its_last_rejection<S: Store>(mut s: S) {
+    s.commit(&[step("t1", 0, 5, &[])]).unwrap();
+    s.note_rejection("t0", &LastRejection::new(1000, "InvalidPayload", "first"))
+        .unwrap();
+    let last = LastRejection::new(2000, "InvalidPayload", &"k".repeat(400));
+    s.note_rejection("t0", &last).unwrap();
+    s.sync().unwrap();
+    let things = s.things().unwrap();
+    let names: Vec<&str> = things.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["t0", "t1"]);
+    assert_eq!(things[0].last_report_id, None);
+    assert_eq!(things[0].last_rejection, Some(last.clone()));
+    assert_eq!(
+        last.message.chars().count(),
+        LastRejection::MAX_MESSAGE_CHARS
+    );
+    assert_eq!(things[1].last_rejection, None);
+    s.prune(0, 3000).unwrap();
+    assert_eq!(s.things().unwrap().len(), 1, "old rejections are pruned");
+}
+
 macro_rules! conformance {
     ($backend:ident, $open:expr, [$($check:ident),* $(,)?]) => {
         mod $backend {
@@ -359,4 +380,5 @@ every_backend!(
     commits_keep_the_violation_index,
     samples_sum_or_replace_per_thing_and_window,
     prune_drops_old_history_and_answers_only,
+    a_thing_only_rejected_is_listed_with_its_last_rejection,
 );

@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::{
-    Commit, Filter, Loaded, Outbox, Pending, Record, Recorded, Registry, Samples, Sink, Store,
-    StoreError, StoredReport, Thing, ThingRecords, Violation, ViolationIndex,
+    Commit, Filter, LastRejection, Loaded, Outbox, Pending, Record, Recorded, Registry, Samples,
+    Sink, Store, StoreError, StoredReport, Thing, ThingRecords, Violation, ViolationIndex,
 };
 use detect::EventType;
 
@@ -21,6 +21,7 @@ struct Inner {
     cursors: [u64; 2],
     violations: BTreeMap<String, Violation>,
     samples: BTreeMap<(String, String, u64, String), f64>,
+    rejections: BTreeMap<String, LastRejection>,
 }
 
 #[derive(Default)]
@@ -250,16 +251,21 @@ impl Samples for Memory {
 
 impl Registry for Memory {
     fn things(&mut self) -> Result<Vec<Thing>, StoreError> {
-        Ok(self
-            .inner()
-            .things
-            .iter()
-            .map(|(name, e)| Thing {
-                name: name.clone(),
-                registered: e.registered,
-                groups: e.groups.clone(),
-                last_report_id: e.record.last_report.map(|(id, _)| id),
-                last_report_ms: e.record.last_report.map(|(_, ms)| ms),
+        let inner = self.inner();
+        let none = Entry::default();
+        let names: BTreeSet<&String> = inner.things.keys().chain(inner.rejections.keys()).collect();
+        Ok(names
+            .into_iter()
+            .map(|name| {
+                let e = inner.things.get(name).unwrap_or(&none);
+                Thing {
+                    name: name.clone(),
+                    registered: e.registered,
+                    groups: e.groups.clone(),
+                    last_report_id: e.record.last_report.map(|(id, _)| id),
+                    last_report_ms: e.record.last_report.map(|(_, ms)| ms),
+                    last_rejection: inner.rejections.get(name).cloned(),
+                }
             })
             .collect())
     }
@@ -269,6 +275,11 @@ impl Registry for Memory {
         let entry = inner.things.entry(name.to_string()).or_default();
         entry.registered = true;
         entry.groups = groups.clone();
+        Ok(())
+    }
+
+    fn note_rejection(&mut self, thing: &str, r: &LastRejection) -> Result<(), StoreError> {
+        self.inner().rejections.insert(thing.to_string(), r.clone());
         Ok(())
     }
 }
@@ -334,6 +345,10 @@ impl Store for Memory {
         inner
             .samples
             .retain(|(_, _, w, _), _| *w >= reports_before_ms);
+        // Not counted: a thing's last rejection is a note, not history.
+        inner
+            .rejections
+            .retain(|_, r| r.time_ms >= reports_before_ms);
         Ok(before - count(inner))
     }
 }

@@ -123,10 +123,15 @@ pub trait Samples {
 
 /// The thing registry (`things add|list`); registering does not change a thing's record.
 pub trait Registry {
-    /// Every thing registered or seen, by name, with its last accepted report.
+    /// Every thing registered or seen (rejected reports included), by name, with its last
+    /// accepted report and its last rejection.
     fn things(&mut self) -> Result<Vec<Thing>, StoreError>;
     /// Registers a thing (again), replacing its groups.
     fn register(&mut self, name: &str, groups: &BTreeSet<String>) -> Result<(), StoreError>;
+    /// Keeps `rejection` as the thing's last rejected report (replacing the one before), also
+    /// for a thing with no record: `things` lists it then. Durable with the next `sync`;
+    /// `prune` drops those older than its reports limit.
+    fn note_rejection(&mut self, thing: &str, rejection: &LastRejection) -> Result<(), StoreError>;
 }
 
 /// Violations with history and verification, kept from the events of commits.

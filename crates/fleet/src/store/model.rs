@@ -50,6 +50,29 @@ pub struct Thing {
     pub groups: BTreeSet<String>,
     pub last_report_id: Option<u64>,
     pub last_report_ms: Option<u64>,
+    /// The thing's last rejected report, kept for `things list` even when none was accepted.
+    pub last_rejection: Option<LastRejection>,
+}
+
+/// A thing's last rejected report: when, and the answer's ErrorCode and ErrorMessage.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LastRejection {
+    pub time_ms: u64,
+    pub code: String,
+    pub message: String,
+}
+
+impl LastRejection {
+    /// The message kept is cut at this many characters (it may quote a device's keys).
+    pub const MAX_MESSAGE_CHARS: usize = 300;
+
+    pub fn new(time_ms: u64, code: &str, message: &str) -> LastRejection {
+        LastRejection {
+            time_ms,
+            code: code.to_string(),
+            message: message.chars().take(Self::MAX_MESSAGE_CHARS).collect(),
+        }
+    }
 }
 
 /// The stored outcome of one report: the answer sent, to send again on redelivery.

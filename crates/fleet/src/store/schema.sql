@@ -8,6 +8,13 @@ CREATE TABLE IF NOT EXISTS things (
     -- The record's version (issue #16); databases from before get it at open.
     version INTEGER NOT NULL DEFAULT 0
 );
+-- Issue #17: each thing's last rejected report, also for things never accepted.
+CREATE TABLE IF NOT EXISTS rejections (
+    thing TEXT PRIMARY KEY,
+    time_ms INTEGER NOT NULL,
+    code TEXT NOT NULL,
+    message TEXT NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS reports (
     thing TEXT NOT NULL,
     report_id INTEGER NOT NULL,

@@ -8,7 +8,9 @@ use std::path::Path;
 
 use rusqlite::{Connection, params};
 
-use super::{Filter, Registry, Samples, StoreError, Thing, Violation, ViolationIndex};
+use super::{
+    Filter, LastRejection, Registry, Samples, StoreError, Thing, Violation, ViolationIndex,
+};
 
 const SCHEMA: &str = include_str!("schema.sql");
 
@@ -88,27 +90,51 @@ pub(super) fn ms(v: u64) -> i64 {
 
 impl Registry for Sqlite {
     fn things(&mut self) -> Result<Vec<Thing>, StoreError> {
-        type Row = (String, bool, String, Option<i64>, Option<i64>);
+        type Rejected = (Option<i64>, Option<String>, Option<String>);
+        type Row = (String, bool, String, Option<i64>, Option<i64>, Rejected);
         let rows: Vec<Row> = self
             .conn
             .prepare_cached(
-                "SELECT name, registered, groups, last_report_id, last_report_ms FROM things ORDER BY name",
+                "SELECT t.name, t.registered, t.groups, t.last_report_id, t.last_report_ms,
+                        r.time_ms, r.code, r.message
+                 FROM things t LEFT JOIN rejections r ON r.thing = t.name
+                 UNION ALL
+                 SELECT r.thing, 0, '[]', NULL, NULL, r.time_ms, r.code, r.message
+                 FROM rejections r WHERE r.thing NOT IN (SELECT name FROM things)
+                 ORDER BY 1",
             )
             .and_then(|mut s| {
                 s.query_map([], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                    let rejected = (r.get(5)?, r.get(6)?, r.get(7)?);
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        rejected,
+                    ))
                 })?
                 .collect()
             })
             .map_err(|e| self.err(e))?;
         rows.into_iter()
-            .map(|(name, registered, groups, id, time)| {
+            .map(|(name, registered, groups, id, time, rejected)| {
+                let last_rejection = match rejected {
+                    (Some(t), Some(code), Some(message)) => Some(LastRejection {
+                        time_ms: t as u64,
+                        code,
+                        message,
+                    }),
+                    _ => None,
+                };
                 Ok(Thing {
                     name,
                     registered,
                     groups: self.json("things.groups", &groups)?,
                     last_report_id: id.map(|v| v as u64),
                     last_report_ms: time.map(|v| v as u64),
+                    last_rejection,
                 })
             })
             .collect()
@@ -120,6 +146,17 @@ impl Registry for Sqlite {
                 "INSERT INTO things (name, registered, groups) VALUES (?1, 1, ?2)
                  ON CONFLICT (name) DO UPDATE SET registered = 1, groups = ?2",
                 params![name, text(groups)],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    fn note_rejection(&mut self, thing: &str, r: &LastRejection) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO rejections (thing, time_ms, code, message) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (thing) DO UPDATE SET time_ms = ?2, code = ?3, message = ?4",
+                params![thing, ms(r.time_ms), r.code, r.message],
             )
             .map_err(|e| self.err(e))?;
         Ok(())
@@ -233,6 +270,9 @@ impl super::Store for Sqlite {
                 let d = self
                     .conn
                     .execute("DELETE FROM samples WHERE window_start_ms < ?1", params![r])?;
+                // Not counted: a thing's last rejection is a note, not history.
+                self.conn
+                    .execute("DELETE FROM rejections WHERE time_ms < ?1", params![r])?;
                 Ok(a + b + c + d)
             })
             .map_err(|e| self.err(e))?;

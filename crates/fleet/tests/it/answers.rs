@@ -321,3 +321,76 @@ async fn detect_fleet_answers_over_plain_mqtt_to_a_loopback_broker_with_a_user_n
         broker.log()
     );
 }
+
+/// A QoS 0 report published while detect-fleet is stopped waits in its persistent session
+/// (the shipped `queue_qos0_messages true`) and is answered once it is back.
+#[tokio::test]
+async fn a_qos0_report_sent_while_the_fleet_is_stopped_is_answered_after_it_starts() {
+    assert!(
+        detect_testkit::broker::SHIPPED_FLEET_CONF
+            .lines()
+            .any(|l| l.trim() == "queue_qos0_messages true"),
+        "config/mosquitto-fleet.conf must set queue_qos0_messages"
+    );
+    let pki = Pki::generate();
+    let broker = Broker::start(&pki);
+    let work = tempfile::tempdir().unwrap();
+    let mut fleet = Fleet::configure(work.path(), &pki, &broker, &[], &[], 1);
+    fleet.start_subscribed().await;
+    let (c, got) = client(&pki, broker.port).await;
+    fleet.kill9();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let payload = serde_json::to_vec(&report(41)).unwrap();
+    c.publish(
+        "$aws/things/away/defender/metrics/json",
+        QoS::AtMostOnce,
+        false,
+        payload,
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    fleet.start_subscribed().await;
+    let answered = || {
+        got.lock().unwrap().iter().any(|(t, v)| {
+            t.ends_with("/away/defender/metrics/json/accepted") && v["reportId"] == 41
+        })
+    };
+    assert!(
+        eventually(Duration::from_secs(20), answered).await,
+        "the QoS 0 report was lost:\n{}",
+        fleet.log()
+    );
+}
+
+/// A thing whose every report was rejected is listed by `things list` with its last
+/// rejection; the `/rejected` answer carries the readable header's `reportId`.
+#[tokio::test]
+async fn things_list_shows_a_thing_whose_reports_were_all_rejected() {
+    let pki = Pki::generate();
+    let broker = Broker::start(&pki);
+    let work = tempfile::tempdir().unwrap();
+    let mut fleet = Fleet::configure(work.path(), &pki, &broker, &[], &[], 1);
+    fleet.start_subscribed().await;
+    let (c, got) = client(&pki, broker.port).await;
+    let mixed = br#"{"hed":{"rid":12,"version":"1.0"},"met":{}}"#.to_vec();
+    let a = send(&c, &got, "never-ok", "json", mixed).await;
+    rejected(&a, "InvalidPayload", "never-ok", "json");
+    assert_eq!(a.1["reportId"], 12, "{}", a.1);
+    let (ok, out, err) = fleet.cli(&["things", "list"]);
+    assert!(ok, "{err}");
+    let header = out.lines().next().unwrap_or_default();
+    assert!(
+        header.contains("LAST_REJECTED") && header.contains("REJECTION"),
+        "{out}"
+    );
+    let row = out
+        .lines()
+        .find(|l| l.starts_with("never-ok"))
+        .unwrap_or_default();
+    assert!(
+        row.contains("InvalidPayload: Malformed metrics report"),
+        "{out}"
+    );
+    assert!(row.contains('T') && row.contains('Z'), "{out}");
+}

@@ -4,6 +4,7 @@
 
 mod agents;
 mod answers;
+mod check_config;
 mod crash;
 mod payloads;
 mod sequence;

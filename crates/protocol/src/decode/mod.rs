@@ -36,7 +36,7 @@ pub enum DecodeError {
     #[error("{path}: unknown key {key:?}")]
     UnknownKey { path: String, key: String },
     #[error(
-        "{path}: key {key:?} is a {found} key but this report uses {used} keys (never mix, protocol doc §2.1)"
+        "{path}: key {key:?} is a {found} key but this report uses {used} keys: a report uses long keys or short keys throughout, never both"
     )]
     MixedKeys {
         path: String,
@@ -106,7 +106,7 @@ pub fn decode_value(v: &Value) -> Result<Decoded, DecodeError> {
         None if get(&f, Key::Metrics).is_none() => {
             return Err(invalid(
                 "report",
-                "has neither metrics nor custom_metrics (protocol doc §1.2)",
+                "has neither metrics nor custom_metrics: a report needs at least one of them",
             ));
         }
         None => BTreeMap::new(),
