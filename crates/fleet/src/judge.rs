@@ -282,3 +282,7 @@ mod sweep;
 #[cfg(test)]
 #[path = "judge_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "judge_fuzz.rs"]
+mod fuzz;

@@ -1,9 +1,11 @@
 //! A behavior's criterion, one of a closed set (detect-rules §2.3): `Static` (a fixed value)
 //! and `Statistical` (a percentile handed in by the caller), one file each. ML is refused.
 
+pub mod number_set;
 pub mod static_threshold;
 pub mod statistical;
 
+pub use number_set::NumberSet;
 pub use static_threshold::{Judgement, PortSet, Reference, StaticThreshold, judge};
 pub use statistical::{StatisticalThreshold, Threshold};
 

@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use super::number_set::NumberSet;
 use crate::cidr::CidrSet;
 use crate::metrics::Datapoint;
 use crate::operators::Operator;
@@ -25,7 +26,8 @@ pub enum Reference {
     Ports(PortSet),
     /// From `cidrs` or from our `cidrsFile` extension; shared, it may hold 100 000 blocks.
     Cidrs(Arc<CidrSet>),
-    Numbers(Vec<f64>),
+    /// Sorted at load: membership is a binary search (a set may hold thousands).
+    Numbers(NumberSet),
     Strings(BTreeSet<String>),
 }
 
@@ -62,7 +64,7 @@ pub fn judge(op: Operator, reference: &Reference, dp: &Datapoint, limit: usize) 
             inside,
             r,
             // Exact membership (§3.2): IEEE equality, so 0.0 == -0.0 and NaN matches nothing.
-            |x| s.iter().any(|y| y == x),
+            |x| s.contains(*x),
             limit,
             f64::to_string,
         ),

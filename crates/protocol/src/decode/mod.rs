@@ -65,9 +65,7 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
             serde_json::from_slice(bytes).map_err(|e| DecodeError::Json(e.to_string()))?;
         return decode_value(&v);
     }
-    let cbor: ciborium::Value =
-        ciborium::from_reader(bytes).map_err(|e| DecodeError::Cbor(e.to_string()))?;
-    let v = from_cbor(&cbor, "report")?;
+    let v = from_cbor(bytes, &mut 0)?;
     let mut d = decode_value(&v)?;
     d.format = if d.format.short_keys() {
         Format::CborShort
@@ -223,6 +221,8 @@ fn invalid(path: &str, message: &str) -> DecodeError {
     }
 }
 
+#[cfg(test)]
+mod cbor_tests;
 #[cfg(test)]
 mod null_tests;
 #[cfg(test)]

@@ -115,7 +115,7 @@ pub(super) fn reference(
                     None => cx.err(&format!("{at}[{i}]"), format!("{x} must be a number")),
                 }
             }
-            (Reference::Numbers(xs), l.len())
+            (Reference::Numbers(xs.into_iter().collect()), l.len())
         }
         "strings" => {
             let l = list(cx)?;
