@@ -1,6 +1,7 @@
-//! The Device Defender wire protocol (protocol doc §1–§4, §7) as both programs speak it:
-//! report model, keys, encodings, limits, topics, verdicts and thing-name rules. No I/O.
+//! The wire protocol (protocol doc §1–§4, §7) as both programs speak it: report model, keys,
+//! encodings, limits, topics, verdicts, thing names and the broker-event schema. No I/O.
 
+pub mod broker;
 pub mod civil;
 mod custom_cut;
 pub mod decode;
