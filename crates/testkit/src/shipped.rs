@@ -6,7 +6,7 @@ use std::path::Path;
 use super::broker::{Broker, SHIPPED_ACL, SHIPPED_CONF, free_port, mosquitto_passwd};
 use super::certs::Pki;
 
-/// The listener lines of detect.conf that the password variant replaces (docs/brokers.md).
+/// The listener lines of detect.conf that the password variant replaces (docs/authorization.md).
 const CERTIFICATE_LOGIN: &str = "require_certificate true\nuse_identity_as_username true\n";
 
 /// Replaces `from` (which must be there: a changed shipped file fails loudly) with `to`.
@@ -52,7 +52,14 @@ impl Broker {
         Broker::run(pki, port, &shipped(pki, port))
     }
 
-    /// The password variant of docs/brokers.md: the same files, with the listener's two
+    /// `start_shipped` with `lines` added to the end of detect.conf (so to its listener), e.g.
+    /// the `use_username_as_clientid true` of docs/authorization.md.
+    pub fn start_shipped_with(pki: &Pki, lines: &str) -> Broker {
+        let port = free_port();
+        Broker::run(pki, port, &format!("{}{lines}", shipped(pki, port)))
+    }
+
+    /// The password variant of docs/authorization.md: the same files, with the listener's two
     /// certificate-login lines replaced by `require_certificate false` and a `password_file`
     /// holding `users` (user name = thing name).
     pub fn start_shipped_with_passwords(pki: &Pki, users: &[(&str, &str)]) -> Broker {
