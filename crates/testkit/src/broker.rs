@@ -9,9 +9,22 @@ use std::time::Duration;
 
 use super::certs::Pki;
 
-/// The broker lines shipped for detect-fleet (config/mosquitto-fleet.conf): every test broker
-/// runs with them, so the tests see what a user's broker does.
-pub const SHIPPED_FLEET_CONF: &str = include_str!("../../../config/mosquitto-fleet.conf");
+/// The mosquitto configuration shipped for detect-fleet (config/mosquitto/detect.conf):
+/// `Broker::start_shipped` runs it whole; every other test broker takes its broker-wide lines.
+pub const SHIPPED_CONF: &str = include_str!("../../../config/mosquitto/detect.conf");
+/// The ACL shipped with it (config/mosquitto/detect.acl).
+pub const SHIPPED_ACL: &str = include_str!("../../../config/mosquitto/detect.acl");
+
+/// The broker-wide lines of the shipped configuration (those before its first `listener`),
+/// without `acl_file`: the older tests' clients do not log in as their thing names.
+pub fn shipped_broker_wide() -> String {
+    SHIPPED_CONF
+        .lines()
+        .take_while(|l| !l.starts_with("listener "))
+        .filter(|l| !l.starts_with("acl_file "))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
 
 pub struct Broker {
     pub port: u16,
@@ -29,7 +42,7 @@ fn mosquitto_binary() -> PathBuf {
     from_path.unwrap_or_else(|| PathBuf::from("/usr/sbin/mosquitto"))
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap().port()
 }
@@ -54,7 +67,7 @@ pub const USERS: &[(&str, &str)] = &[
     ("defender-backend", "backend-secret"),
 ];
 
-fn mosquitto_passwd(file: &Path, create: bool, user: &str, password: &str) {
+pub(crate) fn mosquitto_passwd(file: &Path, create: bool, user: &str, password: &str) {
     let mut cmd = Command::new("mosquitto_passwd");
     cmd.arg("-b");
     if create {
@@ -80,8 +93,6 @@ impl Broker {
     pub fn start_with(pki: &Pki, login: Login) -> Broker {
         let port = free_port();
         let dir = pki.dir.path();
-        let conf = dir.join(format!("mosquitto-{port}.conf"));
-        let log = dir.join(format!("mosquitto-{port}.log"));
         let auth = match login {
             Login::Certificate => {
                 "require_certificate true\nuse_identity_as_username true\n".to_string()
@@ -120,8 +131,16 @@ impl Broker {
              {auth}\
              allow_anonymous false\n\
              {shipped}",
-            shipped = SHIPPED_FLEET_CONF,
+            shipped = shipped_broker_wide(),
         );
+        Broker::run(pki, port, &text)
+    }
+
+    /// Writes `text` as the config of a broker on `port` (in the PKI directory) and starts it.
+    pub(crate) fn run(pki: &Pki, port: u16, text: &str) -> Broker {
+        let dir = pki.dir.path();
+        let conf = dir.join(format!("mosquitto-{port}.conf"));
+        let log = dir.join(format!("mosquitto-{port}.log"));
         std::fs::write(&conf, text).unwrap();
         let mut broker = Broker {
             port,

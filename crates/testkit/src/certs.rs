@@ -40,11 +40,17 @@ pub struct Pki {
     pub client_foreign: Identity,
     /// A CA unrelated to the broker's.
     pub other_ca: PathBuf,
+    /// The test CA's parameters and key (PEM), to issue more client certificates later.
+    ca_signer: (CertificateParams, String),
 }
 
 type Ca = CertifiedIssuer<'static, KeyPair>;
 
 fn new_ca(name: &str) -> Ca {
+    ca_from(name, KeyPair::generate().unwrap())
+}
+
+fn ca_params(name: &str) -> CertificateParams {
     let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
     params.distinguished_name.push(DnType::CommonName, name);
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -53,7 +59,11 @@ fn new_ca(name: &str) -> Ca {
         KeyUsagePurpose::CrlSign,
         KeyUsagePurpose::DigitalSignature,
     ];
-    CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap()
+    params
+}
+
+fn ca_from(name: &str, key: KeyPair) -> Ca {
+    CertifiedIssuer::self_signed(ca_params(name), key).unwrap()
 }
 
 fn leaf_params(cn: &str, sans: &[&str], usage: ExtendedKeyUsagePurpose) -> CertificateParams {
@@ -104,7 +114,10 @@ impl Pki {
     pub fn generate() -> Pki {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        let ca = new_ca("detect-agent test CA");
+        const CA_NAME: &str = "detect-agent test CA";
+        let ca_key = KeyPair::generate().unwrap();
+        let ca_signer = (ca_params(CA_NAME), ca_key.serialize_pem());
+        let ca = ca_from(CA_NAME, ca_key);
         let other = new_ca("unrelated CA");
 
         let server_key = KeyPair::generate().unwrap();
@@ -149,6 +162,23 @@ impl Pki {
             client_foreign: client(d, &other, "thing-foreign"),
             server,
             dir,
+            ca_signer,
+        }
+    }
+
+    /// A client certificate for `cn` signed by the test CA (files `{cn}.crt`, `{cn}.key`).
+    pub fn issue_client(&self, cn: &str) -> Identity {
+        let (params, key_pem) = &self.ca_signer;
+        let signer = KeyPair::from_pem(key_pem).unwrap();
+        let issuer = rcgen::Issuer::new(params.clone(), signer);
+        let key = KeyPair::generate().unwrap();
+        let leaf = leaf_params(cn, &[], ExtendedKeyUsagePurpose::ClientAuth);
+        let cert = leaf.signed_by(&key, &issuer).unwrap();
+        let d = self.dir.path();
+        Identity {
+            cert: write(d, &format!("{cn}.crt"), &cert.pem()),
+            key: write(d, &format!("{cn}.key"), &key.serialize_pem()),
+            name: cn.to_string(),
         }
     }
 

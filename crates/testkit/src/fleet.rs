@@ -89,6 +89,25 @@ mqtt_topic = "detect-fleet/alarms/{{thing}}"
         std::fs::write(&self.config, text).unwrap();
     }
 
+    /// Logs in with `id`'s certificate instead of the backend's (e.g. CN `detect-fleet`, the
+    /// identity the shipped ACL grants).
+    pub fn set_identity(&self, id: &super::certs::Identity) {
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        let text: String = text
+            .lines()
+            .map(|l| {
+                if l.starts_with("cert_file = ") {
+                    format!("cert_file = \"{}\"\n", id.cert.display())
+                } else if l.starts_with("key_file = ") {
+                    format!("key_file = \"{}\"\n", id.key.display())
+                } else {
+                    format!("{l}\n")
+                }
+            })
+            .collect();
+        std::fs::write(&self.config, text).unwrap();
+    }
+
     /// `detect-fleet ARGS --config CONFIG`: (success, stdout, stderr).
     pub fn cli(&self, args: &[&str]) -> (bool, String, String) {
         let out = Command::new(super::bin::fleet())

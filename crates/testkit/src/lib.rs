@@ -15,6 +15,7 @@ pub mod fleet_agent;
 pub mod netns;
 pub mod notify;
 pub mod run;
+mod shipped;
 pub mod sockets;
 mod validate;
 pub mod veths;

@@ -327,10 +327,10 @@ async fn detect_fleet_answers_over_plain_mqtt_to_a_loopback_broker_with_a_user_n
 #[tokio::test]
 async fn a_qos0_report_sent_while_the_fleet_is_stopped_is_answered_after_it_starts() {
     assert!(
-        detect_testkit::broker::SHIPPED_FLEET_CONF
+        detect_testkit::broker::SHIPPED_CONF
             .lines()
             .any(|l| l.trim() == "queue_qos0_messages true"),
-        "config/mosquitto-fleet.conf must set queue_qos0_messages"
+        "config/mosquitto/detect.conf must set queue_qos0_messages"
     );
     let pki = Pki::generate();
     let broker = Broker::start(&pki);
