@@ -36,6 +36,8 @@ pub struct Judge {
     /// Shared by every engine this judge builds (one per report and profile).
     ids: Arc<Mutex<IdSource>>,
     statistical: Statistical,
+    /// Cloud-side windows (issue #18), when a broker source feeds them.
+    cloud: Option<cloud::CloudSetup>,
 }
 
 impl Judge {
@@ -60,6 +62,7 @@ impl Judge {
             registry: BTreeMap::new(),
             min_interval_ms: min_interval_secs.saturating_mul(1000),
             ids: Arc::new(Mutex::new(ids)),
+            cloud: None,
         }
     }
 
@@ -278,6 +281,9 @@ pub struct Decision {
 
 #[path = "judge_sweep.rs"]
 mod sweep;
+
+#[path = "judge_cloud.rs"]
+pub mod cloud;
 
 #[cfg(test)]
 #[path = "judge_tests.rs"]

@@ -16,6 +16,7 @@ use tokio::sync::{Notify, mpsc};
 use crate::config::Config;
 use crate::intake::ReportTopic;
 use crate::judge::Judge;
+use crate::sources::{self, Source};
 use crate::store::{Outbox, Store, StoreError, registry};
 use connection::{Polled, drive, options};
 
@@ -55,6 +56,8 @@ pub struct Service {
     client: AsyncClient,
     wake_alerts: Arc<Notify>,
     wake_webhook: Arc<Notify>,
+    /// The broker integration read on this connection (`[broker] source`), if any.
+    source: Option<Box<dyn Source>>,
 }
 
 impl Service {
@@ -87,7 +90,9 @@ impl Service {
             }
             _ => tokio::spawn(std::future::pending()),
         };
+        let source = sources::configured(config.broker.source);
         let service = Service {
+            source,
             config,
             judge,
             store,
@@ -109,6 +114,11 @@ impl Service {
         let mut refresh = tokio::time::interval(REFRESH_EVERY);
         let mut sweep = tokio::time::interval(SWEEP_EVERY);
         let mut prune = tokio::time::interval(PRUNE_EVERY);
+        // Cloud-side windows: the first close waits a grace so that batches queued for our
+        // session while we were away count before the windows they belong to are judged.
+        let (close_every, grace) = self.judge.close_timing();
+        let mut close = tokio::time::interval_at(tokio::time::Instant::now() + grace, close_every);
+        close.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .map_err(|e| RunError::Setup(format!("SIGTERM handler: {e}")))?;
         self.refresh()?;
@@ -144,6 +154,14 @@ impl Service {
                         self.wake_webhook.notify_one();
                     }
                 }
+                _ = close.tick(), if self.source.is_some() => {
+                    let w = self.judge.close_windows(self.store.as_mut(), now_ms())?;
+                    self.store.sync()?;
+                    if !w.events.is_empty() {
+                        self.wake_alerts.notify_one();
+                        self.wake_webhook.notify_one();
+                    }
+                }
                 _ = prune.tick() => {
                     let now = now_ms();
                     let history = self.config.fleet.history_days.saturating_mul(86_400_000);
@@ -171,8 +189,12 @@ impl Service {
                     session_present = ack.session_present,
                     "connected to the broker"
                 );
-                for t in REPORT_TOPICS {
-                    if let Err(e) = self.client.subscribe(t, QoS::AtLeastOnce).await {
+                if let Some(s) = &self.source {
+                    tracing::info!(source = s.name(), filters = ?s.filters(), "reading broker events");
+                }
+                let own = self.source.as_ref().map_or(&[][..], |s| s.filters());
+                for t in REPORT_TOPICS.iter().chain(own) {
+                    if let Err(e) = self.client.subscribe(*t, QoS::AtLeastOnce).await {
                         tracing::warn!(topic = t, error = %e, "subscribe not queued");
                     }
                 }
@@ -191,7 +213,20 @@ impl Service {
     async fn on_reports(&mut self, batch: Vec<rumqttc::Publish>) -> Result<(), RunError> {
         let mut answers = Vec::with_capacity(batch.len());
         for p in &batch {
-            if let Some(topic) = ReportTopic::parse(&p.topic) {
+            if let Some(read) = self
+                .source
+                .as_ref()
+                .and_then(|s| s.read(&p.topic, &p.payload))
+            {
+                match read {
+                    Ok(d) => {
+                        self.judge.witness(self.store.as_mut(), &d, now_ms())?;
+                    }
+                    Err(why) => {
+                        tracing::warn!(topic = %p.topic, bytes = p.payload.len(), error = %why, "broker event batch unreadable: dropped")
+                    }
+                }
+            } else if let Some(topic) = ReportTopic::parse(&p.topic) {
                 let store = self.store.as_mut();
                 answers.push(self.judge.handle(store, &topic, &p.payload, now_ms())?);
             }
