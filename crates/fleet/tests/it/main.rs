@@ -6,6 +6,7 @@ mod agents;
 mod answers;
 mod aws_python_agent;
 mod check_config;
+mod cloud_side;
 mod crash;
 mod payloads;
 mod sequence;
