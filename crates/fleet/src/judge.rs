@@ -38,6 +38,8 @@ pub struct Judge {
     statistical: Statistical,
     /// Cloud-side windows (issue #18), when a broker source feeds them.
     cloud: Option<cloud::CloudSetup>,
+    /// The last bucket end `close_windows` scanned for (records are read once per bucket).
+    cloud_due: u64,
 }
 
 impl Judge {
@@ -63,6 +65,7 @@ impl Judge {
             min_interval_ms: min_interval_secs.saturating_mul(1000),
             ids: Arc::new(Mutex::new(ids)),
             cloud: None,
+            cloud_due: 0,
         }
     }
 
@@ -284,6 +287,10 @@ mod sweep;
 
 #[path = "judge_cloud.rs"]
 pub mod cloud;
+
+#[cfg(test)]
+#[path = "judge_cloud_tests.rs"]
+mod cloud_tests;
 
 #[cfg(test)]
 #[path = "judge_tests.rs"]

@@ -169,6 +169,7 @@ impl Judge {
 
     /// Judges every window that ended `grace` before `now_ms` and is not judged yet, for each
     /// thing with broker counters, oldest first; forgets a thing 48 h after its last event.
+    /// Reads the records only when a bucket end passed since the previous call.
     pub fn close_windows(
         &mut self,
         store: &mut dyn Store,
@@ -181,6 +182,11 @@ impl Judge {
         let bucket = setup.bucket_ms;
         let due = now_ms.saturating_sub(setup.grace_ms());
         let due = due - due % bucket;
+        // Nothing closes between bucket ends: the records are read once per bucket.
+        if due <= self.cloud_due {
+            return Ok(swept);
+        }
+        self.cloud_due = due;
         for (thing, loaded) in store.with_witness()? {
             let mut record = loaded.record;
             let Some(mut w) = record.witness.take() else {
