@@ -314,6 +314,28 @@ profiles_dir = "/p"
             Path::new("/var/lib/detect-fleet/fleet.db")
         );
         assert_eq!(c.attach[0].target, "group:gateways");
+        assert_eq!(c.dimension[0].name, "own-reports");
+    }
+
+    #[test]
+    fn the_shipped_cloud_profile_has_one_rule_per_cloud_side_metric_on_defined_dimensions() {
+        use detect::MetricRef;
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let c = Config::load(&root.join("config/fleet.toml")).unwrap();
+        let dims = crate::window::Dimensions::new(&c.dimension);
+        let path = root.join("config/profiles/fleet-cloud.json");
+        let loaded = detect::profile::load_all(&[path]).unwrap();
+        let mut metrics = std::collections::BTreeSet::new();
+        for b in &loaded.profiles[0].behaviors {
+            let Some(MetricRef::Cloud(r)) = b.rule.as_ref().map(|r| &r.metric) else {
+                panic!("{} has no cloud-side rule", b.name);
+            };
+            metrics.insert(r.metric.name());
+            if let Some(d) = &r.dimension {
+                assert!(dims.has(&d.name), "{}", d.name);
+            }
+        }
+        assert_eq!(metrics.len(), 8);
     }
 
     #[test]
