@@ -58,6 +58,9 @@ pub struct Service {
     wake_webhook: Arc<Notify>,
     /// The broker integration read on this connection (`[broker] source`), if any.
     source: Option<Box<dyn Source>>,
+    /// When cloud-side windows may close: a grace after the subscription, `None` while the
+    /// connection is down (late batches would otherwise miss their windows).
+    windows_from: Option<tokio::time::Instant>,
 }
 
 impl Service {
@@ -93,6 +96,7 @@ impl Service {
         let source = sources::configured(config.broker.source);
         let service = Service {
             source,
+            windows_from: None,
             config,
             judge,
             store,
@@ -114,10 +118,10 @@ impl Service {
         let mut refresh = tokio::time::interval(REFRESH_EVERY);
         let mut sweep = tokio::time::interval(SWEEP_EVERY);
         let mut prune = tokio::time::interval(PRUNE_EVERY);
-        // Cloud-side windows: the first close waits a grace so that batches queued for our
-        // session while we were away count before the windows they belong to are judged.
-        let (close_every, grace) = self.judge.close_timing();
-        let mut close = tokio::time::interval_at(tokio::time::Instant::now() + grace, close_every);
+        // Cloud-side windows close only while subscribed, a grace after (re)subscribing, so
+        // that batches the broker kept for our session count before their windows are judged.
+        let (close_every, _) = self.judge.close_timing();
+        let mut close = tokio::time::interval(close_every);
         close.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .map_err(|e| RunError::Setup(format!("SIGTERM handler: {e}")))?;
@@ -132,7 +136,11 @@ impl Service {
                             match rx.try_recv() {
                                 Ok(Polled::Event(Event::Incoming(Incoming::Publish(p)))) => batch.push(p),
                                 Ok(Polled::Event(e)) => other.push(e),
-                                Ok(Polled::Lost) | Err(_) => break,
+                                Ok(Polled::Lost) => {
+                                    self.windows_from = None;
+                                    break;
+                                }
+                                Err(_) => break,
                             }
                         }
                         self.on_reports(batch).await?;
@@ -141,7 +149,7 @@ impl Service {
                         }
                     }
                     Some(Polled::Event(event)) => self.on_event(event).await?,
-                    Some(Polled::Lost) => {}
+                    Some(Polled::Lost) => self.windows_from = None,
                     None => return Err(RunError::Setup("MQTT connection task ended".into())),
                 },
                 _ = refresh.tick() => self.refresh()?,
@@ -154,7 +162,7 @@ impl Service {
                         self.wake_webhook.notify_one();
                     }
                 }
-                _ = close.tick(), if self.source.is_some() => {
+                _ = close.tick(), if self.windows_from.is_some_and(|t| t <= tokio::time::Instant::now()) => {
                     let w = self.judge.close_windows(self.store.as_mut(), now_ms())?;
                     self.store.sync()?;
                     if !w.events.is_empty() {
@@ -200,6 +208,10 @@ impl Service {
                 }
             }
             Event::Incoming(Incoming::SubAck(ack)) => {
+                if self.source.is_some() && self.windows_from.is_none() {
+                    let (_, grace) = self.judge.close_timing();
+                    self.windows_from = Some(tokio::time::Instant::now() + grace);
+                }
                 tracing::info!(codes = ?ack.return_codes, "subscribed to the report topics");
             }
             Event::Incoming(Incoming::Publish(p)) => self.on_reports(vec![p]).await?,
