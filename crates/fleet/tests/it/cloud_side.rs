@@ -280,8 +280,8 @@ async fn a_seq_gap_is_logged_with_the_exact_number_of_missed_batches() {
 }
 
 #[tokio::test]
-async fn a_fleet_killed_and_restarted_keeps_open_window_counters_and_judges_the_windows_it_missed()
-{
+async fn a_fleet_killed_and_restarted_keeps_open_window_counters_and_judges_every_window_that_ended_while_it_was_down()
+ {
     let pki = Pki::generate();
     let broker = Broker::start(&pki);
     let work = tempfile::tempdir().unwrap();
@@ -306,26 +306,23 @@ async fn a_fleet_killed_and_restarted_keeps_open_window_counters_and_judges_the_
     .await;
     assert!(counted, "{}", fleet.log());
     fleet.kill9();
-    // While it is down: more denials in the same window, queued for its session, and the
-    // window ends.
-    send(
-        &plugin,
-        "run-1",
-        1,
-        (0..3).map(|i| denied(w + 10 + i, "gw", "x")).collect(),
-    )
-    .await;
+    // While it is down: more denials in the same window, queued for its session; that window
+    // and the quiet one after it end.
+    let more = (0..3).map(|i| denied(w + 10 + i, "gw", "x")).collect();
+    send(&plugin, "run-1", 1, more).await;
     let end = w + WINDOW_SECS * 1000;
-    while now_ms() < end + 1500 {
+    let next_end = end + WINDOW_SECS * 1000;
+    while now_ms() < next_end + 1500 {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(fleet.violations(&[]).is_empty());
     fleet.start_subscribed().await;
-    let alarmed = eventually(Duration::from_secs(30), || {
-        !fleet.violations(&[]).is_empty()
+    let judged = eventually(Duration::from_secs(30), || {
+        let v = fleet.violations(&[]);
+        v.len() == 1 && v[0]["endEventType"] == "alarm-cleared"
     })
     .await;
-    assert!(alarmed, "{}", fleet.log());
+    assert!(judged, "{:?}\n{}", fleet.violations(&[]), fleet.log());
     let v = &fleet.violations(&[])[0];
     assert_eq!(
         v["lastViolationValue"]["count"],
@@ -333,6 +330,7 @@ async fn a_fleet_killed_and_restarted_keeps_open_window_counters_and_judges_the_
         "both batches counted: {v}"
     );
     assert_eq!(v["violationStartTime"], json!(end), "{v}");
+    assert_eq!(v["violationEndTime"], json!(next_end), "{v}");
     assert!(!fleet.log().contains("batches missed"), "{}", fleet.log());
 }
 
