@@ -22,6 +22,8 @@ pub const GRACE_MS: u64 = 10_000;
 pub const BUCKET_MS: u64 = 300_000;
 /// The longest window (3600 s): buckets older than it before the next close are dropped.
 const LONGEST_MS: u64 = 3_600_000;
+/// Events stamped this many buckets or more ahead of the fleet's clock are not counted.
+pub const AHEAD_BUCKETS: u64 = 4;
 /// Windows judged per thing per tick at most (a day of 300 s buckets); older ones missed
 /// while the fleet was down longer are skipped, and the count is logged.
 pub const MAX_WINDOWS_PER_TICK: u64 = 288;
@@ -56,7 +58,7 @@ impl CloudSetup {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Witnessed {
     pub things: usize,
-    /// Events whose windows were already judged (counted nowhere).
+    /// Events whose windows were already judged, or stamped too far ahead (counted nowhere).
     pub late: u64,
     /// Batches never received, by the seq rule.
     pub missed: u64,
@@ -140,10 +142,25 @@ impl Judge {
             }
             let loaded = store.load(thing)?;
             let mut record = loaded.record;
+            // Stamps beyond `AHEAD_BUCKETS` ahead of our clock are refused (they would hold
+            // buckets no window reaches soon); a new thing starts at most a longest window back.
+            let ahead = now_ms.saturating_add(AHEAD_BUCKETS * setup.bucket_ms);
+            let (events, future): (Vec<&Event>, Vec<&Event>) =
+                events.into_iter().partition(|e| at_ms(e) < ahead);
+            if !future.is_empty() {
+                let future = future.len();
+                tracing::warn!(
+                    thing,
+                    future,
+                    "broker events stamped too far ahead of our clock: not counted"
+                );
+                out.late += future as u64;
+            }
+            let oldest = now_ms.saturating_sub(setup.longest_ms());
             let first = events.iter().map(|e| at_ms(e)).min().unwrap_or(now_ms);
             let w = record
                 .witness
-                .get_or_insert_with(|| Witness::starting(first, setup.bucket_ms));
+                .get_or_insert_with(|| Witness::starting(first.max(oldest), setup.bucket_ms));
             let late = events.iter().filter(|e| !w.add(e, setup.bucket_ms)).count() as u64;
             if late > 0 {
                 tracing::warn!(

@@ -129,8 +129,13 @@ fn late_events_and_replayed_batches_count_nowhere_and_a_silent_thing_is_forgotte
         .witness(&mut s, &delivery(1, vec![deny(T0 + 3)]), T0)
         .unwrap();
     assert_eq!(late.late, 1);
+    // Stamped four buckets ahead of our clock: refused.
+    let ahead = j
+        .witness(&mut s, &delivery(2, vec![deny(T0 + 4 * BUCKET_MS)]), T0)
+        .unwrap();
+    assert_eq!(ahead.late, 1);
     let gap = j.witness(&mut s, &delivery(5, vec![]), T0).unwrap();
-    assert_eq!(gap.missed, 3);
+    assert_eq!(gap.missed, 2);
     // Two days later: windows beyond a day of catching up are skipped; the thing, silent
     // for 48 h, is forgotten.
     let later = T0 + STALE_AFTER_MS + 2 * BUCKET_MS;
