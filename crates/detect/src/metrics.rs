@@ -104,7 +104,8 @@ const fn row(name: &'static str, source: Source, kind: Kind, ml: bool) -> Metric
     }
 }
 
-/// Cloud-side metrics (§3.3): they load, are never evaluated on the device, one warning each.
+/// Cloud-side metrics (§3.3): they load, are never evaluated on the device, one warning each;
+/// detect-fleet evaluates them over windows of broker counters (§3.4).
 /// The bool says whether ML Detect supports it (§5).
 pub const CLOUD_SIDE: [(&str, bool); 8] = [
     ("aws:message-byte-size", true),
