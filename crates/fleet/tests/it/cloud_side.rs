@@ -249,6 +249,47 @@ async fn each_cloud_side_metric_raises_in_alarm_then_alarm_cleared_in_a_profile_
 }
 
 #[tokio::test]
+async fn a_connected_thing_whose_agent_fell_silent_alarms_on_windows_of_zero_messages() {
+    let pki = Pki::generate();
+    let broker = Broker::start(&pki);
+    let work = tempfile::tempdir().unwrap();
+    let mut alive = behavior(
+        "alive",
+        "aws:num-messages-sent",
+        "greater-than",
+        json!({"count": 0}),
+    );
+    alive["criteria"]["consecutiveDatapointsToAlarm"] = json!(2);
+    let p = json!({"securityProfileName": "alive", "behaviors": [alive]});
+    let mut fleet = fleet(work.path(), &pki, &broker, &[p], "mosquitto-plugin");
+    fleet.start_subscribed().await;
+    let plugin = client(&pki, &broker, "plugin-sim").await;
+    // It connects and then sends nothing: its windows are datapoints of 0.
+    let a = window_ahead(2);
+    send(
+        &plugin,
+        "run-1",
+        0,
+        vec![connect(a + 10, "quiet", "127.0.0.1", true)],
+    )
+    .await;
+    let alarmed = eventually(Duration::from_secs(40), || {
+        !fleet.violations(&[]).is_empty()
+    })
+    .await;
+    assert!(alarmed, "{}", fleet.log());
+    let v = &fleet.violations(&[])[0];
+    assert_eq!(v["thingName"], "quiet", "{v}");
+    assert_eq!(v["lastViolationValue"]["count"], json!(0), "{v}");
+    let second_end = a + 2 * WINDOW_SECS * 1000;
+    assert_eq!(
+        v["violationStartTime"],
+        json!(second_end),
+        "two zero windows: {v}"
+    );
+}
+
+#[tokio::test]
 async fn a_seq_gap_is_logged_with_the_exact_number_of_missed_batches() {
     let pki = Pki::generate();
     let broker = Broker::start(&pki);
