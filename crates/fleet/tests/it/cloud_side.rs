@@ -5,6 +5,7 @@
 //! batch is counted before its window closes, whatever the machine's load.
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use detect_testkit::alarms::Alarms;
 use detect_testkit::backend::tls;
 use detect_testkit::broker::Broker;
 use detect_testkit::certs::Pki;
@@ -171,6 +172,7 @@ async fn each_cloud_side_metric_raises_in_alarm_then_alarm_cleared_in_a_profile_
     ]});
     let mut fleet = fleet(work.path(), &pki, &broker, &[profile], "mosquitto-plugin");
     fleet.start_subscribed().await;
+    let alarms = Alarms::start(&pki, broker.port, "detect-fleet/alarms/+").await;
     let plugin = client(&pki, &broker, "plugin-sim").await;
 
     // Window A violates every cloud-side behavior; window B, right after it, none.
@@ -244,8 +246,28 @@ async fn each_cloud_side_metric_raises_in_alarm_then_alarm_cleared_in_a_profile_
         json!(["127.0.0.2"]),
         "{from}"
     );
-    // The alarms went out on the alert topic like device-side ones.
-    assert!(fleet.log().contains("violation event"), "{}", fleet.log());
+    // The transitions went out on the alert topic like device-side ones.
+    let sent = eventually(Duration::from_secs(20), || {
+        alarms.of_type("alarm-cleared").len() >= cloud.len()
+    })
+    .await;
+    assert!(sent, "{:?}", alarms.received());
+    let published = alarms.of_type("in-alarm");
+    let auth = published
+        .iter()
+        .find(|e| e["behavior"]["name"] == "auth")
+        .unwrap();
+    assert_eq!(auth["thingName"], t, "{auth}");
+    assert_eq!(auth["securityProfileName"], "witness", "{auth}");
+    assert_eq!(
+        auth["reportId"],
+        json!(b),
+        "a window's id is its end: {auth}"
+    );
+    assert_eq!(
+        auth["behavior"]["criteria"]["durationSeconds"], 300,
+        "as written: {auth}"
+    );
 }
 
 #[tokio::test]
