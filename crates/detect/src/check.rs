@@ -2,6 +2,7 @@
 //! without state, with the offending elements. Does not raise alarms (see `engine.rs`).
 
 use super::event::MetricValue;
+use super::metrics::MetricRef;
 use super::observation::Observation;
 use super::profile::Profile;
 
@@ -41,7 +42,11 @@ pub fn check<O: Observation + ?Sized>(profiles: &[Profile], observation: &O) -> 
     let mut out = Vec::new();
     for profile in profiles {
         for behavior in &profile.behaviors {
-            let outcome = match behavior.evaluated_rule() {
+            // A cloud-side rule is the fleet's (from broker windows): not evaluated here.
+            let rule = behavior
+                .evaluated_rule()
+                .filter(|r| !matches!(r.metric, MetricRef::Cloud(_)));
+            let outcome = match rule {
                 None => CheckOutcome::NotEvaluated {
                     why: behavior.not_evaluated.clone().unwrap_or_default(),
                 },

@@ -21,6 +21,7 @@ impl Observation for Report {
             MetricRef::Custom { name, kind } => {
                 extract_custom(*kind, self.custom_metrics.get(name)?)
             }
+            MetricRef::Cloud(_) => None,
         }
     }
 
@@ -43,6 +44,10 @@ impl Observation for Report {
                     kind.name()
                 )
             }
+            MetricRef::Cloud(c) => format!(
+                "{} is cloud-side: the broker measures it, not the report",
+                c.metric.name()
+            ),
         }
     }
 }

@@ -104,7 +104,8 @@ const fn row(name: &'static str, source: Source, kind: Kind, ml: bool) -> Metric
     }
 }
 
-/// Cloud-side metrics (§3.3): they load, are never evaluated on the device, one warning each.
+/// Cloud-side metrics (§3.3): they load, are never evaluated on the device, one warning each;
+/// detect-fleet evaluates them over windows of broker counters (§3.4).
 /// The bool says whether ML Detect supports it (§5).
 pub const CLOUD_SIDE: [(&str, bool); 8] = [
     ("aws:message-byte-size", true),
@@ -116,6 +117,61 @@ pub const CLOUD_SIDE: [(&str, bool); 8] = [
     ("aws:num-disconnects", true),
     ("aws:disconnect-duration", false),
 ];
+
+/// A cloud-side metric (§3.3), in `CLOUD_SIDE`'s order. The broker measures it; the fleet
+/// hands the engine a closed window of its counters as an observation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CloudMetric {
+    MessageByteSize,
+    MessagesSent,
+    MessagesReceived,
+    AuthorizationFailures,
+    SourceIp,
+    ConnectionAttempts,
+    Disconnects,
+    DisconnectDuration,
+}
+
+impl CloudMetric {
+    pub const ALL: [CloudMetric; 8] = [
+        CloudMetric::MessageByteSize,
+        CloudMetric::MessagesSent,
+        CloudMetric::MessagesReceived,
+        CloudMetric::AuthorizationFailures,
+        CloudMetric::SourceIp,
+        CloudMetric::ConnectionAttempts,
+        CloudMetric::Disconnects,
+        CloudMetric::DisconnectDuration,
+    ];
+
+    pub fn name(self) -> &'static str {
+        CLOUD_SIDE[self as usize].0
+    }
+
+    pub fn from_name(name: &str) -> Option<CloudMetric> {
+        CloudMetric::ALL.into_iter().find(|m| m.name() == name)
+    }
+}
+
+/// A behavior's cloud-side metric as evaluated (detect-rules §3.3 and our §3.4): which one,
+/// over which window, narrowed by which `TOPIC_FILTER` dimension.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CloudRef {
+    pub metric: CloudMetric,
+    /// The window: `durationSeconds`, 300 when absent (§3.4).
+    pub window_secs: u64,
+    pub dimension: Option<Dimension>,
+    /// `aws:message-byte-size`: a window's datapoint is its largest message (operators that
+    /// alarm on large values) or its smallest (the others) (§3.4).
+    pub largest: bool,
+}
+
+/// `metricDimension`: the dimension's name (defined in the fleet's config) and `NOT_IN`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dimension {
+    pub name: String,
+    pub not_in: bool,
+}
 
 /// The durations AWS documents for `durationSeconds` (§2.3, §4.5).
 pub const DURATIONS: [u64; 5] = [300, 600, 900, 1800, 3600];
@@ -201,7 +257,12 @@ impl CustomKind {
 #[derive(Debug, Clone, PartialEq)]
 pub enum MetricRef {
     Aws(&'static MetricSpec),
-    Custom { name: String, kind: CustomKind },
+    Custom {
+        name: String,
+        kind: CustomKind,
+    },
+    /// Measured by the broker; a device report has no datapoint for it.
+    Cloud(CloudRef),
 }
 
 impl MetricRef {
@@ -209,6 +270,7 @@ impl MetricRef {
         match self {
             MetricRef::Aws(spec) => spec.name,
             MetricRef::Custom { name, .. } => name,
+            MetricRef::Cloud(c) => c.metric.name(),
         }
     }
 }
@@ -279,6 +341,15 @@ mod tests {
         assert_eq!(ml_device, 7, "§5: seven device-side ML metrics");
         let ml_cloud = CLOUD_SIDE.iter().filter(|(_, ml)| *ml).count();
         assert_eq!(ml_cloud, 6, "§5: six cloud-side ML metrics");
+    }
+
+    #[test]
+    fn cloud_metrics_follow_the_cloud_side_table() {
+        for (i, m) in CloudMetric::ALL.into_iter().enumerate() {
+            assert_eq!(m as usize, i);
+            assert_eq!(CloudMetric::from_name(m.name()), Some(m));
+        }
+        assert_eq!(CloudMetric::from_name("aws:all-bytes-in"), None);
     }
 
     #[test]

@@ -11,9 +11,11 @@ use detect::profile;
 
 use crate::config::{self, Config};
 use crate::judge::Judge;
+use crate::judge::cloud::CloudSetup;
 use crate::service::Service;
 use crate::store::{Filter, Outbox, Registry, Sqlite, ViolationIndex};
 use crate::targets::Attachments;
+use crate::window::Dimensions;
 
 #[derive(Parser)]
 #[command(
@@ -166,9 +168,10 @@ fn profiles(config: &Config) -> anyhow::Result<Vec<profile::Profile>> {
             tracing::warn!(profile = %w.path.display(), behavior = ?w.behavior, field = %w.field, "{}", w.message);
         }
     }
+    let feeds = crate::coverage::Feeds::new(config);
     for p in &loaded.profiles {
         for b in &p.behaviors {
-            if let Some(why) = crate::coverage::not_evaluated(b) {
+            if let Some(why) = crate::coverage::not_evaluated(b, &feeds) {
                 tracing::warn!(profile = %p.name, behavior = %b.name, "not evaluated by detect-fleet: {why}");
             }
         }
@@ -205,13 +208,20 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                     "every durationSeconds is evaluated as this many seconds (tests and demos only)"
                 );
             }
-            let judge = Judge::new(
+            let mut judge = Judge::new(
                 profiles,
                 attachments,
                 config.fleet.min_interval_secs,
                 config.fleet.duration_override_secs,
                 link::random::ids(detect::engine::seeded_ids),
             );
+            if config.broker.source != crate::config::BrokerSource::None {
+                judge.set_cloud(CloudSetup::new(
+                    Dimensions::new(&config.dimension),
+                    config.fleet.duration_override_secs,
+                    &config.broker.client_id,
+                ));
+            }
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -234,9 +244,24 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 profiles.len(),
                 config.attach.len()
             );
-            for line in profiles.iter().flat_map(crate::coverage::describe) {
+            let feeds = crate::coverage::Feeds::new(&config);
+            for line in profiles
+                .iter()
+                .flat_map(|p| crate::coverage::describe(p, &feeds))
+            {
                 println!("{line}");
             }
+            println!(
+                "note: [broker] source = {:?} feeds the cloud-side metrics{}",
+                config.broker.source.name(),
+                match config.broker.source {
+                    crate::config::BrokerSource::None => " of no behavior",
+                    crate::config::BrokerSource::Nats =>
+                        " of no behavior yet (the nats source is not built in this version)",
+                    crate::config::BrokerSource::MosquittoPlugin =>
+                        " from the plugin's batches on $detect/broker/events",
+                }
+            );
             if let Some(secs) = config.fleet.duration_override_secs {
                 println!(
                     "note: [fleet] duration_override_secs = {secs}: every durationSeconds is evaluated as {secs} s (tests and demos only)"

@@ -15,6 +15,43 @@ pub struct Config {
     pub alerts: Alerts,
     #[serde(default)]
     pub attach: Vec<Attach>,
+    /// `[[dimension]]`: `TOPIC_FILTER` dimensions that `metricDimension` names (issue #18).
+    #[serde(default)]
+    pub dimension: Vec<DimensionConfig>,
+}
+
+/// Which broker integration feeds the cloud-side metrics (`[broker] source`, issue #18).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub enum BrokerSource {
+    /// Nothing: cloud-side behaviors are loaded and never evaluated (the default).
+    #[default]
+    #[serde(rename = "none")]
+    None,
+    /// The mosquitto plugin's batches on `$detect/broker/events` (crates/mosquitto-plugin).
+    #[serde(rename = "mosquitto-plugin")]
+    MosquittoPlugin,
+    /// nats-server's system-account advisories (not built yet: feeds nothing).
+    #[serde(rename = "nats")]
+    Nats,
+}
+
+impl BrokerSource {
+    pub fn name(self) -> &'static str {
+        match self {
+            BrokerSource::None => "none",
+            BrokerSource::MosquittoPlugin => "mosquitto-plugin",
+            BrokerSource::Nats => "nats",
+        }
+    }
+}
+
+/// `[[dimension]]`: a named `TOPIC_FILTER` dimension (AWS's CreateDimension).
+#[derive(Debug, Clone, Deserialize)]
+pub struct DimensionConfig {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub values: Vec<String>,
 }
 
 /// `[broker]`: where the devices publish.
@@ -33,6 +70,9 @@ pub struct Broker {
     pub password_file: Option<PathBuf>,
     #[serde(default = "default_client_id")]
     pub client_id: String,
+    /// Which integration feeds the cloud-side metrics: "none", "mosquitto-plugin", "nats".
+    #[serde(default)]
+    pub source: BrokerSource,
 }
 
 /// `[fleet]`.
@@ -198,8 +238,40 @@ impl Config {
                 "[alerts] webhook_url {url:?}: must start with https:// (or http://)"
             ));
         }
+        check_dimensions(&self.dimension)?;
         crate::targets::check(&self.attach)
     }
+}
+
+/// AWS's dimension rules: a name of [a-zA-Z0-9:_-], type `TOPIC_FILTER`, 1–5 filters of valid
+/// MQTT filter syntax.
+fn check_dimensions(dims: &[DimensionConfig]) -> Result<(), String> {
+    let mut seen = std::collections::BTreeSet::new();
+    for d in dims {
+        let at = format!("[[dimension]] {:?}", d.name);
+        if !protocol::keys::is_name(&d.name) || !seen.insert(&d.name) {
+            return Err(format!(
+                "{at}: name must be unique, 1-128 characters of [a-zA-Z0-9:_-]"
+            ));
+        }
+        if d.kind != "TOPIC_FILTER" {
+            return Err(format!("{at}: type {:?}: only TOPIC_FILTER", d.kind));
+        }
+        if !(1..=5).contains(&d.values.len()) {
+            return Err(format!("{at}: values: 1-5 topic filters"));
+        }
+        for f in &d.values {
+            let levels: Vec<&str> = f.split('/').collect();
+            let bad_hash = levels.iter().rev().skip(1).any(|l| l.contains('#'));
+            let bad_level = levels
+                .iter()
+                .any(|l| l.len() > 1 && (l.contains('+') || l.contains('#')));
+            if f.is_empty() || f.len() > 256 || bad_hash || bad_level {
+                return Err(format!("{at}: {f:?} is not an MQTT topic filter"));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A loopback broker: plain MQTT never leaves the host.
@@ -242,6 +314,28 @@ profiles_dir = "/p"
             Path::new("/var/lib/detect-fleet/fleet.db")
         );
         assert_eq!(c.attach[0].target, "group:gateways");
+        assert_eq!(c.dimension[0].name, "own-reports");
+    }
+
+    #[test]
+    fn the_shipped_cloud_profile_has_one_rule_per_cloud_side_metric_on_defined_dimensions() {
+        use detect::MetricRef;
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let c = Config::load(&root.join("config/fleet.toml")).unwrap();
+        let dims = crate::window::Dimensions::new(&c.dimension);
+        let path = root.join("config/profiles/fleet-cloud.json");
+        let loaded = detect::profile::load_all(&[path]).unwrap();
+        let mut metrics = std::collections::BTreeSet::new();
+        for b in &loaded.profiles[0].behaviors {
+            let Some(MetricRef::Cloud(r)) = b.rule.as_ref().map(|r| &r.metric) else {
+                panic!("{} has no cloud-side rule", b.name);
+            };
+            metrics.insert(r.metric.name());
+            if let Some(d) = &r.dimension {
+                assert!(dims.has(&d.name), "{}", d.name);
+            }
+        }
+        assert_eq!(metrics.len(), 8);
     }
 
     #[test]
@@ -270,6 +364,26 @@ profiles_dir = "/p"
                 .to_string();
             assert!(e.contains("duration_override_secs"), "{e}");
         }
+    }
+
+    #[test]
+    fn the_broker_source_defaults_to_none_and_dimensions_are_checked() {
+        let c = Config::parse(BASE, Path::new("f.toml")).unwrap();
+        assert_eq!(c.broker.source, BrokerSource::None);
+        let text = BASE.replace("[fleet]", "source = \"mosquitto-plugin\"\n[fleet]")
+            + "[[dimension]]\nname = \"own\"\ntype = \"TOPIC_FILTER\"\nvalues = [\"$aws/things/${iot:ClientId}/#\"]\n";
+        let c = Config::parse(&text, Path::new("f.toml")).unwrap();
+        assert_eq!(c.broker.source, BrokerSource::MosquittoPlugin);
+        assert_eq!(c.dimension[0].values.len(), 1);
+        for bad in ["a/#/b", "a/b+", ""] {
+            let t = text.replace("$aws/things/${iot:ClientId}/#", bad);
+            let e = Config::parse(&t, Path::new("f.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("[[dimension]]"), "{e}");
+        }
+        let t = text.replace("mosquitto-plugin", "kafka");
+        assert!(Config::parse(&t, Path::new("f.toml")).is_err());
     }
 
     #[test]

@@ -1,11 +1,47 @@
 //! What detect-fleet evaluates of each loaded profile, in its own terms (issue #17 item 5):
 //! `check-config` prints it and `run` logs it, instead of the agent's "on the device" wording.
 
+use detect::MetricRef;
 use detect::profile::{Behavior, Profile};
 
-/// Why detect-fleet does not evaluate `b`, or `None` when it does (static rules, and
-/// statistical ones once a window's percentile is known).
-pub fn not_evaluated(b: &Behavior) -> Option<String> {
+use crate::config::{BrokerSource, Config};
+use crate::sources;
+use crate::window::Dimensions;
+
+/// What feeds cloud-side behaviors: `[broker] source` and `[[dimension]]` (issue #18).
+pub struct Feeds {
+    pub source: BrokerSource,
+    pub dimensions: Dimensions,
+}
+
+impl Feeds {
+    pub fn new(config: &Config) -> Feeds {
+        Feeds {
+            source: config.broker.source,
+            dimensions: Dimensions::new(&config.dimension),
+        }
+    }
+}
+
+/// Why detect-fleet does not evaluate `b`, or `None` when it does (static rules, statistical
+/// ones once a window's percentile is known, cloud-side ones its broker source feeds).
+pub fn not_evaluated(b: &Behavior, feeds: &Feeds) -> Option<String> {
+    if let Some(MetricRef::Cloud(c)) = b.rule.as_ref().map(|r| &r.metric) {
+        let source = feeds.source.name();
+        if !sources::feeds(feeds.source, c.metric) {
+            return Some(format!(
+                "{} is a cloud-side metric that [broker] source = {source:?} does not feed",
+                b.metric
+            ));
+        }
+        return match &c.dimension {
+            Some(d) if !feeds.dimensions.has(&d.name) => Some(format!(
+                "metricDimension {:?} is not defined by any [[dimension]]",
+                d.name
+            )),
+            _ => None,
+        };
+    }
     if b.rule.is_some() {
         return None;
     }
@@ -23,9 +59,11 @@ pub fn not_evaluated(b: &Behavior) -> Option<String> {
 }
 
 /// One line per profile: what detect-fleet evaluates and what it does not, and why.
-pub fn describe(p: &Profile) -> Vec<String> {
-    let (on, off): (Vec<&Behavior>, Vec<&Behavior>) =
-        p.behaviors.iter().partition(|b| not_evaluated(b).is_none());
+pub fn describe(p: &Profile, feeds: &Feeds) -> Vec<String> {
+    let (on, off): (Vec<&Behavior>, Vec<&Behavior>) = p
+        .behaviors
+        .iter()
+        .partition(|b| not_evaluated(b, feeds).is_none());
     let names = |list: &[&Behavior]| {
         list.iter()
             .map(|b| b.name.as_str())
@@ -42,7 +80,7 @@ pub fn describe(p: &Profile) -> Vec<String> {
         format!("profile {}: detect-fleet evaluates {}", p.name, names(&on))
     }];
     for b in off {
-        let why = not_evaluated(b).unwrap_or_default();
+        let why = not_evaluated(b, feeds).unwrap_or_default();
         out.push(format!(
             "  behavior {}: not evaluated by detect-fleet: {why}",
             b.name

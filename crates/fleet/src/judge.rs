@@ -36,6 +36,10 @@ pub struct Judge {
     /// Shared by every engine this judge builds (one per report and profile).
     ids: Arc<Mutex<IdSource>>,
     statistical: Statistical,
+    /// Cloud-side windows (issue #18), when a broker source feeds them.
+    cloud: Option<cloud::CloudSetup>,
+    /// The last bucket end `close_windows` scanned for (records are read once per bucket).
+    cloud_due: u64,
 }
 
 impl Judge {
@@ -60,6 +64,8 @@ impl Judge {
             registry: BTreeMap::new(),
             min_interval_ms: min_interval_secs.saturating_mul(1000),
             ids: Arc::new(Mutex::new(ids)),
+            cloud: None,
+            cloud_due: 0,
         }
     }
 
@@ -278,6 +284,13 @@ pub struct Decision {
 
 #[path = "judge_sweep.rs"]
 mod sweep;
+
+#[path = "judge_cloud.rs"]
+pub mod cloud;
+
+#[cfg(test)]
+#[path = "judge_cloud_tests.rs"]
+mod cloud_tests;
 
 #[cfg(test)]
 #[path = "judge_tests.rs"]

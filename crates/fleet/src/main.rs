@@ -9,9 +9,12 @@ mod intake;
 mod intake_peek;
 mod judge;
 mod service;
+mod sources;
 mod statistical;
 mod store;
 mod targets;
+mod window;
+mod witness;
 
 fn main() -> std::process::ExitCode {
     cli::main()

@@ -125,12 +125,16 @@ impl Statistical {
 /// `[fleet] duration_override_secs`: every behavior of `profile` that has a `durationSeconds`
 /// is evaluated over `secs` instead (traffic sums of §4.4, statistical windows of §4.8). The
 /// behavior's JSON and fingerprint stay as written, so events show the profile's value.
+/// Cloud-side rules get it as their window whether or not they set `durationSeconds`.
 pub fn override_durations(profile: &mut Profile, secs: u64) {
     for b in &mut profile.behaviors {
-        if let Some(rule) = &mut b.rule
-            && rule.duration_secs.is_some()
-        {
-            rule.duration_secs = Some(secs);
+        if let Some(rule) = &mut b.rule {
+            if rule.duration_secs.is_some() {
+                rule.duration_secs = Some(secs);
+            }
+            if let MetricRef::Cloud(c) = &mut rule.metric {
+                c.window_secs = secs;
+            }
         }
     }
 }

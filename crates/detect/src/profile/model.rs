@@ -23,7 +23,8 @@ pub struct Behavior {
     /// The behavior object as given in the profile; events carry it (§6.3).
     pub json: serde_json::Value,
     pub suppress_alerts: bool,
-    /// `None` for cloud-side metrics, ML behaviors and behaviors without criteria; a
+    /// `None` for ML behaviors and behaviors without criteria (a cloud-side rule is kept: a
+    /// report has no datapoint for it, the fleet's broker windows do); a
     /// statistical rule is evaluated only once its threshold is handed in (`evaluated_rule`).
     pub rule: Option<Rule>,
     /// Why the device does not evaluate it (the warning's text), for `dump --profile`.
@@ -59,7 +60,7 @@ impl Rule {
     /// Hands a statistical rule this window's threshold (see
     /// `StatisticalThreshold::set_threshold`); a static rule keeps its value.
     pub fn set_threshold(&mut self, threshold: Option<f64>) {
-        let counts = matches!(self.metric, MetricRef::Aws(_));
+        let counts = matches!(self.metric, MetricRef::Aws(_) | MetricRef::Cloud(_));
         if let Criterion::Statistical(c) = &mut self.criterion {
             c.set_threshold(threshold, counts);
         }

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use super::*;
 use crate::criteria::{Criterion, Reference};
+use crate::metrics::{CloudMetric, Dimension, MetricRef};
 
 fn parse_text(text: &str) -> Result<(Profile, Vec<Warning>), ProfileError> {
     parse(text, Path::new("/p/edge.json"))
@@ -317,7 +318,13 @@ fn describe_output_keys_are_ignored_and_not_evaluated_behaviors_warn() {
         .filter(|b| b.evaluated_rule().is_some())
         .map(|b| b.name.as_str())
         .collect();
-    assert_eq!(evaluated, vec!["ok"]);
+    // The cloud-side rule is kept for the fleet (a report never has its datapoint).
+    assert_eq!(evaluated, vec!["msgs", "ok"]);
+    let cloud = p.behaviors[0].rule.as_ref().map(|r| &r.metric);
+    assert!(
+        matches!(cloud, Some(MetricRef::Cloud(c)) if c.window_secs == 300 && c.dimension.is_none()),
+        "{cloud:?}"
+    );
     let w: Vec<String> = w.iter().map(ToString::to_string).collect();
     assert_eq!(w.len(), 4, "{w:#?}");
     assert!(w[0].contains("behavior msgs: criteria: not evaluated on the device: aws:num-messages-sent is a cloud-side metric"));
@@ -435,4 +442,35 @@ fn fingerprints_ignore_datapoint_counts_and_suppression_but_not_values() {
     .unwrap()
     .0;
     assert_ne!(fp(""), other.behaviors[0].fingerprint);
+}
+
+#[test]
+fn cloud_side_rules_carry_their_window_dimension_and_message_size_end() {
+    let text = r#"{"securityProfileName": "p", "behaviors": [
+        {"name": "big", "metric": "aws:message-byte-size", "metricDimension": {"dimensionName": "telemetry", "operator": "NOT_IN"},
+         "criteria": {"comparisonOperator": "less-than", "value": {"count": 1000}, "durationSeconds": 600}},
+        {"name": "small", "metric": "aws:message-byte-size", "criteria": {"comparisonOperator": "greater-than", "value": {"count": 2}}},
+        {"name": "ip", "metric": "aws:source-ip-address", "criteria": {"comparisonOperator": "in-cidr-set", "value": {"cidrs": ["10.0.0.0/8"]}}},
+        {"name": "p90", "metric": "aws:num-disconnects", "criteria": {"comparisonOperator": "less-than-equals", "statisticalThreshold": {"statistic": "p90"}, "durationSeconds": 900}}]}"#;
+    let (p, w) = parse_text(text).unwrap();
+    let cloud = |i: usize| match p.behaviors[i].rule.as_ref().map(|r| &r.metric) {
+        Some(MetricRef::Cloud(c)) => c.clone(),
+        other => panic!("{other:?}"),
+    };
+    let big = cloud(0);
+    assert_eq!(
+        (big.metric, big.window_secs, big.largest),
+        (CloudMetric::MessageByteSize, 600, true)
+    );
+    assert_eq!(
+        big.dimension,
+        Some(Dimension {
+            name: "telemetry".into(),
+            not_in: true
+        })
+    );
+    assert!(!cloud(1).largest, "greater-than alarms on small messages");
+    assert_eq!(cloud(2).metric, CloudMetric::SourceIp);
+    assert_eq!(cloud(3).window_secs, 900);
+    assert_eq!(w.len(), 4, "each warns on the device: {w:?}");
 }

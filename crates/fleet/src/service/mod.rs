@@ -16,6 +16,7 @@ use tokio::sync::{Notify, mpsc};
 use crate::config::Config;
 use crate::intake::ReportTopic;
 use crate::judge::Judge;
+use crate::sources::{self, Source};
 use crate::store::{Outbox, Store, StoreError, registry};
 use connection::{Polled, drive, options};
 
@@ -55,6 +56,11 @@ pub struct Service {
     client: AsyncClient,
     wake_alerts: Arc<Notify>,
     wake_webhook: Arc<Notify>,
+    /// The broker integration read on this connection (`[broker] source`), if any.
+    source: Option<Box<dyn Source>>,
+    /// When cloud-side windows may close: a grace after the subscription, `None` while the
+    /// connection is down (late batches would otherwise miss their windows).
+    windows_from: Option<tokio::time::Instant>,
 }
 
 impl Service {
@@ -87,7 +93,10 @@ impl Service {
             }
             _ => tokio::spawn(std::future::pending()),
         };
+        let source = sources::configured(config.broker.source);
         let service = Service {
+            source,
+            windows_from: None,
             config,
             judge,
             store,
@@ -109,6 +118,11 @@ impl Service {
         let mut refresh = tokio::time::interval(REFRESH_EVERY);
         let mut sweep = tokio::time::interval(SWEEP_EVERY);
         let mut prune = tokio::time::interval(PRUNE_EVERY);
+        // Cloud-side windows close only while subscribed, a grace after (re)subscribing, so
+        // that batches the broker kept for our session count before their windows are judged.
+        let (close_every, _) = self.judge.close_timing();
+        let mut close = tokio::time::interval(close_every);
+        close.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .map_err(|e| RunError::Setup(format!("SIGTERM handler: {e}")))?;
         self.refresh()?;
@@ -122,7 +136,11 @@ impl Service {
                             match rx.try_recv() {
                                 Ok(Polled::Event(Event::Incoming(Incoming::Publish(p)))) => batch.push(p),
                                 Ok(Polled::Event(e)) => other.push(e),
-                                Ok(Polled::Lost) | Err(_) => break,
+                                Ok(Polled::Lost) => {
+                                    self.windows_from = None;
+                                    break;
+                                }
+                                Err(_) => break,
                             }
                         }
                         self.on_reports(batch).await?;
@@ -131,7 +149,7 @@ impl Service {
                         }
                     }
                     Some(Polled::Event(event)) => self.on_event(event).await?,
-                    Some(Polled::Lost) => {}
+                    Some(Polled::Lost) => self.windows_from = None,
                     None => return Err(RunError::Setup("MQTT connection task ended".into())),
                 },
                 _ = refresh.tick() => self.refresh()?,
@@ -140,6 +158,14 @@ impl Service {
                     self.store.sync()?;
                     if !w.events.is_empty() {
                         tracing::info!(events = w.events.len(), "sweep: alarms invalidated");
+                        self.wake_alerts.notify_one();
+                        self.wake_webhook.notify_one();
+                    }
+                }
+                _ = close.tick(), if self.windows_from.is_some_and(|t| t <= tokio::time::Instant::now()) => {
+                    let w = self.judge.close_windows(self.store.as_mut(), now_ms())?;
+                    self.store.sync()?;
+                    if !w.events.is_empty() {
                         self.wake_alerts.notify_one();
                         self.wake_webhook.notify_one();
                     }
@@ -171,13 +197,21 @@ impl Service {
                     session_present = ack.session_present,
                     "connected to the broker"
                 );
-                for t in REPORT_TOPICS {
-                    if let Err(e) = self.client.subscribe(t, QoS::AtLeastOnce).await {
+                if let Some(s) = &self.source {
+                    tracing::info!(source = s.name(), filters = ?s.filters(), "reading broker events");
+                }
+                let own = self.source.as_ref().map_or(&[][..], |s| s.filters());
+                for t in REPORT_TOPICS.iter().chain(own) {
+                    if let Err(e) = self.client.subscribe(*t, QoS::AtLeastOnce).await {
                         tracing::warn!(topic = t, error = %e, "subscribe not queued");
                     }
                 }
             }
             Event::Incoming(Incoming::SubAck(ack)) => {
+                if self.source.is_some() && self.windows_from.is_none() {
+                    let (_, grace) = self.judge.close_timing();
+                    self.windows_from = Some(tokio::time::Instant::now() + grace);
+                }
                 tracing::info!(codes = ?ack.return_codes, "subscribed to the report topics");
             }
             Event::Incoming(Incoming::Publish(p)) => self.on_reports(vec![p]).await?,
@@ -191,7 +225,20 @@ impl Service {
     async fn on_reports(&mut self, batch: Vec<rumqttc::Publish>) -> Result<(), RunError> {
         let mut answers = Vec::with_capacity(batch.len());
         for p in &batch {
-            if let Some(topic) = ReportTopic::parse(&p.topic) {
+            if let Some(read) = self
+                .source
+                .as_ref()
+                .and_then(|s| s.read(&p.topic, &p.payload))
+            {
+                match read {
+                    Ok(d) => {
+                        self.judge.witness(self.store.as_mut(), &d, now_ms())?;
+                    }
+                    Err(why) => {
+                        tracing::warn!(topic = %p.topic, bytes = p.payload.len(), error = %why, "broker event batch unreadable: dropped")
+                    }
+                }
+            } else if let Some(topic) = ReportTopic::parse(&p.topic) {
                 let store = self.store.as_mut();
                 answers.push(self.judge.handle(store, &topic, &p.payload, now_ms())?);
             }

@@ -53,6 +53,7 @@ fn step(thing: &str, expected: Version, report_id: u64, profiles: &[&str]) -> Co
                 .iter()
                 .map(|p| (p.to_string(), state(report_id * 1000)))
                 .collect(),
+            witness: None,
         },
         answers: vec![answer(thing, report_id, report_id * 1000, true)],
         ..Commit::default()
@@ -330,6 +331,47 @@ pub fn a_thing_only_rejected_is_listed_with_its_last_rejection<S: Store>(mut s: 
     assert_eq!(s.things().unwrap().len(), 1, "old rejections are pruned");
 }
 
+/// Issue #18: broker counters ride in the record (same version), survive a report's commit
+/// and the sweep's, are listed for the window timer, and go with `None`; cursors persist.
+pub fn broker_counters_are_part_of_the_record_and_cursors_persist<S: Store>(mut s: S) {
+    use crate::witness::Witness;
+    let mut w = Witness::starting(1_000, 1_000);
+    let e = protocol::broker::Event::Connect {
+        at_ms: 1_500,
+        client_id: "t1".into(),
+        ip: "127.0.0.2".into(),
+        ok: true,
+    };
+    assert!(w.add(&e, 1_000));
+    let mut c = step("t1", 0, 1, &["p"]);
+    c.record.witness = Some(w.clone());
+    s.commit(&[c]).unwrap();
+    let l = s.load("t1").unwrap();
+    assert_eq!(l.record.witness.as_ref(), Some(&w));
+    assert_eq!(
+        s.with_witness().unwrap(),
+        vec![("t1".to_string(), l.clone())]
+    );
+    assert_eq!(
+        s.with_state().unwrap()[0].1.record.witness.as_ref(),
+        Some(&w)
+    );
+    s.commit(&[step("t1", 1, 2, &["p"])]).unwrap();
+    assert!(
+        s.with_witness().unwrap().is_empty(),
+        "a record without it drops it"
+    );
+    assert_eq!(s.cursor("mosquitto-plugin").unwrap(), None);
+    s.set_cursor("mosquitto-plugin", "a1", 7).unwrap();
+    s.set_cursor("mosquitto-plugin", "a1", 8).unwrap();
+    s.sync().unwrap();
+    assert_eq!(
+        s.cursor("mosquitto-plugin").unwrap(),
+        Some(("a1".into(), 8))
+    );
+    assert_eq!(s.cursor("nats").unwrap(), None);
+}
+
 macro_rules! conformance {
     ($backend:ident, $open:expr, [$($check:ident),* $(,)?]) => {
         mod $backend {
@@ -381,4 +423,5 @@ every_backend!(
     samples_sum_or_replace_per_thing_and_window,
     prune_drops_old_history_and_answers_only,
     a_thing_only_rejected_is_listed_with_its_last_rejection,
+    broker_counters_are_part_of_the_record_and_cursors_persist,
 );

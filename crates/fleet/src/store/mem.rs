@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::{
     Commit, Filter, LastRejection, Loaded, Outbox, Pending, Record, Recorded, Registry, Samples,
-    Sink, Store, StoreError, StoredReport, Thing, ThingRecords, Violation, ViolationIndex,
+    Sink, SourceCursors, Store, StoreError, StoredReport, Thing, ThingRecords, Violation,
+    ViolationIndex,
 };
 use detect::EventType;
 
@@ -22,6 +23,7 @@ struct Inner {
     violations: BTreeMap<String, Violation>,
     samples: BTreeMap<(String, String, u64, String), f64>,
     rejections: BTreeMap<String, LastRejection>,
+    sources: BTreeMap<String, (String, u64)>,
 }
 
 #[derive(Default)]
@@ -182,6 +184,22 @@ impl ThingRecords for Memory {
             .collect())
     }
 
+    fn with_witness(&mut self) -> Result<Vec<(String, Loaded)>, StoreError> {
+        Ok(self
+            .inner()
+            .things
+            .iter()
+            .filter(|(_, e)| e.record.witness.is_some())
+            .map(|(name, e)| {
+                let loaded = Loaded {
+                    version: e.version,
+                    record: e.record.clone(),
+                };
+                (name.clone(), loaded)
+            })
+            .collect())
+    }
+
     fn commit(&mut self, commits: &[Commit]) -> Result<(), StoreError> {
         let mut inner = self.inner();
         for c in commits {
@@ -198,6 +216,18 @@ impl ThingRecords for Memory {
     }
 
     fn sync(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+impl SourceCursors for Memory {
+    fn cursor(&mut self, source: &str) -> Result<Option<(String, u64)>, StoreError> {
+        Ok(self.inner().sources.get(source).cloned())
+    }
+
+    fn set_cursor(&mut self, source: &str, instance: &str, seq: u64) -> Result<(), StoreError> {
+        let entry = (instance.to_string(), seq);
+        self.inner().sources.insert(source.to_string(), entry);
         Ok(())
     }
 }

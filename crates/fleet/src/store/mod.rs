@@ -17,7 +17,11 @@
 //!   and appends them after the commit with `append`, which ignores ids already there, so a
 //!   crash between the two only repeats an append.
 //! - [`Samples`] (statistical windows, written by commits), [`Registry`] (things and groups),
-//!   [`ViolationIndex`] (the CLI's `violations` and `verify`, later HTTP; kept by commits).
+//!   [`ViolationIndex`] (the CLI's `violations` and `verify`, later HTTP; kept by commits),
+//!   [`SourceCursors`] (the last broker-event batch read per integration, issue #18).
+//! - A record's `witness` (the broker counters of windows not judged yet, issue #18) is part
+//!   of it: every batch of broker events and every closed window is one commit of the
+//!   thing's record, against the same version as its reports.
 //!
 //! The service treats a `Conflict` like any store failure: it stops without acknowledging, and
 //! the broker redelivers the reports (today there is one writer, so it means a second instance
@@ -86,6 +90,9 @@ pub trait ThingRecords {
     fn answer(&mut self, thing: &str, report_id: u64) -> Result<Option<StoredReport>, StoreError>;
     /// Every record holding engine state, by thing name (the sweep).
     fn with_state(&mut self) -> Result<Vec<(String, Loaded)>, StoreError>;
+    /// Every record holding broker counters (`Record::witness`), by thing name (the timer
+    /// that closes cloud-side windows).
+    fn with_witness(&mut self) -> Result<Vec<(String, Loaded)>, StoreError>;
     /// Commits every record whole if each still has its expected version, else nothing
     /// (`Conflict`). One thing appears at most once. Visible to this handle's reads at once.
     fn commit(&mut self, commits: &[Commit]) -> Result<(), StoreError>;
@@ -146,8 +153,17 @@ pub trait ViolationIndex {
     ) -> Result<bool, StoreError>;
 }
 
+/// Where each broker integration's numbered batches stand (issue #18): the last (instance,
+/// seq) read, so a gap is counted across restarts too. Durable with the next `sync`.
+pub trait SourceCursors {
+    fn cursor(&mut self, source: &str) -> Result<Option<(String, u64)>, StoreError>;
+    fn set_cursor(&mut self, source: &str, instance: &str, seq: u64) -> Result<(), StoreError>;
+}
+
 /// A whole backend.
-pub trait Store: ThingRecords + Outbox + Samples + Registry + ViolationIndex {
+pub trait Store:
+    ThingRecords + Outbox + Samples + Registry + ViolationIndex + SourceCursors
+{
     /// Drops ended violations and sent (or suppressed) events older than
     /// `history_before_ms`, and stored answers and samples older than `reports_before_ms`.
     fn prune(

@@ -5,6 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use detect::{EngineState, Event};
 
+use crate::witness::Witness;
+
 /// A record's version: 0 for a thing never committed, +1 per commit.
 pub type Version = u64;
 
@@ -15,6 +17,8 @@ pub struct Record {
     pub last_report: Option<(u64, u64)>,
     /// Engine state per watched profile; a profile absent here has none (any stored is dropped).
     pub states: BTreeMap<String, EngineState>,
+    /// The broker's counters of windows not judged yet (issue #18); `None` drops them.
+    pub witness: Option<Witness>,
 }
 
 /// A record as loaded, with the version to commit against.

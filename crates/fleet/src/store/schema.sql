@@ -69,3 +69,14 @@ CREATE INDEX IF NOT EXISTS events_unsent ON events (sent, suppressed, id);
 -- cursor moves like the MQTT one.
 CREATE INDEX IF NOT EXISTS events_violation ON events (violation_id);
 CREATE INDEX IF NOT EXISTS events_webhook_unsent ON events (webhook_sent, suppressed, id);
+-- Issue #18: the broker counters of a thing's open cloud-side windows (part of its record),
+-- and the last batch read from each broker integration.
+CREATE TABLE IF NOT EXISTS witness (
+    thing TEXT PRIMARY KEY,
+    state TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS source_cursors (
+    source TEXT PRIMARY KEY,
+    instance TEXT NOT NULL,
+    seq INTEGER NOT NULL
+) WITHOUT ROWID;

@@ -6,10 +6,11 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{
-    Filter, LastRejection, Registry, Samples, StoreError, Thing, Violation, ViolationIndex,
+    Filter, LastRejection, Registry, Samples, SourceCursors, StoreError, Thing, Violation,
+    ViolationIndex,
 };
 
 const SCHEMA: &str = include_str!("schema.sql");
@@ -86,6 +87,33 @@ pub(super) fn text<T: serde::Serialize>(v: &T) -> String {
 
 pub(super) fn ms(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+impl SourceCursors for Sqlite {
+    fn cursor(&mut self, source: &str) -> Result<Option<(String, u64)>, StoreError> {
+        let row: Option<(String, i64)> = self
+            .conn
+            .prepare_cached("SELECT instance, seq FROM source_cursors WHERE source = ?1")
+            .and_then(|mut s| {
+                s.query_row(params![source], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()
+            })
+            .map_err(|e| self.err(e))?;
+        Ok(row.map(|(i, s)| (i, s as u64)))
+    }
+
+    fn set_cursor(&mut self, source: &str, instance: &str, seq: u64) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        self.group().map_err(|e| backend(&path, e))?;
+        self.conn
+            .prepare_cached(
+                "INSERT INTO source_cursors (source, instance, seq) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (source) DO UPDATE SET instance = ?2, seq = ?3",
+            )
+            .and_then(|mut s| s.execute(params![source, instance, ms(seq)]))
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
 }
 
 impl Registry for Sqlite {

@@ -8,6 +8,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::sqlite::{backend, ms, text};
 use super::{Commit, Loaded, Record, Recorded, Sqlite, StoreError, StoredReport, ThingRecords};
+use crate::witness::Witness;
 use detect::EventType;
 
 impl ThingRecords for Sqlite {
@@ -42,6 +43,7 @@ impl ThingRecords for Sqlite {
             record: Record {
                 last_report: id.zip(time).map(|(i, t)| (i as u64, t as u64)),
                 states,
+                witness: self.witness(thing)?,
             },
         })
     }
@@ -104,6 +106,7 @@ impl ThingRecords for Sqlite {
                 let record = Record {
                     last_report: id.zip(time).map(|(i, t)| (i as u64, t as u64)),
                     states: BTreeMap::new(),
+                    witness: self.witness(&thing)?,
                 };
                 let version = version as u64;
                 out.push((thing, Loaded { version, record }));
@@ -111,6 +114,20 @@ impl ThingRecords for Sqlite {
             if let Some((_, l)) = out.last_mut() {
                 l.record.states.insert(profile, state);
             }
+        }
+        Ok(out)
+    }
+
+    fn with_witness(&mut self) -> Result<Vec<(String, Loaded)>, StoreError> {
+        let names: Vec<String> = self
+            .conn
+            .prepare_cached("SELECT thing FROM witness ORDER BY thing")
+            .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::with_capacity(names.len());
+        for thing in names {
+            let loaded = self.load(&thing)?;
+            out.push((thing, loaded));
         }
         Ok(out)
     }
@@ -142,9 +159,19 @@ impl ThingRecords for Sqlite {
 }
 
 impl Sqlite {
+    /// A thing's broker counters (part of its record), if any.
+    fn witness(&self, thing: &str) -> Result<Option<Witness>, StoreError> {
+        let text: Option<String> = self
+            .conn
+            .prepare_cached("SELECT state FROM witness WHERE thing = ?1")
+            .and_then(|mut s| s.query_row(params![thing], |r| r.get(0)).optional())
+            .map_err(|e| self.err(e))?;
+        text.map(|t| self.json("witness.state", &t)).transpose()
+    }
+
     /// Opens the group transaction that commits join until `sync` (`BEGIN IMMEDIATE`: takes
     /// the write lock now, waiting up to the busy timeout, so no commit fails half-way on it).
-    fn group(&mut self) -> rusqlite::Result<()> {
+    pub(super) fn group(&mut self) -> rusqlite::Result<()> {
         if self.conn.is_autocommit() {
             self.conn.execute_batch("BEGIN IMMEDIATE")?;
         }
@@ -210,6 +237,17 @@ fn write(tx: &Connection, c: &Commit) -> Result<(), Failed> {
             )?
             .execute(params![c.thing, text(&all)])?
         }
+    };
+    match &c.record.witness {
+        Some(w) => tx
+            .prepare_cached(
+                "INSERT INTO witness (thing, state) VALUES (?1, ?2)
+                 ON CONFLICT (thing) DO UPDATE SET state = ?2",
+            )?
+            .execute(params![c.thing, text(w)])?,
+        None => tx
+            .prepare_cached("DELETE FROM witness WHERE thing = ?1")?
+            .execute(params![c.thing])?,
     };
     // An accepted answer stays (no later report can be accepted under its id); a rejected
     // one gives way to the next answer to its id (issue #17).

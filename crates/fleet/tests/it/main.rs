@@ -7,6 +7,7 @@ mod answers;
 mod authorization;
 mod aws_python_agent;
 mod check_config;
+mod cloud_side;
 mod crash;
 mod payloads;
 mod sequence;

@@ -5,8 +5,8 @@ use serde_json::Value;
 
 use super::context::Ctx;
 use super::criteria::{Class, criteria};
-use crate::metrics::{self, CLOUD_SIDE};
-use crate::profile::model::Behavior;
+use crate::metrics::{self, CLOUD_SIDE, CloudMetric, Dimension, MetricRef};
+use crate::profile::model::{Behavior, Rule};
 use protocol::keys::is_name;
 
 const BEHAVIOR_KEYS: [&str; 6] = [
@@ -48,9 +48,9 @@ pub(super) fn behavior(cx: &mut Ctx, b: &Value) -> Option<(Behavior, usize)> {
     let class = metric.as_deref().and_then(|m| classify(cx, m));
     let suppress_alerts = cx.boolean("suppressAlerts", obj.get("suppressAlerts"));
     cx.boolean("exportMetric", obj.get("exportMetric"));
-    if let Some(d) = obj.get("metricDimension") {
-        dimension(cx, d, metric.as_deref(), class.as_ref());
-    }
+    let dim = obj
+        .get("metricDimension")
+        .and_then(|d| dimension(cx, d, metric.as_deref(), class.as_ref()));
     let mut not_evaluated = None;
     let mut rule = None;
     let mut elements = 0;
@@ -70,6 +70,13 @@ pub(super) fn behavior(cx: &mut Ctx, b: &Value) -> Option<(Behavior, usize)> {
             }
         }
         (Some(_), None) => {}
+    }
+    if let Some(Rule {
+        metric: MetricRef::Cloud(c),
+        ..
+    }) = &mut rule
+    {
+        c.dimension = dim;
     }
     if let Some(why) = &not_evaluated {
         cx.warn("criteria", format!("not evaluated on the device: {why}"));
@@ -112,8 +119,11 @@ fn classify(cx: &mut Ctx, m: &str) -> Option<Class> {
     if let Some(spec) = metrics::spec(m) {
         return Some(Class::Device(spec));
     }
-    if let Some((_, ml)) = CLOUD_SIDE.iter().find(|(n, _)| *n == m) {
-        return Some(Class::Cloud { ml: *ml });
+    if let (Some(metric), Some((_, ml))) = (
+        CloudMetric::from_name(m),
+        CLOUD_SIDE.iter().find(|(n, _)| *n == m),
+    ) {
+        return Some(Class::Cloud { ml: *ml, metric });
     }
     if m.starts_with("aws:") {
         cx.err(
@@ -132,18 +142,31 @@ fn classify(cx: &mut Ctx, m: &str) -> Option<Class> {
     Some(Class::Custom)
 }
 
-fn dimension(cx: &mut Ctx, d: &Value, metric: Option<&str>, class: Option<&Class>) {
+/// `metricDimension`: the dimension it names (defined in the fleet's config) and whether
+/// it is `NOT_IN` (`IN` when absent).
+fn dimension(
+    cx: &mut Ctx,
+    d: &Value,
+    metric: Option<&str>,
+    class: Option<&Class>,
+) -> Option<Dimension> {
+    let mut out = None;
     if let Some(d) = cx.object("metricDimension", d) {
         cx.keys("metricDimension", d, &["dimensionName", "operator"], &[]);
-        cx.name(
+        let name = cx.name(
             "metricDimension.dimensionName",
             d.get("dimensionName"),
             true,
         );
-        match d.get("operator").map(|o| o.as_str()) {
-            None | Some(Some("IN" | "NOT_IN")) => {}
-            _ => cx.err("metricDimension.operator", "must be \"IN\" or \"NOT_IN\""),
-        }
+        let not_in = match d.get("operator").map(|o| o.as_str()) {
+            None | Some(Some("IN")) => false,
+            Some(Some("NOT_IN")) => true,
+            _ => {
+                cx.err("metricDimension.operator", "must be \"IN\" or \"NOT_IN\"");
+                false
+            }
+        };
+        out = name.map(|name| Dimension { name, not_in });
     }
     let topic_metric = metric.is_some_and(|m| DIMENSION_METRICS.contains(&m));
     if class.is_some() && !topic_metric {
@@ -155,4 +178,5 @@ fn dimension(cx: &mut Ctx, d: &Value, metric: Option<&str>, class: Option<&Class
             ),
         );
     }
+    out
 }

@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 use super::context::Ctx;
 use super::value::{reference, value_field};
 use crate::criteria::{Criterion, StaticThreshold, StatisticalThreshold};
-use crate::metrics::{CustomKind, DURATIONS, Kind, MetricRef, MetricSpec};
+use crate::metrics::{CloudMetric, CloudRef, CustomKind, DURATIONS, Kind, MetricRef, MetricSpec};
 use crate::operators::Operator;
 use crate::profile::model::Rule;
 
@@ -26,7 +26,7 @@ const STATISTICS: [&str; 11] = [
 /// Where a behavior's metric lives.
 pub(super) enum Class {
     Device(&'static MetricSpec),
-    Cloud { ml: bool },
+    Cloud { ml: bool, metric: CloudMetric },
     Custom,
 }
 
@@ -130,11 +130,17 @@ fn statistical_rule(
             "a custom number metric takes lt, lte, gt or gte",
         );
     }
-    out.not_evaluated = Some("statisticalThreshold needs the fleet's percentile (§4.8)".into());
+    out.not_evaluated = Some(match class {
+        Class::Cloud { .. } => cloud_side(metric),
+        _ => "statisticalThreshold needs the fleet's percentile (§4.8)".into(),
+    });
     // Numeric metrics only: counts and traffic, custom numbers (the type it implies).
     let metric = match class {
         Class::Device(spec) if matches!(spec.kind, Kind::Count | Kind::Traffic) => {
             MetricRef::Aws(spec)
+        }
+        Class::Cloud { metric, .. } if *metric != CloudMetric::SourceIp => {
+            cloud_ref(*metric, operator?, duration)
         }
         Class::Custom => MetricRef::Custom {
             name: metric.to_string(),
@@ -206,10 +212,11 @@ fn static_rule(
                 }),
             )
         }
-        Class::Cloud { .. } => {
-            let cidr = metric == "aws:source-ip-address";
+        Class::Cloud { metric: m, .. } => {
+            let cidr = *m == CloudMetric::SourceIp;
             let kind = if cidr { Kind::CidrSet } else { Kind::Count };
-            (kind.operators(), kind.value_field(), !cidr, None)
+            let cloud = cloud_ref(*m, operator, duration);
+            (kind.operators(), kind.value_field(), !cidr, Some(cloud))
         }
     };
     if !operators.contains(&operator) {
@@ -242,13 +249,11 @@ fn static_rule(
     let (reference, elements, digest) = reference(cx, field, raw)?;
     out.elements = elements;
     out.digest = digest;
+    if let Class::Cloud { .. } = class {
+        out.not_evaluated = Some(cloud_side(metric));
+    }
     match metric_ref {
-        None => {
-            out.not_evaluated = Some(format!(
-                "{metric} is a cloud-side metric (§3.3), measured by the broker"
-            ));
-            None
-        }
+        None => None,
         Some(metric) if field_ok => Some((
             metric,
             Criterion::Static(StaticThreshold {
@@ -258,6 +263,23 @@ fn static_rule(
         )),
         Some(_) => None,
     }
+}
+
+/// Why the device does not evaluate a cloud-side behavior (the fleet does, from the broker).
+fn cloud_side(metric: &str) -> String {
+    format!("{metric} is a cloud-side metric (§3.3), measured by the broker")
+}
+
+/// A cloud-side rule's metric (§3.4): the window is `durationSeconds` or 300 s; a message
+/// size is judged by the window's largest message when large values violate, else its
+/// smallest. The dimension is set by the behavior (`metricDimension`).
+fn cloud_ref(metric: CloudMetric, operator: Operator, duration: Option<u64>) -> MetricRef {
+    MetricRef::Cloud(CloudRef {
+        metric,
+        window_secs: duration.filter(|d| *d > 0).unwrap_or(DURATIONS[0]),
+        dimension: None,
+        largest: matches!(operator, Operator::LessThan | Operator::LessThanEquals),
+    })
 }
 
 fn ml_config(cx: &mut Ctx, c: &Map<String, Value>, ml: &Value, class: &Class, metric: &str) {
@@ -286,7 +308,7 @@ fn ml_config(cx: &mut Ctx, c: &Map<String, Value>, ml: &Value, class: &Class, me
     }
     let capable = match class {
         Class::Device(spec) => spec.ml,
-        Class::Cloud { ml } => *ml,
+        Class::Cloud { ml, .. } => *ml,
         Class::Custom => true, // inferred to be of type number (the only ML type, §3.2)
     };
     if !capable {

@@ -1,0 +1,283 @@
+//! The judge's cloud-side half (issue #18, detect-rules §3.4): broker events folded into the
+//! records of the things they concern, and the timer that judges each closed window with the
+//! same engines, events and commits as reports. Load → decide → commit, like reports.
+
+use std::collections::BTreeMap;
+
+use detect::{MetricRef, Profile, STALE_AFTER_MS};
+use protocol::broker::Event;
+
+use super::{Decision, Judge};
+use crate::sources::Delivery;
+use crate::sources::broker::{Step, step};
+use crate::store::{Commit, Store, StoreError};
+use crate::window::{Closed, Dimensions};
+use crate::witness::Witness;
+
+/// Windows close this long after their end at most (late batches still count); a quarter of
+/// the bucket when buckets are shorter (`duration_override_secs`).
+pub const GRACE_MS: u64 = 10_000;
+/// The bucket (shortest window) without `duration_override_secs`: every `durationSeconds` is
+/// a multiple of it, so longer windows add buckets up.
+pub const BUCKET_MS: u64 = 300_000;
+/// The longest window (3600 s): buckets older than it before the next close are dropped.
+const LONGEST_MS: u64 = 3_600_000;
+/// Events stamped this many buckets or more ahead of the fleet's clock are not counted.
+pub const AHEAD_BUCKETS: u64 = 4;
+/// Windows judged per thing per tick at most (a day of 300 s buckets); older ones missed
+/// while the fleet was down longer are skipped, and the count is logged.
+pub const MAX_WINDOWS_PER_TICK: u64 = 288;
+
+/// The cloud-side setup: dimensions, bucket length, and the fleet's own client id (not a thing).
+#[derive(Debug, Clone)]
+pub struct CloudSetup {
+    pub dimensions: Dimensions,
+    pub bucket_ms: u64,
+    pub own_client_id: String,
+}
+
+impl CloudSetup {
+    pub fn new(dimensions: Dimensions, duration_override_secs: Option<u64>, own: &str) -> Self {
+        CloudSetup {
+            dimensions,
+            bucket_ms: duration_override_secs.map_or(BUCKET_MS, |s| s.max(1) * 1000),
+            own_client_id: own.to_string(),
+        }
+    }
+
+    pub fn grace_ms(&self) -> u64 {
+        GRACE_MS.min(self.bucket_ms / 4)
+    }
+
+    fn longest_ms(&self) -> u64 {
+        LONGEST_MS.max(self.bucket_ms)
+    }
+}
+
+/// What one delivery did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Witnessed {
+    pub things: usize,
+    /// Events whose windows were already judged, or stamped too far ahead (counted nowhere).
+    pub late: u64,
+    /// Batches never received, by the seq rule.
+    pub missed: u64,
+}
+
+impl Judge {
+    pub fn set_cloud(&mut self, setup: CloudSetup) {
+        self.cloud = Some(setup);
+    }
+
+    /// How often the window timer ticks (a second, or a quarter bucket when shorter), and the
+    /// grace before its first tick.
+    pub fn close_timing(&self) -> (std::time::Duration, std::time::Duration) {
+        let ms = |v: u64| std::time::Duration::from_millis(v.max(1));
+        match &self.cloud {
+            Some(c) => (ms((c.bucket_ms / 4).min(1000)), ms(c.grace_ms())),
+            None => (ms(1000), ms(GRACE_MS)),
+        }
+    }
+
+    /// Does a profile watching `thing` have a cloud-side rule?
+    fn watches_cloud(&self, thing: &str) -> bool {
+        self.watching(thing).iter().any(|p| {
+            p.behaviors.iter().any(|b| {
+                b.rule
+                    .as_ref()
+                    .is_some_and(|r| matches!(r.metric, MetricRef::Cloud(_)))
+            })
+        })
+    }
+
+    /// Folds one delivery into the records of the things it concerns (those a profile with a
+    /// cloud-side behavior watches; not the fleet itself), commits each, moves the source's
+    /// cursor. A batch read before is skipped; a seq gap is logged with its exact count.
+    pub fn witness(
+        &mut self,
+        store: &mut dyn Store,
+        d: &Delivery,
+        now_ms: u64,
+    ) -> Result<Witnessed, StoreError> {
+        let mut out = Witnessed::default();
+        let Some(setup) = self.cloud.clone() else {
+            return Ok(out);
+        };
+        let last = store.cursor(d.source)?;
+        match step(last.as_ref(), &d.instance, d.seq) {
+            Step::Again => {
+                tracing::debug!(source = d.source, instance = %d.instance, seq = d.seq, "broker event batch read before: skipped");
+                return Ok(out);
+            }
+            Step::Gap { missed } => {
+                out.missed = missed;
+                tracing::warn!(source = d.source, instance = %d.instance, seq = d.seq, missed, "broker event batches missed: their events count in no window");
+            }
+            Step::Restarted { missed } => {
+                out.missed = missed;
+                let previous = last.map(|(i, s)| format!("{i} after seq {s}"));
+                tracing::warn!(source = d.source, instance = %d.instance, seq = d.seq, missed, previous = ?previous, "broker integration restarted: batches of the previous run after the last one read are unknown");
+            }
+            Step::Next => {}
+        }
+        if d.dropped > 0 {
+            tracing::warn!(source = d.source, instance = %d.instance, dropped = d.dropped, "the broker integration dropped events at its own bounds");
+        }
+        let mut by_thing: BTreeMap<&str, Vec<&Event>> = BTreeMap::new();
+        for e in &d.events {
+            let thing = match e {
+                Event::Connect { client_id, .. }
+                | Event::Disconnect { client_id, .. }
+                | Event::Traffic { client_id, .. }
+                | Event::Denied { client_id, .. } => client_id.as_str(),
+                Event::ClosedBeforeConnect { .. } => continue,
+            };
+            if thing != setup.own_client_id && protocol::identity::check(thing).is_ok() {
+                by_thing.entry(thing).or_default().push(e);
+            }
+        }
+        for (thing, events) in by_thing {
+            if !self.watches_cloud(thing) {
+                continue;
+            }
+            let loaded = store.load(thing)?;
+            let mut record = loaded.record;
+            // Stamps beyond `AHEAD_BUCKETS` ahead of our clock are refused (they would hold
+            // buckets no window reaches soon); a new thing starts at most a longest window back.
+            let ahead = now_ms.saturating_add(AHEAD_BUCKETS * setup.bucket_ms);
+            let (events, future): (Vec<&Event>, Vec<&Event>) =
+                events.into_iter().partition(|e| at_ms(e) < ahead);
+            if !future.is_empty() {
+                let future = future.len();
+                tracing::warn!(
+                    thing,
+                    future,
+                    "broker events stamped too far ahead of our clock: not counted"
+                );
+                out.late += future as u64;
+            }
+            let oldest = now_ms.saturating_sub(setup.longest_ms());
+            let first = events.iter().map(|e| at_ms(e)).min().unwrap_or(now_ms);
+            let w = record
+                .witness
+                .get_or_insert_with(|| Witness::starting(first.max(oldest), setup.bucket_ms));
+            let late = events.iter().filter(|e| !w.add(e, setup.bucket_ms)).count() as u64;
+            if late > 0 {
+                tracing::warn!(
+                    thing,
+                    late,
+                    closed_until_ms = w.closed_until_ms,
+                    "broker events for windows already judged: not counted"
+                );
+            }
+            out.late += late;
+            out.things += 1;
+            let commit = Commit {
+                thing: thing.to_string(),
+                expected: loaded.version,
+                record,
+                ..Commit::default()
+            };
+            store.commit(std::slice::from_ref(&commit))?;
+        }
+        store.set_cursor(d.source, &d.instance, d.seq)?;
+        Ok(out)
+    }
+
+    /// Judges every window that ended `grace` before `now_ms` and is not judged yet, for each
+    /// thing with broker counters, oldest first; forgets a thing 48 h after its last event.
+    /// Reads the records only when a bucket end passed since the previous call.
+    pub fn close_windows(
+        &mut self,
+        store: &mut dyn Store,
+        now_ms: u64,
+    ) -> Result<super::sweep::Swept, StoreError> {
+        let mut swept = super::sweep::Swept::default();
+        let Some(setup) = self.cloud.clone() else {
+            return Ok(swept);
+        };
+        let bucket = setup.bucket_ms;
+        let due = now_ms.saturating_sub(setup.grace_ms());
+        let due = due - due % bucket;
+        // Nothing closes between bucket ends: the records are read once per bucket.
+        if due <= self.cloud_due {
+            return Ok(swept);
+        }
+        self.cloud_due = due;
+        for (thing, loaded) in store.with_witness()? {
+            let mut record = loaded.record;
+            let Some(mut w) = record.witness.take() else {
+                continue;
+            };
+            if w.closed_until_ms >= due {
+                record.witness = Some(w);
+                continue;
+            }
+            let windows = (due - w.closed_until_ms) / bucket;
+            if windows > MAX_WINDOWS_PER_TICK {
+                let skipped = windows - MAX_WINDOWS_PER_TICK;
+                tracing::warn!(
+                    thing,
+                    skipped,
+                    "cloud-side windows skipped: the fleet was away longer than it catches up"
+                );
+                w.closed_until_ms = due - MAX_WINDOWS_PER_TICK * bucket;
+            }
+            let mut d = Decision {
+                record,
+                ..Decision::default()
+            };
+            let watching: Vec<Profile> = self.watching(&thing).into_iter().cloned().collect();
+            let mut end = w.closed_until_ms + bucket;
+            while end <= due {
+                let obs = Closed {
+                    thing: &thing,
+                    witness: &w,
+                    end_ms: end,
+                    dimensions: &setup.dimensions,
+                };
+                for p in &watching {
+                    // The window is [end − d, end): thresholds of the window before it.
+                    let p = self.statistical.resolve(store, p.clone(), end - 1)?;
+                    let name = p.name.clone();
+                    let samples = self.statistical.samples(&name, &thing, &obs, end - 1);
+                    d.samples.extend(samples);
+                    let state = d.record.states.remove(&name);
+                    let (mut engine, mut events) = self.engine(&thing, p, state, end);
+                    events.extend(engine.evaluate(&obs, end));
+                    self.finish(&thing, &name, engine, events, &mut d);
+                }
+                end += bucket;
+            }
+            w.closed_until_ms = due;
+            w.drop_before(due.saturating_sub(setup.longest_ms() - bucket));
+            let silent = now_ms.saturating_sub(w.last_event_ms) > STALE_AFTER_MS;
+            if silent {
+                tracing::info!(thing = %thing, "no broker event for 48 h: its cloud-side windows stop");
+            }
+            d.record.witness = (!silent).then_some(w);
+            let commit = Commit {
+                thing,
+                expected: loaded.version,
+                record: d.record,
+                events: d.events,
+                touched: d.touched,
+                samples: d.samples,
+                ..Commit::default()
+            };
+            store.commit(std::slice::from_ref(&commit))?;
+            swept.events.extend(commit.events);
+        }
+        Ok(swept)
+    }
+}
+
+fn at_ms(e: &Event) -> u64 {
+    match e {
+        Event::Connect { at_ms, .. }
+        | Event::Disconnect { at_ms, .. }
+        | Event::Denied { at_ms, .. }
+        | Event::ClosedBeforeConnect { at_ms, .. } => *at_ms,
+        Event::Traffic { from_ms, .. } => *from_ms,
+    }
+}

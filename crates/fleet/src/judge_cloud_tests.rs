@@ -1,0 +1,145 @@
+//! The judge's cloud-side half with the memory store and fixed times: statistical thresholds
+//! across the fleet's windows, late events, catching up, forgetting silent things.
+
+use std::path::Path;
+
+use detect::{Profile, STALE_AFTER_MS, profile, seeded_ids};
+use protocol::broker::{Access, Direction, Event};
+use serde_json::json;
+
+use super::cloud::{BUCKET_MS, CloudSetup, MAX_WINDOWS_PER_TICK};
+use super::*;
+use crate::config::Attach;
+use crate::sources::Delivery;
+use crate::store::{Memory, ThingRecords, ViolationIndex};
+use crate::window::Dimensions;
+
+/// A bucket boundary in 2027.
+const T0: u64 = 1_800_000_000_000;
+
+fn judge(doc: serde_json::Value) -> Judge {
+    let p: Profile = profile::parse(&doc.to_string(), Path::new("t.json"))
+        .unwrap()
+        .0;
+    let attach = [Attach {
+        profile: p.name.clone(),
+        target: "all-things".into(),
+    }];
+    let mut j = Judge::new(vec![p], Attachments::new(&attach), 1, None, seeded_ids(3));
+    j.set_cloud(CloudSetup::new(Dimensions::default(), None, "detect-fleet"));
+    j
+}
+
+fn sent(thing: &str, from_ms: u64, msgs: u64) -> Event {
+    Event::Traffic {
+        from_ms,
+        to_ms: from_ms + 1,
+        client_id: thing.into(),
+        topic: "t".into(),
+        dir: Direction::Sent,
+        msgs,
+        bytes: msgs,
+        min_bytes: 1,
+        max_bytes: 1,
+    }
+}
+
+fn delivery(seq: u64, events: Vec<Event>) -> Delivery {
+    Delivery {
+        source: "mosquitto-plugin",
+        instance: "i".into(),
+        seq,
+        dropped: 0,
+        events,
+    }
+}
+
+#[test]
+fn a_statistical_threshold_on_a_cloud_metric_flags_the_one_thing_far_above_the_others() {
+    let mut j = judge(json!({"securityProfileName": "flood", "behaviors": [
+        {"name": "rate", "metric": "aws:num-messages-sent", "criteria": {
+            "comparisonOperator": "less-than-equals", "statisticalThreshold": {"statistic": "p90"},
+            "durationSeconds": 300}}]}));
+    let mut s = Memory::new();
+    let things: Vec<String> = (0..10).map(|i| format!("d{i}")).collect();
+    let first = things.iter().map(|t| sent(t, T0 + 1, 10)).collect();
+    j.witness(&mut s, &delivery(0, first), T0).unwrap();
+    let second = things
+        .iter()
+        .map(|t| sent(t, T0 + BUCKET_MS + 1, if t == "d9" { 1000 } else { 10 }))
+        .collect();
+    j.witness(&mut s, &delivery(1, second), T0).unwrap();
+    // The first window has no population before it: nothing is judged.
+    let w = j.close_windows(&mut s, T0 + BUCKET_MS + 20_000).unwrap();
+    assert!(w.events.is_empty());
+    let w = j
+        .close_windows(&mut s, T0 + 2 * BUCKET_MS + 20_000)
+        .unwrap();
+    let alarmed: Vec<&str> = w
+        .events
+        .iter()
+        .map(|r| r.event.thing_name.as_str())
+        .collect();
+    assert_eq!(alarmed, ["d9"]);
+    let e = &w.events[0].event;
+    assert_eq!(e.violation_event_time, T0 + 2 * BUCKET_MS);
+    assert_eq!(
+        e.report_id,
+        Some(T0 + 2 * BUCKET_MS),
+        "a window's id is its end"
+    );
+    assert_eq!(s.violations(&Default::default()).unwrap().len(), 1);
+}
+
+#[test]
+fn late_events_and_replayed_batches_count_nowhere_and_a_silent_thing_is_forgotten() {
+    let mut j = judge(json!({"securityProfileName": "auth", "behaviors": [
+        {"name": "auth", "metric": "aws:num-authorization-failures", "criteria": {
+            "comparisonOperator": "less-than", "value": {"count": 2}, "durationSeconds": 300}}]}));
+    let mut s = Memory::new();
+    let deny = |at_ms| Event::Denied {
+        at_ms,
+        client_id: "gw".into(),
+        access: Access::Subscribe,
+        topic: Some("x".into()),
+    };
+    let own = Event::Denied {
+        at_ms: T0,
+        client_id: "detect-fleet".into(),
+        access: Access::Publish,
+        topic: None,
+    };
+    let out = j
+        .witness(&mut s, &delivery(0, vec![deny(T0 + 1), own]), T0)
+        .unwrap();
+    assert_eq!(out.things, 1, "the fleet's own client id is no thing");
+    assert_eq!(s.load("detect-fleet").unwrap().version, 0);
+    let again = j
+        .witness(&mut s, &delivery(0, vec![deny(T0 + 2)]), T0)
+        .unwrap();
+    assert_eq!(again.things, 0, "a batch read before is skipped");
+    assert!(
+        j.close_windows(&mut s, T0 + BUCKET_MS + 20_000)
+            .unwrap()
+            .events
+            .is_empty()
+    );
+    // Its window is judged: a denial stamped in it now is late.
+    let late = j
+        .witness(&mut s, &delivery(1, vec![deny(T0 + 3)]), T0)
+        .unwrap();
+    assert_eq!(late.late, 1);
+    // Stamped four buckets ahead of our clock: refused.
+    let ahead = j
+        .witness(&mut s, &delivery(2, vec![deny(T0 + 4 * BUCKET_MS)]), T0)
+        .unwrap();
+    assert_eq!(ahead.late, 1);
+    let gap = j.witness(&mut s, &delivery(5, vec![]), T0).unwrap();
+    assert_eq!(gap.missed, 2);
+    // Two days later: windows beyond a day of catching up are skipped; the thing, silent
+    // for 48 h, is forgotten.
+    let later = T0 + STALE_AFTER_MS + 2 * BUCKET_MS;
+    j.close_windows(&mut s, later).unwrap();
+    assert!(s.load("gw").unwrap().record.witness.is_none());
+    const { assert!(MAX_WINDOWS_PER_TICK * BUCKET_MS < STALE_AFTER_MS) };
+}
