@@ -69,7 +69,7 @@ impl Alarms {
         };
         let had_state = saved.is_some();
         let mut saved: EngineState = saved.unwrap_or_default();
-        saved.models = models::load(state);
+        saved.models = models::load(state.dir());
         let (engine, events) = Engine::restore(thing, profiles, random::ids(), saved, now_ms);
         let mut alarms = Alarms {
             engine,

@@ -5,7 +5,7 @@
 mod alarms;
 mod broker;
 mod cycle;
-mod models;
+pub mod models;
 pub mod notify;
 pub mod random;
 pub mod schedule;

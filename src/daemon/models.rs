@@ -1,6 +1,8 @@
 //! The learned models of ML behaviors on disk (`models.json`, docs/detect.md): read at start
 //! with each model checked, written hourly and at stop and reload, never every cycle (flash).
 
+use std::path::Path;
+
 use crate::detect::SavedModel;
 use crate::detect::learn::persist;
 use crate::state::{MODELS_FILE, State};
@@ -8,16 +10,23 @@ use crate::state::{MODELS_FILE, State};
 /// Models are written at most this often while running (and always at stop and reload).
 pub(super) const SAVE_EVERY_MS: u64 = 3600 * 1000;
 
-/// The saved models that are intact. A file or a model that cannot be read is an error in the
-/// log naming the file (and the behavior); those models learn again from scratch.
-pub(super) fn load(state: &State) -> Vec<SavedModel> {
-    let path = state.dir().join(MODELS_FILE);
-    let models = match state.load_models::<Vec<SavedModel>>() {
-        Ok(models) => models.unwrap_or_default(),
+/// The saved models in state directory `dir` that are intact. A file or a model that cannot be
+/// read is an error in the log naming the file (and the behavior); those learn again.
+pub fn load(dir: &Path) -> Vec<SavedModel> {
+    let path = dir.join(MODELS_FILE);
+    let models: Vec<SavedModel> = match std::fs::read(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
         Err(e) => {
-            tracing::error!(error = %e, "ML models unreadable; every ML behavior learns again from scratch");
+            tracing::error!(path = %path.display(), error = %e, "cannot read the ML models; every ML behavior learns again from scratch");
             return Vec::new();
         }
+        Ok(bytes) => match serde_json::from_slice(&bytes) {
+            Ok(models) => models,
+            Err(e) => {
+                tracing::error!(path = %path.display(), error = %e, "ML models file damaged; every ML behavior learns again from scratch");
+                return Vec::new();
+            }
+        },
     };
     let intact = |m: &SavedModel| match persist::from_hex(&m.model) {
         Ok(_) => true,

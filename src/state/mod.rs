@@ -165,11 +165,6 @@ impl State {
         self.save_json(ALARMS_FILE, alarms)
     }
 
-    /// Loads the saved ML models (JSON), `None` when there are none yet.
-    pub fn load_models<T: DeserializeOwned>(&self) -> Result<Option<T>, StateError> {
-        self.load_json(MODELS_FILE)
-    }
-
     /// Persists the ML models atomically.
     pub fn save_models<T: Serialize>(&self, models: &T) -> Result<(), StateError> {
         self.save_json(MODELS_FILE, models)

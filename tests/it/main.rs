@@ -7,6 +7,7 @@ mod custom;
 mod cli {
     mod check_config;
     mod detect_evaluate;
+    mod detect_ml;
     mod dump;
     mod dump_custom;
     mod dump_evasion;

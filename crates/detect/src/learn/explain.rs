@@ -82,7 +82,7 @@ impl Finding {
 }
 
 /// Q16 with one decimal.
-fn tenths(q: i64) -> String {
+pub(super) fn tenths(q: i64) -> String {
     let t = (q * 10 + (1 << 15)) >> 16;
     format!(
         "{}{}.{}",

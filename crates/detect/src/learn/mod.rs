@@ -6,6 +6,7 @@ pub mod explain;
 pub mod fixed;
 pub mod model;
 pub mod persist;
+pub mod status;
 
 pub use calibrate::Confidence;
 pub use explain::Finding;
