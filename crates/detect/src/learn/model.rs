@@ -144,10 +144,10 @@ impl Model {
         if self.active() {
             let days = (u64::from(self.seen) / self.per_day()) as u32;
             let ctx = (w as u8, basis, days);
-            found = self.judge(x, usual, score, window, unit, ctx);
+            let (tp, tw) = self.thresholds();
+            found = self.judge(x, usual, (score, tp), window.map(|ws| (ws, tw)), unit, ctx);
             // Anti-poisoning: what alarms, or scores above LOW without its effect floors,
             // teaches a tenth as much.
-            let (tp, tw) = self.thresholds();
             suspect = score > tp[0] || window.is_some_and(|ws| ws > tw[0]);
         }
         self.learn(y, w, h, score, window, x, found.is_some() || suspect);
@@ -192,12 +192,11 @@ impl Model {
         &self,
         x: u64,
         usual: i64,
-        score: i64,
-        window: Option<i64>,
+        (score, tp): (i64, [i64; 3]),
+        window: Option<(i64, [i64; 3])>,
         unit: Unit,
         (hour_of_week, basis, days): (u8, Basis, u32),
     ) -> Option<Finding> {
-        let (tp, tw) = self.thresholds();
         let usual_x = exp2m1(usual);
         let above = |v: u64, u: u64, (num, den): (u64, u64), floor: u64| {
             u128::from(v) * u128::from(den) > u128::from(u) * u128::from(num)
@@ -225,7 +224,7 @@ impl Model {
             if score > tp[i] && above(x, usual_x, c.point_ratio(), unit.floor()) {
                 offer(finding(FindingKind::Point, c, x, usual_x, score, tp[i]));
             }
-            if let Some(ws) = window.filter(|&ws| ws > tw[i]) {
+            if let Some((ws, tw)) = window.filter(|&(ws, tw)| ws > tw[i]) {
                 let sum = |f: fn(&Slot) -> i32| {
                     let v = self.ring.iter().map(|s| exp2m1(i64::from(f(s))));
                     v.fold(0u64, u64::saturating_add)

@@ -274,3 +274,70 @@ fn restore_continues_the_model_and_damage_restarts_it() {
         (2 * DAY as u32, 0, 2 * DAY as u32)
     );
 }
+
+#[test]
+fn a_changed_confidence_level_invalidates_the_alarm_and_keeps_the_model() {
+    let mut e = engine("aws:all-bytes-out");
+    let seed = &mut 3;
+    run(&mut e, 0, 2 * DAY, seed, |_, x| x);
+    run(&mut e, 2 * DAY, 2 * DAY + 1, seed, |_, x| x * 40);
+    assert_eq!(e.active_alarms(), 3);
+    let text = serde_json::to_string(&profile("aws:all-bytes-out").behaviors[0].json).unwrap();
+    let low_to_high = text.replace("\"LOW\"", "\"HIGH\"");
+    let mut p = profile("aws:all-bytes-out");
+    p.behaviors[0] = {
+        let doc = format!(r#"{{"securityProfileName": "ml", "behaviors": [{low_to_high}]}}"#);
+        parse(&doc, Path::new("/p/ml.json"))
+            .unwrap()
+            .0
+            .behaviors
+            .remove(0)
+    };
+    let seen = e.models()[0].model.seen;
+    let events = e.reload(vec![p], START + 2 * DAY * STEP + 1);
+    assert_eq!(
+        kinds(&events),
+        vec![("LOW".to_string(), EventType::AlarmInvalidated)]
+    );
+    assert_eq!(
+        events[0]
+            .violation_event_additional_info
+            .as_ref()
+            .unwrap()
+            .confidence_level,
+        "LOW",
+        "the behavior as it was"
+    );
+    assert_eq!(e.models()[0].model.seen, seen, "what was learned is kept");
+    assert_eq!(e.active_alarms(), 2);
+}
+
+#[test]
+fn custom_numbers_learn_and_cloud_side_metrics_are_the_fleets() {
+    let text = r#"{"securityProfileName": "ml", "behaviors": [
+        {"name": "temp", "metric": "cpu-temp", "criteria": {"mlDetectionConfig": {"confidenceLevel": "LOW"}}},
+        {"name": "msgs", "metric": "aws:num-messages-sent", "criteria": {"mlDetectionConfig": {"confidenceLevel": "LOW"}}}]}"#;
+    let (p, warnings) = parse(text, Path::new("/p/ml.json")).unwrap();
+    assert!(p.behaviors[0].evaluated_rule().is_some());
+    assert!(p.behaviors[1].evaluated_rule().is_none());
+    assert_eq!(warnings.len(), 1);
+    assert!(
+        warnings[0]
+            .to_string()
+            .contains("its ML model is the fleet's"),
+        "{}",
+        warnings[0]
+    );
+    let rule = p.behaviors[0].evaluated_rule().unwrap();
+    assert!(
+        matches!(rule.criterion, crate::criteria::Criterion::Learned(l) if l.unit == Unit::Number)
+    );
+    assert_eq!(
+        crate::criteria::Learned::value(&Datapoint::Number(-3.5)),
+        Some(0)
+    );
+    assert_eq!(
+        crate::criteria::Learned::value(&Datapoint::Number(41.9)),
+        Some(41)
+    );
+}
