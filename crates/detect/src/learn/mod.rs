@@ -1,6 +1,7 @@
 //! The learned model of ML Detect behaviors (docs/ml.md, detect-rules §5): fixed-point maths,
 //! the calibrated tail, the seasonal model, its explanation and its bytes. No I/O.
 
+pub mod bucket;
 pub mod calibrate;
 pub mod explain;
 pub mod fixed;

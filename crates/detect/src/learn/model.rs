@@ -1,31 +1,21 @@
-//! SeasonalTail, the learned model of one behavior on one device (docs/ml.md): seasonal robust
-//! baselines on a log scale, point and 1-hour scores against their calibrated tails, effect
-//! floors, a value table for small counts, damped learning of alarming points. Integers only.
+//! SeasonalTail, one behavior's model on one device (docs/ml.md): seasonal baselines of log values,
+//! point and 1-hour scores against calibrated tails, effect floors, a value table; integers only.
 
+use super::bucket::{Bucket, SPREAD_FLOOR, update};
 use super::calibrate::{Confidence, Histogram};
 use super::explain::{Basis, Finding, FindingKind};
-use super::fixed::{ONE, exp2m1, log2p1};
+use super::fixed::{exp2m1, log2p1};
 
 /// Datapoints in the window score: one hour at 300 s.
 pub const WINDOW: usize = 12;
 /// Entries of the value table of small counts.
 pub const VALUES: usize = 16;
-/// The least spread a score divides by: a quarter of a doubling.
-const SPREAD_FLOOR: i64 = ONE / 4;
 /// √(π/2) in Q16: mean absolute deviation to standard deviation.
 const MAD_TO_SD: i64 = 82_137;
 /// 1/√12 in Q16: a sum of 12 unit scores back to unit scale.
 const INV_SQRT_WINDOW: i64 = 18_919;
 /// An alarming datapoint teaches a tenth as much (anti-poisoning).
 const DAMPING: i64 = 10;
-
-/// A robust exponentially weighted centre `m` and mean absolute deviation `s` (Q16).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Bucket {
-    pub n: u16,
-    pub m: i32,
-    pub s: i32,
-}
 
 /// One datapoint of the window: its value, usual value and score (Q16).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -303,37 +293,4 @@ impl Model {
         }
         self.values[i].1 += 1;
     }
-}
-
-/// One robust EW step: the value clipped to 4 spreads of the centre (once 8 are seen, or the
-/// bucket started from a `prior` centre and spread), a rate of 1/(n+1) but at least 1/`cap`,
-/// divided by `damp`; a damped value does not widen the spread.
-fn update(b: &mut Bucket, y: i64, cap: i64, damp: i64, prior: Option<(i64, i64)>) {
-    if b.n == 0 {
-        let (m, s) = prior.unwrap_or((y, 0));
-        *b = Bucket {
-            n: 0,
-            m: m as i32,
-            s: s as i32,
-        };
-        if prior.is_none() {
-            b.n = 1;
-            return;
-        }
-    }
-    let (m, s) = (i64::from(b.m), i64::from(b.s));
-    let lim = 4 * s.max(SPREAD_FLOOR);
-    let clip = b.n >= 8 || prior.is_some();
-    let y = if clip { y.clamp(m - lim, m + lim) } else { y };
-    let den = (i64::from(b.n) + 1).min(cap) * damp;
-    let m2 = m + (y - m) / den;
-    // A damped (suspect) value moves the centre slowly and leaves the spread alone.
-    let s2 = if damp > 1 {
-        s
-    } else {
-        s + ((y - m2).abs() - s) / den
-    };
-    b.m = m2 as i32;
-    b.s = s2 as i32;
-    b.n = b.n.saturating_add(1);
 }

@@ -1,8 +1,9 @@
 //! A learned model as bytes (docs/ml.md §State): magic `ST`, a version, the fields in a fixed
 //! order little-endian, a CRC-32; carried in the engine state as hex. Damage is an error.
 
+use super::bucket::Bucket;
 use super::calibrate::{BINS, Histogram};
-use super::model::{Bucket, Model, Slot, VALUES, WINDOW};
+use super::model::{Model, Slot, VALUES, WINDOW};
 
 const MAGIC: &[u8; 2] = b"ST";
 const VERSION: u8 = 1;
