@@ -14,19 +14,17 @@ pub(super) const SAVE_EVERY_MS: u64 = 3600 * 1000;
 /// read is an error in the log naming the file (and the behavior); those learn again.
 pub fn load(dir: &Path) -> Vec<SavedModel> {
     let path = dir.join(MODELS_FILE);
-    let models: Vec<SavedModel> = match std::fs::read(&path) {
+    let read = match std::fs::read(&path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
+        Err(e) => Err(e.to_string()),
+        Ok(bytes) => serde_json::from_slice::<Vec<SavedModel>>(&bytes).map_err(|e| e.to_string()),
+    };
+    let models = match read {
+        Ok(models) => models,
         Err(e) => {
-            tracing::error!(path = %path.display(), error = %e, "cannot read the ML models; every ML behavior learns again from scratch");
+            tracing::error!(path = %path.display(), error = %e, "ML models file unreadable or damaged; every ML behavior learns again from scratch");
             return Vec::new();
         }
-        Ok(bytes) => match serde_json::from_slice(&bytes) {
-            Ok(models) => models,
-            Err(e) => {
-                tracing::error!(path = %path.display(), error = %e, "ML models file damaged; every ML behavior learns again from scratch");
-                return Vec::new();
-            }
-        },
     };
     let intact = |m: &SavedModel| match persist::from_hex(&m.model) {
         Ok(_) => true,

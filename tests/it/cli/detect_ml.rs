@@ -124,7 +124,7 @@ fn dump_shows_each_model_and_names_a_damaged_models_file() {
     }
     let stderr = ran.stderr.join("\n");
     assert!(
-        stderr.contains("models.json") && stderr.contains("ML models file damaged"),
+        stderr.contains("models.json") && stderr.contains("ML models file unreadable or damaged"),
         "{stderr}"
     );
     assert!(

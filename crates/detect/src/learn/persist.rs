@@ -29,7 +29,13 @@ pub enum DecodeError {
 
 /// The model as hex (`Model::from_hex` reads it back).
 pub fn to_hex(model: &Model) -> String {
-    to_bytes(model).iter().map(|b| format!("{b:02x}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(2 * ENCODED_LEN);
+    for b in to_bytes(model) {
+        out.push(DIGITS[usize::from(b >> 4)] as char);
+        out.push(DIGITS[usize::from(b & 15)] as char);
+    }
+    out
 }
 
 pub fn from_hex(hex: &str) -> Result<Model, DecodeError> {
