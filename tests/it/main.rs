@@ -30,6 +30,7 @@ mod daemon {
     mod big_messages;
     mod custom;
     mod detect;
+    mod detect_ml;
     mod liveness;
     mod report_id;
     mod rogue_verdicts;
