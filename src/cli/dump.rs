@@ -105,6 +105,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 let report = report::build_with_custom(&sample.sockets, stats, custom, report_id);
                 let checks = detect::check(&profiles, &report);
                 text.push_str(&super::table::detect_section(&checks));
+                text.push_str(&models_section(&thing, &profiles, &config.state.dir));
             }
             text.into_bytes()
         }
@@ -129,6 +130,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     write_out(args.output.as_deref(), &bytes)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The ML behaviors' models as the daemon last saved them in the state directory (hourly and
+/// at stop); a damaged file or model is logged naming the file and shown as new.
+fn models_section(thing: &str, profiles: &[detect::Profile], dir: &Path) -> String {
+    let state = detect::EngineState {
+        models: detect_agent::daemon::models::load(dir),
+        ..Default::default()
+    };
+    let ids = detect::seeded_ids(0);
+    let (engine, _) = detect::Engine::restore(thing, profiles.to_vec(), ids, state, 0);
+    super::table::models_section(&engine.models(), dir)
 }
 
 fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {

@@ -264,3 +264,31 @@ fn custom_metrics(out: &mut String, readings: &[Reading]) {
 fn items<T: ToString>(v: impl ExactSizeIterator<Item = T>) -> String {
     format!("[{}] {}", v.len(), list(v, 8))
 }
+
+/// The ML MODELS section of `dump --profile`: one line per ML behavior (none: empty).
+pub fn models_section(
+    models: &[detect_agent::detect::ModelStatus],
+    dir: &std::path::Path,
+) -> String {
+    let mut out = String::new();
+    if models.is_empty() {
+        return out;
+    }
+    let file = dir.join(detect_agent::state::MODELS_FILE);
+    let _ = writeln!(
+        out,
+        "\nML MODELS (saved in {}, hourly and at stop)",
+        file.display()
+    );
+    let _ = writeln!(out, "  {:<24} {:<28} STATUS", "PROFILE", "BEHAVIOR");
+    for m in models {
+        let _ = writeln!(
+            out,
+            "  {:<24} {:<28} {}",
+            m.profile,
+            m.behavior,
+            m.model.describe()
+        );
+    }
+    out
+}

@@ -14,12 +14,14 @@
 //!   restored at start against the configured profiles, so a restart neither repeats an
 //!   `in-alarm` nor loses a clear, and a reload invalidates the alarms of removed or changed
 //!   behaviors (detect-rules §6.1).
+//! - ML models: in `models.json`, hourly and at stop and reload (`models.rs`).
 
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use super::broker::Session;
+use super::models::{self, Saver};
 use super::random;
 use crate::collect::Sample;
 use crate::detect::{Engine, EngineState, Event, EventType, Profile};
@@ -40,6 +42,8 @@ pub(super) struct Alarms {
     outbox: Outbox,
     /// What of the behaviors' state was last written to `alarms.json` (`Written`).
     saved: Option<Vec<Written>>,
+    /// When the ML models were last written.
+    models: Saver,
     /// Counters at the previous sample (not persisted: after a restart the first sample has
     /// no traffic datapoint, which is missing data, detect-rules §4.6).
     traffic: Baseline,
@@ -64,24 +68,21 @@ impl Alarms {
             }
         };
         let had_state = saved.is_some();
-        let (engine, events) = Engine::restore(
-            thing,
-            profiles,
-            random::ids(),
-            saved.unwrap_or_default(),
-            now_ms,
-        );
+        let mut saved: EngineState = saved.unwrap_or_default();
+        saved.models = models::load(state.dir());
+        let (engine, events) = Engine::restore(thing, profiles, random::ids(), saved, now_ms);
         let mut alarms = Alarms {
             engine,
             thing: thing.to_string(),
             topic,
             outbox,
             saved: None,
+            models: Saver::starting(now_ms),
             traffic: Baseline::default(),
         };
         alarms.record(events);
         if had_state || alarms.engine.active_alarms() > 0 {
-            alarms.persist(state);
+            alarms.persist(state, now_ms, false);
         }
         tracing::info!(
             profiles = alarms.engine.profiles().len(),
@@ -96,6 +97,12 @@ impl Alarms {
     /// Number of alarms active now, for `STATUS=`.
     pub(super) fn active(&self) -> usize {
         self.engine.active_alarms()
+    }
+
+    /// The ML behaviors' models.
+    #[cfg(test)]
+    pub(super) fn models(&self) -> Vec<crate::detect::ModelStatus> {
+        self.engine.models()
     }
 
     /// Alarm messages waiting for the broker.
@@ -127,7 +134,7 @@ impl Alarms {
         let events = self.engine.evaluate(report, time_ms);
         report.metrics.network_stats = report_stats;
         self.record(events);
-        self.persist(state);
+        self.persist(state, time_ms, false);
     }
 
     /// Sends queued messages oldest first while connected: bounded in count and time, each
@@ -189,17 +196,20 @@ impl Alarms {
         }
     }
 
-    /// Writes the whole engine state (at stop and reload), changed or not, and the outbox if
-    /// a drain was cut off before it wrote it.
+    /// Writes the whole engine state and the ML models (at stop and reload), changed or not,
+    /// and the outbox if a drain was cut off before it wrote it.
     pub(super) fn flush(&mut self, state: &State) {
         self.saved = None;
-        self.persist(state);
+        self.persist(state, crate::state::epoch_ms(), true);
         self.save_outbox();
     }
 
-    /// Writes the engine state when an alarm or a run changed since the last write.
-    fn persist(&mut self, state: &State) {
-        let snapshot = self.engine.snapshot();
+    /// Writes the engine state when an alarm or a run changed since the last write, and the
+    /// ML models when `force`d or an hour has passed (`models.rs`).
+    fn persist(&mut self, state: &State, now_ms: u64, force: bool) {
+        let mut snapshot = self.engine.snapshot();
+        let learned = std::mem::take(&mut snapshot.models);
+        self.models.save(state, &learned, now_ms, force);
         let written: Vec<Written> = snapshot.behaviors.iter().map(Written::of).collect();
         if self.saved.as_ref() == Some(&written) {
             return;

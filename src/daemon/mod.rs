@@ -5,6 +5,7 @@
 mod alarms;
 mod broker;
 mod cycle;
+pub mod models;
 pub mod notify;
 pub mod random;
 pub mod schedule;

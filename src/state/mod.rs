@@ -1,6 +1,6 @@
 //! Small files in the state directory, each written atomically (temp file, fsync, rename,
-//! fsync of the directory): report ids, the alarm engine's state and the alarm outbox
-//! (`outbox`); the counter baseline is rewritten in place in A/B slots (`slots`). Holds no
+//! fsync of the directory): report ids, the alarm engine's state, its learned ML models and the
+//! alarm outbox (`outbox`); the counter baseline is rewritten in place in A/B slots (`slots`). Holds no
 //! policy: the daemon decides when to write what.
 
 pub mod outbox;
@@ -31,6 +31,8 @@ const REPORT_ID_FILE: &str = "report_id";
 const LEGACY_BASELINE_FILE: &str = "baseline.json";
 const BASELINE_FILE: &str = "baseline.slots";
 const ALARMS_FILE: &str = "alarms.json";
+/// The learned models of ML behaviors, written apart from `alarms.json` and far less often.
+pub const MODELS_FILE: &str = "models.json";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -161,6 +163,11 @@ impl State {
     /// `in-alarm` nor loses a clear.
     pub fn save_alarms<T: Serialize>(&self, alarms: &T) -> Result<(), StateError> {
         self.save_json(ALARMS_FILE, alarms)
+    }
+
+    /// Persists the ML models atomically.
+    pub fn save_models<T: Serialize>(&self, models: &T) -> Result<(), StateError> {
+        self.save_json(MODELS_FILE, models)
     }
 
     fn load_json<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>, StateError> {

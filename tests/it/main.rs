@@ -7,6 +7,7 @@ mod custom;
 mod cli {
     mod check_config;
     mod detect_evaluate;
+    mod detect_ml;
     mod dump;
     mod dump_custom;
     mod dump_evasion;
@@ -29,6 +30,7 @@ mod daemon {
     mod big_messages;
     mod custom;
     mod detect;
+    mod detect_ml;
     mod liveness;
     mod report_id;
     mod rogue_verdicts;

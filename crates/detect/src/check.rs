@@ -1,6 +1,7 @@
 //! The one-sample check of `dump --profile`: every behavior judged on one observation
 //! without state, with the offending elements. Does not raise alarms (see `engine.rs`).
 
+use super::criteria::Criterion;
 use super::event::MetricValue;
 use super::metrics::MetricRef;
 use super::observation::Observation;
@@ -50,6 +51,12 @@ pub fn check<O: Observation + ?Sized>(profiles: &[Profile], observation: &O) -> 
                 None => CheckOutcome::NotEvaluated {
                     why: behavior.not_evaluated.clone().unwrap_or_default(),
                 },
+                Some(rule) if matches!(rule.criterion, Criterion::Learned(_)) => {
+                    CheckOutcome::NotEvaluated {
+                        why: "ML Detect: judged by this device's learned model, not one sample"
+                            .into(),
+                    }
+                }
                 Some(rule) => match observation.datapoint(&rule.metric) {
                     None => CheckOutcome::NoDatapoint {
                         why: observation.missing(&rule.metric),

@@ -8,7 +8,9 @@ use std::cell::OnceCell;
 use std::collections::VecDeque;
 
 use super::check::{BehaviorCheck, check};
+use super::criteria::{Criterion, Learned};
 use super::event::{Event, EventType, event_of, violation_id};
+use super::learn::{Finding, Model};
 use super::metrics::{self, Datapoint, Kind, MetricRef};
 use super::observation::Observation;
 use super::profile::{Behavior, Profile, Rule};
@@ -32,6 +34,8 @@ pub struct Engine {
     pub(super) profiles: Vec<Profile>,
     /// Parallel to `profiles[i].behaviors`.
     pub(super) tracks: Vec<Vec<Track>>,
+    /// Parallel to `tracks`: the learned model of each ML behavior (docs/ml.md).
+    pub(super) models: Vec<Vec<Option<Box<Model>>>>,
     pub(super) traffic: VecDeque<TrafficEntry>,
     pub(super) last_report_ms: Option<u64>,
     pub(super) ids: IdSource,
@@ -53,10 +57,15 @@ impl Engine {
             .iter()
             .map(|p| vec![Track::default(); p.behaviors.len()])
             .collect();
+        let models = profiles
+            .iter()
+            .map(|p| p.behaviors.iter().map(new_model).collect())
+            .collect();
         Engine {
             thing: thing.into(),
             profiles,
             tracks,
+            models,
             traffic: VecDeque::new(),
             last_report_ms: None,
             ids,
@@ -108,11 +117,21 @@ impl Engine {
                 let Some(dp) = extracted.datapoint(rule, time_ms, &self.traffic) else {
                     continue; // no datapoint: runs stay as they are (§4.6)
                 };
-                let violating = rule.criterion.judge(&dp, 1).violating;
+                let (violating, finding) = match &rule.criterion {
+                    Criterion::Learned(l) => {
+                        let model = self.models[p][b].as_deref_mut();
+                        let found = learned(model, l, &dp, time_ms);
+                        (found.as_ref().is_some_and(|f| f.level >= l.level), found)
+                    }
+                    c => (c.judge(&dp, 1).violating, None),
+                };
                 let track = &mut self.tracks[p][b];
                 if let Some((kind, id)) = step(track, rule, violating, time_ms, &mut self.ids) {
                     let cause = Some((&*dp, report_id));
-                    let e = event(&self.thing, profile, behavior, kind, time_ms, cause, id);
+                    let mut e = event(&self.thing, profile, behavior, kind, time_ms, cause, id);
+                    if kind == EventType::InAlarm {
+                        e.explanation = finding.map(|f| f.explain(&behavior.metric));
+                    }
                     events.push(e);
                 }
             }
@@ -159,6 +178,22 @@ impl Engine {
             );
         }
     }
+}
+
+/// A fresh model for an ML behavior (docs/ml.md), `None` for the others.
+pub(super) fn new_model(behavior: &Behavior) -> Option<Box<Model>> {
+    let rule = behavior.rule.as_ref()?;
+    matches!(rule.criterion, Criterion::Learned(_)).then(Box::default)
+}
+
+/// An ML behavior's datapoint through its model: learned, and what it finds (docs/ml.md).
+fn learned(
+    model: Option<&mut Model>,
+    l: &Learned,
+    dp: &Datapoint,
+    time_ms: u64,
+) -> Option<Finding> {
+    model?.observe(time_ms, Learned::value(dp)?, l.unit)
 }
 
 /// The §4.7 machine for one datapoint. Returns the transition, with the episode's id.

@@ -80,6 +80,29 @@ pub struct Event {
     /// Ours: `report_id` of the datapoint; absent on `alarm-invalidated`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub report_id: Option<u64>,
+    /// ML behaviors only, as AWS: `{"confidenceLevel": "HIGH"}` (detect-rules §5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub violation_event_additional_info: Option<AdditionalInfo>,
+    /// Ours, ML behaviors' `in-alarm` only: why the model alarmed, one line (docs/ml.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub explanation: Option<String>,
+}
+
+/// AWS's `violationEventAdditionalInfo` of an ML behavior's events.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AdditionalInfo {
+    pub confidence_level: String,
+}
+
+impl AdditionalInfo {
+    /// From the behavior object's `criteria.mlDetectionConfig.confidenceLevel`.
+    pub fn of(behavior: &serde_json::Value) -> Option<AdditionalInfo> {
+        let level = behavior.pointer("/criteria/mlDetectionConfig/confidenceLevel")?;
+        Some(AdditionalInfo {
+            confidence_level: level.as_str()?.to_string(),
+        })
+    }
 }
 
 impl Event {
@@ -125,6 +148,8 @@ pub(super) fn event_of(
         violation_id,
         verification_state: VERIFICATION_STATE.to_string(),
         report_id: cause.map(|(_, id)| id),
+        violation_event_additional_info: AdditionalInfo::of(behavior),
+        explanation: None,
     }
 }
 
@@ -146,6 +171,8 @@ mod tests {
             violation_id: violation_id(0x5f0c1a2b3c4d4e5f8a9b0c1d2e3f4a51),
             verification_state: "UNKNOWN".into(),
             report_id: None,
+            violation_event_additional_info: None,
+            explanation: None,
         };
         let want = json!({"violationEventTime": 1767225900000u64, "thingName": "gw-01",
             "securityProfileName": "edge-baseline",

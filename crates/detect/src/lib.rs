@@ -6,7 +6,8 @@
 //! 1. vocabulary: `operators`, `cidr`, `ids`, then `metrics` (names, kinds, `MetricRef`,
 //!    `Datapoint`), `event`;
 //! 2. observations: `observation` (the trait the engine reads), `from_report` (a report as one);
-//! 3. `criteria/`: the closed set of criteria (static, statistical) and judging a datapoint;
+//! 3. `learn/`: the learned model of ML behaviors (docs/ml.md); `criteria/`: the closed set of
+//!    criteria (static, statistical, learned) and judging a datapoint;
 //! 4. `profile/`: the loaded model, then loading and validating files;
 //! 5. `state` (what is persisted), then `check` (one sample, no state) and `engine`;
 //! 6. `snapshot`: saving and restoring an engine.
@@ -21,6 +22,7 @@ pub mod engine;
 pub mod event;
 pub mod from_report;
 pub mod ids;
+pub mod learn;
 pub mod metrics;
 pub mod observation;
 pub mod operators;
@@ -32,12 +34,13 @@ pub mod state;
 mod matrix_tests;
 
 pub use check::{BehaviorCheck, CheckOutcome, check};
-pub use criteria::{Criterion, Reference, StaticThreshold, StatisticalThreshold};
+pub use criteria::{Criterion, Learned, Reference, StaticThreshold, StatisticalThreshold};
 pub use engine::{Engine, STALE_AFTER_MS};
-pub use event::{Event, EventType, MetricValue};
+pub use event::{AdditionalInfo, Event, EventType, MetricValue};
 pub use ids::{IdSource, seeded_ids};
 pub use metrics::{CustomKind, Datapoint, Kind, MetricRef, MetricSpec};
 pub use observation::Observation;
 pub use operators::Operator;
 pub use profile::{Behavior, Loaded, Problem, Profile, ProfileError, Rule, Warning};
-pub use state::{Alarm, BehaviorState, EngineState, Track, TrafficEntry};
+pub use snapshot::ModelStatus;
+pub use state::{Alarm, BehaviorState, EngineState, SavedModel, Track, TrafficEntry};

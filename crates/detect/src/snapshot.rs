@@ -1,17 +1,33 @@
 //! Carrying the engine across restarts and reloads (detect-rules §6.1): `Engine::snapshot`,
 //! and `Engine::restore` / `reload`, which invalidate the alarms of removed or changed
-//! behaviors. The saved shape: `state.rs`. Does not write files (the daemon's state module does).
+//! behaviors, and keep the learned models. Shape: `state.rs`. Writes no files (the daemon does).
 
 use super::engine::Engine;
 use super::event::{Event, EventType, event_of};
 use super::ids::IdSource;
+use super::learn::{Model, persist};
 use super::profile::Profile;
-use super::state::{BehaviorState, EngineState, Track};
+use super::state::{BehaviorState, EngineState, SavedModel, Track};
+
+/// One ML behavior's model, for `dump --profile` and status commands.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelStatus {
+    pub profile: String,
+    pub behavior: String,
+    pub metric: String,
+    pub model: Model,
+}
 
 impl Engine {
     /// The state to persist.
     pub fn snapshot(&self) -> EngineState {
         let mut behaviors = Vec::new();
+        let models = self.models().into_iter().map(|m| SavedModel {
+            model: persist::to_hex(&m.model),
+            profile: m.profile,
+            behavior: m.behavior,
+            metric: m.metric,
+        });
         for (p, profile) in self.profiles.iter().enumerate() {
             for (b, behavior) in profile.behaviors.iter().enumerate() {
                 behaviors.push(BehaviorState {
@@ -27,7 +43,26 @@ impl Engine {
             last_report_ms: self.last_report_ms,
             behaviors,
             traffic: self.traffic.iter().copied().collect(),
+            models: models.collect(),
         }
+    }
+
+    /// The model of every ML behavior, in profile and behavior order.
+    pub fn models(&self) -> Vec<ModelStatus> {
+        let mut out = Vec::new();
+        for (p, profile) in self.profiles.iter().enumerate() {
+            for (b, behavior) in profile.behaviors.iter().enumerate() {
+                if let Some(model) = &self.models[p][b] {
+                    out.push(ModelStatus {
+                        profile: profile.name.clone(),
+                        behavior: behavior.name.clone(),
+                        metric: behavior.metric.clone(),
+                        model: (**model).clone(),
+                    });
+                }
+            }
+        }
+        out
     }
 
     /// An engine for `profiles` that continues `state` (saved by `snapshot`, possibly with
@@ -45,6 +80,9 @@ impl Engine {
         let mut engine = Engine::new(thing, profiles, ids);
         engine.last_report_ms = state.last_report_ms;
         engine.traffic = state.traffic.into_iter().collect();
+        for saved in state.models {
+            engine.restore_model(saved);
+        }
         let mut events = Vec::new();
         for saved in state.behaviors {
             let slot = engine.profiles.iter().enumerate().find_map(|(p, profile)| {
@@ -76,6 +114,31 @@ impl Engine {
             }
         }
         (engine, events)
+    }
+
+    /// Puts a saved model back into its ML behavior (same profile, behavior and metric); a
+    /// damaged one is logged and the behavior learns again from scratch.
+    fn restore_model(&mut self, saved: SavedModel) {
+        for (p, profile) in self.profiles.iter().enumerate() {
+            for (b, behavior) in profile.behaviors.iter().enumerate() {
+                let slot = &mut self.models[p][b];
+                if slot.is_none()
+                    || profile.name != saved.profile
+                    || behavior.name != saved.behavior
+                    || behavior.metric != saved.metric
+                {
+                    continue;
+                }
+                match persist::from_hex(&saved.model) {
+                    Ok(m) => *slot = Some(Box::new(m)),
+                    Err(e) => tracing::error!(
+                        profile = %saved.profile, behavior = %saved.behavior, error = %e,
+                        "saved ML model unreadable; it learns again from scratch"
+                    ),
+                }
+                return;
+            }
+        }
     }
 
     /// Swaps in a new profile set (SIGHUP), with the invalidations of `restore`.

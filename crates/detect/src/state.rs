@@ -1,5 +1,5 @@
 //! What the engine keeps across restarts (detect-rules §6.1), as the daemon and the fleet
-//! persist it: runs and active alarms per (profile, behavior), and recent traffic deltas.
+//! persist it: runs and active alarms per (profile, behavior), recent traffic deltas, models.
 
 use protocol::NetworkStats;
 
@@ -46,4 +46,18 @@ pub struct EngineState {
     pub last_report_ms: Option<u64>,
     pub behaviors: Vec<BehaviorState>,
     pub traffic: Vec<TrafficEntry>,
+    /// The learned models of ML behaviors (docs/ml.md); absent when there are none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<SavedModel>,
+}
+
+/// One ML behavior's model: found again on restore by profile, behavior and metric (a changed
+/// confidence level or datapoint count keeps what was learned).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SavedModel {
+    pub profile: String,
+    pub behavior: String,
+    pub metric: String,
+    /// `learn::persist::to_hex`: versioned, with a CRC-32.
+    pub model: String,
 }

@@ -1,10 +1,12 @@
-//! A behavior's criterion, one of a closed set (detect-rules §2.3): `Static` (a fixed value)
-//! and `Statistical` (a percentile handed in by the caller), one file each. ML is refused.
+//! A behavior's criterion, one of a closed set (detect-rules §2.3, §5), one file each: `Static`,
+//! `Statistical` (a percentile handed in) and `Learned` (a model the engine keeps, `learn/`).
 
+pub mod learned;
 pub mod number_set;
 pub mod static_threshold;
 pub mod statistical;
 
+pub use learned::Learned;
 pub use number_set::NumberSet;
 pub use static_threshold::{Judgement, PortSet, Reference, StaticThreshold, judge};
 pub use statistical::{StatisticalThreshold, Threshold};
@@ -19,6 +21,7 @@ use crate::operators::Operator;
 pub enum Criterion {
     Static(StaticThreshold),
     Statistical(StatisticalThreshold),
+    Learned(Learned),
 }
 
 impl Criterion {
@@ -26,20 +29,22 @@ impl Criterion {
         match self {
             Criterion::Static(c) => c.operator,
             Criterion::Statistical(c) => c.operator,
+            Criterion::Learned(_) => Operator::GreaterThan, // the model watches for rises
         }
     }
 
     /// Can it judge now? A static criterion always; a statistical one once its threshold is
-    /// handed in.
+    /// handed in; a learned one always (its model decides whether it may alarm yet).
     pub fn ready(&self) -> bool {
         match self {
-            Criterion::Static(_) => true,
+            Criterion::Static(_) | Criterion::Learned(_) => true,
             Criterion::Statistical(c) => c.threshold().is_some(),
         }
     }
 
     /// Does `dp` violate the criterion? A criterion that is not `ready` finds nothing. `limit`
-    /// caps the offending elements listed (see `static_threshold::judge`).
+    /// caps the offending elements listed (see `static_threshold::judge`). A learned criterion
+    /// needs its model: the engine judges it (`Engine::evaluate`); here it finds nothing.
     pub fn judge(&self, dp: &Datapoint, limit: usize) -> Judgement {
         // A statistical threshold is a count or a number, which own nothing: not dropping it
         // keeps drop glue out of this function (the agent binary's size).
@@ -53,6 +58,7 @@ impl Criterion {
                 }
                 None => return Judgement::default(),
             },
+            Criterion::Learned(_) => return Judgement::default(),
         };
         judge(operator, reference, dp, limit)
     }

@@ -319,20 +319,19 @@ fn describe_output_keys_are_ignored_and_not_evaluated_behaviors_warn() {
         .map(|b| b.name.as_str())
         .collect();
     // The cloud-side rule is kept for the fleet (a report never has its datapoint).
-    assert_eq!(evaluated, vec!["msgs", "ok"]);
+    assert_eq!(evaluated, vec!["msgs", "ml", "ok"]);
     let cloud = p.behaviors[0].rule.as_ref().map(|r| &r.metric);
     assert!(
         matches!(cloud, Some(MetricRef::Cloud(c)) if c.window_secs == 300 && c.dimension.is_none()),
         "{cloud:?}"
     );
     let w: Vec<String> = w.iter().map(ToString::to_string).collect();
-    assert_eq!(w.len(), 4, "{w:#?}");
+    assert_eq!(w.len(), 3, "{w:#?}");
     assert!(w[0].contains("behavior msgs: criteria: not evaluated on the device: aws:num-messages-sent is a cloud-side metric"));
     assert!(
         w[1].contains("behavior p99: criteria: not evaluated on the device: statisticalThreshold")
     );
-    assert!(w[2].contains("behavior ml: criteria: not evaluated on the device: ML Detect"));
-    assert!(w[3].contains("behavior retain: criteria: not evaluated on the device: no criteria"));
+    assert!(w[2].contains("behavior retain: criteria: not evaluated on the device: no criteria"));
 }
 
 #[test]

@@ -5,7 +5,8 @@ use serde_json::{Map, Value};
 
 use super::context::Ctx;
 use super::value::{reference, value_field};
-use crate::criteria::{Criterion, StaticThreshold, StatisticalThreshold};
+use crate::criteria::{Criterion, Learned, StaticThreshold, StatisticalThreshold};
+use crate::learn::Confidence;
 use crate::metrics::{CloudMetric, CloudRef, CustomKind, DURATIONS, Kind, MetricRef, MetricSpec};
 use crate::operators::Operator;
 use crate::profile::model::Rule;
@@ -88,9 +89,27 @@ pub(super) fn criteria(
         digest: String::new(),
     };
     if let Some(ml) = c.get("mlDetectionConfig") {
-        ml_config(cx, c, ml, class, metric);
-        out.not_evaluated =
-            Some("ML Detect (mlDetectionConfig) needs a model trained on the fleet (§5)".into());
+        let level = ml_config(cx, c, ml, class, metric);
+        let metric = match class {
+            Class::Device(spec) if spec.ml => MetricRef::Aws(spec),
+            Class::Custom => MetricRef::Custom {
+                name: metric.to_string(),
+                kind: CustomKind::Number,
+            },
+            _ => {
+                out.not_evaluated = Some(format!(
+                    "{metric} is a cloud-side metric (§3.3): its ML model is the fleet's"
+                ));
+                return out;
+            }
+        };
+        out.rule = level.map(|level| Rule {
+            criterion: Criterion::Learned(Learned::new(level, &metric)),
+            metric,
+            duration_secs: None,
+            to_alarm,
+            to_clear,
+        });
         return out;
     }
     let judged = match c.get("statisticalThreshold") {
@@ -282,12 +301,24 @@ fn cloud_ref(metric: CloudMetric, operator: Operator, duration: Option<u64>) -> 
     })
 }
 
-fn ml_config(cx: &mut Ctx, c: &Map<String, Value>, ml: &Value, class: &Class, metric: &str) {
+/// Checks an ML criterion (§5); its confidence level when it is valid.
+fn ml_config(
+    cx: &mut Ctx,
+    c: &Map<String, Value>,
+    ml: &Value,
+    class: &Class,
+    metric: &str,
+) -> Option<Confidence> {
+    let mut level = None;
     if let Some(m) = cx.object("criteria.mlDetectionConfig", ml) {
         cx.keys("criteria.mlDetectionConfig", m, &["confidenceLevel"], &[]);
-        match m.get("confidenceLevel").and_then(Value::as_str) {
-            Some("LOW" | "MEDIUM" | "HIGH") => {}
-            _ => cx.err(
+        level = m
+            .get("confidenceLevel")
+            .and_then(Value::as_str)
+            .and_then(Confidence::from_name);
+        match level {
+            Some(_) => {}
+            None => cx.err(
                 "criteria.mlDetectionConfig.confidenceLevel",
                 "is required: LOW, MEDIUM or HIGH",
             ),
@@ -317,6 +348,7 @@ fn ml_config(cx: &mut Ctx, c: &Map<String, Value>, ml: &Value, class: &Class, me
             format!("ML Detect does not support {metric} (§5)"),
         );
     }
+    level
 }
 
 fn statistical(

@@ -1,0 +1,17 @@
+//! The learned model of ML Detect behaviors (docs/ml.md, detect-rules §5): fixed-point maths,
+//! the calibrated tail, the seasonal model, its explanation and its bytes. No I/O.
+
+pub mod bucket;
+pub mod calibrate;
+pub mod explain;
+pub mod fixed;
+pub mod model;
+pub mod persist;
+pub mod status;
+
+pub use calibrate::Confidence;
+pub use explain::Finding;
+pub use model::{Model, Unit};
+
+#[cfg(test)]
+mod tests;
