@@ -1,0 +1,354 @@
+//! The three functions mosquitto looks up and the five callbacks: each body runs under
+//! `catch_unwind` on a `try_lock`ed state, so the broker is never blocked nor unwound into.
+
+use std::ffi::{c_int, c_void};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use protocol::broker::BROKER_EVENTS_TOPIC;
+
+use crate::ffi::{self, EvtAclCheck, EvtBasicAuth, EvtDisconnect, EvtMessage, Opt};
+use crate::options::{Options, Verdict};
+use crate::outbox::Outbox;
+use crate::tracker::{Answer, Tracker};
+
+/// Drops are logged at most this often.
+const DROP_LOG_MS: u64 = 10_000;
+
+struct State {
+    options: Options,
+    tracker: Tracker,
+    outbox: Outbox,
+    window_from_ms: u64,
+    dropped_unlogged: u64,
+    last_drop_log_ms: u64,
+}
+
+/// What `userdata` points to: one per `mosquitto_plugin_init` (one per listener with
+/// `per_listener_settings true`).
+struct Plugin {
+    id: *mut c_void,
+    verdict: c_int,
+    state: Mutex<State>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+const EVENTS: [(c_int, ffi::Callback); 5] = [
+    (ffi::MOSQ_EVT_BASIC_AUTH, on_basic_auth),
+    (ffi::MOSQ_EVT_ACL_CHECK, on_acl_check),
+    (ffi::MOSQ_EVT_MESSAGE, on_message),
+    (ffi::MOSQ_EVT_TICK, on_tick),
+    (ffi::MOSQ_EVT_DISCONNECT, on_disconnect),
+];
+
+#[unsafe(no_mangle)]
+pub extern "C" fn mosquitto_plugin_version(count: c_int, versions: *const c_int) -> c_int {
+    let n = usize::try_from(count).unwrap_or(0);
+    // SAFETY: mosquitto passes an array of `count` supported versions (or NULL with 0).
+    let offered = if versions.is_null() {
+        &[][..]
+    } else {
+        unsafe { std::slice::from_raw_parts(versions, n) }
+    };
+    if offered.contains(&5) { 5 } else { -1 }
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn mosquitto_plugin_init(
+    id: *mut c_void,
+    userdata: *mut *mut c_void,
+    opts: *mut Opt,
+    count: c_int,
+) -> c_int {
+    catch_unwind(|| init(id, userdata, opts, count)).unwrap_or(ffi::MOSQ_ERR_INVAL)
+}
+
+fn init(id: *mut c_void, userdata: *mut *mut c_void, opts: *mut Opt, count: c_int) -> c_int {
+    let n = usize::try_from(count).unwrap_or(0);
+    // SAFETY: mosquitto passes `count` options (key/value C strings it owns) or NULL.
+    let pairs: Vec<(String, String)> = if opts.is_null() {
+        Vec::new()
+    } else {
+        unsafe { std::slice::from_raw_parts(opts, n) }
+            .iter()
+            // SAFETY: each key and value is NULL or a NUL-terminated string alive for the call.
+            .map(|o| unsafe {
+                (
+                    ffi::text(o.key).unwrap_or_default(),
+                    ffi::text(o.value).unwrap_or_default(),
+                )
+            })
+            .collect()
+    };
+    let options = match Options::parse(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
+        Ok(o) => o,
+        Err(e) => {
+            ffi::log(ffi::MOSQ_LOG_ERR, &format!("not loaded: {e}"));
+            return ffi::MOSQ_ERR_INVAL;
+        }
+    };
+    let verdict = match options.verdict {
+        Verdict::Defer => ffi::MOSQ_ERR_PLUGIN_DEFER,
+        Verdict::Allow => ffi::MOSQ_ERR_SUCCESS,
+    };
+    let outbox = Outbox::new();
+    ffi::log(
+        ffi::MOSQ_LOG_INFO,
+        &format!(
+            "instance {} publishing to {BROKER_EVENTS_TOPIC} every {} ms, verdict {:?}, cert_identity {}",
+            outbox.instance, options.flush_ms, options.verdict, options.cert_identity
+        ),
+    );
+    let state = State {
+        options,
+        tracker: Tracker::default(),
+        outbox,
+        window_from_ms: now_ms(),
+        dropped_unlogged: 0,
+        last_drop_log_ms: 0,
+    };
+    let plugin = Box::into_raw(Box::new(Plugin {
+        id,
+        verdict,
+        state: Mutex::new(state),
+    }));
+    for (event, cb) in EVENTS {
+        let rc = ffi::register(id, event, cb, plugin.cast());
+        if rc != ffi::MOSQ_ERR_SUCCESS {
+            ffi::log(
+                ffi::MOSQ_LOG_ERR,
+                &format!("not loaded: registering event {event} failed with {rc}"),
+            );
+            cleanup(plugin.cast());
+            return rc;
+        }
+    }
+    if !userdata.is_null() {
+        // SAFETY: mosquitto passes a valid slot for the plugin's user data.
+        unsafe { *userdata = plugin.cast() };
+    }
+    ffi::MOSQ_ERR_SUCCESS
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn mosquitto_plugin_cleanup(
+    userdata: *mut c_void,
+    _opts: *mut Opt,
+    _count: c_int,
+) -> c_int {
+    let _ = catch_unwind(|| cleanup(userdata));
+    ffi::MOSQ_ERR_SUCCESS
+}
+
+fn cleanup(userdata: *mut c_void) {
+    if userdata.is_null() {
+        return;
+    }
+    // SAFETY: `userdata` is the Box made in `init`, handed back once by mosquitto at cleanup.
+    let plugin = unsafe { Box::from_raw(userdata.cast::<Plugin>()) };
+    for (event, cb) in EVENTS {
+        ffi::unregister(plugin.id, event, cb);
+    }
+    if let Ok(mut s) = plugin.state.lock() {
+        flush(&mut s, now_ms());
+    }
+}
+
+/// Runs `f` on the plugin's state unless the state is busy (a re-entered callback) or a panic
+/// escapes it; either way the broker gets `fallback`.
+fn with_state(
+    userdata: *mut c_void,
+    fallback: impl Fn(&Plugin) -> c_int,
+    f: impl FnOnce(&Plugin, &mut State) -> c_int,
+) -> c_int {
+    if userdata.is_null() {
+        return ffi::MOSQ_ERR_PLUGIN_DEFER;
+    }
+    // SAFETY: `userdata` is the Box made in `init`; it lives until cleanup unregisters us.
+    let plugin = unsafe { &*userdata.cast::<Plugin>() };
+    let run = AssertUnwindSafe(|| {
+        let mut state = match plugin.state.try_lock() {
+            Ok(s) => s,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return fallback(plugin),
+        };
+        let rc = f(plugin, &mut state);
+        let now = now_ms();
+        if state.tracker.is_full()
+            || now.saturating_sub(state.window_from_ms) >= state.options.flush_ms
+        {
+            flush(&mut state, now);
+        }
+        rc
+    });
+    match catch_unwind(run) {
+        Ok(rc) => rc,
+        Err(_) => {
+            ffi::log(
+                ffi::MOSQ_LOG_ERR,
+                "a callback panicked; the panic was caught, the broker goes on",
+            );
+            fallback(plugin)
+        }
+    }
+}
+
+fn flush(s: &mut State, now: u64) {
+    let (events, dropped) = s.tracker.drain(s.window_from_ms, now);
+    s.window_from_ms = now;
+    s.dropped_unlogged += dropped;
+    s.outbox.flush(events, dropped, now, &mut |bytes| {
+        ffi::publish(BROKER_EVENTS_TOPIC, bytes)
+    });
+    if s.dropped_unlogged > 0 && now.saturating_sub(s.last_drop_log_ms) >= DROP_LOG_MS {
+        let line = format!(
+            "dropped {} observations in the last {} s (caps: {} clients, {} topics per client and window)",
+            s.dropped_unlogged,
+            now.saturating_sub(s.last_drop_log_ms)
+                .min(DROP_LOG_MS * 1000)
+                / 1000,
+            crate::tracker::MAX_CLIENTS,
+            crate::traffic::MAX_TOPICS_PER_CLIENT
+        );
+        ffi::log(ffi::MOSQ_LOG_WARNING, &line);
+        s.dropped_unlogged = 0;
+        s.last_drop_log_ms = now;
+    }
+}
+
+fn verdict(p: &Plugin) -> c_int {
+    p.verdict
+}
+
+unsafe extern "C" fn on_basic_auth(_ev: c_int, data: *mut c_void, userdata: *mut c_void) -> c_int {
+    with_state(userdata, verdict, |p, s| {
+        // SAFETY: for MOSQ_EVT_BASIC_AUTH, event_data is a live mosquitto_evt_basic_auth.
+        let ev = unsafe { &*data.cast::<EvtBasicAuth>() };
+        let client = ev.client.cast_const();
+        let id = ffi::client_id_bytes(client).map(String::from_utf8_lossy);
+        s.tracker.basic_auth(
+            ev.client as usize,
+            id.as_deref(),
+            ffi::client_address(client),
+            now_ms(),
+        );
+        if s.options.cert_identity
+            && let Some(cn) = ffi::certificate_cn(client)
+        {
+            // The plugin is the authority for certificate clients, as use_identity_as_username.
+            return if ffi::set_username(ev.client, &cn) {
+                ffi::MOSQ_ERR_SUCCESS
+            } else {
+                p.verdict
+            };
+        }
+        p.verdict
+    })
+}
+
+unsafe extern "C" fn on_acl_check(_ev: c_int, data: *mut c_void, userdata: *mut c_void) -> c_int {
+    // SAFETY: for MOSQ_EVT_ACL_CHECK, event_data is a live mosquitto_evt_acl_check.
+    let ev = unsafe { &*data.cast::<EvtAclCheck>() };
+    // SAFETY: the topic is NULL or a NUL-terminated string alive for the callback.
+    let topic = unsafe { ffi::bytes(ev.topic) }
+        .map(String::from_utf8_lossy)
+        .unwrap_or_default();
+    let write = ev.access == ffi::MOSQ_ACL_WRITE;
+    // Even when the state is unavailable, nobody writes under the plugin's topics.
+    let fallback = |p: &Plugin| {
+        if write && topic.starts_with(crate::tracker::OWN_PREFIX) {
+            ffi::MOSQ_ERR_ACL_DENIED
+        } else {
+            p.verdict
+        }
+    };
+    with_state(userdata, fallback, |p, s| {
+        let client = ev.client.cast_const();
+        let Some(id) = ffi::client_id_bytes(client).map(String::from_utf8_lossy) else {
+            return p.verdict;
+        };
+        let read = ev.access == ffi::MOSQ_ACL_READ;
+        let ip = || ffi::client_address(client);
+        match s.tracker.acl(
+            ev.client as usize,
+            &id,
+            ip,
+            write,
+            read,
+            &topic,
+            u64::from(ev.payloadlen),
+            now_ms(),
+        ) {
+            Answer::Deny => ffi::MOSQ_ERR_ACL_DENIED,
+            Answer::Verdict => p.verdict,
+        }
+    })
+}
+
+unsafe extern "C" fn on_message(_ev: c_int, data: *mut c_void, userdata: *mut c_void) -> c_int {
+    with_state(
+        userdata,
+        |_| ffi::MOSQ_ERR_SUCCESS,
+        |_, s| {
+            // SAFETY: for MOSQ_EVT_MESSAGE, event_data is a live mosquitto_evt_message.
+            let ev = unsafe { &*data.cast::<EvtMessage>() };
+            let client = ev.client.cast_const();
+            // SAFETY: the topic is NULL or a NUL-terminated string alive for the callback.
+            let topic = unsafe { ffi::bytes(ev.topic) }
+                .map(String::from_utf8_lossy)
+                .unwrap_or_default();
+            if s.options.panic_topic.as_deref() == Some(&*topic) {
+                panic!("test_panic_topic {topic}");
+            }
+            if let Some(id) = ffi::client_id_bytes(client).map(String::from_utf8_lossy) {
+                let ip = || ffi::client_address(client);
+                s.tracker.message(
+                    ev.client as usize,
+                    &id,
+                    ip,
+                    &topic,
+                    u64::from(ev.payloadlen),
+                    now_ms(),
+                );
+            }
+            ffi::MOSQ_ERR_SUCCESS
+        },
+    )
+}
+
+unsafe extern "C" fn on_tick(_ev: c_int, _data: *mut c_void, userdata: *mut c_void) -> c_int {
+    with_state(
+        userdata,
+        |_| ffi::MOSQ_ERR_SUCCESS,
+        |_, s| {
+            s.tracker.tick();
+            ffi::MOSQ_ERR_SUCCESS
+        },
+    )
+}
+
+unsafe extern "C" fn on_disconnect(_ev: c_int, data: *mut c_void, userdata: *mut c_void) -> c_int {
+    with_state(
+        userdata,
+        |_| ffi::MOSQ_ERR_SUCCESS,
+        |_, s| {
+            // SAFETY: for MOSQ_EVT_DISCONNECT, event_data is a live mosquitto_evt_disconnect.
+            let ev = unsafe { &*data.cast::<EvtDisconnect>() };
+            let client = ev.client.cast_const();
+            let id = ffi::client_id_bytes(client).map(String::from_utf8_lossy);
+            s.tracker.disconnect(
+                ev.client as usize,
+                id.as_deref(),
+                || ffi::client_address(client),
+                now_ms(),
+            );
+            ffi::MOSQ_ERR_SUCCESS
+        },
+    )
+}
