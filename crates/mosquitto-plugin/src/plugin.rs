@@ -162,10 +162,13 @@ fn cleanup(userdata: *mut c_void) {
 
 /// Runs `f` on the plugin's state unless the state is busy (a re-entered callback) or a panic
 /// escapes it; either way the broker gets `fallback`.
+/// `timed`: the callback needs the clock (all but deliveries, the most frequent, which need no
+/// time stamp); the timer flush is checked then, so also without TICK.
 fn with_state(
     userdata: *mut c_void,
+    timed: bool,
     fallback: impl Fn(&Plugin) -> c_int,
-    f: impl FnOnce(&Plugin, &mut State) -> c_int,
+    f: impl FnOnce(&Plugin, &mut State, u64) -> c_int,
 ) -> c_int {
     if userdata.is_null() {
         return ffi::MOSQ_ERR_PLUGIN_DEFER;
@@ -178,12 +181,12 @@ fn with_state(
             Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
             Err(std::sync::TryLockError::WouldBlock) => return fallback(plugin),
         };
-        let rc = f(plugin, &mut state);
-        let now = now_ms();
-        if state.tracker.is_full()
-            || now.saturating_sub(state.window_from_ms) >= state.options.flush_ms
-        {
+        let now = if timed { now_ms() } else { 0 };
+        let rc = f(plugin, &mut state, now);
+        if timed && now.saturating_sub(state.window_from_ms) >= state.options.flush_ms {
             flush(&mut state, now);
+        } else if state.tracker.is_full() {
+            flush(&mut state, now_ms());
         }
         rc
     });
@@ -227,7 +230,7 @@ fn verdict(p: &Plugin) -> c_int {
 }
 
 unsafe extern "C" fn on_basic_auth(_ev: c_int, data: *mut c_void, userdata: *mut c_void) -> c_int {
-    with_state(userdata, verdict, |p, s| {
+    with_state(userdata, true, verdict, |p, s, now| {
         // SAFETY: for MOSQ_EVT_BASIC_AUTH, event_data is a live mosquitto_evt_basic_auth.
         let ev = unsafe { &*data.cast::<EvtBasicAuth>() };
         let client = ev.client.cast_const();
@@ -236,7 +239,7 @@ unsafe extern "C" fn on_basic_auth(_ev: c_int, data: *mut c_void, userdata: *mut
             ev.client as usize,
             id.as_deref(),
             ffi::client_address(client),
-            now_ms(),
+            now,
         );
         if s.options.cert_identity
             && let Some(cn) = ffi::certificate_cn(client)
@@ -260,6 +263,7 @@ unsafe extern "C" fn on_acl_check(_ev: c_int, data: *mut c_void, userdata: *mut 
         .map(String::from_utf8_lossy)
         .unwrap_or_default();
     let write = ev.access == ffi::MOSQ_ACL_WRITE;
+    let read = ev.access == ffi::MOSQ_ACL_READ;
     // Even when the state is unavailable, nobody writes under the plugin's topics.
     let fallback = |p: &Plugin| {
         if write && topic.starts_with(crate::tracker::OWN_PREFIX) {
@@ -268,12 +272,11 @@ unsafe extern "C" fn on_acl_check(_ev: c_int, data: *mut c_void, userdata: *mut 
             p.verdict
         }
     };
-    with_state(userdata, fallback, |p, s| {
+    with_state(userdata, !read, fallback, |p, s, now| {
         let client = ev.client.cast_const();
         let Some(id) = ffi::client_id_bytes(client).map(String::from_utf8_lossy) else {
             return p.verdict;
         };
-        let read = ev.access == ffi::MOSQ_ACL_READ;
         let ip = || ffi::client_address(client);
         match s.tracker.acl(
             ev.client as usize,
@@ -283,7 +286,7 @@ unsafe extern "C" fn on_acl_check(_ev: c_int, data: *mut c_void, userdata: *mut 
             read,
             &topic,
             u64::from(ev.payloadlen),
-            now_ms(),
+            now,
         ) {
             Answer::Deny => ffi::MOSQ_ERR_ACL_DENIED,
             Answer::Verdict => p.verdict,
@@ -294,8 +297,9 @@ unsafe extern "C" fn on_acl_check(_ev: c_int, data: *mut c_void, userdata: *mut 
 unsafe extern "C" fn on_message(_ev: c_int, data: *mut c_void, userdata: *mut c_void) -> c_int {
     with_state(
         userdata,
+        true,
         |_| ffi::MOSQ_ERR_SUCCESS,
-        |_, s| {
+        |_, s, now| {
             // SAFETY: for MOSQ_EVT_MESSAGE, event_data is a live mosquitto_evt_message.
             let ev = unsafe { &*data.cast::<EvtMessage>() };
             let client = ev.client.cast_const();
@@ -314,7 +318,7 @@ unsafe extern "C" fn on_message(_ev: c_int, data: *mut c_void, userdata: *mut c_
                     ip,
                     &topic,
                     u64::from(ev.payloadlen),
-                    now_ms(),
+                    now,
                 );
             }
             ffi::MOSQ_ERR_SUCCESS
@@ -325,8 +329,9 @@ unsafe extern "C" fn on_message(_ev: c_int, data: *mut c_void, userdata: *mut c_
 unsafe extern "C" fn on_tick(_ev: c_int, _data: *mut c_void, userdata: *mut c_void) -> c_int {
     with_state(
         userdata,
+        true,
         |_| ffi::MOSQ_ERR_SUCCESS,
-        |_, s| {
+        |_, s, _now| {
             s.tracker.tick();
             ffi::MOSQ_ERR_SUCCESS
         },
@@ -336,8 +341,9 @@ unsafe extern "C" fn on_tick(_ev: c_int, _data: *mut c_void, userdata: *mut c_vo
 unsafe extern "C" fn on_disconnect(_ev: c_int, data: *mut c_void, userdata: *mut c_void) -> c_int {
     with_state(
         userdata,
+        true,
         |_| ffi::MOSQ_ERR_SUCCESS,
-        |_, s| {
+        |_, s, now| {
             // SAFETY: for MOSQ_EVT_DISCONNECT, event_data is a live mosquitto_evt_disconnect.
             let ev = unsafe { &*data.cast::<EvtDisconnect>() };
             let client = ev.client.cast_const();
@@ -346,7 +352,7 @@ unsafe extern "C" fn on_disconnect(_ev: c_int, data: *mut c_void, userdata: *mut
                 ev.client as usize,
                 id.as_deref(),
                 || ffi::client_address(client),
-                now_ms(),
+                now,
             );
             ffi::MOSQ_ERR_SUCCESS
         },

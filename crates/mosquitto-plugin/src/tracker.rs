@@ -1,7 +1,7 @@
 //! What the broker's callbacks mean, per client pointer (broker-witness §3.3): connects accepted
 //! or refused, disconnects, traffic, inferred publish denials; plain values in, events out.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 
 use protocol::broker::{Access, Direction, Event};
 
@@ -28,9 +28,13 @@ struct Client {
 }
 
 /// A publish checked for WRITE whose MESSAGE has not come (yet): denied unless it comes next.
+/// The buffers are reused: no allocation per publish.
+#[derive(Default)]
 struct PendingWrite {
-    client_id: Box<str>,
-    topic: Box<str>,
+    open: bool,
+    ptr: usize,
+    client_id: String,
+    topic: String,
     at_ms: u64,
 }
 
@@ -53,7 +57,7 @@ pub struct Tracker {
     pub traffic: Traffic,
     /// Observations lost to the caps since the last batch.
     pub dropped: u64,
-    pending: Option<PendingWrite>,
+    pending: PendingWrite,
     /// The client whose DISCONNECT was the last callback: its will's WRITE check follows.
     gone: usize,
     /// The client whose BASIC_AUTH was the last callback: READ checks that follow re-check
@@ -93,13 +97,15 @@ impl Tracker {
     /// A publish checked for WRITE and not followed by its MESSAGE was denied by an authority
     /// after this plugin; any callback but that MESSAGE settles it.
     fn settle_pending(&mut self) {
-        if let Some(p) = self.pending.take() {
-            self.push(Event::Denied {
+        if std::mem::take(&mut self.pending.open) {
+            let p = &self.pending;
+            let event = Event::Denied {
                 at_ms: p.at_ms,
-                client_id: p.client_id.into(),
+                client_id: p.client_id.clone(),
                 access: Access::Publish,
-                topic: Some(p.topic.into()),
-            });
+                topic: Some(p.topic.clone()),
+            };
+            self.push(event);
         }
     }
 
@@ -168,10 +174,12 @@ impl Tracker {
     /// A live client acting (ACL check, MESSAGE): it was accepted; followed from now on if it
     /// never went through BASIC_AUTH (certificate listeners with `use_identity_as_username`).
     fn alive(&mut self, ptr: usize, id: &str, ip: impl FnOnce() -> String, now_ms: u64) {
-        if self.clients.contains_key(&ptr) {
-            self.announce(ptr);
-        } else {
-            self.track(ptr, id, ip(), now_ms, true);
+        match self.clients.get_mut(&ptr) {
+            Some(c) if c.connected => {}
+            Some(_) => self.announce(ptr),
+            None => {
+                self.track(ptr, id, ip(), now_ms, true);
+            }
         }
     }
 
@@ -213,11 +221,12 @@ impl Tracker {
         }
         self.alive(ptr, id, ip, now_ms);
         if write && !topic.starts_with("$CONTROL/") {
-            self.pending = Some(PendingWrite {
-                client_id: id.into(),
-                topic: topic.into(),
-                at_ms: now_ms,
-            });
+            let p = &mut self.pending;
+            (p.open, p.ptr, p.at_ms) = (true, ptr, now_ms);
+            p.client_id.clear();
+            p.client_id.push_str(id);
+            p.topic.clear();
+            p.topic.push_str(topic);
         }
         Answer::Verdict
     }
@@ -233,16 +242,13 @@ impl Tracker {
         now_ms: u64,
     ) {
         self.begin(ptr, true, false);
-        if self
-            .pending
-            .as_ref()
-            .is_some_and(|p| &*p.client_id == id && &*p.topic == topic)
-        {
-            self.pending = None;
+        if self.pending.open && self.pending.ptr == ptr && self.pending.topic == topic {
+            // Its WRITE check just now already made the client known and announced.
+            self.pending.open = false;
         } else {
             self.settle_pending();
+            self.alive(ptr, id, ip, now_ms);
         }
-        self.alive(ptr, id, ip, now_ms);
         if !self.traffic.add(id, topic, Direction::Sent, size) {
             self.dropped += 1;
         }

@@ -1,7 +1,7 @@
 //! Accepted publishes and deliveries of the current window, summed per (client id, topic,
 //! direction), with a cap per client and in total; turned into `Event::Traffic` at each flush.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 
 use protocol::broker::{Direction, Event};
 
