@@ -1,6 +1,7 @@
 //! The three functions mosquitto looks up and the five callbacks: each body runs under
 //! `catch_unwind` on a `try_lock`ed state, so the broker is never blocked nor unwound into.
 
+use std::borrow::Cow;
 use std::ffi::{c_int, c_void};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Mutex;
@@ -225,6 +226,15 @@ fn flush(s: &mut State, now: u64) {
     }
 }
 
+/// The broker's strings as text: MQTT ids and topics are valid UTF-8 (mosquitto checks), so the
+/// fast check almost always borrows; anything else is copied with replacement characters.
+fn utf8(b: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(b) {
+        Ok(s) => Cow::Borrowed(s),
+        Err(_) => String::from_utf8_lossy(b),
+    }
+}
+
 fn verdict(p: &Plugin) -> c_int {
     p.verdict
 }
@@ -234,7 +244,7 @@ unsafe extern "C" fn on_basic_auth(_ev: c_int, data: *mut c_void, userdata: *mut
         // SAFETY: for MOSQ_EVT_BASIC_AUTH, event_data is a live mosquitto_evt_basic_auth.
         let ev = unsafe { &*data.cast::<EvtBasicAuth>() };
         let client = ev.client.cast_const();
-        let id = ffi::client_id_bytes(client).map(String::from_utf8_lossy);
+        let id = ffi::client_id_bytes(client).map(utf8);
         s.tracker.basic_auth(
             ev.client as usize,
             id.as_deref(),
@@ -260,7 +270,7 @@ unsafe extern "C" fn on_acl_check(_ev: c_int, data: *mut c_void, userdata: *mut 
     let ev = unsafe { &*data.cast::<EvtAclCheck>() };
     // SAFETY: the topic is NULL or a NUL-terminated string alive for the callback.
     let topic = unsafe { ffi::bytes(ev.topic) }
-        .map(String::from_utf8_lossy)
+        .map(utf8)
         .unwrap_or_default();
     let write = ev.access == ffi::MOSQ_ACL_WRITE;
     let read = ev.access == ffi::MOSQ_ACL_READ;
@@ -274,7 +284,7 @@ unsafe extern "C" fn on_acl_check(_ev: c_int, data: *mut c_void, userdata: *mut 
     };
     with_state(userdata, !read, fallback, |p, s, now| {
         let client = ev.client.cast_const();
-        let Some(id) = ffi::client_id_bytes(client).map(String::from_utf8_lossy) else {
+        let Some(id) = ffi::client_id_bytes(client).map(utf8) else {
             return p.verdict;
         };
         let ip = || ffi::client_address(client);
@@ -305,12 +315,12 @@ unsafe extern "C" fn on_message(_ev: c_int, data: *mut c_void, userdata: *mut c_
             let client = ev.client.cast_const();
             // SAFETY: the topic is NULL or a NUL-terminated string alive for the callback.
             let topic = unsafe { ffi::bytes(ev.topic) }
-                .map(String::from_utf8_lossy)
+                .map(utf8)
                 .unwrap_or_default();
             if s.options.panic_topic.as_deref() == Some(&*topic) {
                 panic!("test_panic_topic {topic}");
             }
-            if let Some(id) = ffi::client_id_bytes(client).map(String::from_utf8_lossy) {
+            if let Some(id) = ffi::client_id_bytes(client).map(utf8) {
                 let ip = || ffi::client_address(client);
                 s.tracker.message(
                     ev.client as usize,
@@ -347,7 +357,7 @@ unsafe extern "C" fn on_disconnect(_ev: c_int, data: *mut c_void, userdata: *mut
             // SAFETY: for MOSQ_EVT_DISCONNECT, event_data is a live mosquitto_evt_disconnect.
             let ev = unsafe { &*data.cast::<EvtDisconnect>() };
             let client = ev.client.cast_const();
-            let id = ffi::client_id_bytes(client).map(String::from_utf8_lossy);
+            let id = ffi::client_id_bytes(client).map(utf8);
             s.tracker.disconnect(
                 ev.client as usize,
                 id.as_deref(),
