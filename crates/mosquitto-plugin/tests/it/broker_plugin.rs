@@ -109,7 +109,7 @@ fn at(ev: &[Event], id: &str) -> u64 {
 #[tokio::test]
 async fn n_published_messages_are_counted_exactly_with_their_sizes_and_deliveries_as_received() {
     let w = Witness::start("").await;
-    let port = w.broker.port.to_string();
+    let port = w.port.to_string();
     let mut sub = Command::new("mosquitto_sub")
         .args([
             "-h",

@@ -2,5 +2,6 @@
 //! `cargo build -p detect-mosquitto-plugin --profile plugin` (see detect_testkit::bin), real clients.
 
 mod broker_plugin;
+mod certificates;
 mod robustness;
 mod witness;

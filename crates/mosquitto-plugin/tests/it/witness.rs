@@ -16,7 +16,9 @@ const ACL: &str = "user thing-ec\ntopic readwrite dev/#\n\
 
 pub struct Witness {
     pub broker: Broker,
-    _pki: Pki,
+    /// The plain listener the watcher and `client` use (the broker's own port for PlainPassword).
+    pub port: u16,
+    pub pki: Pki,
     watcher: Child,
     pub batches: Arc<Mutex<Vec<Batch>>>,
 }
@@ -24,18 +26,36 @@ pub struct Witness {
 impl Witness {
     /// The broker with the plugin (`options`: extra `plugin_opt_…` lines) and the watcher.
     pub async fn start(options: &str) -> Witness {
+        Witness::start_with(Login::PlainPassword, options).await
+    }
+
+    /// As `start`, the broker's listener logging in with `login`; with TLS, a second, plain
+    /// listener with passwords serves the watcher and `client`.
+    pub async fn start_with(login: Login, options: &str) -> Witness {
         let pki = Pki::generate();
         let acl = pki.dir.path().join("acl");
         std::fs::write(&acl, ACL).unwrap();
+        let plain = match login {
+            Login::PlainPassword => None,
+            _ => Some(
+                std::net::TcpListener::bind("127.0.0.1:0")
+                    .unwrap()
+                    .local_addr()
+                    .unwrap()
+                    .port(),
+            ),
+        };
         let lines = format!(
-            "acl_file {}\nplugin {}\n{options}",
+            "acl_file {}\nplugin {}\n{options}{}",
             acl.display(),
-            detect_testkit::bin::mosquitto_plugin().display()
+            detect_testkit::bin::mosquitto_plugin().display(),
+            plain.map_or_else(String::new, |p| format!("listener {p} 127.0.0.1\n"))
         );
-        let broker = Broker::start_with_lines(&pki, Login::PlainPassword, &lines);
+        let broker = Broker::start_with_lines(&pki, login, &lines);
+        let port = plain.unwrap_or(broker.port);
         let (user, password) = USERS[1];
         let mut watcher = Command::new("mosquitto_sub")
-            .args(["-h", "127.0.0.1", "-p", &broker.port.to_string(), "-q", "1"])
+            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-q", "1"])
             .args([
                 "-u",
                 user,
@@ -62,7 +82,8 @@ impl Witness {
         });
         let w = Witness {
             broker,
-            _pki: pki,
+            port,
+            pki,
             watcher,
             batches,
         };
@@ -106,7 +127,7 @@ impl Witness {
                 "-h",
                 "127.0.0.1",
                 "-p",
-                &self.broker.port.to_string(),
+                &self.port.to_string(),
                 "-u",
                 user.0,
                 "-P",
