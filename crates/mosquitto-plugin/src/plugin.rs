@@ -24,6 +24,10 @@ struct State {
     tracker: Tracker,
     outbox: Outbox,
     window_from_ms: u64,
+    /// The clock as last read; TICK reads it on every pass of the broker's loop.
+    now_ms: u64,
+    /// A TICK has come: the cached clock is at most one loop pass old.
+    ticking: bool,
     dropped_unlogged: u64,
     last_drop_log_ms: u64,
 }
@@ -113,6 +117,8 @@ fn init(id: *mut c_void, userdata: *mut *mut c_void, opts: *mut Opt, count: c_in
         tracker: Tracker::default(),
         outbox,
         window_from_ms: now_ms(),
+        now_ms: now_ms(),
+        ticking: false,
         dropped_unlogged: 0,
         last_drop_log_ms: 0,
     };
@@ -165,11 +171,22 @@ fn cleanup(userdata: *mut c_void) {
 
 /// Runs `f` on the plugin's state unless the state is busy (a re-entered callback) or a panic
 /// escapes it; either way the broker gets `fallback`.
-/// `timed`: the callback needs the clock (all but deliveries, the most frequent, which need no
-/// time stamp); the timer flush is checked then, so also without TICK.
+/// Which clock a callback needs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Clock {
+    /// A fresh reading (TICK, BASIC_AUTH, DISCONNECT).
+    Read,
+    /// The last reading is good enough while TICKs come (publishes: the broker reads one packet
+    /// per client per loop pass, and a TICK ends every pass).
+    Cached,
+    /// None: deliveries, the most frequent callback, carry no time stamp.
+    None,
+}
+
+/// The timer flush is checked whenever the clock is known, so also without TICK.
 fn with_state(
     userdata: *mut c_void,
-    timed: bool,
+    clock: Clock,
     fallback: impl Fn(&Plugin) -> c_int,
     f: impl FnOnce(&Plugin, &mut State, u64) -> c_int,
 ) -> c_int {
@@ -184,9 +201,14 @@ fn with_state(
             Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
             Err(std::sync::TryLockError::WouldBlock) => return fallback(plugin),
         };
-        let now = if timed { now_ms() } else { 0 };
+        if clock == Clock::Read || (clock == Clock::Cached && !state.ticking) {
+            state.now_ms = now_ms();
+        }
+        let now = state.now_ms;
         let rc = f(plugin, &mut state, now);
-        if timed && now.saturating_sub(state.window_from_ms) >= state.options.flush_ms {
+        if clock != Clock::None
+            && now.saturating_sub(state.window_from_ms) >= state.options.flush_ms
+        {
             flush(&mut state, now);
         } else if state.tracker.is_full() {
             flush(&mut state, now_ms());

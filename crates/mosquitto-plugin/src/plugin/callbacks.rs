@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 use std::ffi::{c_int, c_void};
 
-use super::{Plugin, with_state};
+use super::{Clock, Plugin, with_state};
 use crate::ffi::{self, EvtAclCheck, EvtBasicAuth, EvtDisconnect, EvtMessage};
 use crate::tracker::Answer;
 
@@ -26,7 +26,7 @@ pub(super) unsafe extern "C" fn on_basic_auth(
     data: *mut c_void,
     userdata: *mut c_void,
 ) -> c_int {
-    with_state(userdata, true, verdict, |p, s, now| {
+    with_state(userdata, Clock::Read, verdict, |p, s, now| {
         // SAFETY: for MOSQ_EVT_BASIC_AUTH, event_data is a live mosquitto_evt_basic_auth.
         let ev = unsafe { &*data.cast::<EvtBasicAuth>() };
         let client = ev.client.cast_const();
@@ -72,26 +72,31 @@ pub(super) unsafe extern "C" fn on_acl_check(
             p.verdict
         }
     };
-    with_state(userdata, !read, fallback, |p, s, now| {
-        let client = ev.client.cast_const();
-        let Some(id) = ffi::client_id_bytes(client).map(utf8) else {
-            return p.verdict;
-        };
-        let ip = || ffi::client_address(client);
-        match s.tracker.acl(
-            ev.client as usize,
-            &id,
-            ip,
-            write,
-            read,
-            &topic,
-            u64::from(ev.payloadlen),
-            now,
-        ) {
-            Answer::Deny => ffi::MOSQ_ERR_ACL_DENIED,
-            Answer::Verdict => p.verdict,
-        }
-    })
+    with_state(
+        userdata,
+        if read { Clock::None } else { Clock::Cached },
+        fallback,
+        |p, s, now| {
+            let client = ev.client.cast_const();
+            let Some(id) = ffi::client_id_bytes(client).map(utf8) else {
+                return p.verdict;
+            };
+            let ip = || ffi::client_address(client);
+            match s.tracker.acl(
+                ev.client as usize,
+                &id,
+                ip,
+                write,
+                read,
+                &topic,
+                u64::from(ev.payloadlen),
+                now,
+            ) {
+                Answer::Deny => ffi::MOSQ_ERR_ACL_DENIED,
+                Answer::Verdict => p.verdict,
+            }
+        },
+    )
 }
 
 pub(super) unsafe extern "C" fn on_message(
@@ -101,7 +106,7 @@ pub(super) unsafe extern "C" fn on_message(
 ) -> c_int {
     with_state(
         userdata,
-        true,
+        Clock::Cached,
         |_| ffi::MOSQ_ERR_SUCCESS,
         |_, s, now| {
             // SAFETY: for MOSQ_EVT_MESSAGE, event_data is a live mosquitto_evt_message.
@@ -137,9 +142,10 @@ pub(super) unsafe extern "C" fn on_tick(
 ) -> c_int {
     with_state(
         userdata,
-        true,
+        Clock::Read,
         |_| ffi::MOSQ_ERR_SUCCESS,
         |_, s, _now| {
+            s.ticking = true;
             s.tracker.tick();
             ffi::MOSQ_ERR_SUCCESS
         },
@@ -153,7 +159,7 @@ pub(super) unsafe extern "C" fn on_disconnect(
 ) -> c_int {
     with_state(
         userdata,
-        true,
+        Clock::Read,
         |_| ffi::MOSQ_ERR_SUCCESS,
         |_, s, now| {
             // SAFETY: for MOSQ_EVT_DISCONNECT, event_data is a live mosquitto_evt_disconnect.
