@@ -91,6 +91,11 @@ impl Tracker {
         let mut events = std::mem::take(&mut self.events);
         events.extend(self.traffic.drain(from_ms, to_ms));
         self.event_bytes = 0;
+        // After a connection storm, give the memory back (and keep lookups in a small table).
+        let n = self.clients.len();
+        if self.clients.capacity() > 4 * n + 1024 {
+            self.clients.shrink_to(2 * n);
+        }
         (events, std::mem::take(&mut self.dropped))
     }
 

@@ -208,6 +208,19 @@ fn clients_beyond_the_cap_are_dropped_and_counted_and_memory_stays_bounded() {
     t.tick();
     let (_, dropped) = t.drain(0, 1);
     assert_eq!(dropped, 10);
+    for p in 1..=MAX_CLIENTS {
+        t.disconnect(p, Some("c"), ip, 1);
+        if p % MAX_EVENTS == 0 {
+            let _ = t.drain(0, 1);
+        }
+    }
+    let _ = t.drain(0, 1);
+    assert_eq!(t.clients(), 0);
+    assert!(
+        t.clients.capacity() <= 1024 + 64,
+        "the table shrinks back: {}",
+        t.clients.capacity()
+    );
 }
 
 #[test]

@@ -106,6 +106,7 @@ impl Traffic {
         }
         self.entries = 0;
         self.approx_bytes = 0;
+        self.clients.shrink_to(256);
         out
     }
 }
