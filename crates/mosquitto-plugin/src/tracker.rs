@@ -267,7 +267,13 @@ impl Tracker {
         ip: impl FnOnce() -> String,
         now_ms: u64,
     ) {
+        // A takeover closes the old connection in the middle of the new one's CONNECT: the new
+        // client's re-checks of its resumed queue may still follow.
+        let resuming = self.resuming;
         self.begin(ptr, false, false);
+        if resuming != ptr {
+            self.resuming = resuming;
+        }
         self.gone = ptr;
         self.authenticating.retain(|p| *p != ptr);
         match (self.clients.remove(&ptr), id) {

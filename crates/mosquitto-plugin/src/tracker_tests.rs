@@ -155,6 +155,22 @@ fn reads_count_as_received_except_the_plugins_own_and_a_resumed_sessions_recheck
 }
 
 #[test]
+fn a_takeover_does_not_make_the_resumed_queues_rechecks_count() {
+    let mut t = Tracker::default();
+    t.basic_auth(1, Some("a"), ip(), 0);
+    t.tick();
+    t.basic_auth(2, Some("a"), ip(), 10); // the same id again
+    t.disconnect(1, Some("a"), ip, 10); // the old connection closed
+    t.acl(2, "a", ip, false, true, "queued/1", 5, 10); // its in-flight message re-checked
+    t.tick();
+    let ev = events(&mut t);
+    assert!(
+        !ev.iter().any(|e| matches!(e, Event::Traffic { .. })),
+        "{ev:?}"
+    );
+}
+
+#[test]
 fn the_wills_write_check_after_a_disconnect_is_neither_a_connect_nor_a_denial() {
     let mut t = Tracker::default();
     t.basic_auth(1, Some("a"), ip(), 0);
