@@ -146,21 +146,7 @@ def rate_round(port, pid, msgs, tag):
     return n / elapsed, n, cpu / max(n, 1)
 
 
-def main():
-    p_with, pid_with, p_without, pid_without = (int(a) for a in sys.argv[1:5])
-    clients, cycles, flood, rounds, msgs = (int(a) for a in sys.argv[5:10])
-    brokers = {"with plugin": (p_with, pid_with), "without": (p_without, pid_without)}
-
-    print(f"== {clients} clients connected at once (RSS of mosquitto, KiB)")
-    per = {}
-    for name, (port, pid) in brokers.items():
-        idle, held, after = hold_clients(port, pid, clients, f"hold-{name[:4]}")
-        per[name] = (held - idle) * 1024 / clients
-        print(f"   {name:12} idle {idle:7}  connected {held:7}  after disconnect {after:7}"
-              f"  => {per[name]:6.0f} B per client")
-    print(f"   the plugin's share: {per['with plugin'] - per['without']:.0f} B per connected client")
-
-    port, pid = brokers["with plugin"]
+def stress(name, port, pid, cycles, flood):
     before = rss_kib(pid)
     t0 = time.perf_counter()
     for i in range(cycles):
@@ -168,7 +154,7 @@ def main():
         sock.sendall(DISCONNECT)
         sock.close()
     took = time.perf_counter() - t0
-    print(f"== {cycles} connect/disconnect cycles on the plugin's broker: {took:.1f} s "
+    print(f"== {name}: {cycles} connect/disconnect cycles: {took:.1f} s "
           f"({cycles / took:.0f}/s), RSS {before} -> {rss_kib(pid)} KiB")
     sub = client(port, "flood-sub")
     subscribe(sub, b"bench/#")
@@ -191,9 +177,28 @@ def main():
     for sock in (pub, sub):
         sock.close()
     time.sleep(2.5)
-    print(f"== flood of {flood} QoS 0 publishes (one subscriber): {took:.1f} s, "
+    print(f"== {name}: flood of {flood} QoS 0 publishes (one subscriber): {took:.1f} s, "
           f"{got // len(pkt)} delivered, RSS after {rss_kib(pid)} KiB, "
           f"mosquitto answers: {'yes' if answers(port) else 'NO'}")
+
+
+def main():
+    p_with, pid_with, p_without, pid_without = (int(a) for a in sys.argv[1:5])
+    clients, cycles, flood, rounds, msgs = (int(a) for a in sys.argv[5:10])
+    brokers = {"with plugin": (p_with, pid_with), "without": (p_without, pid_without)}
+
+    print(f"== {clients} clients connected at once (RSS of mosquitto, KiB)")
+    per = {}
+    for name, (port, pid) in brokers.items():
+        idle, held, after = hold_clients(port, pid, clients, f"hold-{name[:4]}")
+        per[name] = (held - idle) * 1024 / clients
+        print(f"   {name:12} idle {idle:7}  connected {held:7}  after disconnect {after:7}"
+              f"  => {per[name]:6.0f} B per client")
+    print(f"   the plugin's share: {per['with plugin'] - per['without']:.0f} B per connected client")
+
+    # The same stress on both brokers, so that the rate comparison below starts from equal state.
+    for name, (port, pid) in brokers.items():
+        stress(name, port, pid, cycles, flood)
 
     print(f"== message rate, {rounds} rounds of {msgs} x 64-byte QoS 0 (one publisher, one subscriber)")
     rates = {name: [] for name in brokers}
