@@ -252,20 +252,3 @@ fn many_events_make_the_tracker_ask_for_an_early_flush() {
     assert_eq!(t.drain(0, 1).0.len(), n);
     assert!(!t.is_full());
 }
-
-#[test]
-#[ignore]
-fn hot_path_cost() {
-    let mut t = Tracker::default();
-    t.basic_auth(1, Some("pub"), ip(), 0);
-    t.basic_auth(2, Some("sub"), ip(), 0);
-    t.tick();
-    let n = 1_000_000;
-    let start = std::time::Instant::now();
-    for _ in 0..n {
-        t.acl(1, "pub", ip, true, false, "bench/rate", 64, 5);
-        t.message(1, "pub", ip, "bench/rate", 64, 5);
-        t.acl(2, "sub", ip, false, true, "bench/rate", 64, 5);
-    }
-    eprintln!("{:?} per message", start.elapsed() / n);
-}
