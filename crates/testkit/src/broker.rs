@@ -91,6 +91,12 @@ impl Broker {
     /// Starts mosquitto with the given login; a password file for `USERS` is made with
     /// `mosquitto_passwd -b -c` in the PKI directory when the login needs one.
     pub fn start_with(pki: &Pki, login: Login) -> Broker {
+        Broker::start_with_lines(pki, login, "")
+    }
+
+    /// As `start_with`, with `extra` config lines appended (e.g. `plugin …`, `plugin_opt_…`,
+    /// `acl_file …`; see `bin::mosquitto_plugin`).
+    pub fn start_with_lines(pki: &Pki, login: Login, extra: &str) -> Broker {
         let port = free_port();
         let dir = pki.dir.path();
         let auth = match login {
@@ -130,7 +136,8 @@ impl Broker {
              {tls}\
              {auth}\
              allow_anonymous false\n\
-             {shipped}",
+             {shipped}\
+             {extra}\n",
             shipped = shipped_broker_wide(),
         );
         Broker::run(pki, port, &text)
@@ -188,6 +195,22 @@ impl Broker {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// Sends SIGHUP (mosquitto reloads its configuration); false when it is not running.
+    pub fn reload(&self) -> bool {
+        let Some(pid) = self.child.as_ref().and_then(|c| i32::try_from(c.id()).ok()) else {
+            return false;
+        };
+        // SAFETY: kill(2) on the pid of a child this runner started and has not reaped.
+        unsafe { libc::kill(pid, libc::SIGHUP) == 0 }
+    }
+
+    /// True while the mosquitto process has not exited.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
     pub fn log(&self) -> String {
