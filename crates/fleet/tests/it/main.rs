@@ -7,6 +7,7 @@ mod answers;
 mod aws_python_agent;
 mod check_config;
 mod cloud_side;
+mod cloud_side_nats;
 mod crash;
 mod payloads;
 mod sequence;
