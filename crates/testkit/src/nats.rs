@@ -15,6 +15,7 @@ pub struct Nats {
     pub port: u16,
     /// The MQTT gateway's port.
     pub mqtt_port: u16,
+    conf: PathBuf,
     log: PathBuf,
     child: Option<Child>,
 }
@@ -61,10 +62,28 @@ impl Nats {
             users = users.join(", "),
         );
         std::fs::write(&conf, text).unwrap();
-        let out = std::fs::File::create(&log).unwrap();
+        let mut nats = Nats {
+            port,
+            mqtt_port,
+            conf,
+            log,
+            child: None,
+        };
+        nats.start_again();
+        nats
+    }
+
+    /// Starts nats-server (again) on the same ports and waits until both listen.
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "nats-server already running");
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
         let child = Command::new(binary())
             .arg("-c")
-            .arg(&conf)
+            .arg(&self.conf)
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
             .stderr(out)
@@ -72,16 +91,10 @@ impl Nats {
             .unwrap_or_else(|e| {
                 panic!("cannot start nats-server (apt-get install nats-server): {e}")
             });
-        let mut nats = Nats {
-            port,
-            mqtt_port,
-            log,
-            child: Some(child),
-        };
-        for p in [port, mqtt_port] {
-            nats.wait_port(p);
+        self.child = Some(child);
+        for p in [self.port, self.mqtt_port] {
+            self.wait_port(p);
         }
-        nats
     }
 
     fn wait_port(&mut self, port: u16) {

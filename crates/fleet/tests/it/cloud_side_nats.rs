@@ -166,9 +166,7 @@ async fn connection_attempts_disconnects_refused_logins_and_messages_sent_seen_b
     .await;
     assert!(watching, "{}\n{}", fleet.log(), nats.log());
     // Act just after a window starts (a whole window of room for the clients).
-    let w = WINDOW_SECS * 1000;
-    let next = (now_ms() / w + 1) * w;
-    tokio::time::sleep(Duration::from_millis(next - now_ms() + 100)).await;
+    next_window().await;
     for _ in 0..5 {
         assert!(publish(&nats, "gw-conn", DEVICE_PASSWORD, 1));
     }
@@ -231,4 +229,66 @@ async fn connection_attempts_disconnects_refused_logins_and_messages_sent_seen_b
     assert_eq!(v[0]["lastViolationValue"]["count"], json!(20), "{v:?}");
     let log = fleet.log();
     assert!(!log.contains("unreadable"), "{log}");
+}
+
+/// Waits until the start of the next window, plus a little.
+async fn next_window() {
+    let w = WINDOW_SECS * 1000;
+    let next = (now_ms() / w + 1) * w;
+    tokio::time::sleep(Duration::from_millis(next - now_ms() + 100)).await;
+}
+
+#[tokio::test]
+async fn the_nats_source_reconnects_after_nats_server_restarts_and_counts_the_refused_logins_after_it()
+ {
+    let work = tempfile::tempdir().unwrap();
+    let users = [("detect-fleet", "fleet pw"), ("gw-back", DEVICE_PASSWORD)];
+    let mut nats = Nats::start(work.path(), &users);
+    let profile = json!({"securityProfileName": "nats-restart", "behaviors": [
+        behavior("auth", "aws:num-authorization-failures", "less-than", 2),
+    ]});
+    let mut fleet = fleet(work.path(), &nats, &profile);
+    fleet.start_subscribed().await;
+    let log_has = |fleet: &Fleet, what: &str| fleet.log().contains(what);
+    let up = eventually(Duration::from_secs(20), || {
+        log_has(&fleet, "nats: subscribed to the advisories")
+    })
+    .await;
+    assert!(up, "{}", fleet.log());
+    nats.stop();
+    let down = eventually(Duration::from_secs(20), || {
+        log_has(&fleet, "nats: disconnected")
+    })
+    .await;
+    assert!(down, "{}", fleet.log());
+    nats.start_again();
+    let back = eventually(Duration::from_secs(40), || {
+        let log = fleet.log();
+        let (lost, again) = (
+            log.rfind("nats: disconnected"),
+            log.rfind("nats: connected to the system account"),
+        );
+        again > lost
+    })
+    .await;
+    assert!(back, "{}\n{}", fleet.log(), nats.log());
+
+    next_window().await;
+    for _ in 0..3 {
+        assert!(!publish(&nats, "gw-back", "wrong password", 1));
+    }
+    let cleared = eventually(Duration::from_secs(60), || {
+        episodes(&fleet, "gw-back")
+            .iter()
+            .any(|(b, end)| b == "auth" && end == "alarm-cleared")
+    })
+    .await;
+    assert!(
+        cleared,
+        "{:?}\n{}",
+        episodes(&fleet, "gw-back"),
+        fleet.log()
+    );
+    let v = fleet.violations(&["--thing", "gw-back"]);
+    assert_eq!(v[0]["lastViolationValue"]["count"], json!(3), "{v:?}");
 }
