@@ -144,7 +144,17 @@ impl Service {
                         None => std::future::pending().await,
                     }
                 } => match feed {
-                    Some(feed) => self.on_nats(feed)?,
+                    Some(feed) => {
+                        // What else is queued, up to a batch, then one sync.
+                        self.on_nats(feed)?;
+                        for _ in 1..BATCH {
+                            match nats.as_mut().map(|rx| rx.try_recv()) {
+                                Some(Ok(feed)) => self.on_nats(feed)?,
+                                _ => break,
+                            }
+                        }
+                        self.store.sync()?;
+                    }
                     None => {
                         tracing::error!("nats source stopped: cloud-side windows get no more events");
                         nats = None;
@@ -214,7 +224,8 @@ impl Service {
         }
     }
 
-    /// One feed of the nats source: its deliveries are witnessed like the plugin's batches.
+    /// One feed of the nats source: its deliveries are witnessed like the plugin's batches
+    /// (the caller syncs the store).
     fn on_nats(&mut self, feed: sources::nats::Feed) -> Result<(), RunError> {
         match feed {
             sources::nats::Feed::Up => {
@@ -226,7 +237,6 @@ impl Service {
             sources::nats::Feed::Down => self.windows_from = None,
             sources::nats::Feed::Delivery(d) => {
                 self.judge.witness(self.store.as_mut(), &d, now_ms())?;
-                self.store.sync()?;
             }
         }
         Ok(())

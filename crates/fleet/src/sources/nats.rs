@@ -50,7 +50,8 @@ pub fn spawn(config: Nats, now_ms: fn() -> u64) -> mpsc::Receiver<Feed> {
     rx
 }
 
-/// Sends `feed` without waiting; a full queue drops it and counts its events.
+/// Sends deliveries without waiting: a full queue drops one and counts its events (the
+/// connection's Up and Down wait for room instead: they are never dropped).
 struct Sender {
     tx: mpsc::Sender<Feed>,
     instance: String,
@@ -129,11 +130,11 @@ async fn options(
                 match event {
                     async_nats::Event::Connected => {
                         tracing::info!("nats: connected to the system account");
-                        let _ = tx.try_send(Feed::Up);
+                        let _ = tx.send(Feed::Up).await;
                     }
                     async_nats::Event::Disconnected => {
                         tracing::warn!("nats: disconnected; advisories meanwhile are lost");
-                        let _ = tx.try_send(Feed::Down);
+                        let _ = tx.send(Feed::Down).await;
                     }
                     other => tracing::warn!(event = %other, "nats: connection event"),
                 }
@@ -177,7 +178,7 @@ async fn run(config: Nats, tx: mpsc::Sender<Feed>, now_ms: fn() -> u64) {
     }
     if client.flush().await.is_ok() {
         tracing::info!(subjects = ?SUBJECTS, "nats: subscribed to the advisories");
-        let _ = tx.try_send(Feed::Up);
+        let _ = tx.send(Feed::Up).await;
     }
     let mut advisories = futures_util::stream::select_all(subs);
     let mut poll = tokio::time::interval(Duration::from_secs(config.connz_interval_secs));
@@ -276,4 +277,40 @@ async fn connz(
         events.extend(tracker.connz(&server, &conns, complete, now_ms()));
     }
     events
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::broker::Event;
+
+    fn ev() -> Vec<Event> {
+        let (client_id, ip) = ("gw-a".to_string(), "127.0.0.1".to_string());
+        vec![Event::Connect {
+            at_ms: 1,
+            client_id,
+            ip,
+            ok: true,
+        }]
+    }
+
+    #[test]
+    fn a_full_queue_drops_deliveries_counts_their_events_and_the_next_one_carries_the_count() {
+        let (tx, mut rx) = mpsc::channel(1);
+        let instance = "i".to_string();
+        let mut s = Sender {
+            tx,
+            instance,
+            seq: 0,
+            dropped: 0,
+        };
+        s.deliver(ev());
+        s.deliver(ev());
+        s.deliver(Vec::new());
+        assert_eq!((s.seq, s.dropped), (1, 1));
+        assert!(matches!(rx.try_recv(), Ok(Feed::Delivery(d)) if d.seq == 0 && d.dropped == 0));
+        s.deliver(ev());
+        assert!(matches!(rx.try_recv(), Ok(Feed::Delivery(d)) if d.seq == 1 && d.dropped == 1));
+        assert_eq!(s.dropped, 0);
+    }
 }
