@@ -71,3 +71,24 @@ pub fn nats_gaps(metric: CloudMetric, has_dimension: bool) -> Option<&'static st
         "nats-server reports refused logins only: its publish and subscribe violations are in its log, not counted",
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nats_feeds_every_cloud_side_metric_but_message_size_and_says_what_it_misses() {
+        for m in CloudMetric::ALL {
+            let sized = m == CloudMetric::MessageByteSize;
+            assert_eq!(feeds(BrokerSource::Nats, m), !sized, "{m:?}");
+            assert!(feeds(BrokerSource::MosquittoPlugin, m));
+            assert!(!feeds(BrokerSource::None, m));
+        }
+        assert!(nats_gaps(CloudMetric::MessagesSent, false).is_none());
+        assert!(nats_gaps(CloudMetric::ConnectionAttempts, false).is_none());
+        let auth = nats_gaps(CloudMetric::AuthorizationFailures, false).unwrap_or_default();
+        assert!(auth.contains("refused logins only"), "{auth}");
+        let dim = nats_gaps(CloudMetric::MessagesSent, true).unwrap_or_default();
+        assert!(dim.contains("TOPIC_FILTER"), "{dim}");
+    }
+}

@@ -239,7 +239,7 @@ async fn next_window() {
 }
 
 #[tokio::test]
-async fn the_nats_source_reconnects_after_nats_server_restarts_and_counts_the_refused_logins_after_it()
+async fn the_nats_source_skips_a_malformed_advisory_reconnects_after_nats_server_restarts_and_counts_the_refused_logins_after_it()
  {
     let work = tempfile::tempdir().unwrap();
     let users = [("detect-fleet", "fleet pw"), ("gw-back", DEVICE_PASSWORD)];
@@ -255,6 +255,22 @@ async fn the_nats_source_reconnects_after_nats_server_restarts_and_counts_the_re
     })
     .await;
     assert!(up, "{}", fleet.log());
+    // A malformed advisory (published as the system user) is counted, logged and skipped.
+    let sys =
+        async_nats::ConnectOptions::with_user_and_password(SYS_USER.0.into(), SYS_USER.1.into())
+            .connect(nats.url())
+            .await
+            .unwrap();
+    sys.publish("$SYS.ACCOUNT.DEV.CONNECT", "{not json".into())
+        .await
+        .unwrap();
+    sys.flush().await.unwrap();
+    let skipped = eventually(Duration::from_secs(20), || {
+        log_has(&fleet, "nats: advisory unreadable: skipped")
+    })
+    .await;
+    assert!(skipped, "{}", fleet.log());
+    assert!(fleet.log().contains("malformed=1"), "{}", fleet.log());
     nats.stop();
     let down = eventually(Duration::from_secs(20), || {
         log_has(&fleet, "nats: disconnected")
