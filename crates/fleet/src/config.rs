@@ -31,6 +31,8 @@ pub struct Nats {
     pub user: Option<String>,
     pub password_file: Option<PathBuf>,
     pub creds_file: Option<PathBuf>,
+    /// The CA of nats-server's certificate (PEM) when the URL is `tls://`; absent: the system's.
+    pub ca_file: Option<PathBuf>,
     /// How often CONNZ is polled for the running message counters.
     #[serde(default = "default_connz_interval")]
     pub connz_interval_secs: u64,

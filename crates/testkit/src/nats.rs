@@ -15,6 +15,8 @@ pub struct Nats {
     pub port: u16,
     /// The MQTT gateway's port.
     pub mqtt_port: u16,
+    /// The NATS port wants TLS (`tls://`; the MQTT gateway stays plain).
+    pub tls: bool,
     conf: PathBuf,
     log: PathBuf,
     child: Option<Child>,
@@ -38,6 +40,11 @@ impl Nats {
     /// Writes the config into `dir` and starts nats-server with the device account's `users`
     /// ((user, password) pairs, MQTT logins) and the system account; waits for both ports.
     pub fn start(dir: &Path, users: &[(&str, &str)]) -> Nats {
+        Nats::start_with(dir, users, None)
+    }
+
+    /// `start`, with TLS on the NATS port when `tls` gives the server's (certificate, key).
+    pub fn start_with(dir: &Path, users: &[(&str, &str)], tls: Option<(&Path, &Path)>) -> Nats {
         let (port, mqtt_port) = (free_port(), free_port());
         let conf = dir.join(format!("nats-{port}.conf"));
         let log = dir.join(format!("nats-{port}.log"));
@@ -55,7 +62,13 @@ impl Nats {
                DEV {{ jetstream: enabled, users = [ {users} ] }}\n\
              }}\n\
              system_account: SYS\n\
-             mqtt {{ listen: \"127.0.0.1:{mqtt_port}\" }}\n",
+             mqtt {{ listen: \"127.0.0.1:{mqtt_port}\" }}\n\
+             {tls_block}",
+            tls_block = tls.map_or(String::new(), |(c, k)| format!(
+                "tls {{ cert_file: {:?}, key_file: {:?} }}\n",
+                c.display().to_string(),
+                k.display().to_string()
+            )),
             js = dir.join(format!("js-{port}")).display().to_string(),
             su = SYS_USER.0,
             sp = SYS_USER.1,
@@ -65,6 +78,7 @@ impl Nats {
         let mut nats = Nats {
             port,
             mqtt_port,
+            tls: tls.is_some(),
             conf,
             log,
             child: None,
@@ -112,7 +126,8 @@ impl Nats {
     }
 
     pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
+        let scheme = if self.tls { "tls" } else { "nats" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     pub fn log(&self) -> String {

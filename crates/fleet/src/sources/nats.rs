@@ -109,6 +109,10 @@ async fn options(
         Duration::from_secs(30),
         link::random::seed(),
     ));
+    let opts = match &config.ca_file {
+        Some(ca) => opts.add_root_certificates(ca.clone()).require_tls(true),
+        None => opts.require_tls(config.url.starts_with("tls://")),
+    };
     Ok(opts
         .name("detect-fleet")
         .retry_on_initial_connect()

@@ -20,8 +20,14 @@ fn behavior(name: &str, metric: &str, op: &str, count: u64) -> Value {
            "criteria": {"comparisonOperator": op, "value": {"count": count}, "durationSeconds": 300}})
 }
 
-/// A fleet on the NATS MQTT gateway (user `detect-fleet`) reading its system account.
-fn fleet(work: &std::path::Path, nats: &Nats, profile: &Value) -> Fleet {
+/// A fleet on the NATS MQTT gateway (user `detect-fleet`) reading its system account (over
+/// TLS checked against `ca` when given).
+fn fleet(
+    work: &std::path::Path,
+    nats: &Nats,
+    profile: &Value,
+    ca: Option<&std::path::Path>,
+) -> Fleet {
     let pki = Pki::generate();
     let name = profile["securityProfileName"].as_str().unwrap();
     let fleet = Fleet::configure_port(
@@ -64,6 +70,9 @@ fn fleet(work: &std::path::Path, nats: &Nats, profile: &Value) -> Fleet {
         SYS_USER.0,
         sys_pw.display().to_string()
     ));
+    if let Some(ca) = ca {
+        out.push_str(&format!("ca_file = {:?}\n", ca.display().to_string()));
+    }
     std::fs::write(&fleet.config, out).unwrap();
     fleet
 }
@@ -146,7 +155,7 @@ async fn connection_attempts_disconnects_refused_logins_and_messages_sent_seen_b
         behavior("sent", "aws:num-messages-sent", "less-than", 10),
         behavior("size", "aws:message-byte-size", "less-than", 1000),
     ]});
-    let mut fleet = fleet(work.path(), &nats, &profile);
+    let mut fleet = fleet(work.path(), &nats, &profile, None);
 
     let (ok, out, err) = fleet.cli(&["check-config"]);
     assert!(ok, "{err}");
@@ -239,15 +248,17 @@ async fn next_window() {
 }
 
 #[tokio::test]
-async fn the_nats_source_skips_a_malformed_advisory_reconnects_after_nats_server_restarts_and_counts_the_refused_logins_after_it()
+async fn the_nats_source_over_tls_skips_a_malformed_advisory_reconnects_after_nats_server_restarts_and_counts_the_refused_logins_after_it()
  {
     let work = tempfile::tempdir().unwrap();
     let users = [("detect-fleet", "fleet pw"), ("gw-back", DEVICE_PASSWORD)];
-    let mut nats = Nats::start(work.path(), &users);
+    let pki = Pki::generate();
+    let server = Some((pki.server.cert.as_path(), pki.server.key.as_path()));
+    let mut nats = Nats::start_with(work.path(), &users, server);
     let profile = json!({"securityProfileName": "nats-restart", "behaviors": [
         behavior("auth", "aws:num-authorization-failures", "less-than", 2),
     ]});
-    let mut fleet = fleet(work.path(), &nats, &profile);
+    let mut fleet = fleet(work.path(), &nats, &profile, Some(&pki.ca));
     fleet.start_subscribed().await;
     let log_has = |fleet: &Fleet, what: &str| fleet.log().contains(what);
     let up = eventually(Duration::from_secs(20), || {
@@ -258,6 +269,8 @@ async fn the_nats_source_skips_a_malformed_advisory_reconnects_after_nats_server
     // A malformed advisory (published as the system user) is counted, logged and skipped.
     let sys =
         async_nats::ConnectOptions::with_user_and_password(SYS_USER.0.into(), SYS_USER.1.into())
+            .add_root_certificates(pki.ca.clone())
+            .require_tls(true)
             .connect(nats.url())
             .await
             .unwrap();
