@@ -6,6 +6,7 @@
 //! `nats_events.rs` turning advisories and CONNZ into the same events, `instance`/`seq` its own).
 
 pub mod broker;
+mod go_time;
 pub mod nats;
 pub mod nats_events;
 
