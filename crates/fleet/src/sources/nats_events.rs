@@ -97,6 +97,8 @@ struct Totals {
     client_id: String,
     sent: DataStats,
     received: DataStats,
+    /// Complete polls in a row that did not list it (its DISCONNECT may still be on its way).
+    absent: u8,
 }
 
 /// Which advisory a subject is.
@@ -203,7 +205,8 @@ impl Tracker {
 
     /// Message counts since the previous poll for one server's connections. A connection first
     /// seen here (its CONNECT missed, e.g. before the fleet started) only sets the baseline.
-    /// With `complete`, the server's connections absent from the pages are forgotten.
+    /// With `complete`, the server's connections absent from two such polls in a row are
+    /// forgotten (one absence may be a close whose DISCONNECT, with the last totals, is coming).
     pub fn connz(
         &mut self,
         server_id: &str,
@@ -228,6 +231,7 @@ impl Tracker {
                 client_id: c.mqtt_client.clone(),
                 sent,
                 received,
+                absent: 0,
             };
             match self.conns.get(&key) {
                 Some(last) if last.client_id == c.mqtt_client => {
@@ -242,8 +246,13 @@ impl Tracker {
             self.conns.insert(key, now);
         }
         if complete {
-            self.conns
-                .retain(|(s, cid), _| s != server_id || seen.contains(cid));
+            self.conns.retain(|(s, cid), t| {
+                if s != server_id || seen.contains(cid) {
+                    return true;
+                }
+                t.absent += 1;
+                t.absent < 2
+            });
         }
         out
     }

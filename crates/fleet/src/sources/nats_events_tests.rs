@@ -126,7 +126,22 @@ fn connz_counts_growth_only_and_a_connection_first_seen_there_is_a_baseline() {
     assert!(matches!(&e[..], [Event::Traffic { msgs: 2, .. }]), "{e:?}");
     let e = t.connz("NSRV", &[conn(9, "gw-b", 52)], true, 30);
     assert!(e.is_empty());
-    assert_eq!(t.len(), 1, "gw-a, gone from a complete poll, is forgotten");
+    assert_eq!(t.len(), 2, "gw-a's DISCONNECT may still come");
+    let e = t
+        .advisory(
+            Kind::Disconnect,
+            disconnect("Client Closed", 6).as_bytes(),
+            35,
+        )
+        .unwrap();
+    assert!(
+        matches!(&e[0], Event::Traffic { msgs: 1, .. }),
+        "its last message: {e:?}"
+    );
+    t.advisory(Kind::Connect, CONNECT.as_bytes(), 40).unwrap();
+    t.connz("NSRV", &[conn(9, "gw-b", 52)], true, 50);
+    t.connz("NSRV", &[conn(9, "gw-b", 52)], true, 60);
+    assert_eq!(t.len(), 1, "absent from two complete polls: forgotten");
 }
 
 #[test]
