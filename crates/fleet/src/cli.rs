@@ -174,6 +174,9 @@ fn profiles(config: &Config) -> anyhow::Result<Vec<profile::Profile>> {
             if let Some(why) = crate::coverage::not_evaluated(b, &feeds) {
                 tracing::warn!(profile = %p.name, behavior = %b.name, "not evaluated by detect-fleet: {why}");
             }
+            if let Some(gap) = crate::coverage::partly(b, &feeds) {
+                tracing::warn!(profile = %p.name, behavior = %b.name, "{gap}");
+            }
         }
     }
     let names: BTreeSet<&str> = loaded.profiles.iter().map(|p| p.name.as_str()).collect();
@@ -257,7 +260,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 match config.broker.source {
                     crate::config::BrokerSource::None => " of no behavior",
                     crate::config::BrokerSource::Nats =>
-                        " of no behavior yet (the nats source is not built in this version)",
+                        " from nats-server's system account ([nats]): advisories and CONNZ, no message sizes",
                     crate::config::BrokerSource::MosquittoPlugin =>
                         " from the plugin's batches on $detect/broker/events",
                 }

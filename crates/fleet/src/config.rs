@@ -18,6 +18,28 @@ pub struct Config {
     /// `[[dimension]]`: `TOPIC_FILTER` dimensions that `metricDimension` names (issue #18).
     #[serde(default)]
     pub dimension: Vec<DimensionConfig>,
+    /// `[nats]`: nats-server's system account, read when `[broker] source = "nats"`.
+    pub nats: Option<Nats>,
+}
+
+/// `[nats]`: where detect-fleet reads nats-server's advisories and CONNZ (docs/brokers.md).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Nats {
+    /// The NATS client URL (not the MQTT port), e.g. `nats://127.0.0.1:4222`.
+    pub url: String,
+    /// A system-account user with `password_file`, or a `creds_file` (JWT + nkey seed).
+    pub user: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub creds_file: Option<PathBuf>,
+    /// The CA of nats-server's certificate (PEM) when the URL is `tls://`; absent: the system's.
+    pub ca_file: Option<PathBuf>,
+    /// How often CONNZ is polled for the running message counters.
+    #[serde(default = "default_connz_interval")]
+    pub connz_interval_secs: u64,
+}
+
+fn default_connz_interval() -> u64 {
+    10
 }
 
 /// Which broker integration feeds the cloud-side metrics (`[broker] source`, issue #18).
@@ -30,7 +52,7 @@ pub enum BrokerSource {
     /// The mosquitto plugin's batches on `$detect/broker/events` (crates/mosquitto-plugin).
     #[serde(rename = "mosquitto-plugin")]
     MosquittoPlugin,
-    /// nats-server's system-account advisories (not built yet: feeds nothing).
+    /// nats-server's system-account advisories and CONNZ (`[nats]`, sources/nats.rs).
     #[serde(rename = "nats")]
     Nats,
 }
@@ -239,8 +261,38 @@ impl Config {
             ));
         }
         check_dimensions(&self.dimension)?;
+        check_nats(self)?;
         crate::targets::check(&self.attach)
     }
+}
+
+/// `[broker] source = "nats"` needs `[nats]` with a URL and one way to log in.
+fn check_nats(c: &Config) -> Result<(), String> {
+    let Some(n) = &c.nats else {
+        return match c.broker.source {
+            BrokerSource::Nats => Err("[broker] source = \"nats\" needs a [nats] section".into()),
+            _ => Ok(()),
+        };
+    };
+    if !(n.url.starts_with("nats://") || n.url.starts_with("tls://")) {
+        return Err(format!(
+            "[nats] url {:?}: must start with nats:// or tls://",
+            n.url
+        ));
+    }
+    if n.user.is_some() != n.password_file.is_some() {
+        return Err("[nats] user and password_file go together".into());
+    }
+    if n.user.is_some() == n.creds_file.is_some() {
+        return Err("[nats] give user/password_file or creds_file (one of them)".into());
+    }
+    if !(1..=3600).contains(&n.connz_interval_secs) {
+        return Err(format!(
+            "[nats] connz_interval_secs {}: must be 1–3600",
+            n.connz_interval_secs
+        ));
+    }
+    Ok(())
 }
 
 /// AWS's dimension rules: a name of [a-zA-Z0-9:_-], type `TOPIC_FILTER`, 1–5 filters of valid
@@ -363,6 +415,34 @@ profiles_dir = "/p"
                 .unwrap_err()
                 .to_string();
             assert!(e.contains("duration_override_secs"), "{e}");
+        }
+    }
+
+    #[test]
+    fn the_nats_source_needs_a_nats_section_with_one_login() {
+        let nats = BASE.replace("[fleet]", "source = \"nats\"\n[fleet]");
+        let e = Config::parse(&nats, Path::new("f.toml")).unwrap_err();
+        assert!(e.to_string().contains("needs a [nats] section"), "{e}");
+        let ok = format!(
+            "{nats}[nats]\nurl = \"nats://127.0.0.1:4222\"\nuser = \"sys\"\npassword_file = \"/p\"\n"
+        );
+        let c = Config::parse(&ok, Path::new("f.toml")).unwrap();
+        assert_eq!(c.nats.map(|n| n.connz_interval_secs), Some(10));
+        for (bad, why) in [
+            (
+                "url = \"http://x\"\nuser = \"s\"\npassword_file = \"/p\"",
+                "nats:// or tls://",
+            ),
+            ("url = \"nats://x\"\nuser = \"s\"", "go together"),
+            ("url = \"nats://x\"", "one of them"),
+            (
+                "url = \"nats://x\"\ncreds_file = \"/c\"\nconnz_interval_secs = 0",
+                "connz_interval_secs",
+            ),
+        ] {
+            let text = format!("{nats}[nats]\n{bad}\n");
+            let e = Config::parse(&text, Path::new("f.toml")).unwrap_err();
+            assert!(e.to_string().contains(why), "{bad}: {e}");
         }
     }
 

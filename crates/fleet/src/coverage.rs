@@ -58,6 +58,18 @@ pub fn not_evaluated(b: &Behavior, feeds: &Feeds) -> Option<String> {
     })
 }
 
+/// What an evaluated cloud-side behavior misses from its source, or `None` (nats-server:
+/// topic dimensions and publish/subscribe denials, docs/brokers.md).
+pub fn partly(b: &Behavior, feeds: &Feeds) -> Option<String> {
+    let Some(MetricRef::Cloud(c)) = b.rule.as_ref().map(|r| &r.metric) else {
+        return None;
+    };
+    if feeds.source != BrokerSource::Nats || not_evaluated(b, feeds).is_some() {
+        return None;
+    }
+    sources::nats_gaps(c.metric, c.dimension.is_some()).map(str::to_string)
+}
+
 /// One line per profile: what detect-fleet evaluates and what it does not, and why.
 pub fn describe(p: &Profile, feeds: &Feeds) -> Vec<String> {
     let (on, off): (Vec<&Behavior>, Vec<&Behavior>) = p
@@ -79,6 +91,11 @@ pub fn describe(p: &Profile, feeds: &Feeds) -> Vec<String> {
     } else {
         format!("profile {}: detect-fleet evaluates {}", p.name, names(&on))
     }];
+    for b in &on {
+        if let Some(gap) = partly(b, feeds) {
+            out.push(format!("  warning: behavior {}: {gap}", b.name));
+        }
+    }
     for b in off {
         let why = not_evaluated(b, feeds).unwrap_or_default();
         out.push(format!(

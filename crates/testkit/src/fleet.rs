@@ -38,6 +38,18 @@ impl Fleet {
         attach: &[(&str, &str)],
         min_interval_secs: u64,
     ) -> Fleet {
+        Fleet::configure_port(dir, pki, broker.port, profiles, attach, min_interval_secs)
+    }
+
+    /// `configure` for an MQTT broker on `port` that is not a testkit `Broker` (nats-server).
+    pub fn configure_port(
+        dir: &Path,
+        pki: &Pki,
+        port: u16,
+        profiles: &[serde_json::Value],
+        attach: &[(&str, &str)],
+        min_interval_secs: u64,
+    ) -> Fleet {
         let profiles_dir = dir.join("profiles");
         std::fs::create_dir_all(&profiles_dir).unwrap();
         for (i, p) in profiles.iter().enumerate() {
@@ -60,7 +72,6 @@ min_interval_secs = {min_interval_secs}
 [alerts]
 mqtt_topic = "detect-fleet/alarms/{{thing}}"
 "#,
-            port = broker.port,
             ca = pki.ca.display(),
             cert = pki.backend.cert.display(),
             key = pki.backend.key.display(),

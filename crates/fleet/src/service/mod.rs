@@ -61,6 +61,8 @@ pub struct Service {
     /// When cloud-side windows may close: a grace after the subscription, `None` while the
     /// connection is down (late batches would otherwise miss their windows).
     windows_from: Option<tokio::time::Instant>,
+    /// `[broker] source = "nats"`: the nats task's feeds (its own connection, not this one).
+    nats: Option<mpsc::Receiver<sources::nats::Feed>>,
 }
 
 impl Service {
@@ -94,8 +96,15 @@ impl Service {
             _ => tokio::spawn(std::future::pending()),
         };
         let source = sources::configured(config.broker.source);
+        let nats = match (&config.broker.source, &config.nats) {
+            (crate::config::BrokerSource::Nats, Some(n)) => {
+                Some(sources::nats::spawn(n.clone(), now_ms))
+            }
+            _ => None,
+        };
         let service = Service {
             source,
+            nats,
             windows_from: None,
             config,
             judge,
@@ -126,8 +135,32 @@ impl Service {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .map_err(|e| RunError::Setup(format!("SIGTERM handler: {e}")))?;
         self.refresh()?;
+        let mut nats = self.nats.take();
         loop {
             tokio::select! {
+                feed = async {
+                    match nats.as_mut() {
+                        Some(rx) => rx.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => match feed {
+                    Some(feed) => {
+                        // What else is queued, up to a batch, then one sync.
+                        self.on_nats(feed)?;
+                        for _ in 1..BATCH {
+                            match nats.as_mut().map(|rx| rx.try_recv()) {
+                                Some(Ok(feed)) => self.on_nats(feed)?,
+                                _ => break,
+                            }
+                        }
+                        self.store.sync()?;
+                    }
+                    None => {
+                        tracing::error!("nats source stopped: cloud-side windows get no more events");
+                        nats = None;
+                        self.windows_from = None;
+                    }
+                },
                 got = rx.recv() => match got {
                     Some(Polled::Event(Event::Incoming(Incoming::Publish(p)))) => {
                         let mut batch = vec![p];
@@ -137,7 +170,7 @@ impl Service {
                                 Ok(Polled::Event(Event::Incoming(Incoming::Publish(p)))) => batch.push(p),
                                 Ok(Polled::Event(e)) => other.push(e),
                                 Ok(Polled::Lost) => {
-                                    self.windows_from = None;
+                                    self.mqtt_lost();
                                     break;
                                 }
                                 Err(_) => break,
@@ -149,7 +182,7 @@ impl Service {
                         }
                     }
                     Some(Polled::Event(event)) => self.on_event(event).await?,
-                    Some(Polled::Lost) => self.windows_from = None,
+                    Some(Polled::Lost) => self.mqtt_lost(),
                     None => return Err(RunError::Setup("MQTT connection task ended".into())),
                 },
                 _ = refresh.tick() => self.refresh()?,
@@ -181,6 +214,31 @@ impl Service {
             }
         }
         tracing::info!("stopping");
+        Ok(())
+    }
+
+    /// The MQTT connection is lost: windows fed over it wait (the nats source has its own).
+    fn mqtt_lost(&mut self) {
+        if self.source.is_some() {
+            self.windows_from = None;
+        }
+    }
+
+    /// One feed of the nats source: its deliveries are witnessed like the plugin's batches
+    /// (the caller syncs the store).
+    fn on_nats(&mut self, feed: sources::nats::Feed) -> Result<(), RunError> {
+        match feed {
+            sources::nats::Feed::Up => {
+                if self.windows_from.is_none() {
+                    let (_, grace) = self.judge.close_timing();
+                    self.windows_from = Some(tokio::time::Instant::now() + grace);
+                }
+            }
+            sources::nats::Feed::Down => self.windows_from = None,
+            sources::nats::Feed::Delivery(d) => {
+                self.judge.witness(self.store.as_mut(), &d, now_ms())?;
+            }
+        }
         Ok(())
     }
 

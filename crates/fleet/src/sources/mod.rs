@@ -2,10 +2,13 @@
 //! integration publishes and hands on `protocol::broker` events. Windows and judging are not its.
 //!
 //! One file per integration: `broker.rs` (the mosquitto plugin's batches on the fleet's own
-//! MQTT connection). A NATS source (system-account advisories) is one more file that turns
-//! advisories into the same events and `Delivery`s, with `instance`/`seq` of its own.
+//! MQTT connection), `nats.rs` (nats-server's system account over its own NATS connection,
+//! `nats_events.rs` turning advisories and CONNZ into the same events, `instance`/`seq` its own).
 
 pub mod broker;
+mod go_time;
+pub mod nats;
+pub mod nats_events;
 
 use detect::metrics::CloudMetric;
 use protocol::broker::Event;
@@ -36,7 +39,8 @@ pub trait Source: Send {
     fn read(&self, topic: &str, payload: &[u8]) -> Option<Result<Delivery, String>>;
 }
 
-/// The source `[broker] source` names, when this build has one.
+/// The source read on the fleet's MQTT connection that `[broker] source` names, if any (the
+/// nats source has its own connection: `nats::spawn`).
 pub fn configured(source: BrokerSource) -> Option<Box<dyn Source>> {
     match source {
         BrokerSource::MosquittoPlugin => Some(Box::new(broker::Plugin)),
@@ -44,12 +48,48 @@ pub fn configured(source: BrokerSource) -> Option<Box<dyn Source>> {
     }
 }
 
-/// Can `source` feed `metric`? The plugin sees everything; nats-server's advisories give no
-/// message sizes and no publish denials (docs/fleet.md), and its source is not built yet.
+/// Can `source` feed `metric`? The plugin sees everything; nats-server gives message totals
+/// only, so no message sizes (docs/brokers.md). Its authorization failures are refused
+/// connects only (publish and subscribe violations are only logged): `nats_gaps` says so.
 pub fn feeds(source: BrokerSource, metric: CloudMetric) -> bool {
-    let _ = metric;
     match source {
         BrokerSource::MosquittoPlugin => true,
-        BrokerSource::None | BrokerSource::Nats => false,
+        BrokerSource::Nats => metric != CloudMetric::MessageByteSize,
+        BrokerSource::None => false,
+    }
+}
+
+/// What a behavior fed by nats-server misses, in words (a warning, it is still evaluated):
+/// topic dimensions match nothing (NATS counts per connection, not per topic) and
+/// authorization failures are refused logins only.
+pub fn nats_gaps(metric: CloudMetric, has_dimension: bool) -> Option<&'static str> {
+    if has_dimension {
+        return Some(
+            "nats-server counts messages and denials per connection, not per topic: a TOPIC_FILTER dimension matches none of them (NOT_IN matches all)",
+        );
+    }
+    (metric == CloudMetric::AuthorizationFailures).then_some(
+        "nats-server reports refused logins only: its publish and subscribe violations are in its log, not counted",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nats_feeds_every_cloud_side_metric_but_message_size_and_says_what_it_misses() {
+        for m in CloudMetric::ALL {
+            let sized = m == CloudMetric::MessageByteSize;
+            assert_eq!(feeds(BrokerSource::Nats, m), !sized, "{m:?}");
+            assert!(feeds(BrokerSource::MosquittoPlugin, m));
+            assert!(!feeds(BrokerSource::None, m));
+        }
+        assert!(nats_gaps(CloudMetric::MessagesSent, false).is_none());
+        assert!(nats_gaps(CloudMetric::ConnectionAttempts, false).is_none());
+        let auth = nats_gaps(CloudMetric::AuthorizationFailures, false).unwrap_or_default();
+        assert!(auth.contains("refused logins only"), "{auth}");
+        let dim = nats_gaps(CloudMetric::MessagesSent, true).unwrap_or_default();
+        assert!(dim.contains("TOPIC_FILTER"), "{dim}");
     }
 }

@@ -8,6 +8,7 @@ mod authorization;
 mod aws_python_agent;
 mod check_config;
 mod cloud_side;
+mod cloud_side_nats;
 mod crash;
 mod payloads;
 mod sequence;
