@@ -193,16 +193,19 @@ impl<'b> Reader<'b> {
     }
 
     /// How many items are left before the break of the indefinite-length array being read,
-    /// counted by skipping them on a copy of the reader (no allocation, linear in their bytes);
-    /// `None` when they are not well-formed (reading them will say why).
-    fn items_left(&self) -> Option<u64> {
+    /// counted by skipping them on a copy of the reader (no allocation, linear in their
+    /// bytes); when they are not well-formed, how many are before the first that is not
+    /// (reading that one will say why), so a list never reserves or grows past them.
+    fn items_left(&self) -> u64 {
         let mut r = Reader { nodes: 0, ..*self };
         let mut n = 0;
-        while !r.at_break().ok()? {
-            r.skip().ok()?;
+        while let Ok(false) = r.at_break() {
+            if r.skip().is_err() {
+                break;
+            }
             n += 1;
         }
-        Some(n)
+        n
     }
 
     /// Moves past one data item without keeping it.
@@ -265,9 +268,20 @@ impl<'de> de::Deserializer<'de> for &mut Reader<'de> {
         self.item(v)
     }
 
+    /// `null` (and `undefined`) is `None`, anything else `Some` (serde's `Option` needs this).
+    fn deserialize_option<V: Visitor<'de>>(self, v: V) -> Result<V::Value, Fail> {
+        match self.b.get(self.at) {
+            Some(0xf6 | 0xf7) => {
+                self.at += 1;
+                v.visit_none()
+            }
+            _ => v.visit_some(self),
+        }
+    }
+
     serde::forward_to_deserialize_any! {
         bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
-        option unit unit_struct newtype_struct seq tuple tuple_struct map struct enum
+        unit unit_struct newtype_struct seq tuple tuple_struct map struct enum
         identifier ignored_any
     }
 }
@@ -306,7 +320,7 @@ impl<'de> SeqAccess<'de> for List<'_, 'de> {
     }
 
     fn size_hint(&self) -> Option<usize> {
-        let n = self.left.or_else(|| self.r.items_left())?;
+        let n = self.left.unwrap_or_else(|| self.r.items_left());
         usize::try_from(n).ok()
     }
 }

@@ -24,6 +24,7 @@ mod cbor;
 mod ctx;
 mod custom;
 mod fields;
+mod peek;
 mod sections;
 
 use std::collections::BTreeMap;
@@ -39,6 +40,8 @@ use ctx::Ctx;
 use custom::Custom;
 use sections::{HeaderShape, MetricsShape};
 use walk::{Any, Opt, Shape};
+
+pub use peek::report_id;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
