@@ -5,8 +5,8 @@
 //! Short in every test run; by hand: `FUZZ_JUDGE_ITERATIONS=100000 FUZZ_JUDGE_SEED=3 cargo
 //! test --release -p detect-fleet --bin detect-fleet judge::fuzz -- --nocapture`.
 
-use detect::{STALE_AFTER_MS, profile, seeded_ids};
 use ::fuzz::{Mutator, Rng};
+use detect::{STALE_AFTER_MS, profile, seeded_ids};
 
 use super::*;
 use crate::config::Attach;
