@@ -18,6 +18,17 @@ pub(super) enum Seg {
 
 /// State shared by the walk: the key spelling, the path to the value being read, and the
 /// report-level error that stopped it (serde errors carry text only).
+/// The walk stopped on a report-level error, recorded in its `Ctx` (not generic over the
+/// format's error type, so each scalar check is compiled once, not once per format).
+pub(super) struct Stop;
+
+impl Stop {
+    /// The serde error that unwinds the format's reader.
+    pub(super) fn raise<E: de::Error>(self) -> E {
+        E::custom("not a report")
+    }
+}
+
 pub(super) struct Ctx {
     short: Cell<Option<bool>>,
     path: RefCell<Vec<Seg>>,
@@ -82,10 +93,15 @@ impl Ctx {
         self.path.borrow_mut().pop()
     }
 
+    /// Records `e` as the reason the walk stops.
+    pub(super) fn stop(&self, e: DecodeError) -> Stop {
+        self.err.borrow_mut().get_or_insert(e);
+        Stop
+    }
+
     /// Records `e` as the reason the walk stops and returns the serde error that unwinds it.
     pub(super) fn fail<E: de::Error>(&self, e: DecodeError) -> E {
-        self.err.borrow_mut().get_or_insert(e);
-        E::custom("not a report")
+        self.stop(e).raise()
     }
 
     pub(super) fn take_err(&self) -> Option<DecodeError> {

@@ -8,7 +8,8 @@ use std::net::IpAddr;
 
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 
-use super::ctx::{Ctx, Grow, Min, Seg};
+use super::ctx::{Ctx, Grow, Min, Seg, Stop};
+use super::leaf::Leaf;
 use super::walk::{Any, Got, Opt, Scalar, Shape};
 use super::{DecodeError, invalid};
 use crate::keys::{IP_LIST, NUMBER, NUMBER_LIST, STRING_LIST, is_custom_metric_name};
@@ -56,8 +57,8 @@ impl<'de> Shape<'de> for Custom<'_> {
 }
 
 /// Refuses with a fixed message at the current path.
-fn fixed<E: de::Error>(c: &Ctx, message: &str) -> E {
-    c.fail(invalid(&c.path(), message))
+fn fixed(c: &Ctx, message: &str) -> Stop {
+    c.stop(invalid(&c.path(), message))
 }
 
 /// One metric: an array of exactly one object.
@@ -74,7 +75,7 @@ impl<'de> Shape<'de> for Metric<'_> {
         "an array"
     }
 
-    fn refuse<E: de::Error>(&self, _: Got) -> E {
+    fn refuse(&self, _: Got) -> Stop {
         fixed(self.0, ONE_OBJECT)
     }
 
@@ -84,12 +85,12 @@ impl<'de> Shape<'de> for Metric<'_> {
         let one = a.next_element_seed(Any(Value(c)))?;
         c.pop();
         let Some(one) = one else {
-            return Err(self.refuse(Got::Seq));
+            return Err(self.refuse(Got::Seq).raise());
         };
-        match a.next_element_seed(Any(Metric(c)))? {
+        match a.next_element_seed(Leaf(Metric(c)))? {
             None => Ok(one),
-            // A second element: Metric refuses any value before reading it.
-            Some(_) => Err(self.refuse(Got::Seq)),
+            // A second element: refused before anything in it is read.
+            Some(_) => Err(self.refuse(Got::Seq).raise()),
         }
     }
 }
@@ -111,7 +112,7 @@ impl<'de> Shape<'de> for Value<'_> {
     fn map<A: MapAccess<'de>>(self, mut a: A) -> Result<CustomValue, A::Error> {
         let c = self.0;
         let key = match a.next_key_seed(ValueKey)? {
-            None => return Err(fixed(c, ONE_KEY)),
+            None => return Err(fixed(c, ONE_KEY).raise()),
             Some(Err(key)) => {
                 let path = c.path();
                 return Err(c.fail(DecodeError::UnknownKey { path, key }));
@@ -120,7 +121,7 @@ impl<'de> Shape<'de> for Value<'_> {
         };
         c.push(Seg::Key(key));
         let v = match key {
-            NUMBER => CustomValue::Number(a.next_value_seed(Any(One(c, Number)))?),
+            NUMBER => CustomValue::Number(a.next_value_seed(Leaf(One(c, Number)))?),
             NUMBER_LIST => CustomValue::NumberList(a.next_value_seed(Any(List(c, Number)))?),
             STRING_LIST => CustomValue::StringList(a.next_value_seed(Any(List(c, Text)))?),
             _ => CustomValue::IpList(a.next_value_seed(Any(List(c, Ip)))?),
@@ -128,7 +129,7 @@ impl<'de> Shape<'de> for Value<'_> {
         c.pop();
         match a.next_key_seed(ValueKey)? {
             None => Ok(v),
-            Some(_) => Err(fixed(c, ONE_KEY)),
+            Some(_) => Err(fixed(c, ONE_KEY).raise()),
         }
     }
 }
@@ -228,7 +229,7 @@ impl<'de, I: Item> Shape<'de> for One<'_, I> {
         I::WANT
     }
 
-    fn scalar<E: de::Error>(self, s: Scalar) -> Result<I::Out, E> {
+    fn scalar(self, s: Scalar) -> Result<I::Out, Stop> {
         self.1.read(s).map_err(|m| fixed(self.0, &m))
     }
 }
@@ -247,13 +248,13 @@ impl<'de, I: Item> Shape<'de> for List<'_, I> {
         "an array"
     }
 
-    fn refuse<E: de::Error>(&self, _: Got) -> E {
+    fn refuse(&self, _: Got) -> Stop {
         fixed(self.0, "must be an array")
     }
 
     fn seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Vec<I::Out>, A::Error> {
         let mut out = Grow::new(self.0, a.size_hint(), I::MIN);
-        while let Some(x) = a.next_element_seed(Any(One(self.0, self.1)))? {
+        while let Some(x) = a.next_element_seed(Leaf(One(self.0, self.1)))? {
             out.push(x);
         }
         Ok(out.done())

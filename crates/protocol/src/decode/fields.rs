@@ -3,9 +3,7 @@
 
 use std::net::SocketAddr;
 
-use serde::de;
-
-use super::ctx::Ctx;
+use super::ctx::{Ctx, Stop};
 use super::walk::{Got, Scalar, Shape};
 use super::{invalid, unmap};
 use crate::model::MAX_DECODED_REPORT_ID;
@@ -28,14 +26,14 @@ fn major(version: &str) -> Option<u64> {
 }
 
 impl_shape!(ReportId, u64, {
-    fn scalar<E: de::Error>(self, s: Scalar) -> Result<u64, E> {
+    fn scalar(self, s: Scalar) -> Result<u64, Stop> {
         match s.integer() {
             Some(id @ 1..=MAX_DECODED_REPORT_ID) => Ok(id),
             Some(id) if id > MAX_DECODED_REPORT_ID => {
                 let m = format!(
                     "{id} is above {MAX_DECODED_REPORT_ID}, the largest report_id accepted"
                 );
-                Err(self.0.fail(invalid(&self.0.path(), &m)))
+                Err(self.0.stop(invalid(&self.0.path(), &m)))
             }
             _ => Err(self.refuse(Got::Scalar(s))),
         }
@@ -43,13 +41,13 @@ impl_shape!(ReportId, u64, {
 });
 
 impl_shape!(Version, (), {
-    fn scalar<E: de::Error>(self, s: Scalar) -> Result<(), E> {
+    fn scalar(self, s: Scalar) -> Result<(), Stop> {
         match s {
             // A major version adds or removes metrics (protocol doc §1.3): only 1 is known.
             Scalar::Str(v) if major(v) == Some(1) => Ok(()),
             Scalar::Str(v) => {
                 let m = format!("{v:?} is not version 1.x, the only one understood");
-                Err(self.0.fail(invalid(&self.0.path(), &m)))
+                Err(self.0.stop(invalid(&self.0.path(), &m)))
             }
             s => Err(self.refuse(Got::Scalar(s))),
         }
@@ -57,7 +55,7 @@ impl_shape!(Version, (), {
 });
 
 impl_shape!(Text, String, {
-    fn scalar<E: de::Error>(self, s: Scalar) -> Result<String, E> {
+    fn scalar(self, s: Scalar) -> Result<String, Stop> {
         match s {
             Scalar::Str(v) => Ok(v.to_string()),
             s => Err(self.refuse(Got::Scalar(s))),
@@ -66,13 +64,13 @@ impl_shape!(Text, String, {
 });
 
 impl_shape!(Count, u64, {
-    fn scalar<E: de::Error>(self, s: Scalar) -> Result<u64, E> {
+    fn scalar(self, s: Scalar) -> Result<u64, Stop> {
         s.integer().ok_or_else(|| self.refuse(Got::Scalar(s)))
     }
 });
 
 impl_shape!(PortNumber, u16, {
-    fn scalar<E: de::Error>(self, s: Scalar) -> Result<u16, E> {
+    fn scalar(self, s: Scalar) -> Result<u16, Stop> {
         match s.integer().and_then(|n| u16::try_from(n).ok()) {
             Some(n) if n > 0 => Ok(n),
             _ => Err(self.refuse(Got::Scalar(s))),
@@ -81,7 +79,7 @@ impl_shape!(PortNumber, u16, {
 });
 
 impl_shape!(LocalPort, u16, {
-    fn scalar<E: de::Error>(self, s: Scalar) -> Result<u16, E> {
+    fn scalar(self, s: Scalar) -> Result<u16, Stop> {
         s.integer()
             .and_then(|n| u16::try_from(n).ok())
             .ok_or_else(|| self.refuse(Got::Scalar(s)))
@@ -89,11 +87,11 @@ impl_shape!(LocalPort, u16, {
 });
 
 impl_shape!(RemoteAddr, SocketAddr, {
-    fn scalar<E: de::Error>(self, s: Scalar) -> Result<SocketAddr, E> {
+    fn scalar(self, s: Scalar) -> Result<SocketAddr, Stop> {
         match s {
             Scalar::Str(v) => v.parse::<SocketAddr>().map(unmap).map_err(|_| {
                 let m = format!("{v:?} is not ip:port or [ipv6]:port");
-                self.0.fail(invalid(&self.0.path(), &m))
+                self.0.stop(invalid(&self.0.path(), &m))
             }),
             s => Err(self.refuse(Got::Scalar(s))),
         }

@@ -24,6 +24,7 @@ mod cbor;
 mod ctx;
 mod custom;
 mod fields;
+mod leaf;
 mod peek;
 mod sections;
 
@@ -98,18 +99,11 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
     Ok(Decoded { report, format })
 }
 
-/// Decodes a report already parsed as JSON (format Json or JsonShort).
+/// Decodes a report already parsed as JSON (format Json or JsonShort). It is written out and
+/// read again: one reader fewer compiled into the agent, for a path only `evaluate` takes.
 pub fn decode_value(v: &Value) -> Result<Decoded, DecodeError> {
-    let c = Ctx::new(usize::MAX, true);
-    let report = Any(Root(&c))
-        .deserialize(v)
-        .map_err(|e| json_error(&c, e))?;
-    let format = if c.short() {
-        Format::JsonShort
-    } else {
-        Format::Json
-    };
-    Ok(Decoded { report, format })
+    let bytes = serde_json::to_vec(v).map_err(|e| DecodeError::Json(e.to_string()))?;
+    decode(&bytes)
 }
 
 /// `metrics` left out: every section missing.

@@ -5,6 +5,7 @@ use serde::de::{self, MapAccess, SeqAccess};
 
 use super::ctx::{Ctx, Min};
 use super::fields::{Count, LocalPort, PortNumber, RemoteAddr, ReportId, Text, Version};
+use super::leaf::Leaf;
 use super::missing;
 use super::walk::{Any, Opt, Shape, items};
 use crate::keys::Key;
@@ -38,8 +39,8 @@ impl_shape!(HeaderShape, Header, {
         let (mut id, mut version) = (None, None);
         while let Some(k) = c.key(&mut a, &[Key::ReportId, Key::Version], &mut seen)? {
             match k {
-                Key::ReportId => id = Some(a.next_value_seed(Any(ReportId(c)))?),
-                _ => version = Some(a.next_value_seed(Any(Version(c)))?),
+                Key::ReportId => id = Some(a.next_value_seed(Leaf(ReportId(c)))?),
+                _ => version = Some(a.next_value_seed(Leaf(Version(c)))?),
             }
             c.pop();
         }
@@ -90,7 +91,7 @@ impl_shape!(PortListShape, PortList, {
         while let Some(k) = c.key(&mut a, &[Key::Ports, Key::Total], &mut seen)? {
             match k {
                 Key::Ports => ports = a.next_value_seed(Any(Opt(PortsShape(c))))?,
-                _ => total = a.next_value_seed(Any(Opt(Count(c))))?,
+                _ => total = a.next_value_seed(Leaf(Opt(Count(c))))?,
             }
             c.pop();
         }
@@ -118,8 +119,8 @@ impl_shape!(PortShape, Port, {
         let (mut port, mut interface) = (None, None);
         while let Some(k) = c.key(&mut a, &[Key::Port, Key::Interface], &mut seen)? {
             match k {
-                Key::Port => port = Some(a.next_value_seed(Any(PortNumber(c)))?),
-                _ => interface = a.next_value_seed(Any(Opt(Text(c))))?,
+                Key::Port => port = Some(a.next_value_seed(Leaf(PortNumber(c)))?),
+                _ => interface = a.next_value_seed(Leaf(Opt(Text(c))))?,
             }
             c.pop();
         }
@@ -149,7 +150,7 @@ impl_shape!(EstablishedShape, ConnectionList, {
         while let Some(k) = c.key(&mut a, &[Key::Connections, Key::Total], &mut seen)? {
             match k {
                 Key::Connections => list = a.next_value_seed(Any(Opt(ConnectionsShape(c))))?,
-                _ => total = a.next_value_seed(Any(Opt(Count(c))))?,
+                _ => total = a.next_value_seed(Leaf(Opt(Count(c))))?,
             }
             c.pop();
         }
@@ -176,9 +177,9 @@ impl_shape!(ConnectionShape, Connection, {
         let (mut remote, mut local_port, mut local_interface) = (None, None, None);
         while let Some(k) = c.key(&mut a, &keys, &mut seen)? {
             match k {
-                Key::RemoteAddr => remote = Some(a.next_value_seed(Any(RemoteAddr(c)))?),
-                Key::LocalPort => local_port = a.next_value_seed(Any(Opt(LocalPort(c))))?,
-                _ => local_interface = a.next_value_seed(Any(Opt(Text(c))))?,
+                Key::RemoteAddr => remote = Some(a.next_value_seed(Leaf(RemoteAddr(c)))?),
+                Key::LocalPort => local_port = a.next_value_seed(Leaf(Opt(LocalPort(c))))?,
+                _ => local_interface = a.next_value_seed(Leaf(Opt(Text(c))))?,
             }
             c.pop();
         }
@@ -197,7 +198,7 @@ impl_shape!(StatsShape, NetworkStats, {
         let mut vals = [None; 4];
         while let Some(k) = c.key(&mut a, &keys, &mut seen)? {
             let slot = keys.iter().position(|x| *x == k).unwrap_or(0);
-            vals[slot] = Some(a.next_value_seed(Any(Count(c)))?);
+            vals[slot] = Some(a.next_value_seed(Leaf(Count(c)))?);
             c.pop();
         }
         let [bytes_in, bytes_out, packets_in, packets_out] = [0, 1, 2, 3].map(|i| vals[i]);

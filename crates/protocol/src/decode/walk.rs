@@ -9,7 +9,7 @@ use std::fmt;
 
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 
-use super::ctx::{Ctx, Grow, Min, Seg};
+use super::ctx::{Ctx, Grow, Min, Seg, Stop};
 use super::invalid;
 
 /// A scalar as read, shown in refusals as JSON shows it.
@@ -127,7 +127,7 @@ pub(super) trait Shape<'de>: Sized {
     /// The type wanted, as in "… is not a string".
     fn want(&self) -> &'static str;
 
-    fn refuse<E: de::Error>(&self, got: Got) -> E {
+    fn refuse(&self, got: Got) -> Stop {
         let c = self.ctx();
         let want = self.want();
         let got = if matches!(want, "an object" | "an array") {
@@ -135,19 +135,19 @@ pub(super) trait Shape<'de>: Sized {
         } else {
             got.shown()
         };
-        c.fail(invalid(&c.path(), &format!("{got} is not {want}")))
+        c.stop(invalid(&c.path(), &format!("{got} is not {want}")))
     }
 
-    fn scalar<E: de::Error>(self, s: Scalar) -> Result<Self::Out, E> {
+    fn scalar(self, s: Scalar) -> Result<Self::Out, Stop> {
         Err(self.refuse(Got::Scalar(s)))
     }
 
     fn map<A: MapAccess<'de>>(self, _: A) -> Result<Self::Out, A::Error> {
-        Err(self.refuse(Got::Map))
+        Err(self.refuse(Got::Map).raise())
     }
 
     fn seq<A: SeqAccess<'de>>(self, _: A) -> Result<Self::Out, A::Error> {
-        Err(self.refuse(Got::Seq))
+        Err(self.refuse(Got::Seq).raise())
     }
 }
 
@@ -170,31 +170,31 @@ impl<'de, S: Shape<'de>> Visitor<'de> for Any<S> {
     }
 
     fn visit_unit<E: de::Error>(self) -> Result<S::Out, E> {
-        self.0.scalar(Scalar::Null)
+        self.0.scalar(Scalar::Null).map_err(Stop::raise)
     }
 
     fn visit_none<E: de::Error>(self) -> Result<S::Out, E> {
-        self.0.scalar(Scalar::Null)
+        self.0.scalar(Scalar::Null).map_err(Stop::raise)
     }
 
     fn visit_bool<E: de::Error>(self, b: bool) -> Result<S::Out, E> {
-        self.0.scalar(Scalar::Bool(b))
+        self.0.scalar(Scalar::Bool(b)).map_err(Stop::raise)
     }
 
     fn visit_u64<E: de::Error>(self, n: u64) -> Result<S::Out, E> {
-        self.0.scalar(Scalar::U64(n))
+        self.0.scalar(Scalar::U64(n)).map_err(Stop::raise)
     }
 
     fn visit_i64<E: de::Error>(self, n: i64) -> Result<S::Out, E> {
-        self.0.scalar(Scalar::I64(n))
+        self.0.scalar(Scalar::I64(n)).map_err(Stop::raise)
     }
 
     fn visit_f64<E: de::Error>(self, x: f64) -> Result<S::Out, E> {
-        self.0.scalar(Scalar::F64(x))
+        self.0.scalar(Scalar::F64(x)).map_err(Stop::raise)
     }
 
     fn visit_str<E: de::Error>(self, s: &str) -> Result<S::Out, E> {
-        self.0.scalar(Scalar::Str(s))
+        self.0.scalar(Scalar::Str(s)).map_err(Stop::raise)
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, a: A) -> Result<S::Out, A::Error> {
@@ -220,7 +220,11 @@ impl<'de, S: Shape<'de>> Shape<'de> for Opt<S> {
         self.0.want()
     }
 
-    fn scalar<E: de::Error>(self, s: Scalar) -> Result<Self::Out, E> {
+    fn refuse(&self, got: Got) -> Stop {
+        self.0.refuse(got)
+    }
+
+    fn scalar(self, s: Scalar) -> Result<Self::Out, Stop> {
         match s {
             Scalar::Null => Ok(None),
             s => self.0.scalar(s).map(Some),
