@@ -9,57 +9,15 @@ use std::path::{Path, PathBuf};
 
 use detect::profile::{load_all, parse};
 use detect::{Engine, STALE_AFTER_MS, seeded_ids};
+use fuzz::{Mutator, Rng};
 
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
-
-/// A few byte-level edits, kept printable half the time so JSON stays near-valid.
-fn mutate(r: &mut Rng, seed: &[u8]) -> Vec<u8> {
-    let mut b = seed.to_vec();
-    let pool = b"0123456789-.eE,:[]{}\"\\ nulltrue";
-    for _ in 0..1 + r.below(3) {
-        let at = r.below(b.len());
-        let byte = if r.below(2) == 0 {
-            pool[r.below(pool.len())]
-        } else {
-            r.next() as u8
-        };
-        match r.below(4) {
-            0 if at < b.len() => b[at] = byte,
-            1 => b.insert(at, byte),
-            2 if at < b.len() => {
-                b.remove(at);
-            }
-            _ => {
-                let end = (at + 1 + r.below(16)).min(b.len());
-                let piece = b[at..end].to_vec();
-                let tail = b.split_off(end);
-                b.extend(&piece);
-                b.extend(tail);
-            }
-        }
-    }
-    b
-}
 
 fn main() {
     let mut args = std::env::args().skip(1);
     let iterations: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(2000);
-    let mut rng = Rng(args.next().and_then(|a| a.parse().ok()).unwrap_or(1) | 1);
+    let mut rng = Rng::new(args.next().and_then(|a| a.parse().ok()).unwrap_or(1));
+    let mutate = |r: &mut Rng, b: &[u8]| Mutator::TEXT.mutate(r, b);
     let worked = PathBuf::from(format!("{ROOT}/tests/fixtures/detect-worked-example"));
     let paths = [
         PathBuf::from(format!("{ROOT}/config/profiles/baseline.json")),

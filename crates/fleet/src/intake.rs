@@ -32,7 +32,7 @@ fn invalid(message: impl Into<String>) -> Rejection {
 pub fn structure(topic: &ReportTopic, payload: &[u8]) -> Result<Decoded, (Rejection, Option<u64>)> {
     if let Err(e) = protocol::identity::check(&topic.thing) {
         let id = (payload.len() <= MAX_PUBLISH_BYTES)
-            .then(|| crate::intake_peek::report_id(payload))
+            .then(|| protocol::decode::report_id(payload))
             .flatten();
         return Err((
             invalid(format!("Malformed metrics report: thing name: {e}")),
@@ -50,7 +50,7 @@ pub fn structure(topic: &ReportTopic, payload: &[u8]) -> Result<Decoded, (Reject
         ));
     }
     let decoded = decode(payload).map_err(|e| {
-        let id = crate::intake_peek::report_id(payload);
+        let id = protocol::decode::report_id(payload);
         (invalid(format!("Malformed metrics report: {e}")), id)
     })?;
     let encoding = decoded.format.encoding();

@@ -5,6 +5,7 @@
 //! Short in every test run; by hand: `FUZZ_JUDGE_ITERATIONS=100000 FUZZ_JUDGE_SEED=3 cargo
 //! test --release -p detect-fleet --bin detect-fleet judge::fuzz -- --nocapture`.
 
+use ::fuzz::{Mutator, Rng};
 use detect::{STALE_AFTER_MS, profile, seeded_ids};
 
 use super::*;
@@ -13,42 +14,11 @@ use crate::store::{Memory, ThingRecords};
 
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
-
-fn mutate(r: &mut Rng, seed: &[u8]) -> Vec<u8> {
-    let mut b = seed.to_vec();
-    let pool = b"0123456789-.,:[]{}\" null";
-    for _ in 0..1 + r.below(3) {
-        let at = r.below(b.len());
-        let byte = if r.below(2) == 0 {
-            pool[r.below(pool.len())]
-        } else {
-            r.next() as u8
-        };
-        match r.below(3) {
-            0 if at < b.len() => b[at] = byte,
-            1 => b.insert(at, byte),
-            _ if at < b.len() => {
-                b.remove(at);
-            }
-            _ => b.push(byte),
-        }
-    }
-    b
-}
+/// Near-valid edits: few, small, from JSON's own characters half the time.
+const MUTATOR: Mutator = Mutator {
+    pool: b"0123456789-.,:[]{}\" null",
+    ..Mutator::TEXT
+};
 
 fn env(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -60,7 +30,7 @@ fn env(name: &str, default: u64) -> u64 {
 #[test]
 fn mutated_reports_are_each_answered_once_and_nothing_fails() {
     let iterations = env("FUZZ_JUDGE_ITERATIONS", 300);
-    let mut rng = Rng(env("FUZZ_JUDGE_SEED", 1) | 1);
+    let mut rng = Rng::new(env("FUZZ_JUDGE_SEED", 1));
     let worked = format!("{ROOT}/tests/fixtures/detect-worked-example");
     let loaded = profile::load_all(&[
         format!("{ROOT}/config/profiles/baseline.json").into(),
@@ -112,7 +82,7 @@ fn mutated_reports_are_each_answered_once_and_nothing_fails() {
         let payload = if rng.below(4) == 0 {
             seed
         } else {
-            mutate(&mut rng, &seed)
+            MUTATOR.mutate(&mut rng, &seed)
         };
         if rng.below(10) == 0 {
             enc = if enc == "json" { "cbor" } else { "json" };

@@ -6,7 +6,6 @@ mod cli_table;
 mod config;
 mod coverage;
 mod intake;
-mod intake_peek;
 mod judge;
 mod service;
 mod sources;

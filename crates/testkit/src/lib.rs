@@ -12,6 +12,7 @@ pub mod certs;
 pub mod eventually;
 pub mod fleet;
 pub mod fleet_agent;
+pub mod isolated;
 pub mod nats;
 pub mod netns;
 pub mod notify;

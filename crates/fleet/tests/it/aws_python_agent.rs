@@ -10,6 +10,7 @@ use detect_testkit::broker::Broker;
 use detect_testkit::certs::{Identity, Pki};
 use detect_testkit::eventually;
 use detect_testkit::fleet::{Fleet, forbid_port};
+use detect_testkit::isolated::Isolated;
 
 const PACKAGE: &str = "AWSIoTDeviceDefenderAgentSDK";
 const VERSION: &str = "2.0.0";
@@ -122,9 +123,20 @@ impl Drop for PyAgent {
 /// `-i 2` against `min_interval_secs = 1`: the agent takes any interval, but at `-i 1` the
 /// spacing detect-fleet sees sits on the throttle's edge, and below one second two reports can
 /// share an id (its ids are whole epoch seconds, docs/fleet.md). About 10 s once installed.
+///
+/// The agent reports every TCP connection and listener it can see, and its PyPI release
+/// writes IPv6 addresses without brackets, which detect-fleet refuses (docs/fleet.md): on the
+/// host, any IPv6 connection of anything else would get its reports rejected. So once the
+/// venv is ready (pip needs the network) the test moves into a network namespace of its own
+/// with only a loopback and IPv6 off, and starts the broker, detect-fleet and both agents
+/// there: the agents see the test's sockets and nothing else.
 #[tokio::test]
 async fn aws_python_agent_reports_are_accepted_in_json_and_cbor_and_a_listener_alarms() {
     let python = venv_python();
+    let Some(net) = Isolated::create() else {
+        return;
+    };
+    net.enter();
     let pki = Pki::generate();
     let broker = Broker::start(&pki);
     let work = tempfile::tempdir().unwrap();
@@ -196,8 +208,6 @@ async fn aws_python_agent_reports_are_accepted_in_json_and_cbor_and_a_listener_a
 
     // Every answer was an acceptance (a rejection would have come before the later ones).
     let all = answers.received();
-    // (An established IPv6 TCP connection anywhere on the host during the test gets the
-    // agent's reports rejected: it writes IPv6 addresses without brackets, docs/fleet.md.)
     assert!(
         all.iter().all(|(t, _)| t.ends_with("/accepted")),
         "{}",

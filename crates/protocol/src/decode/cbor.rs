@@ -1,42 +1,25 @@
-//! CBOR bytes straight to the JSON data model, so one decoder reads both encodings (protocol
-//! doc §2.1): text keys only, integers, finite floats; tags and byte strings are refused.
+//! CBOR bytes read as a serde `Deserializer`, so the typed walk that reads JSON reads CBOR too
+//! (protocol doc §2.1): text keys only, integers, finite floats; tags and byte strings are refused.
 //!
-//! Bounded by the payload (issue #17 item 6): one pass, no intermediate CBOR tree, containers
-//! nested at most `MAX_DEPTH` deep (a report needs 6), a declared length never larger than the
-//! bytes left, and an error's key path assembled only when the error is returned.
+//! Bounded by the payload (issue #17 item 6): one pass, nothing kept but what the visitor
+//! keeps, containers nested at most `MAX_DEPTH` deep (a report needs 6), a declared length
+//! never larger than the bytes left, text borrowed from the input unless it comes in chunks.
 
-use serde_json::{Map, Number, Value};
+use std::fmt;
 
+use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+
+use super::ctx::Ctx;
 use super::{DecodeError, invalid};
 
 /// Deepest container nesting accepted; a real report nests 6 deep (protocol doc §1).
 pub const MAX_DEPTH: usize = 16;
 
-/// Decodes the CBOR data item at the start of `bytes`; `nodes` counts the items visited (the work done,
-/// which tests bound by the input size).
-pub(super) fn from_cbor(bytes: &[u8], nodes: &mut usize) -> Result<Value, DecodeError> {
-    let mut r = Cursor {
-        b: bytes,
-        at: 0,
-        nodes: 0,
-    };
-    let v = r.item(0);
-    *nodes = r.nodes;
-    // Bytes after the item are ignored, as before (ciborium read one item).
-    v.map_err(Fail::into_error)
-}
-
-/// A path segment, pushed while an error unwinds.
-enum Seg {
-    Key(String),
-    Index(usize),
-}
-
-struct Fail {
+/// Why reading stopped: the bytes are not CBOR (`syntax`), or an item no report holds.
+#[derive(Debug)]
+pub(super) struct Fail {
     syntax: bool,
     message: String,
-    /// Innermost first.
-    segs: Vec<Seg>,
 }
 
 impl Fail {
@@ -44,7 +27,6 @@ impl Fail {
         Fail {
             syntax: true,
             message: message.into(),
-            segs: vec![],
         }
     }
 
@@ -52,38 +34,44 @@ impl Fail {
         Fail {
             syntax: false,
             message: message.to_string(),
-            segs: vec![],
         }
     }
 
-    fn at(mut self, s: Seg) -> Fail {
-        self.segs.push(s);
-        self
-    }
-
-    fn into_error(self) -> DecodeError {
+    /// The error in report terms, at the path the walk had reached.
+    pub(super) fn into_error(self, c: &Ctx) -> DecodeError {
         if self.syntax {
-            return DecodeError::Cbor(self.message);
+            DecodeError::Cbor(self.message)
+        } else {
+            invalid(&c.path(), &self.message)
         }
-        let mut path = String::from("report");
-        for s in self.segs.iter().rev() {
-            match s {
-                Seg::Key(k) => {
-                    path.push('.');
-                    path.push_str(k);
-                }
-                Seg::Index(i) => path.push_str(&format!("[{i}]")),
-            }
-        }
-        invalid(&path, &self.message)
     }
 }
 
-struct Cursor<'b> {
+impl fmt::Display for Fail {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Fail {}
+
+impl de::Error for Fail {
+    fn custom<T: fmt::Display>(msg: T) -> Fail {
+        Fail::invalid(&msg.to_string())
+    }
+}
+
+/// Reads one CBOR data item; bytes after it are ignored, as before (ciborium read one item).
+pub(super) struct Reader<'b> {
     b: &'b [u8],
     at: usize,
-    nodes: usize,
+    depth: usize,
+    /// Items visited: the work done, which tests bound by the input size.
+    pub(super) nodes: usize,
 }
+
+#[path = "cbor_skip.rs"]
+mod skip;
 
 /// A data item's head: major type and argument (`None` for an indefinite length).
 struct Head {
@@ -92,7 +80,16 @@ struct Head {
     arg: Option<u64>,
 }
 
-impl Cursor<'_> {
+impl<'b> Reader<'b> {
+    pub(super) fn new(b: &'b [u8]) -> Reader<'b> {
+        Reader {
+            b,
+            at: 0,
+            depth: 0,
+            nodes: 0,
+        }
+    }
+
     fn byte(&mut self) -> Result<u8, Fail> {
         let b = *self
             .b
@@ -102,13 +99,14 @@ impl Cursor<'_> {
         Ok(b)
     }
 
-    fn take(&mut self, n: u64) -> Result<&[u8], Fail> {
+    fn take(&mut self, n: u64) -> Result<&'b [u8], Fail> {
         let left = self.b.len() - self.at;
         let n = usize::try_from(n)
             .ok()
             .filter(|n| *n <= left)
             .ok_or_else(|| Fail::syntax("unexpected end of input"))?;
-        let s = &self.b[self.at..self.at + n];
+        let b: &'b [u8] = self.b;
+        let s = &b[self.at..self.at + n];
         self.at += n;
         Ok(s)
     }
@@ -148,109 +146,162 @@ impl Cursor<'_> {
         }
     }
 
-    fn item(&mut self, depth: usize) -> Result<Value, Fail> {
+    fn item<V: Visitor<'b>>(&mut self, v: V) -> Result<V::Value, Fail> {
         self.nodes += 1;
         let h = self.head()?;
         match (h.major, h.arg) {
-            (0, Some(n)) => Ok(Value::Number(n.into())),
-            (1, Some(n)) => i64::try_from(n)
-                .map(|n| Value::Number((-1 - n).into()))
-                .map_err(|_| Fail::invalid("integer out of range")),
-            (3, _) => self.text(h.arg).map(Value::String),
-            (4 | 5, _) if depth >= MAX_DEPTH => Err(Fail::invalid(&format!(
+            (0, Some(n)) => v.visit_u64(n),
+            (1, Some(n)) => match i64::try_from(n) {
+                Ok(n) => v.visit_i64(-1 - n),
+                Err(_) => Err(Fail::invalid("integer out of range")),
+            },
+            (3, Some(n)) => v.visit_borrowed_str(utf8(self.take(n)?)?),
+            (3, None) => v.visit_string(self.chunks()?),
+            (4 | 5, _) if self.depth >= MAX_DEPTH => Err(Fail::invalid(&format!(
                 "nested deeper than {MAX_DEPTH} levels: no report is"
             ))),
-            (4, n) => self.array(n, depth + 1),
-            (5, n) => self.map(n, depth + 1),
+            (4 | 5, n) => {
+                let n = n
+                    .map(|n| self.count(n, u64::from(h.major) - 3))
+                    .transpose()?;
+                self.depth += 1;
+                let list = List { r: self, left: n };
+                let out = if h.major == 4 {
+                    v.visit_seq(list)
+                } else {
+                    v.visit_map(list)
+                };
+                self.depth -= 1;
+                out
+            }
             (2 | 6, _) => Err(Fail::invalid(
                 "CBOR tags and byte strings are not part of a report",
             )),
-            (7, _) => self.simple(h),
+            (7, _) => self.simple(h, v),
             _ => Err(Fail::syntax("invalid indefinite length")),
         }
     }
 
-    fn text(&mut self, n: Option<u64>) -> Result<String, Fail> {
-        let utf8 = |b: &[u8]| {
-            std::str::from_utf8(b)
-                .map(str::to_string)
-                .map_err(|_| Fail::syntax("text is not UTF-8"))
-        };
-        let Some(n) = n else {
-            let mut s = String::new();
-            while !self.at_break()? {
-                let h = self.head()?;
-                match (h.major, h.arg) {
-                    (3, Some(n)) => s.push_str(&utf8(self.take(n)?)?),
-                    _ => return Err(Fail::syntax("a text chunk is not definite text")),
-                }
-            }
-            return Ok(s);
-        };
-        utf8(self.take(n)?)
-    }
-
-    fn array(&mut self, n: Option<u64>, depth: usize) -> Result<Value, Fail> {
-        let mut items = Vec::new();
-        let n = n.map(|n| self.count(n, 1)).transpose()?;
-        loop {
-            let done = match n {
-                Some(n) => items.len() as u64 == n,
-                None => self.at_break()?,
-            };
-            if done {
-                return Ok(Value::Array(items));
-            }
-            let i = items.len();
-            items.push(self.item(depth).map_err(|f| f.at(Seg::Index(i)))?);
-        }
-    }
-
-    fn map(&mut self, n: Option<u64>, depth: usize) -> Result<Value, Fail> {
-        let mut m = Map::new();
-        let n = n.map(|n| self.count(n, 2)).transpose()?;
-        let mut seen = 0u64;
-        loop {
-            let done = match n {
-                Some(n) => seen == n,
-                None => self.at_break()?,
-            };
-            if done {
-                return Ok(Value::Object(m));
-            }
-            seen += 1;
-            self.nodes += 1;
+    /// Indefinite-length text: definite chunks joined.
+    fn chunks(&mut self) -> Result<String, Fail> {
+        let mut s = String::new();
+        while !self.at_break()? {
             let h = self.head()?;
-            if h.major != 3 {
-                return Err(Fail::invalid("map key is not a text string"));
+            match (h.major, h.arg) {
+                (3, Some(n)) => s.push_str(utf8(self.take(n)?)?),
+                _ => return Err(Fail::syntax("a text chunk is not definite text")),
             }
-            let k = self.text(h.arg)?;
-            let v = match self.item(depth) {
-                Ok(v) => v,
-                Err(f) => return Err(f.at(Seg::Key(k))),
-            };
-            if m.contains_key(&k) {
-                return Err(Fail::invalid("key appears twice").at(Seg::Key(k)));
-            }
-            m.insert(k, v);
         }
+        Ok(s)
     }
 
-    fn simple(&mut self, h: Head) -> Result<Value, Fail> {
+    fn simple<V: Visitor<'b>>(&mut self, h: Head, v: V) -> Result<V::Value, Fail> {
         let bits = h.arg.unwrap_or(0);
         let f = match h.info {
-            20 => return Ok(Value::Bool(false)),
-            21 => return Ok(Value::Bool(true)),
-            22 => return Ok(Value::Null),
+            20 => return v.visit_bool(false),
+            21 => return v.visit_bool(true),
+            22 => return v.visit_unit(),
             25 => half(bits as u16),
             26 => f64::from(f32::from_bits(bits as u32)),
             27 => f64::from_bits(bits),
             31 => return Err(Fail::syntax("unexpected break")),
             _ => return Err(Fail::invalid("unsupported CBOR item")),
         };
-        Number::from_f64(f)
-            .map(Value::Number)
-            .ok_or_else(|| Fail::invalid("number is not finite"))
+        if !f.is_finite() {
+            return Err(Fail::invalid("number is not finite"));
+        }
+        v.visit_f64(f)
+    }
+}
+
+fn utf8(b: &[u8]) -> Result<&str, Fail> {
+    std::str::from_utf8(b).map_err(|_| Fail::syntax("text is not UTF-8"))
+}
+
+impl<'de> de::Deserializer<'de> for &mut Reader<'de> {
+    type Error = Fail;
+
+    fn deserialize_any<V: Visitor<'de>>(self, v: V) -> Result<V::Value, Fail> {
+        self.item(v)
+    }
+
+    /// `null` (and `undefined`) is `None`, anything else `Some` (serde's `Option` needs this).
+    fn deserialize_option<V: Visitor<'de>>(self, v: V) -> Result<V::Value, Fail> {
+        match self.b.get(self.at) {
+            Some(0xf6 | 0xf7) => {
+                self.at += 1;
+                v.visit_none()
+            }
+            _ => v.visit_some(self),
+        }
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        unit unit_struct newtype_struct seq tuple tuple_struct map struct enum
+        identifier ignored_any
+    }
+}
+
+/// The items of an array, or the key/value pairs of a map (`left` counts items or pairs;
+/// `None` for an indefinite length, ended by a break).
+struct List<'a, 'b> {
+    r: &'a mut Reader<'b>,
+    left: Option<u64>,
+}
+
+impl List<'_, '_> {
+    fn more(&mut self) -> Result<bool, Fail> {
+        match &mut self.left {
+            Some(0) => Ok(false),
+            Some(n) => {
+                *n -= 1;
+                Ok(true)
+            }
+            None => Ok(!self.r.at_break()?),
+        }
+    }
+}
+
+impl<'de> SeqAccess<'de> for List<'_, 'de> {
+    type Error = Fail;
+
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        s: T,
+    ) -> Result<Option<T::Value>, Fail> {
+        if !self.more()? {
+            return Ok(None);
+        }
+        s.deserialize(&mut *self.r).map(Some)
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        let n = self.left.unwrap_or_else(|| self.r.items_left());
+        usize::try_from(n).ok()
+    }
+}
+
+impl<'de> MapAccess<'de> for List<'_, 'de> {
+    type Error = Fail;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, s: K) -> Result<Option<K::Value>, Fail> {
+        if !self.more()? {
+            return Ok(None);
+        }
+        match self.r.b.get(self.r.at) {
+            Some(b) if b >> 5 == 3 => s.deserialize(&mut *self.r).map(Some),
+            Some(_) => Err(Fail::invalid("map key is not a text string")),
+            None => Err(Fail::syntax("unexpected end of input")),
+        }
+    }
+
+    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, s: V) -> Result<V::Value, Fail> {
+        s.deserialize(&mut *self.r)
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        self.left.and_then(|n| usize::try_from(n).ok())
     }
 }
 

@@ -9,23 +9,40 @@
 //! (distinct ports, or the number of connections; detect-rules §3.1); `network_stats` must
 //! carry all four deltas (every reference agent sends them together); custom metrics are an
 //! array of exactly one object (§1.5); `null` in an optional key (or as a custom metric)
-//! reads as absent, in a required one it is refused. Lists are sorted as the model requires.
+//! reads as absent, in a required one it is refused; a key given twice is refused. Lists are
+//! sorted as the model requires.
+//!
+//! One pass, no generic tree (issue #17 item 6): JSON (serde_json's streaming reader), CBOR
+//! (`cbor.rs`) and an already parsed JSON value all drive the same typed walk (`walk.rs`), which
+//! checks each key against the schema as it is read and refuses a value of the wrong type
+//! before reading its contents. A refused payload costs next to nothing; an accepted one costs
+//! its model, at most 24 bytes per input byte (a list of empty strings in CBOR).
 
+#[macro_use]
+mod walk;
 mod cbor;
+mod ctx;
 mod custom;
+mod fields;
+mod leaf;
+mod peek;
 mod sections;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 
-use serde_json::{Map, Value};
+use serde::de::{DeserializeSeed, MapAccess};
+use serde_json::Value;
 
 use super::format::Format;
 use super::keys::Key;
 use super::model::{ConnectionList, Metrics, Missing, PortList, Report};
-use cbor::from_cbor;
-use custom::custom;
-use sections::Reader;
+use ctx::Ctx;
+use custom::Custom;
+use sections::{HeaderShape, MetricsShape};
+use walk::{Any, Opt, Shape};
+
+pub use peek::report_id;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
@@ -58,113 +75,96 @@ pub struct Decoded {
 }
 
 /// Decodes bytes: CBOR when the first byte starts a CBOR map (major type 5, 0xa0–0xbf, never
-/// the first byte of JSON text), else JSON.
+/// the first byte of JSON text), else JSON. One pass over the bytes straight into the model.
 pub fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
-    if !matches!(bytes.first(), Some(0xa0..=0xbf)) {
-        let v: Value =
-            serde_json::from_slice(bytes).map_err(|e| DecodeError::Json(e.to_string()))?;
-        return decode_value(&v);
-    }
-    let v = from_cbor(bytes, &mut 0)?;
-    let mut d = decode_value(&v)?;
-    d.format = if d.format.short_keys() {
-        Format::CborShort
+    let cbor = matches!(bytes.first(), Some(0xa0..=0xbf));
+    let c = Ctx::new(bytes.len(), !cbor);
+    let report = if cbor {
+        let mut de = cbor::Reader::new(bytes);
+        let r = Any(Root(&c)).deserialize(&mut de);
+        r.map_err(|e| c.take_err().unwrap_or_else(|| e.into_error(&c)))?
     } else {
-        Format::Cbor
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        let r = Any(Root(&c))
+            .deserialize(&mut de)
+            .and_then(|r| de.end().map(|()| r));
+        r.map_err(|e| json_error(&c, e))?
     };
-    Ok(d)
+    let format = match (cbor, c.short()) {
+        (false, false) => Format::Json,
+        (false, true) => Format::JsonShort,
+        (true, false) => Format::Cbor,
+        (true, true) => Format::CborShort,
+    };
+    Ok(Decoded { report, format })
 }
 
-/// Decodes a report already parsed as JSON (format Json or JsonShort).
+/// Decodes a report already parsed as JSON (format Json or JsonShort). It is written out and
+/// read again: one reader fewer compiled into the agent, for a path only `evaluate` takes.
 pub fn decode_value(v: &Value) -> Result<Decoded, DecodeError> {
-    let mut r = Reader { short: None };
-    let root = object(v, "report")?;
-    let f = r.fields(root, "", &[Key::Header, Key::Metrics, Key::CustomMetrics])?;
-    let path = |k: Key, r: &Reader| r.name(k).to_string();
-    let header = match get(&f, Key::Header) {
-        Some(h) => r.header(h, &path(Key::Header, &r))?,
-        None => return Err(missing(&path(Key::Header, &r))),
-    };
-    let metrics = match get(&f, Key::Metrics) {
-        Some(m) => r.metrics(m, &path(Key::Metrics, &r))?,
-        None => Metrics {
-            listening_tcp_ports: PortList::default(),
-            listening_udp_ports: PortList::default(),
-            established: ConnectionList::default(),
-            network_stats: None,
-            missing: Missing {
-                listening_tcp_ports: true,
-                listening_udp_ports: true,
-                tcp_connections: true,
-            },
+    let bytes = serde_json::to_vec(v).map_err(|e| DecodeError::Json(e.to_string()))?;
+    decode(&bytes)
+}
+
+/// `metrics` left out: every section missing.
+fn absent() -> Metrics {
+    Metrics {
+        listening_tcp_ports: PortList::default(),
+        listening_udp_ports: PortList::default(),
+        established: ConnectionList::default(),
+        network_stats: None,
+        missing: Missing {
+            listening_tcp_ports: true,
+            listening_udp_ports: true,
+            tcp_connections: true,
         },
-    };
-    let custom_metrics = match get(&f, Key::CustomMetrics) {
-        Some(c) => custom(c, &path(Key::CustomMetrics, &r))?,
-        None if get(&f, Key::Metrics).is_none() => {
-            return Err(invalid(
-                "report",
-                "has neither metrics nor custom_metrics: a report needs at least one of them",
-            ));
+    }
+}
+
+fn json_error(c: &Ctx, e: serde_json::Error) -> DecodeError {
+    c.take_err()
+        .unwrap_or_else(|| DecodeError::Json(e.to_string()))
+}
+
+/// The whole report: `header`, and `metrics` or `custom_metrics` or both.
+struct Root<'c>(&'c Ctx);
+
+impl<'de> Shape<'de> for Root<'_> {
+    type Out = Report;
+
+    fn ctx(&self) -> &Ctx {
+        self.0
+    }
+
+    fn want(&self) -> &'static str {
+        "an object"
+    }
+
+    fn map<A: MapAccess<'de>>(self, mut a: A) -> Result<Report, A::Error> {
+        let (c, mut seen) = (self.0, 0);
+        let allowed = [Key::Header, Key::Metrics, Key::CustomMetrics];
+        let (mut header, mut metrics, mut custom) = (None, None, None);
+        while let Some(k) = c.key(&mut a, &allowed, &mut seen)? {
+            match k {
+                Key::Header => header = Some(a.next_value_seed(Any(HeaderShape(c)))?),
+                Key::Metrics => metrics = a.next_value_seed(Any(Opt(MetricsShape(c))))?,
+                _ => custom = a.next_value_seed(Any(Opt(Custom(c))))?,
+            }
+            c.pop();
         }
-        None => BTreeMap::new(),
-    };
-    let format = if r.short == Some(true) {
-        Format::JsonShort
-    } else {
-        Format::Json
-    };
-    Ok(Decoded {
-        report: Report {
+        let Some(header) = header else {
+            return Err(c.fail(missing(&c.child(Key::Header))));
+        };
+        if metrics.is_none() && custom.is_none() {
+            let m = "has neither metrics nor custom_metrics: a report needs at least one of them";
+            return Err(c.fail(invalid("report", m)));
+        }
+        Ok(Report {
             header,
-            metrics,
-            custom_metrics,
-        },
-        format,
-    })
-}
-
-fn get<'v>(fields: &[(Key, &'v Value)], key: Key) -> Option<&'v Value> {
-    fields.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
-}
-
-fn object<'v>(v: &'v Value, path: &str) -> Result<&'v Map<String, Value>, DecodeError> {
-    v.as_object()
-        .ok_or_else(|| invalid(path, &format!("{} is not an object", kind(v))))
-}
-
-fn array<'v>(v: Option<&'v Value>, path: &str) -> Result<&'v [Value], DecodeError> {
-    match v {
-        None => Ok(&[]),
-        Some(Value::Array(a)) => Ok(a),
-        Some(v) => Err(invalid(path, &format!("{} is not an array", kind(v)))),
+            metrics: metrics.unwrap_or_else(absent),
+            custom_metrics: custom.unwrap_or_else(BTreeMap::new),
+        })
     }
-}
-
-fn text(v: Option<&Value>, path: &str) -> Result<Option<String>, DecodeError> {
-    match v {
-        None => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(v) => Err(invalid(path, &format!("{v} is not a string"))),
-    }
-}
-
-fn count(v: Option<&Value>, path: &str) -> Result<Option<u64>, DecodeError> {
-    match v {
-        None => Ok(None),
-        Some(v) => integer(v)
-            .map(Some)
-            .ok_or_else(|| invalid(path, &format!("{v} is not an integer >= 0"))),
-    }
-}
-
-/// A non-negative integer; an integral float is accepted (aws-c-iot writes report_id as a
-/// JSON double, protocol doc §1.3).
-fn integer(v: &Value) -> Option<u64> {
-    v.as_u64().or_else(|| {
-        let f = v.as_f64()?;
-        (f >= 0.0 && f.fract() == 0.0 && f < 2f64.powi(64)).then_some(f as u64)
-    })
 }
 
 fn unmap(a: SocketAddr) -> SocketAddr {
@@ -177,35 +177,8 @@ fn unmap(a: SocketAddr) -> SocketAddr {
     }
 }
 
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
 fn spelling(short: bool) -> &'static str {
     if short { "short" } else { "long" }
-}
-
-fn at(path: &str) -> String {
-    if path.is_empty() {
-        "report".to_string()
-    } else {
-        path.to_string()
-    }
-}
-
-fn join(path: &str, key: &str) -> String {
-    if path.is_empty() {
-        key.to_string()
-    } else {
-        format!("{path}.{key}")
-    }
 }
 
 fn missing(path: &str) -> DecodeError {
