@@ -8,6 +8,7 @@ mod coverage;
 mod intake;
 mod intake_peek;
 mod judge;
+mod replay;
 mod service;
 mod statistical;
 mod store;

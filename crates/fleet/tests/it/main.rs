@@ -8,6 +8,7 @@ mod aws_python_agent;
 mod check_config;
 mod crash;
 mod payloads;
+mod replay;
 mod sequence;
 mod statistical;
 mod webhook;
