@@ -99,9 +99,10 @@ def ml_evaluated(a, config):
 def replay(a, config, d):
     events = os.path.join(d, "events.jsonl")
     with open(events, "w") as out:
-        subprocess.run([a.fleet, "replay", "--config", config, "--seed", "1",
-                        os.path.join(d, "reports.jsonl")], stdout=out, check=True,
-                       stderr=subprocess.DEVNULL)
+        r = subprocess.run([a.fleet, "replay", "--config", config, "--seed", "1",
+                            os.path.join(d, "reports.jsonl")], stdout=out, check=True,
+                           stderr=subprocess.PIPE, text=True)
+    print(r.stderr.strip().splitlines()[-1])
     return events
 
 
@@ -146,7 +147,7 @@ def row(method, level, s, note=""):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--scored", default="101,102,103")
+    p.add_argument("--scored", default="101,102")
     p.add_argument("--tuning", default="201,202")
     p.add_argument("--devices", type=int, default=60)
     p.add_argument("--days", type=int, default=42)
@@ -185,10 +186,11 @@ def main():
     ml = ml_evaluated(a, config)
     if ml:
         config = write_profiles(a, tuner, thetas, True)
-    with ThreadPoolExecutor(a.jobs) as pool:
+    # The z-scores of the scored seeds are computed while the replays run (one process).
+    with ProcessPoolExecutor(1) as zpool, ThreadPoolExecutor(a.jobs) as pool:
+        z_future = [zpool.submit(zscores_of, d) for d in sdirs]
         events = list(pool.map(lambda d: replay(a, config, d), sdirs))
-    with ProcessPoolExecutor(a.jobs) as pool:
-        z_scored = list(pool.map(zscores_of, sdirs))
+        z_scored = [f.result() for f in z_future]
     results = {}
     days = 0
     for d, ev, z in zip(sdirs, events, z_scored):
