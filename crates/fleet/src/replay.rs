@@ -4,9 +4,9 @@
 //! Input: JSON lines `{"thing": NAME, "report": {…}}` (optional `"groups": [..]` registers the
 //! thing with those groups, as `things add` does), in time order. A report's time is its
 //! report_id read as epoch time (milliseconds; ten digits are seconds, as `run`'s sequence
-//! rule reads them). The periodic work of `run` (sweep every 60 s, prune every hour) runs on
-//! that clock. Output: each published event's JSON (the bytes the MQTT and webhook sinks
-//! send), one per line; suppressed events are not published, as in `run`.
+//! rule reads them). The periodic work of `run` runs on that clock: pruning every hour, the
+//! sweep at the 60 s ticks where it has work. Output: each published event's JSON (the bytes
+//! the MQTT and webhook sinks send), one per line; suppressed events are not published.
 
 use std::collections::HashMap;
 use std::io::{BufRead, Write};
@@ -148,6 +148,9 @@ impl Replay {
         let handled = self
             .judge
             .handle(&mut self.store, &topic, payload, now_ms)?;
+        if handled.accepted {
+            self.last_seen.insert(topic.thing.clone(), now_ms);
+        }
         if !handled.accepted
             && let Err((r, _)) = intake::structure(&topic, payload)
         {

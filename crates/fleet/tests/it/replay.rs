@@ -260,3 +260,53 @@ async fn replay_and_run_publish_the_same_events_for_the_same_reports() {
     let keys = |v: &[Value]| v.iter().map(key).collect::<Vec<_>>();
     assert_eq!(keys(&published), keys(&replayed));
 }
+
+/// detect-rules §4.6 on the replay's clock: a thing in alarm that falls silent while another
+/// keeps reporting has its alarm invalidated, stamped 2 days after its last report, before
+/// the other's later events: the sweep runs on the reports' clock, not only when the silent
+/// thing reports again (which raises a new alarm).
+#[test]
+fn a_thing_silent_for_two_days_has_its_alarm_invalidated_in_replay() {
+    let work = tempfile::tempdir().unwrap();
+    let profiles = [forbid_port("no-8080", 8080)];
+    let config = offline(work.path(), &profiles, &[("no-8080", "all-things")]);
+    let mut input = vec![("quiet", report(T0, &[22, 8080]))];
+    // The other thing reports every 5 min for 3 days.
+    for i in 1..=864u64 {
+        let ports: &[u16] = if i == 640 { &[22, 8080] } else { &[22] };
+        input.push(("chatty", report(T0 + i * STEP, ports)));
+        if i == 720 {
+            input.push(("quiet", report(T0 + i * STEP + 1, &[22, 8080])));
+        }
+    }
+    let file = work.path().join("silent.jsonl");
+    std::fs::write(&file, lines(&input)).unwrap();
+    let (ok, out, err) = replay(&config, &[file.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let got = events(&out);
+    let kinds: Vec<&str> = got
+        .iter()
+        .map(|e| e["violationEventType"].as_str().unwrap_or_default())
+        .collect();
+    let things: Vec<&str> = got
+        .iter()
+        .map(|e| e["thingName"].as_str().unwrap_or_default())
+        .collect();
+    let expected = [
+        "in-alarm",
+        "alarm-invalidated",
+        "in-alarm",
+        "alarm-cleared",
+        "in-alarm",
+    ];
+    assert_eq!(kinds, expected, "{out}");
+    assert_eq!(
+        things,
+        ["quiet", "quiet", "chatty", "chatty", "quiet"],
+        "{out}"
+    );
+    assert_eq!(got[1]["violationEventTime"], T0 + 48 * 3600 * 1000);
+    assert_eq!(got[4]["violationEventTime"], T0 + 720 * STEP + 1);
+    assert_eq!(got[0]["violationId"], got[1]["violationId"]);
+    assert_ne!(got[1]["violationId"], got[4]["violationId"]);
+}
