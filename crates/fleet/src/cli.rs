@@ -1,5 +1,5 @@
-//! The command line: `run`, `check-config`, `violations`, `verify`, `things add|list`, each
-//! with `--config FILE` (issue #9 item 7). Wiring and output formats only.
+//! The command line: `run`, `replay`, `check-config`, `violations`, `verify`, `things add|list`,
+//! each with `--config FILE` (issue #9 item 7, #19 item 4). Wiring and output formats only.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -34,6 +34,20 @@ enum Command {
     Run {
         #[arg(long, default_value = config::DEFAULT_PATH)]
         config: PathBuf,
+    },
+    /// Evaluate recorded reports (JSON lines {"thing": NAME, "report": {…}}, in time order) as
+    /// `run` would, in memory; print the published events as JSON lines.
+    Replay {
+        #[arg(long, default_value = config::DEFAULT_PATH)]
+        config: PathBuf,
+        /// Violation ids are drawn from this seed: the same input gives the same output.
+        #[arg(long, default_value_t = crate::replay::DEFAULT_SEED)]
+        seed: u64,
+        /// Report a bad line on stderr and go on (the exit status is still a failure).
+        #[arg(long)]
+        keep_going: bool,
+        #[arg(value_name = "FILE", required = true)]
+        files: Vec<PathBuf>,
     },
     /// Check the config file and the profiles; print every problem.
     CheckConfig {
@@ -115,7 +129,13 @@ impl Verification {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    logging();
+    // replay: a line per event on stdout; the service's info log would drown stderr.
+    let quiet = matches!(cli.command, Command::Replay { .. });
+    logging(if quiet {
+        tracing::Level::WARN
+    } else {
+        tracing::Level::INFO
+    });
     match dispatch(cli.command) {
         Ok(code) => code,
         Err(e) => {
@@ -125,11 +145,11 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn logging() {
+fn logging(default: tracing::Level) {
     let level = std::env::var("RUST_LOG")
         .ok()
         .and_then(|l| l.parse::<tracing::Level>().ok())
-        .unwrap_or(tracing::Level::INFO);
+        .unwrap_or(default);
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -237,6 +257,33 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 webhook_store,
             ))?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Replay {
+            config,
+            seed,
+            keep_going,
+            files,
+        } => {
+            let config = load(&config)?;
+            let profiles = profiles(&config)?;
+            let judge = Judge::new(
+                profiles,
+                Attachments::new(&config.attach),
+                config.fleet.min_interval_secs,
+                config.fleet.duration_override_secs,
+                detect::seeded_ids(seed),
+            );
+            let mut replay = crate::replay::Replay::new(judge, config.fleet.history_days);
+            replay.files(&files, keep_going, &mut std::io::stdout().lock())?;
+            eprintln!(
+                "detect-fleet: {}",
+                crate::replay::describe(&replay.summary, &files)
+            );
+            Ok(if replay.summary.bad_lines > 0 {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         Command::CheckConfig { config: path } => {
             let config = load(&path)?;

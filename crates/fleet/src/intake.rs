@@ -74,7 +74,7 @@ pub const SENT_BEHIND_MS: u64 = 2 * 24 * 3600 * 1000;
 /// The epoch time a report_id stands for, in ms, with its unit (true: seconds): AWS suggests
 /// epoch time (protocol doc §1.3), in seconds (AWS's Python and C agents) or milliseconds
 /// (ours). Ten digits are seconds, thirteen milliseconds (2001–2286); anything else is no time.
-fn id_time(report_id: u64) -> Option<(u64, bool)> {
+pub fn id_time(report_id: u64) -> Option<(u64, bool)> {
     match report_id {
         1_000_000_000..10_000_000_000 => Some((report_id * 1000, true)),
         1_000_000_000_000..10_000_000_000_000 => Some((report_id, false)),

@@ -32,7 +32,7 @@ const REFRESH_EVERY: Duration = Duration::from_secs(2);
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// Stored answers and statistical samples are kept this long.
-const REPORTS_KEPT_MS: u64 = 48 * 3600 * 1000;
+pub const REPORTS_KEPT_MS: u64 = 48 * 3600 * 1000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {

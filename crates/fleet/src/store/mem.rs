@@ -1,5 +1,5 @@
-//! The in-memory store: every trait over plain maps behind one lock; clones are handles on
-//! the same data (like several connections to one database). For tests; nothing persists.
+//! The in-memory store: every trait over plain maps behind one lock; clones are handles on the
+//! same data (like several connections to one database). For tests and `replay`; nothing persists.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};

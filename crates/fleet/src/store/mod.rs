@@ -44,7 +44,6 @@
 //! report (each thing's pages read twice, cold): hence commits go to SQLite at once, in the
 //! open group transaction, and only durability waits for `sync`.
 
-#[cfg(test)]
 mod mem;
 mod model;
 mod sqlite;
@@ -56,7 +55,6 @@ mod conformance;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-#[cfg(test)]
 pub use mem::Memory;
 pub use model::*;
 pub use sqlite::Sqlite;

@@ -11,6 +11,7 @@ mod cloud_side;
 mod cloud_side_nats;
 mod crash;
 mod payloads;
+mod replay;
 mod sequence;
 mod statistical;
 mod webhook;
