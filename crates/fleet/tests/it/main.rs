@@ -13,3 +13,4 @@ mod payloads;
 mod sequence;
 mod statistical;
 mod webhook;
+mod witness_e2e;
