@@ -15,3 +15,4 @@ mod replay;
 mod sequence;
 mod statistical;
 mod webhook;
+mod witness_e2e;

@@ -1,6 +1,6 @@
 //! The shipped mosquitto configuration and ACL (config/mosquitto/) with real clients: each
 //! device reaches only its own topics whatever client id it picks; detect-fleet reaches all.
-mod client;
+pub(crate) mod client;
 mod client_id;
 
 use std::net::TcpListener;
