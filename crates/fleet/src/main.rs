@@ -8,6 +8,7 @@ mod coverage;
 mod intake;
 mod intake_peek;
 mod judge;
+mod models;
 mod service;
 mod sources;
 mod statistical;

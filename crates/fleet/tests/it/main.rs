@@ -9,6 +9,7 @@ mod aws_python_agent;
 mod check_config;
 mod cloud_side;
 mod crash;
+mod models;
 mod payloads;
 mod sequence;
 mod statistical;
