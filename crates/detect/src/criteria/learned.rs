@@ -2,7 +2,7 @@
 //! level, judged against the device's own model, which the engine keeps (`learn/`).
 
 use crate::learn::{Confidence, Unit};
-use crate::metrics::{Datapoint, Kind, MetricRef, Source};
+use crate::metrics::{CloudMetric, Datapoint, Kind, MetricRef, Source};
 
 /// `mlDetectionConfig: {"confidenceLevel": …}` on a number metric.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,8 +21,14 @@ impl Learned {
                 (_, Source::EstablishedCount) => Unit::Connections,
                 _ => Unit::Ports,
             },
-            // Cloud-side counts (messages, connects, failures) have no absolute floor yet.
-            MetricRef::Custom { .. } | MetricRef::Cloud(_) => Unit::Number,
+            // Cloud-side (detect-rules §5): a message size in bytes, message counts like
+            // packets, connection attempts, disconnects and failures as small counts.
+            MetricRef::Cloud(c) => match c.metric {
+                CloudMetric::MessageByteSize => Unit::Bytes,
+                CloudMetric::MessagesSent | CloudMetric::MessagesReceived => Unit::Packets,
+                _ => Unit::Connections,
+            },
+            MetricRef::Custom { .. } => Unit::Number,
         };
         Learned { level, unit }
     }
