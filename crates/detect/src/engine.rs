@@ -200,7 +200,7 @@ pub(super) fn is_learned(behavior: &Behavior) -> bool {
 
 /// An ML behavior's datapoint through its model: learned, and what it finds (docs/ml.md).
 fn learned(model: &mut Model, l: &Learned, dp: &Datapoint, time_ms: u64) -> Option<Finding> {
-    model.observe(time_ms, Learned::value(dp)?, l.unit)
+    model.observe_in(time_ms, Learned::value(dp)?, l.unit, l.group.as_ref())
 }
 
 /// The §4.7 machine for one datapoint. Returns the transition, with the episode's id.

@@ -211,3 +211,50 @@ fn a_cloud_side_ml_behavior_learns_a_thing_from_its_windows_and_alarms_on_a_40x_
         detect::EventType::AlarmCleared
     );
 }
+
+/// Issue #19 item 3: the fleet calibrates an ML behavior's thresholds across its things, and a
+/// newly enrolled thing judges with them from its first day: quiet while steady, in alarm on a
+/// 40× burst hours after enrolling (alone, it would wait a whole day).
+#[test]
+fn a_newly_enrolled_device_alarms_sensibly_on_day_one() {
+    let mut j = judge(json!({"securityProfileName": "learned", "behaviors": [
+        {"name": "msgs-ml", "metric": "aws:num-messages-sent",
+         "criteria": {"mlDetectionConfig": {"confidenceLevel": "MEDIUM"}}}]}));
+    let mut s = Memory::new();
+    let mut seq = 0;
+    let mut window = |j: &mut Judge, s: &mut Memory, k: u64, sends: Vec<(&str, u64)>| {
+        let start = T0 + k * BUCKET_MS;
+        let events = sends.iter().map(|(t, n)| sent(t, start + 1, *n)).collect();
+        j.witness(s, &delivery(seq, events), start + 2).unwrap();
+        seq += 1;
+        j.close_windows(s, start + BUCKET_MS + 20_000)
+            .unwrap()
+            .events
+    };
+    let peers = ["p0", "p1", "p2", "p3", "p4"];
+    for k in 0..300 {
+        let sends = peers
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (*p, 20 + (k + i as u64) % 4));
+        let events = window(&mut j, &mut s, k, sends.collect());
+        assert!(events.is_empty(), "window {k}: {events:?}");
+    }
+    // The sweep calibrates the group from the peers' stored models.
+    j.sweep(&mut s, T0 + 300 * BUCKET_MS + 30_000).unwrap();
+    assert_eq!(j.calibrate_groups(&[], T0), None, "not due again yet");
+    // A thing enrolls: 40 steady windows (more than its 3 h warm-up), then a 40× burst.
+    for k in 300..340 {
+        let events = window(&mut j, &mut s, k, vec![("new", 20 + k % 4)]);
+        assert!(events.is_empty(), "window {k}: {events:?}");
+    }
+    let burst = window(&mut j, &mut s, 340, vec![("new", 800)]);
+    assert_eq!(burst.len(), 1, "{burst:?}");
+    let e = &burst[0].event;
+    assert_eq!(
+        (e.thing_name.as_str(), e.violation_event_type),
+        ("new", detect::EventType::InAlarm)
+    );
+    let info = e.violation_event_additional_info.as_ref().unwrap();
+    assert_eq!(info.confidence_level, "MEDIUM");
+}

@@ -1,7 +1,7 @@
 //! The learned criterion (detect-rules §5, docs/ml.md): `mlDetectionConfig` with a confidence
 //! level, judged against the device's own model, which the engine keeps (`learn/`).
 
-use crate::learn::{Confidence, Unit};
+use crate::learn::{Confidence, Group, Unit};
 use crate::metrics::{CloudMetric, Datapoint, Kind, MetricRef, Source};
 
 /// `mlDetectionConfig: {"confidenceLevel": …}` on a number metric.
@@ -9,6 +9,9 @@ use crate::metrics::{CloudMetric, Datapoint, Kind, MetricRef, Source};
 pub struct Learned {
     pub level: Confidence,
     pub unit: Unit,
+    /// The thresholds of the model's group, handed in by the fleet (`learn::group`): a model
+    /// in its first day judges with them.
+    pub group: Option<Group>,
 }
 
 impl Learned {
@@ -30,7 +33,11 @@ impl Learned {
             },
             MetricRef::Custom { .. } => Unit::Number,
         };
-        Learned { level, unit }
+        Learned {
+            level,
+            unit,
+            group: None,
+        }
     }
 
     /// The value the model learns: a count as it is; a number's integer part, negative ones
