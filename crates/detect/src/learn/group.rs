@@ -128,7 +128,14 @@ mod tests {
         let t = start + 144 * STEP;
         assert!(!grouped.active());
         assert!(alone.observe(t, 200_000, Unit::Bytes).is_none());
-        let f = grouped.observe_in(t, 200_000, Unit::Bytes, Some(&g));
-        assert_eq!(f.map(|f| f.level), Some(Confidence::High));
+        let f = grouped
+            .observe_in(t, 200_000, Unit::Bytes, Some(&g))
+            .unwrap();
+        assert_eq!(f.level, Confidence::High);
+        let why = f.explain("aws:all-bytes-out");
+        assert!(
+            why.contains("first day; score") && why.contains("> the group's HIGH"),
+            "{why}"
+        );
     }
 }
