@@ -107,6 +107,7 @@ pub fn models(list: &[crate::models::Summary]) -> String {
                 format!("{} %", s.datapoints_collection_percentage),
                 s.last_model_refresh_date.map(utc).unwrap_or_default(),
                 format!("{}/{}", s.things_active, s.things_total),
+                if s.group_calibrated { "yes" } else { "no" }.to_string(),
             ]
         })
         .collect();
@@ -119,6 +120,7 @@ pub fn models(list: &[crate::models::Summary]) -> String {
             "COLLECTED",
             "LAST_REFRESH",
             "THINGS_ACTIVE",
+            "GROUP",
         ],
         rows,
     )

@@ -27,6 +27,9 @@ pub struct Summary {
     pub things_active: usize,
     /// Things the profile watches that reported (their records hold its engine state).
     pub things_total: usize,
+    /// Enough active models (`learn::group::MIN_PEERS`) for group thresholds: a new thing
+    /// judges with them on its first day (docs/ml.md, group calibration).
+    pub group_calibrated: bool,
 }
 
 /// Totals for one behavior while the records are scanned.
@@ -38,6 +41,8 @@ struct Tally {
     any_model: bool,
     any_fresh: bool,
     refresh: Option<u64>,
+    /// Active models, fresh or not (what group calibration counts).
+    active_any: usize,
 }
 
 impl Tally {
@@ -49,6 +54,7 @@ impl Tally {
         self.any_fresh |= fresh;
         self.percent_sum += (u64::from(m.seen) * 100 / m.per_day()).min(100);
         if m.active() {
+            self.active_any += 1;
             self.refresh = self.refresh.max(Some(m.last_ms));
             self.active += usize::from(fresh);
         }
@@ -119,6 +125,7 @@ pub fn summaries<'a>(
                 last_model_refresh_date: t.refresh,
                 things_active: t.active,
                 things_total: t.total,
+                group_calibrated: t.active_any >= detect::learn::group::MIN_PEERS,
             });
         }
     }
@@ -192,10 +199,13 @@ mod tests {
         let s = &summaries(&p, all, later)[0];
         assert_eq!((s.model_status, s.things_active), ("EXPIRED", 0));
         assert_eq!(s.last_model_refresh_date, Some(last));
+        assert!(!s.group_calibrated, "one active model of three needed");
         let json = serde_json::to_value(s).unwrap();
         assert_eq!(json["securityProfileName"], "ml");
         assert_eq!(json["modelStatus"], "EXPIRED");
         assert_eq!(json["datapointsCollectionPercentage"], 50);
+        let three = [("a", &a), ("d", &a), ("e", &a), ("b", &b)];
+        assert!(summaries(&p, three, last)[0].group_calibrated);
     }
 
     #[test]
