@@ -146,8 +146,10 @@ impl Model {
         });
         let mut found = None;
         let mut suspect = false;
-        let group = group
-            .filter(|_| !self.active() && u64::from(self.seen) * GROUP_WARMUP.1 >= self.per_day());
+        let group = group.filter(|_| {
+            !self.active()
+                && u64::from(self.seen) * GROUP_WARMUP.1 >= self.per_day() * GROUP_WARMUP.0
+        });
         if self.active() || group.is_some() {
             let days = (u64::from(self.seen) / self.per_day()) as u32;
             let ctx = (w as u8, basis, days);
