@@ -138,4 +138,30 @@ mod tests {
             "{why}"
         );
     }
+
+    #[test]
+    fn a_new_model_with_a_daily_rhythm_stays_quiet_through_its_first_day() {
+        // Busier 08:00–18:00 UTC (1.8×, under LOW's 2× effect floor: a steeper rhythm may
+        // alarm at LOW on day one, docs/ml.md), as its peers; the new one starts at midnight.
+        let x = |i: u64, seed: u64| {
+            let busy = (96..216).contains(&(i % 288));
+            (5_000 + (i * 7 + seed * 13) % 600) * if busy { 9 } else { 5 } / 5
+        };
+        let peers: Vec<Model> = (0..8)
+            .map(|seed| {
+                let mut m = Model::default();
+                for i in 0..3 * 288 {
+                    m.observe(T0 + i * STEP, x(i, seed), Unit::Bytes);
+                }
+                m
+            })
+            .collect();
+        let g = Group::calibrate(&peers).unwrap();
+        let mut m = Model::default();
+        let start = T0 + 7 * 288 * STEP;
+        for i in 0..288 {
+            let f = m.observe_in(start + i * STEP, x(i, 99), Unit::Bytes, Some(&g));
+            assert!(f.is_none(), "datapoint {i}: {f:?}");
+        }
+    }
 }
