@@ -119,7 +119,8 @@ impl Engine {
                 };
                 let (violating, finding) = match &rule.criterion {
                     Criterion::Learned(l) => {
-                        let model = self.models[p][b].as_deref_mut();
+                        // A cloud-side model is made at its first datapoint (the fleet's).
+                        let model = self.models[p][b].get_or_insert_with(Box::default);
                         let found = learned(model, l, &dp, time_ms);
                         (found.as_ref().is_some_and(|f| f.level >= l.level), found)
                     }
@@ -180,20 +181,26 @@ impl Engine {
     }
 }
 
-/// A fresh model for an ML behavior (docs/ml.md), `None` for the others.
+/// A fresh model for an ML behavior on a device-side or custom metric (docs/ml.md), `None`
+/// for the others; a cloud-side one gets its model at its first datapoint, so the device,
+/// which never has one, keeps none.
 pub(super) fn new_model(behavior: &Behavior) -> Option<Box<Model>> {
     let rule = behavior.rule.as_ref()?;
-    matches!(rule.criterion, Criterion::Learned(_)).then(Box::default)
+    let cloud = matches!(rule.metric, MetricRef::Cloud(_));
+    (is_learned(behavior) && !cloud).then(Box::default)
+}
+
+/// True for an ML behavior (a `Learned` rule).
+pub(super) fn is_learned(behavior: &Behavior) -> bool {
+    behavior
+        .rule
+        .as_ref()
+        .is_some_and(|r| matches!(r.criterion, Criterion::Learned(_)))
 }
 
 /// An ML behavior's datapoint through its model: learned, and what it finds (docs/ml.md).
-fn learned(
-    model: Option<&mut Model>,
-    l: &Learned,
-    dp: &Datapoint,
-    time_ms: u64,
-) -> Option<Finding> {
-    model?.observe(time_ms, Learned::value(dp)?, l.unit)
+fn learned(model: &mut Model, l: &Learned, dp: &Datapoint, time_ms: u64) -> Option<Finding> {
+    model.observe_in(time_ms, Learned::value(dp)?, l.unit, l.group.as_ref())
 }
 
 /// The §4.7 machine for one datapoint. Returns the transition, with the episode's id.

@@ -122,7 +122,7 @@ impl Engine {
         for (p, profile) in self.profiles.iter().enumerate() {
             for (b, behavior) in profile.behaviors.iter().enumerate() {
                 let slot = &mut self.models[p][b];
-                if slot.is_none()
+                if !super::engine::is_learned(behavior)
                     || profile.name != saved.profile
                     || behavior.name != saved.behavior
                     || behavior.metric != saved.metric

@@ -1,5 +1,5 @@
-//! The command line: `run`, `replay`, `check-config`, `violations`, `verify`, `things add|list`,
-//! each with `--config FILE` (issue #9 item 7, #19 item 4). Wiring and output formats only.
+//! The command line: `run`, `replay`, `check-config`, `violations`, `verify`, `models`,
+//! `things add|list`, each with `--config FILE` (issue #9 item 7, #19). Wiring and output only.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -13,7 +13,7 @@ use crate::config::{self, Config};
 use crate::judge::Judge;
 use crate::judge::cloud::CloudSetup;
 use crate::service::Service;
-use crate::store::{Filter, Outbox, Registry, Sqlite, ViolationIndex};
+use crate::store::{Filter, Outbox, Registry, Sqlite, ThingRecords, ViolationIndex};
 use crate::targets::Attachments;
 use crate::window::Dimensions;
 
@@ -76,6 +76,13 @@ enum Command {
         state: Verification,
         #[arg(long)]
         description: Option<String>,
+    },
+    /// The status of every ML behavior's models (like GetBehaviorModelTrainingSummaries).
+    Models {
+        #[arg(long, default_value = config::DEFAULT_PATH)]
+        config: PathBuf,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
     },
     /// The thing registry.
     Things {
@@ -356,6 +363,24 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 bail!("violation {violation_id:?}: not found");
             }
             println!("{violation_id}: {}", state.name());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Models { config, format } => {
+            let config = load(&config)?;
+            let profiles = profiles(&config)?;
+            let records = open(&config)?.with_state()?;
+            let now_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            let list = crate::models::summaries(
+                &profiles,
+                records.iter().map(|(t, l)| (t.as_str(), &l.record.states)),
+                now_ms,
+            );
+            match format {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&list)?),
+                Format::Table => print!("{}", crate::cli_table::models(&list)),
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Things { command } => match command {

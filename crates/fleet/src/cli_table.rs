@@ -1,4 +1,4 @@
-//! Plain-text tables for `violations` and `things list`, times as UTC ISO 8601 for a person
+//! Plain-text tables for `violations`, `models` and `things list`, times as UTC ISO 8601 for a person
 //! (`--format json` keeps epoch milliseconds). Formatting only.
 
 use crate::store::{Thing, Violation};
@@ -90,6 +90,37 @@ pub fn things(list: &[Thing]) -> String {
             "LAST_REPORT",
             "LAST_REJECTED",
             "REJECTION",
+        ],
+        rows,
+    )
+}
+
+pub fn models(list: &[crate::models::Summary]) -> String {
+    let rows = list
+        .iter()
+        .map(|s| {
+            vec![
+                s.security_profile_name.clone(),
+                s.behavior_name.clone(),
+                s.metric.clone(),
+                s.model_status.to_string(),
+                format!("{} %", s.datapoints_collection_percentage),
+                s.last_model_refresh_date.map(utc).unwrap_or_default(),
+                format!("{}/{}", s.things_active, s.things_total),
+                if s.group_calibrated { "yes" } else { "no" }.to_string(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "PROFILE",
+            "BEHAVIOR",
+            "METRIC",
+            "STATUS",
+            "COLLECTED",
+            "LAST_REFRESH",
+            "THINGS_ACTIVE",
+            "GROUP",
         ],
         rows,
     )

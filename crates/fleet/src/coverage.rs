@@ -48,9 +48,6 @@ pub fn not_evaluated(b: &Behavior, feeds: &Feeds) -> Option<String> {
     let criteria = b.json.get("criteria");
     Some(match criteria {
         None => "no criteria: the metric is only retained, nothing evaluates it".to_string(),
-        Some(c) if c.get("mlDetectionConfig").is_some() => {
-            "ML Detect (mlDetectionConfig): detect-fleet trains no model".to_string()
-        }
         Some(_) => format!(
             "{} is a cloud-side metric: the broker measures it, detect-fleet does not",
             b.metric

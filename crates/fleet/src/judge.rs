@@ -40,6 +40,8 @@ pub struct Judge {
     cloud: Option<cloud::CloudSetup>,
     /// The last bucket end `close_windows` scanned for (records are read once per bucket).
     cloud_due: u64,
+    /// When the ML groups are calibrated next (`calibrate_groups`, from the sweep).
+    groups_due: u64,
 }
 
 impl Judge {
@@ -66,6 +68,7 @@ impl Judge {
             ids: Arc::new(Mutex::new(ids)),
             cloud: None,
             cloud_due: 0,
+            groups_due: 0,
         }
     }
 
@@ -284,6 +287,9 @@ pub struct Decision {
 
 #[path = "judge_sweep.rs"]
 mod sweep;
+
+#[path = "judge_groups.rs"]
+mod groups;
 
 #[path = "judge_cloud.rs"]
 pub mod cloud;

@@ -143,3 +143,118 @@ fn late_events_and_replayed_batches_count_nowhere_and_a_silent_thing_is_forgotte
     assert!(s.load("gw").unwrap().record.witness.is_none());
     const { assert!(MAX_WINDOWS_PER_TICK * BUCKET_MS < STALE_AFTER_MS) };
 }
+
+/// Issue #19 item 2: a cloud-side ML behavior learns each thing from its closed windows (one
+/// datapoint per 300 s window) and alarms on a 40× burst after a day, then clears.
+#[test]
+fn a_cloud_side_ml_behavior_learns_a_thing_from_its_windows_and_alarms_on_a_40x_burst() {
+    let mut j = judge(json!({"securityProfileName": "learned", "behaviors": [
+        {"name": "msgs-ml", "metric": "aws:num-messages-sent",
+         "criteria": {"mlDetectionConfig": {"confidenceLevel": "MEDIUM"}}}]}));
+    let mut s = Memory::new();
+    let mut seq = 0;
+    let mut window = |j: &mut Judge, s: &mut Memory, k: u64, msgs: u64| {
+        let start = T0 + k * BUCKET_MS;
+        j.witness(
+            s,
+            &delivery(seq, vec![sent("gw", start + 1, msgs)]),
+            start + 2,
+        )
+        .unwrap();
+        seq += 1;
+        j.close_windows(s, start + BUCKET_MS + 20_000)
+            .unwrap()
+            .events
+    };
+    let day = 288;
+    for k in 0..day + 12 {
+        let events = window(&mut j, &mut s, k, 20 + k % 3);
+        assert!(events.is_empty(), "window {k}: {events:?}");
+    }
+    let profiles: Vec<Profile> = j.profiles.values().cloned().collect();
+    let records = s.with_state().unwrap();
+    let status = crate::models::summaries(
+        &profiles,
+        records.iter().map(|(t, l)| (t.as_str(), &l.record.states)),
+        T0 + (day + 12) * BUCKET_MS,
+    );
+    assert_eq!(
+        (
+            status[0].model_status,
+            status[0].things_active,
+            status[0].things_total
+        ),
+        ("ACTIVE", 1, 1),
+        "{status:?}"
+    );
+    let burst = window(&mut j, &mut s, day + 12, 800);
+    assert_eq!(burst.len(), 1, "{burst:?}");
+    let e = &burst[0].event;
+    assert_eq!(e.violation_event_type, detect::EventType::InAlarm);
+    assert_eq!(e.thing_name, "gw");
+    let info = e.violation_event_additional_info.as_ref().unwrap();
+    assert_eq!(info.confidence_level, "MEDIUM");
+    assert!(
+        e.explanation
+            .as_deref()
+            .unwrap_or("")
+            .contains("aws:num-messages-sent"),
+        "{e:?}"
+    );
+    // The hour's score holds the burst for up to an hour (12 windows): cleared by then.
+    let calm: Vec<_> = (day + 13..day + 26)
+        .flat_map(|k| window(&mut j, &mut s, k, 21))
+        .collect();
+    assert_eq!(calm.len(), 1, "{calm:?}");
+    assert_eq!(
+        calm[0].event.violation_event_type,
+        detect::EventType::AlarmCleared
+    );
+}
+
+/// Issue #19 item 3: the fleet calibrates an ML behavior's thresholds across its things, and a
+/// newly enrolled thing judges with them from its first day: quiet while steady, in alarm on a
+/// 40× burst hours after enrolling (alone, it would wait a whole day).
+#[test]
+fn a_newly_enrolled_device_alarms_sensibly_on_day_one() {
+    let mut j = judge(json!({"securityProfileName": "learned", "behaviors": [
+        {"name": "msgs-ml", "metric": "aws:num-messages-sent",
+         "criteria": {"mlDetectionConfig": {"confidenceLevel": "MEDIUM"}}}]}));
+    let mut s = Memory::new();
+    let mut seq = 0;
+    let mut window = |j: &mut Judge, s: &mut Memory, k: u64, sends: Vec<(&str, u64)>| {
+        let start = T0 + k * BUCKET_MS;
+        let events = sends.iter().map(|(t, n)| sent(t, start + 1, *n)).collect();
+        j.witness(s, &delivery(seq, events), start + 2).unwrap();
+        seq += 1;
+        j.close_windows(s, start + BUCKET_MS + 20_000)
+            .unwrap()
+            .events
+    };
+    let peers = ["p0", "p1", "p2", "p3", "p4"];
+    for k in 0..300 {
+        let sends = peers
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (*p, 20 + (k + i as u64) % 4));
+        let events = window(&mut j, &mut s, k, sends.collect());
+        assert!(events.is_empty(), "window {k}: {events:?}");
+    }
+    // The sweep calibrates the group from the peers' stored models.
+    j.sweep(&mut s, T0 + 300 * BUCKET_MS + 30_000).unwrap();
+    assert_eq!(j.calibrate_groups(&[], T0), None, "not due again yet");
+    // A thing enrolls: 40 steady windows (more than its 3 h warm-up), then a 40× burst.
+    for k in 300..340 {
+        let events = window(&mut j, &mut s, k, vec![("new", 20 + k % 4)]);
+        assert!(events.is_empty(), "window {k}: {events:?}");
+    }
+    let burst = window(&mut j, &mut s, 340, vec![("new", 800)]);
+    assert_eq!(burst.len(), 1, "{burst:?}");
+    let e = &burst[0].event;
+    assert_eq!(
+        (e.thing_name.as_str(), e.violation_event_type),
+        ("new", detect::EventType::InAlarm)
+    );
+    let info = e.violation_event_additional_info.as_ref().unwrap();
+    assert_eq!(info.confidence_level, "MEDIUM");
+}

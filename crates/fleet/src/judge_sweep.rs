@@ -13,10 +13,13 @@ impl Judge {
     /// detached, thing left the group) invalidates its alarms and drops its state; a thing
     /// silent for more than 2 days invalidates its alarms (detect-rules §6.1); a changed
     /// profile invalidates the alarms of changed behaviors (the engine's restore). Loads every
-    /// record with state, decides each (`sweep_one`), commits the changed ones together.
+    /// record with state, decides each (`sweep_one`), commits the changed ones together;
+    /// calibrates the ML groups from the same records when due (`calibrate_groups`).
     pub fn sweep(&mut self, store: &mut dyn Store, now_ms: u64) -> Result<Swept, StoreError> {
         let mut commits = Vec::new();
-        for (thing, loaded) in store.with_state()? {
+        let records = store.with_state()?;
+        self.calibrate_groups(&records, now_ms);
+        for (thing, loaded) in records {
             let mut watched = BTreeMap::new();
             for name in loaded.record.states.keys() {
                 let p = self

@@ -7,6 +7,7 @@ mod config;
 mod coverage;
 mod intake;
 mod judge;
+mod models;
 mod replay;
 mod service;
 mod sources;

@@ -1,14 +1,17 @@
 //! The learned criterion (detect-rules §5, docs/ml.md): `mlDetectionConfig` with a confidence
 //! level, judged against the device's own model, which the engine keeps (`learn/`).
 
-use crate::learn::{Confidence, Unit};
-use crate::metrics::{Datapoint, Kind, MetricRef, Source};
+use crate::learn::{Confidence, Group, Unit};
+use crate::metrics::{CloudMetric, Datapoint, Kind, MetricRef, Source};
 
 /// `mlDetectionConfig: {"confidenceLevel": …}` on a number metric.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Learned {
     pub level: Confidence,
     pub unit: Unit,
+    /// The thresholds of the model's group, handed in by the fleet (`learn::group`): a model
+    /// in its first day judges with them.
+    pub group: Option<Group>,
 }
 
 impl Learned {
@@ -21,10 +24,20 @@ impl Learned {
                 (_, Source::EstablishedCount) => Unit::Connections,
                 _ => Unit::Ports,
             },
-            // Cloud-side counts (messages, connects, failures) have no absolute floor yet.
-            MetricRef::Custom { .. } | MetricRef::Cloud(_) => Unit::Number,
+            // Cloud-side (detect-rules §5): a message size in bytes, message counts like
+            // packets, connection attempts, disconnects and failures as small counts.
+            MetricRef::Cloud(c) => match c.metric {
+                CloudMetric::MessageByteSize => Unit::Bytes,
+                CloudMetric::MessagesSent | CloudMetric::MessagesReceived => Unit::Packets,
+                _ => Unit::Connections,
+            },
+            MetricRef::Custom { .. } => Unit::Number,
         };
-        Learned { level, unit }
+        Learned {
+            level,
+            unit,
+            group: None,
+        }
     }
 
     /// The value the model learns: a count as it is; a number's integer part, negative ones

@@ -5,8 +5,8 @@ use super::fixed::{ONE, log2p1};
 
 /// Bins of 0.25 from −8 to +24.
 pub const BINS: usize = 128;
-const LOW_EDGE: i64 = -8 * ONE;
-const BIN_WIDTH: i64 = ONE / 4;
+pub const LOW_EDGE: i64 = -8 * ONE;
+pub const BIN_WIDTH: i64 = ONE / 4;
 
 /// A confidence level: a false-alarm budget per device and behavior (docs/ml.md §Confidence).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -47,6 +47,14 @@ impl Confidence {
     pub fn window_ratio(self) -> (u64, u64) {
         [(3, 2), (2, 1), (3, 1)][self as usize]
     }
+}
+
+/// A group's point and 1-hour window score thresholds per level (Q16), as
+/// `Model::thresholds`; calibrated across peers by `learn::group`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Group {
+    pub point: [i64; 3],
+    pub window: [i64; 3],
 }
 
 /// Counts of scores in 0.25-wide bins; all halve when one would overflow.

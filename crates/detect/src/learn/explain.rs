@@ -58,9 +58,14 @@ impl Finding {
             Basis::AllHours => "all hours",
         };
         let (v, u) = (group(self.value), group(self.usual));
+        // A model alarms on its own thresholds from its first full day on; before, only on
+        // its group's (`learn::group`, detect-fleet).
+        let (days, whose) = match self.days {
+            0 => ("first day".to_string(), "the group's "),
+            d => (format!("{d} days"), ""),
+        };
         let tail = format!(
-            "basis: {basis}, {} days; score {} > {} {}",
-            self.days,
+            "basis: {basis}, {days}; score {} > {whose}{} {}",
             tenths(self.score),
             self.level.name(),
             tenths(self.threshold)

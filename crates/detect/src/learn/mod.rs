@@ -5,11 +5,12 @@ pub mod bucket;
 pub mod calibrate;
 pub mod explain;
 pub mod fixed;
+pub mod group;
 pub mod model;
 pub mod persist;
 pub mod status;
 
-pub use calibrate::Confidence;
+pub use calibrate::{Confidence, Group};
 pub use explain::Finding;
 pub use model::{Model, Unit};
 

@@ -2,7 +2,7 @@
 //! point and 1-hour scores against calibrated tails, effect floors, a value table; integers only.
 
 use super::bucket::{Bucket, SPREAD_FLOOR, update};
-use super::calibrate::{Confidence, Histogram};
+use super::calibrate::{Confidence, Group, Histogram};
 use super::explain::{Basis, Finding, FindingKind};
 use super::fixed::{exp2m1, log2p1};
 
@@ -14,6 +14,9 @@ pub const VALUES: usize = 16;
 const MAD_TO_SD: i64 = 82_137;
 /// 1/√12 in Q16: a sum of 12 unit scores back to unit scale.
 const INV_SQRT_WINDOW: i64 = 18_919;
+/// A model judges with its group's thresholds after this part of its first day (1/8: 3 h
+/// at 300 s), while its own baseline has settled a little.
+pub const GROUP_WARMUP: (u64, u64) = (1, 8);
 /// An alarming datapoint teaches a tenth as much (anti-poisoning).
 const DAMPING: i64 = 10;
 
@@ -112,6 +115,18 @@ impl Model {
     /// Judges the datapoint `x` at `time_ms`, then learns it. Returns the highest level it
     /// alarms at (none during warm-up) and why.
     pub fn observe(&mut self, time_ms: u64, x: u64, unit: Unit) -> Option<Finding> {
+        self.observe_in(time_ms, x, unit, None)
+    }
+
+    /// `observe` with the thresholds of the model's group (`learn::group`, the fleet's): a
+    /// model still in its first day judges with them once it has `GROUP_WARMUP` of its day.
+    pub fn observe_in(
+        &mut self,
+        time_ms: u64,
+        x: u64,
+        unit: Unit,
+        group: Option<&Group>,
+    ) -> Option<Finding> {
         self.learn_interval(time_ms);
         let (w, h) = hours(time_ms);
         let y = log2p1(x);
@@ -131,10 +146,17 @@ impl Model {
         });
         let mut found = None;
         let mut suspect = false;
-        if self.active() {
+        let group = group.filter(|_| {
+            !self.active()
+                && u64::from(self.seen) * GROUP_WARMUP.1 >= self.per_day() * GROUP_WARMUP.0
+        });
+        if self.active() || group.is_some() {
             let days = (u64::from(self.seen) / self.per_day()) as u32;
             let ctx = (w as u8, basis, days);
-            let (tp, tw) = self.thresholds();
+            let (tp, tw) = match group {
+                Some(g) => (g.point, g.window),
+                None => self.thresholds(),
+            };
             found = self.judge(x, usual, (score, tp), window.map(|ws| (ws, tw)), unit, ctx);
             // Anti-poisoning: what alarms, or scores above LOW without its effect floors,
             // teaches a tenth as much.

@@ -313,21 +313,37 @@ fn a_changed_confidence_level_invalidates_the_alarm_and_keeps_the_model() {
 }
 
 #[test]
-fn custom_numbers_learn_and_cloud_side_metrics_are_the_fleets() {
+fn custom_numbers_learn_and_cloud_side_metrics_learn_from_the_fleets_windows() {
     let text = r#"{"securityProfileName": "ml", "behaviors": [
         {"name": "temp", "metric": "cpu-temp", "criteria": {"mlDetectionConfig": {"confidenceLevel": "LOW"}}},
-        {"name": "msgs", "metric": "aws:num-messages-sent", "criteria": {"mlDetectionConfig": {"confidenceLevel": "LOW"}}}]}"#;
+        {"name": "msgs", "metric": "aws:num-messages-sent", "criteria": {"mlDetectionConfig": {"confidenceLevel": "LOW"}}},
+        {"name": "fails", "metric": "aws:num-authorization-failures", "criteria": {"mlDetectionConfig": {"confidenceLevel": "LOW"}}},
+        {"name": "size", "metric": "aws:message-byte-size", "criteria": {"mlDetectionConfig": {"confidenceLevel": "LOW"}}}]}"#;
     let (p, warnings) = parse(text, Path::new("/p/ml.json")).unwrap();
     assert!(p.behaviors[0].evaluated_rule().is_some());
-    assert!(p.behaviors[1].evaluated_rule().is_none());
-    assert_eq!(warnings.len(), 1);
+    // Cloud-side: a rule over the fleet's windows, each with its unit; not on the device.
+    let units: Vec<Unit> = p.behaviors[1..]
+        .iter()
+        .map(
+            |b| match b.evaluated_rule().map(|r| (&r.metric, &r.criterion)) {
+                Some((crate::MetricRef::Cloud(c), crate::criteria::Criterion::Learned(l))) => {
+                    assert_eq!(c.window_secs, 300);
+                    l.unit
+                }
+                other => panic!("{}: {other:?}", b.name),
+            },
+        )
+        .collect();
+    assert_eq!(units, [Unit::Packets, Unit::Connections, Unit::Bytes]);
+    assert_eq!(warnings.len(), 3);
     assert!(
-        warnings[0]
-            .to_string()
-            .contains("its ML model is the fleet's"),
+        warnings[0].to_string().contains("measured by the broker"),
         "{}",
         warnings[0]
     );
+    // The device never gets a datapoint for them: no model is kept for them there.
+    let e = crate::Engine::new("d", vec![p.clone()], crate::seeded_ids(1));
+    assert_eq!(e.models().len(), 1, "only the custom metric's");
     let rule = p.behaviors[0].evaluated_rule().unwrap();
     assert!(
         matches!(rule.criterion, crate::criteria::Criterion::Learned(l) if l.unit == Unit::Number)

@@ -96,12 +96,16 @@ pub(super) fn criteria(
                 name: metric.to_string(),
                 kind: CustomKind::Number,
             },
-            _ => {
-                out.not_evaluated = Some(format!(
-                    "{metric} is a cloud-side metric (§3.3): its ML model is the fleet's"
-                ));
-                return out;
+            // Learned per thing by the fleet from its 300 s windows (§5); a message size is
+            // the window's largest (the model watches for rises).
+            Class::Cloud {
+                ml: true,
+                metric: m,
+            } => {
+                out.not_evaluated = Some(cloud_side(metric));
+                cloud_ref(*m, Operator::LessThanEquals, None)
             }
+            _ => return out,
         };
         out.rule = level.map(|level| Rule {
             criterion: Criterion::Learned(Learned::new(level, &metric)),
