@@ -59,6 +59,29 @@ impl Broker {
         Broker::run(pki, port, &format!("{}{lines}", shipped(pki, port)))
     }
 
+    /// `start_shipped_with` with detect-fleet's plugin enabled as detect.conf's closing block
+    /// says: `use_identity_as_username` deleted, the `plugin` line (this build's library, see
+    /// `bin::mosquitto_plugin`) and `plugin_opt_cert_identity true` uncommented.
+    pub fn start_shipped_with_plugin(pki: &Pki, lines: &str) -> Broker {
+        let port = free_port();
+        let plugin = super::bin::mosquitto_plugin();
+        let mut text = shipped(pki, port);
+        for (from, to) in [
+            ("use_identity_as_username true\n", String::new()),
+            (
+                "#plugin /usr/lib/detect-fleet/libdetect_fleet_mosq.so\n",
+                format!("plugin {}\n", plugin.display()),
+            ),
+            (
+                "#plugin_opt_cert_identity true\n",
+                "plugin_opt_cert_identity true\n".to_string(),
+            ),
+        ] {
+            text = swap(text, from, &to);
+        }
+        Broker::run(pki, port, &format!("{text}{lines}"))
+    }
+
     /// The password variant of docs/authorization.md: the same files, with the listener's two
     /// certificate-login lines replaced by `require_certificate false` and a `password_file`
     /// holding `users` (user name = thing name).

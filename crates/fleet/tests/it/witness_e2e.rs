@@ -18,6 +18,8 @@ use serde_json::{Value, json};
 
 use crate::authorization::client::connect;
 
+mod quiet;
+
 const WINDOW_SECS: u64 = 5;
 
 fn report_topic(thing: &str) -> String {
@@ -127,15 +129,11 @@ fn has(fleet: &Fleet, thing: &str, behavior: &str, cleared: bool) -> bool {
     })
 }
 
-#[tokio::test]
-async fn with_the_plugin_and_the_shipped_acl_each_cloud_side_metric_alarms_and_clears_and_forged_reports_and_verdicts_are_the_forgers_authorization_failures()
- {
-    let pki = Pki::generate();
-    let plugin = detect_testkit::bin::mosquitto_plugin();
-    let lines = format!("plugin {}\nplugin_opt_flush_ms 250\n", plugin.display());
-    let broker = Broker::start_shipped_with(&pki, &lines);
-    let work = tempfile::tempdir().unwrap();
-    let mut fleet = Fleet::configure(work.path(), &pki, &broker, &[profile()], &[], 1);
+/// mosquitto with the shipped files and the plugin enabled as detect.conf says (cert_identity,
+/// no use_identity_as_username), and detect-fleet judging its events with `profile()`.
+async fn start(pki: &Pki, work: &std::path::Path) -> (Broker, Fleet) {
+    let broker = Broker::start_shipped_with_plugin(pki, "plugin_opt_flush_ms 250\n");
+    let mut fleet = Fleet::configure(work, pki, &broker, &[profile()], &[], 1);
     let text = std::fs::read_to_string(&fleet.config).unwrap();
     let text = text.replacen(
         "client_id = \"detect-fleet-test\"\n",
@@ -146,6 +144,15 @@ async fn with_the_plugin_and_the_shipped_acl_each_cloud_side_metric_alarms_and_c
     fleet.set_fleet_key(&format!("duration_override_secs = {WINDOW_SECS}"));
     fleet.set_identity(&pki.issue_client("detect-fleet"));
     fleet.start_subscribed().await;
+    (broker, fleet)
+}
+
+#[tokio::test]
+async fn with_the_plugin_and_the_shipped_acl_each_cloud_side_metric_alarms_and_clears_and_forged_reports_and_verdicts_are_the_forgers_authorization_failures()
+ {
+    let pki = Pki::generate();
+    let work = tempfile::tempdir().unwrap();
+    let (broker, fleet) = start(&pki, work.path()).await;
     let id = |thing: &str| pki.issue_client(thing);
     let (agent_id, gw_a) = (id("gw-agent"), id("gw-a"));
 
