@@ -17,6 +17,7 @@ pub mod nats;
 pub mod netns;
 pub mod notify;
 pub mod run;
+mod server;
 mod shipped;
 pub mod sockets;
 mod validate;
