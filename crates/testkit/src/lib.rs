@@ -51,6 +51,14 @@ pub fn encode(value: &serde_json::Value, format: &str) -> Vec<u8> {
     }
 }
 
+/// The wall clock in epoch milliseconds (the tests' reports, windows and cursors).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
 /// Logs to the test output (shown on failure); safe to call more than once.
 pub fn init_logs() {
     let _ = tracing_subscriber::fmt()
