@@ -208,14 +208,17 @@ async fn with_the_plugin_and_the_shipped_acl_each_cloud_side_metric_alarms_and_c
     }
     // One large message.
     let big = id("gw-big");
-    publish(
-        &pki,
-        &broker,
-        &big,
-        "gw-big",
-        "detect-agent/gw-big/alarms",
-        &"x".repeat(4000),
-    );
+    let big_sends = |payload: &str| {
+        publish(
+            &pki,
+            &broker,
+            &big,
+            "gw-big",
+            "detect-agent/gw-big/alarms",
+            payload,
+        );
+    };
+    big_sends(&"x".repeat(4000));
     // gw-a forges a report and a verdict for gw-b: the ACL refuses both.
     let forged = [
         report_topic("gw-b"),
@@ -240,14 +243,7 @@ async fn with_the_plugin_and_the_shipped_acl_each_cloud_side_metric_alarms_and_c
     gw_agent = Some(spawn_agent());
     drop(far);
     let _near = Online::start(&pki, &broker, &id("gw-far"), "gw-far", "127.0.0.1");
-    publish(
-        &pki,
-        &broker,
-        &big,
-        "gw-big",
-        "detect-agent/gw-big/alarms",
-        "small",
-    );
+    big_sends("small");
     let (cleared, missing) = wait_cases(&fleet, true).await;
     assert!(cleared, "not cleared: {missing:?}\n{}", fleet.log());
 
