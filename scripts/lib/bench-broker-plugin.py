@@ -114,6 +114,20 @@ def hold_clients(port, pid, n, tag):
     return idle, held, rss_kib(pid)
 
 
+def drain(sock, want):
+    """Bytes read from `sock` until `want` have come, it closes, or its timeout passes."""
+    got = 0
+    try:
+        while got < want:
+            chunk = sock.recv(1 << 20)
+            if not chunk:
+                break
+            got += len(chunk)
+    except socket.timeout:
+        pass
+    return got
+
+
 def rate_round(port, pid, msgs, tag):
     payload = bytes(64)
     pkt = publish_packet(b"bench/rate", payload)
@@ -122,20 +136,12 @@ def rate_round(port, pid, msgs, tag):
     pub = client(port, f"{tag}-pub")
     want = msgs * len(pkt)
     buf = pkt * msgs
-    got = 0
     cpu0 = cpu_ns(pid)
     t0 = time.perf_counter()
     sender = threading.Thread(target=pub.sendall, args=(buf,))
     sender.start()
     sub.settimeout(5)
-    try:
-        while got < want:
-            chunk = sub.recv(1 << 20)
-            if not chunk:
-                break
-            got += len(chunk)
-    except socket.timeout:
-        pass
+    got = drain(sub, want)
     elapsed = time.perf_counter() - t0
     cpu = cpu_ns(pid) - cpu0
     sender.join()
@@ -164,15 +170,7 @@ def stress(name, port, pid, cycles, flood):
     t0 = time.perf_counter()
     for _ in range(flood // 10000):
         pub.sendall(pkt * 10000)
-    got = 0
-    try:
-        while got < (flood // 10000) * 10000 * len(pkt):
-            chunk = sub.recv(1 << 20)
-            if not chunk:
-                break
-            got += len(chunk)
-    except socket.timeout:
-        pass
+    got = drain(sub, (flood // 10000) * 10000 * len(pkt))
     took = time.perf_counter() - t0
     for sock in (pub, sub):
         sock.close()

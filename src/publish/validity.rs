@@ -109,24 +109,16 @@ fn time(tag: u8, text: &[u8]) -> Result<i64, ValidityError> {
     {
         return Err(bad);
     }
-    Ok(days_from_civil(year, month, day) * 86_400 + hour * 3_600 + minute * 60 + second)
+    Ok(protocol::civil::days_from_civil(year, month, day) * 86_400
+        + hour * 3_600
+        + minute * 60
+        + second)
 }
 
 fn digits(text: &[u8]) -> Option<i64> {
     text.iter().try_fold(0i64, |acc, &b| {
         b.is_ascii_digit().then(|| acc * 10 + i64::from(b - b'0'))
     })
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's `days_from_civil`).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 /// `YYYY-MM-DD HH:MM:SS UTC` for messages.
@@ -145,13 +137,6 @@ pub fn format_utc(epoch_secs: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn civil_dates() {
-        assert_eq!(days_from_civil(1970, 1, 1), 0);
-        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
-        assert_eq!(days_from_civil(1969, 12, 31), -1);
-    }
 
     #[test]
     fn formats_dates() {

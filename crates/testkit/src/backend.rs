@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use super::certs::{Identity, Pki};
+use super::now_ms;
 use super::validate::{report_id_of, validate};
 
 /// `#` does not match `$` topics, so the filter names `$aws` explicitly.
@@ -272,11 +273,4 @@ fn rejection(thing: &str, report_id: Option<u64>, code: &str, message: &str) -> 
         v["reportId"] = json!(id);
     }
     v
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
 }

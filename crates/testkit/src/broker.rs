@@ -2,12 +2,11 @@
 //! password, or both; stop/start keep the port.
 //! Killed on Drop. Needs the `mosquitto` binary (PATH or /usr/sbin).
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::{Child, Command};
 
 use super::certs::Pki;
+use super::server::{self, free_port};
 
 /// The mosquitto configuration shipped for detect-fleet (config/mosquitto/detect.conf):
 /// `Broker::start_shipped` runs it whole; every other test broker takes its broker-wide lines.
@@ -31,20 +30,6 @@ pub struct Broker {
     conf: PathBuf,
     log: PathBuf,
     child: Option<Child>,
-}
-
-fn mosquitto_binary() -> PathBuf {
-    let from_path = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join("mosquitto"))
-            .find(|p| p.is_file())
-    });
-    from_path.unwrap_or_else(|| PathBuf::from("/usr/sbin/mosquitto"))
-}
-
-pub(crate) fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
 }
 
 /// How the broker lets clients in. TLS with the test CA's server certificate, except
@@ -162,39 +147,13 @@ impl Broker {
     /// Starts mosquitto (again) on the same port and waits until it accepts connections.
     pub fn start_again(&mut self) {
         assert!(self.child.is_none(), "broker already running");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .unwrap();
-        let child = Command::new(mosquitto_binary())
-            .arg("-c")
-            .arg(&self.conf)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start mosquitto (apt-get install mosquitto): {e}"));
+        let child = server::start("mosquitto", &self.conf, &self.log, &[self.port]);
         self.child = Some(child);
-        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
-        for _ in 0..200 {
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
-                return;
-            }
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
-                panic!("mosquitto exited with {status}; log:\n{}", self.log());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("mosquitto did not listen on {addr}; log:\n{}", self.log());
     }
 
     /// Kills mosquitto and waits for it to exit; the port is free afterwards.
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        server::stop(&mut self.child);
     }
 
     /// Sends SIGHUP (mosquitto reloads its configuration); false when it is not running.

@@ -143,6 +143,17 @@ mqtt_topic = "detect-fleet/alarms/{{thing}}"
         serde_json::from_str(&out).unwrap()
     }
 
+    /// (behavior, endEventType or "") of every violation of `thing`.
+    pub fn episodes(&self, thing: &str) -> Vec<(String, String)> {
+        self.violations(&["--thing", thing])
+            .iter()
+            .map(|v| {
+                let b = v["behavior"]["name"].as_str().unwrap_or("").to_string();
+                (b, v["endEventType"].as_str().unwrap_or("").to_string())
+            })
+            .collect()
+    }
+
     /// Starts `detect-fleet run`; its log goes to run-N.log.
     pub fn start(&mut self) {
         assert!(self.child.is_none());

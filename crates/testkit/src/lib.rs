@@ -17,6 +17,7 @@ pub mod nats;
 pub mod netns;
 pub mod notify;
 pub mod run;
+mod server;
 mod shipped;
 pub mod sockets;
 mod validate;
@@ -48,6 +49,14 @@ pub fn encode(value: &serde_json::Value, format: &str) -> Vec<u8> {
         }
         _ => serde_json::to_vec(value).unwrap(),
     }
+}
+
+/// The wall clock in epoch milliseconds (the tests' reports, windows and cursors).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
 }
 
 /// Logs to the test output (shown on failure); safe to call more than once.

@@ -2,10 +2,10 @@
 //! system account, and its MQTT gateway (JetStream on, as MQTT needs) with password users.
 //! Killed on Drop. Needs the `nats-server` binary (PATH or /usr/sbin; apt-get install nats-server).
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::Child;
+
+use super::server::{self, free_port};
 
 /// The system-account user (advisories, CONNZ) and its password.
 pub const SYS_USER: (&str, &str) = ("sys", "sys password");
@@ -20,20 +20,6 @@ pub struct Nats {
     conf: PathBuf,
     log: PathBuf,
     child: Option<Child>,
-}
-
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
-
-fn binary() -> PathBuf {
-    let from_path = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join("nats-server"))
-            .find(|p| p.is_file())
-    });
-    from_path.unwrap_or_else(|| PathBuf::from("/usr/sbin/nats-server"))
 }
 
 impl Nats {
@@ -90,39 +76,9 @@ impl Nats {
     /// Starts nats-server (again) on the same ports and waits until both listen.
     pub fn start_again(&mut self) {
         assert!(self.child.is_none(), "nats-server already running");
-        let out = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .unwrap();
-        let child = Command::new(binary())
-            .arg("-c")
-            .arg(&self.conf)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot start nats-server (apt-get install nats-server): {e}")
-            });
+        let ports = [self.port, self.mqtt_port];
+        let child = server::start("nats-server", &self.conf, &self.log, &ports);
         self.child = Some(child);
-        for p in [self.port, self.mqtt_port] {
-            self.wait_port(p);
-        }
-    }
-
-    fn wait_port(&mut self, port: u16) {
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        for _ in 0..200 {
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
-                return;
-            }
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
-                panic!("nats-server exited with {status}; log:\n{}", self.log());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("nats-server did not listen on {addr}; log:\n{}", self.log());
     }
 
     pub fn url(&self) -> String {
@@ -136,10 +92,7 @@ impl Nats {
 
     /// Kills nats-server and waits for it to exit.
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        server::stop(&mut self.child);
     }
 }
 

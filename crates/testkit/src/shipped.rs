@@ -3,8 +3,9 @@
 
 use std::path::Path;
 
-use super::broker::{Broker, SHIPPED_ACL, SHIPPED_CONF, free_port, mosquitto_passwd};
+use super::broker::{Broker, SHIPPED_ACL, SHIPPED_CONF, mosquitto_passwd};
 use super::certs::Pki;
+use super::server::free_port;
 
 /// The listener lines of detect.conf that the password variant replaces (docs/authorization.md).
 const CERTIFICATE_LOGIN: &str = "require_certificate true\nuse_identity_as_username true\n";

@@ -29,14 +29,10 @@ async fn world() -> World {
         "[detect]\nprofiles = [{:?}]\n",
         profile.display().to_string()
     );
+    let plain = Setup::plain(work.path(), broker.port, &pki.ca, &pki.client_ec, "json", 2);
     let config = config(&Setup {
-        dir: work.path(),
-        port: broker.port,
-        ca: &pki.ca,
-        id: &pki.client_ec,
-        format: "json",
-        interval: 2,
         extra: &extra,
+        ..plain
     });
     World {
         _pki: pki,

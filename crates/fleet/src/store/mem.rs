@@ -62,6 +62,21 @@ fn slot(sink: Sink) -> usize {
 }
 
 impl Inner {
+    /// Every thing whose entry passes `keep`, with its record and version.
+    fn loaded_where(&self, keep: impl Fn(&Entry) -> bool) -> Vec<(String, Loaded)> {
+        self.things
+            .iter()
+            .filter(|(_, e)| keep(e))
+            .map(|(name, e)| {
+                let loaded = Loaded {
+                    version: e.version,
+                    record: e.record.clone(),
+                };
+                (name.clone(), loaded)
+            })
+            .collect()
+    }
+
     fn append(&mut self, events: &[Recorded]) {
         for r in events {
             let key = r.key();
@@ -169,35 +184,11 @@ impl ThingRecords for Memory {
     }
 
     fn with_state(&mut self) -> Result<Vec<(String, Loaded)>, StoreError> {
-        Ok(self
-            .inner()
-            .things
-            .iter()
-            .filter(|(_, e)| !e.record.states.is_empty())
-            .map(|(name, e)| {
-                let loaded = Loaded {
-                    version: e.version,
-                    record: e.record.clone(),
-                };
-                (name.clone(), loaded)
-            })
-            .collect())
+        Ok(self.inner().loaded_where(|e| !e.record.states.is_empty()))
     }
 
     fn with_witness(&mut self) -> Result<Vec<(String, Loaded)>, StoreError> {
-        Ok(self
-            .inner()
-            .things
-            .iter()
-            .filter(|(_, e)| e.record.witness.is_some())
-            .map(|(name, e)| {
-                let loaded = Loaded {
-                    version: e.version,
-                    record: e.record.clone(),
-                };
-                (name.clone(), loaded)
-            })
-            .collect())
+        Ok(self.inner().loaded_where(|e| e.record.witness.is_some()))
     }
 
     fn commit(&mut self, commits: &[Commit]) -> Result<(), StoreError> {

@@ -3,7 +3,9 @@
 //! `$detect/broker/events` as the plugin would. Windows are shrunk with
 //! `duration_override_secs`; events are stamped into windows a few seconds ahead, so every
 //! batch is counted before its window closes, whatever the machine's load.
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
+
+use detect_testkit::now_ms;
 
 use detect_testkit::alarms::Alarms;
 use detect_testkit::backend::tls;
@@ -16,13 +18,6 @@ use rumqttc::{AsyncClient, MqttOptions, QoS, Transport};
 use serde_json::{Value, json};
 
 const WINDOW_SECS: u64 = 4;
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
 
 /// The start of the window `ahead` windows after the current one.
 fn window_ahead(ahead: u64) -> u64 {
@@ -131,18 +126,6 @@ fn behavior(name: &str, metric: &str, op: &str, value: Value) -> Value {
            "criteria": {"comparisonOperator": op, "value": value, "durationSeconds": 300}})
 }
 
-/// (behavior, endEventType or "") of every violation of `thing`.
-fn episodes(fleet: &Fleet, thing: &str) -> Vec<(String, String)> {
-    fleet
-        .violations(&["--thing", thing])
-        .iter()
-        .map(|v| {
-            let b = v["behavior"]["name"].as_str().unwrap_or("").to_string();
-            (b, v["endEventType"].as_str().unwrap_or("").to_string())
-        })
-        .collect()
-}
-
 #[tokio::test]
 async fn each_cloud_side_metric_raises_in_alarm_then_alarm_cleared_in_a_profile_that_also_judges_reports()
  {
@@ -222,11 +205,11 @@ async fn each_cloud_side_metric_raises_in_alarm_then_alarm_cleared_in_a_profile_
         e.iter().any(|(b, end)| b == name && end == "alarm-cleared")
     };
     let all = eventually(Duration::from_secs(60), || {
-        let e = episodes(&fleet, t);
+        let e = fleet.episodes(t);
         cloud.iter().all(|n| cleared(&e, n))
     })
     .await;
-    let e = episodes(&fleet, t);
+    let e = fleet.episodes(t);
     assert!(all, "{e:?}\n{}", fleet.log());
     assert!(
         e.iter().any(|(b, _)| b == "no-ssh"),

@@ -4,7 +4,9 @@
 //! Windows are shrunk with `duration_override_secs`; the clients act right after a window
 //! starts, so each thing's events share one window.
 use std::process::{Command, Stdio};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
+
+use detect_testkit::now_ms;
 
 use detect_testkit::certs::Pki;
 use detect_testkit::eventually;
@@ -77,10 +79,10 @@ fn fleet(
     fleet
 }
 
-/// One `mosquitto_pub` run: connect as `id` (user = id), publish `lines` messages, disconnect.
-/// Returns whether it succeeded (a bad password fails).
-fn publish(nats: &Nats, id: &str, password: &str, lines: usize) -> bool {
-    let mut child = Command::new("mosquitto_pub")
+/// `mosquitto_pub -l` to the MQTT gateway as `id` (user = id) on `telemetry/ID`: each line of
+/// its stdin a QoS 1 message.
+fn mosquitto_pub_lines(nats: &Nats, id: &str, password: &str) -> std::process::Child {
+    Command::new("mosquitto_pub")
         .args(["-h", "127.0.0.1", "-p", &nats.mqtt_port.to_string()])
         .args(["-i", id, "-u", id, "-P", password, "-q", "1", "-l"])
         .args(["-t", &format!("telemetry/{id}")])
@@ -88,7 +90,13 @@ fn publish(nats: &Nats, id: &str, password: &str, lines: usize) -> bool {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .expect("mosquitto_pub (apt-get install mosquitto-clients)");
+        .expect("mosquitto_pub (apt-get install mosquitto-clients)")
+}
+
+/// One `mosquitto_pub` run: connect as `id` (user = id), publish `lines` messages, disconnect.
+/// Returns whether it succeeded (a bad password fails).
+fn publish(nats: &Nats, id: &str, password: &str, lines: usize) -> bool {
+    let mut child = mosquitto_pub_lines(nats, id, password);
     if let Some(mut stdin) = child.stdin.take() {
         use std::io::Write;
         let _ = stdin.write_all("reading\n".repeat(lines).as_bytes());
@@ -103,15 +111,7 @@ fn publish_and_stay(
     id: &str,
     lines: usize,
 ) -> (std::process::Child, std::process::ChildStdin) {
-    let mut child = Command::new("mosquitto_pub")
-        .args(["-h", "127.0.0.1", "-p", &nats.mqtt_port.to_string()])
-        .args(["-i", id, "-u", id, "-P", DEVICE_PASSWORD, "-q", "1", "-l"])
-        .args(["-t", &format!("telemetry/{id}")])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("mosquitto_pub (apt-get install mosquitto-clients)");
+    let mut child = mosquitto_pub_lines(nats, id, DEVICE_PASSWORD);
     let mut stdin = child.stdin.take().unwrap();
     use std::io::Write;
     stdin
@@ -119,25 +119,6 @@ fn publish_and_stay(
         .unwrap();
     stdin.flush().unwrap();
     (child, stdin)
-}
-
-/// (behavior, endEventType or "") of every violation of `thing`.
-fn episodes(fleet: &Fleet, thing: &str) -> Vec<(String, String)> {
-    fleet
-        .violations(&["--thing", thing])
-        .iter()
-        .map(|v| {
-            let b = v["behavior"]["name"].as_str().unwrap_or("").to_string();
-            (b, v["endEventType"].as_str().unwrap_or("").to_string())
-        })
-        .collect()
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
 }
 
 #[tokio::test]
@@ -186,7 +167,7 @@ async fn connection_attempts_disconnects_refused_logins_and_messages_sent_seen_b
     let (mut stay, stdin) = publish_and_stay(&nats, "gw-stay", 20);
     // gw-stay is still connected when its messages alarm: CONNZ counted them.
     let counted = eventually(Duration::from_secs(30), || {
-        episodes(&fleet, "gw-stay").iter().any(|(b, _)| b == "sent")
+        fleet.episodes("gw-stay").iter().any(|(b, _)| b == "sent")
     })
     .await;
     assert!(counted, "{}", fleet.log());
@@ -205,7 +186,8 @@ async fn connection_attempts_disconnects_refused_logins_and_messages_sent_seen_b
         ("gw-stay", "sent"),
     ];
     let cleared = |thing: &str, name: &str| {
-        episodes(&fleet, thing)
+        fleet
+            .episodes(thing)
             .iter()
             .any(|(b, end)| b == name && end == "alarm-cleared")
     };
@@ -213,7 +195,7 @@ async fn connection_attempts_disconnects_refused_logins_and_messages_sent_seen_b
         want.iter().all(|(t, b)| cleared(t, b))
     })
     .await;
-    let seen: Vec<_> = things.iter().map(|t| (t, episodes(&fleet, t))).collect();
+    let seen: Vec<_> = things.iter().map(|t| (t, fleet.episodes(t))).collect();
     assert!(all, "{seen:?}\n{}\n{}", fleet.log(), nats.log());
     // Nothing else alarmed: gw-auth's 3 refused logins are 3 attempts (< 4), gw-flood's one
     // connection 1, and gw-conn's 5 messages < 10.
@@ -307,17 +289,13 @@ async fn the_nats_source_over_tls_skips_a_malformed_advisory_reconnects_after_na
         assert!(!publish(&nats, "gw-back", "wrong password", 1));
     }
     let cleared = eventually(Duration::from_secs(60), || {
-        episodes(&fleet, "gw-back")
+        fleet
+            .episodes("gw-back")
             .iter()
             .any(|(b, end)| b == "auth" && end == "alarm-cleared")
     })
     .await;
-    assert!(
-        cleared,
-        "{:?}\n{}",
-        episodes(&fleet, "gw-back"),
-        fleet.log()
-    );
+    assert!(cleared, "{:?}\n{}", fleet.episodes("gw-back"), fleet.log());
     let v = fleet.violations(&["--thing", "gw-back"]);
     assert_eq!(v[0]["lastViolationValue"]["count"], json!(3), "{v:?}");
 }

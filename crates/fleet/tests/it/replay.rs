@@ -3,7 +3,9 @@
 //! real service given the same reports over a real mosquitto.
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
+
+use detect_testkit::now_ms;
 
 use detect_testkit::alarms::Alarms;
 use detect_testkit::broker::Broker;
@@ -198,13 +200,6 @@ fn a_statistical_threshold_works_in_replay() {
     assert_eq!(got.len(), 1, "{out}");
     assert_eq!(got[0]["thingName"], "d3");
     assert_eq!(got[0]["violationEventType"], "in-alarm");
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
 }
 
 /// The same reports published to the real service over mosquitto and replayed from a file:

@@ -9,7 +9,9 @@
 use std::net::UdpSocket;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
+
+use detect_testkit::now_ms;
 
 use detect_agent::daemon::schedule::offset_ms;
 use detect_testkit::alarms::Alarms;
@@ -28,13 +30,6 @@ const INTERVAL_SECS: u64 = 2;
 /// Bytes each normal device sends per 50 ms tick; the outlier sends 20 times as much.
 const NORMAL_TICK: usize = 1_000;
 const OUTLIER_TICK: usize = 20_000;
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
 
 /// Ten thing names whose report slots (the agent's `k * interval + offset`) fall at least
 /// 300 ms away from every even second, hence from every window boundary (multiples of

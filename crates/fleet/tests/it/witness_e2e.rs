@@ -129,6 +129,20 @@ fn has(fleet: &Fleet, thing: &str, behavior: &str, cleared: bool) -> bool {
     })
 }
 
+/// Waits (at most 60 s) until every case has an alarm (`cleared`: a cleared one): whether all
+/// have, and the cases that still have none.
+async fn wait_cases(fleet: &Fleet, cleared: bool) -> (bool, Vec<(&'static str, &'static str)>) {
+    let all = eventually(Duration::from_secs(60), || {
+        CASES.iter().all(|(t, b)| has(fleet, t, b, cleared))
+    })
+    .await;
+    let missing = CASES
+        .into_iter()
+        .filter(|(t, b)| !has(fleet, t, b, cleared))
+        .collect();
+    (all, missing)
+}
+
 /// mosquitto with the shipped files and the plugin enabled as detect.conf says (cert_identity,
 /// no use_identity_as_username), and detect-fleet judging its events with `profile()`.
 async fn start(pki: &Pki, work: &std::path::Path) -> (Broker, Fleet) {
@@ -157,16 +171,19 @@ async fn with_the_plugin_and_the_shipped_acl_each_cloud_side_metric_alarms_and_c
     let (agent_id, gw_a) = (id("gw-agent"), id("gw-a"));
 
     // Steady devices: an agent (killed below, so it is away) and one from another address.
-    let mut gw_agent = Some(agent::spawn(
-        work.path(),
-        "gw-agent",
-        broker.port,
-        &pki.ca,
-        &agent_id,
-        "json",
-        2,
-        "",
-    ));
+    let spawn_agent = || {
+        agent::spawn(
+            work.path(),
+            "gw-agent",
+            broker.port,
+            &pki.ca,
+            &agent_id,
+            "json",
+            2,
+            "",
+        )
+    };
+    let mut gw_agent = Some(spawn_agent());
     let far = Online::start(&pki, &broker, &id("gw-far"), "gw-far", "127.0.0.2");
     // A reconnect storm: 12 connections, each publishing one report.
     let storm = id("gw-storm");
@@ -191,14 +208,17 @@ async fn with_the_plugin_and_the_shipped_acl_each_cloud_side_metric_alarms_and_c
     }
     // One large message.
     let big = id("gw-big");
-    publish(
-        &pki,
-        &broker,
-        &big,
-        "gw-big",
-        "detect-agent/gw-big/alarms",
-        &"x".repeat(4000),
-    );
+    let big_sends = |payload: &str| {
+        publish(
+            &pki,
+            &broker,
+            &big,
+            "gw-big",
+            "detect-agent/gw-big/alarms",
+            payload,
+        );
+    };
+    big_sends(&"x".repeat(4000));
     // gw-a forges a report and a verdict for gw-b: the ACL refuses both.
     let forged = [
         report_topic("gw-b"),
@@ -215,46 +235,16 @@ async fn with_the_plugin_and_the_shipped_acl_each_cloud_side_metric_alarms_and_c
     assert!(reported, "{}", fleet.log());
     drop(gw_agent.take());
 
-    let raised = eventually(Duration::from_secs(60), || {
-        CASES.iter().all(|(t, b)| has(&fleet, t, b, false))
-    })
-    .await;
-    let missing: Vec<_> = CASES
-        .iter()
-        .filter(|(t, b)| !has(&fleet, t, b, false))
-        .collect();
+    let (raised, missing) = wait_cases(&fleet, false).await;
     assert!(raised, "no alarm: {missing:?}\n{}", fleet.log());
 
     // Back to normal: the agent returns, gw-far reconnects from 127.0.0.1, gw-big sends a
     // small message; the others are quiet windows.
-    gw_agent = Some(agent::spawn(
-        work.path(),
-        "gw-agent",
-        broker.port,
-        &pki.ca,
-        &agent_id,
-        "json",
-        2,
-        "",
-    ));
+    gw_agent = Some(spawn_agent());
     drop(far);
     let _near = Online::start(&pki, &broker, &id("gw-far"), "gw-far", "127.0.0.1");
-    publish(
-        &pki,
-        &broker,
-        &big,
-        "gw-big",
-        "detect-agent/gw-big/alarms",
-        "small",
-    );
-    let cleared = eventually(Duration::from_secs(60), || {
-        CASES.iter().all(|(t, b)| has(&fleet, t, b, true))
-    })
-    .await;
-    let missing: Vec<_> = CASES
-        .iter()
-        .filter(|(t, b)| !has(&fleet, t, b, true))
-        .collect();
+    big_sends("small");
+    let (cleared, missing) = wait_cases(&fleet, true).await;
     assert!(cleared, "not cleared: {missing:?}\n{}", fleet.log());
 
     // The forgeries: refused by the broker, never a report of gw-b, nothing for gw-b.

@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 use std::ffi::{c_int, c_void};
 
-use super::{Clock, Plugin, with_state};
+use super::{Clock, Plugin, State, with_state};
 use crate::ffi::{self, EvtAclCheck, EvtBasicAuth, EvtDisconnect, EvtMessage};
 use crate::tracker::Answer;
 
@@ -19,6 +19,28 @@ fn utf8(b: &[u8]) -> Cow<'_, str> {
 
 fn verdict(p: &Plugin) -> c_int {
     p.verdict
+}
+
+/// An event the plugin only watches: the broker is answered success, with or without the state.
+fn observe(userdata: *mut c_void, clock: Clock, f: impl FnOnce(&mut State, u64)) -> c_int {
+    with_state(
+        userdata,
+        clock,
+        |_| ffi::MOSQ_ERR_SUCCESS,
+        |_, s, now| {
+            f(s, now);
+            ffi::MOSQ_ERR_SUCCESS
+        },
+    )
+}
+
+/// An event's topic as text (empty when the broker gives none).
+///
+/// # Safety
+/// `topic` is NULL or a NUL-terminated string alive for the callback.
+unsafe fn topic<'a>(topic: *const std::ffi::c_char) -> Cow<'a, str> {
+    // SAFETY: per this function's contract.
+    unsafe { ffi::bytes(topic) }.map(utf8).unwrap_or_default()
 }
 
 pub(super) unsafe extern "C" fn on_basic_auth(
@@ -59,9 +81,7 @@ pub(super) unsafe extern "C" fn on_acl_check(
     // SAFETY: for MOSQ_EVT_ACL_CHECK, event_data is a live mosquitto_evt_acl_check.
     let ev = unsafe { &*data.cast::<EvtAclCheck>() };
     // SAFETY: the topic is NULL or a NUL-terminated string alive for the callback.
-    let topic = unsafe { ffi::bytes(ev.topic) }
-        .map(utf8)
-        .unwrap_or_default();
+    let topic = unsafe { topic(ev.topic) };
     let write = ev.access == ffi::MOSQ_ACL_WRITE;
     let read = ev.access == ffi::MOSQ_ACL_READ;
     // Even when the state is unavailable, nobody writes under the plugin's topics.
@@ -104,35 +124,27 @@ pub(super) unsafe extern "C" fn on_message(
     data: *mut c_void,
     userdata: *mut c_void,
 ) -> c_int {
-    with_state(
-        userdata,
-        Clock::Cached,
-        |_| ffi::MOSQ_ERR_SUCCESS,
-        |_, s, now| {
-            // SAFETY: for MOSQ_EVT_MESSAGE, event_data is a live mosquitto_evt_message.
-            let ev = unsafe { &*data.cast::<EvtMessage>() };
-            let client = ev.client.cast_const();
-            // SAFETY: the topic is NULL or a NUL-terminated string alive for the callback.
-            let topic = unsafe { ffi::bytes(ev.topic) }
-                .map(utf8)
-                .unwrap_or_default();
-            if s.options.panic_topic.as_deref() == Some(&*topic) {
-                panic!("test_panic_topic {topic}");
-            }
-            if let Some(id) = ffi::client_id_bytes(client).map(utf8) {
-                let ip = || ffi::client_address(client);
-                s.tracker.message(
-                    ev.client as usize,
-                    &id,
-                    ip,
-                    &topic,
-                    u64::from(ev.payloadlen),
-                    now,
-                );
-            }
-            ffi::MOSQ_ERR_SUCCESS
-        },
-    )
+    observe(userdata, Clock::Cached, |s, now| {
+        // SAFETY: for MOSQ_EVT_MESSAGE, event_data is a live mosquitto_evt_message.
+        let ev = unsafe { &*data.cast::<EvtMessage>() };
+        let client = ev.client.cast_const();
+        // SAFETY: the topic is NULL or a NUL-terminated string alive for the callback.
+        let topic = unsafe { topic(ev.topic) };
+        if s.options.panic_topic.as_deref() == Some(&*topic) {
+            panic!("test_panic_topic {topic}");
+        }
+        if let Some(id) = ffi::client_id_bytes(client).map(utf8) {
+            let ip = || ffi::client_address(client);
+            s.tracker.message(
+                ev.client as usize,
+                &id,
+                ip,
+                &topic,
+                u64::from(ev.payloadlen),
+                now,
+            );
+        }
+    })
 }
 
 pub(super) unsafe extern "C" fn on_tick(
@@ -140,16 +152,10 @@ pub(super) unsafe extern "C" fn on_tick(
     _data: *mut c_void,
     userdata: *mut c_void,
 ) -> c_int {
-    with_state(
-        userdata,
-        Clock::Read,
-        |_| ffi::MOSQ_ERR_SUCCESS,
-        |_, s, _now| {
-            s.ticking = true;
-            s.tracker.tick();
-            ffi::MOSQ_ERR_SUCCESS
-        },
-    )
+    observe(userdata, Clock::Read, |s, _now| {
+        s.ticking = true;
+        s.tracker.tick();
+    })
 }
 
 pub(super) unsafe extern "C" fn on_disconnect(
@@ -157,22 +163,16 @@ pub(super) unsafe extern "C" fn on_disconnect(
     data: *mut c_void,
     userdata: *mut c_void,
 ) -> c_int {
-    with_state(
-        userdata,
-        Clock::Read,
-        |_| ffi::MOSQ_ERR_SUCCESS,
-        |_, s, now| {
-            // SAFETY: for MOSQ_EVT_DISCONNECT, event_data is a live mosquitto_evt_disconnect.
-            let ev = unsafe { &*data.cast::<EvtDisconnect>() };
-            let client = ev.client.cast_const();
-            let id = ffi::client_id_bytes(client).map(utf8);
-            s.tracker.disconnect(
-                ev.client as usize,
-                id.as_deref(),
-                || ffi::client_address(client),
-                now,
-            );
-            ffi::MOSQ_ERR_SUCCESS
-        },
-    )
+    observe(userdata, Clock::Read, |s, now| {
+        // SAFETY: for MOSQ_EVT_DISCONNECT, event_data is a live mosquitto_evt_disconnect.
+        let ev = unsafe { &*data.cast::<EvtDisconnect>() };
+        let client = ev.client.cast_const();
+        let id = ffi::client_id_bytes(client).map(utf8);
+        s.tracker.disconnect(
+            ev.client as usize,
+            id.as_deref(),
+            || ffi::client_address(client),
+            now,
+        );
+    })
 }

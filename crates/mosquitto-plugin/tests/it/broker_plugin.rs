@@ -220,12 +220,7 @@ async fn a_publish_the_acl_file_denies_is_a_denied_publish_of_that_client() {
         &["-i", "gw-den", "-t", "other/x", "-m", "x", "-q", "1"],
     );
     assert!(out.status.success(), "{out:?}");
-    let ev = w
-        .wait_for("the denial", |ev| {
-            ev.iter()
-                .any(|e| matches!(e, Event::Denied { client_id, .. } if client_id == "gw-den"))
-        })
-        .await;
+    let ev = w.wait_for_denial("gw-den").await;
     let denied: Vec<_> = ev
         .iter()
         .filter(|e| matches!(e, Event::Denied { .. }))
@@ -261,12 +256,7 @@ async fn no_client_can_publish_on_the_plugins_topic_even_when_the_acl_allows_it(
         ],
     );
     assert!(out.status.success(), "{out:?}");
-    let ev = w
-        .wait_for("the denial", |ev| {
-            ev.iter()
-                .any(|e| matches!(e, Event::Denied { client_id, .. } if client_id == "forger"))
-        })
-        .await;
+    let ev = w.wait_for_denial("forger").await;
     assert!(ev.iter().any(|e| matches!(e, Event::Denied { access: Access::Publish, topic: Some(t), .. } if t == "$detect/broker/events")));
     assert!(
         w.batches

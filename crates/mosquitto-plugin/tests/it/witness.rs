@@ -120,6 +120,15 @@ impl Witness {
         self.events()
     }
 
+    /// Waits until a denial of client `id` has been seen.
+    pub async fn wait_for_denial(&self, id: &str) -> Vec<Event> {
+        self.wait_for(&format!("the denial of {id}"), |ev| {
+            ev.iter()
+                .any(|e| matches!(e, Event::Denied { client_id, .. } if client_id == id))
+        })
+        .await
+    }
+
     /// Runs mosquitto_pub (or _sub: `tool`) against the broker as `user` with `args`.
     pub fn client(&self, tool: &str, user: (&str, &str), args: &[&str]) -> Output {
         Command::new(tool)

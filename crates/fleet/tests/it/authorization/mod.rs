@@ -25,6 +25,13 @@ async fn fleet(work: &Path, pki: &Pki, broker: &Broker, id: &Identity) -> Fleet 
     fleet
 }
 
+/// The shipped broker and a subscribed fleet as `detect-fleet`, working in `work`.
+async fn shipped_with_fleet(pki: &Pki, work: &Path) -> (Broker, Fleet) {
+    let broker = Broker::start_shipped(pki);
+    let fleet = fleet(work, pki, &broker, &pki.issue_client("detect-fleet")).await;
+    (broker, fleet)
+}
+
 fn report(id: u64) -> Vec<u8> {
     serde_json::to_vec(&detect_testkit::report_json(id)).unwrap()
 }
@@ -102,15 +109,8 @@ async fn with_the_shipped_acl_an_agent_gets_its_verdicts_and_its_on_device_alarm
 #[tokio::test]
 async fn a_device_cannot_publish_a_report_for_another_thing_even_under_that_things_client_id() {
     let pki = Pki::generate();
-    let broker = Broker::start_shipped(&pki);
     let work = tempfile::tempdir().unwrap();
-    let fleet = fleet(
-        work.path(),
-        &pki,
-        &broker,
-        &pki.issue_client("detect-fleet"),
-    )
-    .await;
+    let (broker, fleet) = shipped_with_fleet(&pki, work.path()).await;
     let gw_a = pki.issue_client("gw-a");
     let honest: Client = connect(&pki, &gw_a, None, "gw-a", broker.port, &[]).await;
     honest.send(GW_B_REPORT, report(7)).await;
@@ -142,15 +142,8 @@ async fn a_device_cannot_publish_a_report_for_another_thing_even_under_that_thin
 #[tokio::test]
 async fn a_device_can_neither_forge_another_things_verdict_nor_read_it_even_under_its_client_id() {
     let pki = Pki::generate();
-    let broker = Broker::start_shipped(&pki);
     let work = tempfile::tempdir().unwrap();
-    let fleet = fleet(
-        work.path(),
-        &pki,
-        &broker,
-        &pki.issue_client("detect-fleet"),
-    )
-    .await;
+    let (broker, fleet) = shipped_with_fleet(&pki, work.path()).await;
     let (gw_a, gw_b) = (pki.issue_client("gw-a"), pki.issue_client("gw-b"));
     let port = broker.port;
     let owner = connect(&pki, &gw_b, None, "gw-b-verdicts", port, &[GW_B_ACCEPTED]).await;
