@@ -21,10 +21,10 @@ fn main() {
     let release = std::env::var("PROFILE").is_ok_and(|p| p == "release");
     if release && target == "aarch64-unknown-linux-musl" {
         println!("cargo:rustc-link-arg-bins=--no-eh-frame-hdr");
-        // And the unwind tables themselves (.eh_frame, -268 424 B), by build/no-eh-frame.ld.
+        // And the unwind tables themselves (.eh_frame, -268 424 B), by .cargo/no-eh-frame.ld.
         let dir = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| ".".to_owned());
-        println!("cargo:rustc-link-arg-bins=-T{dir}/build/no-eh-frame.ld");
-        println!("cargo:rerun-if-changed=build/no-eh-frame.ld");
+        println!("cargo:rustc-link-arg-bins=-T{dir}/.cargo/no-eh-frame.ld");
+        println!("cargo:rerun-if-changed=.cargo/no-eh-frame.ld");
     }
     // Re-run when HEAD moves: HEAD itself (branch switch) and the branch's ref (a commit),
     // resolved by --git-path (worktrees too). Only existing files: cargo re-runs every build
