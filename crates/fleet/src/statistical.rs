@@ -28,6 +28,9 @@ pub struct Statistical {
     by_profile: HashMap<String, Vec<Stat>>,
     /// (profile, behavior, window start) → threshold (None: no population).
     thresholds: HashMap<(String, String, u64), Option<f64>>,
+    /// Every cloud-side window ending by then is judged for every thing (detect-rules §3.4):
+    /// a cloud-side population is complete only then.
+    cloud_closed_ms: u64,
 }
 
 impl Statistical {
@@ -51,6 +54,7 @@ impl Statistical {
         Statistical {
             by_profile,
             thresholds: HashMap::new(),
+            cloud_closed_ms: 0,
         }
     }
 
@@ -85,8 +89,16 @@ impl Statistical {
             .collect()
     }
 
+    /// The judge closed every thing's cloud-side windows that end by `ms`.
+    pub fn cloud_closed_until(&mut self, ms: u64) {
+        self.cloud_closed_ms = ms;
+    }
+
     /// `profile` with each statistical behavior given the threshold of the previous complete
-    /// window at `now_ms`; behaviors without a population stay unevaluated.
+    /// window at `now_ms`; behaviors without a population stay unevaluated. A cloud-side
+    /// population is complete once the judge closed that window for every thing: asked
+    /// before (a report or the sweep in the grace after its end), it stays unevaluated and
+    /// nothing is kept, so no threshold comes from part of a population.
     pub fn resolve(
         &mut self,
         store: &mut dyn Samples,
@@ -101,6 +113,10 @@ impl Statistical {
             let Some(previous) = current.checked_sub(s.window_ms) else {
                 continue;
             };
+            let cloud = matches!(s.metric, MetricRef::Cloud(_));
+            if cloud && previous + s.window_ms > self.cloud_closed_ms {
+                continue;
+            }
             let key = (profile.name.clone(), s.name.clone(), previous);
             let threshold = match self.thresholds.get(&key) {
                 Some(t) => *t,
