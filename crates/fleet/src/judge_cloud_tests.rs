@@ -303,6 +303,10 @@ fn catching_up_after_a_gap_judges_statistical_windows_like_live_closing() {
             .unwrap();
         let closed = live.close_windows(&mut s, start + BUCKET_MS + 20_000);
         live_events.extend(closed.unwrap().events);
+        // A sweep in the grace after the next window's end, before it closes, keeps the
+        // threshold the thing was last judged with: its alarm stays.
+        let swept = live.sweep(&mut s, start + 2 * BUCKET_MS + 1).unwrap();
+        assert!(swept.events.is_empty(), "window {k}: {:?}", swept.events);
     }
     let live_events = seen(live_events);
     assert_eq!(
