@@ -149,6 +149,18 @@ fn default_port() -> u16 {
 fn default_client_id() -> String {
     "detect-fleet".into()
 }
+
+impl Broker {
+    /// The client id of the connection that publishes alerts (`client_id` + `-alerts`).
+    pub fn alerts_client_id(&self) -> String {
+        alerts_client_id(&self.client_id)
+    }
+}
+
+/// The alerts connection's client id for the fleet's `client_id`.
+pub fn alerts_client_id(client_id: &str) -> String {
+    format!("{client_id}-alerts")
+}
 fn default_database() -> PathBuf {
     "/var/lib/detect-fleet/fleet.db".into()
 }

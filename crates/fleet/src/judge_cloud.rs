@@ -28,21 +28,30 @@ pub const AHEAD_BUCKETS: u64 = 4;
 /// while the fleet was down longer are skipped, and the count is logged.
 pub const MAX_WINDOWS_PER_TICK: u64 = 288;
 
-/// The cloud-side setup: dimensions, bucket length, and the fleet's own client id (not a thing).
+/// The cloud-side setup: dimensions, bucket length, and the fleet's own client ids (no things).
 #[derive(Debug, Clone)]
 pub struct CloudSetup {
     pub dimensions: Dimensions,
     pub bucket_ms: u64,
-    pub own_client_id: String,
+    /// Every MQTT connection of the fleet itself: `client_id` (reports) and its alerts
+    /// connection. The NATS source's own connection is a plain NATS client, never an MQTT
+    /// client id, so the NATS source reports none of its events (`sources::nats_events`).
+    pub own_client_ids: [String; 2],
 }
 
 impl CloudSetup {
+    /// `own` is `[broker] client_id`.
     pub fn new(dimensions: Dimensions, duration_override_secs: Option<u64>, own: &str) -> Self {
         CloudSetup {
             dimensions,
             bucket_ms: duration_override_secs.map_or(BUCKET_MS, |s| s.max(1) * 1000),
-            own_client_id: own.to_string(),
+            own_client_ids: [own.to_string(), crate::config::alerts_client_id(own)],
         }
+    }
+
+    /// Is `client_id` one of the fleet's own connections (never a thing, §3.4)?
+    pub fn is_own(&self, client_id: &str) -> bool {
+        self.own_client_ids.iter().any(|own| own == client_id)
     }
 
     pub fn grace_ms(&self) -> u64 {
@@ -132,7 +141,7 @@ impl Judge {
                 | Event::Denied { client_id, .. } => client_id.as_str(),
                 Event::ClosedBeforeConnect { .. } => continue,
             };
-            if thing != setup.own_client_id && protocol::identity::check(thing).is_ok() {
+            if !setup.is_own(thing) && protocol::identity::check(thing).is_ok() {
                 by_thing.entry(thing).or_default().push(e);
             }
         }
@@ -184,9 +193,11 @@ impl Judge {
         Ok(out)
     }
 
-    /// Judges every window that ended `grace` before `now_ms` and is not judged yet, for each
-    /// thing with broker counters, oldest first; forgets a thing 48 h after its last event.
-    /// Reads the records only when a bucket end passed since the previous call.
+    /// Judges every window that ended `grace` before `now_ms` and is not judged yet, oldest
+    /// first, and each window end across all things at once: every thing's datapoint of a
+    /// window is committed before any thing's next window is judged against it (§3.4, §4.8),
+    /// whether the fleet closes windows live or catches up after being away. Forgets a thing
+    /// 48 h after its last event. Reads the records only when a bucket end passed.
     pub fn close_windows(
         &mut self,
         store: &mut dyn Store,
@@ -204,13 +215,13 @@ impl Judge {
             return Ok(swept);
         }
         self.cloud_due = due;
+        let mut open = Vec::new();
         for (thing, loaded) in store.with_witness()? {
             let mut record = loaded.record;
             let Some(mut w) = record.witness.take() else {
                 continue;
             };
             if w.closed_until_ms >= due {
-                record.witness = Some(w);
                 continue;
             }
             let windows = (due - w.closed_until_ms) / bucket;
@@ -223,53 +234,100 @@ impl Judge {
                 );
                 w.closed_until_ms = due - MAX_WINDOWS_PER_TICK * bucket;
             }
-            let mut d = Decision {
-                record,
-                ..Decision::default()
-            };
-            let watching: Vec<Profile> = self.watching(&thing).into_iter().cloned().collect();
-            let mut end = w.closed_until_ms + bucket;
-            while end <= due {
-                let obs = Closed {
-                    thing: &thing,
-                    witness: &w,
-                    end_ms: end,
-                    dimensions: &setup.dimensions,
-                };
-                for p in &watching {
-                    // The window is [end − d, end): thresholds of the window before it.
-                    let p = self.statistical.resolve(store, p.clone(), end - 1)?;
-                    let name = p.name.clone();
-                    let samples = self.statistical.samples(&name, &thing, &obs, end - 1);
-                    d.samples.extend(samples);
-                    let state = d.record.states.remove(&name);
-                    let (mut engine, mut events) = self.engine(&thing, p, state, end);
-                    events.extend(engine.evaluate(&obs, end));
-                    self.finish(&thing, &name, engine, events, &mut d);
-                }
-                end += bucket;
-            }
-            w.closed_until_ms = due;
-            w.drop_before(due.saturating_sub(setup.longest_ms() - bucket));
-            let silent = now_ms.saturating_sub(w.last_event_ms) > STALE_AFTER_MS;
-            if silent {
-                tracing::info!(thing = %thing, "no broker event for 48 h: its cloud-side windows stop");
-            }
-            d.record.witness = (!silent).then_some(w);
-            let commit = Commit {
+            let watching = self.watching(&thing).into_iter().cloned().collect();
+            open.push(Open {
                 thing,
-                expected: loaded.version,
-                record: d.record,
-                events: d.events,
-                touched: d.touched,
-                samples: d.samples,
-                ..Commit::default()
-            };
-            store.commit(std::slice::from_ref(&commit))?;
-            swept.events.extend(commit.events);
+                version: loaded.version,
+                record,
+                witness: w,
+                watching,
+            });
         }
+        let Some(first) = open.iter().map(|o| o.witness.closed_until_ms).min() else {
+            self.statistical.cloud_closed_until(due);
+            return Ok(swept);
+        };
+        let mut end = first + bucket;
+        while end <= due {
+            // Every window up to `end − bucket` is committed for every thing.
+            self.statistical.cloud_closed_until(end - bucket);
+            let mut commits = Vec::new();
+            for o in open.iter_mut().filter(|o| o.witness.closed_until_ms < end) {
+                commits.push(self.close_one(store, &setup, o, end, now_ms, end == due)?);
+                o.version += 1;
+            }
+            store.commit(&commits)?;
+            swept
+                .events
+                .extend(commits.into_iter().flat_map(|c| c.events));
+            end += bucket;
+        }
+        self.statistical.cloud_closed_until(due);
         Ok(swept)
     }
+
+    /// Judges the window of `o` that ends at `end`, moves its witness on; the commit. After
+    /// the `last` window of this call, a thing silent for 48 h is forgotten.
+    fn close_one(
+        &mut self,
+        store: &mut dyn Store,
+        setup: &CloudSetup,
+        o: &mut Open,
+        end: u64,
+        now_ms: u64,
+        last: bool,
+    ) -> Result<Commit, StoreError> {
+        let expected = o.version;
+        let mut d = Decision {
+            record: std::mem::take(&mut o.record),
+            ..Decision::default()
+        };
+        let obs = Closed {
+            thing: &o.thing,
+            witness: &o.witness,
+            end_ms: end,
+            dimensions: &setup.dimensions,
+        };
+        for p in &o.watching {
+            // The window is [end − d, end): thresholds of the window before it.
+            let p = self.statistical.resolve(store, p.clone(), end - 1)?;
+            let name = p.name.clone();
+            let samples = self.statistical.samples(&name, &o.thing, &obs, end - 1);
+            d.samples.extend(samples);
+            let state = d.record.states.remove(&name);
+            let (mut engine, mut events) = self.engine(&o.thing, p, state, end);
+            events.extend(engine.evaluate(&obs, end));
+            self.finish(&o.thing, &name, engine, events, &mut d);
+        }
+        let w = &mut o.witness;
+        w.closed_until_ms = end;
+        w.drop_before(end.saturating_sub(setup.longest_ms() - setup.bucket_ms));
+        let silent = last && now_ms.saturating_sub(w.last_event_ms) > STALE_AFTER_MS;
+        if silent {
+            tracing::info!(thing = %o.thing, "no broker event for 48 h: its cloud-side windows stop");
+        }
+        d.record.witness = (!silent).then(|| w.clone());
+        o.record = d.record.clone();
+        o.record.witness = None;
+        Ok(Commit {
+            thing: o.thing.clone(),
+            expected,
+            record: d.record,
+            events: d.events,
+            touched: d.touched,
+            samples: d.samples,
+            ..Commit::default()
+        })
+    }
+}
+
+/// A thing whose windows are being closed: its record as committed last (witness apart).
+struct Open {
+    thing: String,
+    version: crate::store::Version,
+    record: crate::store::Record,
+    witness: Witness,
+    watching: Vec<Profile>,
 }
 
 fn at_ms(e: &Event) -> u64 {

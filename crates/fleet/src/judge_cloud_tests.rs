@@ -109,11 +109,18 @@ fn late_events_and_replayed_batches_count_nowhere_and_a_silent_thing_is_forgotte
         access: Access::Publish,
         topic: None,
     };
+    let alerts = Event::Connect {
+        at_ms: T0,
+        client_id: "detect-fleet-alerts".into(),
+        ip: "127.0.0.1".into(),
+        ok: true,
+    };
     let out = j
-        .witness(&mut s, &delivery(0, vec![deny(T0 + 1), own]), T0)
+        .witness(&mut s, &delivery(0, vec![deny(T0 + 1), own, alerts]), T0)
         .unwrap();
-    assert_eq!(out.things, 1, "the fleet's own client id is no thing");
+    assert_eq!(out.things, 1, "the fleet's own connections are no things");
     assert_eq!(s.load("detect-fleet").unwrap().version, 0);
+    assert_eq!(s.load("detect-fleet-alerts").unwrap().version, 0);
     let again = j
         .witness(&mut s, &delivery(0, vec![deny(T0 + 2)]), T0)
         .unwrap();
@@ -257,4 +264,67 @@ fn a_newly_enrolled_device_alarms_sensibly_on_day_one() {
     );
     let info = e.violation_event_additional_info.as_ref().unwrap();
     assert_eq!(info.confidence_level, "MEDIUM");
+}
+
+/// Issue #18: windows closed at once after a gap are judged window by window across all
+/// things (every thing's datapoint of a window is in the population before the next window is
+/// judged), so catching up gives exactly what closing each window live gives.
+#[test]
+fn catching_up_after_a_gap_judges_statistical_windows_like_live_closing() {
+    let doc = json!({"securityProfileName": "flood", "behaviors": [
+        {"name": "rate", "metric": "aws:num-messages-sent", "criteria": {
+            "comparisonOperator": "less-than-equals", "statisticalThreshold": {"statistic": "p50"},
+            "durationSeconds": 300}}]});
+    // "a" (judged first) is the outlier in windows 1 and 3.
+    let sends = |k: u64| -> Vec<Event> {
+        let start = T0 + k * BUCKET_MS;
+        ["a", "b", "c"]
+            .iter()
+            .map(|t| sent(t, start + 1, if *t == "a" && k % 2 == 1 { 100 } else { 10 }))
+            .collect()
+    };
+    let seen = |events: Vec<crate::store::Recorded>| -> Vec<(String, detect::EventType, u64)> {
+        let mut v: Vec<_> = events
+            .into_iter()
+            .map(|r| {
+                let e = r.event;
+                (e.thing_name, e.violation_event_type, e.violation_event_time)
+            })
+            .collect();
+        v.sort_by_key(|(t, _, at)| (*at, t.clone()));
+        v
+    };
+    let windows = 5;
+    let (mut live, mut s) = (judge(doc.clone()), Memory::new());
+    let mut live_events = Vec::new();
+    for k in 0..windows {
+        let start = T0 + k * BUCKET_MS;
+        live.witness(&mut s, &delivery(k, sends(k)), start + 2)
+            .unwrap();
+        let closed = live.close_windows(&mut s, start + BUCKET_MS + 20_000);
+        live_events.extend(closed.unwrap().events);
+        // A sweep in the grace after the next window's end, before it closes, keeps the
+        // threshold the thing was last judged with: its alarm stays.
+        let swept = live.sweep(&mut s, start + 2 * BUCKET_MS + 1).unwrap();
+        assert!(swept.events.is_empty(), "window {k}: {:?}", swept.events);
+    }
+    let live_events = seen(live_events);
+    assert_eq!(
+        live_events
+            .iter()
+            .map(|(t, _, _)| t.as_str())
+            .collect::<Vec<_>>(),
+        ["a", "a", "a", "a"],
+        "in alarm in windows 1 and 3, cleared in 2 and 4: {live_events:?}"
+    );
+    // The same batches, read after a restart at the end of the last window.
+    let (mut caught, mut s) = (judge(doc), Memory::new());
+    let back = T0 + windows * BUCKET_MS;
+    for k in 0..windows {
+        caught
+            .witness(&mut s, &delivery(k, sends(k)), back)
+            .unwrap();
+    }
+    let closed = caught.close_windows(&mut s, back + 20_000).unwrap();
+    assert_eq!(seen(closed.events), live_events);
 }

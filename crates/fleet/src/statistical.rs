@@ -28,6 +28,9 @@ pub struct Statistical {
     by_profile: HashMap<String, Vec<Stat>>,
     /// (profile, behavior, window start) → threshold (None: no population).
     thresholds: HashMap<(String, String, u64), Option<f64>>,
+    /// Every cloud-side window ending by then is judged for every thing (detect-rules §3.4):
+    /// a cloud-side population is complete only then. None until the first close.
+    cloud_closed_ms: Option<u64>,
 }
 
 impl Statistical {
@@ -51,6 +54,7 @@ impl Statistical {
         Statistical {
             by_profile,
             thresholds: HashMap::new(),
+            cloud_closed_ms: None,
         }
     }
 
@@ -85,8 +89,17 @@ impl Statistical {
             .collect()
     }
 
+    /// The judge closed every thing's cloud-side windows that end by `ms`.
+    pub fn cloud_closed_until(&mut self, ms: u64) {
+        self.cloud_closed_ms = Some(ms);
+    }
+
     /// `profile` with each statistical behavior given the threshold of the previous complete
-    /// window at `now_ms`; behaviors without a population stay unevaluated.
+    /// window at `now_ms`; behaviors without a population stay unevaluated. A cloud-side
+    /// population is complete once the judge closed that window for every thing: asked
+    /// before (a report or the sweep in the grace after its end), the threshold is the last
+    /// complete window's, the one the thing was last judged with; before the first close
+    /// since the start, it is read as found and not kept.
     pub fn resolve(
         &mut self,
         store: &mut dyn Samples,
@@ -101,9 +114,24 @@ impl Statistical {
             let Some(previous) = current.checked_sub(s.window_ms) else {
                 continue;
             };
+            let (previous, keep) = match (&s.metric, self.cloud_closed_ms) {
+                // Not known yet since the start: as found, not kept.
+                (MetricRef::Cloud(_), None) => (previous, false),
+                (MetricRef::Cloud(_), Some(closed)) => {
+                    let Some(last) = (closed - closed % s.window_ms).checked_sub(s.window_ms)
+                    else {
+                        continue;
+                    };
+                    (previous.min(last), true)
+                }
+                _ => (previous, true),
+            };
             let key = (profile.name.clone(), s.name.clone(), previous);
-            let threshold = match self.thresholds.get(&key) {
+            let threshold = match self.thresholds.get(&key).filter(|_| keep) {
                 Some(t) => *t,
+                None if !keep => {
+                    percentile(store.window(&profile.name, &s.name, previous)?, s.percent)
+                }
                 None => {
                     let values = store.window(&profile.name, &s.name, previous)?;
                     let t = percentile(values, s.percent);

@@ -28,7 +28,7 @@ pub async fn run(
     mut store: Box<dyn Outbox + Send>,
     wake: Arc<Notify>,
 ) -> Result<(), RunError> {
-    let client_id = format!("{}-alerts", config.broker.client_id);
+    let client_id = config.broker.alerts_client_id();
     let opts = options(&config, &client_id, false, 1).map_err(RunError::Setup)?;
     let (client, eventloop) = AsyncClient::new(opts, 16);
     let (tx, mut rx) = mpsc::unbounded_channel();
