@@ -328,3 +328,39 @@ fn catching_up_after_a_gap_judges_statistical_windows_like_live_closing() {
     let closed = caught.close_windows(&mut s, back + 20_000).unwrap();
     assert_eq!(seen(closed.events), live_events);
 }
+
+#[test]
+fn a_restart_before_the_first_close_keeps_a_cloud_side_statistical_alarm() {
+    let doc = json!({"securityProfileName": "flood", "behaviors": [
+        {"name": "rate", "metric": "aws:num-messages-sent", "criteria": {
+            "comparisonOperator": "less-than-equals", "statisticalThreshold": {"statistic": "p50"},
+            "durationSeconds": 300}}]});
+    let (mut before, mut s) = (judge(doc.clone()), Memory::new());
+    let mut raised = Vec::new();
+    for k in 0..2 {
+        let start = T0 + k * BUCKET_MS;
+        let events = ["a", "b", "c"]
+            .iter()
+            .map(|t| sent(t, start + 1, if *t == "a" && k == 1 { 100 } else { 10 }))
+            .collect();
+        before
+            .witness(&mut s, &delivery(k, events), start + 2)
+            .unwrap();
+        raised.extend(
+            before
+                .close_windows(&mut s, start + BUCKET_MS + 20_000)
+                .unwrap()
+                .events,
+        );
+    }
+    assert_eq!(raised.len(), 1, "a in alarm after window 1: {raised:?}");
+    // A new fleet process on the same store, swept in the grace after window 2's end, before
+    // any close: window 2 has no samples yet, window 1 is the one "a" was judged with.
+    let mut after = judge(doc);
+    let swept = after.sweep(&mut s, T0 + 3 * BUCKET_MS + 1).unwrap();
+    assert!(
+        swept.events.is_empty(),
+        "the alarm must stay: {:?}",
+        swept.events
+    );
+}

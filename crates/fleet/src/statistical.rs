@@ -31,7 +31,14 @@ pub struct Statistical {
     /// Every cloud-side window ending by then is judged for every thing (detect-rules §3.4):
     /// a cloud-side population is complete only then. None until the first close.
     cloud_closed_ms: Option<u64>,
+    /// Before the first close since the start: (profile, behavior) → the newest cloud-side
+    /// window with samples before the asked one and its threshold (looked up once).
+    cloud_at_start: HashMap<(String, String), (u64, Option<f64>)>,
 }
+
+/// How far back the start-up look-up searches for the last judged cloud-side window: the
+/// judge catches up at most this many windows of a thing (a day of 300 s windows).
+const START_LOOKBACK_WINDOWS: u64 = 288;
 
 impl Statistical {
     /// Finds the statistical behaviors of `profiles`; one on a metric that is not a number
@@ -55,6 +62,7 @@ impl Statistical {
             by_profile,
             thresholds: HashMap::new(),
             cloud_closed_ms: None,
+            cloud_at_start: HashMap::new(),
         }
     }
 
@@ -92,6 +100,7 @@ impl Statistical {
     /// The judge closed every thing's cloud-side windows that end by `ms`.
     pub fn cloud_closed_until(&mut self, ms: u64) {
         self.cloud_closed_ms = Some(ms);
+        self.cloud_at_start.clear();
     }
 
     /// `profile` with each statistical behavior given the threshold of the previous complete
@@ -130,7 +139,7 @@ impl Statistical {
             let threshold = match self.thresholds.get(&key).filter(|_| keep) {
                 Some(t) => *t,
                 None if !keep => {
-                    percentile(store.window(&profile.name, &s.name, previous)?, s.percent)
+                    at_start(&mut self.cloud_at_start, store, &profile.name, s, previous)?
                 }
                 None => {
                     let values = store.window(&profile.name, &s.name, previous)?;
@@ -148,6 +157,39 @@ impl Statistical {
         }
         Ok(profile)
     }
+}
+
+/// Before the first close since the start, the window before `previous` may not be
+/// closed for every thing yet (the fleet was away): the threshold is that of the newest
+/// window with samples at or before `previous`, the one the things were last judged with,
+/// so a restart neither drops a behavior's threshold (which would invalidate its alarm)
+/// nor reads a half-filled population. Looked up once per behavior, then kept until the
+/// first close.
+fn at_start(
+    cache: &mut HashMap<(String, String), (u64, Option<f64>)>,
+    store: &mut dyn Samples,
+    profile: &str,
+    s: &Stat,
+    previous: u64,
+) -> Result<Option<f64>, StoreError> {
+    let key = (profile.to_string(), s.name.clone());
+    if let Some((_, t)) = cache.get(&key) {
+        return Ok(*t);
+    }
+    let mut found = (previous, None);
+    for k in 0..=START_LOOKBACK_WINDOWS {
+        let Some(start) = previous.checked_sub(k * s.window_ms) else {
+            break;
+        };
+        let values = store.window(profile, &s.name, start)?;
+        if !values.is_empty() {
+            found = (start, percentile(values, s.percent));
+            break;
+        }
+    }
+    tracing::info!(profile, behavior = %s.name, window_start_ms = found.0, threshold = ?found.1, "statistical threshold at start, until the first close");
+    cache.insert(key, found);
+    Ok(found.1)
 }
 
 /// `[fleet] duration_override_secs`: every behavior of `profile` that has a `durationSeconds`
