@@ -200,7 +200,7 @@ impl Alarms {
     /// and the outbox if a drain was cut off before it wrote it.
     pub(super) fn flush(&mut self, state: &State) {
         self.saved = None;
-        self.persist(state, crate::state::epoch_ms(), true);
+        self.persist(state, super::wall_ms(), true);
         self.save_outbox();
     }
 

@@ -19,7 +19,7 @@ use crate::config::Config;
 use crate::detect::Profile;
 use crate::publish::{Backoff, ClientCert, ConnState, Login, MqttSettings, Outcome, Status};
 use crate::report::{self, Baseline, Format, NetworkStats, Report};
-use crate::state::{State, epoch_ms};
+use crate::state::State;
 
 /// A sample that takes longer than this plus the longest custom metric command timeout
 /// (each ≤ 60 s, killed at its own deadline) is abandoned (the loop is then unhealthy).
@@ -134,7 +134,7 @@ impl Agent {
         let topic = config
             .alarm_topic(thing)
             .map_err(|e| DaemonError::Config(format!("detect.alarm_topic: {e}")))?;
-        let alarms = Alarms::start(thing, topic, profiles, &state, epoch_ms());
+        let alarms = Alarms::start(thing, topic, profiles, &state, super::wall_ms());
         tracing::info!(
             thing = %thing,
             format = %format,
@@ -278,7 +278,7 @@ impl Agent {
                 (stats, settles_to, self.alarms.traffic(&sample))
             }
         };
-        let report_id = match self.state.next_report_id(epoch_ms()) {
+        let report_id = match self.state.next_report_id(super::wall_ms()) {
             Ok(next) => {
                 if let Some(e) = next.unsaved {
                     tracing::error!(report_id = next.id, error = %e, "cannot persist the report id; reporting anyway (ids still rise in memory; after a restart with the clock behind, one could repeat)");
