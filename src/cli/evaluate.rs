@@ -1,20 +1,18 @@
 //! `detect-agent evaluate`: replays recorded reports through security profiles and prints the
 //! alarm events, as `promtool test rules` does for alert rules. Reading files and printing;
-//! decoding is `report::decode`, evaluation `detect::Engine`.
+//! decoding is `report::decode`, evaluation `detect::replay`.
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use detect_agent::detect::{self, Engine, Event};
+use detect_agent::detect::{self, Event};
 use detect_agent::report::Report;
 use detect_agent::report::decode::{decode, decode_value};
 
 /// Without `--thing`: the reports may come from any device, so no local name is guessed.
 const DEFAULT_THING: &str = "unknown";
-/// `evaluate` draws violation ids from a fixed seed: the same input gives the same output.
-const ID_SEED: u64 = 0x6465_7465_6374;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -45,7 +43,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let reports = read_reports(&args.reports)?;
     let thing = args.thing.unwrap_or_else(|| DEFAULT_THING.to_string());
-    let mut engine = Engine::new(thing, loaded.profiles, detect::seeded_ids(ID_SEED));
     let mut out = std::io::stdout().lock();
     if table {
         writeln!(
@@ -54,13 +51,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             "TIME (ms)", "PROFILE", "BEHAVIOR", "EVENT", "VIOLATION ID"
         )?;
     }
-    for report in &reports {
-        for event in engine.evaluate(report, report.header.report_id) {
-            if table {
-                writeln!(out, "{}", table_row(&event))?;
-            } else {
-                writeln!(out, "{}", serde_json::to_string(&event)?)?;
-            }
+    for event in detect::replay(&thing, loaded.profiles, &reports) {
+        if table {
+            writeln!(out, "{}", table_row(&event))?;
+        } else {
+            writeln!(out, "{}", serde_json::to_string(&event)?)?;
         }
     }
     out.flush().context("writing to stdout")?;

@@ -5,7 +5,9 @@
 //!   report id, with network_stats replaced by the traffic since the PREVIOUS SAMPLE
 //!   (detect-rules §4.4): `traffic` is a second counter baseline that advances on every
 //!   sample, unlike the report baseline that advances only when a report settles, so an
-//!   outage that rolls traffic into one report never fakes a spike.
+//!   outage that rolls traffic into one report never fakes a spike. At start and reload the
+//!   settled report baseline stands in for the previous sample when it is one
+//!   (`previous_sample`), so `evaluate` on the published reports gives the same events.
 //! - Events: one log line each (`in-alarm` at warn), then the outbox (state/outbox.rs) unless
 //!   the behavior has `suppressAlerts` (detect-rules §6.6: only the fan-out is skipped).
 //! - Engine state: written to `alarms.json` after each evaluation that raised, cleared or
@@ -44,9 +46,11 @@ pub(super) struct Alarms {
     saved: Option<Vec<Written>>,
     /// When the ML models were last written.
     models: Saver,
-    /// Counters at the previous sample (not persisted: after a restart the first sample has
-    /// no traffic datapoint, which is missing data, detect-rules §4.6).
+    /// Counters at the previous sample (not persisted: see `previous_sample`).
     traffic: Baseline,
+    /// At start: the settled report baseline and the latest report id for which it is the
+    /// previous sample.
+    resumed: Option<(Baseline, u64)>,
 }
 
 impl Alarms {
@@ -79,6 +83,7 @@ impl Alarms {
             saved: None,
             models: Saver::starting(now_ms),
             traffic: Baseline::default(),
+            resumed: None,
         };
         alarms.record(events);
         if had_state || alarms.engine.active_alarms() > 0 {
@@ -110,8 +115,29 @@ impl Alarms {
         self.outbox.len()
     }
 
-    /// Traffic since the previous sample; advances the sample baseline every time.
-    pub(super) fn traffic(&mut self, sample: &Sample) -> Option<NetworkStats> {
+    /// At start or reload: the report baseline counts as the previous sample for the first
+    /// report when it holds the sample of report `sample_id` (that report settled) and the
+    /// first report comes at most 1.5 intervals after it, so no sample lies between. Then the
+    /// first report's traffic is a datapoint, as `evaluate` sees it in the report; otherwise
+    /// (an outage, a stop longer than an interval) it has none: missing data (§4.6).
+    pub(super) fn previous_sample(
+        &mut self,
+        baseline: &Baseline,
+        sample_id: Option<u64>,
+        interval: Duration,
+    ) {
+        let within = interval.as_millis() as u64 * 3 / 2;
+        self.resumed = sample_id.map(|id| (baseline.clone(), id.saturating_add(within)));
+    }
+
+    /// Traffic since the previous sample, for the report `report_id`; advances the sample
+    /// baseline every time.
+    pub(super) fn traffic(&mut self, sample: &Sample, report_id: u64) -> Option<NetworkStats> {
+        if let Some((baseline, until)) = self.resumed.take()
+            && report_id <= until
+        {
+            self.traffic = baseline;
+        }
         let boot_id = sample.boot_id.as_deref();
         let (stats, _) = self.traffic.step(boot_id, &sample.counters);
         self.traffic = Baseline::new(boot_id, &sample.counters);
@@ -200,7 +226,7 @@ impl Alarms {
     /// and the outbox if a drain was cut off before it wrote it.
     pub(super) fn flush(&mut self, state: &State) {
         self.saved = None;
-        self.persist(state, crate::state::epoch_ms(), true);
+        self.persist(state, super::wall_ms(), true);
         self.save_outbox();
     }
 

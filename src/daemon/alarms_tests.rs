@@ -24,13 +24,36 @@ fn traffic_is_since_the_previous_sample_whatever_the_reports_settled() {
     let dir = tempfile::tempdir().unwrap();
     let state = State::open(dir.path()).unwrap();
     let mut a = Alarms::start("gw", "t".into(), Vec::new(), &state, 1);
-    assert_eq!(a.traffic(&sample(1_000)), None, "no previous sample");
+    assert_eq!(a.traffic(&sample(1_000), 1), None, "no previous sample");
     let out = |s: Option<NetworkStats>| s.map(|s| s.bytes_out);
-    assert_eq!(out(a.traffic(&sample(1_500))), Some(500));
-    assert_eq!(out(a.traffic(&sample(1_600))), Some(100));
+    assert_eq!(out(a.traffic(&sample(1_500), 1)), Some(500));
+    assert_eq!(out(a.traffic(&sample(1_600), 1)), Some(100));
     // A counter reset is a restart of that interface, never a negative or huge delta.
-    assert_eq!(out(a.traffic(&sample(10))), Some(0));
-    assert_eq!(out(a.traffic(&sample(60))), Some(50));
+    assert_eq!(out(a.traffic(&sample(10), 1)), Some(0));
+    assert_eq!(out(a.traffic(&sample(60), 1)), Some(50));
+}
+
+#[test]
+fn after_a_start_the_settled_baseline_is_the_previous_sample_within_one_and_a_half_intervals() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = State::open(dir.path()).unwrap();
+    let s = sample(1_000);
+    let settled = Baseline::new(s.boot_id.as_deref(), &s.counters);
+    let interval = std::time::Duration::from_secs(300);
+    let first = |sample_id: Option<u64>, report_id: u64| {
+        let mut a = Alarms::start("gw", "t".into(), Vec::new(), &state, 1);
+        a.previous_sample(&settled, sample_id, interval);
+        a.traffic(&sample(1_500), report_id).map(|s| s.bytes_out)
+    };
+    let id = 1_767_225_600_000;
+    assert_eq!(first(Some(id), id + 300_000), Some(500), "the next slot");
+    assert_eq!(first(Some(id), id + 450_000), Some(500));
+    assert_eq!(first(Some(id), id + 450_001), None, "a slot was missed");
+    assert_eq!(
+        first(None, id + 300_000),
+        None,
+        "the last report did not settle"
+    );
 }
 
 fn profile() -> Profile {

@@ -19,7 +19,7 @@ use crate::config::Config;
 use crate::detect::Profile;
 use crate::publish::{Backoff, ClientCert, ConnState, Login, MqttSettings, Outcome, Status};
 use crate::report::{self, Baseline, Format, NetworkStats, Report};
-use crate::state::{State, epoch_ms};
+use crate::state::State;
 
 /// A sample that takes longer than this plus the longest custom metric command timeout
 /// (each ≤ 60 s, killed at its own deadline) is abandoned (the loop is then unhealthy).
@@ -63,6 +63,8 @@ pub(super) struct Agent {
     pub(super) collect: CollectOptions,
     pub(super) state: State,
     pub(super) baseline: Baseline,
+    /// The report whose sample's counters `baseline` holds (it settled), when known.
+    sample_id: Option<u64>,
     pub(super) publisher: Session,
     pub(super) failures: u32,
     pub(super) last_verdict: String,
@@ -106,7 +108,12 @@ impl Agent {
             .max()
             .unwrap_or_default();
         let mut state = State::open(&config.state.dir)?;
-        let (baseline, unsettled, answering) = settled::resume(&mut state, carried);
+        let settled::Resumed {
+            baseline,
+            unsettled,
+            answering,
+            sample_id,
+        } = settled::resume(&mut state, carried);
         let format = config.report.format;
         let settings = MqttSettings {
             endpoint: mqtt.endpoint.clone(),
@@ -134,7 +141,9 @@ impl Agent {
         let topic = config
             .alarm_topic(thing)
             .map_err(|e| DaemonError::Config(format!("detect.alarm_topic: {e}")))?;
-        let alarms = Alarms::start(thing, topic, profiles, &state, epoch_ms());
+        let mut alarms = Alarms::start(thing, topic, profiles, &state, super::wall_ms());
+        let interval = Duration::from_secs(config.report.interval_secs);
+        alarms.previous_sample(&baseline, sample_id, interval);
         tracing::info!(
             thing = %thing,
             format = %format,
@@ -152,6 +161,7 @@ impl Agent {
             collect: config.collect_options(),
             state,
             baseline,
+            sample_id,
             publisher,
             failures: 0,
             last_verdict: "none yet".to_string(),
@@ -172,6 +182,7 @@ impl Agent {
             unsettled: std::mem::take(&mut self.unsettled),
             answering: self.verdicts.answering(),
             last_id: self.state.last_report_id(),
+            sample_id: self.sample_id,
         }
     }
 
@@ -185,9 +196,11 @@ impl Agent {
         self.alarms.drain(&self.publisher).await;
     }
 
-    /// Writes what must survive this agent (the alarm engine's state), at stop and reload.
+    /// Writes what must survive this agent (the alarm engine's state, and the baseline with
+    /// the report whose sample it is), at stop and reload.
     pub(super) fn save_state(&mut self) {
         self.alarms.flush(&self.state);
+        self.save_baseline();
     }
 
     pub(super) fn status(&self, conn: &ConnState) -> String {
@@ -275,10 +288,10 @@ impl Agent {
             }
             None => {
                 let (stats, settles_to) = self.rebase(&sample);
-                (stats, settles_to, self.alarms.traffic(&sample))
+                (stats, settles_to, Some(&sample))
             }
         };
-        let report_id = match self.state.next_report_id(epoch_ms()) {
+        let report_id = match self.state.next_report_id(super::wall_ms()) {
             Ok(next) => {
                 if let Some(e) = next.unsaved {
                     tracing::error!(report_id = next.id, error = %e, "cannot persist the report id; reporting anyway (ids still rise in memory; after a restart with the clock behind, one could repeat)");
@@ -291,6 +304,7 @@ impl Agent {
                 return None;
             }
         };
+        let since_sample = since_sample.and_then(|s| self.alarms.traffic(s, report_id));
         let custom = custom_values(report_id, &readings);
         let report = report::build_with_custom(&sample.sockets, stats, custom, report_id);
         Some(Built {
@@ -309,8 +323,10 @@ impl Agent {
             tracing::info!(restarted = rebase.restarted, reset = ?rebase.reset, "counter baseline restarted");
         }
         if rebase.changed() {
-            // Baselines remembered for late verdicts no longer compare with this one.
+            // Baselines remembered for late verdicts no longer compare with this one, and it
+            // is no report's sample any more.
             self.unsettled.clear();
+            self.sample_id = None;
         }
         // A rebase that changed the baseline is persisted at once, so a restart never
         // compares against stale counters. An unchanged one is already on disk: one
@@ -407,7 +423,7 @@ impl Agent {
         match to {
             Some(next) if advance => {
                 self.unsettled.clear();
-                self.advance_to(next);
+                self.advance_to(next, report_id);
             }
             // Not rejected: the backend may still accept it (`take_late_verdicts`).
             Some(next) if !matches!(outcome, Outcome::Rejected { .. }) => {
@@ -429,7 +445,7 @@ impl Agent {
                     "late verdict: report accepted after its wait; its traffic is settled"
                 );
                 self.last_verdict = format!("report {report_id} accepted (late)");
-                self.advance_to(next);
+                self.advance_to(next, report_id);
             }
         }
     }
@@ -444,7 +460,9 @@ impl Agent {
         }
     }
 
-    fn advance_to(&mut self, baseline: Baseline) {
+    fn advance_to(&mut self, baseline: Baseline, report_id: u64) {
+        // Kept in memory only when the counters did not move: written at stop (`save_state`).
+        self.sample_id = Some(report_id);
         // Unchanged (no counted interface, or no traffic): nothing to write.
         if self.baseline.boot_id == baseline.boot_id && self.baseline.counters == baseline.counters
         {
@@ -455,7 +473,12 @@ impl Agent {
     }
 
     fn save_baseline(&self) {
-        settled::save(&self.state, &self.baseline, self.verdicts.answering());
+        settled::save(
+            &self.state,
+            &self.baseline,
+            self.verdicts.answering(),
+            self.sample_id,
+        );
     }
 }
 

@@ -18,6 +18,8 @@ mod alarm_tests;
 #[cfg(test)]
 mod fake_broker;
 #[cfg(test)]
+mod ml_replay_tests;
+#[cfg(test)]
 mod rig;
 #[cfg(test)]
 mod settle_tests;
@@ -32,8 +34,14 @@ use crate::detect::Profile;
 use crate::publish::ConnState;
 use crate::state::State;
 use crate::state::epoch_ms;
+/// The wall clock (epoch ms) of report ids and model saves; the in-process tests' rig can
+/// simulate it (`rig::wall_ms`), so a simulated day gives a day of report ids.
+#[cfg(not(test))]
+use crate::state::epoch_ms as wall_ms;
 use cycle::Agent;
 use notify::Notifier;
+#[cfg(test)]
+use rig::wall_ms;
 
 /// How long a SIGTERM lets an in-flight publish run before we disconnect...
 const STOP_GRACE: Duration = Duration::from_secs(4);

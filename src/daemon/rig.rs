@@ -1,6 +1,8 @@
 //! The in-process tests' agent: a state directory, a /proc tree whose counters and listeners
-//! the test sets, a config, and the `FakeBroker` every agent of the rig (restarts, reloads) uses.
+//! the test sets, a config, the `FakeBroker` every agent of the rig (restarts, reloads) uses,
+//! and optionally a wall clock that follows tokio's paused clock (`simulate_clock`).
 
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -19,6 +21,20 @@ pub(super) struct Rig {
 }
 
 pub(super) const THING: &str = "gw-1";
+
+thread_local! {
+    /// A simulated wall clock: epoch ms at a tokio instant (a test's runtime is its thread's).
+    static CLOCK: Cell<Option<(Instant, u64)>> = const { Cell::new(None) };
+}
+
+/// The daemon's wall clock under test: the simulated one once `simulate_clock` set it on this
+/// thread, the real one otherwise.
+pub(super) fn wall_ms() -> u64 {
+    match CLOCK.get() {
+        Some((at, ms)) => ms + at.elapsed().as_millis() as u64,
+        None => crate::state::epoch_ms(),
+    }
+}
 
 impl Rig {
     /// `report` is the body of the config's `[report]` table (format json is set).
@@ -41,6 +57,12 @@ impl Rig {
         };
         rig.counters(0);
         rig
+    }
+
+    /// From now on this thread's daemon clock reads `epoch_ms` plus the tokio time elapsed
+    /// since (with a paused clock: exactly what the test advanced).
+    pub(super) fn simulate_clock(&self, epoch_ms: u64) {
+        CLOCK.set(Some((Instant::now(), epoch_ms)));
     }
 
     /// With a security profile (JSON text).
@@ -91,9 +113,14 @@ impl Rig {
 
     /// eth0 has received `bytes_in` bytes since boot (nothing else moves).
     pub(super) fn counters(&self, bytes_in: u64) {
+        self.traffic(bytes_in, 500);
+    }
+
+    /// eth0 has received `bytes_in` and sent `bytes_out` bytes since boot.
+    pub(super) fn traffic(&self, bytes_in: u64, bytes_out: u64) {
         let text = format!(
             "Inter-|   Receive |  Transmit\n face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n  \
-             eth0: {bytes_in} 10 0 0 0 0 0 0 500 5 0 0 0 0 0 0\n"
+             eth0: {bytes_in} 10 0 0 0 0 0 0 {bytes_out} 5 0 0 0 0 0 0\n"
         );
         std::fs::write(self.root().join("proc/net/dev"), text).unwrap();
     }

@@ -10,7 +10,7 @@
 //!    criteria (static, statistical, learned) and judging a datapoint;
 //! 4. `profile/`: the loaded model, then loading and validating files;
 //! 5. `state` (what is persisted), then `check` (one sample, no state) and `engine`;
-//! 6. `snapshot`: saving and restoring an engine.
+//! 6. `snapshot`: saving and restoring an engine; `replay`: a device's reports through one.
 //!
 //! No I/O except the profile loader reading the profile file and its cidrsFile; from outside
 //! detect it imports `protocol` only (not collect, publish, config or the daemon).
@@ -27,6 +27,7 @@ pub mod metrics;
 pub mod observation;
 pub mod operators;
 pub mod profile;
+pub mod replay;
 pub mod snapshot;
 pub mod state;
 
@@ -42,5 +43,6 @@ pub use metrics::{CustomKind, Datapoint, Kind, MetricRef, MetricSpec};
 pub use observation::Observation;
 pub use operators::Operator;
 pub use profile::{Behavior, Loaded, Problem, Profile, ProfileError, Rule, Warning};
+pub use replay::{REPLAY_ID_SEED, replay};
 pub use snapshot::ModelStatus;
 pub use state::{Alarm, BehaviorState, EngineState, SavedModel, Track, TrafficEntry};
