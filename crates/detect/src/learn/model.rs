@@ -173,7 +173,13 @@ impl Model {
             if self.seen < 2 {
                 self.interval_s = gap as u32;
             } else if gap <= 3 * now {
-                self.interval_s = (now + (gap - now) / 8).max(1) as u32;
+                // An eighth of the way, at least one second: truncation alone would stop
+                // short (after a 600 s gap, 307 s would stay 307 s at 300 s gaps).
+                let step = match (gap - now) / 8 {
+                    0 => (gap - now).signum(),
+                    step => step,
+                };
+                self.interval_s = (now + step).max(1) as u32;
             }
         }
         self.last_ms = self.last_ms.max(time_ms);

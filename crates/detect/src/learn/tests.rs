@@ -357,3 +357,16 @@ fn custom_numbers_learn_and_cloud_side_metrics_learn_from_the_fleets_windows() {
         Some(41)
     );
 }
+
+#[test]
+fn the_learned_interval_comes_back_exactly_after_a_long_gap() {
+    let mut m = Model::default();
+    let mut t = 1_767_225_600_000;
+    for i in 0..200u64 {
+        // One 600 s gap (a missed report) among 300 s ones.
+        t += if i == 50 { 600_000 } else { 300_000 };
+        m.observe(t, 1_000, Unit::Bytes);
+    }
+    assert_eq!(m.interval_s, 300);
+    assert_eq!(m.per_day(), 288);
+}
