@@ -113,10 +113,7 @@ impl NatsCluster {
     /// Sends SIGSTOP (`stop` true) or SIGCONT to node `i`.
     pub fn pause(&self, i: usize, stop: bool) {
         let child = self.nodes[i].child.as_ref().expect("node is running");
-        let signal = if stop { libc::SIGSTOP } else { libc::SIGCONT };
-        // SAFETY: kill(2) on our own child's pid; no memory is shared.
-        let rc = unsafe { libc::kill(child.id() as libc::pid_t, signal) };
-        assert_eq!(rc, 0, "kill(n{i}, {signal}) failed");
+        pause(child.id(), stop);
     }
 
     /// Waits (at most READY_LIMIT) until node `i` answers `GET /healthz` with status ok, which
@@ -139,6 +136,14 @@ impl NatsCluster {
     }
 }
 
+/// Sends SIGSTOP (`stop` true) or SIGCONT to the process `pid` (a child of the test).
+pub fn pause(pid: u32, stop: bool) {
+    let signal = if stop { libc::SIGSTOP } else { libc::SIGCONT };
+    // SAFETY: kill(2) with a pid and a signal number; no memory is shared.
+    let rc = unsafe { libc::kill(pid as libc::pid_t, signal) };
+    assert_eq!(rc, 0, "kill({pid}, {signal}) failed");
+}
+
 /// One HTTP/1.0 GET of the monitoring port's /healthz; the whole response as text.
 fn healthz(port: u16) -> std::io::Result<String> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
@@ -154,8 +159,8 @@ impl Drop for NatsCluster {
     fn drop(&mut self) {
         for node in &mut self.nodes {
             if let Some(child) = &node.child {
-                // SAFETY: as in `pause`; a stopped node must be resumed to die promptly.
-                unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGCONT) };
+                // A stopped node must be resumed to die promptly.
+                pause(child.id(), false);
             }
             server::stop(&mut node.child);
         }
