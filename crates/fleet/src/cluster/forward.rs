@@ -19,7 +19,7 @@ use super::Ownership;
 
 pub const THING: &str = "Detect-Thing";
 pub const TOPIC: &str = "Detect-Topic";
-/// Set on a reply that is no answer, with the reason (`not-owner`, `failed: …`).
+/// Set on a reply that is no answer, with the reason (`not-owner`, `no-thing`, `failed: …`).
 pub const REFUSED: &str = "Detect-Refused";
 /// Forwarded reports judged at once by one instance at most (more wait in the subscription).
 const IN_FLIGHT: usize = 64;
@@ -88,7 +88,10 @@ where
                     payload: msg.payload.clone(),
                 };
                 let mut headers = HeaderMap::new();
-                let body = if !ownership.owns(&report.thing) {
+                let body = if report.thing.is_empty() {
+                    headers.insert(REFUSED, "no-thing");
+                    Bytes::new()
+                } else if !ownership.owns(&report.thing) {
                     headers.insert(REFUSED, "not-owner");
                     Bytes::new()
                 } else {

@@ -35,6 +35,8 @@ pub async fn connect(
     options
         .connection_timeout(Duration::from_secs(2))
         .request_timeout(Some(Duration::from_secs(2)))
+        // A stopped (not dead) server is noticed after two missed pings, not two minutes.
+        .ping_interval(Duration::from_secs(2))
         .connect(addrs)
         .await
         .with_context(|| format!("connecting to {}", servers.join(", ")))

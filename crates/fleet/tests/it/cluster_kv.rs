@@ -1,5 +1,6 @@
 //! The three-node nats-server harness itself: a replicas-3 KV bucket keeps taking writes
-//! through `kill -9` of its stream leader, and every value is intact after that node restarts.
+//! through `kill -9` of its stream leader and SIGSTOP of another node, and every value is
+//! intact, read through the restarted node alone.
 
 use std::time::Duration;
 
@@ -13,6 +14,7 @@ pub async fn connect(urls: &[String]) -> async_nats::Client {
     async_nats::ConnectOptions::with_user_and_password(USER.0.into(), USER.1.into())
         .connection_timeout(Duration::from_secs(2))
         .request_timeout(Some(Duration::from_secs(2)))
+        .ping_interval(Duration::from_secs(1))
         .connect(addrs)
         .await
         .unwrap()
@@ -53,7 +55,7 @@ async fn put_retrying(store: &kv::Store, key: &str, value: &str) {
 }
 
 #[tokio::test]
-async fn a_replicated_bucket_survives_kill_9_of_its_leader() {
+async fn a_replicated_bucket_survives_kill_9_of_its_leader_and_a_paused_node() {
     detect_testkit::init_logs();
     let dir = tempfile::tempdir().unwrap();
     let mut cluster = NatsCluster::start(dir.path());
@@ -71,16 +73,33 @@ async fn a_replicated_bucket_survives_kill_9_of_its_leader() {
         put_retrying(&store, &format!("k{i}"), &format!("after {i}")).await;
     }
     cluster.restart(victim);
-    // Read back through the restarted node alone: it serves the bucket again, all 100 values.
+    // SIGSTOP of a follower: writes go on (a client connected there leaves it after two
+    // missed pings); SIGCONT, it catches up.
+    let status = store.status().await.unwrap();
+    let leader = status.info.cluster.and_then(|c| c.leader).unwrap();
+    let leader: usize = leader.trim_start_matches('n').parse().unwrap();
+    let paused = (0..3).find(|&i| i != leader && i != victim).unwrap();
+    cluster.pause(paused, true);
+    for i in 100..110 {
+        put_retrying(&store, &format!("k{i}"), &format!("paused {i}")).await;
+    }
+    cluster.pause(paused, false);
+    // Read back through the restarted node alone: it serves the bucket again, every value.
     let alone = jetstream::new(connect(&[cluster.url(victim)]).await);
     let again = alone.get_key_value("harness").await.unwrap();
-    for i in 0..100 {
-        let want = if i < 50 { "before" } else { "after" };
-        let got = again.get(format!("k{i}")).await.unwrap();
-        assert_eq!(
-            got.as_deref(),
-            Some(format!("{want} {i}").as_bytes()),
-            "k{i}"
-        );
+    for i in 0..110 {
+        let want = match i {
+            0..50 => "before",
+            50..100 => "after",
+            _ => "paused",
+        };
+        // From the stream leader: a direct get may be answered by a replica still catching up.
+        let subject = format!("$KV.harness.k{i}");
+        let got = again
+            .stream
+            .get_last_raw_message_by_subject(&subject)
+            .await
+            .unwrap();
+        assert_eq!(got.payload, format!("{want} {i}").as_bytes(), "k{i}");
     }
 }
