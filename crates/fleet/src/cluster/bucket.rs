@@ -3,7 +3,8 @@
 //!
 //! The stream follows the KV convention (stream `KV_<name>`, subjects `$KV.<name>.>`, one
 //! value per key per `history`, rollups allowed, deletes denied, direct gets), so async-nats's
-//! `get_key_value` and any NATS KV client read and write it as a bucket.
+//! `get_key_value` and any NATS KV client read and write it as a bucket. `first_after` settles
+//! concurrent compare-and-sets that 2.9 accepted both of.
 
 use anyhow::Context as _;
 use async_nats::jetstream::{self, kv, stream};
@@ -36,4 +37,33 @@ pub async fn open(
     js.get_key_value(name)
         .await
         .with_context(|| format!("opening KV bucket {name:?} (stream KV_{name})"))
+}
+
+/// Whether our write `new` of `key`, made with compare-and-set on `expected`, is the first
+/// write of the key after `expected`. nats-server 2.9 may accept two concurrent writes
+/// expecting the same revision on a replicated stream (nats-server#4320): the first in the
+/// stream's order wins, so each writer asks the stream leader (not a direct get, which a
+/// lagging replica may answer) for the key's first message from `expected + 1`. The leader has
+/// applied `new`, hence everything before it. An unanswered question counts as a loss.
+pub async fn first_after(kv: &kv::Store, key: &str, expected: u64, new: u64) -> bool {
+    let subject = format!("$KV.{}.{key}", kv.name);
+    let first = kv
+        .stream
+        .get_first_raw_message_by_subject(&subject, expected + 1)
+        .await;
+    match first {
+        Ok(m) if m.sequence == new => true,
+        Ok(m) => {
+            tracing::info!(
+                "cluster: {key}: our write {new} expecting {expected} came after write {} \
+                 (concurrent compare-and-sets): not ours",
+                m.sequence
+            );
+            false
+        }
+        Err(e) => {
+            tracing::warn!("cluster: {key}: confirming write {new}: {e}");
+            false
+        }
+    }
 }

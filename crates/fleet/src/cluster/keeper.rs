@@ -2,13 +2,13 @@
 //! it last wrote), reads every lease, and claims or releases partitions toward a fair share.
 //!
 //! A renewal whose compare-and-set fails means another instance took the partition over: it
-//! is dropped at once (`Lost`). Every write is a compare-and-set, so no write is lost.
+//! is dropped at once (`Lost`). Every claim and renewal is a compare-and-set that counts only
+//! once `bucket::first_after` confirms it came first (nats-server 2.9 may accept two).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use anyhow::bail;
 use async_nats::jetstream::{self, kv};
 use futures_util::future::join_all;
 
@@ -42,29 +42,8 @@ struct Keeper {
     start: u32,
 }
 
-fn check(settings: &Settings) -> anyhow::Result<()> {
-    let name = &settings.instance;
-    if name.is_empty()
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-    {
-        bail!("cluster instance name {name:?}: use letters, digits, '-' and '_' only");
-    }
-    if !(1..=4096).contains(&settings.partitions) {
-        bail!(
-            "cluster partitions = {}: must be 1 to 4096",
-            settings.partitions
-        );
-    }
-    if settings.ttl < Duration::from_secs(1) {
-        bail!("cluster lease {:?}: must be at least 1 s", settings.ttl);
-    }
-    Ok(())
-}
-
 pub async fn spawn(client: async_nats::Client, settings: Settings) -> anyhow::Result<Ownership> {
-    check(&settings)?;
+    settings.check()?;
     let mut js = jetstream::new(client.clone());
     js.set_timeout(REQUEST);
     let kv = bucket::open(&js, &settings.bucket, settings.replicas, HISTORY).await?;
@@ -184,7 +163,7 @@ impl Keeper {
         let results = join_all(writes).await;
         for ((p, epoch, revision), (sent, result)) in due.into_iter().zip(results) {
             match result {
-                Ok(new) if !self.first_after(p, revision, new).await => {
+                Ok(new) if !bucket::first_after(&self.kv, &lease::key(p), revision, new).await => {
                     self.held.remove(&p);
                     self.grant(shared, p, None);
                     Self::tell(shared, p, epoch, ChangeKind::Lost);
@@ -293,7 +272,7 @@ impl Keeper {
                 .map_err(|e| e.to_string())
         };
         match result {
-            Ok(new) if !self.first_after(p, revision, new).await => {}
+            Ok(new) if !bucket::first_after(&self.kv, &lease::key(p), revision, new).await => {}
             Ok(new) => {
                 self.held.insert(
                     p,
@@ -311,36 +290,6 @@ impl Keeper {
             }
             Err(e) => {
                 tracing::debug!("cluster: claiming partition {p} at revision {revision}: {e}")
-            }
-        }
-    }
-
-    /// Whether our write `new`, made with compare-and-set on `expected`, is the first write of
-    /// the lease after `expected`. nats-server 2.9 may accept two concurrent writes expecting
-    /// the same revision on a replicated stream (nats-server#4320): the first in the stream's
-    /// order wins, so each writer asks the stream leader (not a direct get, which a lagging
-    /// replica may answer) for the first message of the key from `expected + 1`. The leader
-    /// has applied `new`, hence everything before it. An unanswered question is a loss.
-    async fn first_after(&self, p: u32, expected: u64, new: u64) -> bool {
-        let subject = format!("$KV.{}.{}", self.settings.bucket, lease::key(p));
-        let first = self
-            .kv
-            .stream
-            .get_first_raw_message_by_subject(&subject, expected + 1)
-            .await;
-        match first {
-            Ok(m) if m.sequence == new => true,
-            Ok(m) => {
-                tracing::info!(
-                    "cluster: partition {p}: our write {new} expecting {expected} came after \
-                     write {} (concurrent compare-and-sets): not ours",
-                    m.sequence
-                );
-                false
-            }
-            Err(e) => {
-                tracing::warn!("cluster: partition {p}: confirming write {new}: {e}");
-                false
             }
         }
     }

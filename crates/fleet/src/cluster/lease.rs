@@ -49,7 +49,7 @@ pub struct Seen {
 impl Seen {
     /// Free to claim: never written, released, or unchanged for a whole lease (its owner
     /// stopped renewing). Not free while unread. A lease naming this instance that it does not
-    /// hold waits like any other: it may be a write that lost a race (keeper.rs `first_after`)
+    /// hold waits like any other: it may be a write that lost a race (bucket.rs `first_after`)
     /// while the winner judges.
     pub fn claimable(&self, now: Instant, ttl: Duration) -> bool {
         let Some(since) = self.since else {

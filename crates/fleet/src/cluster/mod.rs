@@ -53,6 +53,28 @@ impl Settings {
         }
     }
 
+    /// The instance name is a subject token; partitions and the lease within reason.
+    pub fn check(&self) -> anyhow::Result<()> {
+        let name = &self.instance;
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            anyhow::bail!("cluster instance name {name:?}: use letters, digits, '-' and '_' only");
+        }
+        if !(1..=4096).contains(&self.partitions) {
+            anyhow::bail!(
+                "cluster partitions = {}: must be 1 to 4096",
+                self.partitions
+            );
+        }
+        if self.ttl < Duration::from_secs(1) {
+            anyhow::bail!("cluster lease {:?}: must be at least 1 s", self.ttl);
+        }
+        Ok(())
+    }
+
     /// A lease is renewed this often (a third of the lease).
     pub fn renew_every(&self) -> Duration {
         self.ttl / 3

@@ -155,7 +155,7 @@ fn assert_no_overlap(lines: &Lines) {
 /// Each lease key's kept history never goes back to an older epoch (a woken member's stale
 /// renewal would), and grows by at most one per write; returns the number of claims seen.
 /// (Two claims racing on nats-server 2.9 may both be stored with the same next epoch: the
-/// loser finds out and never judges, see keeper.rs `first_after`.)
+/// loser finds out and never judges, see bucket.rs `first_after`.)
 async fn assert_history(cluster: &NatsCluster) -> usize {
     let addrs: Vec<async_nats::ServerAddr> =
         cluster.urls().iter().map(|u| u.parse().unwrap()).collect();
