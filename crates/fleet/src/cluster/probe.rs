@@ -67,7 +67,8 @@ pub async fn run(
                 topic: format!("$aws/things/{thing}/defender/metrics/json"),
                 payload: Bytes::from_static(b"{}"),
             };
-            let limit = Duration::from_secs(10);
+            // The bound on serving a killed instance's things again.
+            let limit = Duration::from_secs(15);
             let line = match forward::forward(&client, &ownership, &bucket, report, limit).await {
                 Ok(forward::Outcome::Answer(bytes)) => {
                     let answer: serde_json::Value = serde_json::from_slice(&bytes)

@@ -121,6 +121,28 @@ async fn wait_settled(lines: &Lines, members: &[&str], fair: bool, limit: Durati
     );
 }
 
+/// `cluster-member --ask` of 24 things: an observer forwarding one report per thing.
+fn ask_args(cluster: &NatsCluster) -> Vec<String> {
+    let mut args = member_args(cluster, "asker");
+    for i in 0..24 {
+        args.extend(["--ask".to_owned(), format!("thing-{i}")]);
+    }
+    args
+}
+
+/// The asker's lines; every thing answered.
+fn parse_answers(stdout: &[u8]) -> Vec<Value> {
+    let answers: Vec<Value> = String::from_utf8_lossy(stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(answers.len(), 24);
+    for a in &answers {
+        assert!(a.get("answer").is_some(), "{a}");
+    }
+    answers
+}
+
 /// No two (member, epoch) ownerships of one partition overlap in the members' snapshots, and
 /// no epoch of a partition is ever reported by two members.
 fn assert_no_overlap(lines: &Lines) {
@@ -224,11 +246,35 @@ async fn partitions_move_through_kills_pauses_and_a_server_loss() {
     let held: BTreeSet<u32> = owners(&lines, &["b"]).into_keys().collect();
     signal(&b, true);
     let stopped = Instant::now();
+    // Reports forwarded meanwhile: those of b's things wait (b does not answer) and are judged
+    // by the new owner once it has taken over.
+    let asker = Command::new(detect_testkit::bin::fleet())
+        .args(ask_args(&cluster))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
     wait_settled(&lines, &["a", "c"], false, TAKEOVER, "b stopped").await;
     eprintln!(
         "SIGSTOP of a member: partitions owned again after {:?}",
         stopped.elapsed()
     );
+    let out = asker.wait_with_output().unwrap();
+    let answers = parse_answers(&out.stdout);
+    let waited = answers
+        .iter()
+        .filter(|a| held.contains(&(a["answer"]["partition"].as_u64().unwrap_or(0) as u32)))
+        .count();
+    assert!(
+        waited > 0,
+        "no thing of b's partitions {held:?} asked: {answers:?}"
+    );
+    for a in &answers {
+        assert!(a["answer"]["epoch"].is_u64(), "{a}: not judged by an owner");
+        assert_ne!(
+            a["answer"]["judged_by"], "b",
+            "{a}: judged by the stopped member"
+        );
+    }
     tokio::time::sleep(Duration::from_secs(30).saturating_sub(stopped.elapsed())).await;
     let woke_ms = detect_testkit::now_ms();
     signal(&b, false);
@@ -273,26 +319,12 @@ async fn partitions_move_through_kills_pauses_and_a_server_loss() {
     .await;
 
     // Forwarding: an observer hands a report of each thing to the member owning it.
-    let things: Vec<String> = (0..24).map(|i| format!("thing-{i}")).collect();
-    let mut args = member_args(&cluster, "asker");
-    for t in &things {
-        args.extend(["--ask".to_owned(), t.clone()]);
-    }
     let out = Command::new(detect_testkit::bin::fleet())
-        .args(&args)
+        .args(ask_args(&cluster))
         .output()
         .unwrap();
     let now_owners = owners(&lines, &abc);
-    let answers: Vec<Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    assert_eq!(
-        answers.len(),
-        things.len(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let answers = parse_answers(&out.stdout);
     for answer in &answers {
         let (by, p) = (
             &answer["answer"]["judged_by"],
