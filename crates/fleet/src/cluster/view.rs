@@ -109,3 +109,39 @@ impl Ownership {
         self.shared.changes.subscribe()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn a_grant_counts_only_until_its_trust_runs_out() {
+        let view = Ownership::new("a", 8);
+        let thing = "gw-1";
+        let p = view.partition(thing);
+        assert!(!view.owns(thing));
+        let now = Instant::now();
+        let mut held = view.shared.held.write().unwrap();
+        held.insert(
+            p,
+            Grant {
+                epoch: 3,
+                until: now + Duration::from_secs(60),
+            },
+        );
+        held.insert(
+            (p + 1) % 8,
+            Grant {
+                epoch: 1,
+                until: now,
+            },
+        );
+        drop(held);
+        assert!(view.owns(thing));
+        assert_eq!(view.epoch(p), Some(3));
+        assert_eq!(view.epoch((p + 1) % 8), None, "trust ran out: not owned");
+        assert_eq!(view.owned(), BTreeMap::from([(p, 3)]));
+    }
+}
