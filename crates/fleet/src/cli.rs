@@ -89,6 +89,28 @@ enum Command {
         #[command(subcommand)]
         command: ThingsCommand,
     },
+    /// Take part in cluster ownership only and print the view as JSON lines (tests, dry runs).
+    #[command(hide = true)]
+    ClusterMember {
+        /// A NATS server URL (repeat for each node).
+        #[arg(long = "server", required = true)]
+        servers: Vec<String>,
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long, requires = "user")]
+        password: Option<String>,
+        #[arg(long)]
+        instance: String,
+        #[arg(long, default_value_t = crate::cluster::DEFAULT_PARTITIONS)]
+        partitions: u32,
+        #[arg(long, default_value = crate::cluster::DEFAULT_BUCKET)]
+        bucket: String,
+        #[arg(long, default_value_t = 6000)]
+        lease_ms: u64,
+        /// Observe only: forward a report of THING to its owner, print the answer, exit.
+        #[arg(long)]
+        ask: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -222,6 +244,28 @@ fn profiles(config: &Config) -> anyhow::Result<Vec<profile::Profile>> {
 
 fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
+        Command::ClusterMember {
+            servers,
+            user,
+            password,
+            instance,
+            partitions,
+            bucket,
+            lease_ms,
+            ask,
+        } => {
+            let mut settings = crate::cluster::Settings::new(&instance);
+            settings.partitions = partitions;
+            settings.bucket = bucket;
+            settings.ttl = std::time::Duration::from_millis(lease_ms);
+            let login = user.map(|u| (u, password.unwrap_or_default()));
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("tokio runtime")?;
+            runtime.block_on(crate::cluster::probe::run(servers, login, settings, ask))?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Run { config } => {
             let config = load(&config)?;
             let profiles = profiles(&config)?;

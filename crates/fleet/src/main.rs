@@ -3,6 +3,7 @@
 
 mod cli;
 mod cli_table;
+mod cluster;
 mod config;
 mod coverage;
 mod intake;

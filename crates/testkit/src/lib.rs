@@ -14,6 +14,7 @@ pub mod fleet;
 pub mod fleet_agent;
 pub mod isolated;
 pub mod nats;
+pub mod nats_cluster;
 pub mod netns;
 pub mod notify;
 pub mod run;

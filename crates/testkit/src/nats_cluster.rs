@@ -1,0 +1,168 @@
+//! Runs a real three-node nats-server cluster (Debian's 2.9) on free loopback ports: client,
+//! route and monitoring port per node, JetStream with its own store directory per node.
+//! One node can be killed (-9), restarted, paused (SIGSTOP) and resumed; all are killed on Drop.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use super::server::{self, free_port};
+
+/// The user of the cluster's JetStream account (DEV) and its password.
+pub const USER: (&str, &str) = ("fleet", "fleet-password");
+
+/// How long `start` and `restart` wait for a node's JetStream to report healthy.
+const READY_LIMIT: Duration = Duration::from_secs(30);
+
+struct Node {
+    port: u16,
+    http_port: u16,
+    conf: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+pub struct NatsCluster {
+    nodes: Vec<Node>,
+}
+
+impl NatsCluster {
+    /// Writes three configs into `dir`, starts the three nodes and waits (bounded) until each
+    /// listens and its JetStream is healthy (meta leader elected, node current).
+    pub fn start(dir: &Path) -> NatsCluster {
+        let ports: Vec<(u16, u16, u16)> = (0..3)
+            .map(|_| (free_port(), free_port(), free_port()))
+            .collect();
+        let routes: Vec<String> = ports
+            .iter()
+            .map(|(_, route, _)| format!("\"nats-route://127.0.0.1:{route}\""))
+            .collect();
+        let nodes = ports
+            .iter()
+            .enumerate()
+            .map(|(i, &(port, route, http_port))| {
+                let conf = dir.join(format!("nats-n{i}.conf"));
+                let text = format!(
+                    "# written by crates/testkit/src/nats_cluster.rs\n\
+                     server_name: \"n{i}\"\n\
+                     listen: \"127.0.0.1:{port}\"\n\
+                     http: \"127.0.0.1:{http_port}\"\n\
+                     jetstream {{ store_dir: {js:?}, max_memory_store: 64MB, max_file_store: 256MB }}\n\
+                     cluster {{ name: \"testkit\", listen: \"127.0.0.1:{route}\", routes: [ {routes} ] }}\n\
+                     accounts {{\n\
+                       SYS {{ users = [ {{ user: \"sys\", password: \"sys password\" }} ] }}\n\
+                       DEV {{ jetstream: enabled, users = [ {{ user: {u:?}, password: {p:?} }} ] }}\n\
+                     }}\n\
+                     system_account: SYS\n",
+                    js = dir.join(format!("js-n{i}")).display().to_string(),
+                    routes = routes.join(", "),
+                    u = USER.0,
+                    p = USER.1,
+                );
+                std::fs::write(&conf, text).unwrap();
+                Node {
+                    port,
+                    http_port,
+                    log: dir.join(format!("nats-n{i}.log")),
+                    conf,
+                    child: None,
+                }
+            })
+            .collect();
+        let mut cluster = NatsCluster { nodes };
+        for node in &mut cluster.nodes {
+            let ports = [node.port];
+            node.child = Some(server::start("nats-server", &node.conf, &node.log, &ports));
+        }
+        for i in 0..3 {
+            cluster.wait_ready(i);
+        }
+        cluster
+    }
+
+    /// The client URLs of all nodes, for a client that fails over between them.
+    pub fn urls(&self) -> Vec<String> {
+        (0..self.nodes.len()).map(|i| self.url(i)).collect()
+    }
+
+    /// Node `i`'s client URL (log in as `USER`).
+    pub fn url(&self, i: usize) -> String {
+        format!("nats://127.0.0.1:{}", self.nodes[i].port)
+    }
+
+    pub fn log(&self, i: usize) -> String {
+        std::fs::read_to_string(&self.nodes[i].log).unwrap_or_default()
+    }
+
+    /// `kill -9` of node `i`, waiting for it to exit; its store directory stays.
+    pub fn kill(&mut self, i: usize) {
+        server::stop(&mut self.nodes[i].child);
+    }
+
+    /// Starts node `i` again on the same ports and store, and waits until it is healthy.
+    pub fn restart(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        assert!(node.child.is_none(), "node n{i} is running");
+        let ports = [node.port];
+        node.child = Some(server::start("nats-server", &node.conf, &node.log, &ports));
+        self.wait_ready(i);
+    }
+
+    /// Sends SIGSTOP (`stop` true) or SIGCONT to node `i`.
+    pub fn pause(&self, i: usize, stop: bool) {
+        let child = self.nodes[i].child.as_ref().expect("node is running");
+        pause(child.id(), stop);
+    }
+
+    /// Waits (at most READY_LIMIT) until node `i` answers `GET /healthz` with status ok, which
+    /// 2.9 gives once JetStream is enabled and the node is current with the meta group.
+    fn wait_ready(&self, i: usize) {
+        let deadline = Instant::now() + READY_LIMIT;
+        let mut last = String::new();
+        while Instant::now() < deadline {
+            match healthz(self.nodes[i].http_port) {
+                Ok(body) if body.contains("\"ok\"") => return,
+                Ok(body) => last = body,
+                Err(e) => last = e.to_string(),
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "nats-server n{i} not healthy within {READY_LIMIT:?} (last: {last}); log:\n{}",
+            self.log(i)
+        );
+    }
+}
+
+/// Sends SIGSTOP (`stop` true) or SIGCONT to the process `pid` (a child of the test).
+pub fn pause(pid: u32, stop: bool) {
+    let signal = if stop { libc::SIGSTOP } else { libc::SIGCONT };
+    // SAFETY: kill(2) with a pid and a signal number; no memory is shared.
+    let rc = unsafe { libc::kill(pid as libc::pid_t, signal) };
+    assert_eq!(rc, 0, "kill({pid}, {signal}) failed");
+}
+
+/// One HTTP/1.0 GET of the monitoring port's /healthz; the whole response as text.
+fn healthz(port: u16) -> std::io::Result<String> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500))?;
+    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+    stream.write_all(b"GET /healthz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+    let mut out = String::new();
+    stream.read_to_string(&mut out)?;
+    Ok(out)
+}
+
+impl Drop for NatsCluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            if let Some(child) = &node.child {
+                // A stopped node must be resumed to die promptly.
+                pause(child.id(), false);
+            }
+            server::stop(&mut node.child);
+        }
+    }
+}
