@@ -2,6 +2,7 @@
 //! per confidence level read from it, as a false-alarm budget. Integer arithmetic only.
 
 use super::fixed::{ONE, log2p1};
+use super::peers::Peers;
 
 /// Bins of 0.25 from −8 to +24.
 pub const BINS: usize = 128;
@@ -50,11 +51,13 @@ impl Confidence {
 }
 
 /// A group's point and 1-hour window score thresholds per level (Q16), as
-/// `Model::thresholds`; calibrated across peers by `learn::group`.
+/// `Model::thresholds`; calibrated across peers by `learn::group`; and the peers' spread of
+/// their own baselines (`learn::peers`), when the group is one population of enough devices.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Group {
     pub point: [i64; 3],
     pub window: [i64; 3],
+    pub peers: Option<Peers>,
 }
 
 /// Counts of scores in 0.25-wide bins; all halve when one would overflow.

@@ -3,6 +3,7 @@
 
 use super::calibrate::{BIN_WIDTH, BINS, Confidence, Group, Histogram, LOW_EDGE};
 use super::model::Model;
+use super::peers::Peers;
 
 /// Active peers needed before a group calibrates anything.
 pub const MIN_PEERS: usize = 3;
@@ -26,6 +27,7 @@ impl Group {
         Some(Group {
             point: trimmed(&point, per_day),
             window: trimmed(&window, per_day),
+            peers: Peers::calibrate(&active),
         })
     }
 }
@@ -100,7 +102,12 @@ mod tests {
         mixed.push(peer(3, 9, Some((7, 400_000))));
         mixed.push(peer(3, 10, Some((5, 900_000))));
         let with = Group::calibrate(&mixed).unwrap();
-        assert_eq!(with, base, "two of ten under attack change nothing");
+        let thresholds = |g: &Group| (g.point, g.window);
+        assert_eq!(
+            thresholds(&with),
+            thresholds(&base),
+            "two of ten under attack change nothing"
+        );
         // Where they are half the group, their tails do count (the trim keeps three of four).
         let half = [&calm[0], &mixed[8], &mixed[9], &calm[1]];
         let raised = Group::calibrate(half).unwrap();
