@@ -2,7 +2,6 @@
 //! per confidence level read from it, as a false-alarm budget. Integer arithmetic only.
 
 use super::fixed::{ONE, log2p1};
-use super::peers::Peers;
 
 /// Bins of 0.25 from −8 to +24.
 pub const BINS: usize = 128;
@@ -58,6 +57,21 @@ pub struct Group {
     pub point: [i64; 3],
     pub window: [i64; 3],
     pub peers: Option<Peers>,
+}
+
+/// The peers' spread of their own baselines for one behavior: a device alarms at a level when
+/// both its all-hours baseline and its last hour lie above that level's `limit` (`learn::peers`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peers {
+    /// Active models compared.
+    pub count: u32,
+    /// The median of their all-hours centres (log2(1 + x), Q16).
+    pub centre: i64,
+    /// The robust spread of those centres: 1.4826 × their median absolute deviation, at
+    /// least a quarter of a doubling (Q16).
+    pub spread: i64,
+    /// Per level, the centre plus 3, 4, 5 spreads and at least 8×, 12×, 20× (Q16).
+    pub limit: [i64; 3],
 }
 
 /// Counts of scores in 0.25-wide bins; all halve when one would overflow.

@@ -1,9 +1,8 @@
 //! Group calibration (docs/ml.md, issue #19 item 3): score thresholds from the peers' calibrated
 //! tails, trimmed so a minority under attack cannot raise them; a new model judges with them.
 
-use super::calibrate::{BIN_WIDTH, BINS, Confidence, Group, Histogram, LOW_EDGE};
+use super::calibrate::{BIN_WIDTH, BINS, Confidence, Group, Histogram, LOW_EDGE, Peers};
 use super::model::Model;
-use super::peers::Peers;
 
 /// Active peers needed before a group calibrates anything.
 pub const MIN_PEERS: usize = 3;

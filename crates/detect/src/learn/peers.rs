@@ -2,7 +2,7 @@
 //! group's catches what its own model cannot, an attack present since it enrolled. Integers only.
 
 use super::bucket::SPREAD_FLOOR;
-use super::calibrate::Confidence;
+use super::calibrate::{Confidence, Peers};
 use super::explain::{Basis, Finding, FindingKind};
 use super::fixed::{exp2m1, log2p1};
 use super::model::{Model, Unit, WINDOW, hours};
@@ -11,21 +11,6 @@ use super::model::{Model, Unit, WINDOW, hours};
 pub const MIN_PEERS: usize = 8;
 /// 1.4826 in Q16: a median absolute deviation to a standard deviation.
 const MAD_TO_SD: i64 = 97_163;
-
-/// The peers' spread of their own baselines for one behavior: a device alarms at a level when
-/// both its all-hours baseline and its last hour lie above that level's `limit`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Peers {
-    /// Active models compared.
-    pub count: u32,
-    /// The median of their all-hours centres (log2(1 + x), Q16).
-    pub centre: i64,
-    /// The robust spread of those centres: 1.4826 × their median absolute deviation, at
-    /// least a quarter of a doubling (Q16).
-    pub spread: i64,
-    /// Per level, the centre plus `spreads()` spreads and at least `ratio()` (Q16).
-    pub limit: [i64; 3],
-}
 
 /// Spreads above the peers' centre per level.
 fn spreads(c: Confidence) -> i64 {

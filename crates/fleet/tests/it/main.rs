@@ -10,6 +10,7 @@ mod check_config;
 mod cloud_side;
 mod cloud_side_nats;
 mod crash;
+mod ml_peers;
 mod models;
 mod payloads;
 mod replay;
