@@ -24,7 +24,7 @@ fn ratio(c: Confidence) -> u64 {
 
 impl Peers {
     /// From the active models among `models`: `None` under `MIN_PEERS` of them, or when the
-    /// group is not one population, more than one in twenty (at least one) of them being
+    /// group is not one population, more than one in fifty (at least one) of them being
     /// beyond LOW's limit themselves (say cameras and plugs under one profile).
     pub fn calibrate(models: &[&Model]) -> Option<Peers> {
         let mut centres: Vec<i64> = models
@@ -42,7 +42,7 @@ impl Peers {
         let limit =
             Confidence::ALL.map(|c| centre + (spreads(c) * spread).max(log2p1(ratio(c) - 1)));
         let beyond = centres.iter().filter(|&&c| c > limit[0]).count();
-        if beyond > (n / 20).max(1) {
+        if beyond > (n / 50).max(1) {
             return None;
         }
         Some(Peers {
