@@ -27,11 +27,12 @@ impl Peers {
     /// group is not one population, more than one in fifty (at least one) of them being
     /// beyond LOW's limit themselves (say cameras and plugs under one profile).
     pub fn calibrate(models: &[&Model]) -> Option<Peers> {
-        let mut centres: Vec<i64> = models
-            .iter()
-            .filter(|m| m.active())
-            .map(|m| i64::from(m.all.m))
-            .collect();
+        let active = models.iter().filter(|m| m.active());
+        Peers::from_centres(active.map(|m| i64::from(m.all.m)).collect())
+    }
+
+    /// `calibrate` from the active models' all-hours centres (`Model::all`).
+    pub fn from_centres(mut centres: Vec<i64>) -> Option<Peers> {
         let n = centres.len();
         if n < MIN_PEERS {
             return None;
