@@ -31,8 +31,8 @@ pub struct Summary {
     /// Enough active models (`learn::group::MIN_PEERS`) for group thresholds: a new thing
     /// judges with them on its first day (docs/ml.md, group calibration).
     pub group_calibrated: bool,
-    /// The group also compares each thing with its peers: at least 8 active models of one
-    /// population (`learn::peers`, docs/ml.md#peer-comparison).
+    /// The group also compares each thing with its peers: at least 8 active models, no
+    /// small minority of them standing out (`learn::peers`, docs/ml.md#peer-comparison).
     pub peer_comparison: bool,
 }
 

@@ -51,7 +51,7 @@ impl Confidence {
 
 /// A group's point and 1-hour window score thresholds per level (Q16), as
 /// `Model::thresholds`; calibrated across peers by `learn::group`; and the peers' spread of
-/// their own baselines (`learn::peers`), when the group is one population of enough devices.
+/// their own baselines (`learn::peers`): at least 8 of them, no small minority standing out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Group {
     pub point: [i64; 3],
