@@ -1,8 +1,10 @@
-//! Peer comparison (issue #19 item 3) through `detect-fleet replay`: a thing sending 40× its
-//! peers from its first report alarms on its first day and stays in alarm once its own model is
-//! active, until it comes back in line; its peers and a thing at 3× its peers never alarm.
+//! Peer comparison (issue #19 item 3) via `detect-fleet replay`: a thing 40× its peers from
+//! enrolment alarms on day one and after its own model is active; `run` calibrates at start.
 use std::path::Path;
 
+use detect_testkit::broker::Broker;
+use detect_testkit::certs::Pki;
+use detect_testkit::fleet::Fleet;
 use serde_json::{Value, json};
 
 /// 2027-01-15 00:00 UTC; reports every 300 s.
@@ -119,4 +121,25 @@ fn a_thing_40x_its_peers_from_enrolment_alarms_on_day_one_and_after_its_model_is
             && why.contains("peer comparison"),
         "{why}"
     );
+}
+
+/// `run` calibrates the ML groups from the store before its loop judges a report, at every
+/// start (the effect, with active models, is `judge::groups::tests` in the crate: models need
+/// days of report times, which `run` takes from its own clock).
+#[tokio::test]
+async fn run_calibrates_the_ml_groups_at_every_start() {
+    let pki = Pki::generate();
+    let broker = Broker::start(&pki);
+    let work = tempfile::tempdir().unwrap();
+    let attach = [("learned", "all-things")];
+    let mut fleet = Fleet::configure(work.path(), &pki, &broker, &[profile()], &attach, 1);
+    for run in 1..=2 {
+        fleet.start_subscribed().await;
+        let log = fleet.log();
+        let starts = log
+            .matches("ML groups calibrated at start-up behaviors=0")
+            .count();
+        assert_eq!(starts, run, "{log}");
+        fleet.kill9();
+    }
 }
