@@ -107,7 +107,12 @@ pub fn models(list: &[crate::models::Summary]) -> String {
                 format!("{} %", s.datapoints_collection_percentage),
                 s.last_model_refresh_date.map(utc).unwrap_or_default(),
                 format!("{}/{}", s.things_active, s.things_total),
-                if s.group_calibrated { "yes" } else { "no" }.to_string(),
+                match (s.group_calibrated, s.peer_comparison) {
+                    (_, true) => "yes+peers",
+                    (true, false) => "yes",
+                    (false, false) => "no",
+                }
+                .to_string(),
             ]
         })
         .collect();

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use detect::learn::calibrate::Peers;
 use detect::learn::{Model, persist};
 use detect::{EngineState, Profile};
 
@@ -30,6 +31,9 @@ pub struct Summary {
     /// Enough active models (`learn::group::MIN_PEERS`) for group thresholds: a new thing
     /// judges with them on its first day (docs/ml.md, group calibration).
     pub group_calibrated: bool,
+    /// The group also compares each thing with its peers: at least 8 active models, no
+    /// small minority of them standing out (`learn::peers`, docs/ml.md#peer-comparison).
+    pub peer_comparison: bool,
 }
 
 /// Totals for one behavior while the records are scanned.
@@ -43,6 +47,8 @@ struct Tally {
     refresh: Option<u64>,
     /// Active models, fresh or not (what group calibration counts).
     active_any: usize,
+    /// Their all-hours centres (what the peer comparison compares).
+    centres: Vec<i64>,
 }
 
 impl Tally {
@@ -55,6 +61,7 @@ impl Tally {
         self.percent_sum += (u64::from(m.seen) * 100 / m.per_day()).min(100);
         if m.active() {
             self.active_any += 1;
+            self.centres.push(i64::from(m.all.m));
             self.refresh = self.refresh.max(Some(m.last_ms));
             self.active += usize::from(fresh);
         }
@@ -126,6 +133,7 @@ pub fn summaries<'a>(
                 things_active: t.active,
                 things_total: t.total,
                 group_calibrated: t.active_any >= detect::learn::group::MIN_PEERS,
+                peer_comparison: Peers::from_centres(t.centres.clone()).is_some(),
             });
         }
     }
@@ -205,7 +213,11 @@ mod tests {
         assert_eq!(json["modelStatus"], "EXPIRED");
         assert_eq!(json["datapointsCollectionPercentage"], 50);
         let three = [("a", &a), ("d", &a), ("e", &a), ("b", &b)];
-        assert!(summaries(&p, three, last)[0].group_calibrated);
+        let s = &summaries(&p, three, last)[0];
+        assert!(s.group_calibrated && !s.peer_comparison, "{s:?}");
+        let names = ["a", "d", "e", "f", "g", "h", "i", "j"];
+        let eight: Vec<_> = names.iter().map(|n| (*n, &a)).collect();
+        assert!(summaries(&p, eight, last)[0].peer_comparison);
     }
 
     #[test]

@@ -201,6 +201,9 @@ impl Replay {
             }
             self.next_sweep_ms = Some(now + SWEEP_EVERY_MS);
         }
+        // `run` calibrates the ML groups hourly with its sweep, which runs here only when it
+        // has work: calibrate on the same schedule.
+        self.judge.calibrate_from(&mut self.store, now)?;
         let prune = *self.next_prune_ms.get_or_insert(now + PRUNE_EVERY_MS);
         if now >= prune {
             let kept = crate::service::REPORTS_KEPT_MS;

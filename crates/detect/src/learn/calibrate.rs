@@ -50,11 +50,28 @@ impl Confidence {
 }
 
 /// A group's point and 1-hour window score thresholds per level (Q16), as
-/// `Model::thresholds`; calibrated across peers by `learn::group`.
+/// `Model::thresholds`; calibrated across peers by `learn::group`; and the peers' spread of
+/// their own baselines (`learn::peers`): at least 8 of them, no small minority standing out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Group {
     pub point: [i64; 3],
     pub window: [i64; 3],
+    pub peers: Option<Peers>,
+}
+
+/// The peers' spread of their own baselines for one behavior: a device alarms at a level when
+/// both its all-hours baseline and its last hour lie above that level's `limit` (`learn::peers`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peers {
+    /// Active models compared.
+    pub count: u32,
+    /// The median of their all-hours centres (log2(1 + x), Q16).
+    pub centre: i64,
+    /// The robust spread of those centres: 1.4826 × their median absolute deviation, at
+    /// least a quarter of a doubling (Q16).
+    pub spread: i64,
+    /// Per level, the centre plus 3, 4, 5 spreads and at least 8×, 12×, 20× (Q16).
+    pub limit: [i64; 3],
 }
 
 /// Counts of scores in 0.25-wide bins; all halve when one would overflow.

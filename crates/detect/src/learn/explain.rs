@@ -19,6 +19,8 @@ pub enum FindingKind {
     Window,
     /// A count above every value the device has had (ports, connections).
     New,
+    /// This device's baseline and last hour far above its group's (`learn::peers`).
+    Peer,
 }
 
 /// An alarm of the model: the highest level it reaches and what it saw.
@@ -37,6 +39,8 @@ pub struct Finding {
     pub basis: Basis,
     /// Whole days of datapoints learned.
     pub days: u32,
+    /// Peers compared (Peer; 0 for the others).
+    pub peers: u32,
 }
 
 const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
@@ -81,6 +85,14 @@ impl Finding {
             FindingKind::New => format!(
                 "{metric} {v} is above every value of this device in {} days (highest {u})",
                 self.days
+            ),
+            FindingKind::Peer => format!(
+                "{metric} usual {v} is {r} the usual of its {} peers (≈ {u}; peer comparison of \
+                 this device's baseline and last hour, {days}; {} peer spreads > {} {})",
+                self.peers,
+                tenths(self.score),
+                self.level.name(),
+                tenths(self.threshold)
             ),
         }
     }
@@ -136,6 +148,7 @@ mod tests {
             hour_of_week: 24 + 14,
             basis: Basis::HourOfWeek,
             days: 21,
+            peers: 0,
         };
         assert_eq!(
             f.explain("aws:all-bytes-out"),

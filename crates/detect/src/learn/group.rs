@@ -1,7 +1,7 @@
 //! Group calibration (docs/ml.md, issue #19 item 3): score thresholds from the peers' calibrated
 //! tails, trimmed so a minority under attack cannot raise them; a new model judges with them.
 
-use super::calibrate::{BIN_WIDTH, BINS, Confidence, Group, Histogram, LOW_EDGE};
+use super::calibrate::{BIN_WIDTH, BINS, Confidence, Group, Histogram, LOW_EDGE, Peers};
 use super::model::Model;
 
 /// Active peers needed before a group calibrates anything.
@@ -26,6 +26,7 @@ impl Group {
         Some(Group {
             point: trimmed(&point, per_day),
             window: trimmed(&window, per_day),
+            peers: Peers::calibrate(&active),
         })
     }
 }
@@ -100,7 +101,12 @@ mod tests {
         mixed.push(peer(3, 9, Some((7, 400_000))));
         mixed.push(peer(3, 10, Some((5, 900_000))));
         let with = Group::calibrate(&mixed).unwrap();
-        assert_eq!(with, base, "two of ten under attack change nothing");
+        let thresholds = |g: &Group| (g.point, g.window);
+        assert_eq!(
+            thresholds(&with),
+            thresholds(&base),
+            "two of ten under attack change nothing"
+        );
         // Where they are half the group, their tails do count (the trim keeps three of four).
         let half = [&calm[0], &mixed[8], &mixed[9], &calm[1]];
         let raised = Group::calibrate(half).unwrap();

@@ -7,6 +7,7 @@ pub mod explain;
 pub mod fixed;
 pub mod group;
 pub mod model;
+pub mod peers;
 pub mod persist;
 pub mod status;
 

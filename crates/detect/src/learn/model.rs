@@ -146,6 +146,8 @@ impl Model {
         });
         let mut found = None;
         let mut suspect = false;
+        // Against the peers (fleet only), from the first full hour, own model active or not.
+        let peer = group.and_then(|g| g.peers.as_ref()?.judge(self, unit));
         let group = group.filter(|_| {
             !self.active()
                 && u64::from(self.seen) * GROUP_WARMUP.1 >= self.per_day() * GROUP_WARMUP.0
@@ -162,8 +164,14 @@ impl Model {
             // teaches a tenth as much.
             suspect = score > tp[0] || window.is_some_and(|ws| ws > tw[0]);
         }
+        // A peer finding alone teaches as usual: the device back in line must bring its
+        // baseline back down.
         self.learn(y, w, h, score, window, x, found.is_some() || suspect);
-        found
+        match (found, peer) {
+            (Some(f), Some(p)) if p.level > f.level => Some(p),
+            (None, p) => p,
+            (f, _) => f,
+        }
     }
 
     fn learn_interval(&mut self, time_ms: u64) {
@@ -236,6 +244,7 @@ impl Model {
             hour_of_week,
             basis,
             days,
+            peers: 0,
         };
         for c in Confidence::ALL {
             let i = c as usize;

@@ -135,6 +135,10 @@ impl Service {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .map_err(|e| RunError::Setup(format!("SIGTERM handler: {e}")))?;
         self.refresh()?;
+        // ML groups from the stored models before the first report is judged (docs/ml.md).
+        if let Some(n) = self.judge.calibrate_from(self.store.as_mut(), now_ms())? {
+            tracing::info!(behaviors = n, "ML groups calibrated at start-up");
+        }
         let mut nats = self.nats.take();
         loop {
             tokio::select! {

@@ -12,6 +12,7 @@ mod cloud_side_nats;
 mod cluster_kv;
 mod cluster_ownership;
 mod crash;
+mod ml_peers;
 mod models;
 mod payloads;
 mod replay;
