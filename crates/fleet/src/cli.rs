@@ -10,10 +10,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 use detect::profile;
 
 use crate::config::{self, Config};
+use crate::config_store::StoreKind;
 use crate::judge::Judge;
 use crate::judge::cloud::CloudSetup;
 use crate::service::Service;
-use crate::store::{Filter, Outbox, Registry, Sqlite, ThingRecords, ViolationIndex};
+use crate::store::{Filter, Nats, Outbox, Sqlite, Store};
 use crate::targets::Attachments;
 use crate::window::Dimensions;
 
@@ -168,13 +169,18 @@ fn load(path: &Path) -> anyhow::Result<Config> {
     Ok(Config::load(path)?)
 }
 
-fn open(config: &Config) -> anyhow::Result<Sqlite> {
+/// The store `[store] kind` names: SQLite (`[fleet] database`) or the NATS cluster store.
+fn open(config: &Config) -> anyhow::Result<Box<dyn Store + Send>> {
+    if config.store.kind == StoreKind::Nats {
+        let opts = config.store.nats_options()?;
+        return Ok(Box::new(Nats::open(&opts)?));
+    }
     let db = &config.fleet.database;
     if let Some(dir) = db.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("database directory {}", dir.display()))?;
     }
-    Ok(Sqlite::open(db)?)
+    Ok(Box::new(Sqlite::open(db)?))
 }
 
 /// The profiles of `[fleet] profiles_dir` (*.json, sorted) through the agent's loader; every
@@ -228,7 +234,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             let store = open(&config)?;
             let alert_store = open(&config)?;
             let webhook_store = match &config.alerts.webhook_url {
-                Some(_) => Some(Box::new(open(&config)?) as Box<dyn Outbox + Send>),
+                Some(_) => Some(open(&config)? as Box<dyn Outbox + Send>),
                 None => None,
             };
             let attachments = Attachments::new(&config.attach);
@@ -259,8 +265,8 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             runtime.block_on(Service::run(
                 config,
                 judge,
-                Box::new(store),
-                Box::new(alert_store),
+                store,
+                alert_store,
                 webhook_store,
             ))?;
             Ok(ExitCode::SUCCESS)

@@ -4,6 +4,7 @@
 mod cli;
 mod cli_table;
 mod config;
+mod config_store;
 mod coverage;
 mod intake;
 mod judge;

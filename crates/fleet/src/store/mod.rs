@@ -46,6 +46,10 @@
 
 mod mem;
 mod model;
+mod nats;
+mod nats_kv;
+mod nats_records;
+mod nats_rest;
 mod sqlite;
 mod sqlite_outbox;
 mod sqlite_records;
@@ -57,6 +61,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 pub use mem::Memory;
 pub use model::*;
+pub use nats::{Auth as NatsAuth, Nats, Options as NatsOptions};
 pub use sqlite::Sqlite;
 
 /// One error type for every backend; the backend's own error is boxed.

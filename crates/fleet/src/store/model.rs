@@ -59,7 +59,7 @@ pub struct Thing {
 }
 
 /// A thing's last rejected report: when, and the answer's ErrorCode and ErrorMessage.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LastRejection {
     pub time_ms: u64,
     pub code: String,
@@ -149,7 +149,7 @@ pub struct Pending {
 }
 
 /// A violation, active (`end_ms` None) or past.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Violation {
     pub violation_id: String,

@@ -1,0 +1,422 @@
+//! The cluster store's records: load and commit by compare-and-set on the KV revision, and
+//! the relay that carries a commit's effects (answers, outbox, violations, samples) after it.
+//!
+//! A commit writes only the thing's record: its new state plus `relay`, the commit's effects on
+//! the other buckets and the outbox (JetStream 2.9 has no multi-key transaction). The committer
+//! then applies `relay` (every step idempotent) and marks the record `relayed`. A crash in
+//! between leaves the mark unset: the next load or commit of that thing, by any handle,
+//! applies the relay again first. A stored answer not relayed yet is read from the record.
+
+use async_nats::jetstream::context::PublishErrorKind;
+use async_nats::jetstream::kv;
+use detect::EventType;
+
+use super::nats::{CACHE_LIMIT, Js, Nats, backend};
+use super::nats_kv::{self, Answer, Noted, Stored, Window, dec, enc, from_bytes, to_bytes};
+use super::{Commit, Loaded, Record, StoreError, StoredReport, ThingRecords, Violation};
+
+/// A thing's statistical windows are carried this long in its record (two days).
+const WINDOWS_KEPT_MS: u64 = 2 * 24 * 3600 * 1000;
+
+/// The record of `thing` with its revision, `None` for a thing never committed.
+pub(super) async fn fetch(js: &Js, thing: &str) -> Result<Option<(u64, Stored)>, StoreError> {
+    let key = enc(thing);
+    let what = format!("bucket {} key {key}", js.records.name);
+    let entry = js
+        .records
+        .entry(&key)
+        .await
+        .map_err(|e| backend(&what, e))?;
+    match entry.filter(|e| e.operation == kv::Operation::Put) {
+        Some(e) => Ok(Some((e.revision, from_bytes(&what, &e.value)?))),
+        None => Ok(None),
+    }
+}
+
+/// Applies `stored.relay` and marks the record relayed; the record's new revision, or `None`
+/// when it changed meanwhile (whoever changed it relays from then on).
+pub(super) async fn relay(
+    js: &Js,
+    thing: &str,
+    revision: u64,
+    stored: &Stored,
+) -> Result<Option<u64>, StoreError> {
+    let r = &stored.relay;
+    for a in &r.answers {
+        let key = format!("{}.{}", enc(&a.thing), a.report_id);
+        let what = format!("bucket {} key {key}", js.answers.name);
+        let old = js.answers.get(&key).await.map_err(|e| backend(&what, e))?;
+        let kept = old.and_then(|b| serde_json::from_slice::<Answer>(&b).ok());
+        if !kept.is_some_and(|k| k.accepted) {
+            js.answers
+                .put(&key, to_bytes(a))
+                .await
+                .map_err(|e| backend(&what, e))?;
+        }
+    }
+    for n in &r.events {
+        outbox_append(js, n).await?;
+    }
+    violations(js, &r.events, &r.touched).await?;
+    for w in &r.samples {
+        let key = sample_key(w, thing);
+        let what = format!("bucket {} key {key}", js.samples.name);
+        js.samples
+            .put(&key, to_bytes(&w.value))
+            .await
+            .map_err(|e| backend(&what, e))?;
+    }
+    let mut marked = stored.clone();
+    marked.relayed = true;
+    let key = enc(thing);
+    match js.records.update(&key, to_bytes(&marked), revision).await {
+        Ok(rev) => Ok(Some(rev)),
+        Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => Ok(None),
+        Err(e) => Err(backend(&format!("bucket {} key {key}", js.records.name), e)),
+    }
+}
+
+pub(super) fn sample_key(w: &Window, thing: &str) -> String {
+    let (p, b) = (enc(&w.profile), enc(&w.behavior));
+    format!("{p}.{b}.{}.{}", w.start_ms, enc(thing))
+}
+
+/// Appends one event unless its key (`{violationId}:{type}`) is on the outbox already: the
+/// subject carries the key and the server refuses a second message on it.
+pub(super) async fn outbox_append(js: &Js, n: &Noted) -> Result<(), StoreError> {
+    let subject = format!(
+        "{}.{}",
+        super::nats::names::OUTBOX_SUBJECT,
+        enc(&n.recorded().key())
+    );
+    let what = format!("stream {} subject {subject}", super::nats::names::OUTBOX);
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Expected-Last-Subject-Sequence", "0");
+    if n.suppressed {
+        headers.insert("Detect-Suppressed", "true");
+    }
+    let payload = nats_kv::to_bytes(&n.event);
+    let ack = js
+        .context
+        .publish_with_headers(subject, headers, payload)
+        .await
+        .map_err(|e| backend(&what, e))?;
+    match ack.await {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => Ok(()),
+        Err(e) => Err(backend(&what, e)),
+    }
+}
+
+/// The violation index from a commit's events and touched alarms (as the memory store does).
+async fn violations(
+    js: &Js,
+    events: &[Noted],
+    touched: &[(String, u64)],
+) -> Result<(), StoreError> {
+    let kv = &js.violations;
+    for Noted {
+        event: e,
+        suppressed,
+    } in events
+    {
+        if e.violation_event_type != EventType::InAlarm {
+            continue;
+        }
+        let time = e.violation_event_time;
+        let v = Violation {
+            violation_id: e.violation_id.clone(),
+            thing_name: e.thing_name.clone(),
+            security_profile_name: e.security_profile_name.clone(),
+            behavior: e.behavior.clone(),
+            violation_start_time: time,
+            last_violation_time: time,
+            last_violation_value: e
+                .metric_value
+                .as_ref()
+                .and_then(|v| serde_json::to_value(v).ok()),
+            violation_end_time: None,
+            end_event_type: None,
+            suppressed: *suppressed,
+            verification_state: "UNKNOWN".into(),
+            verification_state_description: None,
+        };
+        let key = enc(&e.violation_id);
+        match kv.create(&key, to_bytes(&v)).await {
+            Ok(_) => {}
+            Err(err) if err.kind() == kv::CreateErrorKind::AlreadyExists => {}
+            Err(err) => return Err(backend(&format!("bucket {} key {key}", kv.name), err)),
+        }
+    }
+    for (id, last) in touched {
+        nats_kv::modify::<Violation, _>(kv, &enc(id), |old| {
+            let mut v = old.filter(|v| v.violation_end_time.is_none())?;
+            (v.last_violation_time != *last).then(|| {
+                v.last_violation_time = *last;
+                v
+            })
+        })
+        .await?;
+    }
+    for Noted { event: e, .. } in events {
+        if e.violation_event_type == EventType::InAlarm {
+            continue;
+        }
+        nats_kv::modify::<Violation, _>(kv, &enc(&e.violation_id), |old| {
+            let mut v = old?;
+            v.violation_end_time = Some(e.violation_event_time);
+            v.end_event_type = Some(e.violation_event_type.name().into());
+            Some(v)
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+/// The record a commit writes: the new state, the windows summed, the effects to relay.
+fn next(old: &Stored, c: &Commit) -> Stored {
+    let mut windows = old.windows.clone();
+    let mut samples: Vec<Window> = Vec::new();
+    for x in &c.samples {
+        let at = windows.iter().position(|w| {
+            (w.profile.as_str(), w.behavior.as_str(), w.start_ms)
+                == (x.profile.as_str(), x.behavior.as_str(), x.window_start_ms)
+        });
+        let at = at.unwrap_or_else(|| {
+            windows.push(Window {
+                profile: x.profile.clone(),
+                behavior: x.behavior.clone(),
+                start_ms: x.window_start_ms,
+                value: 0.0,
+            });
+            windows.len() - 1
+        });
+        let w = &mut windows[at];
+        w.value = if x.sum { w.value + x.value } else { x.value };
+        samples.retain(|s| {
+            (&s.profile, &s.behavior, s.start_ms) != (&w.profile, &w.behavior, w.start_ms)
+        });
+        samples.push(w.clone());
+    }
+    let newest = windows.iter().map(|w| w.start_ms).max().unwrap_or(0);
+    windows.retain(|w| w.start_ms + WINDOWS_KEPT_MS >= newest);
+    Stored {
+        version: old.version + 1,
+        last_report: c.record.last_report,
+        states: c.record.states.clone(),
+        witness: c.record.witness.clone(),
+        windows,
+        relay: nats_kv::Relay {
+            answers: c.answers.iter().map(Answer::of).collect(),
+            events: c.events.iter().map(Noted::of).collect(),
+            touched: c.touched.clone(),
+            samples,
+        },
+        relayed: false,
+    }
+}
+
+fn loaded(s: &Stored) -> Loaded {
+    Loaded {
+        version: s.version,
+        record: Record {
+            last_report: s.last_report,
+            states: s.states.clone(),
+            witness: s.witness.clone(),
+        },
+    }
+}
+
+/// Writes one commit whose record was read at `current` (already checked against its
+/// expected version); returns the record's final revision and value.
+async fn write(
+    js: &Js,
+    c: &Commit,
+    mut current: Option<(u64, Stored)>,
+) -> Result<(u64, Stored), StoreError> {
+    let key = enc(&c.thing);
+    let what = format!("bucket {} key {key}", js.records.name);
+    let conflict = || StoreError::Conflict {
+        thing: c.thing.clone(),
+        expected: c.expected,
+    };
+    for _ in 0..5 {
+        if let Some((rev, old)) = current.as_mut().filter(|(_, s)| !s.relayed)
+            && let Some(new_rev) = relay(js, &c.thing, *rev, old).await?
+        {
+            (*rev, old.relayed) = (new_rev, true);
+        }
+        let old = current.as_ref().map(|(_, s)| s.clone()).unwrap_or_default();
+        let new = next(&old, c);
+        let written = match &current {
+            Some((rev, _)) => js.records.update(&key, to_bytes(&new), *rev).await,
+            None => js.records.create(&key, to_bytes(&new)).await.map_err(|e| {
+                let wrong = e.kind() == kv::CreateErrorKind::AlreadyExists;
+                let kind = if wrong {
+                    kv::UpdateErrorKind::WrongLastRevision
+                } else {
+                    kv::UpdateErrorKind::Other
+                };
+                kv::UpdateError::with_source(kind, e)
+            }),
+        };
+        match written {
+            Ok(rev) => {
+                let rev = relay(js, &c.thing, rev, &new).await?;
+                let mut new = new;
+                new.relayed = rev.is_some();
+                return Ok((rev.unwrap_or(0), new));
+            }
+            // Written meanwhile: a relay mark leaves the version (retry), a commit does not.
+            Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
+                current = fetch(js, &c.thing).await?;
+                let version = current.as_ref().map_or(0, |(_, s)| s.version);
+                if version != c.expected {
+                    return Err(conflict());
+                }
+            }
+            Err(e) => return Err(backend(&what, e)),
+        }
+    }
+    Err(conflict())
+}
+
+impl ThingRecords for Nats {
+    fn load(&mut self, thing: &str) -> Result<Loaded, StoreError> {
+        let (js, name) = (self.js.clone(), thing.to_string());
+        let what = format!("bucket {} key {}", js.records.name, enc(thing));
+        let got = self.bridge.run(&what, async move {
+            let Some((mut rev, mut s)) = fetch(&js, &name).await? else {
+                return Ok(None);
+            };
+            if !s.relayed
+                && let Some(new_rev) = relay(&js, &name, rev, &s).await?
+            {
+                (rev, s.relayed) = (new_rev, true);
+            }
+            Ok(Some((rev, s)))
+        })?;
+        let Some((rev, s)) = got else {
+            self.cache.remove(thing);
+            return Ok(Loaded::default());
+        };
+        let l = loaded(&s);
+        self.remember(thing, rev, s);
+        Ok(l)
+    }
+
+    fn answer(&mut self, thing: &str, report_id: u64) -> Result<Option<StoredReport>, StoreError> {
+        let (js, name) = (self.js.clone(), thing.to_string());
+        let key = format!("{}.{report_id}", enc(thing));
+        let what = format!("bucket {} key {key}", js.answers.name);
+        self.bridge.run(&what.clone(), async move {
+            if let Some(b) = js.answers.get(&key).await.map_err(|e| backend(&what, e))? {
+                return Ok(Some(from_bytes::<Answer>(&what, &b)?.stored()));
+            }
+            let Some((_, s)) = fetch(&js, &name).await? else {
+                return Ok(None);
+            };
+            let mut unrelayed = s.relay.answers.iter().filter(|_| !s.relayed);
+            Ok(unrelayed
+                .rfind(|a| a.report_id == report_id)
+                .map(Answer::stored))
+        })
+    }
+
+    fn with_state(&mut self) -> Result<Vec<(String, Loaded)>, StoreError> {
+        self.every_record(|s| !s.states.is_empty())
+    }
+
+    fn with_witness(&mut self) -> Result<Vec<(String, Loaded)>, StoreError> {
+        self.every_record(|s| s.witness.is_some())
+    }
+
+    fn commit(&mut self, commits: &[Commit]) -> Result<(), StoreError> {
+        let js = self.js.clone();
+        let owned = commits.to_vec();
+        let cached: Vec<Option<(u64, Stored)>> = commits
+            .iter()
+            .map(|c| {
+                let hit = self
+                    .cache
+                    .get(&c.thing)
+                    .filter(|(_, s)| s.version == c.expected);
+                hit.cloned()
+            })
+            .collect();
+        let what = format!("bucket {} ({} commits)", js.records.name, commits.len());
+        let done = self.bridge.run(&what, async move {
+            // Every version checked before anything is written: a stale one writes nothing.
+            let mut current = Vec::with_capacity(owned.len());
+            for (c, hit) in owned.iter().zip(cached) {
+                let now = match hit {
+                    Some(hit) => Some(hit),
+                    None => fetch(&js, &c.thing).await?,
+                };
+                if now.as_ref().map_or(0, |(_, s)| s.version) != c.expected {
+                    return Err(StoreError::Conflict {
+                        thing: c.thing.clone(),
+                        expected: c.expected,
+                    });
+                }
+                current.push(now);
+            }
+            let mut done = Vec::with_capacity(owned.len());
+            for (c, now) in owned.iter().zip(current) {
+                done.push((c.thing.clone(), write(&js, c, now).await?));
+            }
+            Ok(done)
+        });
+        match done {
+            Ok(done) => {
+                for (thing, (rev, s)) in done {
+                    self.remember(&thing, rev, s);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                commits.iter().for_each(|c| {
+                    self.cache.remove(&c.thing);
+                });
+                Err(e)
+            }
+        }
+    }
+
+    fn sync(&mut self) -> Result<(), StoreError> {
+        // Every commit is acknowledged by the servers (replicated) before `commit` returns.
+        Ok(())
+    }
+}
+
+impl Nats {
+    fn remember(&mut self, thing: &str, rev: u64, s: Stored) {
+        if self.cache.len() >= CACHE_LIMIT && !self.cache.contains_key(thing) {
+            self.cache.clear();
+        }
+        if rev == 0 {
+            self.cache.remove(thing);
+        } else {
+            self.cache.insert(thing.to_string(), (rev, s));
+        }
+    }
+
+    fn every_record(
+        &mut self,
+        keep: fn(&Stored) -> bool,
+    ) -> Result<Vec<(String, Loaded)>, StoreError> {
+        let js = self.js.clone();
+        let what = format!("bucket {}", js.records.name);
+        self.bridge.run(&what.clone(), async move {
+            let mut out = Vec::new();
+            for r in nats_kv::values(&js.records, &js.client, ">").await? {
+                let s: Stored = from_bytes(&format!("{what} key {}", r.key), &r.payload)?;
+                if let (Some(name), true) = (dec(&r.key), keep(&s)) {
+                    out.push((name, loaded(&s)));
+                }
+            }
+            out.sort_by(|a, b| a.0.cmp(&b.0));
+            Ok(out)
+        })
+    }
+}
