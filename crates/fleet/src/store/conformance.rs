@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::*;
 
-fn event(id: &str, kind: &str, time: u64, suppressed: bool) -> Recorded {
+pub(super) fn event(id: &str, kind: &str, time: u64, suppressed: bool) -> Recorded {
     let behavior = json!({"name": "b", "metric": "aws:num-listening-tcp-ports",
         "criteria": {"comparisonOperator": "less-than", "value": {"count": 1}},
         "suppressAlerts": suppressed});
@@ -33,7 +33,7 @@ fn state(ms: u64) -> EngineState {
     }
 }
 
-fn answer(thing: &str, report_id: u64, time_ms: u64, accepted: bool) -> StoredReport {
+pub(super) fn answer(thing: &str, report_id: u64, time_ms: u64, accepted: bool) -> StoredReport {
     StoredReport {
         thing: thing.into(),
         report_id,
@@ -44,7 +44,7 @@ fn answer(thing: &str, report_id: u64, time_ms: u64, accepted: bool) -> StoredRe
     }
 }
 
-fn step(thing: &str, expected: Version, report_id: u64, profiles: &[&str]) -> Commit {
+pub(super) fn step(thing: &str, expected: Version, report_id: u64, profiles: &[&str]) -> Commit {
     Commit {
         thing: thing.into(),
         expected,
@@ -374,13 +374,13 @@ pub fn broker_counters_are_part_of_the_record_and_cursors_persist<S: Store>(mut 
 }
 
 /// A one-node nats-server with JetStream in a temporary directory (killed on drop).
-fn nats_server() -> (tempfile::TempDir, detect_testkit::nats::Nats) {
+pub(super) fn nats_server() -> (tempfile::TempDir, detect_testkit::nats::Nats) {
     let dir = tempfile::tempdir().unwrap();
     let server = detect_testkit::nats::Nats::start(dir.path(), &[("fleet", "fleet password")]);
     (dir, server)
 }
 
-fn nats_options(server: &detect_testkit::nats::Nats) -> NatsOptions {
+pub(super) fn nats_options(server: &detect_testkit::nats::Nats) -> NatsOptions {
     NatsOptions {
         servers: vec![server.url()],
         auth: NatsAuth::UserPassword("fleet".into(), "fleet password".into()),

@@ -56,6 +56,8 @@ mod sqlite_records;
 
 #[cfg(test)]
 mod conformance;
+#[cfg(test)]
+mod nats_tests;
 
 use std::collections::{BTreeMap, BTreeSet};
 

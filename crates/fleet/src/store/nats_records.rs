@@ -174,7 +174,7 @@ async fn violations(
 }
 
 /// The record a commit writes: the new state, the windows summed, the effects to relay.
-fn next(old: &Stored, c: &Commit) -> Stored {
+pub(super) fn next(old: &Stored, c: &Commit) -> Stored {
     let mut windows = old.windows.clone();
     let mut samples: Vec<Window> = Vec::new();
     for x in &c.samples {
