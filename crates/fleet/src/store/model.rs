@@ -106,10 +106,7 @@ pub struct Recorded {
 impl Recorded {
     /// The outbox's idempotent id: one transition of one alarm (SQLite looks up the same
     /// pair, `violation_id` and the event's type, in `events`).
-    #[allow(
-        dead_code,
-        reason = "read by the memory store (tests) and a KV backend later"
-    )]
+    #[allow(dead_code, reason = "read by the memory and NATS stores")]
     pub fn key(&self) -> String {
         let e = &self.event;
         format!("{}:{}", e.violation_id, e.violation_event_type.name())

@@ -86,6 +86,9 @@ pub struct Nats {
     /// What this handle last loaded or committed per thing: (revision, value). Lets a commit
     /// skip re-reading the record; cleared when it holds `CACHE_LIMIT` things.
     pub(super) cache: HashMap<String, (u64, Stored)>,
+    /// The record `answer` just read (thing, revision, value): the judge's `load` of the
+    /// same thing right after takes it instead of asking again.
+    pub(super) fresh: Option<(String, u64, Stored)>,
 }
 
 pub(super) const CACHE_LIMIT: usize = 10_000;
@@ -178,6 +181,7 @@ impl Nats {
             bridge: Arc::new(bridge),
             js,
             cache: HashMap::new(),
+            fresh: None,
         })
     }
 }

@@ -4,8 +4,8 @@
 //! A commit writes only the thing's record: its new state plus `relay`, the commit's effects on
 //! the other buckets and the outbox (JetStream 2.9 has no multi-key transaction). The committer
 //! then applies `relay` (every step idempotent) and marks the record `relayed`. A crash in
-//! between leaves the mark unset: the next load or commit of that thing, by any handle,
-//! applies the relay again first. A stored answer not relayed yet is read from the record.
+//! between leaves the mark unset: the next load, answer or commit of that thing, by any
+//! handle, applies the relay again first.
 
 use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::kv;
@@ -33,6 +33,19 @@ pub(super) async fn fetch(js: &Js, thing: &str) -> Result<Option<(u64, Stored)>,
     }
 }
 
+/// The record of `thing`, its last commit's effects applied first if they were cut short.
+async fn current(js: &Js, thing: &str) -> Result<Option<(u64, Stored)>, StoreError> {
+    let Some((mut rev, mut s)) = fetch(js, thing).await? else {
+        return Ok(None);
+    };
+    if !s.relayed
+        && let Some(new_rev) = relay(js, thing, rev, &s).await?
+    {
+        (rev, s.relayed) = (new_rev, true);
+    }
+    Ok(Some((rev, s)))
+}
+
 /// Applies `stored.relay` and marks the record relayed; the record's new revision, or `None`
 /// when it changed meanwhile (whoever changed it relays from then on).
 pub(super) async fn relay(
@@ -45,8 +58,14 @@ pub(super) async fn relay(
     for a in &r.answers {
         let key = format!("{}.{}", enc(&a.thing), a.report_id);
         let what = format!("bucket {} key {key}", js.answers.name);
-        let old = js.answers.get(&key).await.map_err(|e| backend(&what, e))?;
-        let kept = old.and_then(|b| serde_json::from_slice::<Answer>(&b).ok());
+        // An accepted answer goes in as it is (the judge commits none for an id accepted
+        // before, so it replaces at most a rejection, or itself on a repeated relay); a
+        // rejection must not replace an accepted answer.
+        let kept = match a.accepted {
+            true => None,
+            false => js.answers.get(&key).await.map_err(|e| backend(&what, e))?,
+        };
+        let kept = kept.and_then(|b| serde_json::from_slice::<Answer>(&b).ok());
         if !kept.is_some_and(|k| k.accepted) {
             js.answers
                 .put(&key, to_bytes(a))
@@ -283,19 +302,18 @@ async fn write(
 
 impl ThingRecords for Nats {
     fn load(&mut self, thing: &str) -> Result<Loaded, StoreError> {
+        if let Some((name, rev, s)) = self.fresh.take()
+            && name == thing
+        {
+            let l = loaded(&s);
+            self.remember(thing, rev, s);
+            return Ok(l);
+        }
         let (js, name) = (self.js.clone(), thing.to_string());
         let what = format!("bucket {} key {}", js.records.name, enc(thing));
-        let got = self.bridge.run(&what, async move {
-            let Some((mut rev, mut s)) = fetch(&js, &name).await? else {
-                return Ok(None);
-            };
-            if !s.relayed
-                && let Some(new_rev) = relay(&js, &name, rev, &s).await?
-            {
-                (rev, s.relayed) = (new_rev, true);
-            }
-            Ok(Some((rev, s)))
-        })?;
+        let got = self
+            .bridge
+            .run(&what, async move { current(&js, &name).await })?;
         let Some((rev, s)) = got else {
             self.cache.remove(thing);
             return Ok(Loaded::default());
@@ -305,22 +323,23 @@ impl ThingRecords for Nats {
         Ok(l)
     }
 
+    /// Reads the record first (relaying it if a commit was cut short, so its answers are in
+    /// `detect-fleet-answers` after), keeps it for the `load` that follows, then the answer.
     fn answer(&mut self, thing: &str, report_id: u64) -> Result<Option<StoredReport>, StoreError> {
         let (js, name) = (self.js.clone(), thing.to_string());
         let key = format!("{}.{report_id}", enc(thing));
         let what = format!("bucket {} key {key}", js.answers.name);
-        self.bridge.run(&what.clone(), async move {
-            if let Some(b) = js.answers.get(&key).await.map_err(|e| backend(&what, e))? {
-                return Ok(Some(from_bytes::<Answer>(&what, &b)?.stored()));
-            }
-            let Some((_, s)) = fetch(&js, &name).await? else {
-                return Ok(None);
+        let (record, found) = self.bridge.run(&what.clone(), async move {
+            let record = current(&js, &name).await?;
+            let got = js.answers.get(&key).await.map_err(|e| backend(&what, e))?;
+            let found = match got {
+                Some(b) => Some(from_bytes::<Answer>(&what, &b)?.stored()),
+                None => None,
             };
-            let mut unrelayed = s.relay.answers.iter().filter(|_| !s.relayed);
-            Ok(unrelayed
-                .rfind(|a| a.report_id == report_id)
-                .map(Answer::stored))
-        })
+            Ok((record, found))
+        })?;
+        self.fresh = record.map(|(rev, s)| (thing.to_string(), rev, s));
+        Ok(found)
     }
 
     fn with_state(&mut self) -> Result<Vec<(String, Loaded)>, StoreError> {
@@ -332,6 +351,7 @@ impl ThingRecords for Nats {
     }
 
     fn commit(&mut self, commits: &[Commit]) -> Result<(), StoreError> {
+        self.fresh = None;
         let js = self.js.clone();
         let owned = commits.to_vec();
         let cached: Vec<Option<(u64, Stored)>> = commits

@@ -66,6 +66,12 @@ impl Outbox for Nats {
         let what = format!("stream {}", names::OUTBOX);
         self.bridge.run(&what.clone(), async move {
             let after = cursor_of(&js, sink).await?;
+            // Polled twice a second: one info request when nothing is new, not a consumer.
+            let mut outbox = js.outbox.clone();
+            let last = outbox.info().await.map_err(|e| backend(&what, e))?;
+            if last.state.last_sequence <= after {
+                return Ok(Vec::new());
+            }
             let from = DeliverPolicy::ByStartSequence {
                 start_sequence: after + 1,
             };
