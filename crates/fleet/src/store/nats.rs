@@ -4,9 +4,9 @@
 //! The traits are synchronous and the service calls them inline, so the client lives on a
 //! thread of its own with its own one-thread tokio runtime ([`Bridge`]): each trait method
 //! spawns one future there and waits for its result on a channel, at most `timeout` (the
-//! service blocks on SQLite the same way). Records, answers and the relay of a commit's
-//! effects are in `nats_records.rs`; the other traits in `nats_rest.rs`; key encoding and
-//! scans in `nats_kv.rs`.
+//! service blocks on SQLite the same way). Records and answers are in `nats_records.rs`, the
+//! relay of a commit's effects in `nats_relay.rs`, the other traits in `nats_rest.rs`,
+//! pruning in `nats_prune.rs`, key encoding and scans in `nats_kv.rs`.
 
 use std::collections::HashMap;
 use std::future::Future;

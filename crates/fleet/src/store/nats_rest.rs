@@ -1,5 +1,5 @@
 //! The cluster store's outbox (a stream read from a cursor per sink), samples, registry,
-//! rejections, violation index, source cursors and pruning, over the buckets of `nats.rs`.
+//! rejections, violation index and source cursors, over the buckets of `nats.rs`.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -7,11 +7,11 @@ use async_nats::jetstream::consumer::DeliverPolicy;
 use serde::{Deserialize, Serialize};
 
 use super::nats::{Nats, backend, names};
-use super::nats_kv::{self, Answer, Noted, Read, Stored, dec, enc, from_bytes, to_bytes};
-use super::nats_records::outbox_append;
+use super::nats_kv::{self, Noted, Read, Stored, dec, enc, from_bytes, to_bytes};
+use super::nats_relay::outbox_append;
 use super::{
-    Filter, LastRejection, Outbox, Pending, Registry, Samples, Sink, SourceCursors, Store,
-    StoreError, Thing, Violation, ViolationIndex,
+    Filter, LastRejection, Outbox, Pending, Registry, Samples, Sink, SourceCursors, StoreError,
+    Thing, Violation, ViolationIndex,
 };
 
 fn sink_key(sink: Sink) -> &'static str {
@@ -32,13 +32,13 @@ struct SourceAt {
     seq: u64,
 }
 
-fn suppressed(r: &Read) -> bool {
+pub(super) fn suppressed(r: &Read) -> bool {
     let h = r.headers.as_ref().and_then(|h| h.get("Detect-Suppressed"));
     h.is_some_and(|v| v.as_str() == "true")
 }
 
 /// The cursor (last position sent) of `sink`, 0 before the first ack.
-async fn cursor_of(js: &super::nats::Js, sink: Sink) -> Result<u64, StoreError> {
+pub(super) async fn cursor_of(js: &super::nats::Js, sink: Sink) -> Result<u64, StoreError> {
     let what = format!("bucket {} key {}", js.cursors.name, sink_key(sink));
     let got = js
         .cursors
@@ -263,79 +263,4 @@ impl SourceCursors for Nats {
             Ok(())
         })
     }
-}
-
-impl Store for Nats {
-    fn prune(
-        &mut self,
-        history_before_ms: u64,
-        reports_before_ms: u64,
-    ) -> Result<usize, StoreError> {
-        let js = self.js.clone();
-        self.bridge.run("prune", async move {
-            let mut dropped = 0;
-            let (h, r) = (history_before_ms, reports_before_ms);
-            let what = |b: &str, k: &str| format!("bucket {b} key {k}");
-            for x in nats_kv::values(&js.violations, &js.client, ">").await? {
-                let v: Violation = from_bytes(&what(names::VIOLATIONS, &x.key), &x.payload)?;
-                if v.violation_end_time.is_some_and(|t| t < h) {
-                    purge(&js.violations, &x.key).await?;
-                    dropped += 1;
-                }
-            }
-            let sent = cursor_of(&js, Sink::Mqtt)
-                .await?
-                .min(cursor_of(&js, Sink::Webhook).await?);
-            let prefix = format!("{}.", names::OUTBOX_SUBJECT);
-            let all = DeliverPolicy::All;
-            let outbox = nats_kv::scan(
-                &js.outbox,
-                &js.client,
-                &prefix,
-                "*",
-                all,
-                usize::MAX,
-                |_| true,
-            );
-            for x in outbox.await? {
-                let w = format!("stream {} position {}", names::OUTBOX, x.seq);
-                let e: detect::Event = from_bytes(&w, &x.payload)?;
-                let done = x.seq <= sent || suppressed(&x);
-                if done && e.violation_event_time < h {
-                    js.outbox
-                        .delete_message(x.seq)
-                        .await
-                        .map_err(|e| backend(&w, e))?;
-                    dropped += 1;
-                }
-            }
-            for x in nats_kv::values(&js.answers, &js.client, ">").await? {
-                let a: Answer = from_bytes(&what(names::ANSWERS, &x.key), &x.payload)?;
-                if a.time_ms < r {
-                    purge(&js.answers, &x.key).await?;
-                    dropped += 1;
-                }
-            }
-            for x in nats_kv::values(&js.samples, &js.client, ">").await? {
-                let window = x.key.split('.').nth(2).and_then(|w| w.parse::<u64>().ok());
-                if window.is_some_and(|w| w < r) {
-                    purge(&js.samples, &x.key).await?;
-                    dropped += 1;
-                }
-            }
-            // Not counted: a thing's last rejection is a note, not history.
-            for x in nats_kv::values(&js.rejections, &js.client, ">").await? {
-                let l: LastRejection = from_bytes(&what(names::REJECTIONS, &x.key), &x.payload)?;
-                if l.time_ms < r {
-                    purge(&js.rejections, &x.key).await?;
-                }
-            }
-            Ok(dropped)
-        })
-    }
-}
-
-async fn purge(kv: &async_nats::jetstream::kv::Store, key: &str) -> Result<(), StoreError> {
-    let what = format!("bucket {} key {key}", kv.name);
-    kv.purge(key).await.map_err(|e| backend(&what, e))
 }
