@@ -301,6 +301,11 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::CheckConfig { config: path } => {
             let config = load(&path)?;
             let profiles = profiles(&config)?;
+            if config.store.kind == StoreKind::Nats {
+                // The cluster must answer, and its buckets exist (made now if not).
+                open(&config)
+                    .with_context(|| format!("{}: [store] kind = \"nats\"", path.display()))?;
+            }
             println!(
                 "{}: ok ({} profiles, {} attachments)",
                 path.display(),
@@ -325,6 +330,12 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                         " from the plugin's batches on $detect/broker/events",
                 }
             );
+            if config.store.kind == StoreKind::Nats {
+                println!(
+                    "note: [store] kind = \"nats\": state in NATS JetStream at {} (reachable, buckets ready)",
+                    config.store.servers.join(", ")
+                );
+            }
             if let Some(secs) = config.fleet.duration_override_secs {
                 println!(
                     "note: [fleet] duration_override_secs = {secs}: every durationSeconds is evaluated as {secs} s (tests and demos only)"

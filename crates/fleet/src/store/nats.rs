@@ -132,8 +132,16 @@ impl Bridge {
         T: Send + 'static,
         F: Future<Output = Result<T, StoreError>> + Send + 'static,
     {
+        self.run_within(what, self.timeout, fut)
+    }
+
+    /// `run` with its own bound (pruning reads whole buckets).
+    pub fn run_within<T, F>(&self, what: &str, timeout: Duration, fut: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<T, StoreError>> + Send + 'static,
+    {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        let timeout = self.timeout;
         self.handle.spawn(async move {
             let out = tokio::time::timeout(timeout, fut).await;
             let _ = tx.send(out);

@@ -15,7 +15,9 @@ impl Store for Nats {
         reports_before_ms: u64,
     ) -> Result<usize, StoreError> {
         let js = self.js.clone();
-        self.bridge.run("prune", async move {
+        // It reads whole buckets: thirty times the bound of a single call.
+        let bound = self.bridge.timeout * 30;
+        self.bridge.run_within("prune", bound, async move {
             let mut dropped = 0;
             let (h, r) = (history_before_ms, reports_before_ms);
             let what = |b: &str, k: &str| format!("bucket {b} key {k}");

@@ -1,6 +1,7 @@
 //! `[store] kind = "nats"` end to end (issue #20 item 1): detect-fleet answers, raises and
 //! clears an alarm, and serves `things`, `violations` and `verify` with every piece of state
-//! in a real nats-server's JetStream, across a `kill -9`, and writes no database file.
+//! in a real nats-server's JetStream, across a `kill -9`, and writes no database file;
+//! `check-config` reaches the cluster.
 use std::time::Duration;
 
 use detect_testkit::broker::Broker;
@@ -47,6 +48,11 @@ async fn the_nats_store_keeps_records_answers_and_violations_across_a_kill_9() {
         password.display().to_string()
     ));
     std::fs::write(&fleet.config, text).unwrap();
+    let (ok, out, err) = fleet.cli(&["check-config"]);
+    assert!(
+        ok && out.contains("state in NATS JetStream at nats://"),
+        "{out} {err}"
+    );
     fleet.start_subscribed().await;
     let (c, got) = client(&pki, broker.port).await;
 
@@ -109,10 +115,10 @@ async fn an_unreachable_nats_store_is_an_error_naming_the_servers() {
         "[store]\nkind = \"nats\"\nservers = [\"nats://127.0.0.1:{port}\"]\ntimeout_secs = 2\n"
     ));
     std::fs::write(&fleet.config, text).unwrap();
-    let (ok, _, err) = fleet.cli(&["things", "list"]);
-    assert!(!ok);
-    assert!(
-        err.contains(&format!("nats servers nats://127.0.0.1:{port}")),
-        "{err}"
-    );
+    for args in [&["things", "list"][..], &["check-config"]] {
+        let (ok, _, err) = fleet.cli(args);
+        assert!(!ok, "{args:?}");
+        let named = format!("nats servers nats://127.0.0.1:{port}");
+        assert!(err.contains(&named), "{args:?}: {err}");
+    }
 }
