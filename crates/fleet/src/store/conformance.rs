@@ -374,13 +374,13 @@ pub fn broker_counters_are_part_of_the_record_and_cursors_persist<S: Store>(mut 
 }
 
 /// A one-node nats-server with JetStream in a temporary directory (killed on drop).
-pub(super) fn nats_server() -> (tempfile::TempDir, detect_testkit::nats::Nats) {
+pub fn nats_server() -> (tempfile::TempDir, detect_testkit::nats::Nats) {
     let dir = tempfile::tempdir().unwrap();
     let server = detect_testkit::nats::Nats::start(dir.path(), &[("fleet", "fleet password")]);
     (dir, server)
 }
 
-pub(super) fn nats_options(server: &detect_testkit::nats::Nats) -> NatsOptions {
+pub fn nats_options(server: &detect_testkit::nats::Nats) -> NatsOptions {
     NatsOptions {
         servers: vec![server.url()],
         auth: NatsAuth::UserPassword("fleet".into(), "fleet password".into()),

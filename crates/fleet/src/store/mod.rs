@@ -62,6 +62,8 @@ mod sqlite_records;
 #[cfg(test)]
 mod conformance;
 #[cfg(test)]
+pub use conformance::{nats_options, nats_server};
+#[cfg(test)]
 mod nats_bench;
 #[cfg(test)]
 mod nats_tests;
