@@ -1,6 +1,6 @@
 //! NATS only: a commit whose relay was cut short (a crash after the record's compare-and-set)
 //! is relayed by the next handle that reads the thing, once; a zombie's stale commit writes
-//! nothing; a relay mark by another handle is not a conflict.
+//! nothing; a relay mark by another handle is not a conflict; TLS with the configured CA.
 
 use super::conformance::{answer, event, nats_options, nats_server, step};
 use super::nats_kv::{Stored, enc, to_bytes};
@@ -86,4 +86,25 @@ fn a_relay_mark_by_another_handle_is_not_a_conflict() {
     assert_eq!(b.load("t1").unwrap().version, 1);
     a.commit(&[step("t1", 1, 2, &["p"])]).unwrap();
     assert_eq!(b.load("t1").unwrap().version, 2);
+}
+
+/// `[store] ca_file`: TLS to the servers, checked against that CA; a CA that did not sign
+/// the server's certificate is refused, with an error naming the servers.
+#[test]
+fn the_store_reaches_tls_servers_with_the_configured_ca_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = detect_testkit::certs::Pki::generate();
+    let cert = Some((pki.server.cert.as_path(), pki.server.key.as_path()));
+    let users = [("fleet", "fleet password")];
+    let server = detect_testkit::nats::Nats::start_with(dir.path(), &users, cert);
+    let mut opts = nats_options(&server);
+    assert!(opts.servers[0].starts_with("tls://"));
+    opts.ca_file = Some(pki.ca.clone());
+    let mut s = Nats::open(&opts).unwrap();
+    s.commit(&[step("t1", 0, 1, &["p"])]).unwrap();
+    assert_eq!(s.load("t1").unwrap().version, 1);
+    opts.ca_file = Some(pki.other_ca.clone());
+    opts.timeout = std::time::Duration::from_secs(2);
+    let e = Nats::open(&opts).err().expect("a foreign CA is refused");
+    assert!(e.to_string().contains(&server.url()), "{e}");
 }
