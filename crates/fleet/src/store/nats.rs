@@ -234,7 +234,9 @@ async fn connect(o: Options) -> Result<Js, StoreError> {
         let replicas = o.replicas;
         async move {
             // The stream a KV bucket is (as async-nats's `create_key_value` makes it, which
-            // first asks for the account info in a shape nats-server 2.9 does not answer).
+            // first asks for the account info in a shape nats-server 2.9 does not answer),
+            // but without direct gets: those are answered by any replica, which may not have
+            // the last write yet; reads through the stream's leader see every write acked.
             let config = stream::Config {
                 name: format!("KV_{name}"),
                 subjects: vec![format!("$KV.{name}.>")],
@@ -243,7 +245,7 @@ async fn connect(o: Options) -> Result<Js, StoreError> {
                 storage: stream::StorageType::File,
                 allow_rollup: true,
                 deny_delete: true,
-                allow_direct: true,
+                allow_direct: false,
                 discard: stream::DiscardPolicy::New,
                 ..Default::default()
             };

@@ -24,12 +24,26 @@ fn nats_store_commit_figures() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(10);
     let (_dir, server) = nats_server();
-    let mut s = Nats::open(&nats_options(&server)).unwrap();
+    let mut opts = nats_options(&server);
+    // NATS_SERVERS=nats://..,nats://.. REPLICAS=3: a cluster started by hand instead (no login).
+    if let Ok(servers) = std::env::var("NATS_SERVERS") {
+        opts.servers = servers.split(',').map(str::to_string).collect();
+        opts.auth = NatsAuth::None;
+        opts.replicas = std::env::var("REPLICAS")
+            .ok()
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(3);
+    }
+    let mut s = Nats::open(&opts).unwrap();
+    // Fresh thing names per run: a cluster started by hand keeps the runs before.
+    let run = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
     let (mut commits, mut reports) = (Vec::new(), Vec::new());
     let start = Instant::now();
     for round in 0..rounds {
         for t in 0..things {
-            let thing = format!("thing-{t}");
+            let thing = format!("thing-{run}-{t}");
             let began = Instant::now();
             assert_eq!(s.answer(&thing, round + 1).unwrap(), None);
             let version = s.load(&thing).unwrap().version;
@@ -45,7 +59,9 @@ fn nats_store_commit_figures() {
     reports.sort();
     let n = commits.len();
     println!(
-        "nats store, 1 nats-server (replicas 1), {things} things x {rounds} reports, one at a time:"
+        "nats store, {} (replicas {}), {things} things x {rounds} reports, one at a time:",
+        opts.servers.join(","),
+        opts.replicas
     );
     println!(
         "  commit: p50 {:.2} ms, p99 {:.2} ms; report (answer + load + commit): p50 {:.2} ms, p99 {:.2} ms",
