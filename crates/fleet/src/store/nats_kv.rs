@@ -176,7 +176,8 @@ pub struct Read {
 
 /// Every message on `filter` (`prefix` + a subject pattern) from `deliver`, through an
 /// ordered consumer: for a bucket (`LastPerSubject`) the live keys, deletions left out; for
-/// the outbox every message from a position. Stops after `max` messages kept by `keep`.
+/// the outbox every message from a position. Stops after `max` messages kept by `keep`, or
+/// once it has as many as were pending when it started (later writes do not prolong it).
 pub async fn scan(
     stream: &stream::Stream,
     client: &async_nats::Client,
@@ -200,11 +201,15 @@ pub async fn scan(
         .await
         .map_err(|e| backend(&what, e))?;
     let mut out = Vec::new();
-    if consumer.cached_info().num_pending == 0 {
+    // What was there when the consumer was made: writes after it do not keep the scan going.
+    let expected = consumer.cached_info().num_pending;
+    if expected == 0 {
         return Ok(out);
     }
     let mut messages = consumer.messages().await.map_err(|e| backend(&what, e))?;
+    let mut delivered = 0;
     while let Some(m) = messages.next().await {
+        delivered += 1;
         let m = m.map_err(|e| backend(&what, e))?;
         let info = m.info().map_err(|e| backend(&what, e.to_string()))?;
         let (seq, pending) = (info.stream_sequence, info.pending);
@@ -227,7 +232,7 @@ pub async fn scan(
         if !deleted && keep(&read) {
             out.push(read);
         }
-        if pending == 0 || out.len() >= max {
+        if pending == 0 || delivered >= expected || out.len() >= max {
             break;
         }
     }
