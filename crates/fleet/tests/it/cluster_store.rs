@@ -1,9 +1,10 @@
 //! `[store] kind = "nats"` end to end (issue #20 item 1): detect-fleet answers, raises and
-//! clears an alarm, and serves `things`, `violations` and `verify` with every piece of state
+//! clears an alarm (alerted over MQTT once each), and serves `things`, `violations` and `verify` with every piece of state
 //! in a real nats-server's JetStream, across a `kill -9`, and writes no database file;
 //! `check-config` reaches the cluster.
 use std::time::Duration;
 
+use detect_testkit::alarms::Alarms;
 use detect_testkit::broker::Broker;
 use detect_testkit::certs::Pki;
 use detect_testkit::eventually;
@@ -53,6 +54,7 @@ async fn the_nats_store_keeps_records_answers_and_violations_across_a_kill_9() {
         ok && out.contains("state in NATS JetStream at nats://"),
         "{out} {err}"
     );
+    let alarms = Alarms::start(&pki, broker.port, "detect-fleet/alarms/+").await;
     fleet.start_subscribed().await;
     let (c, got) = client(&pki, broker.port).await;
 
@@ -79,6 +81,18 @@ async fn the_nats_store_keeps_records_answers_and_violations_across_a_kill_9() {
     assert!(eventually(Duration::from_secs(10), cleared).await);
     let all = fleet.violations(&[]);
     assert_eq!(all[0]["endEventType"], "alarm-cleared", "{all:?}");
+    // Alerts from the outbox stream over MQTT: the alarm and its clear, once each, across
+    // the kill -9.
+    let both = || alarms.of_type("alarm-cleared").len() == 1;
+    assert!(
+        eventually(Duration::from_secs(10), both).await,
+        "{:?}",
+        alarms.received()
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let raised = alarms.of_type("in-alarm");
+    assert_eq!(raised.len(), 1, "{:?}", alarms.received());
+    assert_eq!(raised[0]["violationId"], id.as_str());
 
     let (ok, out, err) = fleet.cli(&["verify", &id, "--state", "TRUE_POSITIVE"]);
     assert!(ok, "{out} {err}");
