@@ -24,24 +24,15 @@ fn report(id: u64, ports: &[u16]) -> Vec<u8> {
     .unwrap()
 }
 
-#[tokio::test]
-async fn the_nats_store_keeps_records_answers_and_violations_across_a_kill_9() {
-    let pki = Pki::generate();
-    let broker = Broker::start(&pki);
-    let work = tempfile::tempdir().unwrap();
-    let nats = Nats::start(work.path(), &[("fleet", "fleet password")]);
-    let password = work.path().join("nats-password");
+/// A nats-server with JetStream and detect-fleet configured on it (`[store] kind = "nats"`,
+/// a user and its password file), profile `no-ssh` attached to all things; not started.
+fn nats_fleet(work: &std::path::Path, pki: &Pki, broker: &Broker) -> (Nats, Fleet) {
+    let nats = Nats::start(work, &[("fleet", "fleet password")]);
+    let password = work.join("nats-password");
     std::fs::write(&password, "fleet password\n").unwrap();
-    let dir = work.path().join("fleet");
     let profiles = [forbid_port("no-ssh", 22)];
-    let mut fleet = Fleet::configure(
-        &dir,
-        &pki,
-        &broker,
-        &profiles,
-        &[("no-ssh", "all-things")],
-        1,
-    );
+    let attach = [("no-ssh", "all-things")];
+    let fleet = Fleet::configure(&work.join("fleet"), pki, broker, &profiles, &attach, 1);
     let mut text = std::fs::read_to_string(&fleet.config).unwrap();
     text.push_str(&format!(
         "[store]\nkind = \"nats\"\nservers = [{:?}]\nuser = \"fleet\"\npassword_file = {:?}\nreplicas = 1\n",
@@ -49,6 +40,16 @@ async fn the_nats_store_keeps_records_answers_and_violations_across_a_kill_9() {
         password.display().to_string()
     ));
     std::fs::write(&fleet.config, text).unwrap();
+    (nats, fleet)
+}
+
+#[tokio::test]
+async fn the_nats_store_keeps_records_answers_and_violations_across_a_kill_9() {
+    let pki = Pki::generate();
+    let broker = Broker::start(&pki);
+    let work = tempfile::tempdir().unwrap();
+    let (_nats, mut fleet) = nats_fleet(work.path(), &pki, &broker);
+    let dir = work.path().join("fleet");
     let (ok, out, err) = fleet.cli(&["check-config"]);
     assert!(
         ok && out.contains("state in NATS JetStream at nats://"),
@@ -135,4 +136,58 @@ async fn an_unreachable_nats_store_is_an_error_naming_the_servers() {
         let named = format!("nats servers nats://127.0.0.1:{port}");
         assert!(err.contains(&named), "{args:?}: {err}");
     }
+}
+
+/// `crash.rs`'s load run on the nats store: `kill -9` mid-run, and every thing still ends with
+/// its last report stored, one alarm, notified once.
+#[tokio::test]
+async fn kill_9_during_a_load_run_on_the_nats_store_repeats_no_alarm() {
+    const THINGS: u64 = 60;
+    const ROUNDS: u64 = 5;
+    let pki = Pki::generate();
+    let broker = Broker::start(&pki);
+    let work = tempfile::tempdir().unwrap();
+    let (_nats, mut fleet) = nats_fleet(work.path(), &pki, &broker);
+    fleet.start_subscribed().await;
+    let alarms = Alarms::start(&pki, broker.port, "detect-fleet/alarms/+").await;
+    let (c, _got) = client(&pki, broker.port).await;
+    for round in 0..ROUNDS {
+        for t in 0..THINGS {
+            let topic = format!("$aws/things/load-{t:03}/defender/metrics/json");
+            let payload = report(1000 + round, &[22]);
+            c.publish(topic, rumqttc::QoS::AtLeastOnce, false, payload)
+                .await
+                .unwrap();
+        }
+        if round == 2 {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            fleet.kill9();
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            fleet.start();
+        }
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    }
+    let last = 1000 + ROUNDS - 1;
+    let all_stored = || {
+        let (_, out, _) = fleet.cli(&["things", "list"]);
+        let done = out.lines().filter(|l| l.contains(&format!(" {last} ")));
+        done.count() == THINGS as usize
+    };
+    assert!(
+        eventually(Duration::from_secs(60), all_stored).await,
+        "{}",
+        fleet.log()
+    );
+    let notified = || alarms.of_type("in-alarm").len() >= THINGS as usize;
+    assert!(eventually(Duration::from_secs(20), notified).await);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let v = fleet.violations(&[]);
+    let things: std::collections::BTreeSet<_> =
+        v.iter().map(|v| v["thingName"].to_string()).collect();
+    assert_eq!((v.len(), things.len()), (THINGS as usize, THINGS as usize));
+    assert_eq!(
+        alarms.of_type("in-alarm").len(),
+        THINGS as usize,
+        "a notification was sent twice"
+    );
 }
