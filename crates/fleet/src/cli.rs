@@ -10,10 +10,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 use detect::profile;
 
 use crate::config::{self, Config};
+use crate::config_store::StoreKind;
 use crate::judge::Judge;
 use crate::judge::cloud::CloudSetup;
 use crate::service::Service;
-use crate::store::{Filter, Outbox, Registry, Sqlite, ThingRecords, ViolationIndex};
+use crate::store::{Filter, Nats, Outbox, Sqlite, Store};
 use crate::targets::Attachments;
 use crate::window::Dimensions;
 
@@ -190,13 +191,18 @@ fn load(path: &Path) -> anyhow::Result<Config> {
     Ok(Config::load(path)?)
 }
 
-fn open(config: &Config) -> anyhow::Result<Sqlite> {
+/// The store `[store] kind` names: SQLite (`[fleet] database`) or the NATS cluster store.
+fn open(config: &Config) -> anyhow::Result<Box<dyn Store + Send>> {
+    if config.store.kind == StoreKind::Nats {
+        let opts = config.store.nats_options()?;
+        return Ok(Box::new(Nats::open(&opts)?));
+    }
     let db = &config.fleet.database;
     if let Some(dir) = db.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("database directory {}", dir.display()))?;
     }
-    Ok(Sqlite::open(db)?)
+    Ok(Box::new(Sqlite::open(db)?))
 }
 
 /// The profiles of `[fleet] profiles_dir` (*.json, sorted) through the agent's loader; every
@@ -272,7 +278,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             let store = open(&config)?;
             let alert_store = open(&config)?;
             let webhook_store = match &config.alerts.webhook_url {
-                Some(_) => Some(Box::new(open(&config)?) as Box<dyn Outbox + Send>),
+                Some(_) => Some(open(&config)? as Box<dyn Outbox + Send>),
                 None => None,
             };
             let attachments = Attachments::new(&config.attach);
@@ -303,8 +309,8 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             runtime.block_on(Service::run(
                 config,
                 judge,
-                Box::new(store),
-                Box::new(alert_store),
+                store,
+                alert_store,
                 webhook_store,
             ))?;
             Ok(ExitCode::SUCCESS)
@@ -339,6 +345,11 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::CheckConfig { config: path } => {
             let config = load(&path)?;
             let profiles = profiles(&config)?;
+            if config.store.kind == StoreKind::Nats {
+                // The cluster must answer, and its buckets exist (made now if not).
+                open(&config)
+                    .with_context(|| format!("{}: [store] kind = \"nats\"", path.display()))?;
+            }
             println!(
                 "{}: ok ({} profiles, {} attachments)",
                 path.display(),
@@ -363,6 +374,12 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                         " from the plugin's batches on $detect/broker/events",
                 }
             );
+            if config.store.kind == StoreKind::Nats {
+                println!(
+                    "note: [store] kind = \"nats\": state in NATS JetStream at {} (reachable, buckets ready)",
+                    config.store.servers.join(", ")
+                );
+            }
             if let Some(secs) = config.fleet.duration_override_secs {
                 println!(
                     "note: [fleet] duration_override_secs = {secs}: every durationSeconds is evaluated as {secs} s (tests and demos only)"

@@ -20,6 +20,9 @@ pub struct Config {
     pub dimension: Vec<DimensionConfig>,
     /// `[nats]`: nats-server's system account, read when `[broker] source = "nats"`.
     pub nats: Option<Nats>,
+    /// `[store]`: SQLite (default) or the NATS JetStream cluster store (issue #20).
+    #[serde(default)]
+    pub store: crate::config_store::StoreConfig,
 }
 
 /// `[nats]`: where detect-fleet reads nats-server's advisories and CONNZ (docs/brokers.md).
@@ -274,6 +277,7 @@ impl Config {
         }
         check_dimensions(&self.dimension)?;
         check_nats(self)?;
+        self.store.check()?;
         crate::targets::check(&self.attach)
     }
 }

@@ -72,7 +72,7 @@ fn store() -> (tempfile::TempDir, Sqlite) {
     (dir, s)
 }
 
-/// Each test runs against both backends (the judge needs nothing of SQLite).
+/// Each test runs against every backend (the judge needs nothing of SQLite).
 macro_rules! on_every_backend {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -89,6 +89,16 @@ macro_rules! on_every_backend {
                 #[test]
                 fn $name() {
                     super::$name(crate::store::Memory::new());
+                }
+            )*
+        }
+        mod nats {
+            $(
+                #[test]
+                fn $name() {
+                    let (_dir, server) = crate::store::nats_server();
+                    let opts = crate::store::nats_options(&server);
+                    super::$name(crate::store::Nats::open(&opts).unwrap());
                 }
             )*
         }

@@ -1,12 +1,13 @@
 //! One conformance suite for every backend: each check is a generic function over `Store`,
-//! instantiated by `conformance!` for SQLite (a temporary file) and the memory store.
+//! instantiated by `conformance!` for SQLite (a temporary file), the memory store and NATS
+//! JetStream (a nats-server of its own per check, `detect_testkit::nats`).
 
 use detect::{EngineState, Event, MetricValue};
 use serde_json::json;
 
 use super::*;
 
-fn event(id: &str, kind: &str, time: u64, suppressed: bool) -> Recorded {
+pub(super) fn event(id: &str, kind: &str, time: u64, suppressed: bool) -> Recorded {
     let behavior = json!({"name": "b", "metric": "aws:num-listening-tcp-ports",
         "criteria": {"comparisonOperator": "less-than", "value": {"count": 1}},
         "suppressAlerts": suppressed});
@@ -32,7 +33,7 @@ fn state(ms: u64) -> EngineState {
     }
 }
 
-fn answer(thing: &str, report_id: u64, time_ms: u64, accepted: bool) -> StoredReport {
+pub(super) fn answer(thing: &str, report_id: u64, time_ms: u64, accepted: bool) -> StoredReport {
     StoredReport {
         thing: thing.into(),
         report_id,
@@ -43,7 +44,7 @@ fn answer(thing: &str, report_id: u64, time_ms: u64, accepted: bool) -> StoredRe
     }
 }
 
-fn step(thing: &str, expected: Version, report_id: u64, profiles: &[&str]) -> Commit {
+pub(super) fn step(thing: &str, expected: Version, report_id: u64, profiles: &[&str]) -> Commit {
     Commit {
         thing: thing.into(),
         expected,
@@ -372,6 +373,24 @@ pub fn broker_counters_are_part_of_the_record_and_cursors_persist<S: Store>(mut 
     assert_eq!(s.cursor("nats").unwrap(), None);
 }
 
+/// A one-node nats-server with JetStream in a temporary directory (killed on drop).
+pub fn nats_server() -> (tempfile::TempDir, detect_testkit::nats::Nats) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = detect_testkit::nats::Nats::start(dir.path(), &[("fleet", "fleet password")]);
+    (dir, server)
+}
+
+pub fn nats_options(server: &detect_testkit::nats::Nats) -> NatsOptions {
+    NatsOptions {
+        servers: vec![server.url()],
+        auth: NatsAuth::UserPassword("fleet".into(), "fleet password".into()),
+        ca_file: None,
+        client_cert: None,
+        replicas: 1,
+        timeout: std::time::Duration::from_secs(10),
+    }
+}
+
 macro_rules! conformance {
     ($backend:ident, $open:expr, [$($check:ident),* $(,)?]) => {
         mod $backend {
@@ -394,6 +413,11 @@ macro_rules! every_backend {
             (dir, s)
         }, [$($check),*]);
         conformance!(memory, ((), super::Memory::new()), [$($check),*]);
+        conformance!(nats, {
+            let server = super::nats_server();
+            let s = super::Nats::open(&super::nats_options(&server.1)).unwrap();
+            (server, s)
+        }, [$($check),*]);
     };
 }
 
@@ -404,6 +428,14 @@ mod two_handles {
         let dir = tempfile::tempdir().unwrap();
         let open = || super::Sqlite::open(&dir.path().join("fleet.db")).unwrap();
         super::a_commit_is_read_back_at_once_and_by_every_handle_after_sync(open(), open());
+    }
+
+    #[test]
+    fn nats() {
+        let (dir, server) = super::nats_server();
+        let open = || super::Nats::open(&super::nats_options(&server)).unwrap();
+        super::a_commit_is_read_back_at_once_and_by_every_handle_after_sync(open(), open());
+        drop(dir);
     }
 
     #[test]

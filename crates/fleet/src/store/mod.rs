@@ -1,5 +1,6 @@
 //! The fleet's state, split by access pattern behind traits that name no backend (issue #16
-//! item 3): what each trait promises; `sqlite*.rs` and `mem.rs` keep it, `conformance.rs` checks both.
+//! item 3): what each trait promises; `sqlite*.rs`, `mem.rs` and `nats*.rs` (JetStream, issue
+//! #20) keep it, `conformance.rs` checks all three.
 //!
 //! - [`ThingRecords`]: one record per thing (last report, engine state per profile), loaded
 //!   and committed whole with an expected [`Version`]: a compare-and-set on one key, so a
@@ -29,13 +30,15 @@
 //! SQLite keeps its schema and file; a database from before gets `things.version` (0) and
 //! `reports.digest` (NULL) at open.
 //!
-//! Synchronous on purpose: both backends today never wait on anything but a local file or
+//! Synchronous on purpose: SQLite and memory never wait on anything but a local file or
 //! memory, the service runs them inline on its one-thread runtime as before (a batch's `sync`
 //! is one WAL append, no fsync), and the judge's `decide` in between is pure. `async fn` here
 //! would mean boxing every call (`dyn` traits) on the hot path or giving up `dyn` for nothing
-//! yet. The NATS backend will change that: every method is one round trip with owned data in
-//! and out (no borrow held across calls), so the traits turn into `async fn` mechanically then,
-//! and the judge only awaits at its two edges (load, commit).
+//! yet. The NATS backend (`nats.rs`) keeps them synchronous too: a thread of its own runs the
+//! client on a one-thread runtime and each call waits for its round trips, at most the
+//! configured timeout, as the service waits for SQLite. Every method is one exchange with
+//! owned data in and out, so the traits can still turn `async fn` mechanically if the wait
+//! ever matters (the judge only awaits at its two edges, load and commit).
 //!
 //! Measured 2026-12-06 on this 2-core machine, shared, `RATE=3500 scripts/bench-fleet`, four
 //! alternating runs each: before the split (47ad005) p99 42.4 / 245.4 / 28.9 / 45.7 ms, after
@@ -46,17 +49,30 @@
 
 mod mem;
 mod model;
+mod nats;
+mod nats_kv;
+mod nats_prune;
+mod nats_records;
+mod nats_relay;
+mod nats_rest;
 mod sqlite;
 mod sqlite_outbox;
 mod sqlite_records;
 
 #[cfg(test)]
 mod conformance;
+#[cfg(test)]
+pub use conformance::{nats_options, nats_server};
+#[cfg(test)]
+mod nats_bench;
+#[cfg(test)]
+mod nats_tests;
 
 use std::collections::{BTreeMap, BTreeSet};
 
 pub use mem::Memory;
 pub use model::*;
+pub use nats::{Auth as NatsAuth, Nats, Options as NatsOptions};
 pub use sqlite::Sqlite;
 
 /// One error type for every backend; the backend's own error is boxed.

@@ -59,7 +59,7 @@ pub struct Thing {
 }
 
 /// A thing's last rejected report: when, and the answer's ErrorCode and ErrorMessage.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LastRejection {
     pub time_ms: u64,
     pub code: String,
@@ -106,10 +106,7 @@ pub struct Recorded {
 impl Recorded {
     /// The outbox's idempotent id: one transition of one alarm (SQLite looks up the same
     /// pair, `violation_id` and the event's type, in `events`).
-    #[allow(
-        dead_code,
-        reason = "read by the memory store (tests) and a KV backend later"
-    )]
+    #[allow(dead_code, reason = "read by the memory and NATS stores")]
     pub fn key(&self) -> String {
         let e = &self.event;
         format!("{}:{}", e.violation_id, e.violation_event_type.name())
@@ -149,7 +146,7 @@ pub struct Pending {
 }
 
 /// A violation, active (`end_ms` None) or past.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Violation {
     pub violation_id: String,

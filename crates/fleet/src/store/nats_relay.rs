@@ -1,0 +1,156 @@
+//! The relay of a commit on the cluster store: the effects a record carries (answers, outbox
+//! events, violation changes, sample values) applied to the other buckets, each step safe to repeat.
+
+use async_nats::jetstream::context::PublishErrorKind;
+use async_nats::jetstream::kv;
+use detect::EventType;
+
+use super::nats::{Js, backend};
+use super::nats_kv::{self, Answer, Noted, Stored, Window, enc, to_bytes};
+use super::{StoreError, Violation};
+
+/// Applies `stored.relay` and marks the record relayed; the record's new revision, or `None`
+/// when it changed meanwhile (whoever changed it relays from then on).
+pub(super) async fn relay(
+    js: &Js,
+    thing: &str,
+    revision: u64,
+    stored: &Stored,
+) -> Result<Option<u64>, StoreError> {
+    let r = &stored.relay;
+    for a in &r.answers {
+        let key = format!("{}.{}", enc(&a.thing), a.report_id);
+        let what = format!("bucket {} key {key}", js.answers.name);
+        // An accepted answer goes in as it is (the judge commits none for an id accepted
+        // before, so it replaces at most a rejection, or itself on a repeated relay); a
+        // rejection must not replace an accepted answer.
+        let kept = match a.accepted {
+            true => None,
+            false => js.answers.get(&key).await.map_err(|e| backend(&what, e))?,
+        };
+        let kept = kept.and_then(|b| serde_json::from_slice::<Answer>(&b).ok());
+        if !kept.is_some_and(|k| k.accepted) {
+            js.answers
+                .put(&key, to_bytes(a))
+                .await
+                .map_err(|e| backend(&what, e))?;
+        }
+    }
+    for n in &r.events {
+        outbox_append(js, n).await?;
+    }
+    violations(js, &r.events, &r.touched).await?;
+    for w in &r.samples {
+        let key = sample_key(w, thing);
+        let what = format!("bucket {} key {key}", js.samples.name);
+        js.samples
+            .put(&key, to_bytes(&w.value))
+            .await
+            .map_err(|e| backend(&what, e))?;
+    }
+    let mut marked = stored.clone();
+    marked.relayed = true;
+    let key = enc(thing);
+    match js.records.update(&key, to_bytes(&marked), revision).await {
+        Ok(rev) => Ok(Some(rev)),
+        Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => Ok(None),
+        Err(e) => Err(backend(&format!("bucket {} key {key}", js.records.name), e)),
+    }
+}
+
+pub(super) fn sample_key(w: &Window, thing: &str) -> String {
+    let (p, b) = (enc(&w.profile), enc(&w.behavior));
+    format!("{p}.{b}.{}.{}", w.start_ms, enc(thing))
+}
+
+/// Appends one event unless its key (`{violationId}:{type}`) is on the outbox already: the
+/// subject carries the key and the server refuses a second message on it.
+pub(super) async fn outbox_append(js: &Js, n: &Noted) -> Result<(), StoreError> {
+    let subject = format!(
+        "{}.{}",
+        super::nats::names::OUTBOX_SUBJECT,
+        enc(&n.recorded().key())
+    );
+    let what = format!("stream {} subject {subject}", super::nats::names::OUTBOX);
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Expected-Last-Subject-Sequence", "0");
+    if n.suppressed {
+        headers.insert("Detect-Suppressed", "true");
+    }
+    let payload = nats_kv::to_bytes(&n.event);
+    let ack = js
+        .context
+        .publish_with_headers(subject, headers, payload)
+        .await
+        .map_err(|e| backend(&what, e))?;
+    match ack.await {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => Ok(()),
+        Err(e) => Err(backend(&what, e)),
+    }
+}
+
+/// The violation index from a commit's events and touched alarms (as the memory store does).
+async fn violations(
+    js: &Js,
+    events: &[Noted],
+    touched: &[(String, u64)],
+) -> Result<(), StoreError> {
+    let kv = &js.violations;
+    for Noted {
+        event: e,
+        suppressed,
+    } in events
+    {
+        if e.violation_event_type != EventType::InAlarm {
+            continue;
+        }
+        let time = e.violation_event_time;
+        let v = Violation {
+            violation_id: e.violation_id.clone(),
+            thing_name: e.thing_name.clone(),
+            security_profile_name: e.security_profile_name.clone(),
+            behavior: e.behavior.clone(),
+            violation_start_time: time,
+            last_violation_time: time,
+            last_violation_value: e
+                .metric_value
+                .as_ref()
+                .and_then(|v| serde_json::to_value(v).ok()),
+            violation_end_time: None,
+            end_event_type: None,
+            suppressed: *suppressed,
+            verification_state: "UNKNOWN".into(),
+            verification_state_description: None,
+        };
+        let key = enc(&e.violation_id);
+        match kv.create(&key, to_bytes(&v)).await {
+            Ok(_) => {}
+            Err(err) if err.kind() == kv::CreateErrorKind::AlreadyExists => {}
+            Err(err) => return Err(backend(&format!("bucket {} key {key}", kv.name), err)),
+        }
+    }
+    for (id, last) in touched {
+        nats_kv::modify::<Violation, _>(kv, &enc(id), |old| {
+            let mut v = old.filter(|v| v.violation_end_time.is_none())?;
+            (v.last_violation_time != *last).then(|| {
+                v.last_violation_time = *last;
+                v
+            })
+        })
+        .await?;
+    }
+    for Noted { event: e, .. } in events {
+        if e.violation_event_type == EventType::InAlarm {
+            continue;
+        }
+        nats_kv::modify::<Violation, _>(kv, &enc(&e.violation_id), |old| {
+            let mut v = old?;
+            v.violation_end_time = Some(e.violation_event_time);
+            v.end_event_type = Some(e.violation_event_type.name().into());
+            Some(v)
+        })
+        .await?;
+    }
+    Ok(())
+}
