@@ -424,6 +424,20 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                     config.store.servers.join(", ")
                 );
             }
+            if config.cluster.enabled {
+                let c = &config.cluster;
+                println!(
+                    "note: [cluster] enabled: instance {:?}, {} partitions, {} s lease, {}",
+                    c.instance_name(),
+                    c.partitions,
+                    c.lease_secs,
+                    if c.shared_subscription {
+                        "one shared subscription, reports forwarded to their owner"
+                    } else {
+                        "every instance receives every report and judges its own things"
+                    }
+                );
+            }
             if let Some(secs) = config.fleet.duration_override_secs {
                 println!(
                     "note: [fleet] duration_override_secs = {secs}: every durationSeconds is evaluated as {secs} s (tests and demos only)"

@@ -132,7 +132,10 @@ async fn two_instances_share_reports_and_survive_a_kill_9() {
         })
         .collect();
     let (ok, out, err) = fleets[0].cli(&["check-config"]);
-    assert!(ok, "{out} {err}");
+    assert!(
+        ok && out.contains("[cluster] enabled: instance \"a\""),
+        "{out} {err}"
+    );
     for f in &mut fleets {
         f.start_subscribed().await;
     }
