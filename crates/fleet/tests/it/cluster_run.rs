@@ -1,6 +1,7 @@
 //! Cluster mode of `detect-fleet run` end to end (issue #20 item 2): three nats-server (R3),
 //! mosquitto, two detect-fleet instances with one config sharing ~50 devices' reports, one
-//! injected compromise per phase raising one alarm and its clear; then `kill -9` of one.
+//! injected compromise per phase raising one alarm and its clear, across `kill -9` of one
+//! instance and `SIGSTOP` of the other for longer than a lease.
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -9,7 +10,7 @@ use detect_testkit::broker::Broker;
 use detect_testkit::certs::Pki;
 use detect_testkit::eventually;
 use detect_testkit::fleet::{Fleet, forbid_port};
-use detect_testkit::nats_cluster::{NatsCluster, USER};
+use detect_testkit::nats_cluster::{NatsCluster, USER, pause};
 use rumqttc::{AsyncClient, QoS};
 
 use super::answers::{Got, client};
@@ -98,7 +99,7 @@ fn transitions(alarms: &Alarms) -> BTreeMap<String, Vec<String>> {
 }
 
 #[tokio::test]
-async fn two_instances_share_reports_and_survive_a_kill_9() {
+async fn two_instances_share_reports_across_a_kill_9_and_a_sigstop() {
     let pki = Pki::generate();
     let broker = Broker::start(&pki);
     let work = tempfile::tempdir().unwrap();
@@ -185,16 +186,58 @@ async fn two_instances_share_reports_and_survive_a_kill_9() {
         "cluster kill -9: every thing answered again {:.1} s after the kill",
         killed.elapsed().as_secs_f64()
     );
+    check_alarms(
+        &alarms,
+        &fleets[1],
+        &["dev-7", "dev-31", "dev-12", "dev-44"],
+    )
+    .await;
+
+    // Phase 3: a back (same name and session), then b stopped (SIGSTOP) longer than a lease
+    // while dev-3 and dev-25 are compromised, then woken: b owns nothing from the moment it
+    // wakes, and a's alarms are the only ones.
+    fleets[0].start_subscribed().await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    round(&c, &got, &mut id, &[], Duration::from_secs(20))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", logs(&fleets)));
+    let b = fleets[1].pid().unwrap();
+    pause(b, true);
+    let stopped = Instant::now();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let answered = round(&c, &got, &mut id, &[3, 25], Duration::from_secs(15)).await;
+    let waited = stopped.elapsed();
+    if waited < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_secs(10) - waited).await;
+    }
+    pause(b, false);
+    answered.unwrap_or_else(|e| panic!("{e}\n{}", logs(&fleets)));
+    println!(
+        "cluster SIGSTOP: every thing answered again {:.1} s after the stop",
+        waited.as_secs_f64()
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    round(&c, &got, &mut id, &[], Duration::from_secs(20))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", logs(&fleets)));
+    let all = ["dev-7", "dev-31", "dev-12", "dev-44", "dev-3", "dev-25"];
+    check_alarms(&alarms, &fleets[0], &all).await;
+}
+
+/// Each of `devs` raised one violation, each notified as exactly one in-alarm and one clear
+/// (the same alert again counts once), and the store lists them all, none active.
+async fn check_alarms(alarms: &Alarms, fleet: &Fleet, devs: &[&str]) {
     let settled = || {
-        let t = transitions(&alarms);
-        t.len() == 4 && t.values().all(|k| k.len() == 2)
+        let t = transitions(alarms);
+        t.len() == devs.len() && t.values().all(|k| k.len() == 2)
     };
     let ok = eventually(Duration::from_secs(20), settled).await;
-    let t = transitions(&alarms);
+    let t = transitions(alarms);
     assert!(
         ok,
-        "4 violations, each one in-alarm and one clear: {t:?}\n{}",
-        fleets[1].log()
+        "{} violations, each one in-alarm and one clear: {t:?}\n{}",
+        devs.len(),
+        fleet.log()
     );
     for kinds in t.values() {
         assert_eq!(kinds, &["in-alarm", "alarm-cleared"], "{t:#?}");
@@ -204,11 +247,10 @@ async fn two_instances_share_reports_and_survive_a_kill_9() {
         .iter()
         .map(|(_, v)| v["thingName"].as_str().unwrap_or("").to_string())
         .collect();
-    for dev in ["dev-7", "dev-31", "dev-12", "dev-44"] {
+    for dev in devs {
         assert!(things.iter().any(|t| t == dev), "{dev}: {things:?}");
     }
-    // The store agrees: four violations, none active.
-    let v = fleets[1].violations(&[]);
-    assert_eq!(v.len(), 4, "{v:#?}");
-    assert!(fleets[1].violations(&["--active"]).is_empty());
+    let v = fleet.violations(&[]);
+    assert_eq!(v.len(), devs.len(), "{v:#?}");
+    assert!(fleet.violations(&["--active"]).is_empty());
 }
