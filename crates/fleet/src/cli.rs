@@ -205,6 +205,29 @@ fn open(config: &Config) -> anyhow::Result<Box<dyn Store + Send>> {
     Ok(Box::new(Sqlite::open(db)?))
 }
 
+enum RunStore {
+    One(Box<dyn Store + Send>),
+    Cluster(Box<Nats>),
+}
+
+/// `run`'s store, and in cluster mode the side runtime of the cluster tasks; each instance's
+/// MQTT client ids get its instance name (`{client_id}-{instance}`).
+fn open_run(config: &mut Config) -> anyhow::Result<(RunStore, Option<tokio::runtime::Runtime>)> {
+    if !config.cluster.enabled {
+        return Ok((RunStore::One(open(config)?), None));
+    }
+    let instance = config.cluster.instance_name();
+    config.broker.client_id = format!("{}-{instance}", config.broker.client_id);
+    let nats = Nats::open(&config.store.nats_options()?)?;
+    let side = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("detect-fleet-cluster")
+        .enable_all()
+        .build()
+        .context("cluster runtime")?;
+    Ok((RunStore::Cluster(Box::new(nats)), Some(side)))
+}
+
 /// The profiles of `[fleet] profiles_dir` (*.json, sorted) through the agent's loader; every
 /// attached profile must be among them. Warnings (cloud-side metrics, ...) are logged once.
 fn profiles(config: &Config) -> anyhow::Result<Vec<profile::Profile>> {
@@ -273,9 +296,9 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Run { config } => {
-            let config = load(&config)?;
+            let mut config = load(&config)?;
             let profiles = profiles(&config)?;
-            let store = open(&config)?;
+            let (store, side) = open_run(&mut config)?;
             let alert_store = open(&config)?;
             let webhook_store = match &config.alerts.webhook_url {
                 Some(_) => Some(open(&config)? as Box<dyn Outbox + Send>),
@@ -302,6 +325,24 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                     &config.broker.client_id,
                 ));
             }
+            let (store, cluster) = match (store, side.as_ref()) {
+                (RunStore::Cluster(mut nats), Some(side)) => {
+                    let settings = config.cluster.settings(config.store.replicas);
+                    let link = crate::service::cluster::Link::start(
+                        side,
+                        nats.client(),
+                        settings,
+                        config.cluster.shared_subscription,
+                    )?;
+                    let owns = link.ownership.clone();
+                    nats.set_fence(std::sync::Arc::new(move |t: &str| owns.owns(t)));
+                    let owns = link.ownership.clone();
+                    judge.set_scope(Box::new(move |t: &str| owns.owns(t)));
+                    (nats as Box<dyn Store + Send>, Some(link))
+                }
+                (RunStore::Cluster(nats), None) => (nats as Box<dyn Store + Send>, None),
+                (RunStore::One(store), _) => (store, None),
+            };
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -312,7 +353,10 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 store,
                 alert_store,
                 webhook_store,
+                cluster,
             ))?;
+            // Outside the service's runtime: a runtime must not be dropped inside another.
+            drop(side);
             Ok(ExitCode::SUCCESS)
         }
         Command::Replay {
@@ -378,6 +422,20 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 println!(
                     "note: [store] kind = \"nats\": state in NATS JetStream at {} (reachable, buckets ready)",
                     config.store.servers.join(", ")
+                );
+            }
+            if config.cluster.enabled {
+                let c = &config.cluster;
+                println!(
+                    "note: [cluster] enabled: instance {:?}, {} partitions, {} s lease, {}",
+                    c.instance_name(),
+                    c.partitions,
+                    c.lease_secs,
+                    if c.shared_subscription {
+                        "one shared subscription, reports forwarded to their owner"
+                    } else {
+                        "every instance receives every report and judges its own things"
+                    }
                 );
             }
             if let Some(secs) = config.fleet.duration_override_secs {

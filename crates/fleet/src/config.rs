@@ -23,6 +23,9 @@ pub struct Config {
     /// `[store]`: SQLite (default) or the NATS JetStream cluster store (issue #20).
     #[serde(default)]
     pub store: crate::config_store::StoreConfig,
+    /// `[cluster]`: one of several instances sharing the NATS store (issue #20).
+    #[serde(default)]
+    pub cluster: crate::config_cluster::ClusterConfig,
 }
 
 /// `[nats]`: where detect-fleet reads nats-server's advisories and CONNZ (docs/brokers.md).
@@ -278,6 +281,13 @@ impl Config {
         check_dimensions(&self.dimension)?;
         check_nats(self)?;
         self.store.check()?;
+        self.cluster.check(&self.store)?;
+        if self.cluster.enabled && self.broker.source != BrokerSource::None {
+            return Err(
+                "[cluster] enabled = true: [broker] source (cloud-side metrics) is single-node only for now"
+                    .into(),
+            );
+        }
         crate::targets::check(&self.attach)
     }
 }

@@ -27,6 +27,9 @@ pub struct Handled {
     pub events: Vec<Recorded>,
 }
 
+/// Which things the sweep looks at (cluster mode: the owned ones).
+pub type Scope = Box<dyn Fn(&str) -> bool + Send>;
+
 pub struct Judge {
     profiles: BTreeMap<String, Profile>,
     attachments: Attachments,
@@ -42,6 +45,8 @@ pub struct Judge {
     cloud_due: u64,
     /// When the ML groups are calibrated next (`calibrate_groups`, from the sweep).
     groups_due: u64,
+    /// Cluster mode: the things this instance sweeps (those it owns); `None`: every thing.
+    scope: Option<Scope>,
 }
 
 impl Judge {
@@ -69,7 +74,17 @@ impl Judge {
             cloud: None,
             cloud_due: 0,
             groups_due: 0,
+            scope: None,
         }
+    }
+
+    /// Cluster mode: the sweep looks only at things `scope` accepts (the owned ones).
+    pub fn set_scope(&mut self, scope: Scope) {
+        self.scope = Some(scope);
+    }
+
+    fn in_scope(&self, thing: &str) -> bool {
+        self.scope.as_ref().is_none_or(|owns| owns(thing))
     }
 
     pub fn set_registry(&mut self, registry: BTreeMap<String, BTreeSet<String>>) {

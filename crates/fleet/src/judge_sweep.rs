@@ -20,6 +20,10 @@ impl Judge {
         let records = store.with_state()?;
         self.calibrate_groups(&records, now_ms);
         for (thing, loaded) in records {
+            // Cluster mode: another instance sweeps the things it owns.
+            if !self.in_scope(&thing) {
+                continue;
+            }
             let mut watched = BTreeMap::new();
             for name in loaded.record.states.keys() {
                 let p = self

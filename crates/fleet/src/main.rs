@@ -5,6 +5,7 @@ mod cli;
 mod cli_table;
 mod cluster;
 mod config;
+mod config_cluster;
 mod config_store;
 mod coverage;
 mod intake;

@@ -27,6 +27,7 @@ pub async fn run(
     config: Config,
     mut store: Box<dyn Outbox + Send>,
     wake: Arc<Notify>,
+    lead: super::Lead,
 ) -> Result<(), RunError> {
     let client_id = config.broker.alerts_client_id();
     let opts = options(&config, &client_id, false, 1).map_err(RunError::Setup)?;
@@ -35,7 +36,8 @@ pub async fn run(
     tokio::spawn(drive(eventloop, config.clone(), client_id, false, 1, tx));
     let mut connected = false;
     loop {
-        if connected {
+        // Cluster mode: only the instance that leads sends (see `Lead`).
+        if connected && lead() {
             connected = send_all(&config, store.as_mut(), &client, &mut rx).await?;
         }
         tokio::select! {

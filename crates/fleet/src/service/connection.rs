@@ -28,7 +28,10 @@ pub fn options(
     let b = &config.broker;
     let mut o = MqttOptions::new(client_id, b.endpoint.clone(), b.port);
     o.set_keep_alive(Duration::from_secs(30))
-        .set_clean_session(!persistent)
+        // Cluster mode: a clean session with a shared subscription (a dead instance's session
+        // would take its share) or an instance named `{hostname}-{pid}` (each run would leave
+        // a session behind); acknowledgements stay manual.
+        .set_clean_session(!persistent || config.cluster.clean_session())
         .set_manual_acks(persistent)
         .set_inflight(inflight)
         .set_max_packet_size(MAX_INCOMING_PACKET, MAX_PUBLISH_BYTES * 2);

@@ -4,6 +4,7 @@
 //! Decides nothing about reports or alarms (that is `judge`).
 
 mod alerts;
+pub mod cluster;
 mod connection;
 mod webhook;
 
@@ -21,6 +22,8 @@ use crate::store::{Outbox, Store, StoreError, registry};
 use connection::{Polled, drive, options};
 
 pub const REPORT_TOPICS: [&str; 2] = protocol::topics::REPORT_FILTERS;
+/// Cluster mode's shared subscription group (`$share/detect-fleet/<filter>`).
+pub const SHARE_GROUP: &str = "detect-fleet";
 
 /// Requests queued to the MQTT event loop; the service waits when it is full.
 const REQUEST_CAPACITY: usize = 1024;
@@ -41,6 +44,10 @@ pub enum RunError {
     #[error("broker setup: {0}")]
     Setup(String),
 }
+
+/// Whether this instance sends alerts and prunes now: always in single-node mode, in cluster
+/// mode while it holds partition 0 (`cluster::Link::lead`).
+pub type Lead = Arc<dyn Fn() -> bool + Send + Sync>;
 
 pub fn now_ms() -> u64 {
     SystemTime::now()
@@ -63,6 +70,8 @@ pub struct Service {
     windows_from: Option<tokio::time::Instant>,
     /// `[broker] source = "nats"`: the nats task's feeds (its own connection, not this one).
     nats: Option<mpsc::Receiver<sources::nats::Feed>>,
+    /// Cluster mode (`[cluster] enabled`): ownership, forwards and the inbox.
+    cluster: Option<cluster::Link>,
 }
 
 impl Service {
@@ -76,7 +85,12 @@ impl Service {
         store: Box<dyn Store + Send>,
         alert_store: Box<dyn Outbox + Send>,
         webhook_store: Option<Box<dyn Outbox + Send>>,
+        cluster: Option<cluster::Link>,
     ) -> Result<(), RunError> {
+        let lead: Lead = match &cluster {
+            Some(link) => link.lead(),
+            None => Arc::new(|| true),
+        };
         let id = config.broker.client_id.clone();
         let opts = options(&config, &id, true, INFLIGHT).map_err(RunError::Setup)?;
         let (client, eventloop) = AsyncClient::new(opts, REQUEST_CAPACITY);
@@ -87,11 +101,12 @@ impl Service {
             config.clone(),
             alert_store,
             wake_alerts.clone(),
+            lead.clone(),
         ));
         let wake_webhook = Arc::new(Notify::new());
         let hook = match (&config.alerts.webhook_url, webhook_store) {
             (Some(url), Some(s)) => {
-                tokio::spawn(webhook::run(url.clone(), s, wake_webhook.clone()))
+                tokio::spawn(webhook::run(url.clone(), s, wake_webhook.clone(), lead))
             }
             _ => tokio::spawn(std::future::pending()),
         };
@@ -112,6 +127,7 @@ impl Service {
             client,
             wake_alerts,
             wake_webhook,
+            cluster,
         };
         let stopped = |name: &str, e: tokio::task::JoinError| {
             Err(RunError::Setup(format!("{name} stopped: {e}")))
@@ -140,8 +156,20 @@ impl Service {
             tracing::info!(behaviors = n, "ML groups calibrated at start-up");
         }
         let mut nats = self.nats.take();
+        let mut inbox = self.cluster.as_mut().map(|l| {
+            let (_, dead) = mpsc::channel(1);
+            std::mem::replace(&mut l.inbox, dead)
+        });
         loop {
             tokio::select! {
+                work = async {
+                    match inbox.as_mut() {
+                        Some(rx) => rx.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => if let Some(work) = work {
+                    self.on_work(work).await?;
+                },
                 feed = async {
                     match nats.as_mut() {
                         Some(rx) => rx.recv().await,
@@ -207,7 +235,7 @@ impl Service {
                         self.wake_webhook.notify_one();
                     }
                 }
-                _ = prune.tick() => {
+                _ = prune.tick(), if self.cluster.as_ref().is_none_or(|l| l.leads()) => {
                     let now = now_ms();
                     let history = self.config.fleet.history_days.saturating_mul(86_400_000);
                     let n = self.store.prune(now.saturating_sub(history), now.saturating_sub(REPORTS_KEPT_MS))?;
@@ -264,7 +292,12 @@ impl Service {
                 }
                 let own = self.source.as_ref().map_or(&[][..], |s| s.filters());
                 for t in REPORT_TOPICS.iter().chain(own) {
-                    if let Err(e) = self.client.subscribe(*t, QoS::AtLeastOnce).await {
+                    // Cluster mode: one shared subscription, each report reaches one instance.
+                    let t = match &self.cluster {
+                        Some(l) if l.shared => format!("$share/{SHARE_GROUP}/{t}"),
+                        _ => t.to_string(),
+                    };
+                    if let Err(e) = self.client.subscribe(&t, QoS::AtLeastOnce).await {
                         tracing::warn!(topic = t, error = %e, "subscribe not queued");
                     }
                 }
@@ -286,7 +319,8 @@ impl Service {
     /// acknowledges them (nothing is acknowledged before its outcome is committed).
     async fn on_reports(&mut self, batch: Vec<rumqttc::Publish>) -> Result<(), RunError> {
         let mut answers = Vec::with_capacity(batch.len());
-        for p in &batch {
+        let mut acks = Vec::with_capacity(batch.len());
+        for p in batch {
             if let Some(read) = self
                 .source
                 .as_ref()
@@ -301,9 +335,27 @@ impl Service {
                     }
                 }
             } else if let Some(topic) = ReportTopic::parse(&p.topic) {
-                let store = self.store.as_mut();
-                answers.push(self.judge.handle(store, &topic, &p.payload, now_ms())?);
+                if let Some(link) = self.cluster.as_mut()
+                    && !link.ownership.owns(&topic.thing)
+                {
+                    if link.shared {
+                        link.forward(p, topic.thing, self.client.clone());
+                        continue;
+                    }
+                    // Every instance got it: its owner answers.
+                    link.others += 1;
+                    acks.push(p);
+                    continue;
+                }
+                match self.judge_one(&topic, &p.payload)? {
+                    Some(handled) => answers.push(handled),
+                    None => {
+                        self.not_judged(p, topic.thing);
+                        continue;
+                    }
+                }
             }
+            acks.push(p);
         }
         self.store.sync()?;
         for handled in answers {
@@ -324,7 +376,7 @@ impl Service {
                 self.wake_webhook.notify_one();
             }
         }
-        for p in &batch {
+        for p in &acks {
             if let Err(e) = self.client.ack(p).await {
                 tracing::warn!(error = %e, "ack not queued; the broker redelivers the report");
             }

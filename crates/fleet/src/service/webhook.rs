@@ -21,6 +21,7 @@ pub async fn run(
     url: String,
     mut store: Box<dyn Outbox + Send>,
     wake: Arc<Notify>,
+    lead: super::Lead,
 ) -> Result<(), RunError> {
     let config = ureq::Agent::config_builder()
         .timeout_global(Some(REQUEST_TIMEOUT))
@@ -33,7 +34,13 @@ pub async fn run(
         link::random::seed(),
     );
     loop {
-        'batch: for u in store.pending(Sink::Webhook, BATCH)? {
+        // Cluster mode: only the instance that leads sends (see `Lead`).
+        let batch = if lead() {
+            store.pending(Sink::Webhook, BATCH)?
+        } else {
+            Vec::new()
+        };
+        'batch: for u in batch {
             let body = u.payload;
             loop {
                 let (agent, url, body) = (agent.clone(), url.clone(), body.clone());

@@ -66,6 +66,8 @@ pub use conformance::{nats_options, nats_server};
 #[cfg(test)]
 mod nats_bench;
 #[cfg(test)]
+mod nats_fence_tests;
+#[cfg(test)]
 mod nats_tests;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -89,7 +89,13 @@ pub struct Nats {
     /// The record `answer` just read (thing, revision, value): the judge's `load` of the
     /// same thing right after takes it instead of asking again.
     pub(super) fresh: Option<(String, u64, Stored)>,
+    /// Cluster mode: whether this instance may commit a thing now (it holds the partition's
+    /// lease and trusts it), asked right before each commit (docs/fleet.md "Fencing").
+    pub(super) fence: Option<Fence>,
 }
+
+/// `owns(thing)` of the cluster's ownership view.
+pub type Fence = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
 pub(super) const CACHE_LIMIT: usize = 10_000;
 
@@ -190,7 +196,18 @@ impl Nats {
             js,
             cache: HashMap::new(),
             fresh: None,
+            fence: None,
         })
+    }
+
+    /// The client the store talks through (cluster mode shares it for leases and forwards).
+    pub fn client(&self) -> async_nats::Client {
+        self.js.client.clone()
+    }
+
+    /// From now on a commit of a thing `fence` refuses fails with `Conflict`, writing nothing.
+    pub fn set_fence(&mut self, fence: Fence) {
+        self.fence = Some(fence);
     }
 }
 

@@ -205,6 +205,19 @@ impl ThingRecords for Nats {
 
     fn commit(&mut self, commits: &[Commit]) -> Result<(), StoreError> {
         self.fresh = None;
+        // Cluster mode: an instance that lost (or stopped trusting) a thing's lease writes
+        // nothing of it (docs/fleet.md "Fencing").
+        if let Some(c) = self
+            .fence
+            .as_ref()
+            .and_then(|owns| commits.iter().find(|c| !owns(&c.thing)))
+        {
+            tracing::info!(thing = %c.thing, "commit refused: this instance does not own the thing now");
+            return Err(StoreError::Conflict {
+                thing: c.thing.clone(),
+                expected: c.expected,
+            });
+        }
         let js = self.js.clone();
         let owned = commits.to_vec();
         let cached: Vec<Option<(u64, Stored)>> = commits

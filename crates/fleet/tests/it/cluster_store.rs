@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use super::answers::{client, send};
 
-fn report(id: u64, ports: &[u16]) -> Vec<u8> {
+pub(crate) fn report(id: u64, ports: &[u16]) -> Vec<u8> {
     let ports: Vec<Value> = ports.iter().map(|p| json!({"port": p})).collect();
     let total = ports.len();
     serde_json::to_vec(&json!({

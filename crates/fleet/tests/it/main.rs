@@ -11,6 +11,7 @@ mod cloud_side;
 mod cloud_side_nats;
 mod cluster_kv;
 mod cluster_ownership;
+mod cluster_run;
 mod cluster_store;
 mod crash;
 mod ml_peers;

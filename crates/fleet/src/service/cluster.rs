@@ -1,0 +1,263 @@
+//! Cluster mode of `run` (issue #20 item 2): the link to the other instances. Reports of things
+//! another instance owns are forwarded to it; reports forwarded here wait in the inbox.
+//!
+//! The keeper, the forward server and every forward run on a side runtime of their own, so the
+//! service's blocking store calls never delay a lease renewal. The service loop judges inbox
+//! work like its own reports; the instance holding partition 0 leads (alerts, pruning).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::anyhow;
+use bytes::Bytes;
+use rumqttc::{AsyncClient, Publish};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use super::Lead;
+use crate::cluster::forward::{self, Outcome, Report};
+use crate::cluster::{self, Ownership, Settings};
+
+/// Reports waiting for the service loop (forwarded here, or back here after a forward).
+const INBOX: usize = 256;
+/// Forwards of this instance in flight at once; more are dropped unacknowledged (counted).
+const FORWARDS: usize = 1024;
+/// How long a forward tries the owners (a killed owner's partitions move within ~8 s).
+const FORWARD_LIMIT: Duration = Duration::from_secs(12);
+/// The partition whose holder leads: sends alerts and prunes.
+const LEADER_PARTITION: u32 = 0;
+
+/// A report for the service loop: `reply` when another instance forwarded it (the answer's
+/// bytes go back), `ack` when it came from our broker connection (acknowledged once answered).
+pub struct Work {
+    pub report: Report,
+    pub reply: Option<oneshot::Sender<Result<Bytes, String>>>,
+    pub ack: Option<Publish>,
+}
+
+pub struct Link {
+    pub ownership: Ownership,
+    client: async_nats::Client,
+    bucket: String,
+    side: tokio::runtime::Handle,
+    pub inbox: mpsc::Receiver<Work>,
+    to_inbox: mpsc::Sender<Work>,
+    forwards: Arc<Semaphore>,
+    dropped: Arc<AtomicU64>,
+    /// Reports arrive over a shared subscription (`[cluster] shared_subscription`): those of
+    /// other instances' things are forwarded. Otherwise every instance gets every report and
+    /// leaves the others' alone.
+    pub shared: bool,
+    /// Reports left to their owners (not shared), for the log.
+    pub others: u64,
+}
+
+impl Link {
+    /// Starts the ownership keeper and the forward server on `side` (not inside a runtime).
+    pub fn start(
+        side: &tokio::runtime::Runtime,
+        client: async_nats::Client,
+        settings: Settings,
+        shared: bool,
+    ) -> anyhow::Result<Link> {
+        let bucket = settings.bucket.clone();
+        tracing::info!(instance = %settings.instance, partitions = settings.partitions, "cluster mode");
+        let ownership = side.block_on(cluster::spawn(client.clone(), settings))?;
+        let (to_inbox, inbox) = mpsc::channel(INBOX);
+        let tx = to_inbox.clone();
+        let handler = move |report: Report| {
+            let tx = tx.clone();
+            async move {
+                let (reply, answer) = oneshot::channel();
+                let work = Work {
+                    report,
+                    reply: Some(reply),
+                    ack: None,
+                };
+                tx.send(work)
+                    .await
+                    .map_err(|_| anyhow!("service stopped"))?;
+                let answer = answer.await.map_err(|_| anyhow!("report dropped"))?;
+                answer.map_err(|e| anyhow!(e))
+            }
+        };
+        side.block_on(forward::serve(
+            client.clone(),
+            ownership.clone(),
+            &bucket,
+            handler,
+        ))?;
+        Ok(Link {
+            ownership,
+            client,
+            bucket,
+            side: side.handle().clone(),
+            inbox,
+            to_inbox,
+            forwards: Arc::new(Semaphore::new(FORWARDS)),
+            dropped: Arc::new(AtomicU64::new(0)),
+            shared,
+            others: 0,
+        })
+    }
+
+    /// Whether this instance leads now.
+    pub fn leads(&self) -> bool {
+        self.ownership.epoch(LEADER_PARTITION).is_some()
+    }
+
+    /// `leads` for the alert senders.
+    pub fn lead(&self) -> Lead {
+        let ownership = self.ownership.clone();
+        Arc::new(move || ownership.epoch(LEADER_PARTITION).is_some())
+    }
+
+    /// Hands `p` (a report of `thing`, which another instance owns) to the owner; `p` is
+    /// acknowledged once the owner answered, or judged here if the thing became ours.
+    pub fn forward(&self, p: Publish, thing: String, mqtt: AsyncClient) {
+        let Ok(slot) = self.forwards.clone().try_acquire_owned() else {
+            let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            tracing::warn!(
+                thing,
+                dropped = n,
+                "too many forwards in flight: report left unacknowledged"
+            );
+            return;
+        };
+        let (client, ownership) = (self.client.clone(), self.ownership.clone());
+        let (bucket, to_inbox) = (self.bucket.clone(), self.to_inbox.clone());
+        self.side.spawn(async move {
+            let report = Report {
+                thing,
+                topic: p.topic.clone(),
+                payload: p.payload.clone(),
+            };
+            let outcome =
+                forward::forward(&client, &ownership, &bucket, report.clone(), FORWARD_LIMIT)
+                    .await;
+            match outcome {
+                Ok(Outcome::Answer(_)) => {
+                    if let Err(e) = mqtt.ack(&p).await {
+                        tracing::warn!(error = %e, "ack not queued; the broker redelivers the report");
+                    }
+                }
+                Ok(Outcome::Mine) => {
+                    let work = Work {
+                        report,
+                        reply: None,
+                        ack: Some(p),
+                    };
+                    if to_inbox.send(work).await.is_err() {
+                        tracing::warn!("service stopped: report left unacknowledged");
+                    }
+                }
+                Err(e) => tracing::warn!("{e:#}: report left unacknowledged"),
+            }
+            drop(slot);
+        });
+    }
+}
+
+/// How many times a report is judged again after its record changed under it (another
+/// instance committed it meanwhile: its lease moved, or nats-server accepted two writes).
+const TRIES: usize = 3;
+
+impl super::Service {
+    /// Judges one report; in cluster mode a `Conflict` (the record changed since it was
+    /// loaded, or the thing is not ours any more) is retried on a fresh load, then given up
+    /// (`None`: not answered, not acknowledged). Single-node mode keeps failing on it.
+    pub(super) fn judge_one(
+        &mut self,
+        topic: &crate::intake::ReportTopic,
+        payload: &[u8],
+    ) -> Result<Option<crate::judge::Handled>, super::RunError> {
+        let tries = if self.cluster.is_some() { TRIES } else { 1 };
+        for _ in 0..tries {
+            let store = self.store.as_mut();
+            match self.judge.handle(store, topic, payload, super::now_ms()) {
+                Ok(h) => return Ok(Some(h)),
+                Err(e @ crate::store::StoreError::Conflict { .. }) if self.cluster.is_some() => {
+                    tracing::info!(error = %e, "report judged again on a fresh load");
+                    if !self.owns(&topic.thing) {
+                        return Ok(None);
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(None)
+    }
+
+    fn owns(&self, thing: &str) -> bool {
+        self.cluster
+            .as_ref()
+            .is_none_or(|l| l.ownership.owns(thing))
+    }
+
+    /// A report `judge_one` gave up on: forwarded if the thing is another's now, else left
+    /// unacknowledged (the broker redelivers it on the next connection).
+    pub(super) fn not_judged(&self, p: Publish, thing: String) {
+        match &self.cluster {
+            Some(link) if link.shared && !link.ownership.owns(&thing) => {
+                link.forward(p, thing, self.client.clone())
+            }
+            _ => tracing::warn!(thing, "report not judged: left unacknowledged"),
+        }
+    }
+
+    /// One report of the inbox: judged if the thing is ours, its answer published to the
+    /// device, then replied to the forwarder or acknowledged to the broker.
+    pub(super) async fn on_work(&mut self, work: Work) -> Result<(), super::RunError> {
+        let Work { report, reply, ack } = work;
+        let refuse = |reply: Option<oneshot::Sender<Result<Bytes, String>>>, why: &str| {
+            if let Some(r) = reply {
+                let _ = r.send(Err(why.to_string()));
+            }
+        };
+        let Some(topic) = crate::intake::ReportTopic::parse(&report.topic) else {
+            refuse(reply, "not a report topic");
+            return Ok(());
+        };
+        if !self.owns(&topic.thing) {
+            refuse(reply, "not-owner");
+            if let Some(p) = ack {
+                self.not_judged(p, topic.thing);
+            }
+            return Ok(());
+        }
+        let Some(handled) = self.judge_one(&topic, &report.payload)? else {
+            refuse(reply, "record changed meanwhile");
+            if let Some(p) = ack {
+                self.not_judged(p, topic.thing);
+            }
+            return Ok(());
+        };
+        self.store.sync()?;
+        let answer = Bytes::from(handled.answer.clone());
+        let published = self
+            .client
+            .publish(
+                handled.answer_topic,
+                rumqttc::QoS::AtLeastOnce,
+                false,
+                handled.answer,
+            )
+            .await;
+        if let Err(e) = published {
+            tracing::warn!(error = %e, "answer not queued");
+        }
+        if !handled.events.is_empty() {
+            self.wake_alerts.notify_one();
+            self.wake_webhook.notify_one();
+        }
+        if let Some(r) = reply {
+            let _ = r.send(Ok(answer));
+        }
+        if let Some(p) = ack
+            && let Err(e) = self.client.ack(&p).await
+        {
+            tracing::warn!(error = %e, "ack not queued; the broker redelivers the report");
+        }
+        Ok(())
+    }
+}

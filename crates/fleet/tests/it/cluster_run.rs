@@ -1,0 +1,256 @@
+//! Cluster mode of `detect-fleet run` end to end (issue #20 item 2): three nats-server (R3),
+//! mosquitto, two detect-fleet instances with one config sharing ~50 devices' reports, one
+//! injected compromise per phase raising one alarm and its clear, across `kill -9` of one
+//! instance and `SIGSTOP` of the other for longer than a lease.
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use detect_testkit::alarms::Alarms;
+use detect_testkit::broker::Broker;
+use detect_testkit::certs::Pki;
+use detect_testkit::eventually;
+use detect_testkit::fleet::{Fleet, forbid_port};
+use detect_testkit::nats_cluster::{NatsCluster, USER, pause};
+use rumqttc::{AsyncClient, QoS};
+
+use super::answers::{Got, client};
+use super::cluster_store::report;
+
+const THINGS: usize = 50;
+
+/// Accepted answers received per thing.
+fn answered(got: &Got) -> BTreeMap<String, usize> {
+    let mut n = BTreeMap::new();
+    for (topic, _) in got.lock().unwrap().iter() {
+        if !topic.ends_with("/accepted") {
+            continue;
+        }
+        if let Some(thing) = topic
+            .strip_prefix("$aws/things/")
+            .and_then(|t| t.split('/').next())
+        {
+            *n.entry(thing.to_string()).or_default() += 1;
+        }
+    }
+    n
+}
+
+/// Publishes a report per thing (a fresh id each time; `bad` things listen on port 22) and
+/// again, every 1.5 s, for those not answered yet (a report that reached no owner: a
+/// partition changing hands), until each thing got an answer or `limit` passed.
+async fn round(
+    c: &AsyncClient,
+    got: &Got,
+    id: &mut u64,
+    bad: &[usize],
+    limit: Duration,
+) -> Result<Duration, String> {
+    let start = Instant::now();
+    let before = answered(got);
+    let count =
+        |n: &BTreeMap<String, usize>, i: usize| n.get(&format!("dev-{i}")).copied().unwrap_or(0);
+    let mut missing: Vec<usize> = (0..THINGS).collect();
+    while !missing.is_empty() {
+        if start.elapsed() > limit {
+            return Err(format!(
+                "report {id}: no answer within {limit:?} for dev-{missing:?}"
+            ));
+        }
+        *id += 1;
+        for &i in &missing {
+            let ports: &[u16] = if bad.contains(&i) { &[22] } else { &[] };
+            let topic = format!("$aws/things/dev-{i}/defender/metrics/json");
+            c.publish(topic, QoS::AtLeastOnce, false, report(*id, ports))
+                .await
+                .unwrap();
+        }
+        let done = || {
+            let n = answered(got);
+            missing.iter().all(|&i| count(&n, i) > count(&before, i))
+        };
+        eventually(Duration::from_millis(1500), done).await;
+        let n = answered(got);
+        missing.retain(|&i| count(&n, i) <= count(&before, i));
+    }
+    Ok(start.elapsed())
+}
+
+fn logs(fleets: &[Fleet]) -> String {
+    fleets
+        .iter()
+        .map(|f| f.log())
+        .collect::<Vec<_>>()
+        .join("\n-----\n")
+}
+
+/// Each violation's notified transitions: exactly one in-alarm and one clear per violation.
+fn transitions(alarms: &Alarms) -> BTreeMap<String, Vec<String>> {
+    let mut by_id: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (_, v) in alarms.received() {
+        let id = v["violationId"].as_str().unwrap_or("?").to_string();
+        let kind = v["violationEventType"].as_str().unwrap_or("?").to_string();
+        let seen = by_id.entry(id).or_default();
+        // The same transition sent again (at least once) is the same alert, not a second.
+        if !seen.contains(&kind) {
+            seen.push(kind);
+        }
+    }
+    by_id
+}
+
+#[tokio::test]
+async fn two_instances_share_reports_across_a_kill_9_and_a_sigstop() {
+    let pki = Pki::generate();
+    let broker = Broker::start(&pki);
+    let work = tempfile::tempdir().unwrap();
+    let nats = NatsCluster::start(work.path());
+    let password = work.path().join("nats-password");
+    std::fs::write(&password, USER.1).unwrap();
+    let alarms = Alarms::start(&pki, broker.port, "detect-fleet/alarms/+").await;
+    let profiles = [forbid_port("no-ssh", 22)];
+    let mut fleets: Vec<Fleet> = ["a", "b"]
+        .iter()
+        .map(|name| {
+            let dir = work.path().join(format!("fleet-{name}"));
+            let f = Fleet::configure(
+                &dir,
+                &pki,
+                &broker,
+                &profiles,
+                &[("no-ssh", "all-things")],
+                1,
+            );
+            let mut text = std::fs::read_to_string(&f.config).unwrap();
+            text.push_str(&format!(
+                "[store]\nkind = \"nats\"\nservers = {:?}\nuser = {:?}\npassword_file = {:?}\n\
+                 replicas = 3\n[cluster]\nenabled = true\ninstance = {name:?}\n",
+                nats.urls(),
+                USER.0,
+                password.display().to_string()
+            ));
+            std::fs::write(&f.config, text).unwrap();
+            f
+        })
+        .collect();
+    let (ok, out, err) = fleets[0].cli(&["check-config"]);
+    assert!(
+        ok && out.contains("[cluster] enabled: instance \"a\""),
+        "{out} {err}"
+    );
+    for f in &mut fleets {
+        f.start_subscribed().await;
+    }
+    let (c, got) = client(&pki, broker.port).await;
+    let mut id = 0;
+
+    // Phase 1: both instances up; dev-7 and dev-31 compromised, then clean again.
+    round(&c, &got, &mut id, &[], Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", logs(&fleets)));
+    let judged = |f: &Fleet| f.log().contains(": Claimed");
+    assert!(fleets.iter().all(judged), "both instances own partitions");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    round(&c, &got, &mut id, &[7, 31], Duration::from_secs(15))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", logs(&fleets)));
+    let raised = || alarms.of_type("in-alarm").len() >= 2;
+    assert!(
+        eventually(Duration::from_secs(15), raised).await,
+        "{:?}",
+        alarms.received()
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    round(&c, &got, &mut id, &[], Duration::from_secs(15))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", logs(&fleets)));
+    let cleared = || alarms.of_type("alarm-cleared").len() >= 2;
+    assert!(
+        eventually(Duration::from_secs(15), cleared).await,
+        "{:?}",
+        alarms.received()
+    );
+
+    // Phase 2: dev-12 and dev-44 compromised, instance a killed, the clears judged by b.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    round(&c, &got, &mut id, &[12, 44], Duration::from_secs(15))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", logs(&fleets)));
+    fleets[0].kill9();
+    let killed = Instant::now();
+    // min_interval_secs = 1: a report sooner would be rejected as too frequent.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    round(&c, &got, &mut id, &[], Duration::from_millis(13_500))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", logs(&fleets)));
+    println!(
+        "cluster kill -9: every thing answered again {:.1} s after the kill",
+        killed.elapsed().as_secs_f64()
+    );
+    check_alarms(
+        &alarms,
+        &fleets[1],
+        &["dev-7", "dev-31", "dev-12", "dev-44"],
+    )
+    .await;
+
+    // Phase 3: a back (same name and session), then b stopped (SIGSTOP) longer than a lease
+    // while dev-3 and dev-25 are compromised, then woken: b owns nothing from the moment it
+    // wakes, and a's alarms are the only ones.
+    fleets[0].start_subscribed().await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    round(&c, &got, &mut id, &[], Duration::from_secs(20))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", logs(&fleets)));
+    let b = fleets[1].pid().unwrap();
+    pause(b, true);
+    let stopped = Instant::now();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let answered = round(&c, &got, &mut id, &[3, 25], Duration::from_secs(15)).await;
+    let waited = stopped.elapsed();
+    if waited < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_secs(10) - waited).await;
+    }
+    pause(b, false);
+    answered.unwrap_or_else(|e| panic!("{e}\n{}", logs(&fleets)));
+    println!(
+        "cluster SIGSTOP: every thing answered again {:.1} s after the stop",
+        waited.as_secs_f64()
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    round(&c, &got, &mut id, &[], Duration::from_secs(20))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", logs(&fleets)));
+    let all = ["dev-7", "dev-31", "dev-12", "dev-44", "dev-3", "dev-25"];
+    check_alarms(&alarms, &fleets[0], &all).await;
+}
+
+/// Each of `devs` raised one violation, each notified as exactly one in-alarm and one clear
+/// (the same alert again counts once), and the store lists them all, none active.
+async fn check_alarms(alarms: &Alarms, fleet: &Fleet, devs: &[&str]) {
+    let settled = || {
+        let t = transitions(alarms);
+        t.len() == devs.len() && t.values().all(|k| k.len() == 2)
+    };
+    let ok = eventually(Duration::from_secs(20), settled).await;
+    let t = transitions(alarms);
+    assert!(
+        ok,
+        "{} violations, each one in-alarm and one clear: {t:?}\n{}",
+        devs.len(),
+        fleet.log()
+    );
+    for kinds in t.values() {
+        assert_eq!(kinds, &["in-alarm", "alarm-cleared"], "{t:#?}");
+    }
+    let things: Vec<String> = alarms
+        .received()
+        .iter()
+        .map(|(_, v)| v["thingName"].as_str().unwrap_or("").to_string())
+        .collect();
+    for dev in devs {
+        assert!(things.iter().any(|t| t == dev), "{dev}: {things:?}");
+    }
+    let v = fleet.violations(&[]);
+    assert_eq!(v.len(), devs.len(), "{v:#?}");
+    assert!(fleet.violations(&["--active"]).is_empty());
+}
