@@ -3,6 +3,8 @@
 
 use protocol::NetworkStats;
 
+use super::learn::StoredModel;
+
 /// The state of one (profile, behavior).
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Track {
@@ -58,6 +60,7 @@ pub struct SavedModel {
     pub profile: String,
     pub behavior: String,
     pub metric: String,
-    /// `learn::persist::to_hex`: versioned, with a CRC-32.
-    pub model: String,
+    /// Serialized as `learn::persist::to_hex` (versioned, with a CRC-32); in memory, the
+    /// model itself until written.
+    pub model: StoredModel,
 }

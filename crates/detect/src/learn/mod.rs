@@ -9,10 +9,12 @@ pub mod group;
 pub mod model;
 pub mod persist;
 pub mod status;
+pub mod stored;
 
 pub use calibrate::{Confidence, Group};
 pub use explain::Finding;
 pub use model::{Model, Unit};
+pub use stored::StoredModel;
 
 #[cfg(test)]
 mod tests;

@@ -254,12 +254,10 @@ fn restore_continues_the_model_and_damage_restarts_it() {
     assert_eq!(a.models(), b.models());
     // One damaged model learns again; the others are kept.
     let mut damaged = state;
-    let flipped = if damaged.models[1].model.as_bytes()[10] == b'0' {
-        "1"
-    } else {
-        "0"
-    };
-    damaged.models[1].model.replace_range(10..11, flipped);
+    let mut hex = damaged.models[1].model.to_hex();
+    let flipped = if hex.as_bytes()[10] == b'0' { "1" } else { "0" };
+    hex.replace_range(10..11, flipped);
+    damaged.models[1].model = hex.into();
     assert!(from_hex(&damaged.models[1].model).is_err());
     let (c, _) = Engine::restore(
         "dev",
