@@ -1,6 +1,8 @@
 //! What the engine keeps across restarts (detect-rules §6.1), as the daemon and the fleet
 //! persist it: runs and active alarms per (profile, behavior), recent traffic deltas, models.
 
+use std::sync::Arc;
+
 use protocol::NetworkStats;
 
 use super::learn::StoredModel;
@@ -37,7 +39,7 @@ pub struct BehaviorState {
     pub behavior: String,
     pub fingerprint: String,
     /// The behavior object, for the `alarm-invalidated` event if it is gone on restore.
-    pub json: serde_json::Value,
+    pub json: Arc<serde_json::Value>,
     #[serde(flatten)]
     pub track: Track,
 }
