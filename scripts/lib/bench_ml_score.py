@@ -212,15 +212,30 @@ def zscores(cols, alpha=1.0 / DAY, warmup=DAY, clip=4.0):
     return out
 
 
-def tune(score_lists, truths, candidates, budget):
+def tune(score_lists, truths, candidates, budget, steps=1):
     """The most sensitive candidate whose false-alarm episodes (outside benign bursts) per
-    device-day on the tuning seeds stay within budget; the least sensitive if none does."""
-    for c in sorted(candidates):
+    device-day on the tuning seeds stay within budget; the least sensitive if none does.
+    `steps` > 1: then also that many evenly spaced values between the candidate found and
+    the more sensitive one before it, the first that fits wins (a finer operating point)."""
+    def fa(c):
         false, days = 0, 0
         for scores, truth in zip(score_lists, truths):
             _, f, _ = score(truth, from_scores(scores, c))
             false += f
             days += len(truth["devices"]) * truth["steps"] / DAY
-        if false / days <= budget:
-            return c, false / days
-    return max(candidates), None
+        return false / days
+
+    cs = sorted(candidates)
+    for i, c in enumerate(cs):
+        rate = fa(c)
+        if rate <= budget:
+            if i == 0 or steps <= 1:
+                return c, rate
+            lo = cs[i - 1]
+            for j in range(1, steps):
+                f = lo + (c - lo) * j / steps
+                r = fa(f)
+                if r <= budget:
+                    return round(f, 6), r
+            return c, rate
+    return max(cs), None

@@ -5,7 +5,7 @@
 use super::engine::Engine;
 use super::event::{Event, EventType, event_of};
 use super::ids::IdSource;
-use super::learn::{Model, persist};
+use super::learn::Model;
 use super::profile::Profile;
 use super::state::{BehaviorState, EngineState, SavedModel, Track};
 
@@ -23,7 +23,7 @@ impl Engine {
     pub fn snapshot(&self) -> EngineState {
         let mut behaviors = Vec::new();
         let models = self.models().into_iter().map(|m| SavedModel {
-            model: persist::to_hex(&m.model),
+            model: m.model.into(),
             profile: m.profile,
             behavior: m.behavior,
             metric: m.metric,
@@ -129,8 +129,8 @@ impl Engine {
                 {
                     continue;
                 }
-                match persist::from_hex(&saved.model) {
-                    Ok(m) => *slot = Some(Box::new(m)),
+                match saved.model.into_model() {
+                    Ok(m) => *slot = Some(m),
                     Err(e) => tracing::error!(
                         profile = %saved.profile, behavior = %saved.behavior, error = %e,
                         "saved ML model unreadable; it learns again from scratch"

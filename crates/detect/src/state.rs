@@ -1,7 +1,11 @@
 //! What the engine keeps across restarts (detect-rules §6.1), as the daemon and the fleet
 //! persist it: runs and active alarms per (profile, behavior), recent traffic deltas, models.
 
+use std::sync::Arc;
+
 use protocol::NetworkStats;
+
+use super::learn::StoredModel;
 
 /// The state of one (profile, behavior).
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -35,7 +39,7 @@ pub struct BehaviorState {
     pub behavior: String,
     pub fingerprint: String,
     /// The behavior object, for the `alarm-invalidated` event if it is gone on restore.
-    pub json: serde_json::Value,
+    pub json: Arc<serde_json::Value>,
     #[serde(flatten)]
     pub track: Track,
 }
@@ -58,6 +62,7 @@ pub struct SavedModel {
     pub profile: String,
     pub behavior: String,
     pub metric: String,
-    /// `learn::persist::to_hex`: versioned, with a CRC-32.
-    pub model: String,
+    /// Serialized as `learn::persist::to_hex` (versioned, with a CRC-32); in memory, the
+    /// model itself until written.
+    pub model: StoredModel,
 }

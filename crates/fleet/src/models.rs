@@ -176,7 +176,7 @@ mod tests {
                 profile: "ml".into(),
                 behavior: "out".into(),
                 metric: "aws:all-bytes-out".into(),
-                model: persist::to_hex(&m),
+                model: persist::to_hex(&m).into(),
             });
         }
         BTreeMap::from([("ml".to_string(), state)])

@@ -10,10 +10,12 @@ pub mod model;
 pub mod peers;
 pub mod persist;
 pub mod status;
+pub mod stored;
 
 pub use calibrate::{Confidence, Group};
 pub use explain::Finding;
 pub use model::{Model, Unit};
+pub use stored::StoredModel;
 
 #[cfg(test)]
 mod tests;

@@ -163,10 +163,15 @@ impl Model {
             // Anti-poisoning: what alarms, or scores above LOW without its effect floors,
             // teaches a tenth as much.
             suspect = score > tp[0] || window.is_some_and(|ws| ws > tw[0]);
+            // The hour's window is for slow rises: a point that passed LOW counts in it as
+            // LOW at most, so a short burst the point score judged does not keep the window
+            // alarming for the hour after it.
+            let last = &mut self.ring[WINDOW - 1];
+            last.score = last.score.min(tp[0] as i32);
         }
         // A peer finding alone teaches as usual: the device back in line must bring its
         // baseline back down.
-        self.learn(y, w, h, score, window, x, found.is_some() || suspect);
+        self.learn(y, w, h, score, window, x, found.is_some(), suspect);
         match (found, peer) {
             (Some(f), Some(p)) if p.level > f.level => Some(p),
             (None, p) => p,
@@ -205,7 +210,12 @@ impl Model {
             )
         };
         let all = (i64::from(self.all.m), i64::from(self.all.s));
-        let (m, s) = blend(blend(all, &self.day[h], 12), &self.week[w], 6);
+        let day = blend(all, &self.day[h], 12);
+        // The level follows the hour of the week; the spread stops at the hour of the day:
+        // an hour of the week gets 12 datapoints a week at 300 s, too few for a spread (its
+        // noise made the scores' tail, and false alarms, grow once it was trusted).
+        let (m, _) = blend(day, &self.week[w], 6);
+        let s = day.1;
         let basis = match (self.week[w].n, self.day[h].n) {
             (6.., _) => Basis::HourOfWeek,
             (_, 12..) => Basis::HourOfDay,
@@ -283,8 +293,9 @@ impl Model {
         window: Option<i64>,
         x: u64,
         alarming: bool,
+        suspect: bool,
     ) {
-        let damp = if alarming { DAMPING } else { 1 };
+        let damp = if alarming || suspect { DAMPING } else { 1 };
         // Once active, an empty hour starts from what was expected of it, not from its first
         // value (which may be an attack's).
         let active = self.active();
@@ -298,19 +309,22 @@ impl Model {
         if u64::from(self.seen) < self.per_day() / 2 {
             return;
         }
-        if alarming {
-            self.damped += 1;
-            if i64::from(self.damped) < DAMPING {
-                return;
-            }
-        }
-        self.damped = 0;
+        // A score above LOW that alarms at no level enters the histograms: leaving out all
+        // of them would cut the tail the thresholds are read from at LOW's threshold, and
+        // MEDIUM's and HIGH's would sink to LOW's.
         if !alarming {
             self.point.add(score);
             if let Some(ws) = window {
                 self.window.add(ws);
             }
         }
+        if alarming || suspect {
+            self.damped += 1;
+            if i64::from(self.damped) < DAMPING {
+                return;
+            }
+        }
+        self.damped = 0;
         self.count_value(x);
     }
 

@@ -38,7 +38,29 @@ pub fn to_hex(model: &Model) -> String {
     out
 }
 
-pub fn from_hex(hex: &str) -> Result<Model, DecodeError> {
+/// What `from_hex` reads: hex text, or a `StoredModel` (which may hold the model decoded).
+pub trait ModelSource {
+    fn model(&self) -> Result<Model, DecodeError>;
+}
+
+impl ModelSource for str {
+    fn model(&self) -> Result<Model, DecodeError> {
+        hex_to_model(self)
+    }
+}
+
+impl ModelSource for String {
+    fn model(&self) -> Result<Model, DecodeError> {
+        hex_to_model(self)
+    }
+}
+
+/// The model of hex text, or of a stored model.
+pub fn from_hex<T: ModelSource + ?Sized>(source: &T) -> Result<Model, DecodeError> {
+    source.model()
+}
+
+pub(super) fn hex_to_model(hex: &str) -> Result<Model, DecodeError> {
     let h = hex.as_bytes();
     if !h.len().is_multiple_of(2) {
         return Err(DecodeError::NotHex);

@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use crate::criteria::Criterion;
 use crate::metrics::MetricRef;
@@ -20,8 +21,9 @@ pub struct Profile {
 pub struct Behavior {
     pub name: String,
     pub metric: String,
-    /// The behavior object as given in the profile; events carry it (§6.3).
-    pub json: serde_json::Value,
+    /// The behavior object as given in the profile; events carry it (§6.3). Shared: every
+    /// engine state and event of the behavior holds it.
+    pub json: Arc<serde_json::Value>,
     pub suppress_alerts: bool,
     /// `None` for ML behaviors and behaviors without criteria (a cloud-side rule is kept: a
     /// report has no datapoint for it, the fleet's broker windows do); a

@@ -1,7 +1,7 @@
 //! The in-memory store: every trait over plain maps behind one lock; clones are handles on the
 //! same data (like several connections to one database). For tests and `replay`; nothing persists.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::{
@@ -18,6 +18,8 @@ pub struct Memory(Arc<Mutex<Inner>>);
 struct Inner {
     things: BTreeMap<String, Entry>,
     outbox: Vec<Queued>,
+    /// The keys of `outbox`'s entries (an event is queued once).
+    queued: HashSet<String>,
     /// Per sink: the last position sent.
     cursors: [u64; 2],
     violations: BTreeMap<String, Violation>,
@@ -80,7 +82,7 @@ impl Inner {
     fn append(&mut self, events: &[Recorded]) {
         for r in events {
             let key = r.key();
-            if self.outbox.iter().any(|q| q.key == key) {
+            if !self.queued.insert(key.clone()) {
                 continue;
             }
             let position = self.outbox.last().map_or(1, |q| q.position + 1);
@@ -232,8 +234,9 @@ impl Outbox for Memory {
     fn pending(&mut self, sink: Sink, limit: usize) -> Result<Vec<Pending>, StoreError> {
         let inner = self.inner();
         let cursor = inner.cursors[slot(sink)];
-        Ok(inner
-            .outbox
+        // Positions rise along the outbox.
+        let from = inner.outbox.partition_point(|q| q.position <= cursor);
+        Ok(inner.outbox[from..]
             .iter()
             .filter(|q| q.position > cursor && !q.recorded.suppressed)
             .take(limit)
@@ -356,9 +359,14 @@ impl Store for Memory {
             .violations
             .retain(|_, v| v.violation_end_time.is_none_or(|t| t >= history_before_ms));
         let sent = inner.cursors[0].min(inner.cursors[1]);
+        let queued = &mut inner.queued;
         inner.outbox.retain(|q| {
             let done = q.position <= sent || q.recorded.suppressed;
-            !(done && q.recorded.event.violation_event_time < history_before_ms)
+            let keep = !(done && q.recorded.event.violation_event_time < history_before_ms);
+            if !keep {
+                queued.remove(&q.key);
+            }
+            keep
         });
         for e in inner.things.values_mut() {
             e.answers.retain(|_, a| a.time_ms >= reports_before_ms);

@@ -1,6 +1,8 @@
 //! One behavior (detect-rules §2.2): keys, name, metric class (device-side, cloud-side,
 //! custom), dimension, and its fingerprint. Criteria are checked in `criteria.rs`.
 
+use std::sync::Arc;
+
 use serde_json::Value;
 
 use super::context::Ctx;
@@ -105,7 +107,7 @@ pub(super) fn behavior(cx: &mut Ctx, b: &Value) -> Option<(Behavior, usize)> {
         Behavior {
             name: name?,
             metric: metric?,
-            json: b.clone(),
+            json: Arc::new(b.clone()),
             suppress_alerts,
             rule,
             not_evaluated,
