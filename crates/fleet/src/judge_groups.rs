@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use detect::learn::{Group, Model, persist};
+use detect::learn::{Group, Model, StoredModel};
 use detect::{Criterion, MetricRef};
 
 use super::Judge;
@@ -49,23 +49,21 @@ impl Judge {
         }
         self.groups_due = now_ms.saturating_add(CALIBRATE_EVERY_MS);
         // Per (profile, behavior, metric): (thing hash, stored model) of every thing.
-        let mut stored: BTreeMap<Key, Vec<(u64, &str)>> = BTreeMap::new();
+        let mut stored: BTreeMap<Key, Vec<(u64, &StoredModel)>> = BTreeMap::new();
         for (thing, loaded) in records {
             let hash = name_hash(thing);
             for state in loaded.record.states.values() {
                 for m in &state.models {
                     let key = (m.profile.as_str(), m.behavior.as_str(), m.metric.as_str());
-                    stored
-                        .entry(key)
-                        .or_default()
-                        .push((hash, m.model.as_str()));
+                    stored.entry(key).or_default().push((hash, &m.model));
                 }
             }
         }
         let groups: BTreeMap<_, Group> = stored
             .into_iter()
             .filter_map(|(key, mut hexes)| {
-                hexes.sort_unstable();
+                // Stable: records come by thing name, so equal hashes keep that order.
+                hexes.sort_by_key(|(hash, _)| *hash);
                 let sample = sample(&hexes);
                 Some((key, Group::calibrate(&sample)?))
             })
@@ -97,10 +95,10 @@ type Key<'a> = (&'a str, &'a str, &'a str);
 
 /// The active models among `hexes` (sorted by thing hash), in that order: at most `SAMPLE`,
 /// from at most `DECODE_LIMIT` decoded.
-fn sample(hexes: &[(u64, &str)]) -> Vec<Model> {
+fn sample(hexes: &[(u64, &StoredModel)]) -> Vec<Model> {
     let mut active = Vec::new();
     for (_, hex) in hexes.iter().take(DECODE_LIMIT) {
-        if let Ok(m) = persist::from_hex(hex)
+        if let Ok(m) = hex.decode()
             && m.active()
         {
             active.push(m);
@@ -215,12 +213,14 @@ mod tests {
         for i in 0..288 {
             active.observe(T0 + i * STEP, 5_000, Unit::Bytes);
         }
-        let (active, pending) = (persist::to_hex(&active), persist::to_hex(&Model::default()));
-        let many = vec![(0u64, active.as_str()); SAMPLE + 500];
+        // As read from a store: hex, decoded by the sample.
+        let hex = |m: &Model| StoredModel::Hex(detect::learn::persist::to_hex(m));
+        let (active, pending) = (hex(&active), hex(&Model::default()));
+        let many = vec![(0u64, &active); SAMPLE + 500];
         assert_eq!(sample(&many).len(), SAMPLE);
         // Past `DECODE_LIMIT` pending ones, the active ones behind them are not reached.
-        let mut mixed = vec![(0u64, pending.as_str()); DECODE_LIMIT];
-        mixed.extend([(1, active.as_str()); 10]);
+        let mut mixed = vec![(0u64, &pending); DECODE_LIMIT];
+        mixed.extend([(1, &active); 10]);
         assert_eq!(sample(&mixed).len(), 0);
         assert_eq!(sample(&mixed[DECODE_LIMIT - 5..]).len(), 10);
         // The sample's order: FNV-1a, the same everywhere.
