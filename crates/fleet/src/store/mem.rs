@@ -113,26 +113,9 @@ impl Inner {
         } in &c.events
         {
             if e.violation_event_type == EventType::InAlarm {
-                let time = e.violation_event_time;
                 self.violations
                     .entry(e.violation_id.clone())
-                    .or_insert_with(|| Violation {
-                        violation_id: e.violation_id.clone(),
-                        thing_name: e.thing_name.clone(),
-                        security_profile_name: e.security_profile_name.clone(),
-                        behavior: e.behavior.clone(),
-                        violation_start_time: time,
-                        last_violation_time: time,
-                        last_violation_value: e
-                            .metric_value
-                            .as_ref()
-                            .and_then(|v| serde_json::to_value(v).ok()),
-                        violation_end_time: None,
-                        end_event_type: None,
-                        suppressed: *suppressed,
-                        verification_state: "UNKNOWN".into(),
-                        verification_state_description: None,
-                    });
+                    .or_insert_with(|| Violation::opened(e, *suppressed));
             }
         }
         for (id, last) in &c.touched {
@@ -314,19 +297,10 @@ impl ViolationIndex for Memory {
             .inner()
             .violations
             .values()
-            .filter(|v| !f.active_only || v.violation_end_time.is_none())
-            .filter(|v| f.thing.as_ref().is_none_or(|t| *t == v.thing_name))
-            .filter(|v| {
-                f.profile
-                    .as_ref()
-                    .is_none_or(|p| *p == v.security_profile_name)
-            })
+            .filter(|v| f.matches(v))
             .cloned()
             .collect();
-        list.sort_by(|a, b| {
-            (a.violation_start_time, &a.violation_id)
-                .cmp(&(b.violation_start_time, &b.violation_id))
-        });
+        super::sort_violations(&mut list);
         Ok(list)
     }
 

@@ -163,9 +163,52 @@ pub struct Violation {
     pub verification_state_description: Option<String>,
 }
 
+impl Violation {
+    /// The violation an `in-alarm` event opens: active, its value the event's, not verified.
+    pub fn opened(e: &Event, suppressed: bool) -> Violation {
+        let time = e.violation_event_time;
+        Violation {
+            violation_id: e.violation_id.clone(),
+            thing_name: e.thing_name.clone(),
+            security_profile_name: e.security_profile_name.clone(),
+            behavior: e.behavior.clone(),
+            violation_start_time: time,
+            last_violation_time: time,
+            last_violation_value: e
+                .metric_value
+                .as_ref()
+                .and_then(|v| serde_json::to_value(v).ok()),
+            violation_end_time: None,
+            end_event_type: None,
+            suppressed,
+            verification_state: "UNKNOWN".into(),
+            verification_state_description: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
     pub active_only: bool,
     pub thing: Option<String>,
     pub profile: Option<String>,
+}
+
+impl Filter {
+    /// Whether `v` passes the filter (SQLite asks the same in its query).
+    pub fn matches(&self, v: &Violation) -> bool {
+        (!self.active_only || v.violation_end_time.is_none())
+            && self.thing.as_ref().is_none_or(|t| *t == v.thing_name)
+            && self
+                .profile
+                .as_ref()
+                .is_none_or(|p| *p == v.security_profile_name)
+    }
+}
+
+/// The order `violations` lists in: by start time, then id (SQLite's `ORDER BY`).
+pub fn sort_violations(list: &mut [Violation]) {
+    list.sort_by(|a, b| {
+        (a.violation_start_time, &a.violation_id).cmp(&(b.violation_start_time, &b.violation_id))
+    });
 }

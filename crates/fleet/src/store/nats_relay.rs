@@ -105,24 +105,7 @@ async fn violations(
         if e.violation_event_type != EventType::InAlarm {
             continue;
         }
-        let time = e.violation_event_time;
-        let v = Violation {
-            violation_id: e.violation_id.clone(),
-            thing_name: e.thing_name.clone(),
-            security_profile_name: e.security_profile_name.clone(),
-            behavior: e.behavior.clone(),
-            violation_start_time: time,
-            last_violation_time: time,
-            last_violation_value: e
-                .metric_value
-                .as_ref()
-                .and_then(|v| serde_json::to_value(v).ok()),
-            violation_end_time: None,
-            end_event_type: None,
-            suppressed: *suppressed,
-            verification_state: "UNKNOWN".into(),
-            verification_state_description: None,
-        };
+        let v = Violation::opened(e, *suppressed);
         let key = enc(&e.violation_id);
         match kv.create(&key, to_bytes(&v)).await {
             Ok(_) => {}

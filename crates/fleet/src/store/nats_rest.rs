@@ -202,17 +202,8 @@ impl ViolationIndex for Nats {
                 .map(|r| from_bytes(&format!("{what} key {}", r.key), &r.payload))
                 .collect()
         })?;
-        list.retain(|v| {
-            (!f.active_only || v.violation_end_time.is_none())
-                && f.thing.as_ref().is_none_or(|t| *t == v.thing_name)
-                && f.profile
-                    .as_ref()
-                    .is_none_or(|p| *p == v.security_profile_name)
-        });
-        list.sort_by(|a, b| {
-            (a.violation_start_time, &a.violation_id)
-                .cmp(&(b.violation_start_time, &b.violation_id))
-        });
+        list.retain(|v| f.matches(v));
+        super::sort_violations(&mut list);
         Ok(list)
     }
 
