@@ -54,6 +54,22 @@ async fn put_retrying(store: &kv::Store, key: &str, value: &str) {
     }
 }
 
+/// The last value of `subject` from the stream leader, retrying (bounded) while the cluster
+/// answers "temporarily unavailable" (a node that was just resumed rejoining; seen in CI).
+async fn last_retrying(store: &kv::Store, subject: &str) -> Vec<u8> {
+    for attempt in 0..60 {
+        match store.stream.get_last_raw_message_by_subject(subject).await {
+            Ok(m) => return m.payload.to_vec(),
+            Err(e) if attempt < 59 => {
+                tracing::debug!("get {subject}: {e}; retrying");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(e) => panic!("get {subject} failed for 15 s: {e}"),
+        }
+    }
+    unreachable!("the last attempt returns or panics")
+}
+
 #[tokio::test]
 async fn a_replicated_bucket_survives_kill_9_of_its_leader_and_a_paused_node() {
     detect_testkit::init_logs();
@@ -95,11 +111,7 @@ async fn a_replicated_bucket_survives_kill_9_of_its_leader_and_a_paused_node() {
         };
         // From the stream leader: a direct get may be answered by a replica still catching up.
         let subject = format!("$KV.harness.k{i}");
-        let got = again
-            .stream
-            .get_last_raw_message_by_subject(&subject)
-            .await
-            .unwrap();
-        assert_eq!(got.payload, format!("{want} {i}").as_bytes(), "k{i}");
+        let got = last_retrying(&again, &subject).await;
+        assert_eq!(got, format!("{want} {i}").as_bytes(), "k{i}");
     }
 }
