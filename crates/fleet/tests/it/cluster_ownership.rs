@@ -190,7 +190,7 @@ async fn assert_history(cluster: &NatsCluster) -> usize {
     for p in 0..PARTITIONS {
         // The kept values one by one through the stream leader (first message from `seq`).
         let subject = format!("$KV.{BUCKET}.partition.{p}");
-        let mut seq = 1;
+        let (mut seq, mut failures) = (1, 0);
         let mut prev: Option<u64> = None;
         loop {
             let m = match kv
@@ -200,6 +200,14 @@ async fn assert_history(cluster: &NatsCluster) -> usize {
             {
                 Ok(m) => m,
                 Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => break,
+                // A cluster just back from a kill may answer "temporarily unavailable" for a
+                // while: retried, 15 s at most per partition.
+                Err(e) if failures < 60 => {
+                    failures += 1;
+                    tracing::debug!("reading {subject} from {seq}: {e}; retrying");
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                    continue;
+                }
                 Err(e) => panic!("reading {subject} from {seq}: {e}"),
             };
             seq = m.sequence + 1;
