@@ -9,8 +9,38 @@
 use anyhow::Context as _;
 use async_nats::jetstream::{self, kv, stream};
 
-/// The bucket `name` with `replicas` copies keeping `history` values per key (1..=64).
+/// Instances starting together may find the bucket's stream being created or electing its
+/// leader ("temporarily unavailable"): `open` tries again this long.
+const OPEN_FOR: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The bucket `name` with `replicas` copies keeping `history` values per key (1..=64),
+/// retried with a jittered backoff (250 ms to 2 s) for `OPEN_FOR`.
 pub async fn open(
+    js: &jetstream::Context,
+    name: &str,
+    replicas: usize,
+    history: i64,
+) -> anyhow::Result<kv::Store> {
+    let deadline = tokio::time::Instant::now() + OPEN_FOR;
+    let seed = u64::from(std::process::id());
+    let mut backoff = link::backoff::Backoff::new(
+        std::time::Duration::from_millis(250),
+        std::time::Duration::from_secs(2),
+        seed,
+    );
+    loop {
+        match open_once(js, name, replicas, history).await {
+            Ok(store) => return Ok(store),
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                tracing::info!("cluster: {e:#}; trying again");
+                tokio::time::sleep(backoff.next_delay()).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+async fn open_once(
     js: &jetstream::Context,
     name: &str,
     replicas: usize,
