@@ -136,6 +136,23 @@ impl Keeper {
         });
     }
 
+    /// Our lease of `p` at `epoch` was written (claimed or renewed) as `revision`, sent at
+    /// `sent`: held, judged until `sent` plus the trust, and seen.
+    fn hold(&mut self, shared: &Shared, p: u32, epoch: u64, revision: u64, sent: Instant) {
+        self.held.insert(
+            p,
+            Held {
+                epoch,
+                revision,
+                renewed: sent,
+                expired: false,
+            },
+        );
+        let until = sent + self.settings.trust();
+        self.grant(shared, p, Some(Grant { epoch, until }));
+        self.saw(p, revision, self.lease(epoch));
+    }
+
     fn saw(&mut self, p: u32, revision: u64, lease: Lease) {
         self.seen[p as usize] = Seen {
             revision,
@@ -146,7 +163,7 @@ impl Keeper {
 
     /// Renews each lease due (a third of the lease since its last write, or trust run out).
     async fn renew(&mut self, shared: &Shared) {
-        let (every, trust) = (self.settings.renew_every(), self.settings.trust());
+        let every = self.settings.renew_every();
         let due: Vec<(u32, u64, u64)> = self
             .held
             .iter()
@@ -170,24 +187,7 @@ impl Keeper {
                 }
                 Ok(new) => {
                     let regained = self.held.get(&p).is_some_and(|h| h.expired);
-                    self.held.insert(
-                        p,
-                        Held {
-                            epoch,
-                            revision: new,
-                            renewed: sent,
-                            expired: false,
-                        },
-                    );
-                    self.grant(
-                        shared,
-                        p,
-                        Some(Grant {
-                            epoch,
-                            until: sent + trust,
-                        }),
-                    );
-                    self.saw(p, new, self.lease(epoch));
+                    self.hold(shared, p, epoch, new, sent);
                     if regained {
                         Self::tell(shared, p, epoch, ChangeKind::Claimed);
                     }
@@ -274,18 +274,7 @@ impl Keeper {
         match result {
             Ok(new) if !bucket::first_after(&self.kv, &lease::key(p), revision, new).await => {}
             Ok(new) => {
-                self.held.insert(
-                    p,
-                    Held {
-                        epoch,
-                        revision: new,
-                        renewed: sent,
-                        expired: false,
-                    },
-                );
-                let until = sent + self.settings.trust();
-                self.grant(shared, p, Some(Grant { epoch, until }));
-                self.saw(p, new, self.lease(epoch));
+                self.hold(shared, p, epoch, new, sent);
                 Self::tell(shared, p, epoch, ChangeKind::Claimed);
             }
             Err(e) => {
