@@ -337,7 +337,8 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                     let owns = link.ownership.clone();
                     nats.set_fence(std::sync::Arc::new(move |t: &str| owns.owns(t)));
                     let owns = link.ownership.clone();
-                    judge.set_scope(Box::new(move |t: &str| owns.owns(t)));
+                    let instance = config.cluster.instance_name();
+                    judge.set_scope(&instance, Box::new(move |t: &str| owns.owns(t)));
                     (nats as Box<dyn Store + Send>, Some(link))
                 }
                 (RunStore::Cluster(nats), None) => (nats as Box<dyn Store + Send>, None),

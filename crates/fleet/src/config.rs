@@ -282,12 +282,6 @@ impl Config {
         check_nats(self)?;
         self.store.check()?;
         self.cluster.check(&self.store)?;
-        if self.cluster.enabled && self.broker.source != BrokerSource::None {
-            return Err(
-                "[cluster] enabled = true: [broker] source (cloud-side metrics) is single-node only for now"
-                    .into(),
-            );
-        }
         crate::targets::check(&self.attach)
     }
 }

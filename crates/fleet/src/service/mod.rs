@@ -291,10 +291,12 @@ impl Service {
                     tracing::info!(source = s.name(), filters = ?s.filters(), "reading broker events");
                 }
                 let own = self.source.as_ref().map_or(&[][..], |s| s.filters());
-                for t in REPORT_TOPICS.iter().chain(own) {
-                    // Cluster mode: one shared subscription, each report reaches one instance.
+                let reports = REPORT_TOPICS.iter().map(|t| (t, true));
+                for (t, report) in reports.chain(own.iter().map(|t| (t, false))) {
+                    // Cluster mode: one shared subscription, each report reaches one instance;
+                    // broker events reach every instance (each counts its own things').
                     let t = match &self.cluster {
-                        Some(l) if l.shared => format!("$share/{SHARE_GROUP}/{t}"),
+                        Some(l) if l.shared && report => format!("$share/{SHARE_GROUP}/{t}"),
                         _ => t.to_string(),
                     };
                     if let Err(e) = self.client.subscribe(&t, QoS::AtLeastOnce).await {
