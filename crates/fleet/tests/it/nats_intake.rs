@@ -18,6 +18,8 @@ use super::answers::Got;
 use super::cluster_store::report;
 
 const THINGS: usize = 45;
+/// New things reporting at once, for a figure.
+const BURST: usize = 1000;
 
 /// One device connection per nats-server node; thing `i` publishes on node `i % 3` and its
 /// answers are counted from that connection only.
@@ -103,6 +105,19 @@ impl Devices {
             }
         }
         n
+    }
+
+    /// Answers received on the answer topics of things named `prefix`….
+    fn answers_of(&self, prefix: &str) -> usize {
+        let prefix = format!("$aws/things/{prefix}");
+        let n = |g: &Got| {
+            g.lock()
+                .unwrap()
+                .iter()
+                .filter(|(t, _)| t.starts_with(&prefix))
+                .count()
+        };
+        self.got.iter().map(n).sum()
     }
 
     /// Waits (at most `limit`) until report `id` of every thing got an answer.
@@ -226,6 +241,24 @@ async fn two_instances_share_the_nats_intake_across_a_kill_9() {
         let (taken, judged) = (count(&log, "taken"), count(&log, "judged"));
         println!("nats intake: instance {name} took {taken} reports, judged {judged} itself");
     }
+
+    // A burst of first reports from BURST new things (a figure, not a speed target).
+    let start = Instant::now();
+    for i in 0..BURST {
+        let topic = format!("$aws/things/burst-{i}/defender/metrics/json");
+        devices.clients[i % 3]
+            .publish(topic, QoS::AtLeastOnce, false, report(1, &[]))
+            .await
+            .unwrap();
+    }
+    let burst = || devices.answers_of("burst-") >= BURST;
+    let all = eventually(Duration::from_secs(120), burst).await;
+    assert!(all, "{} of {BURST} answered", devices.answers_of("burst-"));
+    println!(
+        "nats intake: {BURST} reports of new things answered in {:.2} s ({:.0} reports/s, two instances, debug build)",
+        start.elapsed().as_secs_f64(),
+        BURST as f64 / start.elapsed().as_secs_f64()
+    );
 
     // kill -9 of a right after a round went out: every report answered, within 15 s.
     tokio::time::sleep(Duration::from_millis(1500)).await;
