@@ -432,7 +432,9 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                     c.instance_name(),
                     c.partitions,
                     c.lease_secs,
-                    if c.shared_subscription {
+                    if c.intake == crate::config_cluster::Intake::Nats {
+                        "reports from NATS subjects (JetStream stream detect-fleet-reports, one consumer shared by every instance), answers as NATS messages, alerts over [broker]"
+                    } else if c.shared_subscription {
                         "one shared subscription, reports forwarded to their owner"
                     } else {
                         "every instance receives every report and judges its own things"

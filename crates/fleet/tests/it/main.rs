@@ -17,6 +17,7 @@ mod cluster_store;
 mod crash;
 mod ml_peers;
 mod models;
+mod nats_intake;
 mod payloads;
 mod replay;
 mod sequence;
