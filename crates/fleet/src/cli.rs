@@ -306,11 +306,11 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             };
             // The listener's own store handle: requests never wait on the service's.
             crate::http::start(&config, open(&config)?)?;
-            crate::metrics::global().declare(
-                profiles
-                    .iter()
-                    .flat_map(|p| p.behaviors.iter().map(|b| (p.name.clone(), b.name.clone()))),
-            );
+            let behaviors = profiles
+                .iter()
+                .flat_map(|p| p.behaviors.iter().map(|b| (p.name.clone(), b.name.clone())));
+            let webhook = config.alerts.webhook_url.is_some();
+            crate::metrics::global().declare(behaviors, webhook);
             let attachments = Attachments::new(&config.attach);
             if let Some(secs) = config.fleet.duration_override_secs {
                 tracing::warn!(

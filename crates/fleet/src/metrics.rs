@@ -88,9 +88,19 @@ impl Metrics {
         f(&mut guard)
     }
 
-    /// Every behavior of the loaded profiles at 0, so that a first alarm is an increase.
-    pub fn declare(&self, pairs: impl IntoIterator<Item = (String, String)>) {
+    /// Every behavior of the loaded profiles and every alert sink at 0, so that a first alarm
+    /// (or failure) is an increase.
+    pub fn declare(&self, pairs: impl IntoIterator<Item = (String, String)>, webhook: bool) {
         self.with(|m| {
+            let sinks: &[&'static str] = if webhook {
+                &["mqtt", "webhook"]
+            } else {
+                &["mqtt"]
+            };
+            for sink in sinks {
+                m.alerts_sent.entry(sink).or_default();
+                m.alert_failures.entry(sink).or_default();
+            }
             for p in pairs {
                 if m.alarms.len() < MAX_SERIES {
                     m.alarms.entry(p).or_default();
