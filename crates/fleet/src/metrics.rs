@@ -23,7 +23,8 @@ pub const MAX_SERIES: usize = 10_000;
 
 type Pair = (String, String);
 
-/// Alarm transitions (AWS's Violations, ViolationsCleared, ViolationsInvalidated).
+/// Alarm transitions (AWS's Violations, ViolationsCleared, ViolationsInvalidated; detect-rules
+/// §8).
 #[derive(Default, Clone, Copy)]
 struct Transitions {
     raised: u64,
