@@ -1,6 +1,11 @@
 //! `detect-fleet`: a self-hosted AWS IoT Device Defender Detect backend (issue #9). Flags and
 //! wiring only; the work is in `judge` (reports), `service` (MQTT), `store` (SQLite).
 
+#[allow(
+    dead_code,
+    reason = "handle is called by crate::http (branch http-metrics, issue #21)"
+)]
+mod api;
 mod cli;
 mod cli_table;
 mod cluster;
