@@ -13,6 +13,7 @@ mod config;
 mod config_cluster;
 mod config_store;
 mod coverage;
+mod history;
 mod intake;
 mod judge;
 mod models;

@@ -5,9 +5,9 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::{
-    Commit, Filter, LastRejection, Loaded, Outbox, Pending, Record, Recorded, Registry, Samples,
-    Sink, SourceCursors, Store, StoreError, StoredReport, Thing, ThingRecords, Violation,
-    ViolationIndex,
+    Commit, Filter, HistoryPoint, LastRejection, Loaded, MetricHistory, Outbox, Pending, Record,
+    Recorded, Registry, Samples, Side, Sink, SourceCursors, Store, StoreError, StoredReport, Thing,
+    ThingRecords, Violation, ViolationIndex,
 };
 use detect::EventType;
 
@@ -26,6 +26,7 @@ struct Inner {
     samples: BTreeMap<(String, String, u64, String), f64>,
     rejections: BTreeMap<String, LastRejection>,
     sources: BTreeMap<String, (String, u64)>,
+    history: BTreeMap<(String, Side, u64), Vec<u8>>,
 }
 
 #[derive(Default)]
@@ -132,6 +133,10 @@ impl Inner {
                 v.violation_end_time = Some(e.violation_event_time);
                 v.end_event_type = Some(e.violation_event_type.name().into());
             }
+        }
+        for p in &c.history {
+            let key = (c.thing.clone(), p.side, p.time_ms);
+            self.history.insert(key, p.data.clone());
         }
         for x in &c.samples {
             let key = (
@@ -317,6 +322,43 @@ impl ViolationIndex for Memory {
         v.verification_state = state.to_string();
         v.verification_state_description = description.map(str::to_string);
         Ok(true)
+    }
+}
+
+impl MetricHistory for Memory {
+    fn history(
+        &mut self,
+        thing: &str,
+        side: Side,
+        from_ms: u64,
+        to_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<HistoryPoint>, StoreError> {
+        if from_ms >= to_ms {
+            return Ok(Vec::new());
+        }
+        let (from, to) = (
+            (thing.to_string(), side, from_ms),
+            (thing.to_string(), side, to_ms),
+        );
+        Ok(self
+            .inner()
+            .history
+            .range(from..to)
+            .take(limit)
+            .map(|((_, side, time_ms), data)| HistoryPoint {
+                side: *side,
+                time_ms: *time_ms,
+                data: data.clone(),
+            })
+            .collect())
+    }
+
+    fn prune_history(&mut self, before_ms: u64) -> Result<usize, StoreError> {
+        let mut inner = self.inner();
+        let before = inner.history.len();
+        inner.history.retain(|(_, _, t), _| *t >= before_ms);
+        Ok(before - inner.history.len())
     }
 }
 

@@ -44,6 +44,26 @@ pub struct Commit {
     pub touched: Vec<(String, u64)>,
     /// This thing's values for statistical windows.
     pub samples: Vec<Sample>,
+    /// Datapoints for the metric history (issue #21): the accepted report, a closed window.
+    pub history: Vec<HistoryPoint>,
+}
+
+/// Which side measured a history point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Side {
+    /// An accepted report: `data` is the report in CBOR with AWS's short keys.
+    Device = 0,
+    /// A closed broker window: `data` is a JSON object, metric name → MetricValue.
+    Cloud = 1,
+}
+
+/// One entry of a thing's metric history (issue #21, docs/spec/detect-api.md §6): opaque
+/// bytes to the store, decoded by `api::history`. One per (thing, side, time).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryPoint {
+    pub side: Side,
+    pub time_ms: u64,
+    pub data: Vec<u8>,
 }
 
 /// A thing as the registry and the reports know it.
