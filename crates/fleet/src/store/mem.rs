@@ -5,9 +5,9 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::{
-    Commit, Filter, HistoryPoint, LastRejection, Loaded, MetricHistory, Outbox, Pending, Record,
-    Recorded, Registry, Samples, Side, Sink, SourceCursors, Store, StoreError, StoredReport, Thing,
-    ThingRecords, Violation, ViolationIndex,
+    Commit, Filter, LastRejection, Loaded, Outbox, Pending, Record, Recorded, Registry, Samples,
+    Side, Sink, SourceCursors, Store, StoreError, StoredReport, Thing, ThingRecords, Violation,
+    ViolationIndex,
 };
 use detect::EventType;
 
@@ -56,6 +56,9 @@ impl Memory {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
+
+#[path = "mem_history.rs"]
+mod history;
 
 fn slot(sink: Sink) -> usize {
     match sink {
@@ -322,43 +325,6 @@ impl ViolationIndex for Memory {
         v.verification_state = state.to_string();
         v.verification_state_description = description.map(str::to_string);
         Ok(true)
-    }
-}
-
-impl MetricHistory for Memory {
-    fn history(
-        &mut self,
-        thing: &str,
-        side: Side,
-        from_ms: u64,
-        to_ms: u64,
-        limit: usize,
-    ) -> Result<Vec<HistoryPoint>, StoreError> {
-        if from_ms >= to_ms {
-            return Ok(Vec::new());
-        }
-        let (from, to) = (
-            (thing.to_string(), side, from_ms),
-            (thing.to_string(), side, to_ms),
-        );
-        Ok(self
-            .inner()
-            .history
-            .range(from..to)
-            .take(limit)
-            .map(|((_, side, time_ms), data)| HistoryPoint {
-                side: *side,
-                time_ms: *time_ms,
-                data: data.clone(),
-            })
-            .collect())
-    }
-
-    fn prune_history(&mut self, before_ms: u64) -> Result<usize, StoreError> {
-        let mut inner = self.inner();
-        let before = inner.history.len();
-        inner.history.retain(|(_, _, t), _| *t >= before_ms);
-        Ok(before - inner.history.len())
     }
 }
 

@@ -194,6 +194,13 @@ pub trait MetricHistory {
     fn prune_history(&mut self, before_ms: u64) -> Result<usize, StoreError>;
 }
 
+/// The violation events kept (ListViolationEvents, issue #21): the outbox's events by time,
+/// until `prune` drops them.
+pub trait EventLog {
+    /// Events passing `q`, by (violationEventTime, position), at most `q.limit`.
+    fn events(&mut self, q: &EventQuery) -> Result<Vec<Listed>, StoreError>;
+}
+
 /// Where each broker integration's numbered batches stand (issue #18): the last (instance,
 /// seq) read, so a gap is counted across restarts too. Durable with the next `sync`.
 pub trait SourceCursors {
@@ -203,7 +210,14 @@ pub trait SourceCursors {
 
 /// A whole backend.
 pub trait Store:
-    ThingRecords + Outbox + Samples + Registry + ViolationIndex + SourceCursors + MetricHistory
+    ThingRecords
+    + Outbox
+    + Samples
+    + Registry
+    + ViolationIndex
+    + SourceCursors
+    + MetricHistory
+    + EventLog
 {
     /// Drops ended violations and sent (or suppressed) events older than
     /// `history_before_ms`, and stored answers and samples older than `reports_before_ms`.

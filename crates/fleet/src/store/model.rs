@@ -232,3 +232,27 @@ pub fn sort_violations(list: &mut [Violation]) {
         (a.violation_start_time, &a.violation_id).cmp(&(b.violation_start_time, &b.violation_id))
     });
 }
+
+/// What `EventLog::events` lists: events with `start_ms <= violationEventTime < end_ms`,
+/// optionally of one thing or profile, after `after` in (time, position) order.
+#[derive(Debug, Clone, Default)]
+pub struct EventQuery {
+    pub start_ms: u64,
+    pub end_ms: u64,
+    pub thing: Option<String>,
+    pub profile: Option<String>,
+    /// (violationEventTime, position) of the last event of the previous page.
+    pub after: Option<(u64, u64)>,
+    pub limit: usize,
+}
+
+/// One kept event, with its alarm's verification as it stands now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Listed {
+    pub position: u64,
+    pub event: Event,
+    pub suppressed: bool,
+    /// The violation's state (`UNKNOWN` when its violation is no longer kept).
+    pub verification_state: String,
+    pub verification_state_description: Option<String>,
+}

@@ -95,3 +95,5 @@ CREATE TABLE IF NOT EXISTS history (
     data BLOB NOT NULL,
     PRIMARY KEY (thing, side, time_ms)
 ) WITHOUT ROWID;
+-- Issue #21: ListViolationEvents reads events by time.
+CREATE INDEX IF NOT EXISTS events_time ON events (time_ms, id);

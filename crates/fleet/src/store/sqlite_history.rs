@@ -1,10 +1,11 @@
-//! SQLite's metric history (issue #21): `history` rows keyed (thing id, side, time), thing
-//! ids in `history_things`; written inside a record's commit, pruned thing by thing.
+//! SQLite's metric history and event log (issue #21): `history` rows keyed (thing id, side,
+//! time), thing ids in `history_things`, written inside a record's commit, pruned thing by
+//! thing; the outbox's `events` listed by time with their violation's verification.
 
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::sqlite::ms;
-use super::{HistoryPoint, MetricHistory, Side, Sqlite, StoreError};
+use super::{EventLog, EventQuery, HistoryPoint, Listed, MetricHistory, Side, Sqlite, StoreError};
 
 /// Writes a commit's points (inside its transaction); a point at a time already kept
 /// replaces it (a window closed again after a crash).
@@ -99,5 +100,49 @@ impl MetricHistory for Sqlite {
         }
         sp.commit().map_err(|e| super::sqlite::backend(&path, e))?;
         Ok(n)
+    }
+}
+
+impl EventLog for Sqlite {
+    fn events(&mut self, q: &EventQuery) -> Result<Vec<Listed>, StoreError> {
+        let (after_time, after_id) = q.after.map_or((-1, -1), |(t, id)| (ms(t), ms(id)));
+        type Row = (i64, String, bool, Option<String>, Option<String>);
+        let rows: Vec<Row> = self
+            .conn
+            .prepare_cached(
+                "SELECT e.id, e.event, e.suppressed, v.verification_state, v.verification_description
+                 FROM events e LEFT JOIN violations v ON v.violation_id = e.violation_id
+                 WHERE e.time_ms >= ?1 AND e.time_ms < ?2 AND (e.time_ms, e.id) > (?3, ?4)
+                   AND (?5 IS NULL OR json_extract(e.event, '$.thingName') = ?5)
+                   AND (?6 IS NULL OR json_extract(e.event, '$.securityProfileName') = ?6)
+                 ORDER BY e.time_ms, e.id LIMIT ?7",
+            )
+            .and_then(|mut s| {
+                s.query_map(
+                    params![
+                        ms(q.start_ms),
+                        ms(q.end_ms),
+                        after_time,
+                        after_id,
+                        q.thing,
+                        q.profile,
+                        i64::try_from(q.limit).unwrap_or(i64::MAX)
+                    ],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+                )?
+                .collect()
+            })
+            .map_err(|e| self.err(e))?;
+        rows.into_iter()
+            .map(|(id, event, suppressed, state, description)| {
+                Ok(Listed {
+                    position: id as u64,
+                    event: self.json("events.event", &event)?,
+                    suppressed,
+                    verification_state: state.unwrap_or_else(|| "UNKNOWN".into()),
+                    verification_state_description: description,
+                })
+            })
+            .collect()
     }
 }
