@@ -67,14 +67,13 @@ pub fn describe(store: &mut dyn Store, ctx: &Context, name: &str) -> Result<Valu
         thing: Some(name.to_string()),
         ..Default::default()
     };
-    let active = super::violations::list(store, &q)?;
+    let (active, _) = super::violations::newest(store, &q, None, page::MAX_RESULTS)?;
     let latest = super::metrics::latest(store, name, t.last_report_ms, ctx.now_ms())?;
     let mut o = thing_json(t);
     o["lastMetrics"] = latest;
     o["securityProfileNames"] = watching.into();
     o["activeViolations"] = active
         .iter()
-        .rev()
         .map(super::violations::active_json)
         .collect::<Vec<_>>()
         .into();

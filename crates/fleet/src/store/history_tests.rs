@@ -137,6 +137,44 @@ pub fn the_event_log_lists_events_by_time_with_verification<S: Store>(mut s: S) 
     assert_eq!(s.events(&profile).unwrap().len(), 4);
 }
 
+pub fn violations_page_newest_first<S: Store>(mut s: S) {
+    let mut events = vec![
+        event("a", "in-alarm", 1000, false),
+        event("b", "in-alarm", 3000, false),
+        event("c", "in-alarm", 3000, false),
+        event("d", "in-alarm", 2000, false),
+        event("b", "alarm-cleared", 4000, false),
+    ];
+    events[3].event.thing_name = "t2".into();
+    s.commit(&[Commit {
+        thing: "t1".into(),
+        events,
+        ..Commit::default()
+    }])
+    .unwrap();
+    s.sync().unwrap();
+    let ids = |s: &mut S, f: &Filter, after: Option<(u64, &str)>, limit| -> Vec<String> {
+        let page = s.violations_newest(f, after, limit).unwrap();
+        page.into_iter().map(|v| v.violation_id).collect()
+    };
+    let all = Filter::default();
+    assert_eq!(ids(&mut s, &all, None, 10), ["c", "b", "d", "a"]);
+    assert_eq!(ids(&mut s, &all, None, 2), ["c", "b"]);
+    assert_eq!(ids(&mut s, &all, Some((3000, "b")), 2), ["d", "a"]);
+    let active = Filter {
+        active_only: true,
+        ..Filter::default()
+    };
+    assert_eq!(ids(&mut s, &active, None, 10), ["c", "d", "a"]);
+    assert_eq!(ids(&mut s, &active, Some((3000, "c")), 1), ["d"]);
+    let t2 = Filter {
+        active_only: true,
+        thing: Some("t2".into()),
+        ..Filter::default()
+    };
+    assert_eq!(ids(&mut s, &t2, None, 10), ["d"]);
+}
+
 mod sqlite {
     fn open() -> (tempfile::TempDir, super::Sqlite) {
         let dir = tempfile::tempdir().unwrap();
@@ -155,6 +193,12 @@ mod sqlite {
         let (_dir, s) = open();
         super::the_event_log_lists_events_by_time_with_verification(s);
     }
+
+    #[test]
+    fn violations_page_newest_first() {
+        let (_dir, s) = open();
+        super::violations_page_newest_first(s);
+    }
 }
 
 mod memory {
@@ -167,6 +211,11 @@ mod memory {
     fn the_event_log_lists_events_by_time_with_verification() {
         super::the_event_log_lists_events_by_time_with_verification(super::Memory::new());
     }
+
+    #[test]
+    fn violations_page_newest_first() {
+        super::violations_page_newest_first(super::Memory::new());
+    }
 }
 
 mod nats {
@@ -175,5 +224,12 @@ mod nats {
         let (_dir, server) = super::nats_server();
         let s = super::Nats::open(&super::nats_options(&server)).unwrap();
         super::the_event_log_lists_events_by_time_with_verification(s);
+    }
+
+    #[test]
+    fn violations_page_newest_first() {
+        let (_dir, server) = super::nats_server();
+        let s = super::Nats::open(&super::nats_options(&server)).unwrap();
+        super::violations_page_newest_first(s);
     }
 }

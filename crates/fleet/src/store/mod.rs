@@ -167,6 +167,27 @@ pub trait Registry {
 /// Violations with history and verification, kept from the events of commits.
 pub trait ViolationIndex {
     fn violations(&mut self, filter: &Filter) -> Result<Vec<Violation>, StoreError>;
+    /// One page of `violations(filter)` newest first: (start time, id) descending, after
+    /// `after` in that order, at most `limit` (the API's lists, issue #21). By default a
+    /// scan of `violations`; SQLite reads its index.
+    fn violations_newest(
+        &mut self,
+        filter: &Filter,
+        after: Option<(u64, &str)>,
+        limit: usize,
+    ) -> Result<Vec<Violation>, StoreError> {
+        let all = self.violations(filter)?;
+        Ok(all
+            .into_iter()
+            .rev()
+            .filter(|v| {
+                after.is_none_or(|(t, id)| {
+                    (v.violation_start_time, v.violation_id.as_str()) < (t, id)
+                })
+            })
+            .take(limit)
+            .collect())
+    }
     /// Sets a violation's verification state; false when there is no such violation.
     fn verify(
         &mut self,
