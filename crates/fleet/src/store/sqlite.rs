@@ -212,22 +212,103 @@ impl Samples for Sqlite {
 
 impl ViolationIndex for Sqlite {
     fn violations(&mut self, f: &Filter) -> Result<Vec<Violation>, StoreError> {
+        self.select_violations(
+            "SELECT violation_id, thing, profile, behavior, start_ms, last_violation_ms,
+             last_value, end_ms, end_type, suppressed, verification_state, verification_description
+             FROM violations
+             WHERE (?1 = 0 OR end_ms IS NULL) AND (?2 IS NULL OR thing = ?2)
+               AND (?3 IS NULL OR profile = ?3)
+             ORDER BY start_ms, violation_id",
+            params![f.active_only, f.thing, f.profile],
+        )
+    }
+
+    fn violations_newest(
+        &mut self,
+        f: &Filter,
+        after: Option<(u64, &str)>,
+        limit: usize,
+    ) -> Result<Vec<Violation>, StoreError> {
+        use rusqlite::types::Value;
+        // Only the conditions asked for: the planner then takes the partial index of active
+        // alarms, or a thing's index, and walks it newest first.
+        let mut conds = Vec::new();
+        let mut args: Vec<Value> = Vec::new();
+        if f.active_only {
+            conds.push("end_ms IS NULL");
+        }
+        if let Some(t) = &f.thing {
+            conds.push("thing = ?");
+            args.push(Value::Text(t.clone()));
+        }
+        if let Some(p) = &f.profile {
+            conds.push("profile = ?");
+            args.push(Value::Text(p.clone()));
+        }
+        if let Some((t, id)) = after {
+            conds.push("(start_ms, violation_id) < (?, ?)");
+            args.push(Value::Integer(ms(t)));
+            args.push(Value::Text(id.to_string()));
+        }
+        args.push(Value::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
+        let filter = if conds.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", conds.join(" AND "))
+        };
+        let sql = format!(
+            "SELECT violation_id, thing, profile, behavior, start_ms, last_violation_ms,
+             last_value, end_ms, end_type, suppressed, verification_state, verification_description
+             FROM violations {filter} ORDER BY start_ms DESC, violation_id DESC LIMIT ?"
+        );
+        self.select_violations(&sql, rusqlite::params_from_iter(args))
+    }
+
+    fn verify(
+        &mut self,
+        violation_id: &str,
+        state: &str,
+        description: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let n = self
+            .conn
+            .execute(
+                "UPDATE violations SET verification_state = ?2, verification_description = ?3
+                 WHERE violation_id = ?1",
+                params![violation_id, state, description],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(n > 0)
+    }
+}
+
+impl Sqlite {
+    /// Runs a `SELECT` of the twelve violation columns in `violations`' order.
+    fn select_violations(
+        &self,
+        sql: &str,
+        args: impl rusqlite::Params,
+    ) -> Result<Vec<Violation>, StoreError> {
         type Row = (String, String, String, String, i64, i64, Option<String>);
         type Tail = (Option<i64>, Option<String>, bool, String, Option<String>);
         let rows: Vec<(Row, Tail)> = self
             .conn
-            .prepare_cached(
-                "SELECT violation_id, thing, profile, behavior, start_ms, last_violation_ms,
-                 last_value, end_ms, end_type, suppressed, verification_state, verification_description
-                 FROM violations
-                 WHERE (?1 = 0 OR end_ms IS NULL) AND (?2 IS NULL OR thing = ?2)
-                   AND (?3 IS NULL OR profile = ?3)
-                 ORDER BY start_ms, violation_id",
-            )
+            .prepare_cached(sql)
             .and_then(|mut s| {
-                s.query_map(params![f.active_only, f.thing, f.profile], |r| {
-                    let row = (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?);
-                    Ok((row, (r.get(7)?, r.get(8)?, r.get(9)?, r.get(10)?, r.get(11)?)))
+                s.query_map(args, |r| {
+                    let row = (
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                    );
+                    Ok((
+                        row,
+                        (r.get(7)?, r.get(8)?, r.get(9)?, r.get(10)?, r.get(11)?),
+                    ))
                 })?
                 .collect()
             })
@@ -253,23 +334,6 @@ impl ViolationIndex for Sqlite {
                 })
             })
             .collect()
-    }
-
-    fn verify(
-        &mut self,
-        violation_id: &str,
-        state: &str,
-        description: Option<&str>,
-    ) -> Result<bool, StoreError> {
-        let n = self
-            .conn
-            .execute(
-                "UPDATE violations SET verification_state = ?2, verification_description = ?3
-                 WHERE violation_id = ?1",
-                params![violation_id, state, description],
-            )
-            .map_err(|e| self.err(e))?;
-        Ok(n > 0)
     }
 }
 
