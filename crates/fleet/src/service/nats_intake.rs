@@ -30,24 +30,30 @@ pub const CONSUMER: &str = "detect-fleet-intake";
 pub const SUBJECTS: &str = "$aws.things.*.defender.metrics.*";
 /// A report not acknowledged this long after its delivery is delivered again, to any
 /// instance: a killed instance's reports come back within it (its leases move in 6–8 s).
-const ACK_WAIT: Duration = Duration::from_secs(8);
+const ACK_WAIT: Duration = Duration::from_secs(6);
 /// Reports delivered and not acknowledged yet, all instances together (then nats-server waits).
 const MAX_ACK_PENDING: i64 = 4096;
-/// Reports one pull asks for.
-const PULL_BATCH: usize = 256;
+/// Reports one pull asks for. With QUEUE, what an instance holds before judging it: small
+/// enough to be judged well within ACK_WAIT even by a slow instance (else delivered again).
+const PULL_BATCH: usize = 64;
+/// A pull request lapses after this: nats-server delivers no report to a stopped instance
+/// (SIGSTOP, a hung process) later than this after its last pull. Idle heartbeats every
+/// HEARTBEAT tell a lost pull early.
+const PULL_EXPIRES: Duration = Duration::from_secs(5);
+const HEARTBEAT: Duration = Duration::from_secs(2);
 /// Deliveries waiting for the service loop (the pulling task waits when it is full).
-const QUEUE: usize = 1024;
+const QUEUE: usize = 256;
 /// The stream keeps at most this many reports, this long (nats-server drops the oldest).
 const MAX_MSGS: i64 = 2_000_000;
 const MAX_AGE: Duration = Duration::from_secs(3600);
 /// How long one forward tries the owners: less than ACK_WAIT, so the report is nak'ed before
 /// nats-server would deliver it again.
-const FORWARD_LIMIT: Duration = Duration::from_secs(5);
+const FORWARD_LIMIT: Duration = Duration::from_secs(4);
 /// Forwards in flight at once; a report beyond is nak'ed with RETRY (counted).
 const FORWARDS: usize = 1024;
 /// A report not judged now (its forward failed, its record changed) comes back after this.
 const RETRY: Duration = Duration::from_secs(1);
-/// The intake's counters are logged at most this often (while reports arrive).
+/// The intake's counters are logged this often when they changed.
 const LOG_EVERY: Duration = Duration::from_secs(5);
 
 /// One report taken from the consumer.
@@ -65,12 +71,41 @@ pub struct Intake {
     bucket: String,
     side: tokio::runtime::Handle,
     forwards: Arc<Semaphore>,
-    /// Reports taken, judged here, forwarded, nak'ed for lack of a forward slot.
-    taken: u64,
-    judged: u64,
-    forwarded: u64,
-    refused: Arc<AtomicU64>,
-    logged: tokio::time::Instant,
+    counts: Arc<Counts>,
+}
+
+/// Reports taken, judged here, forwarded, nak'ed for lack of a forward slot.
+#[derive(Default)]
+struct Counts {
+    taken: AtomicU64,
+    judged: AtomicU64,
+    forwarded: AtomicU64,
+    refused: AtomicU64,
+}
+
+impl Counts {
+    fn add(n: &AtomicU64) -> u64 {
+        n.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    fn get(&self) -> [u64; 4] {
+        [&self.taken, &self.judged, &self.forwarded, &self.refused]
+            .map(|n| n.load(Ordering::Relaxed))
+    }
+}
+
+/// Logs `counts` every LOG_EVERY when they changed, for the life of the process.
+async fn log_counts(counts: Arc<Counts>) {
+    let mut last = [0; 4];
+    loop {
+        tokio::time::sleep(LOG_EVERY).await;
+        let now = counts.get();
+        if now != last {
+            let [taken, judged, forwarded, refused] = now;
+            tracing::info!(taken, judged, forwarded, refused, "nats intake counts");
+            last = now;
+        }
+    }
 }
 
 impl Intake {
@@ -80,6 +115,8 @@ impl Intake {
         let (client, side, bucket) = link.parts();
         let (tx, rx) = mpsc::channel(QUEUE);
         side.spawn(pull(client.clone(), replicas, tx));
+        let counts = Arc::new(Counts::default());
+        side.spawn(log_counts(counts.clone()));
         Intake {
             rx: Some(rx),
             client,
@@ -87,19 +124,15 @@ impl Intake {
             bucket,
             side,
             forwards: Arc::new(Semaphore::new(FORWARDS)),
-            taken: 0,
-            judged: 0,
-            forwarded: 0,
-            refused: Arc::new(AtomicU64::new(0)),
-            logged: tokio::time::Instant::now(),
+            counts,
         }
     }
 
     /// Hands `d` to its thing's owner; acknowledged once the owner answered.
     fn forward(&mut self, d: Delivery, thing: String, topic: String) {
-        self.forwarded += 1;
+        Counts::add(&self.counts.forwarded);
         let Ok(slot) = self.forwards.clone().try_acquire_owned() else {
-            let n = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
+            let n = Counts::add(&self.counts.refused);
             tracing::warn!(
                 thing,
                 refused = n,
@@ -213,6 +246,8 @@ async fn open(js: &jetstream::Context, replicas: usize) -> anyhow::Result<consum
     consumer
         .stream()
         .max_messages_per_batch(PULL_BATCH)
+        .expires(PULL_EXPIRES)
+        .heartbeat(HEARTBEAT)
         .messages()
         .await
         .with_context(|| format!("pulling from consumer {CONSUMER}"))
@@ -277,7 +312,7 @@ impl Service {
             let Some(intake) = self.intake.as_mut() else {
                 return Ok(());
             };
-            intake.taken += 1;
+            Counts::add(&intake.counts.taken);
             let topic_text = topic_of(&d.subject);
             let Some(topic) = ReportTopic::parse(&topic_text) else {
                 tracing::warn!(subject = d.subject, "not a report subject: dropped");
@@ -305,22 +340,9 @@ impl Service {
                 self.wake_webhook.notify_one();
             }
             self.intake_ack(acker, AckKind::Ack);
-            if let Some(i) = self.intake.as_mut() {
-                i.judged += 1;
+            if let Some(i) = &self.intake {
+                Counts::add(&i.counts.judged);
             }
-        }
-        if let Some(i) = self.intake.as_mut()
-            && i.logged.elapsed() >= LOG_EVERY
-        {
-            i.logged = tokio::time::Instant::now();
-            let refused = i.refused.load(Ordering::Relaxed);
-            tracing::info!(
-                taken = i.taken,
-                judged = i.judged,
-                forwarded = i.forwarded,
-                refused,
-                "nats intake counts"
-            );
         }
         Ok(())
     }

@@ -1,6 +1,7 @@
 //! `[cluster] intake = "nats"` end to end (issue #20 item 2): three nats-server with JetStream
 //! and MQTT listeners, two detect-fleet instances taking reports from one shared consumer,
-//! devices on the nats-server MQTT gateway; alerts over mosquitto. Across a `kill -9`.
+//! devices on the nats-server MQTT gateway; alerts over mosquitto. Across a `kill -9` of one
+//! instance and a `SIGSTOP` of the other for longer than a lease.
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,7 +11,7 @@ use detect_testkit::broker::Broker;
 use detect_testkit::certs::Pki;
 use detect_testkit::eventually;
 use detect_testkit::fleet::{Fleet, forbid_port};
-use detect_testkit::nats_cluster::{NatsCluster, USER};
+use detect_testkit::nats_cluster::{NatsCluster, USER, pause};
 use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
 use serde_json::Value;
 
@@ -107,17 +108,28 @@ impl Devices {
         n
     }
 
-    /// Answers received on the answer topics of things named `prefix`….
-    fn answers_of(&self, prefix: &str) -> usize {
-        let prefix = format!("$aws/things/{prefix}");
-        let n = |g: &Got| {
-            g.lock()
-                .unwrap()
-                .iter()
-                .filter(|(t, _)| t.starts_with(&prefix))
-                .count()
-        };
-        self.got.iter().map(n).sum()
+    /// Burst things answered and answers to them, each counted on its own connection (every
+    /// connection receives every answer).
+    fn burst_answers(&self) -> (usize, usize) {
+        let mut things = std::collections::BTreeSet::new();
+        let mut answers = 0;
+        for (k, got) in self.got.iter().enumerate() {
+            for (topic, _) in got.lock().unwrap().iter() {
+                let Some(rest) = topic.strip_prefix("$aws/things/burst-") else {
+                    continue;
+                };
+                let i: usize = rest
+                    .split('/')
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0);
+                if i % 3 == k {
+                    things.insert(i);
+                    answers += 1;
+                }
+            }
+        }
+        (things.len(), answers)
     }
 
     /// Waits (at most `limit`) until report `id` of every thing got an answer.
@@ -222,25 +234,9 @@ async fn two_instances_share_the_nats_intake_across_a_kill_9() {
         alarms.received()
     );
 
-    // Both instances took a share of the reports from the consumer and judged some.
-    let shared = || {
-        fleets
-            .iter()
-            .all(|f| count(&f.log(), "taken") > 0 && count(&f.log(), "judged") > 0)
-    };
     tokio::time::sleep(Duration::from_millis(1500)).await;
     devices.publish(4, &[12, 44]).await;
     check(devices.answered(4, Duration::from_secs(15)).await, &fleets);
-    assert!(
-        eventually(Duration::from_secs(10), shared).await,
-        "{}",
-        logs(&fleets)
-    );
-    for (f, name) in fleets.iter().zip(["a", "b"]) {
-        let log = f.log();
-        let (taken, judged) = (count(&log, "taken"), count(&log, "judged"));
-        println!("nats intake: instance {name} took {taken} reports, judged {judged} itself");
-    }
 
     // A burst of first reports from BURST new things (a figure, not a speed target).
     let start = Instant::now();
@@ -251,14 +247,34 @@ async fn two_instances_share_the_nats_intake_across_a_kill_9() {
             .await
             .unwrap();
     }
-    let burst = || devices.answers_of("burst-") >= BURST;
+    let burst = || devices.burst_answers().0 == BURST;
     let all = eventually(Duration::from_secs(120), burst).await;
-    assert!(all, "{} of {BURST} answered", devices.answers_of("burst-"));
+    assert!(all, "{:?} of {BURST} answered", devices.burst_answers());
     println!(
         "nats intake: {BURST} reports of new things answered in {:.2} s ({:.0} reports/s, two instances, debug build)",
         start.elapsed().as_secs_f64(),
         BURST as f64 / start.elapsed().as_secs_f64()
     );
+    // Both instances took a share of the reports from the consumer and judged some (their
+    // counts are logged every 5 s).
+    let sent = (4 * THINGS + BURST) as u64;
+    let shared = || {
+        let taken: u64 = fleets.iter().map(|f| count(&f.log(), "taken")).sum();
+        let each = |f: &Fleet| count(&f.log(), "taken") > 0 && count(&f.log(), "judged") > 0;
+        taken >= sent && fleets.iter().all(each)
+    };
+    let ok = eventually(Duration::from_secs(15), shared).await;
+    assert!(ok, "{}", logs(&fleets));
+    let twice = devices.burst_answers().1 - BURST;
+    println!("nats intake: {twice} burst reports answered twice (a forward timed out, sent again)");
+    for (f, name) in fleets.iter().zip(["a", "b"]) {
+        let log = f.log();
+        let (taken, judged) = (count(&log, "taken"), count(&log, "judged"));
+        let forwarded = count(&log, "forwarded");
+        println!(
+            "nats intake: instance {name} took {taken} reports, judged {judged} itself, forwarded {forwarded}"
+        );
+    }
 
     // kill -9 of a right after a round went out: every report answered, within 15 s.
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -274,29 +290,67 @@ async fn two_instances_share_the_nats_intake_across_a_kill_9() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     devices.publish(6, &[]).await;
     check(devices.answered(6, Duration::from_secs(15)).await, &fleets);
+    check_alarms(&alarms, &fleets[1], 4).await;
+
+    // a back; b stopped (SIGSTOP) for 10 s, longer than a lease, across a round with dev-3
+    // and dev-25 compromised: every report answered within 15 s, then b woken up.
+    fleets[0].start();
+    let again = || fleets[0].log().matches("taking reports from NATS").count() >= 2;
+    assert!(
+        eventually(Duration::from_secs(40), again).await,
+        "{}",
+        fleets[0].log()
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    devices.publish(7, &[]).await;
+    check(devices.answered(7, Duration::from_secs(20)).await, &fleets);
+    let b = fleets[1].pid().unwrap();
+    pause(b, true);
+    let stopped = Instant::now();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    devices.publish(8, &[3, 25]).await;
+    let answered = devices.answered(8, Duration::from_millis(13_500)).await;
+    let waited = stopped.elapsed();
+    if waited < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_secs(10) - waited).await;
+    }
+    pause(b, false);
+    check(answered, &fleets);
+    println!(
+        "nats intake SIGSTOP: every report answered {:.1} s after the stop",
+        waited.as_secs_f64()
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    devices.publish(9, &[]).await;
+    check(devices.answered(9, Duration::from_secs(20)).await, &fleets);
+    check_alarms(&alarms, &fleets[0], 6).await;
+
     let answers = devices.answers();
-    for id in 1..=6 {
+    for id in 1..=9 {
         for i in 0..THINGS {
             let n = answers.get(&(i, id)).copied().unwrap_or_default();
             assert!(n.0 + n.1 >= 1, "dev-{i} report {id}: {n:?}");
         }
     }
     let again = answers.values().filter(|n| n.0 + n.1 > 1).count();
-    println!("nats intake: {again} reports answered more than once (redelivered after the kill)");
+    println!("nats intake: {again} reports answered more than once (delivered again)");
+}
 
-    // Each of the four compromises: one in-alarm and one clear, never a second alarm.
+/// `n` violations so far, each notified as one in-alarm and one clear (the same alert again
+/// counts once), and the store lists them all.
+async fn check_alarms(alarms: &Alarms, fleet: &Fleet, n: usize) {
     let settled = || {
-        let t = transitions(&alarms);
-        t.len() == 4 && t.values().all(|k| k.len() == 2)
+        let t = transitions(alarms);
+        t.len() == n && t.values().all(|k| k.len() == 2)
     };
     let ok = eventually(Duration::from_secs(20), settled).await;
-    let t = transitions(&alarms);
-    assert!(ok, "{t:?}\n{}", fleets[1].log());
+    let t = transitions(alarms);
+    assert!(ok, "{n} violations: {t:?}\n{}", fleet.log());
     for kinds in t.values() {
         assert_eq!(kinds, &["in-alarm", "alarm-cleared"], "{t:#?}");
     }
-    let v = fleets[1].violations(&[]);
-    assert_eq!(v.len(), 4, "{v:#?}");
+    let v = fleet.violations(&[]);
+    assert_eq!(v.len(), n, "{v:#?}");
 }
 
 /// Each violation's notified transitions (the same one sent again counts once).
