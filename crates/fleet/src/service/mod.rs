@@ -35,6 +35,9 @@ const INFLIGHT: u16 = 100;
 const REFRESH_EVERY: Duration = Duration::from_secs(2);
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+/// Cluster mode: the pause of periodic store work after a failure, first and longest.
+const QUIET_MIN: Duration = Duration::from_secs(5);
+const QUIET_MAX: Duration = Duration::from_secs(60);
 /// Cluster mode: how often reports held for partitions that became ours are judged.
 const HELD_EVERY: Duration = Duration::from_millis(250);
 /// Stored answers and statistical samples are kept this long.
@@ -75,6 +78,10 @@ pub struct Service {
     nats: Option<mpsc::Receiver<sources::nats::Feed>>,
     /// Cluster mode (`[cluster] enabled`): ownership, forwards and the inbox.
     cluster: Option<cluster::Link>,
+    /// Cluster mode: periodic store work failed (the store unreachable); none until this time,
+    /// and the pause doubles at each failure (5 s to 60 s), so that a store call waiting out
+    /// its timeout every 2 s does not starve the reports.
+    quiet: Option<(tokio::time::Instant, Duration)>,
 }
 
 impl Service {
@@ -131,6 +138,7 @@ impl Service {
             wake_alerts,
             wake_webhook,
             cluster,
+            quiet: None,
         };
         let stopped = |name: &str, e: tokio::task::JoinError| {
             Err(RunError::Setup(format!("{name} stopped: {e}")))
@@ -224,10 +232,12 @@ impl Service {
                 },
                 _ = held.tick(), if self.cluster.is_some() => self.on_held_tick().await?,
                 _ = refresh.tick() => {
+                    if self.quieted() { continue }
                     let done = self.refresh();
                     self.tolerate("registry refresh", done)?;
                 }
                 _ = sweep.tick() => {
+                    if self.quieted() { continue }
                     let done = self.judge.sweep(self.store.as_mut(), now_ms());
                     let Some(w) = self.tolerate("sweep", done)? else { continue };
                     self.store.sync()?;
@@ -238,6 +248,7 @@ impl Service {
                     }
                 }
                 _ = close.tick(), if self.windows_from.is_some_and(|t| t <= tokio::time::Instant::now()) => {
+                    if self.quieted() { continue }
                     let done = self.judge.close_windows(self.store.as_mut(), now_ms());
                     let Some(w) = self.tolerate("closing windows", done)? else { continue };
                     self.store.sync()?;
@@ -247,6 +258,7 @@ impl Service {
                     }
                 }
                 _ = prune.tick(), if self.cluster.as_ref().is_none_or(|l| l.leads()) => {
+                    if self.quieted() { continue }
                     let now = now_ms();
                     let history = self.config.fleet.history_days.saturating_mul(86_400_000);
                     let done = self.store.prune(now.saturating_sub(history), now.saturating_sub(REPORTS_KEPT_MS));
@@ -265,15 +277,32 @@ impl Service {
     /// Periodic work's store error: in cluster mode an unreachable store (a nats-server
     /// election, a lost connection) is logged and the work done at its next turn; anything
     /// else, or any error in single-node mode, stops the service.
-    fn tolerate<T>(&self, what: &str, done: Result<T, StoreError>) -> Result<Option<T>, RunError> {
+    fn tolerate<T>(
+        &mut self,
+        what: &str,
+        done: Result<T, StoreError>,
+    ) -> Result<Option<T>, RunError> {
         match done {
-            Ok(v) => Ok(Some(v)),
+            Ok(v) => {
+                self.quiet = None;
+                Ok(Some(v))
+            }
             Err(e @ StoreError::Backend { .. }) if self.cluster.is_some() => {
-                tracing::warn!(error = %e, "{what}: store unreachable, done at its next turn");
+                let pause = self
+                    .quiet
+                    .map_or(QUIET_MIN, |(_, p)| (p * 2).min(QUIET_MAX));
+                self.quiet = Some((tokio::time::Instant::now() + pause, pause));
+                tracing::warn!(error = %e, pause_ms = pause.as_millis() as u64, "{what}: store unreachable, periodic work paused");
                 Ok(None)
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Whether periodic store work waits (`quiet`).
+    fn quieted(&self) -> bool {
+        self.quiet
+            .is_some_and(|(until, _)| tokio::time::Instant::now() < until)
     }
 
     /// The MQTT connection is lost: windows fed over it wait (the nats source has its own).
