@@ -10,6 +10,8 @@ mod check_config;
 mod cloud_side;
 mod cloud_side_nats;
 mod cluster_cloud;
+mod cluster_devices;
+mod cluster_failover;
 mod cluster_kv;
 mod cluster_ownership;
 mod cluster_run;
