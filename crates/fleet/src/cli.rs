@@ -344,7 +344,8 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                     let owns = link.ownership.clone();
                     nats.set_fence(std::sync::Arc::new(move |t: &str| owns.owns(t)));
                     let owns = link.ownership.clone();
-                    judge.set_scope(Box::new(move |t: &str| owns.owns(t)));
+                    let instance = config.cluster.instance_name();
+                    judge.set_scope(&instance, Box::new(move |t: &str| owns.owns(t)));
                     (nats as Box<dyn Store + Send>, Some(link))
                 }
                 (RunStore::Cluster(nats), None) => (nats as Box<dyn Store + Send>, None),
@@ -438,7 +439,9 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                     c.instance_name(),
                     c.partitions,
                     c.lease_secs,
-                    if c.shared_subscription {
+                    if c.intake == crate::config_cluster::Intake::Nats {
+                        "reports from NATS subjects (JetStream stream detect-fleet-reports, one consumer shared by every instance), answers as NATS messages, alerts over [broker]"
+                    } else if c.shared_subscription {
                         "one shared subscription, reports forwarded to their owner"
                     } else {
                         "every instance receives every report and judges its own things"

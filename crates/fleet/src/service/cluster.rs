@@ -101,6 +101,11 @@ impl Link {
         })
     }
 
+    /// The NATS client, the side runtime and the lease bucket (for the NATS intake).
+    pub fn parts(&self) -> (async_nats::Client, tokio::runtime::Handle, String) {
+        (self.client.clone(), self.side.clone(), self.bucket.clone())
+    }
+
     /// Whether this instance leads now.
     pub fn leads(&self) -> bool {
         self.ownership.epoch(LEADER_PARTITION).is_some()
@@ -240,18 +245,7 @@ impl super::Service {
         };
         self.store.sync()?;
         let answer = Bytes::from(handled.answer.clone());
-        let published = self
-            .client
-            .publish(
-                handled.answer_topic,
-                rumqttc::QoS::AtLeastOnce,
-                false,
-                handled.answer,
-            )
-            .await;
-        if let Err(e) = published {
-            tracing::warn!(error = %e, "answer not queued");
-        }
+        self.answer(handled.answer_topic, handled.answer).await;
         if !handled.events.is_empty() {
             self.wake_alerts.notify_one();
             self.wake_webhook.notify_one();

@@ -6,6 +6,7 @@
 mod alerts;
 pub mod cluster;
 mod connection;
+mod nats_intake;
 mod webhook;
 
 use std::sync::Arc;
@@ -72,6 +73,8 @@ pub struct Service {
     nats: Option<mpsc::Receiver<sources::nats::Feed>>,
     /// Cluster mode (`[cluster] enabled`): ownership, forwards and the inbox.
     cluster: Option<cluster::Link>,
+    /// `[cluster] intake = "nats"`: reports from a JetStream consumer, answers over NATS.
+    intake: Option<nats_intake::Intake>,
 }
 
 impl Service {
@@ -117,7 +120,14 @@ impl Service {
             }
             _ => None,
         };
+        let intake = match &cluster {
+            Some(link) if config.cluster.intake == crate::config_cluster::Intake::Nats => {
+                Some(nats_intake::Intake::start(link, config.store.replicas))
+            }
+            _ => None,
+        };
         let service = Service {
+            intake,
             source,
             nats,
             windows_from: None,
@@ -160,8 +170,18 @@ impl Service {
             let (_, dead) = mpsc::channel(1);
             std::mem::replace(&mut l.inbox, dead)
         });
+        let mut intake = self.intake.as_mut().and_then(|i| i.rx.take());
         loop {
             tokio::select! {
+                delivery = async {
+                    match intake.as_mut() {
+                        Some(rx) => rx.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => match (delivery, intake.as_mut()) {
+                    (Some(d), Some(rx)) => self.on_intake(d, rx).await?,
+                    _ => return Err(RunError::Setup("nats intake stopped".into())),
+                },
                 work = async {
                     match inbox.as_mut() {
                         Some(rx) => rx.recv().await,
@@ -293,10 +313,18 @@ impl Service {
                     tracing::info!(source = s.name(), filters = ?s.filters(), "reading broker events");
                 }
                 let own = self.source.as_ref().map_or(&[][..], |s| s.filters());
-                for t in REPORT_TOPICS.iter().chain(own) {
-                    // Cluster mode: one shared subscription, each report reaches one instance.
+                // `[cluster] intake = "nats"`: reports come from NATS, not this connection.
+                let reports = if self.intake.is_some() {
+                    &[][..]
+                } else {
+                    &REPORT_TOPICS[..]
+                };
+                let reports = reports.iter().map(|t| (t, true));
+                for (t, report) in reports.chain(own.iter().map(|t| (t, false))) {
+                    // Cluster mode: one shared subscription, each report reaches one instance;
+                    // broker events reach every instance (each counts its own things').
                     let t = match &self.cluster {
-                        Some(l) if l.shared => format!("$share/{SHARE_GROUP}/{t}"),
+                        Some(l) if l.shared && report => format!("$share/{SHARE_GROUP}/{t}"),
                         _ => t.to_string(),
                     };
                     if let Err(e) = self.client.subscribe(&t, QoS::AtLeastOnce).await {
