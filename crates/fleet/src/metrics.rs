@@ -44,6 +44,8 @@ pub struct Gauges {
     pub store_bytes: Option<u64>,
     /// When the refresh ended, epoch seconds.
     pub refreshed_s: f64,
+    /// How long the refresh took, seconds.
+    pub read_s: f64,
 }
 
 pub(crate) struct Inner {
