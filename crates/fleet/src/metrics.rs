@@ -44,6 +44,8 @@ pub struct Gauges {
     pub store_bytes: Option<u64>,
     /// When the refresh ended, epoch seconds.
     pub refreshed_s: f64,
+    /// How long the refresh took, seconds.
+    pub read_s: f64,
 }
 
 pub(crate) struct Inner {
@@ -63,19 +65,7 @@ pub struct Metrics {
     inner: Mutex<Inner>,
 }
 
-static METRICS: Metrics = Metrics {
-    inner: Mutex::new(Inner {
-        alarms: BTreeMap::new(),
-        reports: BTreeMap::new(),
-        latency: [0; BUCKETS.len()],
-        latency_count: 0,
-        latency_sum: 0.0,
-        alert_failures: BTreeMap::new(),
-        alerts_sent: BTreeMap::new(),
-        http_refused: BTreeMap::new(),
-        gauges: None,
-    }),
-};
+static METRICS: Metrics = Metrics::new();
 
 /// The process's metrics.
 pub fn global() -> &'static Metrics {
@@ -83,6 +73,22 @@ pub fn global() -> &'static Metrics {
 }
 
 impl Metrics {
+    const fn new() -> Metrics {
+        Metrics {
+            inner: Mutex::new(Inner {
+                alarms: BTreeMap::new(),
+                reports: BTreeMap::new(),
+                latency: [0; BUCKETS.len()],
+                latency_count: 0,
+                latency_sum: 0.0,
+                alert_failures: BTreeMap::new(),
+                alerts_sent: BTreeMap::new(),
+                http_refused: BTreeMap::new(),
+                gauges: None,
+            }),
+        }
+    }
+
     fn with<R>(&self, f: impl FnOnce(&mut Inner) -> R) -> R {
         // A panic elsewhere while counting leaves counts, not broken invariants.
         let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
@@ -255,3 +261,7 @@ pub(crate) fn sample(
     }
     let _ = writeln!(out, " {value}");
 }
+
+#[cfg(test)]
+#[path = "metrics_tests.rs"]
+mod tests;

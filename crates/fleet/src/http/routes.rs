@@ -198,6 +198,7 @@ pub async fn refresh_gauges(s: Arc<Shared>) {
 }
 
 fn read_gauges(s: &Shared) -> Result<Gauges, StoreError> {
+    let started = std::time::Instant::now();
     let mut store = s.store.lock().unwrap_or_else(|e| e.into_inner());
     let now = crate::service::now_ms();
     let mut g = Gauges::default();
@@ -235,5 +236,6 @@ fn read_gauges(s: &Shared) -> Result<Gauges, StoreError> {
         size(db) + size(std::path::Path::new(&wal))
     });
     g.refreshed_s = now as f64 / 1000.0;
+    g.read_s = started.elapsed().as_secs_f64();
     Ok(g)
 }

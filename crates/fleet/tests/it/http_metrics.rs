@@ -159,3 +159,96 @@ async fn prometheus_scrapes_the_alarm_and_report_counters_while_reports_flow() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The value of the sample `series` (the whole `name{labels}`) in a /metrics body.
+fn sample(body: &str, series: &str) -> Option<f64> {
+    body.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[tokio::test]
+async fn a_cluster_instance_on_the_nats_store_serves_its_counters_and_the_stores_gauges() {
+    let pki = Pki::generate();
+    let broker = Broker::start(&pki);
+    let work = tempfile::tempdir().unwrap();
+    let nats = detect_testkit::nats::Nats::start(work.path(), &[("fleet", "fleet password")]);
+    let password = work.path().join("nats-password");
+    std::fs::write(&password, "fleet password\n").unwrap();
+    let mut fleet = Fleet::configure(
+        &work.path().join("fleet"),
+        &pki,
+        &broker,
+        &[forbid_port("no-ssh", 22)],
+        &[("no-ssh", "all-things")],
+        1,
+    );
+    let mut text = std::fs::read_to_string(&fleet.config).unwrap();
+    text.push_str(&format!(
+        "[store]\nkind = \"nats\"\nservers = [{:?}]\nuser = \"fleet\"\npassword_file = {:?}\nreplicas = 1\n[cluster]\nenabled = true\ninstance = \"one\"\n",
+        nats.url(),
+        password.display().to_string()
+    ));
+    std::fs::write(&fleet.config, text).unwrap();
+    fleet.start_subscribed().await;
+    let target = fleet.http_addr().expect("HTTP listener address in the log");
+    let (c, got) = client(&pki, broker.port).await;
+
+    // Until the instance holds its partitions a report gets no answer: publish again, with
+    // a fresh id, every 2 s, for at most 40 s per thing.
+    let things = ["cl-1", "cl-2", "cl-3"];
+    let mut id = 1_000;
+    for thing in things {
+        let prefix = format!("$aws/things/{thing}/defender/metrics/");
+        let answered = || {
+            got.lock()
+                .unwrap()
+                .iter()
+                .any(|(t, _)| t.starts_with(&prefix))
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+        while !answered() && tokio::time::Instant::now() < deadline {
+            id += 1;
+            let payload = json!({
+                "header": {"report_id": id, "version": "1.0"},
+                "metrics": {"listening_tcp_ports": {"ports": [{"port": 22}]}}
+            });
+            let topic = format!("{prefix}json");
+            let bytes = serde_json::to_vec(&payload).unwrap();
+            c.publish(topic, rumqttc::QoS::AtLeastOnce, false, bytes)
+                .await
+                .unwrap();
+            let until = tokio::time::Instant::now() + Duration::from_secs(2);
+            while !answered() && tokio::time::Instant::now() < until {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        assert!(answered(), "no answer for {thing}:\n{}", fleet.log());
+    }
+
+    // The counters at once; the gauges once the listener read them from NATS (every 15 s).
+    let raised = "detect_fleet_alarms_raised_total{security_profile=\"no-ssh\",behavior=\"no-forbidden-listener\"}";
+    let active = "detect_fleet_active_alarms{security_profile=\"no-ssh\",behavior=\"no-forbidden-listener\"}";
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(45);
+    let mut body = String::new();
+    while tokio::time::Instant::now() < deadline {
+        body = request(target, "GET", "/metrics", &[], "").await.body;
+        if sample(&body, active) == Some(3.0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(sample(&body, raised), Some(3.0), "{body}");
+    assert_eq!(sample(&body, active), Some(3.0), "{body}");
+    assert!(
+        sample(
+            &body,
+            "detect_fleet_reports_total{outcome=\"accepted\",error_code=\"\"}"
+        )
+        .is_some_and(|n| n >= 3.0),
+        "{body}"
+    );
+    assert!(
+        !body.contains("detect_fleet_store_size_bytes"),
+        "no file size for NATS: {body}"
+    );
+}
