@@ -162,6 +162,8 @@ pub fn seconds(ms: u64) -> serde_json::Value {
 }
 
 #[cfg(test)]
+mod bench;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tests_metrics;
