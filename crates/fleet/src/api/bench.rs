@@ -198,4 +198,15 @@ fn bench_api() {
     println!("violation-events, last day, first page ({got}): median {p50:.2} ms, p99 {p99:.2} ms");
     let v: Value = call(store, "GET", "/things/thing-000001", &[]).1;
     assert!(v["lastMetrics"]["device"].is_object(), "{v}");
+    let (p50, p99) = timed(calls, || {
+        let (status, _) = call(store, "GET", "/things/thing-000001", &[]);
+        assert_eq!(status, 200);
+    });
+    println!(
+        "things/{{name}} (the thing page: alarms, last metrics): median {p50:.2} ms, p99 {p99:.2} ms"
+    );
+    let (p50, p99) = timed(calls, || {
+        check(store, "/things", &[("maxResults", "250")], "things");
+    });
+    println!("things maxResults=250: median {p50:.2} ms, p99 {p99:.2} ms");
 }

@@ -262,6 +262,13 @@ mod memory {
 
 mod nats {
     #[test]
+    fn the_metric_history_keeps_points_by_thing_side_and_time() {
+        let (_dir, server) = super::nats_server();
+        let s = super::Nats::open(&super::nats_options(&server)).unwrap();
+        super::the_metric_history_keeps_points_by_thing_side_and_time(s);
+    }
+
+    #[test]
     fn the_event_log_lists_events_by_time_with_verification() {
         let (_dir, server) = super::nats_server();
         let s = super::Nats::open(&super::nats_options(&server)).unwrap();
