@@ -2,6 +2,8 @@
 //! in commits, are read back by thing, side and time range in order, and pruned; events are
 //! listed by time with their violation's verification.
 
+use std::collections::BTreeSet;
+
 use super::conformance::event;
 use super::*;
 
@@ -175,6 +177,35 @@ pub fn violations_page_newest_first<S: Store>(mut s: S) {
     assert_eq!(ids(&mut s, &t2, None, 10), ["d"]);
 }
 
+pub fn things_page_by_name<S: Store>(mut s: S) {
+    s.register("a", &BTreeSet::new()).unwrap();
+    s.register("c", &["g".to_string()].into()).unwrap();
+    s.note_rejection("b", &LastRejection::new(5, "InvalidPayload", "x"))
+        .unwrap();
+    s.commit(&[Commit {
+        thing: "d".into(),
+        record: Record {
+            last_report: Some((7, 7000)),
+            ..Record::default()
+        },
+        ..Commit::default()
+    }])
+    .unwrap();
+    s.sync().unwrap();
+    let names = |s: &mut S, after: Option<&str>, limit| -> Vec<String> {
+        let page = s.things_after(after, limit).unwrap();
+        page.into_iter().map(|t| t.name).collect()
+    };
+    assert_eq!(names(&mut s, None, 2), ["a", "b"]);
+    assert_eq!(names(&mut s, Some("b"), 2), ["c", "d"]);
+    assert!(names(&mut s, Some("d"), 2).is_empty());
+    let b = s.thing("b").unwrap().unwrap();
+    assert_eq!(b.last_rejection.unwrap().code, "InvalidPayload");
+    assert_eq!(s.thing("c").unwrap().unwrap().groups.len(), 1);
+    assert_eq!(s.thing("d").unwrap().unwrap().last_report_ms, Some(7000));
+    assert_eq!(s.thing("bb").unwrap(), None);
+}
+
 mod sqlite {
     fn open() -> (tempfile::TempDir, super::Sqlite) {
         let dir = tempfile::tempdir().unwrap();
@@ -199,6 +230,12 @@ mod sqlite {
         let (_dir, s) = open();
         super::violations_page_newest_first(s);
     }
+
+    #[test]
+    fn things_page_by_name() {
+        let (_dir, s) = open();
+        super::things_page_by_name(s);
+    }
 }
 
 mod memory {
@@ -216,9 +253,21 @@ mod memory {
     fn violations_page_newest_first() {
         super::violations_page_newest_first(super::Memory::new());
     }
+
+    #[test]
+    fn things_page_by_name() {
+        super::things_page_by_name(super::Memory::new());
+    }
 }
 
 mod nats {
+    #[test]
+    fn the_metric_history_keeps_points_by_thing_side_and_time() {
+        let (_dir, server) = super::nats_server();
+        let s = super::Nats::open(&super::nats_options(&server)).unwrap();
+        super::the_metric_history_keeps_points_by_thing_side_and_time(s);
+    }
+
     #[test]
     fn the_event_log_lists_events_by_time_with_verification() {
         let (_dir, server) = super::nats_server();

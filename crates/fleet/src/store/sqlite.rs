@@ -1,17 +1,14 @@
 //! The embedded store: one SQLite file in WAL mode (synchronous=NORMAL: a committed step
 //! survives a process crash; a power cut may lose the last commits, which the broker then
-//! redelivers because they were not acknowledged). Opening, the registry, samples, the
-//! violation index and pruning; records and the outbox are in `sqlite_records.rs`.
+//! redelivers because they were not acknowledged). Opening, samples, the violation index and
+//! pruning; records and the outbox are in `sqlite_records.rs`, the registry in
+//! `sqlite_things.rs`, the metric history and event log in `sqlite_history.rs`.
 
-use std::collections::BTreeSet;
 use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{
-    Filter, LastRejection, Registry, Samples, SourceCursors, StoreError, Thing, Violation,
-    ViolationIndex,
-};
+use super::{Filter, Samples, SourceCursors, StoreError, Violation, ViolationIndex};
 
 const SCHEMA: &str = include_str!("schema.sql");
 
@@ -111,81 +108,6 @@ impl SourceCursors for Sqlite {
                  ON CONFLICT (source) DO UPDATE SET instance = ?2, seq = ?3",
             )
             .and_then(|mut s| s.execute(params![source, instance, ms(seq)]))
-            .map_err(|e| self.err(e))?;
-        Ok(())
-    }
-}
-
-impl Registry for Sqlite {
-    fn things(&mut self) -> Result<Vec<Thing>, StoreError> {
-        type Rejected = (Option<i64>, Option<String>, Option<String>);
-        type Row = (String, bool, String, Option<i64>, Option<i64>, Rejected);
-        let rows: Vec<Row> = self
-            .conn
-            .prepare_cached(
-                "SELECT t.name, t.registered, t.groups, t.last_report_id, t.last_report_ms,
-                        r.time_ms, r.code, r.message
-                 FROM things t LEFT JOIN rejections r ON r.thing = t.name
-                 UNION ALL
-                 SELECT r.thing, 0, '[]', NULL, NULL, r.time_ms, r.code, r.message
-                 FROM rejections r WHERE r.thing NOT IN (SELECT name FROM things)
-                 ORDER BY 1",
-            )
-            .and_then(|mut s| {
-                s.query_map([], |r| {
-                    let rejected = (r.get(5)?, r.get(6)?, r.get(7)?);
-                    Ok((
-                        r.get(0)?,
-                        r.get(1)?,
-                        r.get(2)?,
-                        r.get(3)?,
-                        r.get(4)?,
-                        rejected,
-                    ))
-                })?
-                .collect()
-            })
-            .map_err(|e| self.err(e))?;
-        rows.into_iter()
-            .map(|(name, registered, groups, id, time, rejected)| {
-                let last_rejection = match rejected {
-                    (Some(t), Some(code), Some(message)) => Some(LastRejection {
-                        time_ms: t as u64,
-                        code,
-                        message,
-                    }),
-                    _ => None,
-                };
-                Ok(Thing {
-                    name,
-                    registered,
-                    groups: self.json("things.groups", &groups)?,
-                    last_report_id: id.map(|v| v as u64),
-                    last_report_ms: time.map(|v| v as u64),
-                    last_rejection,
-                })
-            })
-            .collect()
-    }
-
-    fn register(&mut self, name: &str, groups: &BTreeSet<String>) -> Result<(), StoreError> {
-        self.conn
-            .execute(
-                "INSERT INTO things (name, registered, groups) VALUES (?1, 1, ?2)
-                 ON CONFLICT (name) DO UPDATE SET registered = 1, groups = ?2",
-                params![name, text(groups)],
-            )
-            .map_err(|e| self.err(e))?;
-        Ok(())
-    }
-
-    fn note_rejection(&mut self, thing: &str, r: &LastRejection) -> Result<(), StoreError> {
-        self.conn
-            .execute(
-                "INSERT INTO rejections (thing, time_ms, code, message) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (thing) DO UPDATE SET time_ms = ?2, code = ?3, message = ?4",
-                params![thing, ms(r.time_ms), r.code, r.message],
-            )
             .map_err(|e| self.err(e))?;
         Ok(())
     }

@@ -4,6 +4,7 @@
 
 mod agents;
 mod answers;
+mod api_http;
 mod authorization;
 mod aws_python_agent;
 mod check_config;
