@@ -7,6 +7,7 @@ mod cluster;
 mod config;
 mod config_cluster;
 mod config_store;
+mod console;
 mod coverage;
 mod intake;
 mod judge;
