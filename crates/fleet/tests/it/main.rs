@@ -13,6 +13,7 @@ mod cluster_kv;
 mod cluster_ownership;
 mod cluster_run;
 mod cluster_store;
+mod console;
 mod crash;
 mod ml_peers;
 mod models;

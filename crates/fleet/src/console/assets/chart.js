@@ -12,6 +12,15 @@ DC.number = function (v) {
   return null;
 };
 
+// 1234567 → "1.2M", 4600 → "4.6k", 2.156 → "2.16".
+DC.short = function (v) {
+  var a = Math.abs(v);
+  if (a >= 1e9) return (v / 1e9).toFixed(1) + "G";
+  if (a >= 1e6) return (v / 1e6).toFixed(1) + "M";
+  if (a >= 1e3) return (v / 1e3).toFixed(1) + "k";
+  return String(Math.round(v * 100) / 100);
+};
+
 DC.svg = function (tag, attrs) {
   var e = document.createElementNS("http://www.w3.org/2000/svg", tag);
   Object.keys(attrs || {}).forEach(function (k) { e.setAttribute(k, attrs[k]); });
@@ -42,13 +51,15 @@ DC.chart = function (opts) {
     var v = lo + ((hi - lo) * i) / 4, yy = y(v);
     svg.appendChild(DC.svg("line", { class: "grid", x1: L, x2: W - R, y1: yy, y2: yy }));
     var label = DC.svg("text", { x: L - 6, y: yy + 4, "text-anchor": "end" });
-    label.textContent = Math.abs(v) >= 1000 ? v.toExponential(1) : String(Math.round(v * 100) / 100);
+    label.textContent = DC.short(v);
     svg.appendChild(label);
   }
-  var days = (end - start) / 86400, step = days > 3 ? 86400 * Math.ceil(days / 7) : 3600 * Math.ceil(days * 4);
+  var span = end - start, steps = [60, 300, 900, 3600, 3 * 3600, 6 * 3600, 86400, 2 * 86400, 7 * 86400];
+  var step = steps.find(function (s) { return span / s <= 8; }) || 30 * 86400;
+  var daily = step >= 86400;
   for (var t = Math.ceil(start / step) * step; t <= end; t += step) {
     var tick = DC.svg("text", { x: x(t), y: H - 8, "text-anchor": "middle" });
-    tick.textContent = new Date(t * 1000).toISOString().slice(days > 3 ? 5 : 11, days > 3 ? 10 : 16);
+    tick.textContent = new Date(t * 1000).toISOString().slice(daily ? 5 : 11, daily ? 10 : 16);
     svg.appendChild(tick);
   }
   svg.appendChild(DC.svg("line", { class: "axis", x1: L, x2: L, y1: T, y2: H - B }));

@@ -198,7 +198,7 @@ DC.route = function () {
 DC.start = function () {
   var input = document.getElementById("token");
   var state = document.getElementById("token-state");
-  function mark() { state.textContent = DC.token() ? "token kept for this tab" : ""; }
+  function mark() { state.textContent = DC.token() ? "token kept" : ""; }
   document.getElementById("token-form").addEventListener("submit", function (ev) {
     ev.preventDefault();
     try { sessionStorage.setItem(DC.TOKEN_KEY, input.value.trim()); } catch (e) { DC.show("sessionStorage is unavailable"); }

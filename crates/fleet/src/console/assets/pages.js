@@ -140,8 +140,14 @@ DC.pages.profile = function (view, name) {
   view.appendChild(box);
   DC.api("GET", "/security-profiles/" + encodeURIComponent(name), {}).then(function (p) {
     if (p.securityProfileDescription) box.appendChild(DC.el("p", {}, p.securityProfileDescription));
+    // ML behaviors' status: AWS's GetBehaviorModelTrainingSummaries, keyed by behavior name.
+    var models = {};
+    (p.behaviorModelTrainingSummaries || []).forEach(function (s) {
+      models[s.behaviorName] = s.modelStatus + (s.datapointsCollectionPercentage !== undefined ?
+        " (" + Math.round(s.datapointsCollectionPercentage) + "% collected)" : "");
+    });
     var rows = (p.behaviors || []).map(function (b) {
-      var model = b.modelStatus || (b.model && b.model.modelStatus) || "";
+      var model = models[b.name] || b.modelStatus || "";
       return DC.el("tr", {}, DC.el("td", {}, b.name || ""), DC.el("td", { class: "mono" }, b.metric || ""),
         DC.el("td", {}, DC.criteria(b)), DC.el("td", {}, model),
         DC.el("td", {}, b.suppressAlerts ? "suppressed" : ""));

@@ -98,12 +98,23 @@ DC.thingBehaviors = function (info) {
   }).then(function (lists) { return [].concat.apply([], lists).filter(function (x) { return x.behavior.metric; }); });
 };
 
+// The chart spans offered (seconds); 14 days (the metric history kept) unless `?span=` says.
+DC.SPANS = [[14 * 86400, "14 days"], [86400, "24 hours"], [3600, "1 hour"], [300, "5 minutes"]];
+
 DC.pages.thing = function (view, name) {
   view.appendChild(DC.el("h1", {}, "Thing ", DC.el("span", { class: "mono" }, name)));
-  var now = Math.floor(Date.now() / 1000), start = now - DC.DAYS * 86400;
+  var span = Number(DC.hashParams().span) || DC.DAYS * 86400;
+  span = Math.min(Math.max(span, 60), DC.DAYS * 86400);
+  var now = Math.floor(Date.now() / 1000), start = now - span;
+  var spans = DC.el("p", { class: "legend", id: "spans" }, "Show: ");
+  DC.SPANS.forEach(function (s) {
+    var a = DC.link("#/thing/" + encodeURIComponent(name) + "?span=" + s[0], s[1]);
+    if (s[0] === span) a.className = "current";
+    spans.append(a, " ");
+  });
   var facts = DC.el("div", { id: "facts" }), alarms = DC.el("div", { id: "thing-alarms" });
   var charts = DC.el("div", { id: "charts" }, DC.el("p", { class: "empty" }, "Loading charts…"));
-  view.append(facts, DC.el("h2", {}, "Active alarms"), alarms, DC.el("h2", {}, "Metrics, last " + DC.DAYS + " days"), DC.legend(), charts);
+  view.append(facts, DC.el("h2", {}, "Active alarms"), alarms, DC.el("h2", {}, "Metrics"), spans, DC.legend(), charts);
   DC.api("GET", "/things/" + encodeURIComponent(name), {}).then(function (info) {
     DC.thingFacts(facts, info);
   }, function (err) { DC.show(err.message); });
