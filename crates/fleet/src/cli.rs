@@ -304,6 +304,13 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 Some(_) => Some(open(&config)? as Box<dyn Outbox + Send>),
                 None => None,
             };
+            // The listener's own store handle: requests never wait on the service's.
+            crate::http::start(&config, open(&config)?)?;
+            crate::metrics::global().declare(
+                profiles
+                    .iter()
+                    .flat_map(|p| p.behaviors.iter().map(|b| (p.name.clone(), b.name.clone()))),
+            );
             let attachments = Attachments::new(&config.attach);
             if let Some(secs) = config.fleet.duration_override_secs {
                 tracing::warn!(
@@ -437,6 +444,9 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                         "every instance receives every report and judges its own things"
                     }
                 );
+            }
+            for line in config.http.describe() {
+                println!("{line}");
             }
             if let Some(secs) = config.fleet.duration_override_secs {
                 println!(

@@ -26,6 +26,9 @@ pub struct Config {
     /// `[cluster]`: one of several instances sharing the NATS store (issue #20).
     #[serde(default)]
     pub cluster: crate::config_cluster::ClusterConfig,
+    /// `[http]`: the listener for `/metrics`, the API and the console (issue #21).
+    #[serde(default)]
+    pub http: crate::config_http::HttpConfig,
 }
 
 /// `[nats]`: where detect-fleet reads nats-server's advisories and CONNZ (docs/brokers.md).
@@ -282,6 +285,7 @@ impl Config {
         check_nats(self)?;
         self.store.check()?;
         self.cluster.check(&self.store)?;
+        self.http.check()?;
         if self.cluster.enabled && self.broker.source != BrokerSource::None {
             return Err(
                 "[cluster] enabled = true: [broker] source (cloud-side metrics) is single-node only for now"

@@ -25,6 +25,8 @@ pub struct Handled {
     /// The answer was the stored one (a redelivery); nothing was evaluated.
     pub replayed: bool,
     pub events: Vec<Recorded>,
+    /// A rejected report's error code (the answer's `statusDetails.ErrorCode`).
+    pub rejected: Option<&'static str>,
 }
 
 /// Which things the sweep looks at (cluster mode: the owned ones).
@@ -124,13 +126,18 @@ impl Judge {
         now_ms: u64,
     ) -> Result<Handled, StoreError> {
         let thing = topic.thing.as_str();
-        let reply = |answer: &serde_json::Value, accepted, replayed, events| Handled {
-            answer_topic: topic.answer_topic(accepted),
-            answer: intake::encode_answer(answer, topic.encoding),
-            accepted,
-            replayed,
-            events,
-        };
+        let reply =
+            |answer: &serde_json::Value, rejected: Option<&'static str>, replayed, events| {
+                let accepted = rejected.is_none();
+                Handled {
+                    answer_topic: topic.answer_topic(accepted),
+                    answer: intake::encode_answer(answer, topic.encoding),
+                    accepted,
+                    replayed,
+                    events,
+                    rejected,
+                }
+            };
         let decoded = match intake::structure(topic, payload) {
             Ok(d) => d,
             Err((rejection, id)) => {
@@ -141,7 +148,7 @@ impl Judge {
                     store.note_rejection(thing, &last)?;
                 }
                 let a = intake::answer(thing, id, Err(&rejection), now_ms);
-                return Ok(reply(&a, false, false, Vec::new()));
+                return Ok(reply(&a, Some(rejection.code), false, Vec::new()));
             }
         };
         let report_id = decoded.report.header.report_id;
@@ -155,7 +162,7 @@ impl Judge {
                     report_id,
                     "redelivered report: stored answer sent again"
                 );
-                return Ok(reply(&stored.answer, true, true, Vec::new()));
+                return Ok(reply(&stored.answer, None, true, Vec::new()));
             }
             if same {
                 // A rejection changed nothing: the same report is judged again.
@@ -200,7 +207,12 @@ impl Judge {
         commit.expected = loaded.version;
         let events = commit.events.clone();
         store.commit(std::slice::from_ref(&commit))?;
-        Ok(reply(&answer, outcome.is_ok(), false, events))
+        Ok(reply(
+            &answer,
+            outcome.as_ref().err().map(|r| r.code),
+            false,
+            events,
+        ))
     }
 
     /// The profiles watching `thing`, statistical thresholds resolved (reads populations).

@@ -75,6 +75,7 @@ async fn send_all(
                 .await
                 .is_err()
             {
+                crate::metrics::global().alert("mqtt", Err(()));
                 return Ok(false);
             }
             let acked = tokio::time::timeout(ACK_TIMEOUT, async {
@@ -89,13 +90,18 @@ async fn send_all(
             .await;
             match acked {
                 Ok(true) => {}
-                Ok(false) => return Ok(false),
+                Ok(false) => {
+                    crate::metrics::global().alert("mqtt", Err(()));
+                    return Ok(false);
+                }
                 Err(_) => {
+                    crate::metrics::global().alert("mqtt", Err(()));
                     tracing::warn!(violation_id = %u.event.violation_id, "alert not acknowledged in time; sent again");
                     return Ok(true);
                 }
             }
             store.ack(Sink::Mqtt, u.position)?;
+            crate::metrics::global().alert("mqtt", Ok(1));
             tracing::debug!(violation_id = %u.event.violation_id, event = u.event.violation_event_type.name(), "alert sent");
         }
     }

@@ -174,8 +174,14 @@ impl super::Service {
         let tries = if self.cluster.is_some() { TRIES } else { 1 };
         for _ in 0..tries {
             let store = self.store.as_mut();
+            let started = std::time::Instant::now();
             match self.judge.handle(store, topic, payload, super::now_ms()) {
-                Ok(h) => return Ok(Some(h)),
+                Ok(h) => {
+                    let m = crate::metrics::global();
+                    m.report(h.accepted, h.replayed, h.rejected, started.elapsed());
+                    m.events(&h.events);
+                    return Ok(Some(h));
+                }
                 Err(e @ crate::store::StoreError::Conflict { .. }) if self.cluster.is_some() => {
                     tracing::info!(error = %e, "report judged again on a fresh load");
                     if !self.owns(&topic.thing) {

@@ -221,6 +221,7 @@ impl Service {
                 _ = sweep.tick() => {
                     let w = self.judge.sweep(self.store.as_mut(), now_ms())?;
                     self.store.sync()?;
+                    crate::metrics::global().events(&w.events);
                     if !w.events.is_empty() {
                         tracing::info!(events = w.events.len(), "sweep: alarms invalidated");
                         self.wake_alerts.notify_one();
@@ -230,6 +231,7 @@ impl Service {
                 _ = close.tick(), if self.windows_from.is_some_and(|t| t <= tokio::time::Instant::now()) => {
                     let w = self.judge.close_windows(self.store.as_mut(), now_ms())?;
                     self.store.sync()?;
+                    crate::metrics::global().events(&w.events);
                     if !w.events.is_empty() {
                         self.wake_alerts.notify_one();
                         self.wake_webhook.notify_one();
