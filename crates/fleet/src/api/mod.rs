@@ -1,60 +1,153 @@
-//! The AWS-shaped HTTP JSON API under `/api/v1/` (issue #21 item 2): a placeholder until the
-//! `api` branch lands; it answers every call with AWS's ResourceNotFoundException.
+//! The HTTP JSON API shaped like AWS's Detect API (issue #21 item 2, docs/spec/detect-api.md):
+//! one call, [`handle`], routes a decoded request to its list or change and answers AWS JSON.
 //!
-//! The HTTP layer (`crate::http`) calls `handle` from a blocking thread with its own store
-//! handle, once per request, after the safety gate (`may_change`: the bearer token was valid).
+//! Framework-agnostic on purpose: the HTTP layer (`crate::http`) decodes the query, checks the
+//! bearer token and calls, from a blocking thread with its own store handle,
+//!
+//! ```text
+//! pub fn handle(store: &mut dyn Store, ctx: &Context, req: &Request) -> Response
+//! ```
+//!
+//! `Request::path` is what follows `/api/v1` (e.g. `/active-violations`); `may_change` says a
+//! valid bearer token came with it (changes need one, §1.3). Errors are AWS's shape (§1.2):
+//! `{"__type", "message"}` and the type in `x-amzn-ErrorType`; a store failure is a 500 whose
+//! message names no file. The CLI's `violations`, `things list` and `models` read the same
+//! list functions ([`violations::active`], [`things::list`], [`profiles::models`]).
 
-use crate::config::Config;
+mod error;
+mod page;
+pub mod profiles;
+pub mod things;
+pub mod violations;
+
+use detect::profile::Profile;
+
+pub use error::ApiError;
+
+use crate::config::{Attach, Config};
 use crate::store::Store;
 
-/// One request, framework-agnostic.
-#[allow(dead_code, reason = "read by the api branch")]
+/// One request, decoded by the HTTP layer.
 pub struct Request<'a> {
     pub method: &'a str,
-    /// After `/api/v1`, e.g. `/active-violations`.
+    /// After `/api/v1`, e.g. `/active-violations`; percent-decoded per segment by the caller
+    /// or not at all (names hold no reserved characters, §1.1).
     pub path: &'a str,
     /// Decoded query parameters, in order.
     pub query: &'a [(String, String)],
     pub body: &'a [u8],
-    /// A valid bearer token was presented (changes are allowed).
+    /// A valid `Authorization: Bearer` token was presented: changes are allowed.
     pub may_change: bool,
 }
 
+/// The answer: status, extra headers, a JSON body.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Response {
     pub status: u16,
     pub headers: Vec<(&'static str, String)>,
-    /// JSON.
     pub body: Vec<u8>,
 }
 
-/// What the API reads besides the store (built once by `run`).
+impl Response {
+    pub fn json(status: u16, value: &serde_json::Value) -> Response {
+        Response {
+            status,
+            headers: vec![("content-type", "application/json".into())],
+            body: serde_json::to_vec(value).unwrap_or_default(),
+        }
+    }
+}
+
+/// What the calls read besides the store: the profiles and attachments `run` loaded, the
+/// history settings, and the clock.
+#[derive(Debug, Clone, Default)]
 pub struct Context {
-    #[allow(dead_code, reason = "read by the api branch")]
-    config: Config,
+    pub profiles: Vec<Profile>,
+    pub attach: Vec<Attach>,
+    /// `[fleet] history_days`: violation history kept.
+    pub history_days: u64,
+    /// Epoch ms to use as now (tests); `None`: the system clock.
+    pub now_ms: Option<u64>,
 }
 
 impl Context {
-    pub fn new(config: &Config) -> anyhow::Result<Context> {
-        Ok(Context {
-            config: config.clone(),
+    /// From a loaded config and its profiles (as `run` loads them).
+    pub fn new(config: &Config, profiles: Vec<Profile>) -> Context {
+        Context {
+            profiles,
+            attach: config.attach.clone(),
+            history_days: config.fleet.history_days,
+            now_ms: None,
+        }
+    }
+
+    /// Loads `[fleet] profiles_dir` as `run` does (warnings logged) and builds the context.
+    pub fn load(config: &Config) -> anyhow::Result<Context> {
+        Ok(Context::new(config, crate::cli::profiles(config)?))
+    }
+
+    pub fn now_ms(&self) -> u64 {
+        self.now_ms.unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64)
         })
     }
 }
 
-/// An AWS-shaped error: `{"__type", "message"}` and the `x-amzn-ErrorType` header.
-pub fn error(status: u16, kind: &'static str, message: &str) -> Response {
-    let body = serde_json::json!({"__type": kind, "message": message});
-    Response {
-        status,
-        headers: vec![("x-amzn-ErrorType", kind.to_string())],
-        body: body.to_string().into_bytes(),
+/// Answers one request (docs/spec/detect-api.md §2 lists the routes).
+pub fn handle(store: &mut dyn Store, ctx: &Context, req: &Request) -> Response {
+    match route(store, ctx, req) {
+        Ok(value) => Response::json(200, &value),
+        Err(e) => e.response(),
     }
 }
 
-pub fn handle(_store: &mut dyn Store, _ctx: &Context, req: &Request) -> Response {
-    error(
-        404,
-        "ResourceNotFoundException",
-        &format!("no API call at {} {}", req.method, req.path),
-    )
+fn route(
+    store: &mut dyn Store,
+    ctx: &Context,
+    req: &Request,
+) -> Result<serde_json::Value, ApiError> {
+    let segments: Vec<&str> = req
+        .path
+        .trim_start_matches('/')
+        .trim_end_matches('/')
+        .split('/')
+        .collect();
+    let q = page::Params::new(req.query)?;
+    let get = |r: Result<serde_json::Value, ApiError>| match req.method {
+        "GET" | "HEAD" => r,
+        _ => Err(ApiError::method(req.method, req.path)),
+    };
+    match segments.as_slice() {
+        ["active-violations"] => get(violations::list_active(store, &q)),
+        ["violation-events"] => get(violations::list_events(store, &q)),
+        ["violations", "verification-state", id] => {
+            if req.method != "POST" {
+                return Err(ApiError::method(req.method, req.path));
+            }
+            violations::put_verification(store, id, req.body, req.may_change)
+        }
+        ["security-profiles"] => get(profiles::list(ctx, &q)),
+        ["security-profiles", name] => get(profiles::describe(store, ctx, name)),
+        ["security-profiles", name, "targets"] => get(profiles::targets(ctx, name, &q)),
+        ["things"] => get(things::list_json(store, &q)),
+        ["things", name] => get(things::describe(store, ctx, name)),
+        _ => Err(ApiError::not_found(format!(
+            "no API call at {:?} (docs/spec/detect-api.md §2)",
+            req.path
+        ))),
+    }
 }
+
+/// Epoch milliseconds as AWS's JSON date: epoch seconds, fractional (§1.4).
+pub fn seconds(ms: u64) -> serde_json::Value {
+    if ms.is_multiple_of(1000) {
+        serde_json::Value::from(ms / 1000)
+    } else {
+        serde_json::Value::from(ms as f64 / 1000.0)
+    }
+}
+
+#[cfg(test)]
+mod tests;

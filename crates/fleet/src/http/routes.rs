@@ -38,7 +38,12 @@ pub fn router(shared: Arc<Shared>) -> Router {
 
 /// An AWS-shaped error (`{"__type", "message"}`, header `x-amzn-ErrorType`).
 pub fn aws_error(status: u16, kind: &'static str, message: &str) -> Response {
-    to_response(crate::api::error(status, kind, message))
+    let e = crate::api::ApiError {
+        status,
+        kind,
+        message: message.to_string(),
+    };
+    to_response(e.response())
 }
 
 fn to_response(r: crate::api::Response) -> Response {

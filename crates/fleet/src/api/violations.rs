@@ -1,0 +1,196 @@
+//! ListActiveViolations, ListViolationEvents and PutVerificationStateOnViolation
+//! (docs/spec/detect-api.md §3): the filtered lists, shared with the CLI's `violations`, and
+//! their AWS JSON.
+
+use serde_json::{Value, json};
+
+use super::page::{self, Params};
+use super::{ApiError, seconds};
+use crate::store::{Filter, Store, StoreError, Violation};
+
+pub const CRITERIA: [&str; 3] = ["STATIC", "STATISTICAL", "MACHINE_LEARNING"];
+pub const VERIFICATION: [&str; 4] = [
+    "FALSE_POSITIVE",
+    "BENIGN_POSITIVE",
+    "TRUE_POSITIVE",
+    "UNKNOWN",
+];
+/// AWS's limit on `verificationStateDescription` (detect-rules §6.4).
+pub const MAX_DESCRIPTION_CHARS: usize = 1000;
+
+/// The filters of the violation lists (§3.1); `None` lets everything through.
+#[derive(Debug, Clone, Default)]
+pub struct Query {
+    pub active_only: bool,
+    pub thing: Option<String>,
+    pub profile: Option<String>,
+    /// `STATIC`, `STATISTICAL` or `MACHINE_LEARNING` (from the behavior's criteria).
+    pub criteria: Option<String>,
+    /// `Some(true)`: suppressed alarms only; `Some(false)`: the others only (§3.1).
+    pub suppressed: Option<bool>,
+    pub verification: Option<String>,
+}
+
+impl Query {
+    fn matches(&self, v: &Violation) -> bool {
+        self.criteria
+            .as_deref()
+            .is_none_or(|c| c == criteria_type(&v.behavior))
+            && self.suppressed.is_none_or(|s| s == v.suppressed)
+            && self
+                .verification
+                .as_deref()
+                .is_none_or(|s| s == v.verification_state)
+    }
+}
+
+/// The behavior criteria type AWS filters by (§3.1).
+pub fn criteria_type(behavior: &Value) -> &'static str {
+    if behavior.pointer("/criteria/mlDetectionConfig").is_some() {
+        "MACHINE_LEARNING"
+    } else if behavior.pointer("/criteria/statisticalThreshold").is_some() {
+        "STATISTICAL"
+    } else {
+        "STATIC"
+    }
+}
+
+/// Violations passing `q`, oldest start first (the CLI's order; the API pages newest first).
+pub fn list(store: &mut dyn Store, q: &Query) -> Result<Vec<Violation>, StoreError> {
+    let mut all = store.violations(&Filter {
+        active_only: q.active_only,
+        thing: q.thing.clone(),
+        profile: q.profile.clone(),
+    })?;
+    all.retain(|v| q.matches(v));
+    Ok(all)
+}
+
+/// Newest first: (start time, id) descending, as a key that sorts the same way.
+fn key(v: &Violation) -> String {
+    format!("{:020}:{}", v.violation_start_time, v.violation_id)
+}
+
+/// `GET /active-violations` (§3.1).
+pub fn list_active(store: &mut dyn Store, p: &Params) -> Result<Value, ApiError> {
+    p.allow(&[
+        "thingName",
+        "securityProfileName",
+        "behaviorCriteriaType",
+        "listSuppressedAlerts",
+        "verificationState",
+        "maxResults",
+        "nextToken",
+    ])?;
+    let q = Query {
+        active_only: true,
+        thing: p.name("thingName")?.map(str::to_string),
+        profile: p.name("securityProfileName")?.map(str::to_string),
+        criteria: p
+            .one_of("behaviorCriteriaType", &CRITERIA)?
+            .map(str::to_string),
+        suppressed: p.boolean("listSuppressedAlerts")?,
+        verification: p
+            .one_of("verificationState", &VERIFICATION)?
+            .map(str::to_string),
+    };
+    let max = p.max_results()?;
+    let after = p.token("active-violations")?;
+    let all = list(store, &q)?;
+    let (items, next) = page::cut(all.into_iter().rev(), key, after.as_deref(), max, |k, a| {
+        k < a
+    });
+    let list: Vec<Value> = items.iter().map(active_json).collect();
+    let mut out = json!({ "activeViolations": list });
+    if let Some(k) = next {
+        out["nextToken"] = page::token("active-violations", &k).into();
+    }
+    Ok(out)
+}
+
+/// AWS's ActiveViolation (§3.1).
+pub fn active_json(v: &Violation) -> Value {
+    let mut o = json!({
+        "violationId": v.violation_id,
+        "thingName": v.thing_name,
+        "securityProfileName": v.security_profile_name,
+        "behavior": v.behavior,
+        "violationStartTime": seconds(v.violation_start_time),
+        "lastViolationTime": seconds(v.last_violation_time),
+        "verificationState": v.verification_state,
+    });
+    if let Some(x) = &v.last_violation_value {
+        o["lastViolationValue"] = x.clone();
+    }
+    if let Some(d) = &v.verification_state_description {
+        o["verificationStateDescription"] = d.clone().into();
+    }
+    if let Some(info) = detect::AdditionalInfo::of(&v.behavior) {
+        o["violationEventAdditionalInfo"] = json!({"confidenceLevel": info.confidence_level});
+    }
+    o
+}
+
+/// `GET /violation-events` (§3.2).
+pub fn list_events(_store: &mut dyn Store, _p: &Params) -> Result<Value, ApiError> {
+    Err(ApiError::not_found("violation-events: not yet served"))
+}
+
+/// The body of PutVerificationStateOnViolation.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Verification {
+    verification_state: String,
+    verification_state_description: Option<String>,
+}
+
+/// Checks a verification state and description (§3.3, detect-rules §6.4); the CLI's `verify`
+/// asks the same.
+pub fn check_verification(state: &str, description: Option<&str>) -> Result<(), String> {
+    if !VERIFICATION.contains(&state) {
+        return Err(format!(
+            "verificationState: {state:?} is not one of {}",
+            VERIFICATION.join(", ")
+        ));
+    }
+    if let Some(d) = description
+        && (d.chars().count() > MAX_DESCRIPTION_CHARS || d.chars().any(char::is_control))
+    {
+        return Err(format!(
+            "verificationStateDescription: at most {MAX_DESCRIPTION_CHARS} characters, no control characters"
+        ));
+    }
+    Ok(())
+}
+
+/// `POST /violations/verification-state/{violationId}` (§3.3): needs the token.
+pub fn put_verification(
+    store: &mut dyn Store,
+    id: &str,
+    body: &[u8],
+    may_change: bool,
+) -> Result<Value, ApiError> {
+    if !may_change {
+        return Err(ApiError::unauthorized(
+            "changes need `Authorization: Bearer <token>` with the token of [http] token_file",
+        ));
+    }
+    if id.is_empty() || id.len() > 128 || !id.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return Err(ApiError::invalid(format!(
+            "violationId: {:?} is not 1–128 letters and digits",
+            id.chars().take(140).collect::<String>()
+        )));
+    }
+    let v: Verification = serde_json::from_slice(body).map_err(|e| {
+        ApiError::invalid(format!(
+            "body: expected {{\"verificationState\": ..., \"verificationStateDescription\": ...}}: {e}"
+        ))
+    })?;
+    let description = v.verification_state_description.as_deref();
+    check_verification(&v.verification_state, description).map_err(ApiError::invalid)?;
+    if !store.verify(id, &v.verification_state, description)? {
+        return Err(ApiError::not_found(format!("violation {id:?}: not found")));
+    }
+    store.sync()?;
+    Ok(json!({}))
+}
