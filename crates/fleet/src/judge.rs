@@ -197,6 +197,9 @@ impl Judge {
                 let d = self.decide(thing, loaded.record, &decoded.report, now_ms, profiles);
                 (commit.record, commit.events, commit.touched, commit.samples) =
                     (d.record, d.events, d.touched, d.samples);
+                commit.history = crate::history::device(&decoded.report, now_ms)
+                    .into_iter()
+                    .collect();
             }
             Err(r) => {
                 tracing::info!(thing, report_id, code = r.code, reason = %r.message, "report rejected");

@@ -299,6 +299,7 @@ impl Judge {
             events.extend(engine.evaluate(&obs, end));
             self.finish(&o.thing, &name, engine, events, &mut d);
         }
+        let history = crate::history::cloud(&obs, setup.bucket_ms);
         let w = &mut o.witness;
         w.closed_until_ms = end;
         w.drop_before(end.saturating_sub(setup.longest_ms() - setup.bucket_ms));
@@ -316,6 +317,7 @@ impl Judge {
             events: d.events,
             touched: d.touched,
             samples: d.samples,
+            history: history.into_iter().collect(),
             ..Commit::default()
         })
     }

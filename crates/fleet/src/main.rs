@@ -11,6 +11,7 @@ mod config_http;
 mod config_store;
 mod console;
 mod coverage;
+mod history;
 mod http;
 mod intake;
 mod judge;

@@ -15,6 +15,7 @@
 //! list functions ([`violations::active`], [`things::list`], [`profiles::models`]).
 
 mod error;
+pub mod metrics;
 mod page;
 pub mod profiles;
 pub mod things;
@@ -122,6 +123,7 @@ fn route(
     match segments.as_slice() {
         ["active-violations"] => get(violations::list_active(store, &q)),
         ["violation-events"] => get(violations::list_events(store, &q)),
+        ["metric-values"] => get(metrics::list(store, &q)),
         ["violations", "verification-state", id] => {
             if req.method != "POST" {
                 return Err(ApiError::method(req.method, req.path));
@@ -151,3 +153,5 @@ pub fn seconds(ms: u64) -> serde_json::Value {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_metrics;

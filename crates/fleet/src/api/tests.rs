@@ -279,3 +279,71 @@ fn verification_needs_the_token_and_is_stored() {
     };
     assert_eq!(violations::list(&mut s, &q).unwrap().len(), 1);
 }
+
+#[test]
+fn violation_events_list_a_time_range_in_pages_with_verification() {
+    let (_d, mut s) = filled(12);
+    let id = format!("{:032x}", 3);
+    let body = br#"{"verificationState": "TRUE_POSITIVE"}"#;
+    let path = format!("/violations/verification-state/{id}");
+    let (status, _) = call_with(&mut s, &Context::default(), "POST", &path, &[], body, true);
+    assert_eq!(status, 200);
+    // 12 in-alarm (at i s) + 4 alarm-cleared (at i s + 500 ms); the range [2 s, 9.6 s).
+    let mut seen = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let mut q = vec![("startTime", "2"), ("endTime", "9.6"), ("maxResults", "3")];
+        if let Some(t) = &token {
+            q.push(("nextToken", t));
+        }
+        let (status, v) = call(&mut s, "GET", "/violation-events", &q);
+        assert_eq!(status, 200, "{v}");
+        for e in v["violationEvents"].as_array().unwrap() {
+            seen.push((
+                e["thingName"].as_str().unwrap().to_string(),
+                e["violationEventType"].as_str().unwrap().to_string(),
+                e["verificationState"].as_str().unwrap().to_string(),
+            ));
+        }
+        match v["nextToken"].as_str() {
+            Some(t) => token = Some(t.to_string()),
+            None => break,
+        }
+    }
+    let things: Vec<&str> = seen.iter().map(|(t, _, _)| t.as_str()).collect();
+    assert_eq!(
+        things,
+        [
+            "t002", "t003", "t003", "t004", "t005", "t006", "t006", "t007", "t008", "t009", "t009"
+        ]
+    );
+    assert_eq!(seen[2].1, "alarm-cleared");
+    assert_eq!(seen[1].2, "TRUE_POSITIVE");
+    let (_, v) = call(
+        &mut s,
+        "GET",
+        "/violation-events",
+        &[
+            ("startTime", "0"),
+            ("endTime", "100"),
+            ("verificationState", "TRUE_POSITIVE"),
+        ],
+    );
+    assert_eq!(v["violationEvents"].as_array().unwrap().len(), 2, "{v}");
+    assert_eq!(v["violationEvents"][0]["violationEventTime"], json!(3));
+    assert_eq!(v["violationEvents"][1]["violationEventTime"], json!(3.5));
+    let (_, v) = call(
+        &mut s,
+        "GET",
+        "/violation-events",
+        &[
+            ("startTime", "0"),
+            ("endTime", "100"),
+            ("thingName", "t005"),
+        ],
+    );
+    assert_eq!(v["violationEvents"][0]["metricValue"], json!({"count": 3}));
+    let (status, v) = call(&mut s, "GET", "/violation-events", &[("startTime", "0")]);
+    assert_eq!(status, 400);
+    assert!(v["message"].as_str().unwrap().contains("endTime"), "{v}");
+}

@@ -68,7 +68,9 @@ pub fn describe(store: &mut dyn Store, ctx: &Context, name: &str) -> Result<Valu
         ..Default::default()
     };
     let active = super::violations::list(store, &q)?;
+    let latest = super::metrics::latest(store, name, t.last_report_ms, ctx.now_ms())?;
     let mut o = thing_json(t);
+    o["lastMetrics"] = latest;
     o["securityProfileNames"] = watching.into();
     o["activeViolations"] = active
         .iter()

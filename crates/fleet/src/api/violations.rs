@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use super::page::{self, Params};
 use super::{ApiError, seconds};
-use crate::store::{Filter, Store, StoreError, Violation};
+use crate::store::{EventQuery, Filter, Listed, Store, StoreError, Violation};
 
 pub const CRITERIA: [&str; 3] = ["STATIC", "STATISTICAL", "MACHINE_LEARNING"];
 pub const VERIFICATION: [&str; 4] = [
@@ -131,9 +131,103 @@ pub fn active_json(v: &Violation) -> Value {
     o
 }
 
-/// `GET /violation-events` (§3.2).
-pub fn list_events(_store: &mut dyn Store, _p: &Params) -> Result<Value, ApiError> {
-    Err(ApiError::not_found("violation-events: not yet served"))
+/// Events read per store call while a page fills (filters on the behavior apply after).
+const CHUNK: usize = 250;
+
+/// `GET /violation-events` (§3.2): by event time, oldest first.
+pub fn list_events(store: &mut dyn Store, p: &Params) -> Result<Value, ApiError> {
+    p.allow(&[
+        "startTime",
+        "endTime",
+        "thingName",
+        "securityProfileName",
+        "behaviorCriteriaType",
+        "listSuppressedAlerts",
+        "verificationState",
+        "maxResults",
+        "nextToken",
+    ])?;
+    let start_ms = p.required_time("startTime")?;
+    let end_ms = p.required_time("endTime")?;
+    if end_ms <= start_ms {
+        return Err(ApiError::invalid("endTime: must be after startTime"));
+    }
+    let criteria = p.one_of("behaviorCriteriaType", &CRITERIA)?;
+    let suppressed = p.boolean("listSuppressedAlerts")?;
+    let verification = p.one_of("verificationState", &VERIFICATION)?;
+    let max = p.max_results()?;
+    let after = match p.token("violation-events")? {
+        None => None,
+        Some(k) => {
+            let bad = || ApiError::invalid("nextToken: not a token this call returned");
+            let (t, id) = k.split_once(':').ok_or_else(bad)?;
+            Some((
+                t.parse().map_err(|_| bad())?,
+                id.parse().map_err(|_| bad())?,
+            ))
+        }
+    };
+    let mut q = EventQuery {
+        start_ms,
+        end_ms,
+        thing: p.name("thingName")?.map(str::to_string),
+        profile: p.name("securityProfileName")?.map(str::to_string),
+        after,
+        limit: CHUNK,
+    };
+    let mut page = Vec::new();
+    let mut more = false;
+    'fill: loop {
+        let chunk = store.events(&q)?;
+        for l in &chunk {
+            let keep = criteria.is_none_or(|c| c == criteria_type(&l.event.behavior))
+                && suppressed.is_none_or(|s| s == l.suppressed)
+                && verification.is_none_or(|v| v == l.verification_state);
+            if keep {
+                if page.len() == max {
+                    // Another event passes: there is a next page.
+                    more = true;
+                    break 'fill;
+                }
+                page.push(l.clone());
+            }
+            q.after = Some((l.event.violation_event_time, l.position));
+        }
+        if chunk.len() < CHUNK {
+            break;
+        }
+    }
+    let list: Vec<Value> = page.iter().map(event_json).collect();
+    let mut out = json!({ "violationEvents": list });
+    if let (true, Some(l)) = (more, page.last()) {
+        let key = format!("{}:{}", l.event.violation_event_time, l.position);
+        out["nextToken"] = page::token("violation-events", &key).into();
+    }
+    Ok(out)
+}
+
+/// AWS's ViolationEvent (§3.2).
+pub fn event_json(l: &Listed) -> Value {
+    let e = &l.event;
+    let mut o = json!({
+        "violationId": e.violation_id,
+        "thingName": e.thing_name,
+        "securityProfileName": e.security_profile_name,
+        "behavior": e.behavior,
+        "violationEventType": e.violation_event_type.name(),
+        "violationEventTime": seconds(e.violation_event_time),
+        "verificationState": l.verification_state,
+    });
+    if let Some(v) = &e.metric_value {
+        o["metricValue"] = serde_json::to_value(v).unwrap_or(Value::Null);
+    }
+    if let Some(d) = &l.verification_state_description {
+        o["verificationStateDescription"] = d.clone().into();
+    }
+    if let Some(info) = &e.violation_event_additional_info {
+        o["violationEventAdditionalInfo"] = json!({"confidenceLevel": info.confidence_level});
+    }
+    o
 }
 
 /// The body of PutVerificationStateOnViolation.

@@ -241,7 +241,9 @@ impl Service {
                     let now = now_ms();
                     let history = self.config.fleet.history_days.saturating_mul(86_400_000);
                     let n = self.store.prune(now.saturating_sub(history), now.saturating_sub(REPORTS_KEPT_MS))?;
-                    tracing::info!(rows = n, "pruned history");
+                    let metrics = self.config.fleet.metric_history_days.saturating_mul(86_400_000);
+                    let points = self.store.prune_history(now.saturating_sub(metrics))?;
+                    tracing::info!(rows = n, points, "pruned history");
                 }
                 _ = term.recv() => break,
                 _ = tokio::signal::ctrl_c() => break,

@@ -20,6 +20,9 @@
 //! - [`Samples`] (statistical windows, written by commits), [`Registry`] (things and groups),
 //!   [`ViolationIndex`] (the CLI's `violations` and `verify`, later HTTP; kept by commits),
 //!   [`SourceCursors`] (the last broker-event batch read per integration, issue #18).
+//! - [`MetricHistory`] (issue #21): every datapoint of every thing, device-side and
+//!   cloud-side, written by commits (one report's whole effect is still one commit), kept
+//!   `[fleet] metric_history_days` and read by `ListMetricValues`.
 //! - A record's `witness` (the broker counters of windows not judged yet, issue #18) is part
 //!   of it: every batch of broker events and every closed window is one commit of the
 //!   thing's record, against the same version as its reports.
@@ -50,12 +53,14 @@
 mod mem;
 mod model;
 mod nats;
+mod nats_history;
 mod nats_kv;
 mod nats_prune;
 mod nats_records;
 mod nats_relay;
 mod nats_rest;
 mod sqlite;
+mod sqlite_history;
 mod sqlite_outbox;
 mod sqlite_records;
 
@@ -63,6 +68,8 @@ mod sqlite_records;
 mod conformance;
 #[cfg(test)]
 pub use conformance::{nats_options, nats_server};
+#[cfg(test)]
+mod history_tests;
 #[cfg(test)]
 mod nats_bench;
 #[cfg(test)]
@@ -169,6 +176,31 @@ pub trait ViolationIndex {
     ) -> Result<bool, StoreError>;
 }
 
+/// Every thing's metric history (issue #21): the points commits carry, kept
+/// `[fleet] metric_history_days`. Durable with the next `sync`.
+pub trait MetricHistory {
+    /// `thing`'s points of `side` with `from_ms <= time_ms < to_ms`, oldest first, at most
+    /// `limit`.
+    fn history(
+        &mut self,
+        thing: &str,
+        side: Side,
+        from_ms: u64,
+        to_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<HistoryPoint>, StoreError>;
+    /// Drops the points older than `before_ms`; how many went (a backend that expires them
+    /// by itself answers 0).
+    fn prune_history(&mut self, before_ms: u64) -> Result<usize, StoreError>;
+}
+
+/// The violation events kept (ListViolationEvents, issue #21): the outbox's events by time,
+/// until `prune` drops them.
+pub trait EventLog {
+    /// Events passing `q`, by (violationEventTime, position), at most `q.limit`.
+    fn events(&mut self, q: &EventQuery) -> Result<Vec<Listed>, StoreError>;
+}
+
 /// Where each broker integration's numbered batches stand (issue #18): the last (instance,
 /// seq) read, so a gap is counted across restarts too. Durable with the next `sync`.
 pub trait SourceCursors {
@@ -178,7 +210,14 @@ pub trait SourceCursors {
 
 /// A whole backend.
 pub trait Store:
-    ThingRecords + Outbox + Samples + Registry + ViolationIndex + SourceCursors
+    ThingRecords
+    + Outbox
+    + Samples
+    + Registry
+    + ViolationIndex
+    + SourceCursors
+    + MetricHistory
+    + EventLog
 {
     /// Drops ended violations and sent (or suppressed) events older than
     /// `history_before_ms`, and stored answers and samples older than `reports_before_ms`.
