@@ -76,12 +76,14 @@ impl Chromium {
             std::thread::sleep(Duration::from_millis(100));
         };
         let stream = TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_millis(500)))
-            .unwrap();
+        // The handshake gets a generous bound (a loaded machine); reads after it poll.
+        stream.set_read_timeout(Some(CALL_LIMIT)).unwrap();
         let url = format!("ws://127.0.0.1:{port}{path}");
         let (ws, _) = tungstenite::client(url.as_str(), stream)
             .unwrap_or_else(|e| panic!("DevTools websocket {url}: {e}"));
+        ws.get_ref()
+            .set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
         let mut c = Chromium {
             child,
             ws,

@@ -9,6 +9,7 @@ use detect_testkit::backend::tls;
 use detect_testkit::broker::Broker;
 use detect_testkit::certs::Pki;
 use detect_testkit::chromium::Chromium;
+use detect_testkit::eventually;
 use detect_testkit::fleet::Fleet;
 use rumqttc::{AsyncClient, MqttOptions, QoS, Transport};
 use serde_json::{Value, json};
@@ -23,11 +24,6 @@ fn artefacts() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"));
     target.join("artefacts/console")
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
 }
 
 fn profile() -> Value {
@@ -94,7 +90,6 @@ fn stored_state(fleet: &Fleet) -> Vec<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "until the [http] listener (branch http-metrics) and the API (branch api) are merged"]
 async fn the_console_shows_the_alarm_charts_the_threshold_and_stores_a_clicked_verification() {
     let pki = Pki::generate();
     let broker = Broker::start(&pki);
@@ -107,15 +102,16 @@ async fn the_console_shows_the_alarm_charts_the_threshold_and_stores_a_clicked_v
         &[("gateway-baseline", "all-things")],
         1,
     );
-    let port = free_port();
     let token_file = work.path().join("http.token");
     std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
-    let mut text = std::fs::read_to_string(&fleet.config).unwrap();
-    text.push_str(&format!(
-        "[http]\nlisten = \"127.0.0.1:{port}\"\ntoken_file = \"{}\"\n",
-        token_file.display()
-    ));
-    std::fs::write(&fleet.config, text).unwrap();
+    let text = std::fs::read_to_string(&fleet.config).unwrap();
+    let listen = "listen = \"127.0.0.1:0\"\n";
+    assert!(text.contains(listen), "{text}");
+    let with_token = format!(
+        "{listen}token_file = {:?}\n",
+        token_file.display().to_string()
+    );
+    std::fs::write(&fleet.config, text.replace(listen, &with_token)).unwrap();
     fleet.start_subscribed().await;
 
     let mut o = MqttOptions::new("console-device", "127.0.0.1", broker.port);
@@ -141,7 +137,9 @@ async fn the_console_shows_the_alarm_charts_the_threshold_and_stores_a_clicked_v
             .unwrap();
         tokio::time::sleep(Duration::from_millis(1300)).await;
     }
-    let base = format!("http://127.0.0.1:{port}/");
+    let up = eventually(Duration::from_secs(10), || fleet.http_addr().is_some()).await;
+    assert!(up, "no HTTP listener:\n{}", fleet.log());
+    let base = format!("http://{}/", fleet.http_addr().unwrap());
     let dir = artefacts();
     let result = tokio::task::spawn_blocking(move || drive(&base, &dir)).await;
     let violation_id = match result {

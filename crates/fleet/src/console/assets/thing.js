@@ -55,29 +55,32 @@ DC.keyValues = function (obj) {
   return DC.table(["Metric", "Value"], rows, "None.");
 };
 
+// The thing's facts from GET /things/{name}: groups, last report, and `lastMetrics` (the last
+// report's device-side values and the last closed cloud-side window).
 DC.thingFacts = function (box, info) {
-  var last = info.lastReport || {};
-  var metrics = last.metrics || info.metrics || {};
-  var tcp = info.listeningTcpPorts || (metrics.listening_tcp_ports || {}).ports;
-  var udp = info.listeningUdpPorts || (metrics.listening_udp_ports || {}).ports;
-  var conns = info.destinations || ((metrics.tcp_connections || {}).established_connections || {}).connections || [];
+  var last = info.lastMetrics || {};
+  var device = last.device || {}, cloud = last.cloud || {};
+  function list(metric, key) { return (device[metric] || {})[key] || []; }
   var cards = DC.el("div", { class: "cards" });
-  var groups = info.thingGroupNames || info.groups || [];
-  var lastTime = info.lastReportTime !== undefined ? info.lastReportTime : last.time;
+  var groups = info.thingGroupNames || [];
   cards.appendChild(DC.el("div", { class: "card" }, DC.el("h2", {}, "Thing"),
     DC.el("p", {}, "Groups: ", groups.length ? groups.join(", ") : "none"),
-    DC.el("p", {}, "Last report: ", DC.el("span", { class: "mono" }, DC.time(lastTime) || "never"))));
+    DC.el("p", {}, "Registered: ", info.registered === false ? "no (reports only)" : "yes"),
+    DC.el("p", {}, "Last report: ", DC.el("span", { class: "mono" }, DC.time(info.lastReportTime) || "never")),
+    info.lastRejection ? DC.el("p", {}, "Last rejected: ", DC.el("span", { class: "mono" },
+      DC.time(info.lastRejection.time) + " " + info.lastRejection.errorCode)) : null));
   cards.appendChild(DC.el("div", { class: "card", id: "ports" }, DC.el("h2", {}, "Listening ports (last report)"),
-    DC.el("p", {}, "TCP: ", DC.el("span", { class: "mono" }, DC.portList(tcp))),
-    DC.el("p", {}, "UDP: ", DC.el("span", { class: "mono" }, DC.portList(udp)))));
-  var dest = conns.map(function (c) {
-    return typeof c === "object" ? (c.remote_addr || c.remoteAddr || c.address || JSON.stringify(c)) + (c.local_port ? " ← :" + c.local_port : "") : String(c);
-  });
+    DC.el("p", {}, "TCP: ", DC.el("span", { class: "mono" }, DC.portList(list("aws:listening-tcp-ports", "ports")))),
+    DC.el("p", {}, "UDP: ", DC.el("span", { class: "mono" }, DC.portList(list("aws:listening-udp-ports", "ports"))))));
+  var dest = list("aws:destination-ip-addresses", "cidrs");
   cards.appendChild(DC.el("div", { class: "card", id: "destinations" }, DC.el("h2", {}, "Destinations (last report)"),
     DC.el("p", { class: "mono" }, dest.length ? dest.slice(0, 50).join(", ") + (dest.length > 50 ? " …" : "") : "none")));
-  var cloud = DC.el("div", { class: "card", id: "cloud-side" }, DC.el("h2", {}, "Cloud-side metrics"));
-  cloud.appendChild(DC.keyValues(info.cloudSideMetrics || info.cloudMetrics || {}));
-  cards.appendChild(cloud);
+  var counts = {};
+  Object.keys(device).forEach(function (k) { if (DC.number(device[k]) !== null && !/ports$|addresses$/.test(k)) counts[k] = device[k]; });
+  cards.appendChild(DC.el("div", { class: "card", id: "device-metrics" }, DC.el("h2", {}, "Device metrics (last report)"), DC.keyValues(counts)));
+  cards.appendChild(DC.el("div", { class: "card", id: "cloud-side" }, DC.el("h2", {}, "Cloud-side metrics"),
+    last.cloudTime ? DC.el("p", {}, "Window closed ", DC.el("span", { class: "mono" }, DC.time(last.cloudTime))) : null,
+    DC.keyValues(cloud)));
   box.appendChild(cards);
 };
 
