@@ -100,6 +100,11 @@ impl Chromium {
         );
         c.session = attached["sessionId"].as_str().unwrap().to_string();
         c.call("Page.enable", json!({}));
+        // A fixed layout width, so screenshots are the same on every machine.
+        c.call(
+            "Emulation.setDeviceMetricsOverride",
+            json!({"width": 1200, "height": 900, "deviceScaleFactor": 1, "mobile": false}),
+        );
         c
     }
 

@@ -52,10 +52,14 @@ DC.pages.history = function (view) {
   DC.pager(view, function (token) {
     return DC.api("GET", "/violation-events", {
       startTime: start, endTime: end, thingName: p.thing, securityProfileName: p.profile,
-      behaviorName: p.behavior, verificationState: p.verification,
-      maxResults: DC.PAGE_SIZE, nextToken: token,
+      verificationState: p.verification, nextToken: token,
+      // ListViolationEvents has no behavior filter: with one, pages are of 250, filtered here.
+      maxResults: p.behavior ? 250 : DC.PAGE_SIZE,
     }).then(function (r) {
-      var rows = (r.violationEvents || []).map(function (e) {
+      var events = (r.violationEvents || []).filter(function (e) {
+        return !p.behavior || (e.behavior || {}).name === p.behavior;
+      });
+      var rows = events.map(function (e) {
         var behavior = e.behavior || {};
         return DC.el("tr", { "data-violation": e.violationId },
           DC.el("td", { class: "mono" }, DC.time(e.violationEventTime)),
@@ -67,7 +71,7 @@ DC.pages.history = function (view) {
           DC.el("td", { class: "state state-" + (e.verificationState || "UNKNOWN") }, e.verificationState || ""));
       });
       tableBox.replaceChildren(DC.table(["Time", "Event", "Thing", "Profile", "Behavior", "Value", "Verification"],
-        rows, "No violation event in this range."));
+        rows, "No violation event in this range" + (p.behavior ? " on this page of 250." : ".")));
       return r.nextToken;
     });
   });
