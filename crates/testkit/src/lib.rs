@@ -9,6 +9,7 @@ pub mod backend;
 pub mod bin;
 pub mod broker;
 pub mod certs;
+pub mod chromium;
 pub mod eventually;
 pub mod fleet;
 pub mod fleet_agent;

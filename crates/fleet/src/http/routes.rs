@@ -169,9 +169,18 @@ async fn asset(method: Method, uri: Uri) -> Response {
         return aws_error(405, "MethodNotAllowed", "the console is read with GET");
     }
     match crate::console::asset(uri.path()) {
-        Some((content_type, bytes)) => {
-            ([(header::CONTENT_TYPE, content_type)], bytes).into_response()
-        }
+        Some((content_type, bytes)) => (
+            [
+                (header::CONTENT_TYPE, content_type),
+                // The pages load nothing but their own assets and talk only to /api/v1.
+                (
+                    header::CONTENT_SECURITY_POLICY,
+                    crate::console::CONTENT_SECURITY_POLICY,
+                ),
+            ],
+            bytes,
+        )
+            .into_response(),
         None => aws_error(404, "ResourceNotFoundException", "no such page"),
     }
 }

@@ -17,6 +17,7 @@ mod cluster_kv;
 mod cluster_ownership;
 mod cluster_run;
 mod cluster_store;
+mod console;
 mod crash;
 mod http_client;
 mod http_gate;
