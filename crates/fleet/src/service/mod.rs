@@ -320,6 +320,7 @@ impl Service {
     async fn on_reports(&mut self, batch: Vec<rumqttc::Publish>) -> Result<(), RunError> {
         let mut answers = Vec::with_capacity(batch.len());
         let mut acks = Vec::with_capacity(batch.len());
+        let mut judged = Vec::with_capacity(batch.len());
         for p in batch {
             if let Some(read) = self
                 .source
@@ -348,16 +349,23 @@ impl Service {
                     continue;
                 }
                 match self.judge_one(&topic, &p.payload)? {
-                    Some(handled) => answers.push(handled),
-                    None => {
-                        self.not_judged(p, topic.thing);
-                        continue;
+                    Some(handled) => {
+                        answers.push(handled);
+                        judged.push((p, topic.thing));
                     }
+                    None => self.not_judged(p, topic.thing),
                 }
+                continue;
             }
             acks.push(p);
         }
-        self.store.sync()?;
+        if !self.synced(judged.len())? {
+            answers.clear();
+            std::mem::take(&mut judged)
+                .into_iter()
+                .for_each(|(p, t)| self.not_judged(p, t));
+        }
+        acks.extend(judged.into_iter().map(|(p, _)| p));
         for handled in answers {
             if let Err(e) = self
                 .client

@@ -51,6 +51,7 @@ mod mem;
 mod model;
 mod nats;
 mod nats_kv;
+mod nats_pipeline;
 mod nats_prune;
 mod nats_records;
 mod nats_relay;
