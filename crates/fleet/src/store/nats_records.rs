@@ -3,16 +3,17 @@
 //!
 //! A commit writes only the thing's record: its new state plus `relay`, the commit's effects on
 //! the other buckets and the outbox (JetStream 2.9 has no multi-key transaction). The committer
-//! then applies `relay` (every step idempotent) and marks the record `relayed`. A crash in
-//! between leaves the mark unset: the next load, answer or commit of that thing, by any
-//! handle, applies the relay again first.
+//! then applies `relay` (every step idempotent) and, when the commit has events, marks the
+//! record `relayed`. A crash in between leaves the mark unset: the next load, answer or commit
+//! of that thing by a handle that does not know it, applies the relay again first (for a
+//! commit without events that is all there is: applying it again writes the same values).
 
 use async_nats::jetstream::kv;
 
 use super::nats::{Js, Nats, backend};
 use super::nats_kv::{self, Answer, Noted, Stored, Window, dec, enc, from_bytes, to_bytes};
 use super::nats_pipeline::INFLIGHT_LIMIT;
-use super::nats_relay::relay;
+use super::nats_relay::{apply, relay};
 use super::{Commit, Loaded, Record, StoreError, StoredReport, ThingRecords};
 
 /// A thing's statistical windows are carried this long in its record (two days).
@@ -101,7 +102,7 @@ fn loaded(s: &Stored) -> Loaded {
 }
 
 /// Writes one commit whose record was read at `current` (already checked against its
-/// expected version), relays it and marks it; returns the record's last known revision and
+/// expected version), relays it and marks it if it has events; returns the record's last known revision and
 /// value. A mark refused (someone relayed it meanwhile) leaves the write's revision: the
 /// next write against it is refused, reads the record and goes on if the version is the same.
 pub(super) async fn write(
@@ -137,7 +138,12 @@ pub(super) async fn write(
         };
         match written {
             Ok(rev) => {
-                let marked = relay(js, &c.thing, rev, &new).await?;
+                // Marked only when it has events: appending an event again after the
+                // outbox's history was pruned would send it again; the rest repeats itself.
+                let marked = match new.relay.events.is_empty() {
+                    true => apply(js, &c.thing, &new).await.map(|()| None)?,
+                    false => relay(js, &c.thing, rev, &new).await?,
+                };
                 let mut new = new;
                 new.relayed = true;
                 return Ok((marked.unwrap_or(rev), new));

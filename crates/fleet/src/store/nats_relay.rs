@@ -17,6 +17,21 @@ pub(super) async fn relay(
     revision: u64,
     stored: &Stored,
 ) -> Result<Option<u64>, StoreError> {
+    apply(js, thing, stored).await?;
+    let mut marked = stored.clone();
+    marked.relayed = true;
+    let key = enc(thing);
+    match js.records.update(&key, to_bytes(&marked), revision).await {
+        Ok(rev) => Ok(Some(rev)),
+        Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => Ok(None),
+        Err(e) => Err(backend(&format!("bucket {} key {key}", js.records.name), e)),
+    }
+}
+
+/// Applies `stored.relay` without marking the record: for a commit without events, whose
+/// relay, applied again by a later reader, writes the same values (docs/fleet.md "Cluster
+/// store"). Saves a write of the record per quiet report.
+pub(super) async fn apply(js: &Js, thing: &str, stored: &Stored) -> Result<(), StoreError> {
     let r = &stored.relay;
     // Independent buckets, so the four go out together; events stay in their order (the
     // outbox's positions), as do a violation's changes.
@@ -49,14 +64,7 @@ pub(super) async fn relay(
         violations(js, &r.events, &r.touched),
         samples
     )?;
-    let mut marked = stored.clone();
-    marked.relayed = true;
-    let key = enc(thing);
-    match js.records.update(&key, to_bytes(&marked), revision).await {
-        Ok(rev) => Ok(Some(rev)),
-        Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => Ok(None),
-        Err(e) => Err(backend(&format!("bucket {} key {key}", js.records.name), e)),
-    }
+    Ok(())
 }
 
 /// One stored answer: an accepted one goes in as it is (the judge commits none for an id
