@@ -108,11 +108,11 @@ fn print(things: u64, runs: &[(&str, Figures)]) {
     let row = |name: &str, cell: &dyn Fn(&Figures) -> String| {
         let cells: Vec<String> = runs
             .iter()
-            .map(|(_, f)| format!("{:>24}", cell(f)))
+            .map(|(_, f)| format!("{:>30}", cell(f)))
             .collect();
         println!("{name:<26}{}", cells.join(""));
     };
-    let heads: Vec<String> = runs.iter().map(|(n, _)| format!("{n:>24}")).collect();
+    let heads: Vec<String> = runs.iter().map(|(n, _)| format!("{n:>30}")).collect();
     println!("\nthings {things}, 10-behavior profile, reports over MQTT (mutual TLS)");
     println!("{:<26}{}", "", heads.join(""));
     row("offered reports/s", &|f| {

@@ -106,9 +106,10 @@ pub struct Nats {
 /// `owns(thing)` of the cluster's ownership view.
 pub type Fence = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
-/// Records kept per handle (cluster mode: the owned things; each a few KiB). One more evicts
+/// Records kept per handle (cluster mode: the owned things; tens of KiB each in memory with a
+/// 10-behavior profile, docs/fleet.md "Cluster store"). One more evicts
 /// another (counted), whose next load then reads the cluster.
-pub(super) const CACHE_LIMIT: usize = 50_000;
+pub(super) const CACHE_LIMIT: usize = 20_000;
 
 /// A thread running a one-thread tokio runtime until the bridge is dropped.
 pub(super) struct Bridge {

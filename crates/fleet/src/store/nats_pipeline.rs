@@ -74,14 +74,14 @@ impl Nats {
                             Ok((rev, s)) => self.remember(&thing, rev, s),
                             Err(e) => {
                                 self.cache.remove(&thing);
-                                failed = failed.or(Some(e));
+                                failed = Some(worse(failed, e));
                             }
                         }
                     }
                 }
                 Err(e) => {
                     self.cache.clear();
-                    failed = failed.or(Some(e));
+                    failed = Some(worse(failed, e));
                 }
             }
         }
@@ -112,7 +112,7 @@ impl Nats {
             Err(e) => {
                 self.cache.remove(thing);
                 tracing::warn!(error = %e, "cluster store: a write failed; the next sync reports it");
-                self.failed = self.failed.take().or(Some(e));
+                self.failed = Some(worse(self.failed.take(), e));
             }
         }
     }
@@ -204,6 +204,16 @@ impl Nats {
             }
         }
         self.cache.insert(thing.to_string(), (0, s));
+    }
+}
+
+/// The error `sync` reports of two: a failure of the cluster before a conflict (cluster mode
+/// goes on after a conflict, not after a failure).
+fn worse(kept: Option<StoreError>, new: StoreError) -> StoreError {
+    match kept {
+        Some(k) if !matches!(k, StoreError::Conflict { .. }) => k,
+        Some(k) if matches!(new, StoreError::Conflict { .. }) => k,
+        _ => new,
     }
 }
 
