@@ -12,11 +12,13 @@
 
 use std::time::{Duration, Instant};
 
+use async_nats::jetstream::kv;
 use tokio::task::JoinHandle;
 
-use super::nats::{CACHE_LIMIT, Nats, backend};
-use super::nats_kv::Stored;
-use super::nats_records::{fetch, write};
+use super::nats::{CACHE_LIMIT, Js, Nats, backend};
+use super::nats_kv::{Stored, enc, to_bytes};
+use super::nats_records::{fetch, next};
+use super::nats_relay::{apply, relay};
 use super::{Commit, StoreError};
 
 /// A commit's task: the record's revision and value once written and relayed.
@@ -205,6 +207,67 @@ impl Nats {
         }
         self.cache.insert(thing.to_string(), (0, s));
     }
+}
+
+/// Writes one commit whose record was read at `current` (already checked against its
+/// expected version), relays it and marks it if it has events; returns the record's last known revision and
+/// value. A mark refused (someone relayed it meanwhile) leaves the write's revision: the
+/// next write against it is refused, reads the record and goes on if the version is the same.
+async fn write(
+    js: &Js,
+    c: &Commit,
+    mut current: Option<(u64, Stored)>,
+) -> Result<(u64, Stored), StoreError> {
+    let key = enc(&c.thing);
+    let what = format!("bucket {} key {key}", js.records.name);
+    let conflict = || StoreError::Conflict {
+        thing: c.thing.clone(),
+        expected: c.expected,
+    };
+    for _ in 0..5 {
+        if let Some((rev, old)) = current.as_mut().filter(|(_, s)| !s.relayed)
+            && let Some(new_rev) = relay(js, &c.thing, *rev, old).await?
+        {
+            (*rev, old.relayed) = (new_rev, true);
+        }
+        let old = current.as_ref().map(|(_, s)| s.clone()).unwrap_or_default();
+        let new = next(&old, c);
+        let written = match &current {
+            Some((rev, _)) => js.records.update(&key, to_bytes(&new), *rev).await,
+            None => js.records.create(&key, to_bytes(&new)).await.map_err(|e| {
+                let wrong = e.kind() == kv::CreateErrorKind::AlreadyExists;
+                let kind = if wrong {
+                    kv::UpdateErrorKind::WrongLastRevision
+                } else {
+                    kv::UpdateErrorKind::Other
+                };
+                kv::UpdateError::with_source(kind, e)
+            }),
+        };
+        match written {
+            Ok(rev) => {
+                // Marked only when it has events: appending an event again after the
+                // outbox's history was pruned would send it again; the rest repeats itself.
+                let marked = match new.relay.events.is_empty() {
+                    true => apply(js, &c.thing, &new).await.map(|()| None)?,
+                    false => relay(js, &c.thing, rev, &new).await?,
+                };
+                let mut new = new;
+                new.relayed = true;
+                return Ok((marked.unwrap_or(rev), new));
+            }
+            // Written meanwhile: a relay mark leaves the version (retry), a commit does not.
+            Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
+                current = fetch(js, &c.thing).await?;
+                let version = current.as_ref().map_or(0, |(_, s)| s.version);
+                if version != c.expected {
+                    return Err(conflict());
+                }
+            }
+            Err(e) => return Err(backend(&what, e)),
+        }
+    }
+    Err(conflict())
 }
 
 /// The error `sync` reports of two: a failure of the cluster before a conflict (cluster mode
