@@ -170,6 +170,11 @@ impl Broker {
     }
 
     /// Kills mosquitto and waits for it to exit; the port is free afterwards.
+    /// mosquitto's process id while it runs (the fleet bench reads its CPU time).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     pub fn stop(&mut self) {
         server::stop(&mut self.child);
     }

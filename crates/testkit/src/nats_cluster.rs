@@ -118,6 +118,11 @@ impl NatsCluster {
             .expect("started with MQTT listeners")
     }
 
+    /// Node `i`'s process id while it runs (the fleet bench reads its CPU time).
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.nodes[i].child.as_ref().map(Child::id)
+    }
+
     pub fn log(&self, i: usize) -> String {
         std::fs::read_to_string(&self.nodes[i].log).unwrap_or_default()
     }

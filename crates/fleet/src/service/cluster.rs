@@ -280,6 +280,20 @@ impl super::Service {
         Ok(None)
     }
 
+    /// Syncs the store after judging `reports`; false when, in cluster mode, a write was
+    /// refused at the sync (the NATS store's compare-and-sets finish there: another instance
+    /// wrote the thing first): those reports are then neither answered nor acknowledged.
+    pub(super) fn synced(&mut self, reports: usize) -> Result<bool, super::RunError> {
+        match self.store.sync() {
+            Ok(()) => Ok(true),
+            Err(e @ crate::store::StoreError::Conflict { .. }) if self.cluster.is_some() => {
+                tracing::warn!(error = %e, reports, "batch not committed whole: its reports are left unanswered");
+                Ok(false)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
     fn owns(&self, thing: &str) -> bool {
         self.cluster
             .as_ref()
@@ -335,7 +349,13 @@ impl super::Service {
             }
             return Ok(());
         };
-        self.store.sync()?;
+        if !self.synced(1)? {
+            refuse(reply, "record changed meanwhile");
+            if let Some(p) = ack {
+                self.not_judged(p, topic.thing);
+            }
+            return Ok(());
+        }
         let answer = Bytes::from(handled.answer.clone());
         self.answer(handled.answer_topic, handled.answer).await;
         if !handled.events.is_empty() {

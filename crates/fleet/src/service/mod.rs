@@ -410,6 +410,8 @@ impl Service {
     async fn on_reports(&mut self, batch: Vec<rumqttc::Publish>) -> Result<(), RunError> {
         let mut answers = Vec::with_capacity(batch.len());
         let mut acks = Vec::with_capacity(batch.len());
+        // Judged here: acknowledged once the batch's commits are synced.
+        let mut judged = Vec::with_capacity(batch.len());
         for p in batch {
             if let Some(read) = self
                 .source
@@ -442,22 +444,28 @@ impl Service {
                     _ => {}
                 }
                 match self.judge_one(&topic, &p.payload, now_ms())? {
-                    Some(handled) => answers.push(handled),
-                    None => match self.cluster.as_ref() {
-                        Some(link) if !link.shared => {
-                            let partition = link.ownership.partition(&topic.thing);
-                            self.hold(partition, &p.topic, p.payload.clone());
-                        }
-                        _ => {
-                            self.not_judged(p, topic.thing);
-                            continue;
-                        }
-                    },
+                    Some(handled) => {
+                        answers.push(handled);
+                        judged.push(p);
+                    }
+                    None => self.keep_or_leave(p, topic.thing, &mut acks),
                 }
+                continue;
             }
             acks.push(p);
         }
-        self.store.sync()?;
+        if !self.synced(answers.len())? {
+            // Cluster mode: a write of the batch was refused at sync (another instance wrote
+            // the thing first): nothing of it is answered, each report kept or left as one
+            // that could not be judged.
+            answers.clear();
+            for p in std::mem::take(&mut judged) {
+                if let Some(topic) = ReportTopic::parse(&p.topic) {
+                    self.keep_or_leave(p, topic.thing, &mut acks);
+                }
+            }
+        }
+        acks.extend(judged);
         self.answer_all(answers).await;
         for p in &acks {
             if let Err(e) = self.client.ack(p).await {
@@ -465,6 +473,25 @@ impl Service {
             }
         }
         Ok(())
+    }
+
+    /// A report that could not be judged now: kept for its partition's owner when every
+    /// instance receives every report (hold.rs; acknowledged), else forwarded or left
+    /// unacknowledged (`not_judged`).
+    fn keep_or_leave(
+        &mut self,
+        p: rumqttc::Publish,
+        thing: String,
+        acks: &mut Vec<rumqttc::Publish>,
+    ) {
+        match self.cluster.as_ref() {
+            Some(link) if !link.shared => {
+                let partition = link.ownership.partition(&thing);
+                self.hold(partition, &p.topic, p.payload.clone());
+                acks.push(p);
+            }
+            _ => self.not_judged(p, thing),
+        }
     }
 
     /// Publishes judged reports' answers (their outcome committed and synced) and wakes the

@@ -7,8 +7,10 @@
 //!   KV store (NATS JetStream KV) can keep it. A commit also carries the report's stored
 //!   answer (read back by `answer` on a redelivery), its events, the alarms it touched and its
 //!   population samples: one report's whole effect is one commit. A stale version fails with
-//!   [`StoreError::Conflict`] and writes nothing. A commit is visible to this handle at once
-//!   and durable at the next `sync` at the latest: the service commits each report of a batch,
+//!   [`StoreError::Conflict`] and writes nothing: at `commit`, or at the next `sync` for one
+//!   only the cluster sees (the NATS backend checks versions against what its handle knows
+//!   and leaves the compare-and-set in flight until `sync`). A commit is visible to this
+//!   handle at once and durable at the next `sync` at the latest: the service commits each report of a batch,
 //!   syncs once, then acknowledges them (SQLite groups the batch in one transaction, as before
 //!   the split; a KV backend whose commits are durable on return syncs for nothing).
 //! - [`Outbox`]: append-only alert events with idempotent ids (`{violationId}:{type}`, unique
@@ -38,10 +40,11 @@
 //! is one WAL append, no fsync), and the judge's `decide` in between is pure. `async fn` here
 //! would mean boxing every call (`dyn` traits) on the hot path or giving up `dyn` for nothing
 //! yet. The NATS backend (`nats.rs`) keeps them synchronous too: a thread of its own runs the
-//! client on a one-thread runtime and each call waits for its round trips, at most the
-//! configured timeout, as the service waits for SQLite. Every method is one exchange with
-//! owned data in and out, so the traits can still turn `async fn` mechanically if the wait
-//! ever matters (the judge only awaits at its two edges, load and commit).
+//! client on a one-thread runtime; a read waits for its round trips, at most the configured
+//! timeout, as the service waits for SQLite, while a commit starts its writes there and
+//! returns, and `sync` waits for all of them (`nats_pipeline.rs`): a batch's writes are in
+//! flight together. Every method is one exchange with owned data in and out, so the traits
+//! can still turn `async fn` mechanically if the wait ever matters.
 //!
 //! Measured 2026-12-06 on this 2-core machine, shared, `RATE=3500 scripts/bench-fleet`, four
 //! alternating runs each: before the split (47ad005) p99 42.4 / 245.4 / 28.9 / 45.7 ms, after
@@ -55,6 +58,7 @@ mod model;
 mod nats;
 mod nats_history;
 mod nats_kv;
+mod nats_pipeline;
 mod nats_prune;
 mod nats_records;
 mod nats_relay;
@@ -110,7 +114,9 @@ pub trait ThingRecords {
     fn load(&mut self, thing: &str) -> Result<Loaded, StoreError>;
     /// The answer committed for (thing, report_id), if that report was seen: part of the
     /// record, read one at a time (a thing keeps two days of them). An accepted answer is
-    /// never replaced; a rejected one is by the next commit answering the same id.
+    /// never replaced; a rejected one is by the next commit answering the same id. For an id
+    /// above the record's last accepted report a backend may answer only from the last
+    /// commit: any answer there is a rejection, which the judge judges again like none.
     fn answer(&mut self, thing: &str, report_id: u64) -> Result<Option<StoredReport>, StoreError>;
     /// Every record holding engine state, by thing name (the sweep).
     fn with_state(&mut self) -> Result<Vec<(String, Loaded)>, StoreError>;

@@ -90,14 +90,26 @@ pub struct Nats {
     /// same thing right after takes it instead of asking again.
     pub(super) fresh: Option<(String, u64, Stored)>,
     /// Cluster mode: whether this instance may commit a thing now (it holds the partition's
-    /// lease and trusts it), asked right before each commit (docs/fleet.md "Fencing").
+    /// lease and trusts it), asked right before each commit (docs/fleet.md "Fencing"). Set,
+    /// it also makes `cache` the truth for owned things: only their owner writes them.
     pub(super) fence: Option<Fence>,
+    /// The latest write in flight per thing (`nats_pipeline.rs`), awaited by `sync`.
+    pub(super) inflight: HashMap<String, super::nats_pipeline::Task>,
+    /// A write that failed while a read awaited it, reported by the next `sync`.
+    pub(super) failed: Option<StoreError>,
+    /// When cached records of things owned elsewhere were last dropped.
+    pub(super) purged: std::time::Instant,
+    /// Records dropped from a full cache, counted for the log.
+    pub(super) evicted: u64,
 }
 
 /// `owns(thing)` of the cluster's ownership view.
 pub type Fence = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
-pub(super) const CACHE_LIMIT: usize = 10_000;
+/// Records kept per handle (cluster mode: the owned things; tens of KiB each in memory with a
+/// 10-behavior profile, docs/fleet.md "Cluster store"). One more evicts
+/// another (counted), whose next load then reads the cluster.
+pub(super) const CACHE_LIMIT: usize = 20_000;
 
 /// A thread running a one-thread tokio runtime until the bridge is dropped.
 pub(super) struct Bridge {
@@ -139,6 +151,15 @@ impl Bridge {
         F: Future<Output = Result<T, StoreError>> + Send + 'static,
     {
         self.run_within(what, self.timeout, fut)
+    }
+
+    /// Starts `fut` on the bridge without waiting for it (the writes in flight).
+    pub fn spawn<T, F>(&self, fut: F) -> tokio::task::JoinHandle<T>
+    where
+        T: Send + 'static,
+        F: Future<Output = T> + Send + 'static,
+    {
+        self.handle.spawn(fut)
     }
 
     /// `run` with its own bound (pruning reads whole buckets).
@@ -197,6 +218,10 @@ impl Nats {
             cache: HashMap::new(),
             fresh: None,
             fence: None,
+            inflight: HashMap::new(),
+            failed: None,
+            purged: std::time::Instant::now(),
+            evicted: 0,
         })
     }
 

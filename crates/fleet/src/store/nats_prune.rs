@@ -14,6 +14,7 @@ impl Store for Nats {
         history_before_ms: u64,
         reports_before_ms: u64,
     ) -> Result<usize, StoreError> {
+        self.settle_for_read();
         let js = self.js.clone();
         // It reads whole buckets: thirty times the bound of a single call.
         let bound = self.bridge.timeout * 30;

@@ -3,14 +3,16 @@
 //!
 //! A commit writes only the thing's record: its new state plus `relay`, the commit's effects on
 //! the other buckets and the outbox (JetStream 2.9 has no multi-key transaction). The committer
-//! then applies `relay` (every step idempotent) and marks the record `relayed`. A crash in
-//! between leaves the mark unset: the next load, answer or commit of that thing, by any
-//! handle, applies the relay again first.
+//! then applies `relay` (every step idempotent) and, when the commit has events, marks the
+//! record `relayed`. A crash in between leaves the mark unset: the next load, answer or commit
+//! of that thing by a handle that does not know it, applies the relay again first (for a
+//! commit without events that is all there is: applying it again writes the same values).
 
 use async_nats::jetstream::kv;
 
-use super::nats::{CACHE_LIMIT, Js, Nats, backend};
-use super::nats_kv::{self, Answer, Noted, Stored, Window, dec, enc, from_bytes, to_bytes};
+use super::nats::{Js, Nats, backend};
+use super::nats_kv::{self, Answer, Noted, Stored, Window, dec, enc, from_bytes};
+use super::nats_pipeline::INFLIGHT_LIMIT;
 use super::nats_relay::relay;
 use super::{Commit, Loaded, Record, StoreError, StoredReport, ThingRecords};
 
@@ -99,62 +101,29 @@ fn loaded(s: &Stored) -> Loaded {
     }
 }
 
-/// Writes one commit whose record was read at `current` (already checked against its
-/// expected version); returns the record's final revision and value.
-async fn write(
-    js: &Js,
-    c: &Commit,
-    mut current: Option<(u64, Stored)>,
-) -> Result<(u64, Stored), StoreError> {
-    let key = enc(&c.thing);
-    let what = format!("bucket {} key {key}", js.records.name);
-    let conflict = || StoreError::Conflict {
-        thing: c.thing.clone(),
-        expected: c.expected,
-    };
-    for _ in 0..5 {
-        if let Some((rev, old)) = current.as_mut().filter(|(_, s)| !s.relayed)
-            && let Some(new_rev) = relay(js, &c.thing, *rev, old).await?
-        {
-            (*rev, old.relayed) = (new_rev, true);
-        }
-        let old = current.as_ref().map(|(_, s)| s.clone()).unwrap_or_default();
-        let new = next(&old, c);
-        let written = match &current {
-            Some((rev, _)) => js.records.update(&key, to_bytes(&new), *rev).await,
-            None => js.records.create(&key, to_bytes(&new)).await.map_err(|e| {
-                let wrong = e.kind() == kv::CreateErrorKind::AlreadyExists;
-                let kind = if wrong {
-                    kv::UpdateErrorKind::WrongLastRevision
-                } else {
-                    kv::UpdateErrorKind::Other
-                };
-                kv::UpdateError::with_source(kind, e)
-            }),
-        };
-        match written {
-            Ok(rev) => {
-                let rev = relay(js, &c.thing, rev, &new).await?;
-                let mut new = new;
-                new.relayed = rev.is_some();
-                return Ok((rev.unwrap_or(0), new));
-            }
-            // Written meanwhile: a relay mark leaves the version (retry), a commit does not.
-            Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
-                current = fetch(js, &c.thing).await?;
-                let version = current.as_ref().map_or(0, |(_, s)| s.version);
-                if version != c.expected {
-                    return Err(conflict());
-                }
-            }
-            Err(e) => return Err(backend(&what, e)),
-        }
-    }
-    Err(conflict())
+/// Whether `report_id` is above the last report `s` accepted: its stored answer, if any, is
+/// a rejection (an accepted one would be the last report), which the judge judges again
+/// like a report never seen; only the last commit's are carried in the record.
+fn above(s: &Stored, report_id: u64) -> bool {
+    s.last_report.is_none_or(|(last, _)| report_id > last)
+}
+
+fn last_commit_answer(s: &Stored, thing: &str, report_id: u64) -> Option<StoredReport> {
+    let r = &s.relay.answers;
+    let a = r
+        .iter()
+        .find(|a| a.report_id == report_id && a.thing == thing);
+    a.map(Answer::stored)
 }
 
 impl ThingRecords for Nats {
     fn load(&mut self, thing: &str) -> Result<Loaded, StoreError> {
+        self.purge_unowned();
+        if self.knows(thing)
+            && let Some((_, s)) = self.cache.get(thing)
+        {
+            return Ok(loaded(s));
+        }
         if let Some((name, rev, s)) = self.fresh.take()
             && name == thing
         {
@@ -176,22 +145,40 @@ impl ThingRecords for Nats {
         Ok(l)
     }
 
-    /// Reads the record first (relaying it if a commit was cut short, so its answers are in
-    /// `detect-fleet-answers` after), keeps it for the `load` that follows, then the answer.
+    /// From the record this handle knows when the id is above its last report (no round
+    /// trip in cluster mode); else reads the record (relaying it if a commit was cut short,
+    /// so its answers are in `detect-fleet-answers` after), keeps it for the `load` that
+    /// follows, then the answer.
     fn answer(&mut self, thing: &str, report_id: u64) -> Result<Option<StoredReport>, StoreError> {
+        self.purge_unowned();
+        if self.knows(thing)
+            && let Some((_, s)) = self.cache.get(thing).filter(|(_, s)| above(s, report_id))
+        {
+            return Ok(last_commit_answer(s, thing, report_id));
+        }
+        self.settle_thing(thing);
         let (js, name) = (self.js.clone(), thing.to_string());
         let key = format!("{}.{report_id}", enc(thing));
         let what = format!("bucket {} key {key}", js.answers.name);
         let (record, found) = self.bridge.run(&what.clone(), async move {
             let record = current(&js, &name).await?;
-            let got = js.answers.get(&key).await.map_err(|e| backend(&what, e))?;
-            let found = match got {
-                Some(b) => Some(from_bytes::<Answer>(&what, &b)?.stored()),
+            let found = match &record {
                 None => None,
+                Some((_, s)) if above(s, report_id) => last_commit_answer(s, &name, report_id),
+                Some(_) => {
+                    let got = js.answers.get(&key).await.map_err(|e| backend(&what, e))?;
+                    match got {
+                        Some(b) => Some(from_bytes::<Answer>(&what, &b)?.stored()),
+                        None => None,
+                    }
+                }
             };
             Ok((record, found))
         })?;
-        self.fresh = record.map(|(rev, s)| (thing.to_string(), rev, s));
+        match record {
+            Some((rev, s)) if self.fence.is_some() => self.remember(thing, rev, s),
+            record => self.fresh = record.map(|(rev, s)| (thing.to_string(), rev, s)),
+        }
         Ok(found)
     }
 
@@ -203,6 +190,9 @@ impl ThingRecords for Nats {
         self.every_record(|s| s.witness.is_some())
     }
 
+    /// Checks every version against what this handle knows (reading the records it does not
+    /// know, together), then starts the writes (`nats_pipeline.rs`): a stale version found
+    /// here writes nothing; one found by the compare-and-set fails the next `sync`.
     fn commit(&mut self, commits: &[Commit]) -> Result<(), StoreError> {
         self.fresh = None;
         // Cluster mode: an instance that lost (or stopped trusting) a thing's lease writes
@@ -218,80 +208,78 @@ impl ThingRecords for Nats {
                 expected: c.expected,
             });
         }
-        let js = self.js.clone();
-        let owned = commits.to_vec();
-        let cached: Vec<Option<(u64, Stored)>> = commits
-            .iter()
-            .map(|c| {
-                let hit = self
-                    .cache
-                    .get(&c.thing)
-                    .filter(|(_, s)| s.version == c.expected);
-                hit.cloned()
-            })
-            .collect();
-        let what = format!("bucket {} ({} commits)", js.records.name, commits.len());
-        let done = self.bridge.run(&what, async move {
-            // Every version checked before anything is written: a stale one writes nothing.
-            let mut current = Vec::with_capacity(owned.len());
-            for (c, hit) in owned.iter().zip(cached) {
-                let now = match hit {
-                    Some(hit) => Some(hit),
-                    None => fetch(&js, &c.thing).await?,
-                };
-                if now.as_ref().map_or(0, |(_, s)| s.version) != c.expected {
-                    return Err(StoreError::Conflict {
-                        thing: c.thing.clone(),
-                        expected: c.expected,
-                    });
+        self.purge_unowned();
+        if self.inflight.len() + commits.len() > INFLIGHT_LIMIT {
+            self.settle_for_read();
+        }
+        let conflict = |c: &Commit| StoreError::Conflict {
+            thing: c.thing.clone(),
+            expected: c.expected,
+        };
+        // What each commit is written against: the record known here, or read below.
+        let mut known: Vec<Option<Option<(u64, Stored)>>> = Vec::with_capacity(commits.len());
+        for c in commits {
+            let cached = self.cache.get(&c.thing);
+            if self.inflight.contains_key(&c.thing) {
+                if cached.map_or(0, |(_, s)| s.version) != c.expected {
+                    return Err(conflict(c));
                 }
-                current.push(now);
-            }
-            let mut done = Vec::with_capacity(owned.len());
-            for (c, now) in owned.iter().zip(current) {
-                done.push((c.thing.clone(), write(&js, c, now).await?));
-                super::nats_history::publish(&js, c).await?;
-            }
-            Ok(done)
-        });
-        match done {
-            Ok(done) => {
-                for (thing, (rev, s)) in done {
-                    self.remember(&thing, rev, s);
-                }
-                Ok(())
-            }
-            Err(e) => {
-                commits.iter().for_each(|c| {
-                    self.cache.remove(&c.thing);
-                });
-                Err(e)
+                known.push(Some(cached.cloned()));
+            } else {
+                known.push(
+                    cached
+                        .filter(|(_, s)| s.version == c.expected)
+                        .cloned()
+                        .map(Some),
+                );
             }
         }
+        let unknown: Vec<String> = commits
+            .iter()
+            .zip(&known)
+            .filter(|(_, k)| k.is_none())
+            .map(|(c, _)| c.thing.clone())
+            .collect();
+        let mut read = if unknown.is_empty() {
+            Vec::new()
+        } else {
+            self.read_all(unknown)?
+        }
+        .into_iter();
+        let mut starts = Vec::with_capacity(commits.len());
+        for (c, k) in commits.iter().zip(known) {
+            let start = match k {
+                Some(k) => k,
+                None => read.next().flatten(),
+            };
+            if start.as_ref().map_or(0, |(_, s)| s.version) != c.expected {
+                return Err(conflict(c));
+            }
+            starts.push(start);
+        }
+        for (c, start) in commits.iter().zip(starts) {
+            let old = start.as_ref().map(|(_, s)| s.clone()).unwrap_or_default();
+            let mut new = next(&old, c);
+            new.relayed = true;
+            let follows = self.inflight.contains_key(&c.thing);
+            self.spawn_write(c.clone(), if follows { None } else { start });
+            self.overlay(&c.thing, new);
+        }
+        Ok(())
     }
 
     fn sync(&mut self) -> Result<(), StoreError> {
-        // Every commit is acknowledged by the servers (replicated) before `commit` returns.
-        Ok(())
+        // Every write started is awaited: acknowledged by the servers (replicated).
+        self.settle()
     }
 }
 
 impl Nats {
-    fn remember(&mut self, thing: &str, rev: u64, s: Stored) {
-        if self.cache.len() >= CACHE_LIMIT && !self.cache.contains_key(thing) {
-            self.cache.clear();
-        }
-        if rev == 0 {
-            self.cache.remove(thing);
-        } else {
-            self.cache.insert(thing.to_string(), (rev, s));
-        }
-    }
-
     fn every_record(
         &mut self,
         keep: fn(&Stored) -> bool,
     ) -> Result<Vec<(String, Loaded)>, StoreError> {
+        self.settle_for_read();
         let js = self.js.clone();
         let what = format!("bucket {}", js.records.name);
         self.bridge.run(&what.clone(), async move {

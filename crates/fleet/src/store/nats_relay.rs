@@ -17,37 +17,7 @@ pub(super) async fn relay(
     revision: u64,
     stored: &Stored,
 ) -> Result<Option<u64>, StoreError> {
-    let r = &stored.relay;
-    for a in &r.answers {
-        let key = format!("{}.{}", enc(&a.thing), a.report_id);
-        let what = format!("bucket {} key {key}", js.answers.name);
-        // An accepted answer goes in as it is (the judge commits none for an id accepted
-        // before, so it replaces at most a rejection, or itself on a repeated relay); a
-        // rejection must not replace an accepted answer.
-        let kept = match a.accepted {
-            true => None,
-            false => js.answers.get(&key).await.map_err(|e| backend(&what, e))?,
-        };
-        let kept = kept.and_then(|b| serde_json::from_slice::<Answer>(&b).ok());
-        if !kept.is_some_and(|k| k.accepted) {
-            js.answers
-                .put(&key, to_bytes(a))
-                .await
-                .map_err(|e| backend(&what, e))?;
-        }
-    }
-    for n in &r.events {
-        outbox_append(js, n).await?;
-    }
-    violations(js, &r.events, &r.touched).await?;
-    for w in &r.samples {
-        let key = sample_key(w, thing);
-        let what = format!("bucket {} key {key}", js.samples.name);
-        js.samples
-            .put(&key, to_bytes(&w.value))
-            .await
-            .map_err(|e| backend(&what, e))?;
-    }
+    apply(js, thing, stored).await?;
     let mut marked = stored.clone();
     marked.relayed = true;
     let key = enc(thing);
@@ -56,6 +26,65 @@ pub(super) async fn relay(
         Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => Ok(None),
         Err(e) => Err(backend(&format!("bucket {} key {key}", js.records.name), e)),
     }
+}
+
+/// Applies `stored.relay` without marking the record: for a commit without events, whose
+/// relay, applied again by a later reader, writes the same values (docs/fleet.md "Cluster
+/// store"). Saves a write of the record per quiet report.
+pub(super) async fn apply(js: &Js, thing: &str, stored: &Stored) -> Result<(), StoreError> {
+    let r = &stored.relay;
+    // Independent buckets, so the four go out together; events stay in their order (the
+    // outbox's positions), as do a violation's changes.
+    let answers = async {
+        for a in &r.answers {
+            answer(js, a).await?;
+        }
+        Ok::<_, StoreError>(())
+    };
+    let events = async {
+        for n in &r.events {
+            outbox_append(js, n).await?;
+        }
+        Ok(())
+    };
+    let samples = async {
+        for w in &r.samples {
+            let key = sample_key(w, thing);
+            let what = format!("bucket {} key {key}", js.samples.name);
+            js.samples
+                .put(&key, to_bytes(&w.value))
+                .await
+                .map_err(|e| backend(&what, e))?;
+        }
+        Ok(())
+    };
+    tokio::try_join!(
+        answers,
+        events,
+        violations(js, &r.events, &r.touched),
+        samples
+    )?;
+    Ok(())
+}
+
+/// One stored answer: an accepted one goes in as it is (the judge commits none for an id
+/// accepted before, so it replaces at most a rejection, or itself on a repeated relay); a
+/// rejection must not replace an accepted answer.
+async fn answer(js: &Js, a: &Answer) -> Result<(), StoreError> {
+    let key = format!("{}.{}", enc(&a.thing), a.report_id);
+    let what = format!("bucket {} key {key}", js.answers.name);
+    let kept = match a.accepted {
+        true => None,
+        false => js.answers.get(&key).await.map_err(|e| backend(&what, e))?,
+    };
+    let kept = kept.and_then(|b| serde_json::from_slice::<Answer>(&b).ok());
+    if !kept.is_some_and(|k| k.accepted) {
+        js.answers
+            .put(&key, to_bytes(a))
+            .await
+            .map_err(|e| backend(&what, e))?;
+    }
+    Ok(())
 }
 
 pub(super) fn sample_key(w: &Window, thing: &str) -> String {

@@ -50,6 +50,7 @@ pub(super) async fn cursor_of(js: &super::nats::Js, sink: Sink) -> Result<u64, S
 
 impl Outbox for Nats {
     fn append(&mut self, events: &[super::Recorded]) -> Result<(), StoreError> {
+        self.settle_for_read();
         let (js, events): (_, Vec<Noted>) =
             (self.js.clone(), events.iter().map(Noted::of).collect());
         self.bridge
@@ -62,6 +63,7 @@ impl Outbox for Nats {
     }
 
     fn pending(&mut self, sink: Sink, limit: usize) -> Result<Vec<Pending>, StoreError> {
+        self.settle_for_read();
         let js = self.js.clone();
         let what = format!("stream {}", names::OUTBOX);
         self.bridge.run(&what.clone(), async move {
@@ -114,6 +116,7 @@ impl Samples for Nats {
         behavior: &str,
         window_start_ms: u64,
     ) -> Result<Vec<f64>, StoreError> {
+        self.settle_for_read();
         let js = self.js.clone();
         let pattern = format!("{}.{}.{window_start_ms}.*", enc(profile), enc(behavior));
         let what = format!("bucket {} keys {pattern}", js.samples.name);
@@ -129,6 +132,7 @@ impl Samples for Nats {
 
 impl Registry for Nats {
     fn things(&mut self) -> Result<Vec<Thing>, StoreError> {
+        self.settle_for_read();
         let js = self.js.clone();
         self.bridge.run("buckets of things", async move {
             let mut things: BTreeMap<String, Thing> = BTreeMap::new();
@@ -193,6 +197,7 @@ impl Registry for Nats {
 
 impl ViolationIndex for Nats {
     fn violations(&mut self, f: &Filter) -> Result<Vec<Violation>, StoreError> {
+        self.settle_for_read();
         let js = self.js.clone();
         let what = format!("bucket {}", names::VIOLATIONS);
         let mut list: Vec<Violation> = self.bridge.run(&what.clone(), async move {
@@ -213,6 +218,7 @@ impl ViolationIndex for Nats {
         state: &str,
         description: Option<&str>,
     ) -> Result<bool, StoreError> {
+        self.settle_for_read();
         let (js, key) = (self.js.clone(), enc(violation_id));
         let (state, description) = (state.to_string(), description.map(str::to_string));
         let what = format!("bucket {} key {key}", names::VIOLATIONS);

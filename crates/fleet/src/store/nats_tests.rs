@@ -62,7 +62,11 @@ fn a_commit_cut_short_is_relayed_once_by_the_next_read() {
     // `crashed` still holds version 1: its commit conflicts and appends nothing.
     let mut stale = step("t1", 1, 3, &["p"]);
     stale.events = vec![event("v9", "in-alarm", 3000, false)];
-    let e = crashed.commit(&[stale]).unwrap_err();
+    // Refused by the compare-and-set, which `sync` awaits.
+    let e = crashed
+        .commit(&[stale])
+        .and_then(|()| crashed.sync())
+        .unwrap_err();
     assert!(matches!(e, StoreError::Conflict { .. }), "{e}");
     assert_eq!(crashed.pending(Sink::Mqtt, 10).unwrap().len(), 1);
     assert_eq!(crashed.answer("t1", 3).unwrap(), None);
@@ -85,6 +89,7 @@ fn a_relay_mark_by_another_handle_is_not_a_conflict() {
     a.cache.insert("t1".into(), (rev, stored));
     assert_eq!(b.load("t1").unwrap().version, 1);
     a.commit(&[step("t1", 1, 2, &["p"])]).unwrap();
+    a.sync().unwrap();
     assert_eq!(b.load("t1").unwrap().version, 2);
 }
 

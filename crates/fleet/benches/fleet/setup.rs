@@ -1,0 +1,144 @@
+//! scripts/bench-fleet's two setups and what it reads of their processes: single-node
+//! SQLite (one mosquitto, one detect-fleet) or cluster (one mosquitto, three nats-server
+//! with replicas 3, two detect-fleet), and CPU time per process from /proc/PID/stat.
+
+use std::path::Path;
+use std::time::Duration;
+
+use detect_testkit::broker::Broker;
+use detect_testkit::certs::Pki;
+use detect_testkit::eventually;
+use detect_testkit::fleet::Fleet;
+use detect_testkit::nats_cluster::{NatsCluster, USER};
+
+/// Everything one run started; dropped at its end (processes killed).
+pub struct Setup {
+    pub broker: Broker,
+    pub fleets: Vec<Fleet>,
+    pub nats: Option<NatsCluster>,
+}
+
+/// mosquitto as the bench wants it: room for a burst in the service's persistent session,
+/// and no log line per message (the test harness logs everything; production does not).
+pub fn broker(pki: &Pki) -> Broker {
+    let mut broker = Broker::start(pki);
+    broker.stop();
+    let conf = std::fs::read_to_string(broker.conf()).unwrap();
+    let mut conf = conf.replace("log_type all\n", "log_type error\n");
+    conf.push_str("max_queued_messages 0\nmax_inflight_messages 100\n");
+    std::fs::write(broker.conf(), conf).unwrap();
+    broker.start_again();
+    broker
+}
+
+impl Setup {
+    /// Starts the broker and `instances` detect-fleet (0: one on SQLite; else that many
+    /// over a three-node nats-server cluster), each subscribed; cluster instances each own
+    /// partitions and have had time to share them out.
+    pub async fn start(
+        work: &Path,
+        pki: &Pki,
+        profile: &serde_json::Value,
+        instances: usize,
+    ) -> Setup {
+        let broker = broker(pki);
+        let attach = [("bench-10", "all-things")];
+        let profiles = std::slice::from_ref(profile);
+        if instances == 0 {
+            let mut fleet = Fleet::configure(work, pki, &broker, profiles, &attach, 1);
+            fleet.start_subscribed().await;
+            let fleets = vec![fleet];
+            return Setup {
+                broker,
+                fleets,
+                nats: None,
+            };
+        }
+        let nats = NatsCluster::start(work);
+        let password = work.join("nats-password");
+        std::fs::write(&password, USER.1).unwrap();
+        let mut fleets = Vec::new();
+        for i in 0..instances {
+            let dir = work.join(format!("fleet-{i}"));
+            let f = Fleet::configure(&dir, pki, &broker, profiles, &attach, 1);
+            let mut text = std::fs::read_to_string(&f.config).unwrap();
+            text.push_str(&format!(
+                "[store]\nkind = \"nats\"\nservers = {:?}\nuser = {:?}\npassword_file = {:?}\n\
+                 replicas = 3\n[cluster]\nenabled = true\ninstance = \"i{i}\"\n",
+                nats.urls(),
+                USER.0,
+                password.display().to_string()
+            ));
+            std::fs::write(&f.config, text).unwrap();
+            fleets.push(f);
+        }
+        for f in &mut fleets {
+            f.start_subscribed().await;
+        }
+        let claimed = || fleets.iter().all(|f| f.log().contains(": Claimed"));
+        assert!(
+            eventually(Duration::from_secs(30), claimed).await,
+            "not every instance claimed partitions"
+        );
+        // Joining instances release extras within a hello period (2 s) or two.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        Setup {
+            broker,
+            fleets,
+            nats: Some(nats),
+        }
+    }
+
+    /// (name, pid) of every process serving the reports.
+    pub fn processes(&self) -> Vec<(String, u32)> {
+        let mut out = vec![("mosquitto".to_string(), self.broker.pid().unwrap_or(0))];
+        for (i, f) in self.fleets.iter().enumerate() {
+            out.push((format!("detect-fleet {i}"), f.pid().unwrap_or(0)));
+        }
+        if let Some(nats) = &self.nats {
+            for i in 0..3 {
+                out.push((format!("nats-server {i}"), nats.pid(i).unwrap_or(0)));
+            }
+        }
+        out.push(("bench (devices)".to_string(), std::process::id()));
+        out
+    }
+}
+
+/// User + system CPU time of `pid` so far (0 for a process gone), from /proc/PID/stat.
+pub fn cpu(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (in parentheses, which may hold spaces): the state is
+    // field 3, utime and stime fields 14 and 15, in clock ticks.
+    let rest = stat.rsplit_once(") ").map_or("", |(_, r)| r);
+    let fields: Vec<u64> = rest
+        .split_whitespace()
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    let ticks = fields.get(11).copied().unwrap_or(0) + fields.get(12).copied().unwrap_or(0);
+    Duration::from_secs_f64(ticks as f64 / clock_ticks() as f64)
+}
+
+/// `getconf CLK_TCK` (100 on Linux nearly everywhere).
+fn clock_ticks() -> u64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100)
+}
+
+pub fn rss_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
