@@ -14,7 +14,7 @@ use crate::config_store::StoreKind;
 use crate::judge::Judge;
 use crate::judge::cloud::CloudSetup;
 use crate::service::Service;
-use crate::store::{Filter, Nats, Outbox, Sqlite, Store};
+use crate::store::{Nats, Outbox, Sqlite, Store};
 use crate::targets::Attachments;
 use crate::window::Dimensions;
 
@@ -230,7 +230,7 @@ fn open_run(config: &mut Config) -> anyhow::Result<(RunStore, Option<tokio::runt
 
 /// The profiles of `[fleet] profiles_dir` (*.json, sorted) through the agent's loader; every
 /// attached profile must be among them. Warnings (cloud-side metrics, ...) are logged once.
-fn profiles(config: &Config) -> anyhow::Result<Vec<profile::Profile>> {
+pub(crate) fn profiles(config: &Config) -> anyhow::Result<Vec<profile::Profile>> {
     let dir = &config.fleet.profiles_dir;
     let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
         .with_context(|| format!("[fleet] profiles_dir {}", dir.display()))?
@@ -304,6 +304,13 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 Some(_) => Some(open(&config)? as Box<dyn Outbox + Send>),
                 None => None,
             };
+            // The listener's own store handle: requests never wait on the service's.
+            crate::http::start(&config, open(&config)?)?;
+            let behaviors = profiles
+                .iter()
+                .flat_map(|p| p.behaviors.iter().map(|b| (p.name.clone(), b.name.clone())));
+            let webhook = config.alerts.webhook_url.is_some();
+            crate::metrics::global().declare(behaviors, webhook);
             let attachments = Attachments::new(&config.attach);
             if let Some(secs) = config.fleet.duration_override_secs {
                 tracing::warn!(
@@ -337,7 +344,8 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                     let owns = link.ownership.clone();
                     nats.set_fence(std::sync::Arc::new(move |t: &str| owns.owns(t)));
                     let owns = link.ownership.clone();
-                    judge.set_scope(Box::new(move |t: &str| owns.owns(t)));
+                    let instance = config.cluster.instance_name();
+                    judge.set_scope(&instance, Box::new(move |t: &str| owns.owns(t)));
                     (nats as Box<dyn Store + Send>, Some(link))
                 }
                 (RunStore::Cluster(nats), None) => (nats as Box<dyn Store + Send>, None),
@@ -440,6 +448,9 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                     }
                 );
             }
+            for line in config.http.describe() {
+                println!("{line}");
+            }
             if let Some(secs) = config.fleet.duration_override_secs {
                 println!(
                     "note: [fleet] duration_override_secs = {secs}: every durationSeconds is evaluated as {secs} s (tests and demos only)"
@@ -455,11 +466,13 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             format,
         } => {
             let mut store = open(&load(&config)?)?;
-            let list = store.violations(&Filter {
+            let query = crate::api::violations::Query {
                 active_only: active,
                 thing,
                 profile,
-            })?;
+                ..Default::default()
+            };
+            let list = crate::api::violations::list(store.as_mut(), &query)?;
             match format {
                 Format::Json => println!("{}", serde_json::to_string_pretty(&list)?),
                 Format::Table => print!("{}", crate::cli_table::violations(&list)),
@@ -472,13 +485,8 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             state,
             description,
         } => {
-            if let Some(d) = &description
-                && (d.chars().count() > 1000 || d.chars().any(char::is_control))
-            {
-                bail!(
-                    "--description: at most 1000 characters, no control characters (detect-rules §6.4)"
-                );
-            }
+            crate::api::violations::check_verification(state.name(), description.as_deref())
+                .map_err(|e| anyhow::anyhow!("{e} (detect-rules §6.4)"))?;
             let mut store = open(&load(&config)?)?;
             if !store.verify(&violation_id, state.name(), description.as_deref())? {
                 bail!("violation {violation_id:?}: not found");
@@ -489,15 +497,8 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Models { config, format } => {
             let config = load(&config)?;
             let profiles = profiles(&config)?;
-            let records = open(&config)?.with_state()?;
-            let now_ms = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64);
-            let list = crate::models::summaries(
-                &profiles,
-                records.iter().map(|(t, l)| (t.as_str(), &l.record.states)),
-                now_ms,
-            );
+            let now_ms = crate::api::Context::default().now_ms();
+            let list = crate::api::profiles::models(open(&config)?.as_mut(), &profiles, now_ms)?;
             match format {
                 Format::Json => println!("{}", serde_json::to_string_pretty(&list)?),
                 Format::Table => print!("{}", crate::cli_table::models(&list)),
@@ -526,7 +527,8 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             }
             ThingsCommand::List { config } => {
                 let mut store = open(&load(&config)?)?;
-                print!("{}", crate::cli_table::things(&store.things()?));
+                let list = crate::api::things::list(store.as_mut())?;
+                print!("{}", crate::cli_table::things(&list));
                 Ok(ExitCode::SUCCESS)
             }
         },

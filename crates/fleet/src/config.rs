@@ -26,6 +26,9 @@ pub struct Config {
     /// `[cluster]`: one of several instances sharing the NATS store (issue #20).
     #[serde(default)]
     pub cluster: crate::config_cluster::ClusterConfig,
+    /// `[http]`: the listener for `/metrics`, the API and the console (issue #21).
+    #[serde(default)]
+    pub http: crate::config_http::HttpConfig,
 }
 
 /// `[nats]`: where detect-fleet reads nats-server's advisories and CONNZ (docs/brokers.md).
@@ -114,6 +117,10 @@ pub struct Fleet {
     /// Violation history kept this many days (detect-rules §6.5).
     #[serde(default = "default_history_days")]
     pub history_days: u64,
+    /// Every datapoint of every thing (the metric history, ListMetricValues) kept this many
+    /// days (issue #21).
+    #[serde(default = "default_metric_history_days")]
+    pub metric_history_days: u64,
     /// Tests and demos only: every `durationSeconds` is evaluated as this many seconds
     /// (traffic sums, statistical windows), so a window passes in seconds, not minutes.
     pub duration_override_secs: Option<u64>,
@@ -175,6 +182,9 @@ fn default_min_interval() -> u64 {
 }
 fn default_history_days() -> u64 {
     90
+}
+fn default_metric_history_days() -> u64 {
+    14
 }
 fn default_topic() -> String {
     "detect-fleet/alarms/{thing}".into()
@@ -265,6 +275,9 @@ impl Config {
         if self.fleet.history_days == 0 {
             return Err("[fleet] history_days must be at least 1".into());
         }
+        if self.fleet.metric_history_days == 0 {
+            return Err("[fleet] metric_history_days must be at least 1".into());
+        }
         if !self.alerts.mqtt_topic.contains("{thing}") {
             return Err(format!(
                 "[alerts] mqtt_topic {:?} must contain {{thing}}",
@@ -282,12 +295,7 @@ impl Config {
         check_nats(self)?;
         self.store.check()?;
         self.cluster.check(&self.store)?;
-        if self.cluster.enabled && self.broker.source != BrokerSource::None {
-            return Err(
-                "[cluster] enabled = true: [broker] source (cloud-side metrics) is single-node only for now"
-                    .into(),
-            );
-        }
+        self.http.check()?;
         crate::targets::check(&self.attach)
     }
 }

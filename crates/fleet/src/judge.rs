@@ -25,6 +25,8 @@ pub struct Handled {
     /// The answer was the stored one (a redelivery); nothing was evaluated.
     pub replayed: bool,
     pub events: Vec<Recorded>,
+    /// A rejected report's error code (the answer's `statusDetails.ErrorCode`).
+    pub rejected: Option<&'static str>,
 }
 
 /// Which things the sweep looks at (cluster mode: the owned ones).
@@ -47,6 +49,8 @@ pub struct Judge {
     groups_due: u64,
     /// Cluster mode: the things this instance sweeps (those it owns); `None`: every thing.
     scope: Option<Scope>,
+    /// Cluster mode: this instance's name, which keys its own broker-source cursors.
+    instance: Option<String>,
 }
 
 impl Judge {
@@ -75,12 +79,48 @@ impl Judge {
             cloud_due: 0,
             groups_due: 0,
             scope: None,
+            instance: None,
         }
     }
 
-    /// Cluster mode: the sweep looks only at things `scope` accepts (the owned ones).
-    pub fn set_scope(&mut self, scope: Scope) {
+    /// Cluster mode (instance `instance`): the sweep, closing cloud-side windows and broker
+    /// events look only at things `scope` accepts (the owned ones).
+    pub fn set_scope(&mut self, instance: &str, scope: Scope) {
         self.scope = Some(scope);
+        self.instance = Some(instance.to_string());
+    }
+
+    /// Commits `commits` and returns those written. Single-node: all together or none, as
+    /// `ThingRecords::commit`. Cluster mode: one by one, and a thing this instance no longer
+    /// owns (out of scope, or its commit refused with `Conflict` because the partition moved
+    /// meanwhile) is left to its new owner, logged, not written: periodic work must not stop
+    /// an instance because a partition changed hands under it.
+    pub fn commit_owned(
+        &self,
+        store: &mut dyn Store,
+        commits: Vec<Commit>,
+    ) -> Result<Vec<Commit>, StoreError> {
+        if self.scope.is_none() {
+            if !commits.is_empty() {
+                store.commit(&commits)?;
+            }
+            return Ok(commits);
+        }
+        let mut written = Vec::with_capacity(commits.len());
+        for c in commits {
+            if !self.in_scope(&c.thing) {
+                tracing::info!(thing = %c.thing, "thing moved to another instance: its change is left to the new owner");
+                continue;
+            }
+            match store.commit(std::slice::from_ref(&c)) {
+                Ok(()) => written.push(c),
+                Err(e @ StoreError::Conflict { .. }) => {
+                    tracing::warn!(thing = %c.thing, error = %e, "commit refused (the thing moved or its record changed): left to its owner");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(written)
     }
 
     fn in_scope(&self, thing: &str) -> bool {
@@ -124,13 +164,18 @@ impl Judge {
         now_ms: u64,
     ) -> Result<Handled, StoreError> {
         let thing = topic.thing.as_str();
-        let reply = |answer: &serde_json::Value, accepted, replayed, events| Handled {
-            answer_topic: topic.answer_topic(accepted),
-            answer: intake::encode_answer(answer, topic.encoding),
-            accepted,
-            replayed,
-            events,
-        };
+        let reply =
+            |answer: &serde_json::Value, rejected: Option<&'static str>, replayed, events| {
+                let accepted = rejected.is_none();
+                Handled {
+                    answer_topic: topic.answer_topic(accepted),
+                    answer: intake::encode_answer(answer, topic.encoding),
+                    accepted,
+                    replayed,
+                    events,
+                    rejected,
+                }
+            };
         let decoded = match intake::structure(topic, payload) {
             Ok(d) => d,
             Err((rejection, id)) => {
@@ -141,7 +186,7 @@ impl Judge {
                     store.note_rejection(thing, &last)?;
                 }
                 let a = intake::answer(thing, id, Err(&rejection), now_ms);
-                return Ok(reply(&a, false, false, Vec::new()));
+                return Ok(reply(&a, Some(rejection.code), false, Vec::new()));
             }
         };
         let report_id = decoded.report.header.report_id;
@@ -155,7 +200,7 @@ impl Judge {
                     report_id,
                     "redelivered report: stored answer sent again"
                 );
-                return Ok(reply(&stored.answer, true, true, Vec::new()));
+                return Ok(reply(&stored.answer, None, true, Vec::new()));
             }
             if same {
                 // A rejection changed nothing: the same report is judged again.
@@ -190,6 +235,9 @@ impl Judge {
                 let d = self.decide(thing, loaded.record, &decoded.report, now_ms, profiles);
                 (commit.record, commit.events, commit.touched, commit.samples) =
                     (d.record, d.events, d.touched, d.samples);
+                commit.history = crate::history::device(&decoded.report, now_ms)
+                    .into_iter()
+                    .collect();
             }
             Err(r) => {
                 tracing::info!(thing, report_id, code = r.code, reason = %r.message, "report rejected");
@@ -200,7 +248,12 @@ impl Judge {
         commit.expected = loaded.version;
         let events = commit.events.clone();
         store.commit(std::slice::from_ref(&commit))?;
-        Ok(reply(&answer, outcome.is_ok(), false, events))
+        Ok(reply(
+            &answer,
+            outcome.as_ref().err().map(|r| r.code),
+            false,
+            events,
+        ))
     }
 
     /// The profiles watching `thing`, statistical thresholds resolved (reads populations).

@@ -17,7 +17,7 @@ use serde::Deserialize;
 
 use crate::intake::{self, Encoding, ReportTopic};
 use crate::judge::Judge;
-use crate::store::{Memory, Outbox, Registry, Sink, Store, registry};
+use crate::store::{Memory, MetricHistory, Outbox, Registry, Sink, Store, registry};
 use detect::STALE_AFTER_MS;
 
 /// Violation ids are drawn from this seed unless `--seed` says otherwise (the same seed as
@@ -211,6 +211,8 @@ impl Replay {
                 now.saturating_sub(self.history_ms),
                 now.saturating_sub(kept),
             )?;
+            // Replay reads no metric history: none is kept.
+            self.store.prune_history(now)?;
             self.next_prune_ms = Some(now + PRUNE_EVERY_MS);
         }
         Ok(())

@@ -71,6 +71,8 @@ database = "{db}"
 min_interval_secs = {min_interval_secs}
 [alerts]
 mqtt_topic = "detect-fleet/alarms/{{thing}}"
+[http]
+listen = "127.0.0.1:0"
 "#,
             ca = pki.ca.display(),
             cert = pki.backend.cert.display(),
@@ -199,6 +201,15 @@ mqtt_topic = "detect-fleet/alarms/{{thing}}"
             })
             .collect::<Vec<_>>()
             .join("\n")
+    }
+
+    /// The address the current run's HTTP listener bound (`[http] listen`, port 0 in the
+    /// config this writes), once it logged it.
+    pub fn http_addr(&self) -> Option<std::net::SocketAddr> {
+        let log = std::fs::read_to_string(self.dir.join(format!("run-{}.log", self.runs))).ok()?;
+        let at = log.find("HTTP listening on ")? + "HTTP listening on ".len();
+        let url = log[at..].split_whitespace().next()?;
+        url.split("://").nth(1)?.parse().ok()
     }
 
     /// True once the current run logged its subscription to the broker.

@@ -38,7 +38,14 @@ pub async fn run(
     loop {
         // Cluster mode: only the instance that leads sends (see `Lead`).
         if connected && lead() {
-            connected = send_all(&config, store.as_mut(), &client, &mut rx).await?;
+            match send_all(&config, store.as_mut(), &client, &mut rx).await {
+                Ok(still) => connected = still,
+                // Cluster mode rides out an unreachable store (a nats-server election).
+                Err(e @ StoreError::Backend { .. }) if config.cluster.enabled => {
+                    tracing::warn!(error = %e, "alerts: store unreachable, tried again shortly");
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
         tokio::select! {
             _ = wake.notified() => {}
@@ -75,6 +82,7 @@ async fn send_all(
                 .await
                 .is_err()
             {
+                crate::metrics::global().alert("mqtt", Err(()));
                 return Ok(false);
             }
             let acked = tokio::time::timeout(ACK_TIMEOUT, async {
@@ -89,13 +97,18 @@ async fn send_all(
             .await;
             match acked {
                 Ok(true) => {}
-                Ok(false) => return Ok(false),
+                Ok(false) => {
+                    crate::metrics::global().alert("mqtt", Err(()));
+                    return Ok(false);
+                }
                 Err(_) => {
+                    crate::metrics::global().alert("mqtt", Err(()));
                     tracing::warn!(violation_id = %u.event.violation_id, "alert not acknowledged in time; sent again");
                     return Ok(true);
                 }
             }
             store.ack(Sink::Mqtt, u.position)?;
+            crate::metrics::global().alert("mqtt", Ok(1));
             tracing::debug!(violation_id = %u.event.violation_id, event = u.event.violation_event_type.name(), "alert sent");
         }
     }

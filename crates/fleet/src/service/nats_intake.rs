@@ -327,7 +327,7 @@ impl Service {
                 intake.forward(d, topic.thing, topic_text);
                 continue;
             }
-            match self.judge_one(&topic, &d.payload)? {
+            match self.judge_one(&topic, &d.payload, super::now_ms())? {
                 Some(handled) => done.push((handled, d.acker)),
                 None => self.intake_ack(d.acker, AckKind::Nak(Some(RETRY))),
             }

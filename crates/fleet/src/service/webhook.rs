@@ -62,11 +62,13 @@ pub async fn run(
                     Ok(status) => {
                         backoff.reset();
                         store.ack(Sink::Webhook, u.position)?;
+                        crate::metrics::global().alert("webhook", Ok(1));
                         tracing::debug!(violation_id = %u.event.violation_id, status, "webhook alert sent");
                         break;
                     }
                     Err(error) => {
                         let delay = backoff.next_delay();
+                        crate::metrics::global().alert("webhook", Err(()));
                         tracing::warn!(violation_id = %u.event.violation_id, %error, retry_in_ms = delay.as_millis() as u64, "webhook alert not accepted; retrying");
                         tokio::time::sleep(delay).await;
                         if delay >= Duration::from_secs(300) {

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::{
     Commit, Filter, LastRejection, Loaded, Outbox, Pending, Record, Recorded, Registry, Samples,
-    Sink, SourceCursors, Store, StoreError, StoredReport, Thing, ThingRecords, Violation,
+    Side, Sink, SourceCursors, Store, StoreError, StoredReport, Thing, ThingRecords, Violation,
     ViolationIndex,
 };
 use detect::EventType;
@@ -26,6 +26,7 @@ struct Inner {
     samples: BTreeMap<(String, String, u64, String), f64>,
     rejections: BTreeMap<String, LastRejection>,
     sources: BTreeMap<String, (String, u64)>,
+    history: BTreeMap<(String, Side, u64), Vec<u8>>,
 }
 
 #[derive(Default)]
@@ -55,6 +56,9 @@ impl Memory {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
+
+#[path = "mem_history.rs"]
+mod history;
 
 fn slot(sink: Sink) -> usize {
     match sink {
@@ -132,6 +136,10 @@ impl Inner {
                 v.violation_end_time = Some(e.violation_event_time);
                 v.end_event_type = Some(e.violation_event_type.name().into());
             }
+        }
+        for p in &c.history {
+            let key = (c.thing.clone(), p.side, p.time_ms);
+            self.history.insert(key, p.data.clone());
         }
         for x in &c.samples {
             let key = (

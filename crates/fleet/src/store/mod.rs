@@ -20,6 +20,9 @@
 //! - [`Samples`] (statistical windows, written by commits), [`Registry`] (things and groups),
 //!   [`ViolationIndex`] (the CLI's `violations` and `verify`, later HTTP; kept by commits),
 //!   [`SourceCursors`] (the last broker-event batch read per integration, issue #18).
+//! - [`MetricHistory`] (issue #21): every datapoint of every thing, device-side and
+//!   cloud-side, written by commits (one report's whole effect is still one commit), kept
+//!   `[fleet] metric_history_days` and read by `ListMetricValues`.
 //! - A record's `witness` (the broker counters of windows not judged yet, issue #18) is part
 //!   of it: every batch of broker events and every closed window is one commit of the
 //!   thing's record, against the same version as its reports.
@@ -50,19 +53,24 @@
 mod mem;
 mod model;
 mod nats;
+mod nats_history;
 mod nats_kv;
 mod nats_prune;
 mod nats_records;
 mod nats_relay;
 mod nats_rest;
 mod sqlite;
+mod sqlite_history;
 mod sqlite_outbox;
 mod sqlite_records;
+mod sqlite_things;
 
 #[cfg(test)]
 mod conformance;
 #[cfg(test)]
 pub use conformance::{nats_options, nats_server};
+#[cfg(test)]
+mod history_tests;
 #[cfg(test)]
 mod nats_bench;
 #[cfg(test)]
@@ -149,6 +157,24 @@ pub trait Registry {
     /// Every thing registered or seen (rejected reports included), by name, with its last
     /// accepted report and its last rejection.
     fn things(&mut self) -> Result<Vec<Thing>, StoreError>;
+    /// One page of `things()`: names after `after`, at most `limit` (the API's list). By
+    /// default a scan of `things`; SQLite reads its key.
+    fn things_after(
+        &mut self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Thing>, StoreError> {
+        let all = self.things()?;
+        Ok(all
+            .into_iter()
+            .filter(|t| after.is_none_or(|a| t.name.as_str() > a))
+            .take(limit)
+            .collect())
+    }
+    /// One thing of `things()`, if there. By default a scan; SQLite reads its key.
+    fn thing(&mut self, name: &str) -> Result<Option<Thing>, StoreError> {
+        Ok(self.things()?.into_iter().find(|t| t.name == name))
+    }
     /// Registers a thing (again), replacing its groups.
     fn register(&mut self, name: &str, groups: &BTreeSet<String>) -> Result<(), StoreError>;
     /// Keeps `rejection` as the thing's last rejected report (replacing the one before), also
@@ -160,6 +186,27 @@ pub trait Registry {
 /// Violations with history and verification, kept from the events of commits.
 pub trait ViolationIndex {
     fn violations(&mut self, filter: &Filter) -> Result<Vec<Violation>, StoreError>;
+    /// One page of `violations(filter)` newest first: (start time, id) descending, after
+    /// `after` in that order, at most `limit` (the API's lists, issue #21). By default a
+    /// scan of `violations`; SQLite reads its index.
+    fn violations_newest(
+        &mut self,
+        filter: &Filter,
+        after: Option<(u64, &str)>,
+        limit: usize,
+    ) -> Result<Vec<Violation>, StoreError> {
+        let all = self.violations(filter)?;
+        Ok(all
+            .into_iter()
+            .rev()
+            .filter(|v| {
+                after.is_none_or(|(t, id)| {
+                    (v.violation_start_time, v.violation_id.as_str()) < (t, id)
+                })
+            })
+            .take(limit)
+            .collect())
+    }
     /// Sets a violation's verification state; false when there is no such violation.
     fn verify(
         &mut self,
@@ -167,6 +214,31 @@ pub trait ViolationIndex {
         state: &str,
         description: Option<&str>,
     ) -> Result<bool, StoreError>;
+}
+
+/// Every thing's metric history (issue #21): the points commits carry, kept
+/// `[fleet] metric_history_days`. Durable with the next `sync`.
+pub trait MetricHistory {
+    /// `thing`'s points of `side` with `from_ms <= time_ms < to_ms`, oldest first, at most
+    /// `limit`.
+    fn history(
+        &mut self,
+        thing: &str,
+        side: Side,
+        from_ms: u64,
+        to_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<HistoryPoint>, StoreError>;
+    /// Drops the points older than `before_ms`; how many went (a backend that expires them
+    /// by itself answers 0).
+    fn prune_history(&mut self, before_ms: u64) -> Result<usize, StoreError>;
+}
+
+/// The violation events kept (ListViolationEvents, issue #21): the outbox's events by time,
+/// until `prune` drops them.
+pub trait EventLog {
+    /// Events passing `q`, by (violationEventTime, position), at most `q.limit`.
+    fn events(&mut self, q: &EventQuery) -> Result<Vec<Listed>, StoreError>;
 }
 
 /// Where each broker integration's numbered batches stand (issue #18): the last (instance,
@@ -178,7 +250,14 @@ pub trait SourceCursors {
 
 /// A whole backend.
 pub trait Store:
-    ThingRecords + Outbox + Samples + Registry + ViolationIndex + SourceCursors
+    ThingRecords
+    + Outbox
+    + Samples
+    + Registry
+    + ViolationIndex
+    + SourceCursors
+    + MetricHistory
+    + EventLog
 {
     /// Drops ended violations and sent (or suppressed) events older than
     /// `history_before_ms`, and stored answers and samples older than `reports_before_ms`.

@@ -44,6 +44,26 @@ pub struct Commit {
     pub touched: Vec<(String, u64)>,
     /// This thing's values for statistical windows.
     pub samples: Vec<Sample>,
+    /// Datapoints for the metric history (issue #21): the accepted report, a closed window.
+    pub history: Vec<HistoryPoint>,
+}
+
+/// Which side measured a history point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Side {
+    /// An accepted report: `data` is the report in CBOR with AWS's short keys.
+    Device = 0,
+    /// A closed broker window: `data` is a JSON object, metric name → MetricValue.
+    Cloud = 1,
+}
+
+/// One entry of a thing's metric history (issue #21, docs/spec/detect-api.md §6): opaque
+/// bytes to the store, decoded by `api::history`. One per (thing, side, time).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryPoint {
+    pub side: Side,
+    pub time_ms: u64,
+    pub data: Vec<u8>,
 }
 
 /// A thing as the registry and the reports know it.
@@ -211,4 +231,28 @@ pub fn sort_violations(list: &mut [Violation]) {
     list.sort_by(|a, b| {
         (a.violation_start_time, &a.violation_id).cmp(&(b.violation_start_time, &b.violation_id))
     });
+}
+
+/// What `EventLog::events` lists: events with `start_ms <= violationEventTime < end_ms`,
+/// optionally of one thing or profile, after `after` in (time, position) order.
+#[derive(Debug, Clone, Default)]
+pub struct EventQuery {
+    pub start_ms: u64,
+    pub end_ms: u64,
+    pub thing: Option<String>,
+    pub profile: Option<String>,
+    /// (violationEventTime, position) of the last event of the previous page.
+    pub after: Option<(u64, u64)>,
+    pub limit: usize,
+}
+
+/// One kept event, with its alarm's verification as it stands now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Listed {
+    pub position: u64,
+    pub event: Event,
+    pub suppressed: bool,
+    /// The violation's state (`UNKNOWN` when its violation is no longer kept).
+    pub verification_state: String,
+    pub verification_state_description: Option<String>,
 }

@@ -80,3 +80,23 @@ CREATE TABLE IF NOT EXISTS source_cursors (
     instance TEXT NOT NULL,
     seq INTEGER NOT NULL
 ) WITHOUT ROWID;
+-- Issue #21: the metric history, every datapoint of every thing (sqlite_history.rs). A thing
+-- is a small integer here (its name is written once, in history_things); a row is one
+-- accepted report (side 0, the report in short-key CBOR) or one closed broker window (side 1,
+-- JSON), keyed for a thing's time range. Pruned thing by thing along the key (no time index).
+CREATE TABLE IF NOT EXISTS history_things (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE
+);
+CREATE TABLE IF NOT EXISTS history (
+    thing INTEGER NOT NULL,
+    side INTEGER NOT NULL,
+    time_ms INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (thing, side, time_ms)
+) WITHOUT ROWID;
+-- Issue #21: ListViolationEvents reads events by time.
+CREATE INDEX IF NOT EXISTS events_time ON events (time_ms, id);
+-- Issue #21: the active alarms newest first, and a thing's alarms.
+CREATE INDEX IF NOT EXISTS violations_active ON violations (start_ms, violation_id) WHERE end_ms IS NULL;
+CREATE INDEX IF NOT EXISTS violations_thing ON violations (thing, start_ms, violation_id);

@@ -305,6 +305,7 @@ fn write(tx: &Connection, c: &Commit) -> Result<(), Failed> {
             e.violation_event_type.name()
         ])?;
     }
+    super::sqlite_history::write(tx, &c.thing, &c.history)?;
     for x in &c.samples {
         let sql = if x.sum {
             "INSERT INTO samples (profile, behavior, window_start_ms, thing, value)
