@@ -5,12 +5,12 @@
 //! log in as `USER`).
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::time::{Duration, Instant};
 
-use super::server::{self, free_port};
+use super::server;
 
 /// The user of the cluster's JetStream account (DEV) and its password.
 pub const USER: (&str, &str) = ("fleet", "fleet-password");
@@ -44,9 +44,16 @@ impl NatsCluster {
     }
 
     fn start_nodes(dir: &Path, mqtt: bool) -> NatsCluster {
-        let ports: Vec<(u16, u16, u16)> = (0..3)
-            .map(|_| (free_port(), free_port(), free_port()))
+        // Client, route, monitoring and MQTT port of each node, all distinct (held at once).
+        let held: Vec<TcpListener> = (0..12)
+            .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
             .collect();
+        let free: Vec<u16> = held
+            .iter()
+            .map(|l| l.local_addr().unwrap().port())
+            .collect();
+        drop(held);
+        let ports: Vec<(u16, u16, u16)> = free.chunks(4).map(|p| (p[0], p[1], p[2])).collect();
         let routes: Vec<String> = ports
             .iter()
             .map(|(_, route, _)| format!("\"nats-route://127.0.0.1:{route}\""))
@@ -55,7 +62,7 @@ impl NatsCluster {
             .iter()
             .enumerate()
             .map(|(i, &(port, route, http_port))| {
-                let mqtt_port = mqtt.then(free_port);
+                let mqtt_port = mqtt.then_some(free[i * 4 + 3]);
                 let mqtt_block = match mqtt_port {
                     Some(p) => format!("mqtt {{ listen: \"127.0.0.1:{p}\" }}\n"),
                     None => String::new(),
