@@ -312,7 +312,7 @@ async fn connect(o: Options) -> Result<Js, StoreError> {
         })
         .await
         .map_err(|e| backend(&format!("stream {}", names::OUTBOX), e))?;
-    Ok(Js {
+    let js = Js {
         records: bucket(names::RECORDS).await?,
         answers: bucket(names::ANSWERS).await?,
         registry: bucket(names::REGISTRY).await?,
@@ -323,5 +323,9 @@ async fn connect(o: Options) -> Result<Js, StoreError> {
         outbox,
         context,
         client,
-    })
+    };
+    // The metric history's stream, made here with the others rather than on a first publish
+    // (several writes in flight would each find it missing while it elects its leader).
+    super::nats_history::stream(&js).await?;
+    Ok(js)
 }

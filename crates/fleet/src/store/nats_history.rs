@@ -28,8 +28,9 @@ fn token(thing: &str, side: Side) -> String {
     format!("{}.{}", enc(thing), side as u8)
 }
 
-/// The history stream, made on first use with the outbox's replicas.
-async fn stream(js: &Js) -> Result<stream::Stream, StoreError> {
+/// The history stream, with the outbox's replicas (made at open, and again should a publish
+/// find it gone).
+pub(super) async fn stream(js: &Js) -> Result<stream::Stream, StoreError> {
     let replicas = js.outbox.cached_info().config.num_replicas;
     js.context
         .get_or_create_stream(stream::Config {

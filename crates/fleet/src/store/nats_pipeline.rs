@@ -49,11 +49,18 @@ impl Nats {
             let written = tokio::time::timeout(timeout, write(&js, &c, current))
                 .await
                 .map_err(|_| late())??;
-            // The metric history right after the record (nats_history.rs): a crash in between
-            // loses points, never a report.
-            tokio::time::timeout(timeout, super::nats_history::publish(&js, &c))
-                .await
-                .map_err(|_| late())??;
+            // The metric history right after the record (nats_history.rs): points, not the
+            // report's outcome, so a failure here is logged and the report stands.
+            let history = tokio::time::timeout(timeout, super::nats_history::publish(&js, &c));
+            match history.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(thing = %c.thing, points = c.history.len(), error = %e, "metric history points not kept")
+                }
+                Err(_) => {
+                    tracing::warn!(thing = %c.thing, points = c.history.len(), "metric history points not kept: no answer from NATS in time")
+                }
+            }
             Ok(written)
         });
         self.inflight.insert(thing, task);
