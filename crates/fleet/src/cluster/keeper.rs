@@ -59,6 +59,22 @@ pub async fn spawn(client: async_nats::Client, settings: Settings) -> anyhow::Re
         held: BTreeMap::new(),
         started: Instant::now(),
     };
+    if !keeper.settings.observer {
+        // On a timer of its own: renewing and claiming many leases through a slow cluster can
+        // take a tick longer than a lease, and the others would then forget this member.
+        let (members, client) = (keeper.members.clone(), keeper.client.clone());
+        let (bucket, every) = (
+            keeper.settings.bucket.clone(),
+            keeper.settings.renew_every(),
+        );
+        let alive = Arc::downgrade(&ownership.shared);
+        tokio::spawn(async move {
+            while alive.strong_count() > 0 {
+                members.hello(&client, &bucket).await;
+                tokio::time::sleep(every).await;
+            }
+        });
+    }
     tokio::spawn(keeper.run(Arc::downgrade(&ownership.shared)));
     Ok(ownership)
 }
@@ -68,7 +84,6 @@ impl Keeper {
         let every = self.settings.renew_every();
         let mut tick = tokio::time::interval(every / 2);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut hello_at: Option<Instant> = None;
         loop {
             tick.tick().await;
             let Some(shared) = shared.upgrade() else {
@@ -77,12 +92,6 @@ impl Keeper {
             if self.settings.observer {
                 self.read(&shared).await;
                 continue;
-            }
-            if hello_at.is_none_or(|at| at.elapsed() >= every) {
-                self.members
-                    .hello(&self.client, &self.settings.bucket)
-                    .await;
-                hello_at = Some(Instant::now());
             }
             self.renew(&shared).await;
             self.note_expired(&shared);

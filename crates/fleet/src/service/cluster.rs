@@ -29,9 +29,10 @@ const FORWARDS: usize = 1024;
 /// How long a forward tries the owners (a killed owner's partitions move within ~8 s).
 const FORWARD_LIMIT: Duration = Duration::from_secs(12);
 /// Reports not judged on arrival are kept this many leases: a dead owner's partitions move
-/// within about 1.4 leases, and after a nats-server leader's kill the leases expire and come
-/// back within about two (docs/fleet.md "Cluster mode in `run`").
-const HOLD_LEASES: u32 = 4;
+/// within about 1.4 leases, the rest covers the old owner's intake lag. Each kept report of a
+/// partition that moves is judged again (mostly to send its stored answer again), so more
+/// costs the new owner work right when it takes over (docs/fleet.md "Cluster mode in `run`").
+const HOLD_LEASES: u32 = 2;
 /// At most this many reports and payload bytes are kept (the oldest are dropped, counted).
 const HOLD_REPORTS: usize = 100_000;
 const HOLD_BYTES: usize = 64 << 20;

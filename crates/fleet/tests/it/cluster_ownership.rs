@@ -19,6 +19,9 @@ const PARTITIONS: u32 = 12;
 const BUCKET: &str = "detect-fleet-leases";
 /// The issue's bound on serving a killed instance's things again.
 const TAKEOVER: Duration = Duration::from_secs(15);
+/// How long the members may take to share the partitions fairly after one joins or wakes (a
+/// deadline for a loaded machine, not a bound the design promises).
+const SETTLE: Duration = Duration::from_secs(60);
 
 type Lines = Arc<Mutex<Vec<(String, Value)>>>;
 
@@ -227,8 +230,6 @@ async fn assert_history(cluster: &NatsCluster) -> usize {
 }
 
 #[tokio::test]
-#[ignore = "flaky under CI load (issue #20): once in three fresh-clone runs one of three members \
-            got no partition within 30 s; cluster_run covers kill -9 and SIGSTOP in CI meanwhile"]
 async fn partitions_move_through_kills_pauses_and_a_server_loss() {
     detect_testkit::init_logs();
     let dir = tempfile::tempdir().unwrap();
@@ -237,7 +238,7 @@ async fn partitions_move_through_kills_pauses_and_a_server_loss() {
     let (a, b) = (start(&cluster, "a", &lines), start(&cluster, "b", &lines));
     let mut c = start(&cluster, "c", &lines);
     let abc = ["a", "b", "c"];
-    wait_settled(&lines, &abc, true, Duration::from_secs(30), "three members").await;
+    wait_settled(&lines, &abc, true, SETTLE, "three members").await;
 
     // kill -9 of a member: the other two serve its partitions within 15 s.
     c.child.kill().unwrap();
@@ -250,7 +251,7 @@ async fn partitions_move_through_kills_pauses_and_a_server_loss() {
     );
     drop(c);
     let _c = start(&cluster, "c", &lines);
-    wait_settled(&lines, &abc, true, Duration::from_secs(30), "c back").await;
+    wait_settled(&lines, &abc, true, SETTLE, "c back").await;
 
     // SIGSTOP of b for 30 s: a and c take its partitions; woken, b's renewals fail.
     let held: BTreeSet<u32> = owners(&lines, &["b"]).into_keys().collect();
@@ -305,7 +306,7 @@ async fn partitions_move_through_kills_pauses_and_a_server_loss() {
         "b held {held:?} before SIGSTOP; its failed compare-and-sets after: {:?}",
         lost()
     );
-    wait_settled(&lines, &abc, true, Duration::from_secs(30), "b woken").await;
+    wait_settled(&lines, &abc, true, SETTLE, "b woken").await;
 
     // kill -9 of the nats-server leading the lease bucket: ownership goes on.
     let leader = {
