@@ -225,3 +225,9 @@ impl Drop for Fleet {
         self.kill9();
     }
 }
+
+/// Every fleet's log, one after the other (a failing cluster test prints them all).
+pub fn logs(fleets: &[Fleet]) -> String {
+    let all: Vec<String> = fleets.iter().map(Fleet::log).collect();
+    all.join("\n-----\n")
+}

@@ -7,7 +7,7 @@ use detect_testkit::alarms::Alarms;
 use detect_testkit::broker::Broker;
 use detect_testkit::certs::Pki;
 use detect_testkit::eventually;
-use detect_testkit::fleet::Fleet;
+use detect_testkit::fleet::{Fleet, logs};
 use detect_testkit::nats_cluster::{NatsCluster, USER};
 use serde_json::json;
 
@@ -56,13 +56,6 @@ async fn two_instances_judge_each_things_broker_events_once() {
     for f in &mut fleets {
         f.start_subscribed().await;
     }
-    let logs = |fleets: &[Fleet]| {
-        fleets
-            .iter()
-            .map(|f| f.log())
-            .collect::<Vec<_>>()
-            .join("\n-----\n")
-    };
     let claimed = || fleets.iter().all(|f| f.log().contains(": Claimed"));
     assert!(
         eventually(Duration::from_secs(30), claimed).await,

@@ -14,7 +14,7 @@ use detect_testkit::alarms::Alarms;
 use detect_testkit::broker::{Broker, Login};
 use detect_testkit::certs::Pki;
 use detect_testkit::eventually;
-use detect_testkit::fleet::{Fleet, forbid_port};
+use detect_testkit::fleet::{Fleet, forbid_port, logs};
 use detect_testkit::nats_cluster::{NatsCluster, USER, pause};
 
 use super::cluster_devices::{Devices, name};
@@ -22,11 +22,6 @@ use super::cluster_devices::{Devices, name};
 const DEVICES: usize = 200;
 /// Between two rounds of reports (`min_interval_secs` is 1).
 const ROUND: Duration = Duration::from_millis(2000);
-
-fn logs(fleets: &[Fleet]) -> String {
-    let all: Vec<String> = fleets.iter().map(Fleet::log).collect();
-    all.join("\n-----\n")
-}
 
 /// A round of reports every ROUND until every device was answered to a report sent after
 /// `since` (or `limit` passed); the time that took.

@@ -9,7 +9,7 @@ use detect_testkit::alarms::Alarms;
 use detect_testkit::broker::Broker;
 use detect_testkit::certs::Pki;
 use detect_testkit::eventually;
-use detect_testkit::fleet::{Fleet, forbid_port};
+use detect_testkit::fleet::{Fleet, forbid_port, logs};
 use detect_testkit::nats_cluster::{NatsCluster, USER, pause};
 use rumqttc::{AsyncClient, QoS};
 
@@ -74,29 +74,6 @@ async fn round(
         missing.retain(|&i| count(&n, i) <= count(&before, i));
     }
     Ok(start.elapsed())
-}
-
-fn logs(fleets: &[Fleet]) -> String {
-    fleets
-        .iter()
-        .map(|f| f.log())
-        .collect::<Vec<_>>()
-        .join("\n-----\n")
-}
-
-/// Each violation's notified transitions: exactly one in-alarm and one clear per violation.
-fn transitions(alarms: &Alarms) -> BTreeMap<String, Vec<String>> {
-    let mut by_id: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (_, v) in alarms.received() {
-        let id = v["violationId"].as_str().unwrap_or("?").to_string();
-        let kind = v["violationEventType"].as_str().unwrap_or("?").to_string();
-        let seen = by_id.entry(id).or_default();
-        // The same transition sent again (at least once) is the same alert, not a second.
-        if !seen.contains(&kind) {
-            seen.push(kind);
-        }
-    }
-    by_id
 }
 
 #[tokio::test]
@@ -229,11 +206,11 @@ async fn two_instances_share_reports_across_a_kill_9_and_a_sigstop() {
 /// (the same alert again counts once), and the store lists them all, none active.
 async fn check_alarms(alarms: &Alarms, fleet: &Fleet, devs: &[&str]) {
     let settled = || {
-        let t = transitions(alarms);
+        let t = alarms.transitions();
         t.len() == devs.len() && t.values().all(|k| k.len() == 2)
     };
     let ok = eventually(Duration::from_secs(20), settled).await;
-    let t = transitions(alarms);
+    let t = alarms.transitions();
     assert!(
         ok,
         "{} violations, each one in-alarm and one clear: {t:?}\n{}",

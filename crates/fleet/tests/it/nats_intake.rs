@@ -10,7 +10,7 @@ use detect_testkit::alarms::Alarms;
 use detect_testkit::broker::Broker;
 use detect_testkit::certs::Pki;
 use detect_testkit::eventually;
-use detect_testkit::fleet::{Fleet, forbid_port};
+use detect_testkit::fleet::{Fleet, forbid_port, logs};
 use detect_testkit::nats_cluster::{NatsCluster, USER, pause};
 use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
 use serde_json::Value;
@@ -154,11 +154,6 @@ fn check(r: Result<(), String>, fleets: &[Fleet]) {
     if let Err(e) = r {
         panic!("{e}\n{}", logs(fleets));
     }
-}
-
-fn logs(fleets: &[Fleet]) -> String {
-    let all: Vec<String> = fleets.iter().map(|f| f.log()).collect();
-    all.join("\n-----\n")
 }
 
 /// The last `name=N` of the log's "nats intake counts" lines.
@@ -340,29 +335,15 @@ async fn two_instances_share_the_nats_intake_across_a_kill_9() {
 /// counts once), and the store lists them all.
 async fn check_alarms(alarms: &Alarms, fleet: &Fleet, n: usize) {
     let settled = || {
-        let t = transitions(alarms);
+        let t = alarms.transitions();
         t.len() == n && t.values().all(|k| k.len() == 2)
     };
     let ok = eventually(Duration::from_secs(20), settled).await;
-    let t = transitions(alarms);
+    let t = alarms.transitions();
     assert!(ok, "{n} violations: {t:?}\n{}", fleet.log());
     for kinds in t.values() {
         assert_eq!(kinds, &["in-alarm", "alarm-cleared"], "{t:#?}");
     }
     let v = fleet.violations(&[]);
     assert_eq!(v.len(), n, "{v:#?}");
-}
-
-/// Each violation's notified transitions (the same one sent again counts once).
-fn transitions(alarms: &Alarms) -> BTreeMap<String, Vec<String>> {
-    let mut by_id: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (_, v) in alarms.received() {
-        let id = v["violationId"].as_str().unwrap_or("?").to_string();
-        let kind = v["violationEventType"].as_str().unwrap_or("?").to_string();
-        let seen = by_id.entry(id).or_default();
-        if !seen.contains(&kind) {
-            seen.push(kind);
-        }
-    }
-    by_id
 }
