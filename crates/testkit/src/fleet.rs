@@ -96,6 +96,13 @@ listen = "127.0.0.1:0"
     }
 
     /// Adds `line` (a `key = value`) to the `[fleet]` section of the config file.
+    /// Appends `text` (whole tables) to the config file.
+    pub fn append_config(&self, text: &str) {
+        let mut all = std::fs::read_to_string(&self.config).unwrap();
+        all.push_str(text);
+        std::fs::write(&self.config, all).unwrap();
+    }
+
     pub fn set_fleet_key(&self, line: &str) {
         let text = std::fs::read_to_string(&self.config).unwrap();
         let text = text.replacen("[fleet]\n", &format!("[fleet]\n{line}\n"), 1);

@@ -118,6 +118,18 @@ impl NatsCluster {
         format!("nats://127.0.0.1:{}", self.nodes[i].port)
     }
 
+    /// `[store]` (this cluster, replicas 3, user `USER` with its password in `password_file`)
+    /// and `[cluster]` for `instance`, as the cluster tests give every instance.
+    pub fn fleet_tables(&self, password_file: &std::path::Path, instance: &str) -> String {
+        format!(
+            "[store]\nkind = \"nats\"\nservers = {:?}\nuser = {:?}\npassword_file = {:?}\n\
+             replicas = 3\n[cluster]\nenabled = true\ninstance = {instance:?}\n",
+            self.urls(),
+            USER.0,
+            password_file.display().to_string()
+        )
+    }
+
     /// Node `i`'s MQTT port (`start_with_mqtt` only).
     pub fn mqtt_port(&self, i: usize) -> u16 {
         self.nodes[i]

@@ -61,15 +61,7 @@ impl Setup {
         for i in 0..instances {
             let dir = work.join(format!("fleet-{i}"));
             let f = Fleet::configure(&dir, pki, &broker, profiles, &attach, 1);
-            let mut text = std::fs::read_to_string(&f.config).unwrap();
-            text.push_str(&format!(
-                "[store]\nkind = \"nats\"\nservers = {:?}\nuser = {:?}\npassword_file = {:?}\n\
-                 replicas = 3\n[cluster]\nenabled = true\ninstance = \"i{i}\"\n",
-                nats.urls(),
-                USER.0,
-                password.display().to_string()
-            ));
-            std::fs::write(&f.config, text).unwrap();
+            f.append_config(&nats.fleet_tables(&password, &format!("i{i}")));
             fleets.push(f);
         }
         for f in &mut fleets {

@@ -41,15 +41,9 @@ async fn two_instances_judge_each_things_broker_events_once() {
             f.set_fleet_key(&format!("duration_override_secs = {WINDOW_SECS}"));
             let text = std::fs::read_to_string(&f.config).unwrap();
             let id = "client_id = \"detect-fleet-test\"\n";
-            let mut text = text.replacen(id, &format!("{id}source = \"mosquitto-plugin\"\n"), 1);
-            text.push_str(&format!(
-                "[store]\nkind = \"nats\"\nservers = {:?}\nuser = {:?}\npassword_file = {:?}\n\
-                 replicas = 3\n[cluster]\nenabled = true\ninstance = {name:?}\n",
-                nats.urls(),
-                USER.0,
-                password.display().to_string()
-            ));
+            let text = text.replacen(id, &format!("{id}source = \"mosquitto-plugin\"\n"), 1);
             std::fs::write(&f.config, text).unwrap();
+            f.append_config(&nats.fleet_tables(&password, name));
             f
         })
         .collect();

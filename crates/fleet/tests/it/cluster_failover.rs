@@ -150,15 +150,7 @@ async fn three_instances_answer_every_report_through_each_failure() {
                 &[("no-ssh", "all-things")],
                 1,
             );
-            let mut text = std::fs::read_to_string(&f.config).unwrap();
-            text.push_str(&format!(
-                "[store]\nkind = \"nats\"\nservers = {:?}\nuser = {:?}\npassword_file = {:?}\n\
-                 replicas = 3\n[cluster]\nenabled = true\ninstance = {instance:?}\n",
-                nats.urls(),
-                USER.0,
-                password.display().to_string()
-            ));
-            std::fs::write(&f.config, text).unwrap();
+            f.append_config(&nats.fleet_tables(&password, instance));
             f
         })
         .collect();

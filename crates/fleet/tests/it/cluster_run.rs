@@ -98,15 +98,7 @@ async fn two_instances_share_reports_across_a_kill_9_and_a_sigstop() {
                 &[("no-ssh", "all-things")],
                 1,
             );
-            let mut text = std::fs::read_to_string(&f.config).unwrap();
-            text.push_str(&format!(
-                "[store]\nkind = \"nats\"\nservers = {:?}\nuser = {:?}\npassword_file = {:?}\n\
-                 replicas = 3\n[cluster]\nenabled = true\ninstance = {name:?}\n",
-                nats.urls(),
-                USER.0,
-                password.display().to_string()
-            ));
-            std::fs::write(&f.config, text).unwrap();
+            f.append_config(&nats.fleet_tables(&password, name));
             f
         })
         .collect();

@@ -183,15 +183,8 @@ async fn two_instances_share_the_nats_intake_across_a_kill_9() {
             let dir = work.path().join(format!("fleet-{name}"));
             let attach = [("no-ssh", "all-things")];
             let f = Fleet::configure(&dir, &pki, &broker, &profiles, &attach, 1);
-            let mut text = std::fs::read_to_string(&f.config).unwrap();
-            text.push_str(&format!(
-                "[store]\nkind = \"nats\"\nservers = {:?}\nuser = {:?}\npassword_file = {:?}\n\
-                 replicas = 3\n[cluster]\nenabled = true\ninstance = {name:?}\nintake = \"nats\"\n",
-                nats.urls(),
-                USER.0,
-                password.display().to_string()
-            ));
-            std::fs::write(&f.config, text).unwrap();
+            f.append_config(&nats.fleet_tables(&password, name));
+            f.append_config("intake = \"nats\"\n");
             f
         })
         .collect();
