@@ -2,8 +2,9 @@
 //! MQTT connection publish reports at RATE per second (default 3 000) for SECONDS (default
 //! 20) against a real mosquitto (mutual TLS) and `detect-fleet run` with a 10-behavior
 //! profile on all things. Prints sustained answered reports/s, verdict latency p50/p99 (publish
-//! to answer, both seen by this process), detect-fleet's RSS and the database size per 1 000
-//! things. Numbers only; nothing is asserted.
+//! to answer, both seen by this process), detect-fleet's RSS, the database size per 1 000
+//! things, and /metrics (its size and time, and how long the gauges' store read took).
+//! Numbers only; nothing is asserted.
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -240,4 +241,46 @@ async fn run(things: u64, rate: u64, seconds: u64) {
         db / 1024,
         db as f64 / 1024.0 / (things as f64 / 1000.0)
     );
+    // /metrics once the gauges were read from the store after the load (every 15 s).
+    let Some(addr) = fleet.http_addr() else {
+        return println!("/metrics          no HTTP listener in the log");
+    };
+    let loaded = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    for _ in 0..40 {
+        let (took, body) = scrape(addr);
+        let value = |name: &str| {
+            body.lines()
+                .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
+        };
+        if value("detect_fleet_gauges_refreshed_timestamp_seconds ").is_some_and(|t| t > loaded) {
+            println!(
+                "/metrics          {} bytes in {:.1} ms; gauges read from the store in {:.1} ms",
+                body.len(),
+                took.as_secs_f64() * 1000.0,
+                value("detect_fleet_gauges_read_seconds ").unwrap_or(f64::NAN) * 1000.0
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    println!("/metrics          gauges not refreshed within 20 s");
+}
+
+/// GET /metrics over a fresh connection: (time to the whole answer, body).
+fn scrape(addr: std::net::SocketAddr) -> (Duration, String) {
+    use std::io::{Read, Write};
+    let start = Instant::now();
+    let mut raw = String::new();
+    if let Ok(mut s) = std::net::TcpStream::connect(addr) {
+        let req = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        let _ = s.write_all(req.as_bytes());
+        let _ = s.read_to_string(&mut raw);
+    }
+    let body = raw
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    (start.elapsed(), body)
 }

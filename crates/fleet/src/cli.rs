@@ -306,11 +306,11 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             };
             // The listener's own store handle: requests never wait on the service's.
             crate::http::start(&config, open(&config)?)?;
-            crate::metrics::global().declare(
-                profiles
-                    .iter()
-                    .flat_map(|p| p.behaviors.iter().map(|b| (p.name.clone(), b.name.clone()))),
-            );
+            let behaviors = profiles
+                .iter()
+                .flat_map(|p| p.behaviors.iter().map(|b| (p.name.clone(), b.name.clone())));
+            let webhook = config.alerts.webhook_url.is_some();
+            crate::metrics::global().declare(behaviors, webhook);
             let attachments = Attachments::new(&config.attach);
             if let Some(secs) = config.fleet.duration_override_secs {
                 tracing::warn!(
@@ -344,7 +344,8 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                     let owns = link.ownership.clone();
                     nats.set_fence(std::sync::Arc::new(move |t: &str| owns.owns(t)));
                     let owns = link.ownership.clone();
-                    judge.set_scope(Box::new(move |t: &str| owns.owns(t)));
+                    let instance = config.cluster.instance_name();
+                    judge.set_scope(&instance, Box::new(move |t: &str| owns.owns(t)));
                     (nats as Box<dyn Store + Send>, Some(link))
                 }
                 (RunStore::Cluster(nats), None) => (nats as Box<dyn Store + Send>, None),
@@ -438,7 +439,9 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                     c.instance_name(),
                     c.partitions,
                     c.lease_secs,
-                    if c.shared_subscription {
+                    if c.intake == crate::config_cluster::Intake::Nats {
+                        "reports from NATS subjects (JetStream stream detect-fleet-reports, one consumer shared by every instance), answers as NATS messages, alerts over [broker]"
+                    } else if c.shared_subscription {
                         "one shared subscription, reports forwarded to their owner"
                     } else {
                         "every instance receives every report and judges its own things"

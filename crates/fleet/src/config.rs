@@ -296,12 +296,6 @@ impl Config {
         self.store.check()?;
         self.cluster.check(&self.store)?;
         self.http.check()?;
-        if self.cluster.enabled && self.broker.source != BrokerSource::None {
-            return Err(
-                "[cluster] enabled = true: [broker] source (cloud-side metrics) is single-node only for now"
-                    .into(),
-            );
-        }
         crate::targets::check(&self.attach)
     }
 }

@@ -28,6 +28,22 @@ pub struct ClusterConfig {
     /// `$aws/...` topics to shared subscriptions).
     #[serde(default)]
     pub shared_subscription: bool,
+    /// Where reports come from: the MQTT broker of `[broker]` (the default) or NATS subjects
+    /// (devices on nats-server's MQTT gateway; `service/nats_intake.rs`).
+    #[serde(default)]
+    pub intake: Intake,
+}
+
+/// `[cluster] intake`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Intake {
+    /// Subscribed on `[broker]`'s MQTT connection.
+    #[default]
+    Mqtt,
+    /// One JetStream work-queue stream of the report subjects and one durable pull consumer
+    /// shared by every instance: each report goes to one instance.
+    Nats,
 }
 
 impl Default for ClusterConfig {
@@ -38,6 +54,7 @@ impl Default for ClusterConfig {
             partitions: default_partitions(),
             lease_secs: default_lease(),
             shared_subscription: false,
+            intake: Intake::Mqtt,
         }
     }
 }
@@ -53,7 +70,16 @@ impl ClusterConfig {
     /// The `[cluster]` rules, in the words check-config prints.
     pub fn check(&self, store: &StoreConfig) -> Result<(), String> {
         if !self.enabled {
+            if self.intake == Intake::Nats {
+                return Err("[cluster] intake = \"nats\" needs [cluster] enabled = true".into());
+            }
             return Ok(());
+        }
+        if self.intake == Intake::Nats && self.shared_subscription {
+            return Err(
+                "[cluster] shared_subscription = true is for intake = \"mqtt\"; with intake = \"nats\" reports come from NATS"
+                    .into(),
+            );
         }
         if store.kind != StoreKind::Nats {
             return Err(
@@ -90,7 +116,8 @@ impl ClusterConfig {
     /// Whether `run`'s report connection uses a clean session: see `shared_subscription`
     /// and `instance` in docs/fleet.md "Cluster mode in run".
     pub fn clean_session(&self) -> bool {
-        self.enabled && (self.shared_subscription || self.instance.is_none())
+        self.enabled
+            && (self.shared_subscription || self.instance.is_none() || self.intake == Intake::Nats)
     }
 
     /// The ownership keeper's settings (the lease bucket has the store's replicas).
@@ -142,5 +169,34 @@ mod tests {
         let s = c.cluster.settings(c.store.replicas);
         assert!(s.check().is_ok(), "{}", s.instance);
         assert_eq!((s.partitions, s.ttl.as_secs()), (64, 6));
+        assert_eq!(c.cluster.intake, super::Intake::Mqtt);
+    }
+
+    #[test]
+    fn nats_intake_needs_cluster_mode_and_no_shared_subscription() {
+        let e = parse(&format!("{NATS}[cluster]\nintake = \"nats\"\n")).unwrap_err();
+        assert!(
+            e.contains("intake = \"nats\" needs [cluster] enabled"),
+            "{e}"
+        );
+        let e = parse(&format!(
+            "{NATS}[cluster]\nenabled = true\nintake = \"nats\"\nshared_subscription = true\n"
+        ))
+        .unwrap_err();
+        assert!(
+            e.contains("shared_subscription = true is for intake"),
+            "{e}"
+        );
+        let e = parse(&format!(
+            "{NATS}[cluster]\nenabled = true\nintake = \"kafka\"\n"
+        ))
+        .unwrap_err();
+        assert!(e.contains("kafka"), "{e}");
+        let c = parse(&format!(
+            "{NATS}[cluster]\nenabled = true\nintake = \"nats\"\n"
+        ))
+        .unwrap();
+        assert_eq!(c.cluster.intake, super::Intake::Nats);
+        assert!(c.cluster.clean_session());
     }
 }

@@ -49,6 +49,8 @@ pub struct Judge {
     groups_due: u64,
     /// Cluster mode: the things this instance sweeps (those it owns); `None`: every thing.
     scope: Option<Scope>,
+    /// Cluster mode: this instance's name, which keys its own broker-source cursors.
+    instance: Option<String>,
 }
 
 impl Judge {
@@ -77,12 +79,48 @@ impl Judge {
             cloud_due: 0,
             groups_due: 0,
             scope: None,
+            instance: None,
         }
     }
 
-    /// Cluster mode: the sweep looks only at things `scope` accepts (the owned ones).
-    pub fn set_scope(&mut self, scope: Scope) {
+    /// Cluster mode (instance `instance`): the sweep, closing cloud-side windows and broker
+    /// events look only at things `scope` accepts (the owned ones).
+    pub fn set_scope(&mut self, instance: &str, scope: Scope) {
         self.scope = Some(scope);
+        self.instance = Some(instance.to_string());
+    }
+
+    /// Commits `commits` and returns those written. Single-node: all together or none, as
+    /// `ThingRecords::commit`. Cluster mode: one by one, and a thing this instance no longer
+    /// owns (out of scope, or its commit refused with `Conflict` because the partition moved
+    /// meanwhile) is left to its new owner, logged, not written: periodic work must not stop
+    /// an instance because a partition changed hands under it.
+    pub fn commit_owned(
+        &self,
+        store: &mut dyn Store,
+        commits: Vec<Commit>,
+    ) -> Result<Vec<Commit>, StoreError> {
+        if self.scope.is_none() {
+            if !commits.is_empty() {
+                store.commit(&commits)?;
+            }
+            return Ok(commits);
+        }
+        let mut written = Vec::with_capacity(commits.len());
+        for c in commits {
+            if !self.in_scope(&c.thing) {
+                tracing::info!(thing = %c.thing, "thing moved to another instance: its change is left to the new owner");
+                continue;
+            }
+            match store.commit(std::slice::from_ref(&c)) {
+                Ok(()) => written.push(c),
+                Err(e @ StoreError::Conflict { .. }) => {
+                    tracing::warn!(thing = %c.thing, error = %e, "commit refused (the thing moved or its record changed): left to its owner");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(written)
     }
 
     fn in_scope(&self, thing: &str) -> bool {

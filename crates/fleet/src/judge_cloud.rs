@@ -71,6 +71,9 @@ pub struct Witnessed {
     pub late: u64,
     /// Batches never received, by the seq rule.
     pub missed: u64,
+    /// Cluster mode: events of things another instance owns (it counts them from its own
+    /// copy of the batch), or whose commit was refused because the thing moved meanwhile.
+    pub elsewhere: u64,
 }
 
 impl Judge {
@@ -112,7 +115,12 @@ impl Judge {
         let Some(setup) = self.cloud.clone() else {
             return Ok(out);
         };
-        let last = store.cursor(d.source)?;
+        // Cluster mode: every instance reads every batch, so each keeps its own cursor.
+        let cursor = match &self.instance {
+            Some(instance) => format!("{}@{instance}", d.source),
+            None => d.source.to_string(),
+        };
+        let last = store.cursor(&cursor)?;
         match step(last.as_ref(), &d.instance, d.seq) {
             Step::Again => {
                 tracing::debug!(source = d.source, instance = %d.instance, seq = d.seq, "broker event batch read before: skipped");
@@ -147,6 +155,10 @@ impl Judge {
         }
         for (thing, events) in by_thing {
             if !self.watches_cloud(thing) {
+                continue;
+            }
+            if !self.in_scope(thing) {
+                out.elsewhere += events.len() as u64;
                 continue;
             }
             let loaded = store.load(thing)?;
@@ -187,9 +199,21 @@ impl Judge {
                 record,
                 ..Commit::default()
             };
-            store.commit(std::slice::from_ref(&commit))?;
+            if self.commit_owned(store, vec![commit])?.is_empty() {
+                out.elsewhere += events.len() as u64;
+                out.things -= 1;
+            }
         }
-        store.set_cursor(d.source, &d.instance, d.seq)?;
+        if self.scope.is_some() {
+            tracing::info!(
+                source = d.source,
+                seq = d.seq,
+                things = out.things,
+                elsewhere = out.elsewhere,
+                "broker event batch: counted the owned things' events"
+            );
+        }
+        store.set_cursor(&cursor, &d.instance, d.seq)?;
         Ok(out)
     }
 
@@ -217,6 +241,10 @@ impl Judge {
         self.cloud_due = due;
         let mut open = Vec::new();
         for (thing, loaded) in store.with_witness()? {
+            // Cluster mode: the owner closes a thing's windows.
+            if !self.in_scope(&thing) {
+                continue;
+            }
             let mut record = loaded.record;
             let Some(mut w) = record.witness.take() else {
                 continue;
@@ -256,7 +284,16 @@ impl Judge {
                 commits.push(self.close_one(store, &setup, o, end, now_ms, end == due)?);
                 o.version += 1;
             }
-            store.commit(&commits)?;
+            let tried = commits.len();
+            let commits = self.commit_owned(store, commits)?;
+            if commits.len() < tried {
+                // Cluster mode: things that moved are the new owner's from here on.
+                let written: std::collections::BTreeSet<&str> =
+                    commits.iter().map(|c| c.thing.as_str()).collect();
+                open.retain(|o| {
+                    o.witness.closed_until_ms != end || written.contains(o.thing.as_str())
+                });
+            }
             swept
                 .events
                 .extend(commits.into_iter().flat_map(|c| c.events));

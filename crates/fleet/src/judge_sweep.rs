@@ -48,9 +48,7 @@ impl Judge {
                 });
             }
         }
-        if !commits.is_empty() {
-            store.commit(&commits)?;
-        }
+        let commits = self.commit_owned(store, commits)?;
         let events = commits.into_iter().flat_map(|c| c.events).collect();
         Ok(Swept { events })
     }

@@ -1,10 +1,6 @@
 //! `detect-fleet`: a self-hosted AWS IoT Device Defender Detect backend (issue #9). Flags and
 //! wiring only; the work is in `judge` (reports), `service` (MQTT), `store` (SQLite).
 
-#[allow(
-    dead_code,
-    reason = "Context::history_days is kept for the api branch's next calls (as on branch api)"
-)]
 mod api;
 mod cli;
 mod cli_table;

@@ -23,7 +23,8 @@ pub const MAX_SERIES: usize = 10_000;
 
 type Pair = (String, String);
 
-/// Alarm transitions (AWS's Violations, ViolationsCleared, ViolationsInvalidated).
+/// Alarm transitions (AWS's Violations, ViolationsCleared, ViolationsInvalidated; detect-rules
+/// §8).
 #[derive(Default, Clone, Copy)]
 struct Transitions {
     raised: u64,
@@ -43,6 +44,8 @@ pub struct Gauges {
     pub store_bytes: Option<u64>,
     /// When the refresh ended, epoch seconds.
     pub refreshed_s: f64,
+    /// How long the refresh took, seconds.
+    pub read_s: f64,
 }
 
 pub(crate) struct Inner {
@@ -62,19 +65,7 @@ pub struct Metrics {
     inner: Mutex<Inner>,
 }
 
-static METRICS: Metrics = Metrics {
-    inner: Mutex::new(Inner {
-        alarms: BTreeMap::new(),
-        reports: BTreeMap::new(),
-        latency: [0; BUCKETS.len()],
-        latency_count: 0,
-        latency_sum: 0.0,
-        alert_failures: BTreeMap::new(),
-        alerts_sent: BTreeMap::new(),
-        http_refused: BTreeMap::new(),
-        gauges: None,
-    }),
-};
+static METRICS: Metrics = Metrics::new();
 
 /// The process's metrics.
 pub fn global() -> &'static Metrics {
@@ -82,15 +73,41 @@ pub fn global() -> &'static Metrics {
 }
 
 impl Metrics {
+    const fn new() -> Metrics {
+        Metrics {
+            inner: Mutex::new(Inner {
+                alarms: BTreeMap::new(),
+                reports: BTreeMap::new(),
+                latency: [0; BUCKETS.len()],
+                latency_count: 0,
+                latency_sum: 0.0,
+                alert_failures: BTreeMap::new(),
+                alerts_sent: BTreeMap::new(),
+                http_refused: BTreeMap::new(),
+                gauges: None,
+            }),
+        }
+    }
+
     fn with<R>(&self, f: impl FnOnce(&mut Inner) -> R) -> R {
         // A panic elsewhere while counting leaves counts, not broken invariants.
         let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         f(&mut guard)
     }
 
-    /// Every behavior of the loaded profiles at 0, so that a first alarm is an increase.
-    pub fn declare(&self, pairs: impl IntoIterator<Item = (String, String)>) {
+    /// Every behavior of the loaded profiles and every alert sink at 0, so that a first alarm
+    /// (or failure) is an increase.
+    pub fn declare(&self, pairs: impl IntoIterator<Item = (String, String)>, webhook: bool) {
         self.with(|m| {
+            let sinks: &[&'static str] = if webhook {
+                &["mqtt", "webhook"]
+            } else {
+                &["mqtt"]
+            };
+            for sink in sinks {
+                m.alerts_sent.entry(sink).or_default();
+                m.alert_failures.entry(sink).or_default();
+            }
             for p in pairs {
                 if m.alarms.len() < MAX_SERIES {
                     m.alarms.entry(p).or_default();
@@ -244,3 +261,7 @@ pub(crate) fn sample(
     }
     let _ = writeln!(out, " {value}");
 }
+
+#[cfg(test)]
+#[path = "metrics_tests.rs"]
+mod tests;

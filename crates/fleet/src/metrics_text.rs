@@ -161,4 +161,12 @@ fn gauges(out: &mut String, g: &crate::metrics::Gauges) {
         "When the gauges above were last read from the store.",
     );
     sample(out, name, &[], g.refreshed_s);
+    let name = "detect_fleet_gauges_read_seconds";
+    head(
+        out,
+        name,
+        "gauge",
+        "How long the last read of the gauges from the store took.",
+    );
+    sample(out, name, &[], g.read_s);
 }

@@ -176,3 +176,24 @@ fn a_closed_window_counts_each_metric_over_its_buckets_and_dimensions() {
         None
     );
 }
+
+#[test]
+fn a_closed_window_is_kept_in_the_metric_history_and_read_back_per_metric() {
+    let w = witness();
+    let dims = Dimensions::new(&[]);
+    let obs = Closed {
+        thing: "gw",
+        witness: &w,
+        end_ms: 12_000,
+        dimensions: &dims,
+    };
+    let p = crate::history::cloud(&obs, 1000).unwrap();
+    assert_eq!((p.side, p.time_ms), (crate::store::Side::Cloud, 12_000));
+    let value = |m: &str| crate::history::value(&p, "gw", m);
+    use detect::MetricValue::Count;
+    assert_eq!(value("aws:num-messages-sent"), Some(Count(5)));
+    assert_eq!(value("aws:num-messages-received"), Some(Count(3)));
+    assert_eq!(value("aws:num-disconnects"), Some(Count(1)));
+    assert_eq!(value("aws:message-byte-size"), Some(Count(40)));
+    assert_eq!(value("aws:all-bytes-in"), None);
+}

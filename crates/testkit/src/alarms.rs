@@ -82,6 +82,21 @@ impl Alarms {
     }
 
     /// The payloads whose `violationEventType` is `kind`.
+    /// Each violation's notified transitions, in order: the same transition sent again (at
+    /// least once) counts once, a second alarm of one episode shows as a second id.
+    pub fn transitions(&self) -> std::collections::BTreeMap<String, Vec<String>> {
+        let mut by_id: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        for (_, v) in self.received() {
+            let id = v["violationId"].as_str().unwrap_or("?").to_string();
+            let kind = v["violationEventType"].as_str().unwrap_or("?").to_string();
+            let seen = by_id.entry(id).or_default();
+            if !seen.contains(&kind) {
+                seen.push(kind);
+            }
+        }
+        by_id
+    }
+
     pub fn of_type(&self, kind: &str) -> Vec<Value> {
         self.received()
             .into_iter()

@@ -151,6 +151,24 @@ impl Broker {
         self.child = Some(child);
     }
 
+    /// Stops mosquitto as `systemctl restart` does (SIGTERM: it writes its persistence file,
+    /// if configured, and exits; killed after 10 s) and starts it again on the same port.
+    pub fn restart(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            if let Ok(pid) = i32::try_from(child.id()) {
+                // SAFETY: kill(2) on the pid of a child this runner started and has not reaped.
+                unsafe { libc::kill(pid, libc::SIGTERM) };
+            }
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while matches!(child.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            self.child = Some(child);
+            self.stop();
+        }
+        self.start_again();
+    }
+
     /// Kills mosquitto and waits for it to exit; the port is free afterwards.
     pub fn stop(&mut self) {
         server::stop(&mut self.child);

@@ -1,6 +1,8 @@
 //! Runs a real three-node nats-server cluster (Debian's 2.9) on free loopback ports: client,
 //! route and monitoring port per node, JetStream with its own store directory per node.
 //! One node can be killed (-9), restarted, paused (SIGSTOP) and resumed; all are killed on Drop.
+//! `start_with_mqtt` adds an MQTT listener per node (nats-server's MQTT gateway, plain TCP,
+//! log in as `USER`).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -19,6 +21,7 @@ const READY_LIMIT: Duration = Duration::from_secs(30);
 struct Node {
     port: u16,
     http_port: u16,
+    mqtt_port: Option<u16>,
     conf: PathBuf,
     log: PathBuf,
     child: Option<Child>,
@@ -32,6 +35,15 @@ impl NatsCluster {
     /// Writes three configs into `dir`, starts the three nodes and waits (bounded) until each
     /// listens and its JetStream is healthy (meta leader elected, node current).
     pub fn start(dir: &Path) -> NatsCluster {
+        Self::start_nodes(dir, false)
+    }
+
+    /// `start`, each node also listening for MQTT clients (`mqtt_port`).
+    pub fn start_with_mqtt(dir: &Path) -> NatsCluster {
+        Self::start_nodes(dir, true)
+    }
+
+    fn start_nodes(dir: &Path, mqtt: bool) -> NatsCluster {
         let ports: Vec<(u16, u16, u16)> = (0..3)
             .map(|_| (free_port(), free_port(), free_port()))
             .collect();
@@ -43,6 +55,11 @@ impl NatsCluster {
             .iter()
             .enumerate()
             .map(|(i, &(port, route, http_port))| {
+                let mqtt_port = mqtt.then(free_port);
+                let mqtt_block = match mqtt_port {
+                    Some(p) => format!("mqtt {{ listen: \"127.0.0.1:{p}\" }}\n"),
+                    None => String::new(),
+                };
                 let conf = dir.join(format!("nats-n{i}.conf"));
                 let text = format!(
                     "# written by crates/testkit/src/nats_cluster.rs\n\
@@ -55,7 +72,8 @@ impl NatsCluster {
                        SYS {{ users = [ {{ user: \"sys\", password: \"sys password\" }} ] }}\n\
                        DEV {{ jetstream: enabled, users = [ {{ user: {u:?}, password: {p:?} }} ] }}\n\
                      }}\n\
-                     system_account: SYS\n",
+                     system_account: SYS\n\
+                     {mqtt_block}",
                     js = dir.join(format!("js-n{i}")).display().to_string(),
                     routes = routes.join(", "),
                     u = USER.0,
@@ -65,6 +83,7 @@ impl NatsCluster {
                 Node {
                     port,
                     http_port,
+                    mqtt_port,
                     log: dir.join(format!("nats-n{i}.log")),
                     conf,
                     child: None,
@@ -90,6 +109,13 @@ impl NatsCluster {
     /// Node `i`'s client URL (log in as `USER`).
     pub fn url(&self, i: usize) -> String {
         format!("nats://127.0.0.1:{}", self.nodes[i].port)
+    }
+
+    /// Node `i`'s MQTT port (`start_with_mqtt` only).
+    pub fn mqtt_port(&self, i: usize) -> u16 {
+        self.nodes[i]
+            .mqtt_port
+            .expect("started with MQTT listeners")
     }
 
     pub fn log(&self, i: usize) -> String {

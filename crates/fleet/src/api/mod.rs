@@ -59,32 +59,32 @@ impl Response {
     }
 }
 
-/// What the calls read besides the store: the profiles and attachments `run` loaded, the
-/// history settings, and the clock.
+/// What the calls read besides the store: the profiles and attachments `run` loaded, and
+/// the clock.
 #[derive(Debug, Clone, Default)]
 pub struct Context {
     pub profiles: Vec<Profile>,
     pub attach: Vec<Attach>,
-    /// `[fleet] history_days`: violation history kept.
-    pub history_days: u64,
     /// Epoch ms to use as now (tests); `None`: the system clock.
     pub now_ms: Option<u64>,
 }
 
 impl Context {
-    /// From a loaded config and its profiles (as `run` loads them).
-    pub fn new(config: &Config, profiles: Vec<Profile>) -> Context {
+    /// Loads `[fleet] profiles_dir` as `run` does (warnings logged) and builds the context.
+    pub fn new(config: &Config) -> anyhow::Result<Context> {
+        Ok(Context::with_profiles(
+            config,
+            crate::cli::profiles(config)?,
+        ))
+    }
+
+    /// From a loaded config and its profiles.
+    pub fn with_profiles(config: &Config, profiles: Vec<Profile>) -> Context {
         Context {
             profiles,
             attach: config.attach.clone(),
-            history_days: config.fleet.history_days,
             now_ms: None,
         }
-    }
-
-    /// Loads `[fleet] profiles_dir` as `run` does (warnings logged) and builds the context.
-    pub fn load(config: &Config) -> anyhow::Result<Context> {
-        Ok(Context::new(config, crate::cli::profiles(config)?))
     }
 
     pub fn now_ms(&self) -> u64 {
@@ -142,6 +142,16 @@ fn route(
     }
 }
 
+/// An error answer in AWS's shape (what the HTTP layer answers before a call is routed).
+pub fn error(status: u16, kind: &'static str, message: &str) -> Response {
+    ApiError {
+        status,
+        kind,
+        message: message.to_string(),
+    }
+    .response()
+}
+
 /// Epoch milliseconds as AWS's JSON date: epoch seconds, fractional (§1.4).
 pub fn seconds(ms: u64) -> serde_json::Value {
     if ms.is_multiple_of(1000) {
@@ -151,6 +161,8 @@ pub fn seconds(ms: u64) -> serde_json::Value {
     }
 }
 
+#[cfg(test)]
+mod bench;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

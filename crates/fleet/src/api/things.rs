@@ -34,19 +34,34 @@ pub fn thing_json(t: &Thing) -> Value {
     o
 }
 
-/// `GET /things` (§5.1): by name.
+/// `GET /things` (§5.1): by name, read a page at a time from the store.
 pub fn list_json(store: &mut dyn Store, p: &Params) -> Result<Value, ApiError> {
     p.allow(&["maxResults", "nextToken", "thingGroupName"])?;
     let max = p.max_results()?;
     let group = p.name("thingGroupName")?;
-    let after = p.token("things")?;
-    let all = list(store)?
-        .into_iter()
-        .filter(|t| group.is_none_or(|g| t.groups.contains(g)));
-    let (items, next) = page::cut(all, |t| t.name.clone(), after.as_deref(), max, |k, a| k > a);
-    let mut out = json!({ "things": items.iter().map(thing_json).collect::<Vec<_>>() });
-    if let Some(k) = next {
-        out["nextToken"] = page::token("things", &k).into();
+    let mut after = p.token("things")?;
+    let chunk = if group.is_some() { 1000 } else { max + 1 };
+    let mut page = Vec::new();
+    let mut more = false;
+    'fill: loop {
+        let got = store.things_after(after.as_deref(), chunk)?;
+        for t in &got {
+            after = Some(t.name.clone());
+            if group.is_none_or(|g| t.groups.contains(g)) {
+                if page.len() == max {
+                    more = true;
+                    break 'fill;
+                }
+                page.push(t.clone());
+            }
+        }
+        if got.len() < chunk {
+            break;
+        }
+    }
+    let mut out = json!({ "things": page.iter().map(thing_json).collect::<Vec<_>>() });
+    if let (true, Some(t)) = (more, page.last()) {
+        out["nextToken"] = page::token("things", &t.name).into();
     }
     Ok(out)
 }
@@ -54,27 +69,25 @@ pub fn list_json(store: &mut dyn Store, p: &Params) -> Result<Value, ApiError> {
 /// `GET /things/{name}` (§5.2): the thing, the profiles watching it, its active alarms.
 pub fn describe(store: &mut dyn Store, ctx: &Context, name: &str) -> Result<Value, ApiError> {
     page::check_name("thingName", name)?;
-    let things = list(store)?;
-    let Some(t) = things.iter().find(|t| t.name == name) else {
+    let Some(t) = store.thing(name)? else {
         return Err(ApiError::not_found(format!(
             "thing {name:?}: neither registered nor seen"
         )));
     };
-    let groups = registry(std::slice::from_ref(t));
+    let groups = registry(std::slice::from_ref(&t));
     let watching = Attachments::new(&ctx.attach).for_thing(groups.get(name));
     let q = super::violations::Query {
         active_only: true,
         thing: Some(name.to_string()),
         ..Default::default()
     };
-    let active = super::violations::list(store, &q)?;
+    let (active, _) = super::violations::newest(store, &q, None, page::MAX_RESULTS)?;
     let latest = super::metrics::latest(store, name, t.last_report_ms, ctx.now_ms())?;
-    let mut o = thing_json(t);
+    let mut o = thing_json(&t);
     o["lastMetrics"] = latest;
     o["securityProfileNames"] = watching.into();
     o["activeViolations"] = active
         .iter()
-        .rev()
         .map(super::violations::active_json)
         .collect::<Vec<_>>()
         .into();

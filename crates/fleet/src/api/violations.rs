@@ -66,9 +66,41 @@ pub fn list(store: &mut dyn Store, q: &Query) -> Result<Vec<Violation>, StoreErr
     Ok(all)
 }
 
-/// Newest first: (start time, id) descending, as a key that sorts the same way.
-fn key(v: &Violation) -> String {
-    format!("{:020}:{}", v.violation_start_time, v.violation_id)
+/// One page of the violations passing `q`, newest first, after `after` (start time, id):
+/// the page and whether more follow. Reads the store's newest-first pages in chunks while
+/// filters the store does not know (criteria, suppression, verification) skip some.
+pub fn newest(
+    store: &mut dyn Store,
+    q: &Query,
+    after: Option<(u64, String)>,
+    max: usize,
+) -> Result<(Vec<Violation>, bool), StoreError> {
+    let f = Filter {
+        active_only: q.active_only,
+        thing: q.thing.clone(),
+        profile: q.profile.clone(),
+    };
+    let filtered = q.criteria.is_some() || q.suppressed.is_some() || q.verification.is_some();
+    let chunk = if filtered { CHUNK } else { max + 1 };
+    let mut cursor = after;
+    let mut page = Vec::new();
+    loop {
+        let at = cursor.as_ref().map(|(t, id)| (*t, id.as_str()));
+        let got = store.violations_newest(&f, at, chunk)?;
+        let n = got.len();
+        for v in got {
+            cursor = Some((v.violation_start_time, v.violation_id.clone()));
+            if q.matches(&v) {
+                if page.len() == max {
+                    return Ok((page, true));
+                }
+                page.push(v);
+            }
+        }
+        if n < chunk {
+            return Ok((page, false));
+        }
+    }
 }
 
 /// `GET /active-violations` (§3.1).
@@ -95,15 +127,20 @@ pub fn list_active(store: &mut dyn Store, p: &Params) -> Result<Value, ApiError>
             .map(str::to_string),
     };
     let max = p.max_results()?;
-    let after = p.token("active-violations")?;
-    let all = list(store, &q)?;
-    let (items, next) = page::cut(all.into_iter().rev(), key, after.as_deref(), max, |k, a| {
-        k < a
-    });
+    let after = match p.token("active-violations")? {
+        None => None,
+        Some(k) => {
+            let bad = || ApiError::invalid("nextToken: not a token this call returned");
+            let (t, id) = k.split_once(':').ok_or_else(bad)?;
+            Some((t.parse().map_err(|_| bad())?, id.to_string()))
+        }
+    };
+    let (items, more) = newest(store, &q, after, max)?;
     let list: Vec<Value> = items.iter().map(active_json).collect();
     let mut out = json!({ "activeViolations": list });
-    if let Some(k) = next {
-        out["nextToken"] = page::token("active-violations", &k).into();
+    if let (true, Some(v)) = (more, items.last()) {
+        let key = format!("{}:{}", v.violation_start_time, v.violation_id);
+        out["nextToken"] = page::token("active-violations", &key).into();
     }
     Ok(out)
 }

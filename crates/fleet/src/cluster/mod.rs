@@ -8,6 +8,7 @@
 
 pub mod bucket;
 pub mod forward;
+pub mod held;
 mod keeper;
 pub mod lease;
 mod members;

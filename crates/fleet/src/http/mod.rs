@@ -75,7 +75,7 @@ pub fn start(config: &Config, store: Box<dyn Store + Send>) -> anyhow::Result<So
             token,
         },
         store: Mutex::new(store),
-        api: crate::api::Context::load(config)?,
+        api: crate::api::Context::new(config)?,
         requests: Semaphore::new(MAX_REQUESTS),
         database: sqlite.then(|| config.fleet.database.clone()),
         min_interval_ms: config.fleet.min_interval_secs.saturating_mul(1000),

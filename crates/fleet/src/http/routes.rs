@@ -38,12 +38,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
 
 /// An AWS-shaped error (`{"__type", "message"}`, header `x-amzn-ErrorType`).
 pub fn aws_error(status: u16, kind: &'static str, message: &str) -> Response {
-    let e = crate::api::ApiError {
-        status,
-        kind,
-        message: message.to_string(),
-    };
-    to_response(e.response())
+    to_response(crate::api::error(status, kind, message))
 }
 
 fn to_response(r: crate::api::Response) -> Response {
@@ -207,6 +202,7 @@ pub async fn refresh_gauges(s: Arc<Shared>) {
 }
 
 fn read_gauges(s: &Shared) -> Result<Gauges, StoreError> {
+    let started = std::time::Instant::now();
     let mut store = s.store.lock().unwrap_or_else(|e| e.into_inner());
     let now = crate::service::now_ms();
     let mut g = Gauges::default();
@@ -244,5 +240,6 @@ fn read_gauges(s: &Shared) -> Result<Gauges, StoreError> {
         size(db) + size(std::path::Path::new(&wal))
     });
     g.refreshed_s = now as f64 / 1000.0;
+    g.read_s = started.elapsed().as_secs_f64();
     Ok(g)
 }

@@ -38,7 +38,14 @@ pub async fn run(
     loop {
         // Cluster mode: only the instance that leads sends (see `Lead`).
         if connected && lead() {
-            connected = send_all(&config, store.as_mut(), &client, &mut rx).await?;
+            match send_all(&config, store.as_mut(), &client, &mut rx).await {
+                Ok(still) => connected = still,
+                // Cluster mode rides out an unreachable store (a nats-server election).
+                Err(e @ StoreError::Backend { .. }) if config.cluster.enabled => {
+                    tracing::warn!(error = %e, "alerts: store unreachable, tried again shortly");
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
         tokio::select! {
             _ = wake.notified() => {}

@@ -12,10 +12,14 @@ use std::time::Duration;
 use anyhow::anyhow;
 use bytes::Bytes;
 use rumqttc::{AsyncClient, Publish};
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use std::collections::BTreeMap;
+
+use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
 
 use super::Lead;
 use crate::cluster::forward::{self, Outcome, Report};
+use crate::cluster::held::Held;
+use crate::cluster::view::Change;
 use crate::cluster::{self, Ownership, Settings};
 
 /// Reports waiting for the service loop (forwarded here, or back here after a forward).
@@ -24,6 +28,13 @@ const INBOX: usize = 256;
 const FORWARDS: usize = 1024;
 /// How long a forward tries the owners (a killed owner's partitions move within ~8 s).
 const FORWARD_LIMIT: Duration = Duration::from_secs(12);
+/// Reports not judged on arrival are kept this many leases: a dead owner's partitions move
+/// within about 1.4 leases, and after a nats-server leader's kill the leases expire and come
+/// back within about two (docs/fleet.md "Cluster mode in `run`").
+const HOLD_LEASES: u32 = 4;
+/// At most this many reports and payload bytes are kept (the oldest are dropped, counted).
+const HOLD_REPORTS: usize = 100_000;
+const HOLD_BYTES: usize = 64 << 20;
 /// The partition whose holder leads: sends alerts and prunes.
 const LEADER_PARTITION: u32 = 0;
 
@@ -48,8 +59,16 @@ pub struct Link {
     /// other instances' things are forwarded. Otherwise every instance gets every report and
     /// leaves the others' alone.
     pub shared: bool,
-    /// Reports left to their owners (not shared), for the log.
-    pub others: u64,
+    /// Reports not judged on arrival (not shared): judged once their partition is ours.
+    pub held: Held,
+    /// The store failed: reports wait (held) until this time, then are tried again.
+    pub store_wait: Option<std::time::Instant>,
+    pub store_backoff: link::Backoff,
+    /// Gains and losses of partitions, read at each held-reports tick.
+    pub changes: broadcast::Receiver<Change>,
+    /// Partitions this instance gave up to balance the cluster, and when: reports of theirs
+    /// that arrive here are handed to the new owner for a hold time (it may have missed them).
+    pub released: BTreeMap<u32, std::time::Instant>,
 }
 
 impl Link {
@@ -61,8 +80,10 @@ impl Link {
         shared: bool,
     ) -> anyhow::Result<Link> {
         let bucket = settings.bucket.clone();
+        let keep = settings.ttl * HOLD_LEASES;
         tracing::info!(instance = %settings.instance, partitions = settings.partitions, "cluster mode");
         let ownership = side.block_on(cluster::spawn(client.clone(), settings))?;
+        let changes = ownership.changes();
         let (to_inbox, inbox) = mpsc::channel(INBOX);
         let tx = to_inbox.clone();
         let handler = move |report: Report| {
@@ -97,8 +118,21 @@ impl Link {
             forwards: Arc::new(Semaphore::new(FORWARDS)),
             dropped: Arc::new(AtomicU64::new(0)),
             shared,
-            others: 0,
+            held: Held::new(keep, HOLD_REPORTS, HOLD_BYTES),
+            store_wait: None,
+            changes,
+            released: BTreeMap::new(),
+            store_backoff: link::Backoff::new(
+                Duration::from_millis(250),
+                Duration::from_secs(5),
+                link::random::seed(),
+            ),
         })
+    }
+
+    /// The NATS client, the side runtime and the lease bucket (for the NATS intake).
+    pub fn parts(&self) -> (async_nats::Client, tokio::runtime::Handle, String) {
+        (self.client.clone(), self.side.clone(), self.bucket.clone())
     }
 
     /// Whether this instance leads now.
@@ -110,6 +144,42 @@ impl Link {
     pub fn lead(&self) -> Lead {
         let ownership = self.ownership.clone();
         Arc::new(move || ownership.epoch(LEADER_PARTITION).is_some())
+    }
+
+    /// Hands a report kept here (of a partition this instance gave up) to whoever owns its
+    /// thing now; judged here if that is this instance again. Nothing to acknowledge.
+    pub fn hand_over(&self, report: Report) {
+        let Ok(slot) = self.forwards.clone().try_acquire_owned() else {
+            let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            tracing::warn!(
+                thing = report.thing,
+                dropped = n,
+                "too many forwards in flight: held report dropped"
+            );
+            return;
+        };
+        let (client, ownership) = (self.client.clone(), self.ownership.clone());
+        let (bucket, to_inbox) = (self.bucket.clone(), self.to_inbox.clone());
+        self.side.spawn(async move {
+            let thing = report.thing.clone();
+            let outcome =
+                forward::forward(&client, &ownership, &bucket, report.clone(), FORWARD_LIMIT).await;
+            match outcome {
+                Ok(Outcome::Answer(_)) => tracing::debug!(thing, "held report handed over"),
+                Ok(Outcome::Mine) => {
+                    let work = Work {
+                        report,
+                        reply: None,
+                        ack: None,
+                    };
+                    if to_inbox.send(work).await.is_err() {
+                        tracing::warn!("service stopped: held report dropped");
+                    }
+                }
+                Err(e) => tracing::warn!(thing, "{e:#}: held report not handed over"),
+            }
+            drop(slot);
+        });
     }
 
     /// Hands `p` (a report of `thing`, which another instance owns) to the owner; `p` is
@@ -163,23 +233,31 @@ impl Link {
 const TRIES: usize = 3;
 
 impl super::Service {
-    /// Judges one report; in cluster mode a `Conflict` (the record changed since it was
-    /// loaded, or the thing is not ours any more) is retried on a fresh load, then given up
-    /// (`None`: not answered, not acknowledged). Single-node mode keeps failing on it.
+    /// Judges one report received at `now_ms`; in cluster mode a `Conflict` (the record
+    /// changed since it was loaded, or the thing is not ours any more) is retried on a fresh
+    /// load, then given up, and an unreachable store starts a backoff (`None`: not answered,
+    /// not acknowledged). Single-node mode keeps failing on both.
     pub(super) fn judge_one(
         &mut self,
         topic: &crate::intake::ReportTopic,
         payload: &[u8],
+        now_ms: u64,
     ) -> Result<Option<crate::judge::Handled>, super::RunError> {
         let tries = if self.cluster.is_some() { TRIES } else { 1 };
         for _ in 0..tries {
             let store = self.store.as_mut();
             let started = std::time::Instant::now();
-            match self.judge.handle(store, topic, payload, super::now_ms()) {
+            match self.judge.handle(store, topic, payload, now_ms) {
                 Ok(h) => {
                     let m = crate::metrics::global();
                     m.report(h.accepted, h.replayed, h.rejected, started.elapsed());
                     m.events(&h.events);
+                    if let Some(link) = self.cluster.as_mut()
+                        && link.store_wait.take().is_some()
+                    {
+                        link.store_backoff.reset();
+                        tracing::info!("store answers again");
+                    }
                     return Ok(Some(h));
                 }
                 Err(e @ crate::store::StoreError::Conflict { .. }) if self.cluster.is_some() => {
@@ -187,6 +265,14 @@ impl super::Service {
                     if !self.owns(&topic.thing) {
                         return Ok(None);
                     }
+                }
+                Err(e @ crate::store::StoreError::Backend { .. }) if self.cluster.is_some() => {
+                    if let Some(link) = self.cluster.as_mut() {
+                        let delay = link.store_backoff.next_delay();
+                        link.store_wait = Some(std::time::Instant::now() + delay);
+                        tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "store unreachable: reports wait");
+                    }
+                    return Ok(None);
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -231,7 +317,18 @@ impl super::Service {
             }
             return Ok(());
         }
-        let Some(handled) = self.judge_one(&topic, &report.payload)? else {
+        // Reports of its partition kept here (not shared) are older: judged first.
+        let partition = self
+            .cluster
+            .as_ref()
+            .map(|l| l.ownership.partition(&topic.thing));
+        if let Some(p) = partition.filter(|p| self.cluster.as_ref().is_some_and(|l| l.held.has(*p)))
+        {
+            let earlier = self.judge_held(p)?;
+            self.store.sync()?;
+            self.answer_all(earlier).await;
+        }
+        let Some(handled) = self.judge_one(&topic, &report.payload, super::now_ms())? else {
             refuse(reply, "record changed meanwhile");
             if let Some(p) = ack {
                 self.not_judged(p, topic.thing);
@@ -240,18 +337,7 @@ impl super::Service {
         };
         self.store.sync()?;
         let answer = Bytes::from(handled.answer.clone());
-        let published = self
-            .client
-            .publish(
-                handled.answer_topic,
-                rumqttc::QoS::AtLeastOnce,
-                false,
-                handled.answer,
-            )
-            .await;
-        if let Err(e) = published {
-            tracing::warn!(error = %e, "answer not queued");
-        }
+        self.answer(handled.answer_topic, handled.answer).await;
         if !handled.events.is_empty() {
             self.wake_alerts.notify_one();
             self.wake_webhook.notify_one();

@@ -6,6 +6,8 @@
 mod alerts;
 pub mod cluster;
 mod connection;
+mod hold;
+mod nats_intake;
 mod webhook;
 
 use std::sync::Arc;
@@ -34,6 +36,11 @@ const INFLIGHT: u16 = 100;
 const REFRESH_EVERY: Duration = Duration::from_secs(2);
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+/// Cluster mode: the pause of periodic store work after a failure, first and longest.
+const QUIET_MIN: Duration = Duration::from_secs(5);
+const QUIET_MAX: Duration = Duration::from_secs(60);
+/// Cluster mode: how often reports held for partitions that became ours are judged.
+const HELD_EVERY: Duration = Duration::from_millis(250);
 /// Stored answers and statistical samples are kept this long.
 pub const REPORTS_KEPT_MS: u64 = 48 * 3600 * 1000;
 
@@ -72,6 +79,12 @@ pub struct Service {
     nats: Option<mpsc::Receiver<sources::nats::Feed>>,
     /// Cluster mode (`[cluster] enabled`): ownership, forwards and the inbox.
     cluster: Option<cluster::Link>,
+    /// `[cluster] intake = "nats"`: reports from a JetStream consumer, answers over NATS.
+    intake: Option<nats_intake::Intake>,
+    /// Cluster mode: periodic store work failed (the store unreachable); none until this time,
+    /// and the pause doubles at each failure (5 s to 60 s), so that a store call waiting out
+    /// its timeout every 2 s does not starve the reports.
+    quiet: Option<(tokio::time::Instant, Duration)>,
 }
 
 impl Service {
@@ -117,7 +130,14 @@ impl Service {
             }
             _ => None,
         };
+        let intake = match &cluster {
+            Some(link) if config.cluster.intake == crate::config_cluster::Intake::Nats => {
+                Some(nats_intake::Intake::start(link, config.store.replicas))
+            }
+            _ => None,
+        };
         let service = Service {
+            intake,
             source,
             nats,
             windows_from: None,
@@ -128,6 +148,7 @@ impl Service {
             wake_alerts,
             wake_webhook,
             cluster,
+            quiet: None,
         };
         let stopped = |name: &str, e: tokio::task::JoinError| {
             Err(RunError::Setup(format!("{name} stopped: {e}")))
@@ -143,6 +164,8 @@ impl Service {
         let mut refresh = tokio::time::interval(REFRESH_EVERY);
         let mut sweep = tokio::time::interval(SWEEP_EVERY);
         let mut prune = tokio::time::interval(PRUNE_EVERY);
+        let mut held = tokio::time::interval(HELD_EVERY);
+        held.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // Cloud-side windows close only while subscribed, a grace after (re)subscribing, so
         // that batches the broker kept for our session count before their windows are judged.
         let (close_every, _) = self.judge.close_timing();
@@ -160,8 +183,18 @@ impl Service {
             let (_, dead) = mpsc::channel(1);
             std::mem::replace(&mut l.inbox, dead)
         });
+        let mut intake = self.intake.as_mut().and_then(|i| i.rx.take());
         loop {
             tokio::select! {
+                delivery = async {
+                    match intake.as_mut() {
+                        Some(rx) => rx.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => match (delivery, intake.as_mut()) {
+                    (Some(d), Some(rx)) => self.on_intake(d, rx).await?,
+                    _ => return Err(RunError::Setup("nats intake stopped".into())),
+                },
                 work = async {
                     match inbox.as_mut() {
                         Some(rx) => rx.recv().await,
@@ -217,9 +250,16 @@ impl Service {
                     Some(Polled::Lost) => self.mqtt_lost(),
                     None => return Err(RunError::Setup("MQTT connection task ended".into())),
                 },
-                _ = refresh.tick() => self.refresh()?,
+                _ = held.tick(), if self.cluster.is_some() => self.on_held_tick().await?,
+                _ = refresh.tick() => {
+                    if self.quieted() { continue }
+                    let done = self.refresh();
+                    self.tolerate("registry refresh", done)?;
+                }
                 _ = sweep.tick() => {
-                    let w = self.judge.sweep(self.store.as_mut(), now_ms())?;
+                    if self.quieted() { continue }
+                    let done = self.judge.sweep(self.store.as_mut(), now_ms());
+                    let Some(w) = self.tolerate("sweep", done)? else { continue };
                     self.store.sync()?;
                     crate::metrics::global().events(&w.events);
                     if !w.events.is_empty() {
@@ -229,7 +269,9 @@ impl Service {
                     }
                 }
                 _ = close.tick(), if self.windows_from.is_some_and(|t| t <= tokio::time::Instant::now()) => {
-                    let w = self.judge.close_windows(self.store.as_mut(), now_ms())?;
+                    if self.quieted() { continue }
+                    let done = self.judge.close_windows(self.store.as_mut(), now_ms());
+                    let Some(w) = self.tolerate("closing windows", done)? else { continue };
                     self.store.sync()?;
                     crate::metrics::global().events(&w.events);
                     if !w.events.is_empty() {
@@ -238,12 +280,17 @@ impl Service {
                     }
                 }
                 _ = prune.tick(), if self.cluster.as_ref().is_none_or(|l| l.leads()) => {
+                    if self.quieted() { continue }
                     let now = now_ms();
                     let history = self.config.fleet.history_days.saturating_mul(86_400_000);
-                    let n = self.store.prune(now.saturating_sub(history), now.saturating_sub(REPORTS_KEPT_MS))?;
-                    let metrics = self.config.fleet.metric_history_days.saturating_mul(86_400_000);
-                    let points = self.store.prune_history(now.saturating_sub(metrics))?;
-                    tracing::info!(rows = n, points, "pruned history");
+                    let done = self.store.prune(now.saturating_sub(history), now.saturating_sub(REPORTS_KEPT_MS));
+                    if let Some(n) = self.tolerate("prune", done)? {
+                        let metrics = self.config.fleet.metric_history_days.saturating_mul(86_400_000);
+                        let done = self.store.prune_history(now.saturating_sub(metrics));
+                        if let Some(points) = self.tolerate("prune metric history", done)? {
+                            tracing::info!(rows = n, points, "pruned history");
+                        }
+                    }
                 }
                 _ = term.recv() => break,
                 _ = tokio::signal::ctrl_c() => break,
@@ -251,6 +298,37 @@ impl Service {
         }
         tracing::info!("stopping");
         Ok(())
+    }
+
+    /// Periodic work's store error: in cluster mode an unreachable store (a nats-server
+    /// election, a lost connection) is logged and the work done at its next turn; anything
+    /// else, or any error in single-node mode, stops the service.
+    fn tolerate<T>(
+        &mut self,
+        what: &str,
+        done: Result<T, StoreError>,
+    ) -> Result<Option<T>, RunError> {
+        match done {
+            Ok(v) => {
+                self.quiet = None;
+                Ok(Some(v))
+            }
+            Err(e @ StoreError::Backend { .. }) if self.cluster.is_some() => {
+                let pause = self
+                    .quiet
+                    .map_or(QUIET_MIN, |(_, p)| (p * 2).min(QUIET_MAX));
+                self.quiet = Some((tokio::time::Instant::now() + pause, pause));
+                tracing::warn!(error = %e, pause_ms = pause.as_millis() as u64, "{what}: store unreachable, periodic work paused");
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Whether periodic store work waits (`quiet`).
+    fn quieted(&self) -> bool {
+        self.quiet
+            .is_some_and(|(until, _)| tokio::time::Instant::now() < until)
     }
 
     /// The MQTT connection is lost: windows fed over it wait (the nats source has its own).
@@ -295,10 +373,18 @@ impl Service {
                     tracing::info!(source = s.name(), filters = ?s.filters(), "reading broker events");
                 }
                 let own = self.source.as_ref().map_or(&[][..], |s| s.filters());
-                for t in REPORT_TOPICS.iter().chain(own) {
-                    // Cluster mode: one shared subscription, each report reaches one instance.
+                // `[cluster] intake = "nats"`: reports come from NATS, not this connection.
+                let reports = if self.intake.is_some() {
+                    &[][..]
+                } else {
+                    &REPORT_TOPICS[..]
+                };
+                let reports = reports.iter().map(|t| (t, true));
+                for (t, report) in reports.chain(own.iter().map(|t| (t, false))) {
+                    // Cluster mode: one shared subscription, each report reaches one instance;
+                    // broker events reach every instance (each counts its own things').
                     let t = match &self.cluster {
-                        Some(l) if l.shared => format!("$share/{SHARE_GROUP}/{t}"),
+                        Some(l) if l.shared && report => format!("$share/{SHARE_GROUP}/{t}"),
                         _ => t.to_string(),
                     };
                     if let Err(e) = self.client.subscribe(&t, QoS::AtLeastOnce).await {
@@ -339,29 +425,51 @@ impl Service {
                     }
                 }
             } else if let Some(topic) = ReportTopic::parse(&p.topic) {
-                if let Some(link) = self.cluster.as_mut()
-                    && !link.ownership.owns(&topic.thing)
-                {
-                    if link.shared {
+                match self.cluster.as_mut() {
+                    Some(link) if link.shared && !link.ownership.owns(&topic.thing) => {
                         link.forward(p, topic.thing, self.client.clone());
                         continue;
                     }
-                    // Every instance got it: its owner answers.
-                    link.others += 1;
-                    acks.push(p);
-                    continue;
-                }
-                match self.judge_one(&topic, &p.payload)? {
-                    Some(handled) => answers.push(handled),
-                    None => {
-                        self.not_judged(p, topic.thing);
-                        continue;
+                    Some(link) if !link.shared => {
+                        // Every instance got it: judged here now, or kept (hold.rs).
+                        let (earlier, now) = self.route(&topic, &p.topic, &p.payload)?;
+                        answers.extend(earlier);
+                        if !now {
+                            acks.push(p);
+                            continue;
+                        }
                     }
+                    _ => {}
+                }
+                match self.judge_one(&topic, &p.payload, now_ms())? {
+                    Some(handled) => answers.push(handled),
+                    None => match self.cluster.as_ref() {
+                        Some(link) if !link.shared => {
+                            let partition = link.ownership.partition(&topic.thing);
+                            self.hold(partition, &p.topic, p.payload.clone());
+                        }
+                        _ => {
+                            self.not_judged(p, topic.thing);
+                            continue;
+                        }
+                    },
                 }
             }
             acks.push(p);
         }
         self.store.sync()?;
+        self.answer_all(answers).await;
+        for p in &acks {
+            if let Err(e) = self.client.ack(p).await {
+                tracing::warn!(error = %e, "ack not queued; the broker redelivers the report");
+            }
+        }
+        Ok(())
+    }
+
+    /// Publishes judged reports' answers (their outcome committed and synced) and wakes the
+    /// alert senders when any raised events.
+    async fn answer_all(&mut self, answers: Vec<crate::judge::Handled>) {
         for handled in answers {
             if let Err(e) = self
                 .client
@@ -380,11 +488,5 @@ impl Service {
                 self.wake_webhook.notify_one();
             }
         }
-        for p in &acks {
-            if let Err(e) = self.client.ack(p).await {
-                tracing::warn!(error = %e, "ack not queued; the broker redelivers the report");
-            }
-        }
-        Ok(())
     }
 }

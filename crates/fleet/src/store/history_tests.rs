@@ -2,6 +2,8 @@
 //! in commits, are read back by thing, side and time range in order, and pruned; events are
 //! listed by time with their violation's verification.
 
+use std::collections::BTreeSet;
+
 use super::conformance::event;
 use super::*;
 
@@ -137,6 +139,73 @@ pub fn the_event_log_lists_events_by_time_with_verification<S: Store>(mut s: S) 
     assert_eq!(s.events(&profile).unwrap().len(), 4);
 }
 
+pub fn violations_page_newest_first<S: Store>(mut s: S) {
+    let mut events = vec![
+        event("a", "in-alarm", 1000, false),
+        event("b", "in-alarm", 3000, false),
+        event("c", "in-alarm", 3000, false),
+        event("d", "in-alarm", 2000, false),
+        event("b", "alarm-cleared", 4000, false),
+    ];
+    events[3].event.thing_name = "t2".into();
+    s.commit(&[Commit {
+        thing: "t1".into(),
+        events,
+        ..Commit::default()
+    }])
+    .unwrap();
+    s.sync().unwrap();
+    let ids = |s: &mut S, f: &Filter, after: Option<(u64, &str)>, limit| -> Vec<String> {
+        let page = s.violations_newest(f, after, limit).unwrap();
+        page.into_iter().map(|v| v.violation_id).collect()
+    };
+    let all = Filter::default();
+    assert_eq!(ids(&mut s, &all, None, 10), ["c", "b", "d", "a"]);
+    assert_eq!(ids(&mut s, &all, None, 2), ["c", "b"]);
+    assert_eq!(ids(&mut s, &all, Some((3000, "b")), 2), ["d", "a"]);
+    let active = Filter {
+        active_only: true,
+        ..Filter::default()
+    };
+    assert_eq!(ids(&mut s, &active, None, 10), ["c", "d", "a"]);
+    assert_eq!(ids(&mut s, &active, Some((3000, "c")), 1), ["d"]);
+    let t2 = Filter {
+        active_only: true,
+        thing: Some("t2".into()),
+        ..Filter::default()
+    };
+    assert_eq!(ids(&mut s, &t2, None, 10), ["d"]);
+}
+
+pub fn things_page_by_name<S: Store>(mut s: S) {
+    s.register("a", &BTreeSet::new()).unwrap();
+    s.register("c", &["g".to_string()].into()).unwrap();
+    s.note_rejection("b", &LastRejection::new(5, "InvalidPayload", "x"))
+        .unwrap();
+    s.commit(&[Commit {
+        thing: "d".into(),
+        record: Record {
+            last_report: Some((7, 7000)),
+            ..Record::default()
+        },
+        ..Commit::default()
+    }])
+    .unwrap();
+    s.sync().unwrap();
+    let names = |s: &mut S, after: Option<&str>, limit| -> Vec<String> {
+        let page = s.things_after(after, limit).unwrap();
+        page.into_iter().map(|t| t.name).collect()
+    };
+    assert_eq!(names(&mut s, None, 2), ["a", "b"]);
+    assert_eq!(names(&mut s, Some("b"), 2), ["c", "d"]);
+    assert!(names(&mut s, Some("d"), 2).is_empty());
+    let b = s.thing("b").unwrap().unwrap();
+    assert_eq!(b.last_rejection.unwrap().code, "InvalidPayload");
+    assert_eq!(s.thing("c").unwrap().unwrap().groups.len(), 1);
+    assert_eq!(s.thing("d").unwrap().unwrap().last_report_ms, Some(7000));
+    assert_eq!(s.thing("bb").unwrap(), None);
+}
+
 mod sqlite {
     fn open() -> (tempfile::TempDir, super::Sqlite) {
         let dir = tempfile::tempdir().unwrap();
@@ -155,6 +224,18 @@ mod sqlite {
         let (_dir, s) = open();
         super::the_event_log_lists_events_by_time_with_verification(s);
     }
+
+    #[test]
+    fn violations_page_newest_first() {
+        let (_dir, s) = open();
+        super::violations_page_newest_first(s);
+    }
+
+    #[test]
+    fn things_page_by_name() {
+        let (_dir, s) = open();
+        super::things_page_by_name(s);
+    }
 }
 
 mod memory {
@@ -167,13 +248,37 @@ mod memory {
     fn the_event_log_lists_events_by_time_with_verification() {
         super::the_event_log_lists_events_by_time_with_verification(super::Memory::new());
     }
+
+    #[test]
+    fn violations_page_newest_first() {
+        super::violations_page_newest_first(super::Memory::new());
+    }
+
+    #[test]
+    fn things_page_by_name() {
+        super::things_page_by_name(super::Memory::new());
+    }
 }
 
 mod nats {
+    #[test]
+    fn the_metric_history_keeps_points_by_thing_side_and_time() {
+        let (_dir, server) = super::nats_server();
+        let s = super::Nats::open(&super::nats_options(&server)).unwrap();
+        super::the_metric_history_keeps_points_by_thing_side_and_time(s);
+    }
+
     #[test]
     fn the_event_log_lists_events_by_time_with_verification() {
         let (_dir, server) = super::nats_server();
         let s = super::Nats::open(&super::nats_options(&server)).unwrap();
         super::the_event_log_lists_events_by_time_with_verification(s);
+    }
+
+    #[test]
+    fn violations_page_newest_first() {
+        let (_dir, server) = super::nats_server();
+        let s = super::Nats::open(&super::nats_options(&server)).unwrap();
+        super::violations_page_newest_first(s);
     }
 }

@@ -63,6 +63,7 @@ mod sqlite;
 mod sqlite_history;
 mod sqlite_outbox;
 mod sqlite_records;
+mod sqlite_things;
 
 #[cfg(test)]
 mod conformance;
@@ -156,6 +157,24 @@ pub trait Registry {
     /// Every thing registered or seen (rejected reports included), by name, with its last
     /// accepted report and its last rejection.
     fn things(&mut self) -> Result<Vec<Thing>, StoreError>;
+    /// One page of `things()`: names after `after`, at most `limit` (the API's list). By
+    /// default a scan of `things`; SQLite reads its key.
+    fn things_after(
+        &mut self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Thing>, StoreError> {
+        let all = self.things()?;
+        Ok(all
+            .into_iter()
+            .filter(|t| after.is_none_or(|a| t.name.as_str() > a))
+            .take(limit)
+            .collect())
+    }
+    /// One thing of `things()`, if there. By default a scan; SQLite reads its key.
+    fn thing(&mut self, name: &str) -> Result<Option<Thing>, StoreError> {
+        Ok(self.things()?.into_iter().find(|t| t.name == name))
+    }
     /// Registers a thing (again), replacing its groups.
     fn register(&mut self, name: &str, groups: &BTreeSet<String>) -> Result<(), StoreError>;
     /// Keeps `rejection` as the thing's last rejected report (replacing the one before), also
@@ -167,6 +186,27 @@ pub trait Registry {
 /// Violations with history and verification, kept from the events of commits.
 pub trait ViolationIndex {
     fn violations(&mut self, filter: &Filter) -> Result<Vec<Violation>, StoreError>;
+    /// One page of `violations(filter)` newest first: (start time, id) descending, after
+    /// `after` in that order, at most `limit` (the API's lists, issue #21). By default a
+    /// scan of `violations`; SQLite reads its index.
+    fn violations_newest(
+        &mut self,
+        filter: &Filter,
+        after: Option<(u64, &str)>,
+        limit: usize,
+    ) -> Result<Vec<Violation>, StoreError> {
+        let all = self.violations(filter)?;
+        Ok(all
+            .into_iter()
+            .rev()
+            .filter(|v| {
+                after.is_none_or(|(t, id)| {
+                    (v.violation_start_time, v.violation_id.as_str()) < (t, id)
+                })
+            })
+            .take(limit)
+            .collect())
+    }
     /// Sets a violation's verification state; false when there is no such violation.
     fn verify(
         &mut self,

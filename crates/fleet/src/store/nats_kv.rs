@@ -166,6 +166,10 @@ pub fn from_bytes<T: serde::de::DeserializeOwned>(
     })
 }
 
+/// How long one try to create a scan's consumer waits, and how many tries.
+const CONSUMER_WAIT: std::time::Duration = std::time::Duration::from_millis(1500);
+const CONSUMER_TRIES: u32 = 5;
+
 /// One message read back: its subject after the prefix, sequence, headers and payload.
 pub struct Read {
     pub key: String,
@@ -191,15 +195,26 @@ pub async fn scan(
         "stream {} subjects {prefix}{pattern}",
         stream.cached_info().config.name
     );
-    let consumer = stream
-        .create_consumer(push::OrderedConfig {
+    // nats-server before 2.9.12 may place an ephemeral consumer of a replicated stream on a
+    // peer that is down (nats-server PR #3820), and then never answers the creation: each try
+    // is bounded and another try places it again (docs/fleet.md "Running a cluster").
+    let mut tries = 0;
+    let consumer = loop {
+        tries += 1;
+        let config = push::OrderedConfig {
             deliver_subject: client.new_inbox(),
             filter_subject: format!("{prefix}{pattern}"),
             deliver_policy: deliver,
             ..Default::default()
-        })
-        .await
-        .map_err(|e| backend(&what, e))?;
+        };
+        match tokio::time::timeout(CONSUMER_WAIT, stream.create_consumer(config)).await {
+            Ok(made) => break made.map_err(|e| backend(&what, e))?,
+            Err(_) if tries < CONSUMER_TRIES => {
+                tracing::debug!(what, tries, "consumer not created in time; placed again");
+            }
+            Err(_) => return Err(backend(&what, "consumer not created (a nats-server down?)")),
+        }
+    };
     let mut out = Vec::new();
     // What was there when the consumer was made: writes after it do not keep the scan going.
     let expected = consumer.cached_info().num_pending;

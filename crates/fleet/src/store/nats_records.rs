@@ -250,6 +250,7 @@ impl ThingRecords for Nats {
             let mut done = Vec::with_capacity(owned.len());
             for (c, now) in owned.iter().zip(current) {
                 done.push((c.thing.clone(), write(&js, c, now).await?));
+                super::nats_history::publish(&js, c).await?;
             }
             Ok(done)
         });

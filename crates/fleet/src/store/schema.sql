@@ -97,3 +97,6 @@ CREATE TABLE IF NOT EXISTS history (
 ) WITHOUT ROWID;
 -- Issue #21: ListViolationEvents reads events by time.
 CREATE INDEX IF NOT EXISTS events_time ON events (time_ms, id);
+-- Issue #21: the active alarms newest first, and a thing's alarms.
+CREATE INDEX IF NOT EXISTS violations_active ON violations (start_ms, violation_id) WHERE end_ms IS NULL;
+CREATE INDEX IF NOT EXISTS violations_thing ON violations (thing, start_ms, violation_id);

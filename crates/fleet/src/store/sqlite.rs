@@ -1,17 +1,14 @@
 //! The embedded store: one SQLite file in WAL mode (synchronous=NORMAL: a committed step
 //! survives a process crash; a power cut may lose the last commits, which the broker then
-//! redelivers because they were not acknowledged). Opening, the registry, samples, the
-//! violation index and pruning; records and the outbox are in `sqlite_records.rs`.
+//! redelivers because they were not acknowledged). Opening, samples, the violation index and
+//! pruning; records and the outbox are in `sqlite_records.rs`, the registry in
+//! `sqlite_things.rs`, the metric history and event log in `sqlite_history.rs`.
 
-use std::collections::BTreeSet;
 use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{
-    Filter, LastRejection, Registry, Samples, SourceCursors, StoreError, Thing, Violation,
-    ViolationIndex,
-};
+use super::{Filter, Samples, SourceCursors, StoreError, Violation, ViolationIndex};
 
 const SCHEMA: &str = include_str!("schema.sql");
 
@@ -116,81 +113,6 @@ impl SourceCursors for Sqlite {
     }
 }
 
-impl Registry for Sqlite {
-    fn things(&mut self) -> Result<Vec<Thing>, StoreError> {
-        type Rejected = (Option<i64>, Option<String>, Option<String>);
-        type Row = (String, bool, String, Option<i64>, Option<i64>, Rejected);
-        let rows: Vec<Row> = self
-            .conn
-            .prepare_cached(
-                "SELECT t.name, t.registered, t.groups, t.last_report_id, t.last_report_ms,
-                        r.time_ms, r.code, r.message
-                 FROM things t LEFT JOIN rejections r ON r.thing = t.name
-                 UNION ALL
-                 SELECT r.thing, 0, '[]', NULL, NULL, r.time_ms, r.code, r.message
-                 FROM rejections r WHERE r.thing NOT IN (SELECT name FROM things)
-                 ORDER BY 1",
-            )
-            .and_then(|mut s| {
-                s.query_map([], |r| {
-                    let rejected = (r.get(5)?, r.get(6)?, r.get(7)?);
-                    Ok((
-                        r.get(0)?,
-                        r.get(1)?,
-                        r.get(2)?,
-                        r.get(3)?,
-                        r.get(4)?,
-                        rejected,
-                    ))
-                })?
-                .collect()
-            })
-            .map_err(|e| self.err(e))?;
-        rows.into_iter()
-            .map(|(name, registered, groups, id, time, rejected)| {
-                let last_rejection = match rejected {
-                    (Some(t), Some(code), Some(message)) => Some(LastRejection {
-                        time_ms: t as u64,
-                        code,
-                        message,
-                    }),
-                    _ => None,
-                };
-                Ok(Thing {
-                    name,
-                    registered,
-                    groups: self.json("things.groups", &groups)?,
-                    last_report_id: id.map(|v| v as u64),
-                    last_report_ms: time.map(|v| v as u64),
-                    last_rejection,
-                })
-            })
-            .collect()
-    }
-
-    fn register(&mut self, name: &str, groups: &BTreeSet<String>) -> Result<(), StoreError> {
-        self.conn
-            .execute(
-                "INSERT INTO things (name, registered, groups) VALUES (?1, 1, ?2)
-                 ON CONFLICT (name) DO UPDATE SET registered = 1, groups = ?2",
-                params![name, text(groups)],
-            )
-            .map_err(|e| self.err(e))?;
-        Ok(())
-    }
-
-    fn note_rejection(&mut self, thing: &str, r: &LastRejection) -> Result<(), StoreError> {
-        self.conn
-            .execute(
-                "INSERT INTO rejections (thing, time_ms, code, message) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (thing) DO UPDATE SET time_ms = ?2, code = ?3, message = ?4",
-                params![thing, ms(r.time_ms), r.code, r.message],
-            )
-            .map_err(|e| self.err(e))?;
-        Ok(())
-    }
-}
-
 impl Samples for Sqlite {
     fn window(
         &mut self,
@@ -212,22 +134,103 @@ impl Samples for Sqlite {
 
 impl ViolationIndex for Sqlite {
     fn violations(&mut self, f: &Filter) -> Result<Vec<Violation>, StoreError> {
+        self.select_violations(
+            "SELECT violation_id, thing, profile, behavior, start_ms, last_violation_ms,
+             last_value, end_ms, end_type, suppressed, verification_state, verification_description
+             FROM violations
+             WHERE (?1 = 0 OR end_ms IS NULL) AND (?2 IS NULL OR thing = ?2)
+               AND (?3 IS NULL OR profile = ?3)
+             ORDER BY start_ms, violation_id",
+            params![f.active_only, f.thing, f.profile],
+        )
+    }
+
+    fn violations_newest(
+        &mut self,
+        f: &Filter,
+        after: Option<(u64, &str)>,
+        limit: usize,
+    ) -> Result<Vec<Violation>, StoreError> {
+        use rusqlite::types::Value;
+        // Only the conditions asked for: the planner then takes the partial index of active
+        // alarms, or a thing's index, and walks it newest first.
+        let mut conds = Vec::new();
+        let mut args: Vec<Value> = Vec::new();
+        if f.active_only {
+            conds.push("end_ms IS NULL");
+        }
+        if let Some(t) = &f.thing {
+            conds.push("thing = ?");
+            args.push(Value::Text(t.clone()));
+        }
+        if let Some(p) = &f.profile {
+            conds.push("profile = ?");
+            args.push(Value::Text(p.clone()));
+        }
+        if let Some((t, id)) = after {
+            conds.push("(start_ms, violation_id) < (?, ?)");
+            args.push(Value::Integer(ms(t)));
+            args.push(Value::Text(id.to_string()));
+        }
+        args.push(Value::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
+        let filter = if conds.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", conds.join(" AND "))
+        };
+        let sql = format!(
+            "SELECT violation_id, thing, profile, behavior, start_ms, last_violation_ms,
+             last_value, end_ms, end_type, suppressed, verification_state, verification_description
+             FROM violations {filter} ORDER BY start_ms DESC, violation_id DESC LIMIT ?"
+        );
+        self.select_violations(&sql, rusqlite::params_from_iter(args))
+    }
+
+    fn verify(
+        &mut self,
+        violation_id: &str,
+        state: &str,
+        description: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let n = self
+            .conn
+            .execute(
+                "UPDATE violations SET verification_state = ?2, verification_description = ?3
+                 WHERE violation_id = ?1",
+                params![violation_id, state, description],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(n > 0)
+    }
+}
+
+impl Sqlite {
+    /// Runs a `SELECT` of the twelve violation columns in `violations`' order.
+    fn select_violations(
+        &self,
+        sql: &str,
+        args: impl rusqlite::Params,
+    ) -> Result<Vec<Violation>, StoreError> {
         type Row = (String, String, String, String, i64, i64, Option<String>);
         type Tail = (Option<i64>, Option<String>, bool, String, Option<String>);
         let rows: Vec<(Row, Tail)> = self
             .conn
-            .prepare_cached(
-                "SELECT violation_id, thing, profile, behavior, start_ms, last_violation_ms,
-                 last_value, end_ms, end_type, suppressed, verification_state, verification_description
-                 FROM violations
-                 WHERE (?1 = 0 OR end_ms IS NULL) AND (?2 IS NULL OR thing = ?2)
-                   AND (?3 IS NULL OR profile = ?3)
-                 ORDER BY start_ms, violation_id",
-            )
+            .prepare_cached(sql)
             .and_then(|mut s| {
-                s.query_map(params![f.active_only, f.thing, f.profile], |r| {
-                    let row = (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?);
-                    Ok((row, (r.get(7)?, r.get(8)?, r.get(9)?, r.get(10)?, r.get(11)?)))
+                s.query_map(args, |r| {
+                    let row = (
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                    );
+                    Ok((
+                        row,
+                        (r.get(7)?, r.get(8)?, r.get(9)?, r.get(10)?, r.get(11)?),
+                    ))
                 })?
                 .collect()
             })
@@ -253,23 +256,6 @@ impl ViolationIndex for Sqlite {
                 })
             })
             .collect()
-    }
-
-    fn verify(
-        &mut self,
-        violation_id: &str,
-        state: &str,
-        description: Option<&str>,
-    ) -> Result<bool, StoreError> {
-        let n = self
-            .conn
-            .execute(
-                "UPDATE violations SET verification_state = ?2, verification_description = ?3
-                 WHERE violation_id = ?1",
-                params![violation_id, state, description],
-            )
-            .map_err(|e| self.err(e))?;
-        Ok(n > 0)
     }
 }
 

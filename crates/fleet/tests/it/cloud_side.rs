@@ -17,10 +17,10 @@ use protocol::broker::{Access, BROKER_EVENTS_TOPIC, Batch, Direction, Event};
 use rumqttc::{AsyncClient, MqttOptions, QoS, Transport};
 use serde_json::{Value, json};
 
-const WINDOW_SECS: u64 = 4;
+pub(super) const WINDOW_SECS: u64 = 4;
 
 /// The start of the window `ahead` windows after the current one.
-fn window_ahead(ahead: u64) -> u64 {
+pub(super) fn window_ahead(ahead: u64) -> u64 {
     let w = WINDOW_SECS * 1000;
     (now_ms() / w + ahead) * w
 }
@@ -49,7 +49,7 @@ fn fleet(
 }
 
 /// A connected MQTT client standing in for the plugin (or a device).
-async fn client(pki: &Pki, broker: &Broker, id: &str) -> AsyncClient {
+pub(super) async fn client(pki: &Pki, broker: &Broker, id: &str) -> AsyncClient {
     let mut o = MqttOptions::new(id, "127.0.0.1", broker.port);
     o.set_transport(Transport::tls_with_config(tls(pki, &pki.client_ec)));
     let (c, mut el) = AsyncClient::new(o, 10);
@@ -63,7 +63,7 @@ async fn client(pki: &Pki, broker: &Broker, id: &str) -> AsyncClient {
     c
 }
 
-async fn send(c: &AsyncClient, instance: &str, seq: u64, events: Vec<Event>) {
+pub(super) async fn send(c: &AsyncClient, instance: &str, seq: u64, events: Vec<Event>) {
     let batch = Batch {
         v: 1,
         source: "mosquitto".into(),
@@ -88,7 +88,7 @@ fn connect(at_ms: u64, thing: &str, ip: &str, ok: bool) -> Event {
     }
 }
 
-fn disconnect(at_ms: u64, thing: &str) -> Event {
+pub(super) fn disconnect(at_ms: u64, thing: &str) -> Event {
     let (client_id, ip) = (thing.into(), "127.0.0.1".into());
     Event::Disconnect {
         at_ms,
@@ -121,7 +121,7 @@ fn denied(at_ms: u64, thing: &str, topic: &str) -> Event {
     }
 }
 
-fn behavior(name: &str, metric: &str, op: &str, value: Value) -> Value {
+pub(super) fn behavior(name: &str, metric: &str, op: &str, value: Value) -> Value {
     json!({"name": name, "metric": metric,
            "criteria": {"comparisonOperator": op, "value": value, "durationSeconds": 300}})
 }

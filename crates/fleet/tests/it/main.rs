@@ -4,19 +4,27 @@
 
 mod agents;
 mod answers;
+mod api_http;
 mod authorization;
 mod aws_python_agent;
 mod check_config;
 mod cloud_side;
 mod cloud_side_nats;
+mod cluster_cloud;
+mod cluster_devices;
+mod cluster_failover;
 mod cluster_kv;
 mod cluster_ownership;
 mod cluster_run;
 mod cluster_store;
 mod console;
 mod crash;
+mod http_client;
+mod http_gate;
+mod http_metrics;
 mod ml_peers;
 mod models;
+mod nats_intake;
 mod payloads;
 mod replay;
 mod sequence;
