@@ -38,8 +38,8 @@ const PAGES: &[(&str, &str, &str)] = &[
     (
         "thing, 14-day chart",
         "#/thing/THING",
-        "document.querySelector('#facts .card') && document.querySelector('.chart-box svg, .chart-box .empty:not(:first-child)') \
-         && !document.querySelector('#charts > p.empty')",
+        "document.querySelector('#facts .card') && document.querySelector('.chart-box') \
+         && !document.querySelector('.chart-box .loading')",
     ),
 ];
 
