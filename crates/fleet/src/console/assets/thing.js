@@ -145,7 +145,7 @@ DC.drawCharts = function (charts, name, pairs, events, start, now) {
   var periods = DC.alarmPeriods(events, now);
   Object.keys(byMetric).sort().forEach(function (metric) {
     var box = DC.el("div", { class: "chart-box", "data-metric": metric }, DC.el("h3", { class: "mono" }, metric),
-      DC.el("p", { class: "empty" }, "Loading…"));
+      DC.el("p", { class: "empty loading" }, "Loading…"));
     charts.appendChild(box);
     var thresholds = [], behaviors = byMetric[metric];
     behaviors.forEach(function (p) { thresholds = thresholds.concat(DC.thresholds(p.profile, p.behavior)); });
@@ -161,6 +161,6 @@ DC.drawCharts = function (charts, name, pairs, events, start, now) {
       box.replaceChildren(DC.el("h3", { class: "mono" }, metric),
         DC.chart({ points: points, start: start, end: now, thresholds: thresholds, alarms: alarms, title: metric }),
         DC.el("p", { class: "legend" }, points.length + " datapoints. " + criteria.join(" · ")));
-    }, function (err) { box.replaceChildren(DC.el("h3", { class: "mono" }, metric), DC.el("p", { class: "empty" }, err.message)); });
+    }, function (err) { box.replaceChildren(DC.el("h3", { class: "mono" }, metric), DC.el("p", { class: "empty error" }, err.message)); });
   });
 };
