@@ -178,10 +178,17 @@ impl ViolationIndex for Sqlite {
         } else {
             format!("WHERE {}", conds.join(" AND "))
         };
+        // Named, not left to the planner: without statistics it takes `violations_end` for
+        // `end_ms IS NULL` and sorts every active alarm (30 ms at 10 000 of them).
+        let index = match (&f.thing, f.active_only) {
+            (Some(_), _) => "INDEXED BY violations_thing",
+            (None, true) => "INDEXED BY violations_active",
+            (None, false) => "",
+        };
         let sql = format!(
             "SELECT violation_id, thing, profile, behavior, start_ms, last_violation_ms,
              last_value, end_ms, end_type, suppressed, verification_state, verification_description
-             FROM violations {filter} ORDER BY start_ms DESC, violation_id DESC LIMIT ?"
+             FROM violations {index} {filter} ORDER BY start_ms DESC, violation_id DESC LIMIT ?"
         );
         self.select_violations(&sql, rusqlite::params_from_iter(args))
     }

@@ -21,6 +21,10 @@ impl Registry for Sqlite {
         self.select_things(after, i64::try_from(limit).unwrap_or(i64::MAX))
     }
 
+    fn thing(&mut self, name: &str) -> Result<Option<Thing>, StoreError> {
+        Ok(self.things_from(name, "=", 1)?.pop())
+    }
+
     fn register(&mut self, name: &str, groups: &BTreeSet<String>) -> Result<(), StoreError> {
         self.conn
             .execute(
@@ -76,7 +80,8 @@ impl Sqlite {
         rows.extend(self.thing_rows(
             &format!(
                 "SELECT r.thing, 0, '[]', NULL, NULL, r.time_ms, r.code, r.message
-                 FROM rejections r WHERE r.thing {op} ?1 AND r.thing NOT IN (SELECT name FROM things)
+                 FROM rejections r WHERE r.thing {op} ?1
+                   AND NOT EXISTS (SELECT 1 FROM things t WHERE t.name = r.thing)
                  ORDER BY r.thing LIMIT ?2"
             ),
             from,
