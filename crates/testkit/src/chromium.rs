@@ -59,6 +59,7 @@ impl Chromium {
             .unwrap_or_else(|e| {
                 panic!("cannot start {} (apt-get install chromium): {e}", binary())
             });
+        let mut guard = Guard(Some(child));
         // With port 0 the browser writes its port and its websocket path into this file.
         let active = profile.path().join("DevToolsActivePort");
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -85,7 +86,7 @@ impl Chromium {
             .set_read_timeout(Some(Duration::from_millis(500)))
             .unwrap();
         let mut c = Chromium {
-            child,
+            child: guard.0.take().unwrap(),
             ws,
             session: String::new(),
             next_id: 0,
@@ -193,6 +194,18 @@ impl Chromium {
     /// The browser's stderr so far (for failure messages).
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// Kills the browser if `start` panics before a `Chromium` owns it.
+struct Guard(Option<Child>);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }
 
