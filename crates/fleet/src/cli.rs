@@ -304,8 +304,9 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 Some(_) => Some(open(&config)? as Box<dyn Outbox + Send>),
                 None => None,
             };
-            // The listener's own store handle: requests never wait on the service's.
-            crate::http::start(&config, open(&config)?)?;
+            // The listener's own store handles (requests, gauges): they never wait on the
+            // service's, nor requests on the gauges' periodic read of every thing.
+            crate::http::start(&config, open(&config)?, open(&config)?)?;
             let behaviors = profiles
                 .iter()
                 .flat_map(|p| p.behaviors.iter().map(|b| (p.name.clone(), b.name.clone())));

@@ -40,6 +40,8 @@ pub struct Shared {
     pub gate: Gate,
     /// The listener's own store handle (not the service's).
     pub store: Mutex<Box<dyn Store + Send>>,
+    /// The gauges' store handle: their read of every thing never holds up a request.
+    pub gauges: Mutex<Box<dyn Store + Send>>,
     pub api: crate::api::Context,
     pub requests: Semaphore,
     /// `[fleet] database` (store size) when the store is SQLite.
@@ -51,7 +53,11 @@ pub struct Shared {
 
 /// Binds `[http] listen` and serves on a thread of its own until the process exits. Errors
 /// (address in use, unreadable token or TLS files) stop `run` before it starts.
-pub fn start(config: &Config, store: Box<dyn Store + Send>) -> anyhow::Result<SocketAddr> {
+pub fn start(
+    config: &Config,
+    store: Box<dyn Store + Send>,
+    gauges: Box<dyn Store + Send>,
+) -> anyhow::Result<SocketAddr> {
     let http = &config.http;
     let addr = http.addr().map_err(anyhow::Error::msg)?;
     let token = match &http.token_file {
@@ -75,6 +81,7 @@ pub fn start(config: &Config, store: Box<dyn Store + Send>) -> anyhow::Result<So
             token,
         },
         store: Mutex::new(store),
+        gauges: Mutex::new(gauges),
         api: crate::api::Context::new(config)?,
         requests: Semaphore::new(MAX_REQUESTS),
         database: sqlite.then(|| config.fleet.database.clone()),

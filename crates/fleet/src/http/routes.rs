@@ -203,7 +203,7 @@ pub async fn refresh_gauges(s: Arc<Shared>) {
 
 fn read_gauges(s: &Shared) -> Result<Gauges, StoreError> {
     let started = std::time::Instant::now();
-    let mut store = s.store.lock().unwrap_or_else(|e| e.into_inner());
+    let mut store = s.gauges.lock().unwrap_or_else(|e| e.into_inner());
     let now = crate::service::now_ms();
     let mut g = Gauges::default();
     for t in store.things()? {
