@@ -107,16 +107,28 @@ impl EventLog for Sqlite {
     fn events(&mut self, q: &EventQuery) -> Result<Vec<Listed>, StoreError> {
         let (after_time, after_id) = q.after.map_or((-1, -1), |(t, id)| (ms(t), ms(id)));
         type Row = (i64, String, bool, Option<String>, Option<String>);
+        // One thing's events: from its violations (`violations_thing`) to their events
+        // (`events_violation`), a few rows; CROSS JOIN keeps that order. Otherwise by time
+        // (`events_time`). Reading every event of the range for one thing's name took 10 s at
+        // 1 000 000 events (scripts/bench-console).
+        let sql = if q.thing.is_some() {
+            "SELECT e.id, e.event, e.suppressed, v.verification_state, v.verification_description
+             FROM violations v CROSS JOIN events e ON e.violation_id = v.violation_id
+             WHERE v.thing = ?5 AND e.time_ms >= ?1 AND e.time_ms < ?2
+               AND (e.time_ms, e.id) > (?3, ?4)
+               AND (?6 IS NULL OR json_extract(e.event, '$.securityProfileName') = ?6)
+             ORDER BY e.time_ms, e.id LIMIT ?7"
+        } else {
+            "SELECT e.id, e.event, e.suppressed, v.verification_state, v.verification_description
+             FROM events e LEFT JOIN violations v ON v.violation_id = e.violation_id
+             WHERE e.time_ms >= ?1 AND e.time_ms < ?2 AND (e.time_ms, e.id) > (?3, ?4)
+               AND ?5 IS NULL
+               AND (?6 IS NULL OR json_extract(e.event, '$.securityProfileName') = ?6)
+             ORDER BY e.time_ms, e.id LIMIT ?7"
+        };
         let rows: Vec<Row> = self
             .conn
-            .prepare_cached(
-                "SELECT e.id, e.event, e.suppressed, v.verification_state, v.verification_description
-                 FROM events e LEFT JOIN violations v ON v.violation_id = e.violation_id
-                 WHERE e.time_ms >= ?1 AND e.time_ms < ?2 AND (e.time_ms, e.id) > (?3, ?4)
-                   AND (?5 IS NULL OR json_extract(e.event, '$.thingName') = ?5)
-                   AND (?6 IS NULL OR json_extract(e.event, '$.securityProfileName') = ?6)
-                 ORDER BY e.time_ms, e.id LIMIT ?7",
-            )
+            .prepare_cached(sql)
             .and_then(|mut s| {
                 s.query_map(
                     params![
