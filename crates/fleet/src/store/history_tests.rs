@@ -130,6 +130,20 @@ pub fn the_event_log_lists_events_by_time_with_verification<S: Store>(mut s: S) 
         ..EventQuery::default()
     };
     assert!(s.events(&none).unwrap().is_empty());
+    let t1 = EventQuery {
+        thing: Some("t1".into()),
+        end_ms: u64::MAX,
+        limit: 3,
+        ..EventQuery::default()
+    };
+    let times: Vec<u64> = (s.events(&t1).unwrap().iter())
+        .map(|l| l.event.violation_event_time)
+        .collect();
+    assert_eq!(
+        times,
+        [1000, 3000, 5000],
+        "one thing's events by time, a page of 3"
+    );
     let profile = EventQuery {
         profile: Some("p".into()),
         end_ms: u64::MAX,
