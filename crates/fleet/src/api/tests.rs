@@ -343,6 +343,19 @@ fn violation_events_list_a_time_range_in_pages_with_verification() {
         ],
     );
     assert_eq!(v["violationEvents"][0]["metricValue"], json!({"count": 3}));
+    // behaviorName (a detect-fleet extension): every event is behavior "b"'s.
+    let by = |s: &mut Sqlite, name: &str| {
+        let q = [
+            ("startTime", "0"),
+            ("endTime", "100"),
+            ("behaviorName", name),
+        ];
+        let (status, v) = call(s, "GET", "/violation-events", &q);
+        assert_eq!(status, 200, "{v}");
+        v["violationEvents"].as_array().map_or(0, Vec::len)
+    };
+    assert_eq!(by(&mut s, "b"), 16);
+    assert_eq!(by(&mut s, "other"), 0);
     let (status, v) = call(&mut s, "GET", "/violation-events", &[("startTime", "0")]);
     assert_eq!(status, 400);
     assert!(v["message"].as_str().unwrap().contains("endTime"), "{v}");

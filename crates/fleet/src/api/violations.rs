@@ -178,6 +178,7 @@ pub fn list_events(store: &mut dyn Store, p: &Params) -> Result<Value, ApiError>
         "endTime",
         "thingName",
         "securityProfileName",
+        "behaviorName",
         "behaviorCriteriaType",
         "listSuppressedAlerts",
         "verificationState",
@@ -190,6 +191,8 @@ pub fn list_events(store: &mut dyn Store, p: &Params) -> Result<Value, ApiError>
         return Err(ApiError::invalid("endTime: must be after startTime"));
     }
     let criteria = p.one_of("behaviorCriteriaType", &CRITERIA)?;
+    // A detect-fleet extension (§3.2): AWS's call has no behavior name filter.
+    let behavior = p.name("behaviorName")?;
     let suppressed = p.boolean("listSuppressedAlerts")?;
     let verification = p.one_of("verificationState", &VERIFICATION)?;
     let max = p.max_results()?;
@@ -218,6 +221,7 @@ pub fn list_events(store: &mut dyn Store, p: &Params) -> Result<Value, ApiError>
         let chunk = store.events(&q)?;
         for l in &chunk {
             let keep = criteria.is_none_or(|c| c == criteria_type(&l.event.behavior))
+                && behavior.is_none_or(|b| l.event.behavior["name"] == b)
                 && suppressed.is_none_or(|s| s == l.suppressed)
                 && verification.is_none_or(|v| v == l.verification_state);
             if keep {
