@@ -201,6 +201,25 @@ listen = "127.0.0.1:0"
         }
     }
 
+    /// SIGTERM, then waits at most `limit` for the exit: its status, or None when it had not
+    /// exited by then (it is then killed).
+    pub fn terminate(&mut self, limit: std::time::Duration) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        // SAFETY: kill(2) with a pid and a signal number; no memory is shared.
+        let rc = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+        assert_eq!(rc, 0, "kill({}, SIGTERM) failed", child.id());
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        None
+    }
+
     pub fn log(&self) -> String {
         (1..=self.runs)
             .map(|i| {

@@ -6,11 +6,13 @@
 //! once `bucket::first_after` confirms it came first (nats-server 2.9 may accept two).
 
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, kv};
 use futures_util::future::join_all;
+use tokio::sync::{mpsc, oneshot};
 
 use super::lease::{self, Lease, Seen};
 use super::members::Members;
@@ -40,6 +42,8 @@ struct Keeper {
     held: BTreeMap<u32, Held>,
     started: Instant,
     start: u32,
+    /// `Ownership::hand_back` asks here.
+    leave: mpsc::Receiver<oneshot::Sender<usize>>,
 }
 
 pub async fn spawn(client: async_nats::Client, settings: Settings) -> anyhow::Result<Ownership> {
@@ -48,7 +52,8 @@ pub async fn spawn(client: async_nats::Client, settings: Settings) -> anyhow::Re
     js.set_timeout(REQUEST);
     let kv = bucket::open(&js, &settings.bucket, settings.replicas, HISTORY).await?;
     let members = Members::listen(&client, &settings.instance, &settings.bucket).await?;
-    let ownership = Ownership::new(&settings.instance, settings.partitions);
+    let (leave_tx, leave) = mpsc::channel(1);
+    let ownership = Ownership::new(&settings.instance, settings.partitions, leave_tx);
     let keeper = Keeper {
         client,
         kv,
@@ -58,6 +63,7 @@ pub async fn spawn(client: async_nats::Client, settings: Settings) -> anyhow::Re
         members,
         held: BTreeMap::new(),
         started: Instant::now(),
+        leave,
     };
     if !keeper.settings.observer {
         // On a timer of its own: renewing and claiming many leases through a slow cluster can
@@ -69,7 +75,11 @@ pub async fn spawn(client: async_nats::Client, settings: Settings) -> anyhow::Re
         );
         let alive = Arc::downgrade(&ownership.shared);
         tokio::spawn(async move {
-            while alive.strong_count() > 0 {
+            while let Some(shared) = alive.upgrade() {
+                if shared.leaving.load(Ordering::SeqCst) {
+                    break;
+                }
+                drop(shared);
                 members.hello(&client, &bucket).await;
                 tokio::time::sleep(every).await;
             }
@@ -85,10 +95,18 @@ impl Keeper {
         let mut tick = tokio::time::interval(every / 2);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tick.tick().await;
+            let asked = tokio::select! {
+                _ = tick.tick() => None,
+                asked = self.leave.recv() => asked,
+            };
             let Some(shared) = shared.upgrade() else {
                 break;
             };
+            if let Some(done) = asked {
+                let released = self.hand_back(&shared).await;
+                let _ = done.send(released);
+                break;
+            }
             if self.settings.observer {
                 self.read(&shared).await;
                 continue;
@@ -290,6 +308,35 @@ impl Keeper {
                 tracing::debug!("cluster: claiming partition {p} at revision {revision}: {e}")
             }
         }
+    }
+
+    /// Leaving: stops judging every held partition at once, writes each lease as free (all
+    /// together, each bounded by the request timeout) and says goodbye; the number written.
+    async fn hand_back(&mut self, shared: &Shared) -> usize {
+        let held = std::mem::take(&mut self.held);
+        for (&p, h) in &held {
+            self.grant(shared, p, None);
+            Self::tell(shared, p, h.epoch, ChangeKind::Released);
+        }
+        let writes = held.iter().map(|(&p, h)| {
+            let free = Lease {
+                owner: String::new(),
+                epoch: h.epoch,
+            };
+            self.kv.update(lease::key(p), free.encode(), h.revision)
+        });
+        let results = join_all(writes).await;
+        let mut released = 0;
+        for (p, result) in held.keys().zip(results) {
+            match result {
+                Ok(_) => released += 1,
+                Err(e) => tracing::warn!(
+                    "cluster: handing back partition {p}: {e} (it is taken over when its lease runs out)"
+                ),
+            }
+        }
+        self.members.bye(&self.client, &self.settings.bucket).await;
+        released
     }
 
     /// Stops judging `p` first, then writes its lease as free.

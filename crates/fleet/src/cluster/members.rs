@@ -1,5 +1,6 @@
 //! Who is in the cluster: every instance says hello on a core NATS subject each renewal
-//! period; the members are the names heard within one lease (this instance always counts).
+//! period, and goodbye when it stops gracefully; the members are the names heard within one
+//! lease and not gone since (this instance always counts).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -15,6 +16,12 @@ pub fn subject(bucket: &str) -> String {
     format!("detect-fleet.cluster.hello.{bucket}")
 }
 
+/// Where a stopping instance says goodbye (older versions do not listen: they forget it after
+/// a lease, as if it had died).
+fn bye_subject(bucket: &str) -> String {
+    format!("detect-fleet.cluster.bye.{bucket}")
+}
+
 #[derive(Clone)]
 pub struct Members {
     me: String,
@@ -28,7 +35,9 @@ impl Members {
         me: &str,
         bucket: &str,
     ) -> anyhow::Result<Members> {
-        let subject = subject(bucket);
+        // Both subjects (a bucket name has no dots: one token).
+        let subject = format!("detect-fleet.cluster.*.{bucket}");
+        let bye = bye_subject(bucket);
         let mut sub = client
             .subscribe(subject.clone())
             .await
@@ -46,6 +55,10 @@ impl Members {
                     continue;
                 };
                 let mut heard = heard.lock().unwrap_or_else(|e| e.into_inner());
+                if msg.subject.as_str() == bye {
+                    heard.remove(name);
+                    continue;
+                }
                 if heard.len() >= MAX_MEMBERS && !heard.contains_key(name) {
                     ignored += 1;
                     tracing::warn!(
@@ -66,6 +79,23 @@ impl Members {
             .await
         {
             tracing::debug!("cluster: hello not sent: {e}");
+        }
+    }
+
+    /// Says goodbye and flushes it out (bounded: a lost goodbye only delays the others'
+    /// counting, by a lease at most).
+    pub async fn bye(&self, client: &async_nats::Client, bucket: &str) {
+        let sent = async {
+            client
+                .publish(bye_subject(bucket), self.me.clone().into())
+                .await
+                .map_err(|e| e.to_string())?;
+            client.flush().await.map_err(|e| e.to_string())
+        };
+        match tokio::time::timeout(Duration::from_secs(2), sent).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::debug!("cluster: goodbye not sent: {e}"),
+            Err(_) => tracing::debug!("cluster: goodbye not flushed within 2 s"),
         }
     }
 

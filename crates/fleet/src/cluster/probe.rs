@@ -2,7 +2,8 @@
 //! prints its view as JSON lines on stdout; for the tests and for dry runs of a cluster.
 //!
 //! Lines: `{"t_ms":…,"owned":[[partition,epoch],…]}` every 200 ms, and
-//! `{"t_ms":…,"change":"Claimed|Released|Lost|Expired","partition":…,"epoch":…}` per change.
+//! `{"t_ms":…,"change":"Claimed|Released|Lost|Expired","partition":…,"epoch":…}` per change,
+//! and on SIGTERM `{"t_ms":…,"handed_back":N}` (null: not confirmed in time) before it exits.
 //! Forwarded reports are answered with `{"judged_by":INSTANCE,"thing":…,"partition":…,
 //! "epoch":…}`.
 //! With `--ask THING` it only observes the leases, forwards one report per thing to its owner
@@ -48,7 +49,7 @@ fn now_ms() -> u128 {
         .map_or(0, |d| d.as_millis())
 }
 
-/// Runs until killed (or, asking, until each thing is answered or failed).
+/// Runs until killed or SIGTERM (which hands the leases back), or, asking, until each thing is answered or failed).
 pub async fn run(
     servers: Vec<String>,
     login: Option<(String, String)>,
@@ -100,8 +101,15 @@ pub async fn run(
     .await?;
     let mut changes = ownership.changes();
     let mut tick = tokio::time::interval(Duration::from_millis(200));
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("SIGTERM handler")?;
     loop {
         tokio::select! {
+            _ = term.recv() => {
+                let released = ownership.hand_back(Duration::from_secs(5)).await;
+                println!("{}", serde_json::json!({"t_ms": now_ms(), "handed_back": released}));
+                return Ok(());
+            }
             _ = tick.tick() => {
                 let owned: Vec<(u32, u64)> = ownership.owned().into_iter().collect();
                 println!("{}", serde_json::json!({"t_ms": now_ms(), "owned": owned}));

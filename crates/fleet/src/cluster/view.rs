@@ -5,10 +5,11 @@
 //! instance that was paused past its lease owns nothing from the moment it wakes.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::partition_of;
 
@@ -47,6 +48,10 @@ pub(super) struct Shared {
     /// The owner each partition's lease last named, as the keeper read it (may be stale).
     pub owners: RwLock<Vec<String>>,
     pub changes: broadcast::Sender<Change>,
+    /// Asks the keeper to hand every lease back (the answer: how many it released).
+    pub leave: mpsc::Sender<oneshot::Sender<usize>>,
+    /// Set once this instance leaves: it says hello no more and claims nothing.
+    pub leaving: AtomicBool,
 }
 
 /// A cheap handle on the view (clones share it). The keeper stops when the last is dropped.
@@ -56,7 +61,12 @@ pub struct Ownership {
 }
 
 impl Ownership {
-    pub(super) fn new(instance: &str, partitions: u32) -> Ownership {
+    /// A view for `instance`; `leave` reaches its keeper (`hand_back`).
+    pub(super) fn new(
+        instance: &str,
+        partitions: u32,
+        leave: mpsc::Sender<oneshot::Sender<usize>>,
+    ) -> Ownership {
         Ownership {
             shared: Arc::new(Shared {
                 instance: instance.to_owned(),
@@ -64,8 +74,24 @@ impl Ownership {
                 held: RwLock::new(BTreeMap::new()),
                 owners: RwLock::new(vec![String::new(); partitions as usize]),
                 changes: broadcast::channel(CHANGES).0,
+                leave,
+                leaving: AtomicBool::new(false),
             }),
         }
+    }
+
+    /// A graceful stop: this instance judges nothing from now on, and its keeper writes each
+    /// held lease as free and says goodbye, so the others take the partitions over at their
+    /// next look instead of after a whole lease. Waits at most `limit`; the number of leases
+    /// handed back, or None when the keeper did not confirm in time (the leases then expire).
+    pub async fn hand_back(&self, limit: Duration) -> Option<usize> {
+        self.shared.leaving.store(true, Ordering::SeqCst);
+        let (done, released) = oneshot::channel();
+        let asked = async {
+            self.shared.leave.send(done).await.ok()?;
+            released.await.ok()
+        };
+        tokio::time::timeout(limit, asked).await.ok().flatten()
     }
 
     pub fn instance(&self) -> &str {
@@ -118,7 +144,7 @@ mod tests {
 
     #[test]
     fn a_grant_counts_only_until_its_trust_runs_out() {
-        let view = Ownership::new("a", 8);
+        let view = Ownership::new("a", 8, mpsc::channel(1).0);
         let thing = "gw-1";
         let p = view.partition(thing);
         assert!(!view.owns(thing));

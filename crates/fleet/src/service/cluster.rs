@@ -36,6 +36,8 @@ const HOLD_LEASES: u32 = 2;
 /// At most this many reports and payload bytes are kept (the oldest are dropped, counted).
 const HOLD_REPORTS: usize = 100_000;
 const HOLD_BYTES: usize = 64 << 20;
+/// How long a stopping instance waits for its leases to be written as free.
+const HAND_BACK_LIMIT: Duration = Duration::from_secs(5);
 /// The partition whose holder leads: sends alerts and prunes.
 const LEADER_PARTITION: u32 = 0;
 
@@ -129,6 +131,17 @@ impl Link {
                 link::random::seed(),
             ),
         })
+    }
+
+    /// A graceful stop (the service judges no more): the leases are written as free so the
+    /// others take this instance's things over at once (docs/fleet.md "Removing an instance").
+    pub async fn hand_back(&self) {
+        match self.ownership.hand_back(HAND_BACK_LIMIT).await {
+            Some(n) => tracing::info!(partitions = n, "cluster: leases handed back"),
+            None => tracing::warn!(
+                "cluster: leases not handed back within {HAND_BACK_LIMIT:?}: the others take them over when they run out"
+            ),
+        }
     }
 
     /// The NATS client, the side runtime and the lease bucket (for the NATS intake).
@@ -340,8 +353,7 @@ impl super::Service {
         if let Some(p) = partition.filter(|p| self.cluster.as_ref().is_some_and(|l| l.held.has(*p)))
         {
             let earlier = self.judge_held(p)?;
-            self.store.sync()?;
-            self.answer_all(earlier).await;
+            self.answer_held(earlier).await?;
         }
         let Some(handled) = self.judge_one(&topic, &report.payload, super::now_ms())? else {
             refuse(reply, "record changed meanwhile");

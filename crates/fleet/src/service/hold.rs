@@ -73,7 +73,7 @@ impl Service {
         topic: &ReportTopic,
         raw_topic: &str,
         payload: &Bytes,
-    ) -> Result<(Vec<Handled>, bool), RunError> {
+    ) -> Result<(Vec<(Handled, HeldReport)>, bool), RunError> {
         let Some(partition) = self
             .cluster
             .as_ref()
@@ -96,8 +96,12 @@ impl Service {
     }
 
     /// Judges the reports of `partition` kept here, oldest first, until one cannot be judged
-    /// (the partition moved, the store failed): it and the rest go back.
-    pub(super) fn judge_held(&mut self, partition: u32) -> Result<Vec<Handled>, RunError> {
+    /// (the partition moved, the store failed): it and the rest go back. Each judged report
+    /// comes with its answer, to be kept again if the sync refuses the batch (`hold_again`).
+    pub(super) fn judge_held(
+        &mut self,
+        partition: u32,
+    ) -> Result<Vec<(Handled, HeldReport)>, RunError> {
         let Some(mut waiting) = self.cluster.as_mut().map(|l| l.held.take(partition)) else {
             return Ok(Vec::new());
         };
@@ -111,7 +115,7 @@ impl Service {
                 break;
             }
             match self.judge_one(&topic, &r.payload, super::now_ms())? {
-                Some(h) => out.push(h),
+                Some(h) => out.push((h, r)),
                 None => {
                     waiting.push_front(r);
                     break;
@@ -180,16 +184,49 @@ impl Service {
             tracing::debug!(expired, "held reports of other instances' things forgotten");
         }
         let partitions = link.held.partitions();
-        let mut answers = Vec::new();
+        let mut judged = Vec::new();
         for partition in partitions {
             if self.may_judge(partition) {
-                answers.extend(self.judge_held(partition)?);
+                judged.extend(self.judge_held(partition)?);
             }
         }
-        if !answers.is_empty() {
-            self.store.sync()?;
-            self.answer_all(answers).await;
+        self.answer_held(judged).await
+    }
+
+    /// Syncs held reports just judged, then answers them, or keeps them again when the sync
+    /// refuses the batch.
+    pub(super) async fn answer_held(
+        &mut self,
+        judged: Vec<(Handled, HeldReport)>,
+    ) -> Result<(), RunError> {
+        if judged.is_empty() {
+            return Ok(());
+        }
+        let (answers, reports): (Vec<Handled>, Vec<HeldReport>) = judged.into_iter().unzip();
+        match self.synced(answers.len())? {
+            true => self.answer_all(answers).await,
+            false => self.hold_again(reports),
         }
         Ok(())
+    }
+
+    /// Held reports judged in a batch the sync refused (another instance wrote one of its
+    /// things first): kept again, ahead of their partitions' later reports, to be judged on a
+    /// fresh load (those whose commit did land get their stored answer then).
+    pub(super) fn hold_again(&mut self, reports: Vec<HeldReport>) {
+        let Some(link) = self.cluster.as_mut() else {
+            return;
+        };
+        let mut by_partition: std::collections::BTreeMap<u32, std::collections::VecDeque<_>> =
+            Default::default();
+        for r in reports {
+            if let Some(t) = ReportTopic::parse(&r.topic) {
+                let p = link.ownership.partition(&t.thing);
+                by_partition.entry(p).or_default().push_back(r);
+            }
+        }
+        for (p, reports) in by_partition {
+            link.held.put_back(p, reports);
+        }
     }
 }

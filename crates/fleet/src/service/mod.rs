@@ -218,7 +218,8 @@ impl Service {
                                 _ => break,
                             }
                         }
-                        self.store.sync()?;
+                        let synced = self.store.sync();
+                        self.tolerate("broker events from nats", synced)?;
                     }
                     None => {
                         tracing::error!("nats source stopped: cloud-side windows get no more events");
@@ -260,7 +261,8 @@ impl Service {
                     if self.quieted() { continue }
                     let done = self.judge.sweep(self.store.as_mut(), now_ms());
                     let Some(w) = self.tolerate("sweep", done)? else { continue };
-                    self.store.sync()?;
+                    let synced = self.store.sync();
+                    if self.tolerate("sweep", synced)?.is_none() { continue }
                     crate::metrics::global().events(&w.events);
                     if !w.events.is_empty() {
                         tracing::info!(events = w.events.len(), "sweep: alarms invalidated");
@@ -272,7 +274,8 @@ impl Service {
                     if self.quieted() { continue }
                     let done = self.judge.close_windows(self.store.as_mut(), now_ms());
                     let Some(w) = self.tolerate("closing windows", done)? else { continue };
-                    self.store.sync()?;
+                    let synced = self.store.sync();
+                    if self.tolerate("closing windows", synced)?.is_none() { continue }
                     crate::metrics::global().events(&w.events);
                     if !w.events.is_empty() {
                         self.wake_alerts.notify_one();
@@ -297,12 +300,16 @@ impl Service {
             }
         }
         tracing::info!("stopping");
+        if let Some(link) = &self.cluster {
+            link.hand_back().await;
+        }
         Ok(())
     }
 
     /// Periodic work's store error: in cluster mode an unreachable store (a nats-server
-    /// election, a lost connection) is logged and the work done at its next turn; anything
-    /// else, or any error in single-node mode, stops the service.
+    /// election, a lost connection) is logged and the work done at its next turn, and a
+    /// refused write (the thing moved: `Judge::commit_owned`) is left to the new owner;
+    /// anything else, or any error in single-node mode, stops the service.
     fn tolerate<T>(
         &mut self,
         what: &str,
@@ -319,6 +326,10 @@ impl Service {
                     .map_or(QUIET_MIN, |(_, p)| (p * 2).min(QUIET_MAX));
                 self.quiet = Some((tokio::time::Instant::now() + pause, pause));
                 tracing::warn!(error = %e, pause_ms = pause.as_millis() as u64, "{what}: store unreachable, periodic work paused");
+                Ok(None)
+            }
+            Err(e @ StoreError::Conflict { .. }) if self.cluster.is_some() => {
+                tracing::warn!(error = %e, "{what}: a thing moved to another instance meanwhile: its part is left to the new owner");
                 Ok(None)
             }
             Err(e) => Err(e.into()),
@@ -412,6 +423,8 @@ impl Service {
         let mut acks = Vec::with_capacity(batch.len());
         // Judged here: acknowledged once the batch's commits are synced.
         let mut judged = Vec::with_capacity(batch.len());
+        // Held reports judged on the way (`route`): kept again if the sync refuses the batch.
+        let mut judged_held = Vec::new();
         for p in batch {
             if let Some(read) = self
                 .source
@@ -435,7 +448,10 @@ impl Service {
                     Some(link) if !link.shared => {
                         // Every instance got it: judged here now, or kept (hold.rs).
                         let (earlier, now) = self.route(&topic, &p.topic, &p.payload)?;
-                        answers.extend(earlier);
+                        for (handled, report) in earlier {
+                            answers.push(handled);
+                            judged_held.push(report);
+                        }
                         if !now {
                             acks.push(p);
                             continue;
@@ -459,6 +475,7 @@ impl Service {
             // the thing first): nothing of it is answered, each report kept or left as one
             // that could not be judged.
             answers.clear();
+            self.hold_again(judged_held);
             for p in std::mem::take(&mut judged) {
                 if let Some(topic) = ReportTopic::parse(&p.topic) {
                     self.keep_or_leave(p, topic.thing, &mut acks);

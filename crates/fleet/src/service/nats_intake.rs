@@ -332,7 +332,14 @@ impl Service {
                 None => self.intake_ack(d.acker, AckKind::Nak(Some(RETRY))),
             }
         }
-        self.store.sync()?;
+        if !self.synced(done.len())? {
+            // Another instance wrote one of the batch's things first: redelivered, judged
+            // again on a fresh load (or by the thing's new owner).
+            for (_, acker) in done {
+                self.intake_ack(acker, AckKind::Nak(Some(RETRY)));
+            }
+            return Ok(());
+        }
         for (handled, acker) in done {
             self.answer(handled.answer_topic, handled.answer).await;
             if !handled.events.is_empty() {
