@@ -18,6 +18,7 @@ pub mod nats;
 pub mod nats_cluster;
 pub mod netns;
 pub mod notify;
+pub mod relay;
 pub mod run;
 mod server;
 mod shipped;

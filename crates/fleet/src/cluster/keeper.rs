@@ -44,6 +44,8 @@ struct Keeper {
     start: u32,
     /// `Ownership::hand_back` asks here.
     leave: mpsc::Receiver<oneshot::Sender<usize>>,
+    /// Stepped aside (`Ownership::step_aside`): holds nothing, claims nothing.
+    aside: bool,
 }
 
 pub async fn spawn(client: async_nats::Client, settings: Settings) -> anyhow::Result<Ownership> {
@@ -64,6 +66,7 @@ pub async fn spawn(client: async_nats::Client, settings: Settings) -> anyhow::Re
         held: BTreeMap::new(),
         started: Instant::now(),
         leave,
+        aside: false,
     };
     if !keeper.settings.observer {
         // On a timer of its own: renewing and claiming many leases through a slow cluster can
@@ -79,8 +82,11 @@ pub async fn spawn(client: async_nats::Client, settings: Settings) -> anyhow::Re
                 if shared.leaving.load(Ordering::SeqCst) {
                     break;
                 }
+                let aside = shared.aside.load(Ordering::SeqCst);
                 drop(shared);
-                members.hello(&client, &bucket).await;
+                if !aside {
+                    members.hello(&client, &bucket).await;
+                }
                 tokio::time::sleep(every).await;
             }
         });
@@ -108,6 +114,10 @@ impl Keeper {
                 break;
             }
             if self.settings.observer {
+                self.read(&shared).await;
+                continue;
+            }
+            if self.step_aside(&shared).await {
                 self.read(&shared).await;
                 continue;
             }
@@ -308,6 +318,28 @@ impl Keeper {
                 tracing::debug!("cluster: claiming partition {p} at revision {revision}: {e}")
             }
         }
+    }
+
+    /// Follows `Shared::aside`: on stepping aside hands every lease back; on stepping back in
+    /// starts over like a new member. True while aside.
+    async fn step_aside(&mut self, shared: &Shared) -> bool {
+        let aside = shared.aside.load(Ordering::SeqCst);
+        match (self.aside, aside) {
+            (false, true) => {
+                let released = self.hand_back(shared).await;
+                tracing::warn!(
+                    "cluster: {} stepped aside: {released} leases handed back",
+                    self.settings.instance
+                );
+            }
+            (true, false) => {
+                self.started = Instant::now();
+                tracing::info!("cluster: {} takes a share again", self.settings.instance);
+            }
+            _ => {}
+        }
+        self.aside = aside;
+        aside
     }
 
     /// Leaving: stops judging every held partition at once, writes each lease as free (all

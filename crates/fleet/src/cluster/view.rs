@@ -52,6 +52,9 @@ pub(super) struct Shared {
     pub leave: mpsc::Sender<oneshot::Sender<usize>>,
     /// Set once this instance leaves: it says hello no more and claims nothing.
     pub leaving: AtomicBool,
+    /// Set while this instance cannot serve its things (cut off from the broker): it hands its
+    /// leases back, says goodbye and claims nothing until it is cleared.
+    pub aside: AtomicBool,
 }
 
 /// A cheap handle on the view (clones share it). The keeper stops when the last is dropped.
@@ -76,6 +79,7 @@ impl Ownership {
                 changes: broadcast::channel(CHANGES).0,
                 leave,
                 leaving: AtomicBool::new(false),
+                aside: AtomicBool::new(false),
             }),
         }
     }
@@ -128,6 +132,13 @@ impl Ownership {
     pub fn owner_hint(&self, partition: u32) -> String {
         let owners = self.shared.owners.read().unwrap_or_else(|e| e.into_inner());
         owners.get(partition as usize).cloned().unwrap_or_default()
+    }
+
+    /// Steps aside (true: the keeper hands every lease back at its next tick and claims none)
+    /// or back in (false: it claims a share again after hearing the others for a renewal
+    /// period, like a new member).
+    pub fn step_aside(&self, aside: bool) {
+        self.shared.aside.store(aside, Ordering::SeqCst);
     }
 
     /// Gains and losses from now on.

@@ -72,6 +72,12 @@ pub struct Link {
     /// Partitions this instance gave up to balance the cluster, and when: reports of theirs
     /// that arrive here are handed to the new owner for a hold time (it may have missed them).
     pub released: BTreeMap<u32, std::time::Instant>,
+    /// Since when the broker connection is down (reports over MQTT only).
+    broker_lost: Option<std::time::Instant>,
+    /// Stepped aside for want of the broker (`check_broker`).
+    aside: bool,
+    /// The lease: cut off from the broker this long, the instance steps aside.
+    ttl: Duration,
 }
 
 impl Link {
@@ -83,7 +89,7 @@ impl Link {
         shared: bool,
     ) -> anyhow::Result<Link> {
         let bucket = settings.bucket.clone();
-        let keep = settings.ttl * HOLD_LEASES;
+        let (keep, ttl) = (settings.ttl * HOLD_LEASES, settings.ttl);
         tracing::info!(instance = %settings.instance, partitions = settings.partitions, "cluster mode");
         let ownership = side.block_on(cluster::spawn(client.clone(), settings))?;
         let changes = ownership.changes();
@@ -125,12 +131,44 @@ impl Link {
             store_wait: None,
             changes,
             released: BTreeMap::new(),
+            broker_lost: None,
+            aside: false,
+            ttl,
             store_backoff: link::Backoff::new(
                 Duration::from_millis(250),
                 Duration::from_secs(5),
                 link::random::seed(),
             ),
         })
+    }
+
+    /// The broker connection (the reports' only way in) is lost.
+    pub fn broker_lost(&mut self) {
+        self.broker_lost.get_or_insert_with(std::time::Instant::now);
+    }
+
+    /// Subscribed again: a share is taken again if the instance had stepped aside.
+    pub fn broker_back(&mut self) {
+        self.broker_lost = None;
+        if std::mem::take(&mut self.aside) {
+            tracing::info!("cluster: the broker is back: taking a share again");
+            self.ownership.step_aside(false);
+        }
+    }
+
+    /// Cut off from the broker for a whole lease: no report of its partitions can reach this
+    /// instance, so it hands them to the others (they keep and judge those reports) until the
+    /// broker is back (docs/fleet.md "What each failure does").
+    pub fn check_broker(&mut self) {
+        let lost = self.broker_lost.is_some_and(|t| t.elapsed() >= self.ttl);
+        if lost && !self.aside {
+            tracing::warn!(
+                "cluster: cut off from the broker for {:?}: stepping aside, its partitions go to the others",
+                self.ttl
+            );
+            self.aside = true;
+            self.ownership.step_aside(true);
+        }
     }
 
     /// A graceful stop (the service judges no more): the leases are written as free so the

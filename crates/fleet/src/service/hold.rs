@@ -142,6 +142,7 @@ impl Service {
         let Some(link) = self.cluster.as_mut() else {
             return Ok(());
         };
+        link.check_broker();
         let now = Instant::now();
         loop {
             match link.changes.try_recv() {

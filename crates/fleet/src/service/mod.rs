@@ -347,6 +347,10 @@ impl Service {
         if self.source.is_some() {
             self.windows_from = None;
         }
+        // Reports come over this connection (not from the NATS intake).
+        if let (Some(link), None) = (self.cluster.as_mut(), &self.intake) {
+            link.broker_lost();
+        }
     }
 
     /// One feed of the nats source: its deliveries are witnessed like the plugin's batches
@@ -409,6 +413,9 @@ impl Service {
                     self.windows_from = Some(tokio::time::Instant::now() + grace);
                 }
                 tracing::info!(codes = ?ack.return_codes, "subscribed to the report topics");
+                if let Some(link) = self.cluster.as_mut() {
+                    link.broker_back();
+                }
             }
             Event::Incoming(Incoming::Publish(p)) => self.on_reports(vec![p]).await?,
             _ => {}

@@ -1,8 +1,8 @@
 //! Cluster mode of `detect-fleet run` end to end (issue #20 item 2): three nats-server (R3),
 //! mosquitto, two detect-fleet instances with one config sharing ~50 devices' reports, one
 //! injected compromise per phase raising one alarm and its clear, across `kill -9` of one
-//! instance, `SIGSTOP` of the other for longer than a lease, and a graceful stop (SIGTERM)
-//! that hands the leases back.
+//! instance, `SIGSTOP` of the other for longer than a lease, a graceful stop (SIGTERM) that
+//! hands the leases back, and one instance cut off from the broker (it steps aside).
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -12,6 +12,7 @@ use detect_testkit::certs::Pki;
 use detect_testkit::eventually;
 use detect_testkit::fleet::{Fleet, forbid_port, logs};
 use detect_testkit::nats_cluster::{NatsCluster, USER, pause};
+use detect_testkit::relay::Relay;
 use rumqttc::{AsyncClient, QoS};
 
 use super::answers::{Got, client};
@@ -235,6 +236,58 @@ async fn two_instances_share_reports_across_a_kill_9_and_a_sigstop() {
         freed >= handed,
         "{freed} leases written as free then claimed by a, {handed} handed back"
     );
+
+    // Phase 5: b again, its broker connection through a relay, cut (NATS still reachable)
+    // while dev-9 and dev-40 are compromised: after a lease b steps aside and a judges every
+    // thing; mended, b takes a share again.
+    let relay = Relay::start(broker.port);
+    let text = std::fs::read_to_string(&fleets[1].config).unwrap();
+    let direct = format!("port = {}\n", broker.port);
+    assert!(text.contains(&direct), "{text}");
+    let via = format!("port = {}\n", relay.port);
+    std::fs::write(&fleets[1].config, text.replace(&direct, &via)).unwrap();
+    fleets[1].start_subscribed().await;
+    let b_holds = || leases_of(&fleets[1].log()) > 0;
+    assert!(
+        eventually(Duration::from_secs(40), b_holds).await,
+        "b took no share\n{}",
+        logs(&fleets)
+    );
+    relay.cut();
+    let cut = Instant::now();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    round(&c, &got, &mut id, &[9, 40], Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", logs(&fleets)));
+    println!(
+        "cluster broker cut off from one instance: every thing answered again {:.1} s after the cut",
+        cut.elapsed().as_secs_f64()
+    );
+    assert!(
+        fleets[1].log().contains("stepping aside"),
+        "{}",
+        fleets[1].log()
+    );
+    assert_eq!(
+        leases_of(&fleets[1].log()),
+        0,
+        "b holds leases while cut off"
+    );
+    relay.mend();
+    let back = || fleets[1].log().contains("taking a share again") && b_holds();
+    assert!(
+        eventually(Duration::from_secs(60), back).await,
+        "b did not take a share again\n{}",
+        fleets[1].log()
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    round(&c, &got, &mut id, &[], Duration::from_secs(20))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", logs(&fleets)));
+    let all = [
+        "dev-7", "dev-31", "dev-12", "dev-44", "dev-3", "dev-25", "dev-9", "dev-40",
+    ];
+    check_alarms(&alarms, &fleets[0], &all).await;
 }
 
 /// How many partitions `log`'s instance holds now: its `Claimed` changes less its losses.
