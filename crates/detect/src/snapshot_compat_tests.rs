@@ -167,3 +167,29 @@ fn the_saved_state_holds_only_what_restore_needs() {
         a.snapshot()
     );
 }
+
+#[test]
+fn a_state_written_by_hand_with_less_restores_what_it_has() {
+    let (text, _) = worked();
+    let restore = |state: &str| {
+        let state: EngineState = serde_json::from_str(state).unwrap();
+        Engine::restore(
+            "gw-01",
+            vec![worked_profile(&text)],
+            seeded_ids(1),
+            state,
+            5,
+        )
+    };
+    let (fresh, events) = restore("{}");
+    assert!(events.is_empty());
+    assert_eq!(fresh.snapshot(), EngineState::default());
+    // An alarm of a behavior that is gone, saved without its object: the event names it.
+    let (_, events) = restore(
+        r#"{"behaviors": [{"profile": "edge-baseline", "behavior": "gone", "fingerprint": "0",
+            "alarm": {"violation_id": "ab", "start_ms": 1, "last_violation_ms": 2}}]}"#,
+    );
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].behavior, json!({"name": "gone"}));
+    assert_eq!(events[0].violation_id, "ab");
+}
