@@ -250,8 +250,12 @@ impl Alarms {
 }
 
 /// The part of one behavior's state whose change is worth a write: its runs and its alarm.
+/// Named, as the snapshot lists only behaviors out of their fresh state (one behavior's run
+/// ending as another's starts changes which behaviors are listed).
 #[derive(Debug, PartialEq)]
 struct Written {
+    profile: String,
+    behavior: String,
     bad_run: u32,
     good_run: u32,
     violation_id: Option<String>,
@@ -260,6 +264,8 @@ struct Written {
 impl Written {
     fn of(b: &crate::detect::engine::BehaviorState) -> Written {
         Written {
+            profile: b.profile.clone(),
+            behavior: b.behavior.clone(),
             bad_run: b.track.bad_run,
             good_run: b.track.good_run,
             violation_id: b.track.alarm.as_ref().map(|a| a.violation_id.clone()),

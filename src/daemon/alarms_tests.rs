@@ -139,3 +139,30 @@ fn a_damaged_alarm_state_file_starts_clean() {
     let saved = std::fs::read_to_string(dir.path().join("alarms.json")).unwrap();
     assert!(saved.contains("no-telnet"), "{saved}");
 }
+
+#[test]
+fn a_run_moving_from_one_behavior_to_another_is_written() {
+    let text = r#"{"securityProfileName": "p", "behaviors": [
+        {"name": "no-telnet", "metric": "aws:listening-tcp-ports", "criteria": {"comparisonOperator":
+         "not-in-port-set", "value": {"ports": [23]}, "consecutiveDatapointsToAlarm": 2}},
+        {"name": "no-ftp", "metric": "aws:listening-tcp-ports", "criteria": {"comparisonOperator":
+         "not-in-port-set", "value": {"ports": [21]}, "consecutiveDatapointsToAlarm": 2}}]}"#;
+    let profile = || {
+        crate::detect::profile::parse(text, std::path::Path::new("p.json"))
+            .unwrap()
+            .0
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let state = State::open(dir.path()).unwrap();
+    let mut a = Alarms::start("gw", "t".into(), vec![profile()], &state, 1);
+    a.evaluate(&mut report(1_000, &[23]), None, &state);
+    // no-telnet's run ends as no-ftp's starts: one run of 1 in both states, another behavior.
+    a.evaluate(&mut report(2_000, &[21]), None, &state);
+    drop(a);
+    let mut a = Alarms::start("gw", "t".into(), vec![profile()], &state, 3);
+    a.evaluate(&mut report(3_000, &[21]), None, &state);
+    let q = queued(dir.path());
+    assert_eq!(q.len(), 1, "the restart kept no-ftp's run of 1: {q:?}");
+    assert_eq!(q[0].behavior_name(), "no-ftp");
+    assert_eq!(q[0].violation_event_type, EventType::InAlarm);
+}

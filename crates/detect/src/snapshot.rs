@@ -2,11 +2,13 @@
 //! and `Engine::restore` / `reload`, which invalidate the alarms of removed or changed
 //! behaviors, and keep the learned models. Shape: `state.rs`. Writes no files (the daemon does).
 
+use std::sync::Arc;
+
 use super::engine::Engine;
 use super::event::{Event, EventType, event_of};
 use super::ids::IdSource;
 use super::learn::Model;
-use super::profile::Profile;
+use super::profile::{Profile, same_fingerprint};
 use super::state::{BehaviorState, EngineState, SavedModel, Track};
 
 /// One ML behavior's model, for `dump --profile` and status commands.
@@ -19,7 +21,8 @@ pub struct ModelStatus {
 }
 
 impl Engine {
-    /// The state to persist.
+    /// The state to persist: the runs and alarm of each behavior not in its fresh state, the
+    /// object only of those with an alarm (`state.rs`), traffic deltas, models.
     pub fn snapshot(&self) -> EngineState {
         let mut behaviors = Vec::new();
         let models = self.models().into_iter().map(|m| SavedModel {
@@ -30,12 +33,17 @@ impl Engine {
         });
         for (p, profile) in self.profiles.iter().enumerate() {
             for (b, behavior) in profile.behaviors.iter().enumerate() {
+                let track = &self.tracks[p][b];
+                // A fresh track is what restore gives a behavior without saved state.
+                if *track == Track::default() {
+                    continue;
+                }
                 behaviors.push(BehaviorState {
                     profile: profile.name.clone(),
                     behavior: behavior.name.clone(),
                     fingerprint: behavior.fingerprint.clone(),
-                    json: behavior.json.clone(),
-                    track: self.tracks[p][b].clone(),
+                    json: track.alarm.as_ref().map(|_| behavior.json.clone()),
+                    track: track.clone(),
                 });
             }
         }
@@ -89,7 +97,7 @@ impl Engine {
                 let b = profile.behaviors.iter().position(|b| {
                     profile.name == saved.profile
                         && b.name == saved.behavior
-                        && b.fingerprint == saved.fingerprint
+                        && same_fingerprint(&saved.fingerprint, &b.fingerprint)
                         && b.evaluated_rule().is_some()
                 })?;
                 Some((p, b))
@@ -104,7 +112,7 @@ impl Engine {
                 (None, Some(alarm)) => events.push(event_of(
                     &engine.thing,
                     &saved.profile,
-                    &saved.json,
+                    &behavior_json(saved.json, &saved.behavior),
                     EventType::AlarmInvalidated,
                     time_ms,
                     None,
@@ -150,3 +158,17 @@ impl Engine {
         events
     }
 }
+
+/// The behavior object of a saved alarm; a state written without it (by hand) gets one with
+/// its name only, so the `alarm-invalidated` event still names it.
+fn behavior_json(saved: Option<Arc<serde_json::Value>>, name: &str) -> Arc<serde_json::Value> {
+    saved.unwrap_or_else(|| Arc::new(serde_json::json!({ "name": name })))
+}
+
+#[cfg(test)]
+#[path = "snapshot_tests.rs"]
+mod tests;
+
+#[cfg(test)]
+#[path = "snapshot_compat_tests.rs"]
+mod compat_tests;

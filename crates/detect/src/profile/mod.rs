@@ -6,7 +6,10 @@ mod model;
 mod validate;
 
 pub use load::{load, load_all, parse};
-pub use model::{Behavior, Loaded, Problem, Profile, ProfileError, Rule, Warning};
+pub use model::{
+    Behavior, Loaded, Problem, Profile, ProfileError, Rule, Warning, fingerprint_of,
+    same_fingerprint,
+};
 
 #[cfg(test)]
 mod tests;

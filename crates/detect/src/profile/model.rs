@@ -32,9 +32,31 @@ pub struct Behavior {
     /// Why the device does not evaluate it (the warning's text), for `dump --profile`.
     pub not_evaluated: Option<String>,
     /// What the behavior evaluates (metric, dimension, operator, value with the cidrsFile
-    /// contents, threshold, ML config, duration): a changed fingerprint invalidates its active
-    /// alarm on reload (§6.1); datapoint counts and `suppressAlerts` are not part of it.
+    /// contents, threshold, ML config, duration), as `fingerprint_of` that text: a changed
+    /// fingerprint invalidates its active alarm on reload (§6.1); datapoint counts and
+    /// `suppressAlerts` are not part of it.
     pub fingerprint: String,
+}
+
+/// A behavior's fingerprint from the text of what it evaluates: 16 hex digits of its FNV-1a
+/// 64-bit hash, so a saved state carries 16 bytes per behavior whatever the size of its value
+/// (a port or CIDR set). Stable across versions and machines: saved states compare it.
+pub fn fingerprint_of(text: &str) -> String {
+    let mut h = 0xcbf2_9ce4_8422_2325_u64;
+    for b in text.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+/// True when a saved fingerprint is `loaded` (a `Behavior::fingerprint`): states saved before
+/// fingerprints were hashed carry the whole text, which always holds `|` separators.
+pub fn same_fingerprint(saved: &str, loaded: &str) -> bool {
+    if saved.contains('|') {
+        fingerprint_of(saved) == loaded
+    } else {
+        saved == loaded
+    }
 }
 
 impl Behavior {

@@ -8,7 +8,7 @@ use serde_json::Value;
 use super::context::Ctx;
 use super::criteria::{Class, criteria};
 use crate::metrics::{self, CLOUD_SIDE, CloudMetric, Dimension, MetricRef};
-use crate::profile::model::{Behavior, Rule};
+use crate::profile::model::{Behavior, Rule, fingerprint_of};
 use protocol::keys::is_name;
 
 const BEHAVIOR_KEYS: [&str; 6] = [
@@ -103,6 +103,7 @@ pub(super) fn behavior(cx: &mut Ctx, b: &Value) -> Option<(Behavior, usize)> {
         crit("durationSeconds"),
     ]
     .join("|");
+    let fingerprint = fingerprint_of(&fingerprint);
     Some((
         Behavior {
             name: name?,
