@@ -8,6 +8,7 @@
 //! `intake::sequence`); a report its old owner answered already gets its stored answer again.
 //! docs/fleet.md "Cluster mode in `run`" tells why.
 
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -20,6 +21,7 @@ use crate::cluster::held::HeldReport;
 use crate::cluster::view::{Change, ChangeKind};
 use crate::intake::ReportTopic;
 use crate::judge::Handled;
+use crate::store::StoreError;
 
 impl Service {
     /// Whether this instance judges reports of `partition` now: it owns it and the store is
@@ -111,7 +113,12 @@ impl Service {
                 break;
             }
             match self.judge_one(&topic, &r.payload, super::now_ms())? {
-                Some(h) => out.push(h),
+                Some(h) => {
+                    out.push(h);
+                    if let Some(link) = self.cluster.as_mut() {
+                        link.unsynced.push((partition, r));
+                    }
+                }
                 None => {
                     waiting.push_front(r);
                     break;
@@ -186,10 +193,50 @@ impl Service {
                 answers.extend(self.judge_held(partition)?);
             }
         }
-        if !answers.is_empty() {
-            self.store.sync()?;
+        if !answers.is_empty() && self.synced(answers.len())? {
             self.answer_all(answers).await;
         }
         Ok(())
+    }
+
+    /// Syncs the store after judging `reports`. False when, in cluster mode, the sync failed:
+    /// a write refused (another instance wrote the thing first) or the store unreachable (a
+    /// nats-server election, a lost connection: the store backs off). Nothing judged since the
+    /// last sync is then answered or acknowledged; the held reports among them go back to
+    /// their partitions, before newer ones, to be judged again (a report whose record did get
+    /// written then gets its stored answer).
+    pub(super) fn synced(&mut self, reports: usize) -> Result<bool, RunError> {
+        let done = self.store.sync();
+        let Some(link) = self.cluster.as_mut() else {
+            return done.map(|()| true).map_err(RunError::from);
+        };
+        let judged = std::mem::take(&mut link.unsynced);
+        let e = match done {
+            Ok(()) => return Ok(true),
+            Err(e @ (StoreError::Conflict { .. } | StoreError::Backend { .. })) => e,
+            Err(e) => return Err(e.into()),
+        };
+        let back = judged.len();
+        let mut by_partition: BTreeMap<u32, VecDeque<HeldReport>> = BTreeMap::new();
+        for (partition, r) in judged {
+            by_partition.entry(partition).or_default().push_back(r);
+        }
+        for (partition, q) in by_partition {
+            link.held.put_back(partition, q);
+        }
+        if matches!(e, StoreError::Backend { .. }) {
+            self.back_off(&e);
+        }
+        tracing::warn!(error = %e, reports, held_again = back, "batch not committed whole: its reports are left unanswered");
+        Ok(false)
+    }
+
+    /// The store failed (cluster mode): reports wait, held, for a jittered, growing delay.
+    pub(super) fn back_off(&mut self, e: &StoreError) {
+        if let Some(link) = self.cluster.as_mut() {
+            let delay = link.store_backoff.next_delay();
+            link.store_wait = Some(Instant::now() + delay);
+            tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "store unreachable: reports wait");
+        }
     }
 }

@@ -218,7 +218,8 @@ impl Service {
                                 _ => break,
                             }
                         }
-                        self.store.sync()?;
+                        let done = self.store.sync();
+                        self.tolerate("broker events", done)?;
                     }
                     None => {
                         tracing::error!("nats source stopped: cloud-side windows get no more events");
@@ -260,7 +261,8 @@ impl Service {
                     if self.quieted() { continue }
                     let done = self.judge.sweep(self.store.as_mut(), now_ms());
                     let Some(w) = self.tolerate("sweep", done)? else { continue };
-                    self.store.sync()?;
+                    let done = self.store.sync();
+                    if self.tolerate("sweep", done)?.is_none() { continue }
                     crate::metrics::global().events(&w.events);
                     if !w.events.is_empty() {
                         tracing::info!(events = w.events.len(), "sweep: alarms invalidated");
@@ -272,7 +274,8 @@ impl Service {
                     if self.quieted() { continue }
                     let done = self.judge.close_windows(self.store.as_mut(), now_ms());
                     let Some(w) = self.tolerate("closing windows", done)? else { continue };
-                    self.store.sync()?;
+                    let done = self.store.sync();
+                    if self.tolerate("closing windows", done)?.is_none() { continue }
                     crate::metrics::global().events(&w.events);
                     if !w.events.is_empty() {
                         self.wake_alerts.notify_one();

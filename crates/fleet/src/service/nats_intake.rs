@@ -332,7 +332,13 @@ impl Service {
                 None => self.intake_ack(d.acker, AckKind::Nak(Some(RETRY))),
             }
         }
-        self.store.sync()?;
+        if !self.synced(done.len())? {
+            // Not committed (the store failed or another instance wrote first): redelivered.
+            for (_, acker) in done {
+                self.intake_ack(acker, AckKind::Nak(Some(RETRY)));
+            }
+            return Ok(());
+        }
         for (handled, acker) in done {
             self.answer(handled.answer_topic, handled.answer).await;
             if !handled.events.is_empty() {
