@@ -20,7 +20,7 @@ use crate::config::Config;
 use crate::intake::ReportTopic;
 use crate::judge::Judge;
 use crate::sources::{self, Source};
-use crate::store::{Outbox, Store, StoreError, registry};
+use crate::store::{Outbox, Store, StoreError};
 use connection::{Polled, drive, options};
 
 pub const REPORT_TOPICS: [&str; 2] = protocol::topics::REPORT_FILTERS;
@@ -360,8 +360,8 @@ impl Service {
     }
 
     fn refresh(&mut self) -> Result<(), StoreError> {
-        let things = self.store.things()?;
-        self.judge.set_registry(registry(&things));
+        let registered = self.store.registered()?;
+        self.judge.set_registry(registered);
         Ok(())
     }
 

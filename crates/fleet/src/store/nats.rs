@@ -101,7 +101,12 @@ pub struct Nats {
     pub(super) purged: std::time::Instant,
     /// Records dropped from a full cache, counted for the log.
     pub(super) evicted: u64,
+    /// The registry as last read, with its stream's last sequence then (`registered`).
+    pub(super) registered: Option<(u64, Registered)>,
 }
+
+/// Registered things and their groups.
+pub(super) type Registered = std::collections::BTreeMap<String, std::collections::BTreeSet<String>>;
 
 /// `owns(thing)` of the cluster's ownership view.
 pub type Fence = Arc<dyn Fn(&str) -> bool + Send + Sync>;
@@ -222,6 +227,7 @@ impl Nats {
             failed: None,
             purged: std::time::Instant::now(),
             evicted: 0,
+            registered: None,
         })
     }
 
