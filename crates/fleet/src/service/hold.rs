@@ -182,9 +182,23 @@ impl Service {
         if link.held.is_empty() {
             return Ok(());
         }
-        let expired = link.held.expire(Instant::now());
-        if expired > 0 {
-            tracing::debug!(expired, "held reports of other instances' things forgotten");
+        let ownership = &link.ownership;
+        let owned = |p: u32| ownership.epoch(p).is_some();
+        let (mine, others) = link.held.expire(Instant::now(), owned);
+        if others > 0 {
+            tracing::debug!(
+                expired = others,
+                "held reports of other instances' things forgotten"
+            );
+        }
+        if mine > 0 {
+            // Ours and not judged within the hold time (the store failed that long): lost.
+            let keep_ms = link.held.keep().as_millis() as u64;
+            tracing::warn!(
+                expired = mine,
+                keep_ms,
+                "held reports of this instance's things forgotten unanswered"
+            );
         }
         let partitions = link.held.partitions();
         let mut answers = Vec::new();
