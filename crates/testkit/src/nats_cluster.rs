@@ -166,13 +166,69 @@ impl NatsCluster {
         pause(child.id(), stop);
     }
 
+    /// The node that leads stream `stream` of the DEV account, as the first live node that
+    /// knows answers on its monitoring port (`/jsz?acc=DEV&streams=true`); `None` while none
+    /// knows (an election) or the stream does not exist.
+    pub fn stream_leader(&self, stream: &str) -> Option<usize> {
+        let path = "/jsz?acc=DEV&streams=true";
+        let leader = self.live().find_map(|i| {
+            let body = get(self.nodes[i].http_port, path).ok()?;
+            let json = body.split_once("\r\n\r\n")?.1;
+            let v: serde_json::Value = serde_json::from_str(json).ok()?;
+            let accounts = v["account_details"].as_array()?;
+            let streams = accounts
+                .iter()
+                .filter_map(|a| a["stream_detail"].as_array());
+            let found = streams.flatten().find(|s| s["name"] == stream)?;
+            found["cluster"]["leader"].as_str().map(str::to_string)
+        })?;
+        (0..self.nodes.len()).find(|&i| leader == format!("n{i}"))
+    }
+
+    /// The JetStream meta leader, as the first live node that knows answers (`/jsz`).
+    pub fn meta_leader(&self) -> Option<usize> {
+        let leader = self.live().find_map(|i| {
+            let body = get(self.nodes[i].http_port, "/jsz").ok()?;
+            let json = body.split_once("\r\n\r\n")?.1;
+            let v: serde_json::Value = serde_json::from_str(json).ok()?;
+            v["meta_cluster"]["leader"].as_str().map(str::to_string)
+        })?;
+        (0..self.nodes.len()).find(|&i| leader == format!("n{i}"))
+    }
+
+    /// Whether the leader of `stream` lists node `i` as a current replica (caught up).
+    pub fn replica_current(&self, stream: &str, i: usize) -> bool {
+        let Some(leader) = self.stream_leader(stream) else {
+            return false;
+        };
+        let Ok(body) = get(self.nodes[leader].http_port, "/jsz?acc=DEV&streams=true") else {
+            return false;
+        };
+        let json = body.split_once("\r\n\r\n").map_or("", |(_, j)| j);
+        let v: serde_json::Value = serde_json::from_str(json).unwrap_or_default();
+        let accounts = v["account_details"].as_array().cloned().unwrap_or_default();
+        accounts
+            .iter()
+            .filter_map(|a| a["stream_detail"].as_array())
+            .flatten()
+            .filter(|s| s["name"] == stream)
+            .filter_map(|s| s["cluster"]["replicas"].as_array())
+            .flatten()
+            .any(|r| r["name"] == format!("n{i}").as_str() && r["current"] == true)
+    }
+
+    /// The nodes running now.
+    fn live(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.nodes.len()).filter(|&i| self.nodes[i].child.is_some())
+    }
+
     /// Waits (at most READY_LIMIT) until node `i` answers `GET /healthz` with status ok, which
     /// 2.9 gives once JetStream is enabled and the node is current with the meta group.
     fn wait_ready(&self, i: usize) {
         let deadline = Instant::now() + READY_LIMIT;
         let mut last = String::new();
         while Instant::now() < deadline {
-            match healthz(self.nodes[i].http_port) {
+            match get(self.nodes[i].http_port, "/healthz") {
                 Ok(body) if body.contains("\"ok\"") => return,
                 Ok(body) => last = body,
                 Err(e) => last = e.to_string(),
@@ -194,12 +250,13 @@ pub fn pause(pid: u32, stop: bool) {
     assert_eq!(rc, 0, "kill({pid}, {signal}) failed");
 }
 
-/// One HTTP/1.0 GET of the monitoring port's /healthz; the whole response as text.
-fn healthz(port: u16) -> std::io::Result<String> {
+/// One HTTP/1.0 GET of `path` on a monitoring port; the whole response as text.
+fn get(port: u16, path: &str) -> std::io::Result<String> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500))?;
     stream.set_read_timeout(Some(Duration::from_secs(2)))?;
-    stream.write_all(b"GET /healthz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+    let request = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+    stream.write_all(request.as_bytes())?;
     let mut out = String::new();
     stream.read_to_string(&mut out)?;
     Ok(out)

@@ -94,12 +94,15 @@ impl Held {
         dropped
     }
 
-    /// Forgets the reports older than the keep time; returns how many.
-    pub fn expire(&mut self, now: Instant) -> usize {
+    /// Forgets the reports older than the keep time; returns how many, those of partitions
+    /// `mine` says are this instance's (forgotten unanswered: nobody else judges them) apart
+    /// from the others'.
+    pub fn expire(&mut self, now: Instant, mine: impl Fn(u32) -> bool) -> (usize, usize) {
         let keep = self.keep;
         let old: Vec<u32> = self.partitions();
-        let mut n = 0;
+        let (mut n, mut own) = (0, 0);
         for p in old {
+            let before = n;
             while self
                 .by_partition
                 .get(&p)
@@ -109,8 +112,11 @@ impl Held {
                 self.pop_front(p);
                 n += 1;
             }
+            if mine(p) {
+                own += n - before;
+            }
         }
-        n
+        (own, n - own)
     }
 
     /// Takes every report of `partition`, oldest first.
@@ -191,7 +197,9 @@ mod tests {
         assert_eq!(h.overflow, 1);
         assert_eq!(topics(&h.take(5)), ["t3"]);
         h.push(5, report(5, t + Duration::from_secs(4)));
-        assert_eq!(h.expire(t + Duration::from_millis(13_500)), 2);
+        let later = t + Duration::from_millis(13_500);
+        // Both left of partition 6 (t2, t4), none of 5 (t5 is newer).
+        assert_eq!(h.expire(later, |p| p == 6), (2, 0));
         assert_eq!(topics(&h.take(5)), ["t5"]);
         assert!(h.is_empty());
         // The byte bound: 10 bytes each, 25 allowed.

@@ -78,6 +78,8 @@ pub struct Link {
     aside: bool,
     /// The lease: cut off from the broker this long, the instance steps aside.
     ttl: Duration,
+    /// Held reports judged since the last sync: back into `held` if the sync fails.
+    pub unsynced: Vec<(u32, crate::cluster::held::HeldReport)>,
 }
 
 impl Link {
@@ -134,6 +136,7 @@ impl Link {
             broker_lost: None,
             aside: false,
             ttl,
+            unsynced: Vec::new(),
             store_backoff: link::Backoff::new(
                 Duration::from_millis(250),
                 Duration::from_secs(5),
@@ -319,31 +322,13 @@ impl super::Service {
                     }
                 }
                 Err(e @ crate::store::StoreError::Backend { .. }) if self.cluster.is_some() => {
-                    if let Some(link) = self.cluster.as_mut() {
-                        let delay = link.store_backoff.next_delay();
-                        link.store_wait = Some(std::time::Instant::now() + delay);
-                        tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "store unreachable: reports wait");
-                    }
+                    self.back_off(&e);
                     return Ok(None);
                 }
                 Err(e) => return Err(e.into()),
             }
         }
         Ok(None)
-    }
-
-    /// Syncs the store after judging `reports`; false when, in cluster mode, a write was
-    /// refused at the sync (the NATS store's compare-and-sets finish there: another instance
-    /// wrote the thing first): those reports are then neither answered nor acknowledged.
-    pub(super) fn synced(&mut self, reports: usize) -> Result<bool, super::RunError> {
-        match self.store.sync() {
-            Ok(()) => Ok(true),
-            Err(e @ crate::store::StoreError::Conflict { .. }) if self.cluster.is_some() => {
-                tracing::warn!(error = %e, reports, "batch not committed whole: its reports are left unanswered");
-                Ok(false)
-            }
-            Err(e) => Err(e.into()),
-        }
     }
 
     fn owns(&self, thing: &str) -> bool {
@@ -391,7 +376,14 @@ impl super::Service {
         if let Some(p) = partition.filter(|p| self.cluster.as_ref().is_some_and(|l| l.held.has(*p)))
         {
             let earlier = self.judge_held(p)?;
-            self.answer_held(earlier).await?;
+            if !self.synced(earlier.len())? {
+                refuse(reply, "store unreachable");
+                if let Some(p) = ack {
+                    self.not_judged(p, topic.thing);
+                }
+                return Ok(());
+            }
+            self.answer_all(earlier).await;
         }
         let Some(handled) = self.judge_one(&topic, &report.payload, super::now_ms())? else {
             refuse(reply, "record changed meanwhile");

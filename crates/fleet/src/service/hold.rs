@@ -8,6 +8,7 @@
 //! `intake::sequence`); a report its old owner answered already gets its stored answer again.
 //! docs/fleet.md "Cluster mode in `run`" tells why.
 
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -20,6 +21,7 @@ use crate::cluster::held::HeldReport;
 use crate::cluster::view::{Change, ChangeKind};
 use crate::intake::ReportTopic;
 use crate::judge::Handled;
+use crate::store::StoreError;
 
 impl Service {
     /// Whether this instance judges reports of `partition` now: it owns it and the store is
@@ -73,7 +75,7 @@ impl Service {
         topic: &ReportTopic,
         raw_topic: &str,
         payload: &Bytes,
-    ) -> Result<(Vec<(Handled, HeldReport)>, bool), RunError> {
+    ) -> Result<(Vec<Handled>, bool), RunError> {
         let Some(partition) = self
             .cluster
             .as_ref()
@@ -96,12 +98,8 @@ impl Service {
     }
 
     /// Judges the reports of `partition` kept here, oldest first, until one cannot be judged
-    /// (the partition moved, the store failed): it and the rest go back. Each judged report
-    /// comes with its answer, to be kept again if the sync refuses the batch (`hold_again`).
-    pub(super) fn judge_held(
-        &mut self,
-        partition: u32,
-    ) -> Result<Vec<(Handled, HeldReport)>, RunError> {
+    /// (the partition moved, the store failed): it and the rest go back.
+    pub(super) fn judge_held(&mut self, partition: u32) -> Result<Vec<Handled>, RunError> {
         let Some(mut waiting) = self.cluster.as_mut().map(|l| l.held.take(partition)) else {
             return Ok(Vec::new());
         };
@@ -115,7 +113,12 @@ impl Service {
                 break;
             }
             match self.judge_one(&topic, &r.payload, super::now_ms())? {
-                Some(h) => out.push((h, r)),
+                Some(h) => {
+                    out.push(h);
+                    if let Some(link) = self.cluster.as_mut() {
+                        link.unsynced.push((partition, r));
+                    }
+                }
                 None => {
                     waiting.push_front(r);
                     break;
@@ -180,54 +183,75 @@ impl Service {
         if link.held.is_empty() {
             return Ok(());
         }
-        let expired = link.held.expire(Instant::now());
-        if expired > 0 {
-            tracing::debug!(expired, "held reports of other instances' things forgotten");
+        let ownership = &link.ownership;
+        let owned = |p: u32| ownership.epoch(p).is_some();
+        let (mine, others) = link.held.expire(Instant::now(), owned);
+        if others > 0 {
+            tracing::debug!(
+                expired = others,
+                "held reports of other instances' things forgotten"
+            );
+        }
+        if mine > 0 {
+            // Ours and not judged within the hold time (the store failed that long): lost.
+            let keep_ms = link.held.keep().as_millis() as u64;
+            tracing::warn!(
+                expired = mine,
+                keep_ms,
+                "held reports of this instance's things forgotten unanswered"
+            );
         }
         let partitions = link.held.partitions();
-        let mut judged = Vec::new();
+        let mut answers = Vec::new();
         for partition in partitions {
             if self.may_judge(partition) {
-                judged.extend(self.judge_held(partition)?);
+                answers.extend(self.judge_held(partition)?);
             }
         }
-        self.answer_held(judged).await
-    }
-
-    /// Syncs held reports just judged, then answers them, or keeps them again when the sync
-    /// refuses the batch.
-    pub(super) async fn answer_held(
-        &mut self,
-        judged: Vec<(Handled, HeldReport)>,
-    ) -> Result<(), RunError> {
-        if judged.is_empty() {
-            return Ok(());
-        }
-        let (answers, reports): (Vec<Handled>, Vec<HeldReport>) = judged.into_iter().unzip();
-        match self.synced(answers.len())? {
-            true => self.answer_all(answers).await,
-            false => self.hold_again(reports),
+        if !answers.is_empty() && self.synced(answers.len())? {
+            self.answer_all(answers).await;
         }
         Ok(())
     }
 
-    /// Held reports judged in a batch the sync refused (another instance wrote one of its
-    /// things first): kept again, ahead of their partitions' later reports, to be judged on a
-    /// fresh load (those whose commit did land get their stored answer then).
-    pub(super) fn hold_again(&mut self, reports: Vec<HeldReport>) {
+    /// Syncs the store after judging `reports`. False when, in cluster mode, the sync failed:
+    /// a write refused (another instance wrote the thing first) or the store unreachable (a
+    /// nats-server election, a lost connection: the store backs off). Nothing judged since the
+    /// last sync is then answered or acknowledged; the held reports among them go back to
+    /// their partitions, before newer ones, to be judged again (a report whose record did get
+    /// written then gets its stored answer).
+    pub(super) fn synced(&mut self, reports: usize) -> Result<bool, RunError> {
+        let done = self.store.sync();
         let Some(link) = self.cluster.as_mut() else {
-            return;
+            return done.map(|()| true).map_err(RunError::from);
         };
-        let mut by_partition: std::collections::BTreeMap<u32, std::collections::VecDeque<_>> =
-            Default::default();
-        for r in reports {
-            if let Some(t) = ReportTopic::parse(&r.topic) {
-                let p = link.ownership.partition(&t.thing);
-                by_partition.entry(p).or_default().push_back(r);
-            }
+        let judged = std::mem::take(&mut link.unsynced);
+        let e = match done {
+            Ok(()) => return Ok(true),
+            Err(e @ (StoreError::Conflict { .. } | StoreError::Backend { .. })) => e,
+            Err(e) => return Err(e.into()),
+        };
+        let back = judged.len();
+        let mut by_partition: BTreeMap<u32, VecDeque<HeldReport>> = BTreeMap::new();
+        for (partition, r) in judged {
+            by_partition.entry(partition).or_default().push_back(r);
         }
-        for (p, reports) in by_partition {
-            link.held.put_back(p, reports);
+        for (partition, q) in by_partition {
+            link.held.put_back(partition, q);
+        }
+        if matches!(e, StoreError::Backend { .. }) {
+            self.back_off(&e);
+        }
+        tracing::warn!(error = %e, reports, held_again = back, "batch not committed whole: its reports are left unanswered");
+        Ok(false)
+    }
+
+    /// The store failed (cluster mode): reports wait, held, for a jittered, growing delay.
+    pub(super) fn back_off(&mut self, e: &StoreError) {
+        if let Some(link) = self.cluster.as_mut() {
+            let delay = link.store_backoff.next_delay();
+            link.store_wait = Some(Instant::now() + delay);
+            tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "store unreachable: reports wait");
         }
     }
 }

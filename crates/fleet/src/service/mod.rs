@@ -20,7 +20,7 @@ use crate::config::Config;
 use crate::intake::ReportTopic;
 use crate::judge::Judge;
 use crate::sources::{self, Source};
-use crate::store::{Outbox, Store, StoreError, registry};
+use crate::store::{Outbox, Store, StoreError};
 use connection::{Polled, drive, options};
 
 pub const REPORT_TOPICS: [&str; 2] = protocol::topics::REPORT_FILTERS;
@@ -218,8 +218,8 @@ impl Service {
                                 _ => break,
                             }
                         }
-                        let synced = self.store.sync();
-                        self.tolerate("broker events from nats", synced)?;
+                        let done = self.store.sync();
+                        self.tolerate("broker events", done)?;
                     }
                     None => {
                         tracing::error!("nats source stopped: cloud-side windows get no more events");
@@ -261,8 +261,8 @@ impl Service {
                     if self.quieted() { continue }
                     let done = self.judge.sweep(self.store.as_mut(), now_ms());
                     let Some(w) = self.tolerate("sweep", done)? else { continue };
-                    let synced = self.store.sync();
-                    if self.tolerate("sweep", synced)?.is_none() { continue }
+                    let done = self.store.sync();
+                    if self.tolerate("sweep", done)?.is_none() { continue }
                     crate::metrics::global().events(&w.events);
                     if !w.events.is_empty() {
                         tracing::info!(events = w.events.len(), "sweep: alarms invalidated");
@@ -274,8 +274,8 @@ impl Service {
                     if self.quieted() { continue }
                     let done = self.judge.close_windows(self.store.as_mut(), now_ms());
                     let Some(w) = self.tolerate("closing windows", done)? else { continue };
-                    let synced = self.store.sync();
-                    if self.tolerate("closing windows", synced)?.is_none() { continue }
+                    let done = self.store.sync();
+                    if self.tolerate("closing windows", done)?.is_none() { continue }
                     crate::metrics::global().events(&w.events);
                     if !w.events.is_empty() {
                         self.wake_alerts.notify_one();
@@ -372,8 +372,8 @@ impl Service {
     }
 
     fn refresh(&mut self) -> Result<(), StoreError> {
-        let things = self.store.things()?;
-        self.judge.set_registry(registry(&things));
+        let registered = self.store.registered()?;
+        self.judge.set_registry(registered);
         Ok(())
     }
 
@@ -430,8 +430,6 @@ impl Service {
         let mut acks = Vec::with_capacity(batch.len());
         // Judged here: acknowledged once the batch's commits are synced.
         let mut judged = Vec::with_capacity(batch.len());
-        // Held reports judged on the way (`route`): kept again if the sync refuses the batch.
-        let mut judged_held = Vec::new();
         for p in batch {
             if let Some(read) = self
                 .source
@@ -455,10 +453,7 @@ impl Service {
                     Some(link) if !link.shared => {
                         // Every instance got it: judged here now, or kept (hold.rs).
                         let (earlier, now) = self.route(&topic, &p.topic, &p.payload)?;
-                        for (handled, report) in earlier {
-                            answers.push(handled);
-                            judged_held.push(report);
-                        }
+                        answers.extend(earlier);
                         if !now {
                             acks.push(p);
                             continue;
@@ -482,7 +477,6 @@ impl Service {
             // the thing first): nothing of it is answered, each report kept or left as one
             // that could not be judged.
             answers.clear();
-            self.hold_again(judged_held);
             for p in std::mem::take(&mut judged) {
                 if let Some(topic) = ReportTopic::parse(&p.topic) {
                     self.keep_or_leave(p, topic.thing, &mut acks);

@@ -333,8 +333,7 @@ impl Service {
             }
         }
         if !self.synced(done.len())? {
-            // Another instance wrote one of the batch's things first: redelivered, judged
-            // again on a fresh load (or by the thing's new owner).
+            // Not committed (the store failed or another instance wrote first): redelivered.
             for (_, acker) in done {
                 self.intake_ack(acker, AckKind::Nak(Some(RETRY)));
             }

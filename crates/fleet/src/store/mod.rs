@@ -181,6 +181,11 @@ pub trait Registry {
     fn thing(&mut self, name: &str) -> Result<Option<Thing>, StoreError> {
         Ok(self.things()?.into_iter().find(|t| t.name == name))
     }
+    /// The registered things and their groups (the judge's registry, refreshed every 2 s). By
+    /// default from `things`; the cluster store reads its registry bucket only.
+    fn registered(&mut self) -> Result<BTreeMap<String, BTreeSet<String>>, StoreError> {
+        Ok(registry(&self.things()?))
+    }
     /// Registers a thing (again), replacing its groups.
     fn register(&mut self, name: &str, groups: &BTreeSet<String>) -> Result<(), StoreError>;
     /// Keeps `rejection` as the thing's last rejected report (replacing the one before), also

@@ -101,7 +101,12 @@ pub struct Nats {
     pub(super) purged: std::time::Instant,
     /// Records dropped from a full cache, counted for the log.
     pub(super) evicted: u64,
+    /// The registry as last read, with its stream's last sequence then (`registered`).
+    pub(super) registered: Option<(u64, Registered)>,
 }
+
+/// Registered things and their groups.
+pub(super) type Registered = std::collections::BTreeMap<String, std::collections::BTreeSet<String>>;
 
 /// `owns(thing)` of the cluster's ownership view.
 pub type Fence = Arc<dyn Fn(&str) -> bool + Send + Sync>;
@@ -222,6 +227,7 @@ impl Nats {
             failed: None,
             purged: std::time::Instant::now(),
             evicted: 0,
+            registered: None,
         })
     }
 
@@ -327,5 +333,45 @@ async fn connect(o: Options) -> Result<Js, StoreError> {
     // The metric history's stream, made here with the others rather than on a first publish
     // (several writes in flight would each find it missing while it elects its leader).
     super::nats_history::stream(&js).await?;
-    Ok(js)
+    quick(js, o.timeout).await
+}
+
+/// How long one JetStream request of a store call waits for its answer. A request to a stream
+/// that has no leader (its leader's nats-server was killed and the other replicas are still
+/// electing one) is not answered at all: with the whole `timeout_secs` per request, one call
+/// held the service up past a lease. Failing after this makes the reports wait, kept, and
+/// tried again with a backoff (docs/fleet.md "What each failure does").
+pub(super) const REQUEST_WAIT: Duration = Duration::from_secs(2);
+
+/// The same buckets and stream through a context whose requests wait at most `REQUEST_WAIT`
+/// (creating them above may take longer on a busy cluster, so they were made with `timeout`).
+async fn quick(made: Js, timeout: Duration) -> Result<Js, StoreError> {
+    let mut context = made.context.clone();
+    context.set_timeout(REQUEST_WAIT.min(timeout));
+    let kv = |name: &'static str| {
+        let context = context.clone();
+        async move {
+            let what = format!("bucket {name}");
+            context
+                .get_key_value(name)
+                .await
+                .map_err(|e| backend(&what, e))
+        }
+    };
+    let outbox = context
+        .get_stream(names::OUTBOX)
+        .await
+        .map_err(|e| backend(&format!("stream {}", names::OUTBOX), e))?;
+    Ok(Js {
+        records: kv(names::RECORDS).await?,
+        answers: kv(names::ANSWERS).await?,
+        registry: kv(names::REGISTRY).await?,
+        rejections: kv(names::REJECTIONS).await?,
+        violations: kv(names::VIOLATIONS).await?,
+        samples: kv(names::SAMPLES).await?,
+        cursors: kv(names::CURSORS).await?,
+        outbox,
+        context,
+        client: made.client,
+    })
 }

@@ -167,6 +167,38 @@ impl Registry for Nats {
         })
     }
 
+    /// Scans the registry bucket only when it changed since the last call (its stream's last
+    /// sequence, one request to the stream leader), and then only that bucket, not `things`'s
+    /// three. The service asks every 2 s; during a nats-server outage each scan may wait for
+    /// a consumer placed on the dead server (nats_kv::scan), holding up the reports.
+    fn registered(&mut self) -> Result<BTreeMap<String, BTreeSet<String>>, StoreError> {
+        let js = self.js.clone();
+        let known = self.registered.as_ref().map(|(seq, _)| *seq);
+        let what = format!("bucket {}", names::REGISTRY);
+        let (last, read) = self.bridge.run(&what.clone(), async move {
+            let info = js.registry.stream.get_info().await;
+            let last = info.map_err(|e| backend(&what, e))?.state.last_sequence;
+            if known == Some(last) {
+                return Ok((last, None));
+            }
+            let mut out = BTreeMap::new();
+            for r in nats_kv::values(&js.registry, &js.client, ">").await? {
+                let what = format!("bucket {} key {}", names::REGISTRY, r.key);
+                let g: Groups = from_bytes(&what, &r.payload)?;
+                out.insert(dec(&r.key).unwrap_or(r.key), g.groups);
+            }
+            Ok((last, Some(out)))
+        })?;
+        match (read, &self.registered) {
+            (Some(now), _) => {
+                self.registered = Some((last, now.clone()));
+                Ok(now)
+            }
+            (None, Some((_, kept))) => Ok(kept.clone()),
+            (None, None) => Ok(BTreeMap::new()),
+        }
+    }
+
     fn register(&mut self, name: &str, groups: &BTreeSet<String>) -> Result<(), StoreError> {
         let (js, key) = (self.js.clone(), enc(name));
         let value = to_bytes(&Groups {

@@ -1,6 +1,7 @@
 //! NATS only: a commit whose relay was cut short (a crash after the record's compare-and-set)
 //! is relayed by the next handle that reads the thing, once; a zombie's stale commit writes
-//! nothing; a relay mark by another handle is not a conflict; TLS with the configured CA.
+//! nothing; a relay mark by another handle is not a conflict; TLS with the configured CA; the
+//! registry as read again only when it changed sees another handle's registrations.
 
 use super::conformance::{answer, event, nats_options, nats_server, step};
 use super::nats_kv::{Stored, enc, to_bytes};
@@ -112,4 +113,28 @@ fn the_store_reaches_tls_servers_with_the_configured_ca_only() {
     opts.timeout = std::time::Duration::from_secs(2);
     let e = Nats::open(&opts).err().expect("a foreign CA is refused");
     assert!(e.to_string().contains(&server.url()), "{e}");
+}
+
+#[test]
+fn registered_follows_another_handles_registrations() {
+    let (_dir, server) = nats_server();
+    let mut reader = Nats::open(&nats_options(&server)).unwrap();
+    let mut writer = Nats::open(&nats_options(&server)).unwrap();
+    assert!(reader.registered().unwrap().is_empty());
+    let groups =
+        |names: &[&str]| -> BTreeSet<String> { names.iter().map(|g| g.to_string()).collect() };
+    writer.register("gw.1", &groups(&["a"])).unwrap();
+    let want: BTreeMap<String, BTreeSet<String>> = [("gw.1".to_string(), groups(&["a"]))].into();
+    assert_eq!(reader.registered().unwrap(), want);
+    // Unchanged: the kept copy (no scan), still the same.
+    assert_eq!(reader.registered().unwrap(), want);
+    writer.register("gw.1", &groups(&["b", "c"])).unwrap();
+    writer.register("gw-2", &groups(&[])).unwrap();
+    let want: BTreeMap<String, BTreeSet<String>> = [
+        ("gw.1".to_string(), groups(&["b", "c"])),
+        ("gw-2".to_string(), groups(&[])),
+    ]
+    .into();
+    assert_eq!(reader.registered().unwrap(), want);
+    assert_eq!(super::registry(&reader.things().unwrap()), want);
 }
