@@ -130,6 +130,31 @@ impl NatsCluster {
         )
     }
 
+    /// The instances of a cluster test: one `Fleet::configure`d in `work/fleet-<name>` per
+    /// name (minimum report interval 1 s), each with `fleet_tables` and the password file
+    /// they name (written in `work`).
+    pub fn fleets(
+        &self,
+        work: &Path,
+        pki: &super::Pki,
+        broker: &super::Broker,
+        names: &[&str],
+        profiles: &[serde_json::Value],
+        attach: &[(&str, &str)],
+    ) -> Vec<super::fleet::Fleet> {
+        let password = work.join("nats-password");
+        std::fs::write(&password, USER.1).unwrap();
+        names
+            .iter()
+            .map(|name| {
+                let dir = work.join(format!("fleet-{name}"));
+                let f = super::fleet::Fleet::configure(&dir, pki, broker, profiles, attach, 1);
+                f.append_config(&self.fleet_tables(&password, name));
+                f
+            })
+            .collect()
+    }
+
     /// Node `i`'s MQTT port (`start_with_mqtt` only).
     pub fn mqtt_port(&self, i: usize) -> u16 {
         self.nodes[i]

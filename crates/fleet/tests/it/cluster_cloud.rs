@@ -8,7 +8,7 @@ use detect_testkit::broker::Broker;
 use detect_testkit::certs::Pki;
 use detect_testkit::eventually;
 use detect_testkit::fleet::{Fleet, logs};
-use detect_testkit::nats_cluster::{NatsCluster, USER};
+use detect_testkit::nats_cluster::NatsCluster;
 use serde_json::json;
 
 use super::cloud_side::{WINDOW_SECS, behavior, client, disconnect, send, window_ahead};
@@ -21,32 +21,19 @@ async fn two_instances_judge_each_things_broker_events_once() {
     let broker = Broker::start(&pki);
     let work = tempfile::tempdir().unwrap();
     let nats = NatsCluster::start(work.path());
-    let password = work.path().join("nats-password");
-    std::fs::write(&password, USER.1).unwrap();
     let alarms = Alarms::start(&pki, broker.port, "detect-fleet/alarms/+").await;
     let profile = json!({"securityProfileName": "flaps", "behaviors": [
         behavior("disconnects", "aws:num-disconnects", "less-than", json!({"count": 2}))]});
-    let mut fleets: Vec<Fleet> = ["a", "b"]
-        .iter()
-        .map(|name| {
-            let dir = work.path().join(format!("fleet-{name}"));
-            let f = Fleet::configure(
-                &dir,
-                &pki,
-                &broker,
-                std::slice::from_ref(&profile),
-                &[("flaps", "all-things")],
-                1,
-            );
-            f.set_fleet_key(&format!("duration_override_secs = {WINDOW_SECS}"));
-            let text = std::fs::read_to_string(&f.config).unwrap();
-            let id = "client_id = \"detect-fleet-test\"\n";
-            let text = text.replacen(id, &format!("{id}source = \"mosquitto-plugin\"\n"), 1);
-            std::fs::write(&f.config, text).unwrap();
-            f.append_config(&nats.fleet_tables(&password, name));
-            f
-        })
-        .collect();
+    let attach = [("flaps", "all-things")];
+    let profiles = std::slice::from_ref(&profile);
+    let mut fleets = nats.fleets(work.path(), &pki, &broker, &["a", "b"], profiles, &attach);
+    for f in &fleets {
+        f.set_fleet_key(&format!("duration_override_secs = {WINDOW_SECS}"));
+        let text = std::fs::read_to_string(&f.config).unwrap();
+        let id = "client_id = \"detect-fleet-test\"\n";
+        let text = text.replacen(id, &format!("{id}source = \"mosquitto-plugin\"\n"), 1);
+        std::fs::write(&f.config, text).unwrap();
+    }
     for f in &mut fleets {
         f.start_subscribed().await;
     }

@@ -16,7 +16,7 @@ use detect_testkit::broker::{Broker, Login};
 use detect_testkit::certs::Pki;
 use detect_testkit::eventually;
 use detect_testkit::fleet::{Fleet, forbid_port, logs};
-use detect_testkit::nats_cluster::{NatsCluster, USER, pause};
+use detect_testkit::nats_cluster::{NatsCluster, pause};
 
 use super::cluster_devices::{Devices, name};
 
@@ -135,26 +135,11 @@ async fn three_instances_answer_every_report_through_each_failure() {
     );
     let mut broker = Broker::start_with_lines(&pki, Login::Certificate, &lines);
     let mut nats = NatsCluster::start(work.path());
-    let password = work.path().join("nats-password");
-    std::fs::write(&password, USER.1).unwrap();
     let alarms = Alarms::start(&pki, broker.port, "detect-fleet/alarms/+").await;
     let profiles = [forbid_port("no-ssh", 22)];
-    let mut fleets: Vec<Fleet> = ["a", "b", "c"]
-        .iter()
-        .map(|instance| {
-            let dir = work.path().join(format!("fleet-{instance}"));
-            let f = Fleet::configure(
-                &dir,
-                &pki,
-                &broker,
-                &profiles,
-                &[("no-ssh", "all-things")],
-                1,
-            );
-            f.append_config(&nats.fleet_tables(&password, instance));
-            f
-        })
-        .collect();
+    let attach = [("no-ssh", "all-things")];
+    let names = ["a", "b", "c"];
+    let mut fleets = nats.fleets(work.path(), &pki, &broker, &names, &profiles, &attach);
     for f in &mut fleets {
         f.start_subscribed().await;
     }

@@ -84,26 +84,10 @@ async fn two_instances_share_reports_across_a_kill_9_and_a_sigstop() {
     let broker = Broker::start(&pki);
     let work = tempfile::tempdir().unwrap();
     let nats = NatsCluster::start(work.path());
-    let password = work.path().join("nats-password");
-    std::fs::write(&password, USER.1).unwrap();
     let alarms = Alarms::start(&pki, broker.port, "detect-fleet/alarms/+").await;
     let profiles = [forbid_port("no-ssh", 22)];
-    let mut fleets: Vec<Fleet> = ["a", "b"]
-        .iter()
-        .map(|name| {
-            let dir = work.path().join(format!("fleet-{name}"));
-            let f = Fleet::configure(
-                &dir,
-                &pki,
-                &broker,
-                &profiles,
-                &[("no-ssh", "all-things")],
-                1,
-            );
-            f.append_config(&nats.fleet_tables(&password, name));
-            f
-        })
-        .collect();
+    let attach = [("no-ssh", "all-things")];
+    let mut fleets = nats.fleets(work.path(), &pki, &broker, &["a", "b"], &profiles, &attach);
     let (ok, out, err) = fleets[0].cli(&["check-config"]);
     assert!(
         ok && out.contains("[cluster] enabled: instance \"a\""),

@@ -173,21 +173,13 @@ async fn two_instances_share_the_nats_intake_across_a_kill_9() {
     let broker = Broker::start(&pki);
     let work = tempfile::tempdir().unwrap();
     let nats = NatsCluster::start_with_mqtt(work.path());
-    let password = work.path().join("nats-password");
-    std::fs::write(&password, USER.1).unwrap();
     let alarms = Alarms::start(&pki, broker.port, "detect-fleet/alarms/+").await;
     let profiles = [forbid_port("no-ssh", 22)];
-    let mut fleets: Vec<Fleet> = ["a", "b"]
-        .iter()
-        .map(|name| {
-            let dir = work.path().join(format!("fleet-{name}"));
-            let attach = [("no-ssh", "all-things")];
-            let f = Fleet::configure(&dir, &pki, &broker, &profiles, &attach, 1);
-            f.append_config(&nats.fleet_tables(&password, name));
-            f.append_config("intake = \"nats\"\n");
-            f
-        })
-        .collect();
+    let attach = [("no-ssh", "all-things")];
+    let mut fleets = nats.fleets(work.path(), &pki, &broker, &["a", "b"], &profiles, &attach);
+    for f in &fleets {
+        f.append_config("intake = \"nats\"\n");
+    }
     let (ok, out, err) = fleets[0].cli(&["check-config"]);
     assert!(
         ok && out.contains("reports from NATS subjects"),
