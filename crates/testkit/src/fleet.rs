@@ -95,6 +95,17 @@ listen = "127.0.0.1:0"
         }
     }
 
+    /// Requires `token` on the HTTP API (`[http] token_file`, written beside the config).
+    pub fn set_token(&self, token: &str) {
+        let file = self.dir.join("http.token");
+        std::fs::write(&file, format!("{token}\n")).unwrap();
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        let listen = "listen = \"127.0.0.1:0\"\n";
+        assert!(text.contains(listen), "{text}");
+        let with_token = format!("{listen}token_file = {:?}\n", file.display().to_string());
+        std::fs::write(&self.config, text.replace(listen, &with_token)).unwrap();
+    }
+
     /// Adds `line` (a `key = value`) to the `[fleet]` section of the config file.
     /// Appends `text` (whole tables) to the config file.
     pub fn append_config(&self, text: &str) {
@@ -247,6 +258,20 @@ listen = "127.0.0.1:0"
             .unwrap_or_default()
             .contains("subscribed to the report topics")
     }
+}
+
+/// A single-node test's world: a fresh PKI, mosquitto with mutual TLS, a work directory and
+/// a `Fleet` configured in it (minimum report interval 1 s), not started. Bound in this order
+/// (`let (pki, broker, work, fleet) = single(..)`), the fleet drops first, the broker after it.
+pub fn single(
+    profiles: &[serde_json::Value],
+    attach: &[(&str, &str)],
+) -> (Pki, Broker, tempfile::TempDir, Fleet) {
+    let pki = Pki::generate();
+    let broker = Broker::start(&pki);
+    let work = tempfile::tempdir().unwrap();
+    let fleet = Fleet::configure(work.path(), &pki, &broker, profiles, attach, 1);
+    (pki, broker, work, fleet)
 }
 
 impl Drop for Fleet {

@@ -7,7 +7,7 @@ use detect_testkit::backend::tls;
 use detect_testkit::broker::Broker;
 use detect_testkit::certs::Pki;
 use detect_testkit::eventually;
-use detect_testkit::fleet::Fleet;
+use detect_testkit::fleet::{Fleet, single};
 use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS, Transport};
 use serde_json::{Value, json};
 
@@ -143,10 +143,7 @@ pub(crate) fn rejected(answer: &(String, Value), code: &str, thing: &str, format
 #[tokio::test]
 async fn bad_reports_are_rejected_with_aws_error_codes_and_a_redelivered_report_gets_its_stored_answer()
  {
-    let pki = Pki::generate();
-    let broker = Broker::start(&pki);
-    let work = tempfile::tempdir().unwrap();
-    let mut fleet = Fleet::configure(work.path(), &pki, &broker, &[], &[], 1);
+    let (pki, broker, _work, mut fleet) = single(&[], &[]);
     fleet.start_subscribed().await;
     let (c, got) = client(&pki, broker.port).await;
     let j = |v: &Value| serde_json::to_vec(v).unwrap();
@@ -332,10 +329,7 @@ async fn a_qos0_report_sent_while_the_fleet_is_stopped_is_answered_after_it_star
             .any(|l| l.trim() == "queue_qos0_messages true"),
         "config/mosquitto/detect.conf must set queue_qos0_messages"
     );
-    let pki = Pki::generate();
-    let broker = Broker::start(&pki);
-    let work = tempfile::tempdir().unwrap();
-    let mut fleet = Fleet::configure(work.path(), &pki, &broker, &[], &[], 1);
+    let (pki, broker, _work, mut fleet) = single(&[], &[]);
     fleet.start_subscribed().await;
     let (c, got) = client(&pki, broker.port).await;
     fleet.kill9();
@@ -367,10 +361,7 @@ async fn a_qos0_report_sent_while_the_fleet_is_stopped_is_answered_after_it_star
 /// rejection; the `/rejected` answer carries the readable header's `reportId`.
 #[tokio::test]
 async fn things_list_shows_a_thing_whose_reports_were_all_rejected() {
-    let pki = Pki::generate();
-    let broker = Broker::start(&pki);
-    let work = tempfile::tempdir().unwrap();
-    let mut fleet = Fleet::configure(work.path(), &pki, &broker, &[], &[], 1);
+    let (pki, broker, _work, mut fleet) = single(&[], &[]);
     fleet.start_subscribed().await;
     let (c, got) = client(&pki, broker.port).await;
     let mixed = br#"{"hed":{"rid":12,"version":"1.0"},"met":{}}"#.to_vec();

@@ -2,9 +2,7 @@
 //! raised by a report through mosquitto is listed, its event and the report's datapoints are
 //! read back, a verification posted with the token is stored and the CLI sees it.
 
-use detect_testkit::broker::Broker;
-use detect_testkit::certs::Pki;
-use detect_testkit::fleet::{Fleet, forbid_port};
+use detect_testkit::fleet::{forbid_port, single};
 use serde_json::json;
 
 use crate::answers::{client, send};
@@ -14,26 +12,9 @@ const TOKEN: &str = "api-token-for-tests-0123456789";
 
 #[tokio::test]
 async fn the_api_lists_an_alarm_its_event_and_history_and_stores_a_verification() {
-    let pki = Pki::generate();
-    let broker = Broker::start(&pki);
-    let work = tempfile::tempdir().unwrap();
-    let mut fleet = Fleet::configure(
-        work.path(),
-        &pki,
-        &broker,
-        &[forbid_port("no-ssh", 22)],
-        &[("no-ssh", "all-things")],
-        1,
-    );
-    let token = work.path().join("token");
-    std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
-    let text = std::fs::read_to_string(&fleet.config).unwrap();
-    let http = format!("[http]\nlisten = \"127.0.0.1:0\"\ntoken_file = {token:?}\n");
-    std::fs::write(
-        &fleet.config,
-        text.replace("[http]\nlisten = \"127.0.0.1:0\"\n", &http),
-    )
-    .unwrap();
+    let (pki, broker, _work, mut fleet) =
+        single(&[forbid_port("no-ssh", 22)], &[("no-ssh", "all-things")]);
+    fleet.set_token(TOKEN);
     fleet.start_subscribed().await;
     let addr = fleet.http_addr().expect("HTTP listener address in the log");
     let (c, got) = client(&pki, broker.port).await;

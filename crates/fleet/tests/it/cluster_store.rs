@@ -8,7 +8,7 @@ use detect_testkit::alarms::Alarms;
 use detect_testkit::broker::Broker;
 use detect_testkit::certs::Pki;
 use detect_testkit::eventually;
-use detect_testkit::fleet::{Fleet, forbid_port};
+use detect_testkit::fleet::{Fleet, forbid_port, single};
 use detect_testkit::nats::Nats;
 use serde_json::{Value, json};
 
@@ -115,10 +115,7 @@ async fn the_nats_store_keeps_records_answers_and_violations_across_a_kill_9() {
 
 #[tokio::test]
 async fn an_unreachable_nats_store_is_an_error_naming_the_servers() {
-    let pki = Pki::generate();
-    let broker = Broker::start(&pki);
-    let work = tempfile::tempdir().unwrap();
-    let fleet = Fleet::configure(work.path(), &pki, &broker, &[], &[], 1);
+    let (_pki, _broker, _work, fleet) = single(&[], &[]);
     // A loopback port nothing listens on (bound, then closed).
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

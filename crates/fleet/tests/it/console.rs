@@ -6,11 +6,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use detect_testkit::backend::tls;
-use detect_testkit::broker::Broker;
-use detect_testkit::certs::Pki;
 use detect_testkit::chromium::Chromium;
 use detect_testkit::eventually;
-use detect_testkit::fleet::Fleet;
+use detect_testkit::fleet::{Fleet, single};
 use rumqttc::{AsyncClient, MqttOptions, QoS, Transport};
 use serde_json::{Value, json};
 
@@ -93,27 +91,9 @@ fn stored_state(fleet: &Fleet) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_shows_the_alarm_charts_the_threshold_and_stores_a_clicked_verification() {
-    let pki = Pki::generate();
-    let broker = Broker::start(&pki);
-    let work = tempfile::tempdir().unwrap();
-    let mut fleet = Fleet::configure(
-        work.path(),
-        &pki,
-        &broker,
-        &[profile()],
-        &[("gateway-baseline", "all-things")],
-        1,
-    );
-    let token_file = work.path().join("http.token");
-    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
-    let text = std::fs::read_to_string(&fleet.config).unwrap();
-    let listen = "listen = \"127.0.0.1:0\"\n";
-    assert!(text.contains(listen), "{text}");
-    let with_token = format!(
-        "{listen}token_file = {:?}\n",
-        token_file.display().to_string()
-    );
-    std::fs::write(&fleet.config, text.replace(listen, &with_token)).unwrap();
+    let (pki, broker, _work, mut fleet) =
+        single(&[profile()], &[("gateway-baseline", "all-things")]);
+    fleet.set_token(TOKEN);
     fleet.start_subscribed().await;
 
     let mut o = MqttOptions::new("console-device", "127.0.0.1", broker.port);

@@ -5,10 +5,8 @@ use std::time::Duration;
 
 use detect_testkit::alarms::Alarms;
 use detect_testkit::backend::tls;
-use detect_testkit::broker::Broker;
-use detect_testkit::certs::Pki;
 use detect_testkit::eventually;
-use detect_testkit::fleet::{Fleet, forbid_port};
+use detect_testkit::fleet::{forbid_port, single};
 use rumqttc::{AsyncClient, MqttOptions, QoS, Transport};
 use serde_json::json;
 
@@ -23,18 +21,9 @@ fn count(db: &std::path::Path, sql: &str) -> i64 {
 
 #[tokio::test]
 async fn kill_9_during_a_load_run_stores_every_report_once_and_repeats_no_alarm() {
-    let pki = Pki::generate();
-    let broker = Broker::start(&pki);
-    let work = tempfile::tempdir().unwrap();
     // Every report lists port 22: each thing's first accepted report raises its alarm.
-    let mut fleet = Fleet::configure(
-        work.path(),
-        &pki,
-        &broker,
-        &[forbid_port("no-ssh", 22)],
-        &[("no-ssh", "all-things")],
-        1,
-    );
+    let (pki, broker, work, mut fleet) =
+        single(&[forbid_port("no-ssh", 22)], &[("no-ssh", "all-things")]);
     fleet.start_subscribed().await;
     let alarms = Alarms::start(&pki, broker.port, "detect-fleet/alarms/+").await;
 

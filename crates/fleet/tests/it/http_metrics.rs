@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use detect_testkit::broker::Broker;
 use detect_testkit::certs::Pki;
-use detect_testkit::fleet::{Fleet, forbid_port};
+use detect_testkit::fleet::{Fleet, forbid_port, single};
 use serde_json::json;
 
 use crate::answers::{client, rejected, send};
@@ -75,17 +75,8 @@ impl Drop for Prometheus {
 
 #[tokio::test]
 async fn prometheus_scrapes_the_alarm_and_report_counters_while_reports_flow() {
-    let pki = Pki::generate();
-    let broker = Broker::start(&pki);
-    let work = tempfile::tempdir().unwrap();
-    let mut fleet = Fleet::configure(
-        work.path(),
-        &pki,
-        &broker,
-        &[forbid_port("no-ssh", 22)],
-        &[("no-ssh", "all-things")],
-        1,
-    );
+    let (pki, broker, work, mut fleet) =
+        single(&[forbid_port("no-ssh", 22)], &[("no-ssh", "all-things")]);
     fleet.start_subscribed().await;
     let target = fleet.http_addr().expect("HTTP listener address in the log");
     let prometheus = Prometheus::start(work.path(), target);

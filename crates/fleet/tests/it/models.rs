@@ -2,9 +2,7 @@
 //! real reports through a real broker, summed per ML behavior as AWS's training summaries.
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use detect_testkit::broker::Broker;
-use detect_testkit::certs::Pki;
-use detect_testkit::fleet::Fleet;
+use detect_testkit::fleet::{Fleet, single};
 use serde_json::{Value, json};
 
 use crate::answers::{client, send};
@@ -34,17 +32,7 @@ fn models(fleet: &Fleet) -> Vec<Value> {
 
 #[tokio::test]
 async fn models_lists_each_ml_behavior_with_its_status_from_the_things_records() {
-    let pki = Pki::generate();
-    let broker = Broker::start(&pki);
-    let work = tempfile::tempdir().unwrap();
-    let mut fleet = Fleet::configure(
-        work.path(),
-        &pki,
-        &broker,
-        &[profile()],
-        &[("learned", "all-things")],
-        1,
-    );
+    let (pki, broker, _work, mut fleet) = single(&[profile()], &[("learned", "all-things")]);
     // Before any report: the behavior is listed, no thing has reported.
     let before = models(&fleet);
     assert_eq!(before.len(), 1, "only the ML behavior: {before:?}");

@@ -15,10 +15,8 @@ use detect_testkit::now_ms;
 
 use detect_agent::daemon::schedule::offset_ms;
 use detect_testkit::alarms::Alarms;
-use detect_testkit::broker::Broker;
-use detect_testkit::certs::Pki;
 use detect_testkit::eventually;
-use detect_testkit::fleet::Fleet;
+use detect_testkit::fleet::single;
 use detect_testkit::fleet_agent as agent;
 use detect_testkit::veths::{self, Veths};
 
@@ -65,17 +63,8 @@ async fn a_statistical_threshold_flags_the_one_device_of_ten_whose_traffic_is_fa
         return;
     };
     net.enter();
-    let pki = Pki::generate();
-    let broker = Broker::start(&pki);
-    let work = tempfile::tempdir().unwrap();
-    let mut fleet = Fleet::configure(
-        work.path(),
-        &pki,
-        &broker,
-        &[profile()],
-        &[("fleet-traffic", "group:fleet10")],
-        1,
-    );
+    let (pki, broker, work, mut fleet) =
+        single(&[profile()], &[("fleet-traffic", "group:fleet10")]);
     fleet.set_fleet_key(&format!("duration_override_secs = {}", WINDOW_MS / 1000));
     let (ok, out, err) = fleet.cli(&["check-config"]);
     assert!(
