@@ -5,8 +5,8 @@
 //! nats-server, replicas 3, two detect-fleet instances) at CLUSTER_RATE (default 2 000);
 //! MODE=sqlite or MODE=cluster runs one. Prints side by side: sustained answered reports/s,
 //! verdict latency p50/p99 (publish to answer, both seen by this process), CPU µs per report
-//! of each process, detect-fleet's RSS, the SQLite database per 1 000 things. Numbers only;
-//! nothing is asserted.
+//! of each process, detect-fleet's RSS, the SQLite database per 1 000 things, and in cluster
+//! mode the JetStream messages written per report, per stream. Numbers only; nothing is asserted.
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -74,6 +74,8 @@ struct Figures {
     p99_ms: f64,
     /// (process, CPU µs per answered report)
     cpu: Vec<(String, f64)>,
+    /// (JetStream stream, messages written per answered report); cluster mode only.
+    writes: Vec<(String, f64)>,
     rss_kib: (u64, u64),
     db_kib: u64,
     /// The first instance's /metrics after the load: size, time, the gauges' store read.
@@ -162,6 +164,28 @@ fn print(things: u64, runs: &[(&str, Figures)]) {
             .sum();
         format!("{us:.0}")
     });
+    let mut streams: Vec<&str> = Vec::new();
+    for (_, f) in runs {
+        for (n, per) in &f.writes {
+            if *per > 0.0 && !streams.contains(&n.as_str()) {
+                streams.push(n);
+            }
+        }
+    }
+    if streams.is_empty() {
+        return;
+    }
+    println!("JetStream messages written per answered report (each on 3 replicas)");
+    for name in streams {
+        row(&format!("  {name}"), &|f| {
+            let got = f.writes.iter().find(|(n, _)| n == name);
+            got.map_or("-".into(), |(_, per)| format!("{per:.3}"))
+        });
+    }
+    row("  all streams", &|f| {
+        let per: f64 = f.writes.iter().map(|(_, per)| per).sum();
+        format!("{per:.3}")
+    });
 }
 
 async fn run(things: u64, rate: u64, seconds: u64, instances: usize) -> Figures {
@@ -247,6 +271,7 @@ async fn run(things: u64, rate: u64, seconds: u64, instances: usize) -> Figures 
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     let processes = setup.processes();
+    let stored_before = setup.stored().await;
     let cpu_before: Vec<Duration> = processes.iter().map(|(_, pid)| cpu(*pid)).collect();
     let total = rate * seconds;
     let start = Instant::now();
@@ -256,6 +281,7 @@ async fn run(things: u64, rate: u64, seconds: u64, instances: usize) -> Figures 
     eventually(Duration::from_secs(60), || answered(&latencies) >= total).await;
     let wall = start.elapsed();
     let cpu_after: Vec<Duration> = processes.iter().map(|(_, pid)| cpu(*pid)).collect();
+    let stored_after = setup.stored().await;
     let mut l = latencies.lock().unwrap().clone();
     l.sort();
     let pct = |p: f64| {
@@ -267,6 +293,14 @@ async fn run(things: u64, rate: u64, seconds: u64, instances: usize) -> Figures 
         .iter()
         .zip(cpu_before.iter().zip(&cpu_after))
         .map(|((name, _), (b, a))| (name.clone(), (*a - *b).as_secs_f64() * 1e6 / got as f64))
+        .collect();
+    let writes = stored_after
+        .iter()
+        .map(|(name, after)| {
+            let before = stored_before.iter().find(|(n, _)| n == name);
+            let n = after - before.map_or(0, |(_, b)| *b).min(*after);
+            (name.clone(), n as f64 / got as f64)
+        })
         .collect();
     let fleet_pid = setup.fleets[0].pid().unwrap_or(0);
     let db: u64 = ["fleet.db", "fleet.db-wal", "fleet.db-shm"]
@@ -303,6 +337,7 @@ async fn run(things: u64, rate: u64, seconds: u64, instances: usize) -> Figures 
         p50_ms: pct(50.0).as_secs_f64() * 1000.0,
         p99_ms: pct(99.0).as_secs_f64() * 1000.0,
         cpu,
+        writes,
         rss_kib: rss,
         db_kib: db / 1024,
         metrics,

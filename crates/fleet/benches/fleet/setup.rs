@@ -81,6 +81,25 @@ impl Setup {
         }
     }
 
+    /// Cluster mode: (stream, messages stored so far) of every JetStream stream, its last
+    /// sequence: each KV put and outbox append is one message, written on every replica.
+    pub async fn stored(&self) -> Vec<(String, u64)> {
+        let Some(nats) = &self.nats else {
+            return Vec::new();
+        };
+        let opts = async_nats::ConnectOptions::with_user_and_password(USER.0.into(), USER.1.into());
+        let Ok(client) = opts.connect(nats.url(0)).await else {
+            return Vec::new();
+        };
+        let js = async_nats::jetstream::new(client);
+        let mut out = Vec::new();
+        let mut streams = js.streams();
+        while let Some(Ok(info)) = futures_util::StreamExt::next(&mut streams).await {
+            out.push((info.config.name.clone(), info.state.last_sequence));
+        }
+        out
+    }
+
     /// (name, pid) of every process serving the reports.
     pub fn processes(&self) -> Vec<(String, u32)> {
         let mut out = vec![("mosquitto".to_string(), self.broker.pid().unwrap_or(0))];
