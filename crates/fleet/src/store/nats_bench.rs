@@ -1,5 +1,6 @@
 //! `scripts/bench-store`: per-commit latency and commits/s of the NATS store against a local
-//! single nats-server (JetStream, one replica). Prints figures; an ignored test, never timed.
+//! single nats-server (JetStream, one replica), its CPU and the messages written per report.
+//! Prints figures; an ignored test, never timed.
 
 use std::time::{Duration, Instant};
 
@@ -40,6 +41,8 @@ fn nats_store_commit_figures() {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis());
     let (mut commits, mut reports) = (Vec::new(), Vec::new());
+    let (stored_before, server) = (stored(&s), server_pid());
+    let cpu_before = server.map(cpu_ticks);
     let start = Instant::now();
     for round in 0..rounds {
         for t in 0..things {
@@ -54,7 +57,9 @@ fn nats_store_commit_figures() {
             reports.push(began.elapsed());
         }
     }
+    s.sync().unwrap();
     let total = start.elapsed().as_secs_f64();
+    let cpu_after = server.map(cpu_ticks);
     commits.sort();
     reports.sort();
     let n = commits.len();
@@ -74,4 +79,59 @@ fn nats_store_commit_figures() {
         "  {:.0} reports/s through one handle ({n} in {total:.1} s)",
         n as f64 / total
     );
+    if let (Some(b), Some(a)) = (cpu_before, cpu_after) {
+        // Clock ticks of 10 ms (CLK_TCK 100).
+        let us = (a - b) as f64 * 10_000.0 / n as f64;
+        println!("  nats-server CPU: {us:.0} µs per report");
+    }
+    println!("  JetStream messages written per report:");
+    let mut all = 0.0;
+    for (name, after) in stored(&s) {
+        let before = stored_before.iter().find(|(b, _)| *b == name);
+        let per = (after - before.map_or(0, |(_, b)| *b).min(after)) as f64 / n as f64;
+        if per > 0.0 {
+            println!("    {name:<28} {per:.3}");
+        }
+        all += per;
+    }
+    println!("    {:<28} {all:.3}", "all streams");
+}
+
+/// (stream, last sequence) of every JetStream stream: the messages written so far.
+fn stored(s: &Nats) -> Vec<(String, u64)> {
+    let context = s.js.context.clone();
+    let got = s.bridge.run("stream infos", async move {
+        let mut out = Vec::new();
+        let mut streams = context.streams();
+        while let Some(info) = futures_util::StreamExt::next(&mut streams).await {
+            let info = info.map_err(|e| nats::backend("stream infos", e))?;
+            out.push((info.config.name.clone(), info.state.last_sequence));
+        }
+        Ok(out)
+    });
+    got.unwrap()
+}
+
+/// The nats-server this test started (a child of this process), if any.
+fn server_pid() -> Option<u32> {
+    let me = std::process::id().to_string();
+    let dirs = std::fs::read_dir("/proc").ok()?;
+    dirs.flatten().find_map(|d| {
+        let stat = std::fs::read_to_string(d.path().join("stat")).ok()?;
+        let (comm, rest) = stat.split_once(") ")?;
+        let parent = rest.split_whitespace().nth(1)?;
+        let ours = comm.ends_with("(nats-server") && parent == me;
+        ours.then(|| d.file_name().to_str()?.parse().ok()).flatten()
+    })
+}
+
+/// User + system CPU clock ticks of `pid` so far.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let rest = stat.rsplit_once(") ").map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0)
 }
