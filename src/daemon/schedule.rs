@@ -3,15 +3,7 @@
 
 use std::time::Duration;
 
-/// FNV-1a 64: stable across Rust versions and platforms (std's hasher is not).
-fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
-}
+use crate::detect::hash::fnv1a;
 
 /// The thing's offset within the interval, in milliseconds.
 pub fn offset_ms(thing: &str, interval: Duration) -> u64 {

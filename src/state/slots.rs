@@ -15,6 +15,7 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use super::StateError;
+use crate::detect::hash::Fnv1a;
 
 /// Room for a baseline of a few hundred interfaces.
 pub const SLOT_SIZE: usize = 32 * 1024;
@@ -121,13 +122,11 @@ fn parse(slot: &[u8]) -> Option<(u64, &[u8])> {
 
 /// FNV-1a 64 over the sequence number, the length and the payload.
 fn checksum(seq: u64, payload: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let len = (payload.len() as u32).to_le_bytes();
-    for b in seq.to_le_bytes().iter().chain(&len).chain(payload) {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
+    let mut h = Fnv1a::default();
+    h.eat(&seq.to_le_bytes());
+    h.eat(&(payload.len() as u32).to_le_bytes());
+    h.eat(payload);
+    h.finish()
 }
 
 #[cfg(test)]

@@ -75,9 +75,7 @@ fn main() {
     println!("point thresholds (Q16) from all: {b:?}; from the sample: {a:?}");
 }
 
-/// FNV-1a, as detect-fleet's `judge_groups::name_hash`.
+/// As detect-fleet's `judge_groups::name_hash`.
 fn fnv(name: &str) -> u64 {
-    name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
+    detect::hash::fnv1a(name.as_bytes())
 }

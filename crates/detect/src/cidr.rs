@@ -6,6 +6,8 @@ use std::net::IpAddr;
 
 use protocol::model::unmap_ip as unmap;
 
+use crate::hash::Fnv1a;
+
 /// Merged, sorted, disjoint inclusive ranges per family.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CidrSet {
@@ -101,22 +103,17 @@ impl CidrSet {
     /// A stable digest of the merged ranges, so a changed cidrsFile counts as a changed value
     /// on reload (§6.1). FNV-1a over the range bounds.
     pub fn digest(&self) -> u64 {
-        let mut h = 0xcbf2_9ce4_8422_2325_u64;
-        let mut eat = |bytes: &[u8]| {
-            for b in bytes {
-                h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
-            }
-        };
+        let mut h = Fnv1a::default();
         for (s, e) in &self.v4 {
-            eat(&s.to_be_bytes());
-            eat(&e.to_be_bytes());
+            h.eat(&s.to_be_bytes());
+            h.eat(&e.to_be_bytes());
         }
-        eat(b"|");
+        h.eat(b"|");
         for (s, e) in &self.v6 {
-            eat(&s.to_be_bytes());
-            eat(&e.to_be_bytes());
+            h.eat(&s.to_be_bytes());
+            h.eat(&e.to_be_bytes());
         }
-        h
+        h.finish()
     }
 }
 

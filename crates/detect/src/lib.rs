@@ -3,7 +3,7 @@
 //!
 //! Layers, each module importing only from the ones above it in this list (checked by
 //! `scripts/check-imports`; no module imports this file's re-exports):
-//! 1. vocabulary: `operators`, `cidr`, `ids`, then `metrics` (names, kinds, `MetricRef`,
+//! 1. vocabulary: `hash`, `operators`, `cidr`, `ids`, then `metrics` (names, kinds, `MetricRef`,
 //!    `Datapoint`), `event`;
 //! 2. observations: `observation` (the trait the engine reads), `from_report` (a report as one);
 //! 3. `learn/`: the learned model of ML behaviors (docs/ml.md); `criteria/`: the closed set of
@@ -21,6 +21,7 @@ pub mod criteria;
 pub mod engine;
 pub mod event;
 pub mod from_report;
+pub mod hash;
 pub mod ids;
 pub mod learn;
 pub mod metrics;

@@ -112,9 +112,7 @@ fn sample(hexes: &[(u64, &StoredModel)]) -> Vec<Model> {
 
 /// FNV-1a of a thing name: the same on every run and platform (the sample's order).
 pub fn name_hash(name: &str) -> u64 {
-    name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
+    detect::hash::fnv1a(name.as_bytes())
 }
 
 #[cfg(test)]

@@ -42,11 +42,7 @@ pub struct Behavior {
 /// 64-bit hash, so a saved state carries 16 bytes per behavior whatever the size of its value
 /// (a port or CIDR set). Stable across versions and machines: saved states compare it.
 pub fn fingerprint_of(text: &str) -> String {
-    let mut h = 0xcbf2_9ce4_8422_2325_u64;
-    for b in text.bytes() {
-        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("{h:016x}")
+    format!("{:016x}", crate::hash::fnv1a(text.as_bytes()))
 }
 
 /// True when a saved fingerprint is `loaded` (a `Behavior::fingerprint`): states saved before

@@ -93,12 +93,7 @@ impl Settings {
 /// Stable across versions and machines (documented in docs/fleet.md; changing it would move
 /// every thing at an upgrade).
 pub fn partition_of(thing: &str, partitions: u32) -> u32 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in thing.as_bytes() {
-        hash ^= u64::from(*byte);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    (hash % u64::from(partitions.max(1))) as u32
+    (detect::hash::fnv1a(thing.as_bytes()) % u64::from(partitions.max(1))) as u32
 }
 
 /// Opens (or creates) the lease bucket and starts the keeper on `client`.
