@@ -20,7 +20,8 @@ use serde_json::json;
 #[path = "fleet/setup.rs"]
 mod setup;
 
-use setup::{Setup, cpu, rss_kib};
+use detect_testkit::proc_stat::{cpu, rss_kib};
+use setup::Setup;
 
 fn env(name: &str, default: u64) -> u64 {
     std::env::var(name)

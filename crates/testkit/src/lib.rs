@@ -18,6 +18,7 @@ pub mod nats;
 pub mod nats_cluster;
 pub mod netns;
 pub mod notify;
+pub mod proc_stat;
 pub mod relay;
 pub mod run;
 mod server;

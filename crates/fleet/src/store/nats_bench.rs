@@ -42,7 +42,7 @@ fn nats_store_commit_figures() {
         .map_or(0, |d| d.as_millis());
     let (mut commits, mut reports) = (Vec::new(), Vec::new());
     let (stored_before, server) = (stored(&s), server_pid());
-    let cpu_before = server.map(cpu_ticks);
+    let cpu_before = server.map(detect_testkit::proc_stat::cpu);
     let start = Instant::now();
     for round in 0..rounds {
         for t in 0..things {
@@ -59,7 +59,7 @@ fn nats_store_commit_figures() {
     }
     s.sync().unwrap();
     let total = start.elapsed().as_secs_f64();
-    let cpu_after = server.map(cpu_ticks);
+    let cpu_after = server.map(detect_testkit::proc_stat::cpu);
     commits.sort();
     reports.sort();
     let n = commits.len();
@@ -80,8 +80,7 @@ fn nats_store_commit_figures() {
         n as f64 / total
     );
     if let (Some(b), Some(a)) = (cpu_before, cpu_after) {
-        // Clock ticks of 10 ms (CLK_TCK 100).
-        let us = (a - b) as f64 * 10_000.0 / n as f64;
+        let us = a.saturating_sub(b).as_secs_f64() * 1e6 / n as f64;
         println!("  nats-server CPU: {us:.0} µs per report");
     }
     println!("  JetStream messages written per report:");
@@ -123,15 +122,4 @@ fn server_pid() -> Option<u32> {
         let ours = comm.ends_with("(nats-server") && parent == me;
         ours.then(|| d.file_name().to_str()?.parse().ok()).flatten()
     })
-}
-
-/// User + system CPU clock ticks of `pid` so far.
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let rest = stat.rsplit_once(") ").map_or("", |(_, r)| r);
-    let f: Vec<u64> = rest
-        .split_whitespace()
-        .map(|x| x.parse().unwrap_or(0))
-        .collect();
-    f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0)
 }
