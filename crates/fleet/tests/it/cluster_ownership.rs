@@ -177,44 +177,56 @@ fn assert_no_overlap(lines: &Lines) {
     }
 }
 
-/// Each lease key's kept history never goes back to an older epoch (a woken member's stale
-/// renewal would), and grows by at most one per write; returns the number of claims seen.
-/// (Two claims racing on nats-server 2.9 may both be stored with the same next epoch: the
-/// loser finds out and never judges, see bucket.rs `first_after`.)
-async fn assert_history(cluster: &NatsCluster) -> usize {
+/// A client of `cluster` as the test user, and its lease bucket.
+pub(crate) async fn lease_bucket(cluster: &NatsCluster) -> jetstream::kv::Store {
     let addrs: Vec<async_nats::ServerAddr> =
         cluster.urls().iter().map(|u| u.parse().unwrap()).collect();
     let client = async_nats::ConnectOptions::with_user_and_password(USER.0.into(), USER.1.into())
         .connect(addrs)
         .await
         .unwrap();
-    let kv = jetstream::new(client).get_key_value(BUCKET).await.unwrap();
+    jetstream::new(client).get_key_value(BUCKET).await.unwrap()
+}
+
+/// The kept values of partition `p`'s lease, oldest first, read one by one through the stream
+/// leader (first message from `seq`).
+pub(crate) async fn lease_history(kv: &jetstream::kv::Store, p: u32) -> Vec<Value> {
+    let subject = format!("$KV.{BUCKET}.partition.{p}");
+    let (mut seq, mut failures) = (1, 0);
+    let mut values = Vec::new();
+    loop {
+        let m = match kv
+            .stream
+            .get_first_raw_message_by_subject(&subject, seq)
+            .await
+        {
+            Ok(m) => m,
+            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => return values,
+            // A cluster just back from a kill may answer "temporarily unavailable" for a
+            // while: retried, 15 s at most per partition.
+            Err(e) if failures < 60 => {
+                failures += 1;
+                tracing::debug!("reading {subject} from {seq}: {e}; retrying");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                continue;
+            }
+            Err(e) => panic!("reading {subject} from {seq}: {e}"),
+        };
+        seq = m.sequence + 1;
+        values.push(serde_json::from_slice(&m.payload).unwrap());
+    }
+}
+
+/// Each lease key's kept history never goes back to an older epoch (a woken member's stale
+/// renewal would), and grows by at most one per write; returns the number of claims seen.
+/// (Two claims racing on nats-server 2.9 may both be stored with the same next epoch: the
+/// loser finds out and never judges, see bucket.rs `first_after`.)
+async fn assert_history(cluster: &NatsCluster) -> usize {
+    let kv = lease_bucket(cluster).await;
     let mut claims = 0;
     for p in 0..PARTITIONS {
-        // The kept values one by one through the stream leader (first message from `seq`).
-        let subject = format!("$KV.{BUCKET}.partition.{p}");
-        let (mut seq, mut failures) = (1, 0);
         let mut prev: Option<u64> = None;
-        loop {
-            let m = match kv
-                .stream
-                .get_first_raw_message_by_subject(&subject, seq)
-                .await
-            {
-                Ok(m) => m,
-                Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => break,
-                // A cluster just back from a kill may answer "temporarily unavailable" for a
-                // while: retried, 15 s at most per partition.
-                Err(e) if failures < 60 => {
-                    failures += 1;
-                    tracing::debug!("reading {subject} from {seq}: {e}; retrying");
-                    tokio::time::sleep(Duration::from_millis(250)).await;
-                    continue;
-                }
-                Err(e) => panic!("reading {subject} from {seq}: {e}"),
-            };
-            seq = m.sequence + 1;
-            let v: Value = serde_json::from_slice(&m.payload).unwrap();
+        for v in lease_history(&kv, p).await {
             let epoch = v["epoch"].as_u64().unwrap();
             if let Some(before) = prev {
                 assert!(

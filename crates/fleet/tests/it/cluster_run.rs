@@ -11,11 +11,12 @@ use detect_testkit::broker::Broker;
 use detect_testkit::certs::Pki;
 use detect_testkit::eventually;
 use detect_testkit::fleet::{Fleet, forbid_port, logs};
-use detect_testkit::nats_cluster::{NatsCluster, USER, pause};
+use detect_testkit::nats_cluster::{NatsCluster, pause};
 use detect_testkit::relay::Relay;
 use rumqttc::{AsyncClient, QoS};
 
 use super::answers::{Got, client};
+use super::cluster_ownership::{lease_bucket, lease_history};
 use super::cluster_store::report;
 
 const THINGS: usize = 50;
@@ -284,28 +285,19 @@ fn leases_of(log: &str) -> usize {
 /// The partitions whose lease a holds now, claimed right after a free value of the epoch
 /// before (a hand-back, or a release; an expired lease is claimed over its owner's value).
 async fn freed_by_handback(nats: &NatsCluster) -> usize {
-    use futures_util::StreamExt;
-    let addrs: Vec<async_nats::ServerAddr> =
-        nats.urls().iter().map(|u| u.parse().unwrap()).collect();
-    let client = async_nats::ConnectOptions::with_user_and_password(USER.0.into(), USER.1.into())
-        .connect(addrs)
-        .await
-        .unwrap();
-    let kv = async_nats::jetstream::new(client)
-        .get_key_value("detect-fleet-leases")
-        .await
-        .unwrap();
+    let kv = lease_bucket(nats).await;
     let mut freed = 0;
     for p in 0..64 {
-        let mut values = Vec::new();
-        let mut history = kv.history(format!("partition.{p}")).await.unwrap();
-        while let Some(entry) = history.next().await {
-            let v: serde_json::Value = serde_json::from_slice(&entry.unwrap().value).unwrap();
-            values.push((
-                v["owner"].as_str().unwrap_or("?").to_owned(),
-                v["epoch"].as_u64(),
-            ));
-        }
+        let values: Vec<(String, Option<u64>)> = lease_history(&kv, p)
+            .await
+            .iter()
+            .map(|v| {
+                (
+                    v["owner"].as_str().unwrap_or("?").to_owned(),
+                    v["epoch"].as_u64(),
+                )
+            })
+            .collect();
         // The values since the last free one: all a's (its claim, then its renewals), one
         // epoch on.
         let Some(last_free) = values.iter().rposition(|(owner, _)| owner.is_empty()) else {
