@@ -346,17 +346,7 @@ impl Keeper {
     /// together, each bounded by the request timeout) and says goodbye; the number written.
     async fn hand_back(&mut self, shared: &Shared) -> usize {
         let held = std::mem::take(&mut self.held);
-        for (&p, h) in &held {
-            self.grant(shared, p, None);
-            Self::tell(shared, p, h.epoch, ChangeKind::Released);
-        }
-        let writes = held.iter().map(|(&p, h)| {
-            let free = Lease {
-                owner: String::new(),
-                epoch: h.epoch,
-            };
-            self.kv.update(lease::key(p), free.encode(), h.revision)
-        });
+        let writes = held.iter().map(|(&p, h)| self.let_go(shared, p, h).1);
         let results = join_all(writes).await;
         let mut released = 0;
         for (p, result) in held.keys().zip(results) {
@@ -376,19 +366,31 @@ impl Keeper {
         let Some(held) = self.held.remove(&p) else {
             return;
         };
+        let (free, write) = self.let_go(shared, p, &held);
+        match write.await {
+            Ok(new) => self.saw(p, new, free),
+            Err(e) => tracing::debug!("cluster: releasing partition {p}: {e}"),
+        }
+    }
+
+    /// Stops judging `p` (its grant withdrawn, `Released` told) and returns its lease as free
+    /// with the compare-and-set on `held`'s revision that writes it.
+    fn let_go(
+        &self,
+        shared: &Shared,
+        p: u32,
+        held: &Held,
+    ) -> (
+        Lease,
+        impl std::future::Future<Output = Result<u64, kv::UpdateError>> + '_,
+    ) {
         self.grant(shared, p, None);
         Self::tell(shared, p, held.epoch, ChangeKind::Released);
         let free = Lease {
             owner: String::new(),
             epoch: held.epoch,
         };
-        match self
-            .kv
-            .update(lease::key(p), free.encode(), held.revision)
-            .await
-        {
-            Ok(new) => self.saw(p, new, free),
-            Err(e) => tracing::debug!("cluster: releasing partition {p}: {e}"),
-        }
+        let write = self.kv.update(lease::key(p), free.encode(), held.revision);
+        (free, write)
     }
 }
